@@ -1,0 +1,125 @@
+/* cli: shared flag parsing for every command (see cli.h). */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "timeutil.h"
+
+static const char *common_help =
+    "Common options:\n"
+    "  --scripts DIR        campaign scripts (default: scripts/)\n"
+    "  --db PATH            database (default: hearth.db)\n"
+    "  --tz ZONE            IANA time zone of the engine (default: Asia/Shanghai)\n"
+    "  --dedupe-window DUR  how long an event id is remembered (default 30d, 0 = forever)\n"
+    "  --log-level LEVEL    debug, info, warn or error (default: info; env HEARTH_LOG)\n"
+    "  -h, --help           this help\n";
+
+int cli_usage_error(const char *usage, const char *fmt, ...) {
+  va_list ap;
+  fputs("hearth: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n%s(see --help)\n", usage);
+  return EXIT_USAGE;
+}
+
+static int accepts(const char *extra, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = extra; p && *p;) {
+    const char *sp = strchr(p, ' ');
+    size_t len = sp ? (size_t)(sp - p) : strlen(p);
+    if (len == n && strncmp(p, name, n) == 0) return 1;
+    p = sp ? sp + 1 : NULL;
+  }
+  return 0;
+}
+
+/* Flags that take a value, and where it goes. */
+static const char **slot_for(cli_t *c, const char *name) {
+  if (!strcmp(name, "scripts")) return &c->scripts;
+  if (!strcmp(name, "db")) return &c->db;
+  if (!strcmp(name, "tz")) return &c->tz;
+  if (!strcmp(name, "stdlib")) return &c->stdlib;
+  if (!strcmp(name, "events")) return &c->events;
+  if (!strcmp(name, "until")) return &c->until;
+  if (!strcmp(name, "listen")) return &c->listen;
+  if (!strcmp(name, "token-file")) return &c->token_file;
+  if (!strcmp(name, "format")) return &c->format;
+  return NULL;
+}
+
+static int is_common(const char *name) {
+  return !strcmp(name, "scripts") || !strcmp(name, "db") || !strcmp(name, "tz") ||
+         !strcmp(name, "stdlib") || !strcmp(name, "dedupe-window") || !strcmp(name, "log-level");
+}
+
+int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *usage) {
+  memset(c, 0, sizeof *c);
+  c->scripts = "scripts";
+  c->db = "hearth.db";
+  c->tz = getenv("HEARTH_TZ") ? getenv("HEARTH_TZ") : "Asia/Shanghai";
+  c->stdlib = getenv("HEARTH_STDLIB") ? getenv("HEARTH_STDLIB") : HEARTH_STDLIB_DIR;
+  c->dedupe_window = 30 * 86400;
+  c->batch = 1000;
+  c->limit = 20;
+  for (int i = 1; i < argc; i++) {
+    char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      c->help = 1;
+      printf("%s\n%s", usage, common_help);
+      return 1;
+    }
+    if (strncmp(a, "--", 2) != 0 || !strcmp(a, "-")) {
+      if (a[0] == '-' && a[1]) return cli_usage_error(usage, "unknown option '%s'", a);
+      if (c->npositional == 16) return cli_usage_error(usage, "too many arguments");
+      c->positional[c->npositional++] = a;
+      continue;
+    }
+    char name[64];
+    const char *eq = strchr(a + 2, '=');
+    size_t nlen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    if (nlen >= sizeof name) return cli_usage_error(usage, "unknown option '%s'", a);
+    memcpy(name, a + 2, nlen);
+    name[nlen] = '\0';
+    /* boolean flags */
+    if (!strcmp(name, "json") && accepts(extra, "json")) { c->json = 1; continue; }
+    if (!strcmp(name, "quiet") && accepts(extra, "quiet")) { c->quiet = 1; continue; }
+    if (!is_common(name) && !accepts(extra, name)) return cli_usage_error(usage, "unknown option '--%s'", name);
+    const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+    if (!val) return cli_usage_error(usage, "option '--%s' needs a value", name);
+    const char **slot = slot_for(c, name);
+    if (slot) {
+      *slot = val;
+    } else if (!strcmp(name, "dedupe-window")) {
+      char err[200];
+      if (duration_parse(val, &c->dedupe_window, err, sizeof err) < 0)
+        return cli_usage_error(usage, "--dedupe-window: %s", err);
+    } else if (!strcmp(name, "log-level")) {
+      int lv = log_level_parse(val);
+      if (lv < 0) return cli_usage_error(usage, "--log-level must be debug, info, warn or error");
+      log_set_level(lv);
+    } else if (!strcmp(name, "batch") || !strcmp(name, "limit")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || v < 1 || v > 1000000) return cli_usage_error(usage, "--%s must be a number from 1 to 1000000", name);
+      if (!strcmp(name, "batch")) c->batch = (int)v; else c->limit = (int)v;
+    } else {
+      return cli_usage_error(usage, "unknown option '--%s'", name);
+    }
+  }
+  return 0;
+}
+
+void cli_engine_opts(const cli_t *c, engine_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->db_path = c->db;
+  o->scripts_dir = c->scripts;
+  o->stdlib_dir = c->stdlib;
+  o->tz_name = c->tz;
+  o->dedupe_window = c->dedupe_window;
+}

@@ -1,0 +1,40 @@
+/* cli: the command-line layer. Shared flags (--scripts, --db, --tz, --log-level, ...)
+ * are parsed by cli_parse; each command lives in its own cmd_*.c file. Exit codes: 0 ok,
+ * 1 runtime failure, 2 usage error. */
+#ifndef HEARTH_CLI_H
+#define HEARTH_CLI_H
+
+#include <stdint.h>
+
+#include "engine.h"
+
+#define EXIT_USAGE 2
+
+typedef struct {
+  const char *scripts, *db, *tz, *stdlib;
+  int64_t dedupe_window;
+  int help;
+  /* command-specific */
+  const char *events, *until, *listen, *token_file, *format;
+  int batch, limit, json, quiet;
+  const char *positional[16];
+  int npositional;
+} cli_t;
+
+/* Which flags a command accepts, as a string of option names separated by spaces
+ * ("events until db"): the shared ones are always accepted. */
+int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *usage);
+/* Fill engine options from the shared flags. */
+void cli_engine_opts(const cli_t *c, engine_opts_t *o);
+/* Print "hearth: <msg>" and return EXIT_USAGE. */
+int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int cmd_import(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_member(int argc, char **argv);
+int cmd_dry_run(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_test(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+
+#endif

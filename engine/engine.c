@@ -1,0 +1,356 @@
+/* engine: batches, dedupe, built-in member fields, dispatch, timers and actions
+ * (see engine.h). */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "lua_api.h"
+
+const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed",
+                                                   "deferred", "skipped", "limited"};
+
+int action_status_parse(const char *s) {
+  for (int i = 0; i < AS_COUNT; i++)
+    if (strcmp(s, action_status_names[i]) == 0) return i;
+  return -1;
+}
+
+char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]) {
+  return rfc3339_format(t, e->tz ? tz_offset_at(e->tz, t) : 0, buf);
+}
+
+static void load_seqs(engine_t *e) {
+  e->event_seq = store_meta_get(e->store, "event_seq", 0);
+  e->timer_seq = store_meta_get(e->store, "timer_seq", 0);
+}
+
+engine_t *engine_open(const engine_opts_t *o, char **errp) {
+  char err[1024] = "";
+  *errp = NULL;
+  engine_t *e = xcalloc(1, sizeof *e);
+  e->dedupe_window = o->dedupe_window;
+  e->earliest_timer = INT64_MAX;
+  if (o->limits.max_instructions)
+    e->limits = o->limits;
+  else
+    lua_limits_default(&e->limits);
+  e->scripts_dir = o->scripts_dir ? xstrdup(o->scripts_dir) : NULL;
+  e->stdlib_dir = o->stdlib_dir ? xstrdup(o->stdlib_dir) : NULL;
+  member_cache_init(&e->members);
+  e->tz = tz_load(o->tz_name ? o->tz_name : "Asia/Shanghai", err, sizeof err);
+  if (!e->tz) goto fail;
+  if (o->memory_db)
+    e->store = store_open_copy(o->db_path, err, sizeof err);
+  else
+    e->store = store_open(o->db_path, o->readonly, err, sizeof err);
+  if (!e->store) goto fail;
+  load_seqs(e);
+  if (!o->no_scripts) {
+    strbuf_t errors;
+    sb_init(&errors);
+    e->scripts = scripts_load(e, &errors);
+    if (!e->scripts) {
+      *errp = sb_take(&errors);
+      engine_close(e);
+      return NULL;
+    }
+    sb_free(&errors);
+  }
+  return e;
+fail:
+  *errp = xstrdup(err);
+  engine_close(e);
+  return NULL;
+}
+
+void engine_close(engine_t *e) {
+  if (!e) return;
+  scripts_free(e->scripts);
+  member_cache_free(&e->members);
+  store_close(e->store);
+  tz_free(e->tz);
+  free(e->scripts_dir);
+  free(e->stdlib_dir);
+  free(e);
+}
+
+int engine_reload(engine_t *e, char **err) {
+  strbuf_t errors;
+  sb_init(&errors);
+  scripts_t *s = scripts_load(e, &errors);
+  if (!s) {
+    *err = sb_take(&errors);
+    return -1;
+  }
+  sb_free(&errors);
+  scripts_free(e->scripts);
+  e->scripts = s;
+  *err = NULL;
+  return 0;
+}
+
+int engine_begin(engine_t *e) {
+  e->earliest_timer = INT64_MAX;
+  return store_begin(e->store);
+}
+
+int engine_commit(engine_t *e) {
+  if (member_cache_flush(&e->members, e->store) < 0 ||
+      store_meta_set(e->store, "event_seq", e->event_seq) < 0 ||
+      store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 || store_commit(e->store) < 0) {
+    log_msg(LOG_ERROR, "commit failed", "error", store_errmsg(e->store), NULL);
+    engine_rollback(e);
+    return -1;
+  }
+  member_cache_clear(&e->members);
+  return 0;
+}
+
+void engine_rollback(engine_t *e) {
+  store_rollback(e->store);
+  member_cache_clear(&e->members);
+  load_seqs(e);
+}
+
+/* 1 when the id was seen inside the dedupe window, 0 when new (now marked), -1 error. */
+static int seen_before(engine_t *e, const char *id) {
+  sqlite3_stmt *st = store_stmt(e->store, ST_SEEN_MARK);
+  bind_text(st, 1, id);
+  bind_int(st, 2, e->now);
+  bind_int(st, 3, e->dedupe_window > 0 ? e->now - e->dedupe_window : INT64_MIN);
+  if (store_exec_stmt(e->store, st) != SQLITE_DONE) return -1;
+  return sqlite3_changes(e->store->db) == 0;
+}
+
+static void set_attr_string(member_t *m, const char *key, json_t *v) {
+  if (json_is_string(v) && !json_object_get(m->attrs, key)) json_object_set(m->attrs, key, v);
+}
+
+/* The fields the engine keeps itself, updated before the handlers see the event. */
+static void apply_builtins(member_t *m, const event_t *ev) {
+  const char *t = ev->type;
+  json_t *data = ev->data;
+  if (strcmp(t, "member.joined") == 0) {
+    if (m->joined_at == NO_TIME) m->joined_at = ev->time;
+    const char *keys[] = {"channel", "store", "staff", "referrer"};
+    for (int i = 0; i < 4; i++) set_attr_string(m, keys[i], json_object_get(data, keys[i]));
+  } else if (strcmp(t, "member.updated") == 0 && data) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(data, k, v) {
+      if (json_is_null(v))
+        json_object_del(m->attrs, k);
+      else
+        json_object_set(m->attrs, k, v);
+    }
+  } else if (strcmp(t, "member.unsubscribed") == 0) {
+    json_object_set_new(m->attrs, "unsubscribed", json_true());
+  } else if (strcmp(t, "member.subscribed") == 0) {
+    json_object_del(m->attrs, "unsubscribed");
+  } else if (strcmp(t, "order.paid") == 0) {
+    m->orders++;
+    json_t *a = json_object_get(data, "amount");
+    if (json_is_number(a) && json_number_value(a) > 0) m->spend += json_number_value(a);
+  } else if (strcmp(t, "order.refunded") == 0) {
+    json_t *a = json_object_get(data, "amount");
+    if (json_is_number(a) && json_number_value(a) > 0) {
+      m->spend -= json_number_value(a);
+      if (m->spend < 0) m->spend = 0;
+    }
+  }
+  if (m->last_active_at == NO_TIME || ev->time > m->last_active_at) m->last_active_at = ev->time;
+  m->dirty = 1;
+}
+
+/* Dispatch a validated event for member m. */
+static int dispatch(engine_t *e, member_t *m, event_t *ev, const char *key) {
+  if (!e->scripts) return EV_APPLIED;
+  int failed = scripts_dispatch(e->scripts, m, ev, key);
+  if (failed < 0) return EV_ERROR;
+  if (failed > 0) {
+    e->stats.failed++;
+    return EV_FAILED;
+  }
+  return EV_APPLIED;
+}
+
+int engine_apply(engine_t *e, event_t *ev) {
+  if (!ev->has_time) ev->time = e->now, ev->has_time = 1;
+  if (ev->id) {
+    int seen = seen_before(e, ev->id);
+    if (seen < 0) return EV_ERROR;
+    if (seen) {
+      e->stats.duplicates++;
+      return EV_DUPLICATE;
+    }
+  }
+  e->event_seq++;
+  char keybuf[40];
+  const char *key = ev->id;
+  if (!key) {
+    snprintf(keybuf, sizeof keybuf, "@%lld", (long long)e->event_seq);
+    key = keybuf;
+  }
+  member_t *m = member_cache_get(&e->members, e->store, ev->member, ev->time);
+  if (!m) return EV_ERROR;
+  apply_builtins(m, ev);
+  e->stats.accepted++;
+  return dispatch(e, m, ev, key);
+}
+
+int64_t engine_next_timer(engine_t *e) {
+  sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_NEXT);
+  int64_t t = INT64_MAX;
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    t = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return t;
+}
+
+typedef struct {
+  int64_t due, id, gen;
+  char *member, *type, *data, *campaign;
+} timer_row_t;
+
+static void free_rows(timer_row_t *rows, int n) {
+  for (int i = 0; i < n; i++) free(rows[i].member), free(rows[i].type), free(rows[i].data), free(rows[i].campaign);
+  free(rows);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? xstrdup((const char *)t) : NULL;
+}
+
+/* Read up to max due rows, in (due, id) order. Returns the count, -1 on error. */
+static int read_due(engine_t *e, int64_t upto, int max, timer_row_t **out) {
+  sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_DUE);
+  bind_int(st, 1, upto);
+  bind_int(st, 2, max);
+  timer_row_t *rows = xcalloc((size_t)max, sizeof *rows);
+  int n = 0, rc;
+  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    timer_row_t *r = &rows[n++];
+    r->due = sqlite3_column_int64(st, 0);
+    r->id = sqlite3_column_int64(st, 1);
+    r->member = col_dup(st, 2);
+    r->type = col_dup(st, 3);
+    r->data = col_dup(st, 4);
+    r->gen = sqlite3_column_int64(st, 5);
+    r->campaign = col_dup(st, 6);
+  }
+  sqlite3_reset(st);
+  *out = rows;
+  return n;
+}
+
+/* Fire one timer row inside the open batch. */
+static int fire_one(engine_t *e, timer_row_t *r) {
+  if (e->virtual_clock || e->now < r->due) e->now = r->due;
+  member_t *m = member_cache_get(&e->members, e->store, r->member, r->due);
+  if (!m) return EV_ERROR;
+  json_t *gen = json_object_get(m->timer_gens, r->type);
+  if ((gen ? json_integer_value(gen) : 0) != r->gen) {
+    e->stats.timers_cancelled++;
+    return EV_APPLIED;
+  }
+  event_t ev = {.type = r->type, .member = r->member, .time = r->due, .has_time = 1};
+  if (r->data) ev.data = json_loads(r->data, 0, NULL);
+  char key[48];
+  snprintf(key, sizeof key, "timer:%lld", (long long)r->id);
+  e->stats.timers_fired++;
+  int rc = dispatch(e, m, &ev, key);
+  json_decref(ev.data);
+  return rc;
+}
+
+int engine_fire_timers(engine_t *e, int64_t upto, int max) {
+  timer_row_t *rows;
+  if (engine_begin(e) < 0) return -1;
+  int n = read_due(e, upto, max, &rows);
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++)
+    if (fire_one(e, &rows[i]) == EV_ERROR) rc = -1;
+  if (rc == 0 && n > 0) {
+    sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_DEL_UPTO);
+    bind_int(st, 1, rows[n - 1].due);
+    bind_int(st, 2, rows[n - 1].id);
+    if (store_exec_stmt(e->store, st) != SQLITE_DONE) rc = -1;
+  }
+  free_rows(rows, n);
+  if (rc < 0) {
+    engine_rollback(e);
+    return -1;
+  }
+  if (engine_commit(e) < 0) return -1;
+  return n;
+}
+
+static void emit(engine_t *e, json_t *body) {
+  if (e->on_action) e->on_action(e->on_action_ud, body);
+}
+
+int engine_action(engine_t *e, action_req_t *r) {
+  char tbuf[32];
+  int rc = -1;
+  json_t *body = json_object();
+  json_object_set_new(body, "id", json_string(r->id));
+  json_object_set_new(body, "time", json_string(engine_fmt_time(e, e->now, tbuf)));
+  json_object_set_new(body, "member", json_string(r->m->id));
+  json_object_set_new(body, "campaign", json_string(r->campaign));
+  if (r->step) json_object_set_new(body, "step", json_string(r->step));
+  json_object_set_new(body, "action", json_string(r->kind));
+  json_object_set_new(body, "status", json_string(action_status_names[r->status]));
+  json_object_update(body, r->fields);
+  json_decref(r->fields);
+  r->fields = NULL;
+
+  sqlite3_stmt *st = store_stmt(e->store, ST_ACTION_GET);
+  bind_text(st, 1, r->id);
+  int step = sqlite3_step(st);
+  int existing = -1;
+  if (step == SQLITE_ROW) existing = action_status_parse((const char *)sqlite3_column_text(st, 0));
+  sqlite3_reset(st);
+  if (step != SQLITE_ROW && step != SQLITE_DONE) goto out;
+  if (step == SQLITE_ROW && !(existing == AS_DEFERRED && r->status != AS_DEFERRED)) {
+    rc = existing < 0 ? AS_QUEUED : existing; /* the same cause again: nothing twice */
+    goto out;
+  }
+  char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!text) goto out;
+  const char *delivery = r->status == AS_QUEUED ? "pending" : NULL;
+  if (step == SQLITE_ROW) {
+    st = store_stmt(e->store, ST_ACTION_RESTATUS);
+    bind_text(st, 1, r->id);
+    bind_text(st, 2, action_status_names[r->status]);
+    bind_int(st, 3, e->now);
+    bind_text(st, 4, text);
+    bind_text(st, 5, delivery);
+    bind_int(st, 6, e->now);
+  } else {
+    st = store_stmt(e->store, ST_ACTION_ADD);
+    bind_text(st, 1, r->id);
+    bind_text(st, 2, r->m->id);
+    bind_text(st, 3, r->campaign);
+    bind_text(st, 4, r->step);
+    bind_text(st, 5, r->kind);
+    bind_text(st, 6, action_status_names[r->status]);
+    bind_text(st, 7, r->channel);
+    bind_int(st, 8, e->now);
+    bind_text(st, 9, text);
+    bind_text(st, 10, delivery);
+    bind_int(st, 11, e->now);
+  }
+  int done = store_exec_stmt(e->store, st);
+  sqlite3_clear_bindings(st);
+  free(text);
+  if (done != SQLITE_DONE) goto out;
+  e->stats.actions[r->status]++;
+  emit(e, body);
+  rc = r->status;
+out:
+  json_decref(body);
+  return rc;
+}

@@ -1,0 +1,30 @@
+/* event: one member event as SPEC §1 defines it, parsed and validated from JSON.
+ * Validation is strict: unknown top-level fields, wrong types and out-of-range values are
+ * rejected with a message naming the field. */
+#ifndef HEARTH_EVENT_H
+#define HEARTH_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+typedef struct {
+  char *id;       /* idempotency key or NULL */
+  char *type;     /* [a-z0-9_.]{1,64} */
+  char *member;   /* 1-128 bytes UTF-8 */
+  int64_t time;   /* epoch seconds */
+  int has_time;   /* 0: the receiver fills in the time of receipt */
+  json_t *data;   /* object, or NULL when absent */
+} event_t;
+
+/* Validate a decoded JSON value as an event. On success fills ev (owned copies) and returns
+ * 0; on failure returns -1 with "field: message" in err and leaves ev cleared. */
+int event_from_json(json_t *v, event_t *ev, char *err, size_t errlen);
+/* Decode one line of NDJSON and validate it. Same contract as event_from_json. */
+int event_parse(const char *text, size_t len, event_t *ev, char *err, size_t errlen);
+void event_clear(event_t *ev);
+/* Checks used elsewhere too (timer event types, hearth.on). */
+int event_type_valid(const char *type);
+int member_id_valid(const char *id, size_t len);
+
+#endif

@@ -1,0 +1,69 @@
+/* http_server: a small HTTP/1.1 server on a libuv loop, parsing with the system
+ * http-parser library. It owns its listening handle and every connection. Requests are
+ * handed to one callback once headers and body are complete; the callback answers
+ * synchronously by filling in the response. Limits: body size (413), header size (431),
+ * connection cap (new connections beyond it are closed at once), a header deadline and a
+ * body deadline after which a slow client is closed (408 when possible). Keep-alive is
+ * supported; "Connection: close" is honoured. */
+#ifndef HEARTH_HTTP_SERVER_H
+#define HEARTH_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct http_server http_server_t;
+
+typedef struct {
+  const char *method;      /* "GET", "POST", ... */
+  const char *path;        /* path without the query string, NUL-terminated */
+  const char *query;       /* query string without '?', or "" */
+  const char *body;        /* NUL-terminated copy of the body (may contain NULs) */
+  size_t body_len;
+  const char *authorization; /* value of the Authorization header or NULL */
+  const char *content_type;  /* value of Content-Type or NULL */
+} http_request_t;
+
+typedef struct {
+  int status;                /* default 200 */
+  const char *content_type;  /* default "application/json" */
+  char *body;                /* malloc'd by the handler, freed by the server; may be NULL */
+  size_t body_len;
+  char extra_headers[256];   /* extra header lines, each ending in "\r\n" (e.g. Retry-After) */
+} http_response_t;
+
+typedef void (*http_handler_fn)(const http_request_t *req, http_response_t *res, void *ud);
+
+typedef struct {
+  const char *host;          /* "127.0.0.1" */
+  int port;                  /* 0 = pick a free port (see http_server_port) */
+  size_t max_body;           /* bytes; default 8 MiB */
+  size_t max_header;         /* bytes; default 16 KiB */
+  int max_connections;       /* default 1024 */
+  unsigned header_timeout_ms;/* default 10000 */
+  unsigned body_timeout_ms;  /* default 30000 */
+  http_handler_fn handler;
+  void *ud;
+} http_server_opts_t;
+
+/* Start listening. Returns NULL with a message in err on failure (bad address, port busy),
+ * e.g. "cannot listen on 127.0.0.1:8707: address already in use". A failure after the
+ * listening handle was created leaves its close pending: run the loop before
+ * uv_loop_close. The process must ignore SIGPIPE (libuv writes with plain write()). */
+http_server_t *http_server_start(uv_loop_t *loop, const http_server_opts_t *opts, char *err, size_t errlen);
+/* The bound port (useful with port 0). */
+int http_server_port(const http_server_t *s);
+/* Stop accepting new connections (SIGTERM); connections in flight finish their request
+ * and are then closed; idle keep-alive connections are closed at once. */
+void http_server_stop_accepting(http_server_t *s);
+/* Close every handle; the memory is freed from the close callbacks, so run the loop
+ * afterwards until it has no more active handles. */
+void http_server_close(http_server_t *s);
+/* Counters for /metrics. requests: requests handed to the handler; rejected_413/431:
+ * requests refused for body or header size; timed_out: 408s sent on a header or body
+ * deadline (an idle keep-alive connection reaching the header deadline is closed quietly
+ * and not counted); refused_connections: connections closed at once over the cap;
+ * open_connections: connections currently held, including ones being closed. */
+typedef struct { unsigned long requests, rejected_413, rejected_431, timed_out, refused_connections, open_connections; } http_server_stats_t;
+void http_server_stats(const http_server_t *s, http_server_stats_t *out);
+
+#endif

@@ -1,0 +1,316 @@
+/* json_lua: owns the conversion between jansson values and Lua values (jl_push,
+ * jl_from_lua) and the UTF-8 check shared with the event parser (jl_utf8_valid).
+ * JSON -> Lua may raise Lua errors and never takes a jansson reference; Lua -> JSON never
+ * raises (only raw, non-allocating Lua API calls) and releases what it built on failure. */
+#include "json_lua.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Room for the path of the deepest value: JL_MAX_DEPTH segments of at most
+ * JL_KEY_SHOWN key bytes plus ".", "..." and the terminator, or "[index]". */
+#define JL_KEY_SHOWN 48
+#define JL_PATH_MAX (JL_MAX_DEPTH * (JL_KEY_SHOWN + 8) + 1)
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+/* Length of the well-formed UTF-8 sequence at s (before end), or 0 if it is malformed:
+ * overlong forms, surrogates and code points above U+10FFFF are malformed. */
+size_t jl_utf8_seq(const char *s, const char *end) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n, avail = (size_t)((const unsigned char *)end - p);
+  unsigned long cp, min;
+  if (avail == 0) return 0;
+  if (p[0] < 0x80) return 1;
+  if (p[0] >= 0xC2 && p[0] <= 0xDF) { n = 2; cp = p[0] & 0x1Fu; min = 0x80; }
+  else if ((p[0] & 0xF0) == 0xE0) { n = 3; cp = p[0] & 0x0Fu; min = 0x800; }
+  else if (p[0] >= 0xF0 && p[0] <= 0xF4) { n = 4; cp = p[0] & 0x07u; min = 0x10000; }
+  else return 0;
+  if (avail < n) return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[i] & 0x3Fu);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+int jl_utf8_valid(const char *s, size_t len) {
+  const char *end = s + len;
+  while (s < end) {
+    size_t n = jl_utf8_seq(s, end);
+    if (n == 0) return 0;
+    s += n;
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- JSON -> Lua */
+
+static void push_value(lua_State *L, json_t *v, int depth);
+
+/* Called before opening container number depth + 1. */
+static void enter_container(lua_State *L, int depth) {
+  if (depth >= JL_MAX_DEPTH) {
+    lua_pushfstring(L, "JSON value nested deeper than %d levels", JL_MAX_DEPTH);
+    lua_error(L);
+  }
+  luaL_checkstack(L, 4, "converting JSON");
+}
+
+static int table_size_hint(size_t n) {
+  return n > 1000000 ? 1000000 : (int)n;
+}
+
+static void push_object(lua_State *L, json_t *obj, int depth) {
+  enter_container(L, depth);
+  lua_createtable(L, 0, table_size_hint(json_object_size(obj)));
+  for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+    json_t *val = json_object_iter_value(it);
+    if (json_is_null(val)) continue; /* a nil field is an absent field */
+    lua_pushlstring(L, json_object_iter_key(it), json_object_iter_key_len(it));
+    push_value(L, val, depth + 1);
+    lua_rawset(L, -3);
+  }
+}
+
+static void push_array(lua_State *L, json_t *arr, int depth) {
+  size_t n = json_array_size(arr);
+  enter_container(L, depth);
+  lua_createtable(L, table_size_hint(n), 0);
+  for (size_t i = 0; i < n; i++) {
+    json_t *val = json_array_get(arr, i);
+    if (json_is_null(val)) lua_pushlightuserdata(L, NULL); /* keeps positions */
+    else push_value(L, val, depth + 1);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* depth: number of containers already open around v. */
+static void push_value(lua_State *L, json_t *v, int depth) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: push_object(L, v, depth); break;
+  case JSON_ARRAY: push_array(L, v, depth); break;
+  case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
+  case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(v)); break;
+  case JSON_REAL: lua_pushnumber(L, (lua_Number)json_real_value(v)); break;
+  case JSON_TRUE: lua_pushboolean(L, 1); break;
+  case JSON_FALSE: lua_pushboolean(L, 0); break;
+  case JSON_NULL: default: lua_pushnil(L); break;
+  }
+}
+
+void jl_push(lua_State *L, json_t *v) {
+  luaL_checkstack(L, 2, "converting JSON");
+  if (!v) lua_pushnil(L);
+  else push_value(L, v, 0);
+}
+
+/* ---------------------------------------------------------------- Lua -> JSON */
+
+typedef struct {
+  lua_State *L;
+  const void *open[JL_MAX_DEPTH]; /* tables being converted, outermost first */
+  int depth;
+  char path[JL_PATH_MAX]; /* ".vars.x[2]" of the value being converted */
+  size_t pathlen;
+  char *err;
+  size_t errlen;
+} conv_t;
+
+/* Record "message (at path)" and return NULL. */
+static json_t *conv_fail(conv_t *c, const char *fmt, ...) {
+  char msg[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (!c->err || c->errlen == 0) return NULL;
+  if (c->pathlen) snprintf(c->err, c->errlen, "%s (at %s)", msg, c->path);
+  else snprintf(c->err, c->errlen, "%s", msg);
+  return NULL;
+}
+
+static void path_put(conv_t *c, const char *s, size_t n) {
+  if (n > sizeof c->path - 1 - c->pathlen) n = sizeof c->path - 1 - c->pathlen;
+  memcpy(c->path + c->pathlen, s, n);
+  c->pathlen += n;
+  c->path[c->pathlen] = '\0';
+}
+
+static void path_restore(conv_t *c, size_t len) {
+  c->pathlen = len;
+  c->path[len] = '\0';
+}
+
+/* Append ".key" (a valid UTF-8 key): control characters shown as '?', long keys cut at a
+ * character boundary and marked with "...". */
+static void path_push_key(conv_t *c, const char *key, size_t len) {
+  const char *p = key, *end = key + len;
+  size_t shown = 0;
+  path_put(c, ".", 1);
+  while (p < end) {
+    size_t n = jl_utf8_seq(p, end);
+    if (n == 0) n = 1;
+    if (shown + n > JL_KEY_SHOWN) { path_put(c, "...", 3); return; }
+    unsigned char b = (unsigned char)*p;
+    if (n == 1 && (b < 0x20 || b == 0x7F)) path_put(c, "?", 1);
+    else path_put(c, p, n);
+    shown += n;
+    p += n;
+  }
+}
+
+static void path_push_index(conv_t *c, lua_Integer i) {
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "[%lld]", (long long)i);
+  path_put(c, buf, (size_t)n);
+}
+
+static json_t *convert(conv_t *c, int idx);
+
+static json_t *convert_number(conv_t *c, int idx) {
+  json_t *j;
+  if (lua_isinteger(c->L, idx)) {
+    j = json_integer((json_int_t)lua_tointeger(c->L, idx));
+  } else {
+    double d = (double)lua_tonumber(c->L, idx);
+    if (!isfinite(d)) return conv_fail(c, "numbers must be finite");
+    j = json_real(d);
+  }
+  return j ? j : conv_fail(c, "out of memory");
+}
+
+static json_t *convert_string(conv_t *c, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(c->L, idx, &len); /* a string already: no conversion */
+  if (!jl_utf8_valid(s, len)) return conv_fail(c, "string is not valid UTF-8");
+  json_t *j = json_stringn_nocheck(s, len);
+  return j ? j : conv_fail(c, "out of memory");
+}
+
+enum table_kind { TABLE_EMPTY, TABLE_ARRAY, TABLE_OBJECT, TABLE_MIXED };
+
+/* Classify the table at idx by its keys; *n gets the array length. */
+static enum table_kind classify(lua_State *L, int idx, lua_Integer *n) {
+  lua_Integer count = 0, ints = 0, max = 0, strs = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    count++;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      strs++;
+    } else if (lua_isinteger(L, -2)) {
+      lua_Integer k = lua_tointeger(L, -2);
+      if (k >= 1) { ints++; if (k > max) max = k; }
+    }
+    lua_pop(L, 1);
+  }
+  *n = count;
+  if (count == 0) return TABLE_EMPTY;
+  if (ints == count && max == count) return TABLE_ARRAY; /* distinct keys in 1..n */
+  if (strs == count) return TABLE_OBJECT;
+  return TABLE_MIXED;
+}
+
+static json_t *convert_array(conv_t *c, int idx, lua_Integer n) {
+  json_t *arr = json_array();
+  size_t saved = c->pathlen;
+  if (!arr) return conv_fail(c, "out of memory");
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(c->L, idx, i);
+    path_push_index(c, i);
+    json_t *elem = convert(c, lua_gettop(c->L));
+    path_restore(c, saved);
+    lua_pop(c->L, 1);
+    if (!elem) { json_decref(arr); return NULL; }
+    if (json_array_append_new(arr, elem) != 0) { /* elem released by jansson */
+      json_decref(arr);
+      return conv_fail(c, "out of memory");
+    }
+  }
+  return arr;
+}
+
+static json_t *convert_object(conv_t *c, int idx) {
+  json_t *obj = json_object();
+  size_t saved = c->pathlen;
+  if (!obj) return conv_fail(c, "out of memory");
+  lua_pushnil(c->L);
+  while (lua_next(c->L, idx)) {
+    size_t klen;
+    const char *key = lua_tolstring(c->L, -2, &klen); /* a string: no conversion */
+    if (!jl_utf8_valid(key, klen)) {
+      json_decref(obj);
+      return conv_fail(c, "table key is not valid UTF-8");
+    }
+    path_push_key(c, key, klen);
+    json_t *val = convert(c, lua_gettop(c->L));
+    path_restore(c, saved);
+    if (!val) { json_decref(obj); return NULL; }
+    if (json_object_setn_new_nocheck(obj, key, klen, val) != 0) { /* val released */
+      json_decref(obj);
+      return conv_fail(c, "out of memory");
+    }
+    lua_pop(c->L, 1); /* keep the key for lua_next */
+  }
+  return obj;
+}
+
+static json_t *convert_table(conv_t *c, int idx) {
+  const void *self = lua_topointer(c->L, idx);
+  lua_Integer n;
+  json_t *result = NULL;
+  for (int i = 0; i < c->depth; i++)
+    if (c->open[i] == self) return conv_fail(c, "table contains itself (cycle)");
+  if (c->depth >= JL_MAX_DEPTH)
+    return conv_fail(c, "table nested deeper than %d levels", JL_MAX_DEPTH);
+  if (!lua_checkstack(c->L, 4)) return conv_fail(c, "out of Lua stack space");
+  c->open[c->depth++] = self;
+  switch (classify(c->L, idx, &n)) {
+  case TABLE_EMPTY:
+    result = json_object();
+    if (!result) conv_fail(c, "out of memory");
+    break;
+  case TABLE_ARRAY: result = convert_array(c, idx, n); break;
+  case TABLE_OBJECT: result = convert_object(c, idx); break;
+  case TABLE_MIXED: conv_fail(c, "table has mixed or non-string keys"); break;
+  }
+  c->depth--;
+  return result;
+}
+
+static json_t *convert(conv_t *c, int idx) {
+  json_t *j;
+  int t = lua_type(c->L, idx);
+  switch (t) {
+  case LUA_TNIL: j = json_null(); break;
+  case LUA_TBOOLEAN: j = json_boolean(lua_toboolean(c->L, idx)); break;
+  case LUA_TNUMBER: return convert_number(c, idx);
+  case LUA_TSTRING: return convert_string(c, idx);
+  case LUA_TTABLE: return convert_table(c, idx);
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(c->L, idx) == NULL) { j = json_null(); break; }
+    /* fall through */
+  default:
+    return conv_fail(c, "cannot convert %s to JSON", lua_typename(c->L, t));
+  }
+  return j ? j : conv_fail(c, "out of memory");
+}
+
+json_t *jl_from_lua(lua_State *L, int idx, char *err, size_t errlen) {
+  conv_t c;
+  int top = lua_gettop(L);
+  c.L = L;
+  c.depth = 0;
+  c.path[0] = '\0';
+  c.pathlen = 0;
+  c.err = err;
+  c.errlen = errlen;
+  if (err && errlen) err[0] = '\0';
+  json_t *j = convert(&c, lua_absindex(L, idx));
+  lua_settop(L, top);
+  return j;
+}

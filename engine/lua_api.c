@@ -1,0 +1,374 @@
+/* lua_api: script sets, the `hearth` table and handler dispatch (see lua_api.h). */
+#include "lua_api.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_lua.h"
+#include "log.h"
+
+static scripts_t *scripts_of(lua_State *L) { return luahost_of(L)->owner; }
+
+/* ---- argument helpers ---- */
+
+int64_t lua_check_duration(lua_State *L, int idx) {
+  if (lua_isinteger(L, idx)) return lua_tointeger(L, idx);
+  const char *s = luaL_checkstring(L, idx);
+  int64_t secs;
+  char err[200];
+  if (duration_parse(s, &secs, err, sizeof err) < 0) luaL_argerror(L, idx, err);
+  return secs;
+}
+
+int64_t lua_check_time(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    if (!lua_isinteger(L, idx)) return (int64_t)lua_tonumber(L, idx);
+    return lua_tointeger(L, idx);
+  }
+  const char *s = luaL_checkstring(L, idx);
+  int64_t t;
+  char err[200];
+  if (rfc3339_parse(s, &t, err, sizeof err) < 0) luaL_argerror(L, idx, err);
+  return t;
+}
+
+json_t *lua_check_json(lua_State *L, int idx, const char *what) {
+  char err[256];
+  json_t *v = jl_from_lua(L, idx, err, sizeof err);
+  if (!v) luaL_error(L, "%s: %s", what, err);
+  return v;
+}
+
+/* ---- declarations (load phase only) ---- */
+
+static void check_loading(lua_State *L, const char *fn) {
+  if (!luahost_of(L)->loading)
+    luaL_error(L, "%s: can only be called while the scripts load, not from a handler", fn);
+}
+
+static handler_list_t *list_for(scripts_t *s, const char *type, int create) {
+  for (int i = 0; i < s->nlists; i++)
+    if (strcmp(s->lists[i].type, type) == 0) return &s->lists[i];
+  if (!create) return NULL;
+  if (s->nlists == s->caplists)
+    s->lists = xrealloc(s->lists, (s->caplists = s->caplists ? s->caplists * 2 : 8) * sizeof *s->lists);
+  handler_list_t *l = &s->lists[s->nlists++];
+  memset(l, 0, sizeof *l);
+  l->type = xstrdup(type);
+  return l;
+}
+
+/* hearth.on(type, fn) */
+static int l_on(lua_State *L) {
+  check_loading(L, "hearth.on");
+  const char *type = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (strcmp(type, "*") != 0 && !event_type_valid(type))
+    luaL_argerror(L, 1, lua_pushfstring(L, "event type must match [a-z0-9_.]{1,64} or be \"*\", got '%s'", type));
+  scripts_t *s = scripts_of(L);
+  lua_pushvalue(L, 2);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  handler_list_t *l = list_for(s, type, 1);
+  if (l->n == l->cap) l->v = xrealloc(l->v, (l->cap = l->cap ? l->cap * 2 : 4) * sizeof *l->v);
+  l->v[l->n].ref = ref;
+  l->v[l->n].campaign = xstrdup(luahost_of(L)->campaign ? luahost_of(L)->campaign : "main");
+  l->n++;
+  return 0;
+}
+
+/* hearth.cron(spec, fn) */
+static int l_cron(lua_State *L) {
+  check_loading(L, "hearth.cron");
+  const char *spec = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  cron_t c;
+  char err[200];
+  if (cron_parse(spec, &c, err, sizeof err) < 0) luaL_argerror(L, 1, err);
+  scripts_t *s = scripts_of(L);
+  lua_pushvalue(L, 2);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (s->ncrons == s->capcrons)
+    s->crons = xrealloc(s->crons, (s->capcrons = s->capcrons ? s->capcrons * 2 : 4) * sizeof *s->crons);
+  cron_entry_t *ce = &s->crons[s->ncrons++];
+  ce->ref = ref;
+  ce->campaign = xstrdup(luahost_of(L)->campaign ? luahost_of(L)->campaign : "main");
+  ce->spec = xstrdup(spec);
+  ce->cron = c;
+  return 0;
+}
+
+/* hearth.channel(name, opts) */
+static int l_channel(lua_State *L) {
+  check_loading(L, "hearth.channel");
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  scripts_t *s = scripts_of(L);
+  for (int i = 0; i < s->nchannels; i++)
+    if (strcmp(s->channels[i].name, name) == 0)
+      return luaL_error(L, "hearth.channel: channel '%s' is declared twice", name);
+  lua_getfield(L, 2, "type");
+  const char *type = lua_tostring(L, -1);
+  if (!type || (strcmp(type, "log") != 0 && strcmp(type, "webhook") != 0))
+    return luaL_error(L, "hearth.channel: '%s': type must be \"log\" or \"webhook\"", name);
+  lua_pop(L, 1);
+  json_t *opts = lua_check_json(L, 2, "hearth.channel");
+  if (s->nchannels == s->capchannels)
+    s->channels = xrealloc(s->channels, (s->capchannels = s->capchannels ? s->capchannels * 2 : 4) * sizeof *s->channels);
+  s->channels[s->nchannels].name = xstrdup(name);
+  s->channels[s->nchannels].opts = opts;
+  s->nchannels++;
+  return 0;
+}
+
+/* ---- run-time helpers ---- */
+
+static int l_now(lua_State *L) {
+  lua_pushinteger(L, scripts_of(L)->engine->now);
+  return 1;
+}
+
+static int l_duration(lua_State *L) {
+  lua_pushinteger(L, lua_check_duration(L, 1));
+  return 1;
+}
+
+/* hearth.time("2026-11-22T10:00:00+08:00") -> epoch seconds */
+static int l_time(lua_State *L) {
+  lua_pushinteger(L, lua_check_time(L, 1));
+  return 1;
+}
+
+/* hearth.format_time(t) -> RFC 3339 in the engine's zone */
+static int l_format_time(lua_State *L) {
+  char buf[32];
+  lua_pushstring(L, engine_fmt_time(scripts_of(L)->engine, lua_check_time(L, 1), buf));
+  return 1;
+}
+
+/* hearth.local_date(t) -> {year, month, day, hour, min, sec, wday (1 = Sunday), yday, day_number} */
+static int l_local_date(lua_State *L) {
+  engine_t *e = scripts_of(L)->engine;
+  int64_t t = lua_isnoneornil(L, 1) ? e->now : lua_check_time(L, 1);
+  civil_t c;
+  tz_to_civil(e->tz, t, &c);
+  lua_createtable(L, 0, 9);
+  lua_pushinteger(L, c.year), lua_setfield(L, -2, "year");
+  lua_pushinteger(L, c.month), lua_setfield(L, -2, "month");
+  lua_pushinteger(L, c.day), lua_setfield(L, -2, "day");
+  lua_pushinteger(L, c.hour), lua_setfield(L, -2, "hour");
+  lua_pushinteger(L, c.min), lua_setfield(L, -2, "min");
+  lua_pushinteger(L, c.sec), lua_setfield(L, -2, "sec");
+  lua_pushinteger(L, c.wday + 1), lua_setfield(L, -2, "wday");
+  lua_pushinteger(L, c.yday + 1), lua_setfield(L, -2, "yday");
+  lua_pushinteger(L, tz_local_day(e->tz, t)), lua_setfield(L, -2, "day_number");
+  return 1;
+}
+
+/* hearth.local_time(year, month, day [, hour, min, sec]) -> epoch seconds in the engine's
+ * zone (a wall time in a DST gap moves forward, one in an overlap takes the first). */
+static int l_local_time(lua_State *L) {
+  engine_t *e = scripts_of(L)->engine;
+  int y = (int)luaL_checkinteger(L, 1), mo = (int)luaL_checkinteger(L, 2), d = (int)luaL_checkinteger(L, 3);
+  int h = (int)luaL_optinteger(L, 4, 0), mi = (int)luaL_optinteger(L, 5, 0), s = (int)luaL_optinteger(L, 6, 0);
+  lua_pushinteger(L, tz_from_local(e->tz, y, mo, d, h, mi, s));
+  return 1;
+}
+
+/* hearth.log(level, ...) */
+static int l_log(lua_State *L) {
+  const char *lvl = luaL_checkstring(L, 1);
+  int level = log_level_parse(lvl);
+  if (level < 0) luaL_argerror(L, 1, "level must be debug, info, warn or error");
+  if (!log_enabled(level)) return 0;
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 2; i <= n; i++) {
+    if (i > 2) luaL_addchar(&b, ' ');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  scripts_t *s = scripts_of(L);
+  const char *campaign = s->cur ? s->cur->campaign : luahost_of(L)->campaign;
+  const char *member = s->cur && s->cur->m ? s->cur->m->id : NULL;
+  log_msg(level, lua_tostring(L, -1), "campaign", campaign, "member", member, NULL);
+  return 0;
+}
+
+static const luaL_Reg hearth_fns[] = {
+    {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"now", l_now},
+    {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},
+    {"local_date", l_local_date}, {"local_time", l_local_time}, {"log", l_log}, {NULL, NULL}};
+
+/* Installed into the sandbox base (on top of the stack). */
+static void install_api(lua_State *L, void *ud) {
+  (void)ud;
+  luaL_newlib(L, hearth_fns);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lua_setfield(L, -2, "hearth");
+  lua_member_install(L);
+}
+
+scripts_t *scripts_load(engine_t *e, strbuf_t *errors) {
+  scripts_t *s = xcalloc(1, sizeof *s);
+  s->engine = e;
+  s->host = luahost_new(&e->limits, e->stdlib_dir, e->scripts_dir, install_api, s);
+  if (!s->host) {
+    sb_adds(errors, "cannot create the Lua state\n");
+    free(s);
+    return NULL;
+  }
+  s->host->owner = s;
+  if (e->scripts_dir && luahost_load_scripts(s->host, e->scripts_dir, errors) != 0) {
+    scripts_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void scripts_free(scripts_t *s) {
+  if (!s) return;
+  luahost_free(s->host);
+  for (int i = 0; i < s->nlists; i++) {
+    for (int j = 0; j < s->lists[i].n; j++) free(s->lists[i].v[j].campaign);
+    free(s->lists[i].v);
+    free(s->lists[i].type);
+  }
+  free(s->lists);
+  for (int i = 0; i < s->ncrons; i++) free(s->crons[i].campaign), free(s->crons[i].spec);
+  free(s->crons);
+  for (int i = 0; i < s->nchannels; i++) free(s->channels[i].name), json_decref(s->channels[i].opts);
+  free(s->channels);
+  free(s);
+}
+
+/* ---- dispatch ---- */
+
+dispatch_t *dispatch_current(lua_State *L) {
+  dispatch_t *d = scripts_of(L)->cur;
+  if (!d) luaL_error(L, "no handler is running: member handles are valid only inside their handler");
+  return d;
+}
+
+int dispatch_savepoint(dispatch_t *d) {
+  if (d->sp_open) return 0;
+  store_t *st = d->s->engine->store;
+  if (store_exec_stmt(st, store_stmt(st, ST_SAVEPOINT)) != SQLITE_DONE) {
+    d->db_failed = 1;
+    return -1;
+  }
+  d->sp_open = 1;
+  return 0;
+}
+
+void dispatch_write(lua_State *L, dispatch_t *d) {
+  if (dispatch_savepoint(d) < 0)
+    luaL_error(L, "database error: %s", store_errmsg(d->s->engine->store));
+}
+
+static void push_event(lua_State *L, const dispatch_t *d) {
+  const event_t *ev = d->ev;
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, d->event_key);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, ev->type);
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, ev->time);
+  lua_setfield(L, -2, "time");
+  lua_pushstring(L, ev->member);
+  lua_setfield(L, -2, "member");
+  if (ev->data)
+    jl_push(L, ev->data);
+  else
+    lua_newtable(L);
+  lua_setfield(L, -2, "data");
+}
+
+/* Protected body of one handler call. */
+static int call_handler(lua_State *L) {
+  dispatch_t *d = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->fn_ref);
+  lua_member_push(L, d);
+  push_event(L, d);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static void record_failure(engine_t *e, dispatch_t *d, const char *err) {
+  json_t *evj = json_object();
+  if (d->ev->id) json_object_set_new(evj, "id", json_string(d->ev->id));
+  json_object_set_new(evj, "type", json_string(d->ev->type));
+  json_object_set_new(evj, "member", json_string(d->ev->member));
+  char tbuf[32];
+  json_object_set_new(evj, "time", json_string(engine_fmt_time(e, d->ev->time, tbuf)));
+  if (d->ev->data) json_object_set(evj, "data", d->ev->data);
+  char *text = json_dumps(evj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(evj);
+  sqlite3_stmt *st = store_stmt(e->store, ST_FAILED_ADD);
+  bind_int(st, 1, e->now);
+  bind_text(st, 2, d->ev->member);
+  bind_text(st, 3, text ? text : "{}");
+  bind_text(st, 4, d->campaign);
+  bind_text(st, 5, err);
+  if (store_exec_stmt(e->store, st) != SQLITE_DONE) d->db_failed = 1;
+  free(text);
+  log_msg(LOG_ERROR, "handler failed", "campaign", d->campaign, "event", d->event_key,
+          "member", d->ev->member, "type", d->ev->type, "error", err, NULL);
+}
+
+/* Run one handler with its own savepoint and undo. 0 ok, 1 failed, -1 database error. */
+static int run_handler(scripts_t *s, dispatch_t *d) {
+  engine_t *e = s->engine;
+  store_t *st = e->store;
+  member_undo_begin(&d->undo, d->m);
+  d->sp_open = 0;
+  d->db_failed = 0;
+  s->cur = d;
+  char *err = NULL;
+  int rc = luahost_call(s->host, call_handler, d, &err);
+  s->cur = NULL;
+  s->gen++;
+  if (d->db_failed) {
+    free(err);
+    member_undo_end(&d->undo);
+    return -1;
+  }
+  if (rc == 0) {
+    if (d->sp_open && store_exec_stmt(st, store_stmt(st, ST_RELEASE)) != SQLITE_DONE) rc = -1;
+    member_undo_end(&d->undo);
+    return rc == 0 ? 0 : -1;
+  }
+  member_undo_restore(&d->undo);
+  member_undo_end(&d->undo);
+  if (d->sp_open) {
+    if (store_exec_stmt(st, store_stmt(st, ST_ROLLBACK_TO)) != SQLITE_DONE ||
+        store_exec_stmt(st, store_stmt(st, ST_RELEASE)) != SQLITE_DONE) {
+      free(err);
+      return -1;
+    }
+  }
+  record_failure(e, d, err);
+  free(err);
+  e->stats.handler_errors++;
+  return d->db_failed ? -1 : 1;
+}
+
+int scripts_dispatch(scripts_t *s, member_t *m, const event_t *ev, const char *event_key) {
+  handler_list_t *lists[2] = {list_for(s, ev->type, 0), list_for(s, "*", 0)};
+  int failed = 0;
+  s->action_n = 0;
+  for (int k = 0; k < 2; k++) {
+    handler_list_t *l = lists[k];
+    for (int i = 0; l && i < l->n; i++) {
+      dispatch_t d = {.s = s, .m = m, .ev = ev, .event_key = event_key,
+                      .campaign = l->v[i].campaign, .fn_ref = l->v[i].ref};
+      int rc = run_handler(s, &d);
+      if (rc < 0) return -1;
+      failed += rc;
+    }
+  }
+  return failed;
+}

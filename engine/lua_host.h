@@ -1,0 +1,62 @@
+/* lua_host: the one Lua 5.4 state, built as a sandbox. Owns the state, its allocator
+ * (memory bounded per call and overall), the instruction-count hook that bounds CPU per
+ * call and stays armed once it fires (so a script's pcall cannot swallow it), the single
+ * protected-call wrapper whose message handler adds a traceback, script loading in
+ * file-name order, and `require` limited to stdlib/ and the scripts folder. It knows
+ * nothing about members or events: the `hearth` API is installed by lua_api.c. */
+#ifndef HEARTH_LUA_HOST_H
+#define HEARTH_LUA_HOST_H
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct {
+  long max_instructions;      /* per call; default 10,000,000 */
+  unsigned max_call_ms;       /* wall clock per call; default 2000 */
+  size_t max_call_bytes;      /* memory a call may add; default 64 MiB */
+  size_t max_state_bytes;     /* whole state; default 1 GiB */
+} lua_limits_t;
+
+typedef struct luahost {
+  lua_State *L;
+  lua_limits_t lim;
+  size_t used, ceiling;       /* bytes in use; current ceiling */
+  int mem_tripped, cpu_tripped, armed;
+  long instructions;
+  uint64_t deadline_ns;
+  char *stdlib_dir, *scripts_dir;
+  int loading;                /* 1 while scripts load: declarations allowed */
+  char *campaign;             /* campaign (script stem) being loaded */
+  int sandbox_ref;            /* registry ref of the sandbox base table */
+  void *owner;                /* the script set this state belongs to */
+} luahost_t;
+
+void lua_limits_default(lua_limits_t *lim);
+
+/* Create the sandboxed state. The base table holds only the allowed libraries; install()
+ * is called with it on top of the stack to add the hearth API. */
+luahost_t *luahost_new(const lua_limits_t *lim, const char *stdlib_dir, const char *scripts_dir,
+                       void (*install)(lua_State *L, void *ud), void *ud);
+void luahost_free(luahost_t *h);
+
+/* The host owning L (stored in the state's extra space). */
+luahost_t *luahost_of(lua_State *L);
+
+/* Call fn(ud) in protected mode with the limits armed. 0 on success; -1 with a malloc'd
+ * message (with traceback) in *err. */
+int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err);
+
+/* Load every *.lua directly in dir (not *_test.lua) in file-name order, each with its own
+ * environment. Every error is appended to errors as "file:line: message\n". Returns the
+ * number of scripts that failed (0 = all loaded); -1 if dir cannot be read. */
+int luahost_load_scripts(luahost_t *h, const char *dir, strbuf_t *errors);
+/* Load and run one file as a campaign script (used by the loader and by `hearth test`). */
+int luahost_load_file(luahost_t *h, const char *path, strbuf_t *errors);
+
+/* Push a fresh environment table whose missing names come from the sandbox base. */
+void luahost_push_env(lua_State *L);
+
+#endif

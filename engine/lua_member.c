@@ -1,0 +1,472 @@
+/* lua_member: the member handle `m` a handler receives. Fields (id, joined_at,
+ * last_active_at, orders, spend, points) and methods: get/set, tag/untag/has,
+ * add_points, send/task/webhook (actions with stable ids), after/at/cancel (durable
+ * timers). A handle is valid only during the handler call it was made for. Every method
+ * checks its arguments before it allocates anything in C, so a Lua error never leaks. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_lua.h"
+#include "lua_api.h"
+
+#define MEMBER_MT "hearth.member"
+#define MAX_KEY 128
+
+typedef struct {
+  unsigned gen;
+} mhandle_t;
+
+static scripts_t *scripts_of(lua_State *L) { return luahost_of(L)->owner; }
+
+/* The dispatch behind handle at index 1, or a Lua error when the handle is stale. */
+static dispatch_t *check_member(lua_State *L) {
+  mhandle_t *h = luaL_checkudata(L, 1, MEMBER_MT);
+  scripts_t *s = scripts_of(L);
+  if (!s->cur || h->gen != s->gen)
+    luaL_error(L, "member handle used outside the handler it was given to");
+  return s->cur;
+}
+
+static const char *check_name(lua_State *L, int idx, const char *what) {
+  size_t len;
+  const char *k = luaL_checklstring(L, idx, &len);
+  if (len == 0 || len > MAX_KEY)
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s must be 1-%d bytes", what, MAX_KEY));
+  return k;
+}
+
+static void push_time(lua_State *L, int64_t t) {
+  if (t == NO_TIME)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, t);
+}
+
+static int m_index(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  member_t *m = d->m;
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "id") == 0) lua_pushstring(L, m->id);
+  else if (strcmp(k, "joined_at") == 0) push_time(L, m->joined_at);
+  else if (strcmp(k, "last_active_at") == 0) push_time(L, m->last_active_at);
+  else if (strcmp(k, "orders") == 0) lua_pushinteger(L, m->orders);
+  else if (strcmp(k, "spend") == 0) lua_pushnumber(L, m->spend);
+  else if (strcmp(k, "points") == 0) lua_pushinteger(L, m->points);
+  else lua_getfield(L, lua_upvalueindex(1), k); /* a method, or nil */
+  return 1;
+}
+
+static int m_newindex(lua_State *L) {
+  return luaL_error(L, "member fields are read-only; use m:set(key, value) for attributes");
+}
+
+static int m_tostring(lua_State *L) {
+  mhandle_t *h = luaL_checkudata(L, 1, MEMBER_MT);
+  scripts_t *s = scripts_of(L);
+  if (s->cur && h->gen == s->gen)
+    lua_pushfstring(L, "member(%s)", s->cur->m->id);
+  else
+    lua_pushliteral(L, "member(stale)");
+  return 1;
+}
+
+static void touch(dispatch_t *d, json_t **which) {
+  member_undo_touch(&d->undo, which);
+  d->m->dirty = 1;
+}
+
+/* m:get(key) */
+static int m_get(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *k = check_name(L, 2, "attribute name");
+  jl_push(L, json_object_get(d->m->attrs, k));
+  return 1;
+}
+
+/* m:set(key, value): value nil removes the attribute. */
+static int m_set(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *k = check_name(L, 2, "attribute name");
+  luaL_checkany(L, 3);
+  if (lua_isnil(L, 3)) {
+    if (json_object_get(d->m->attrs, k)) {
+      touch(d, &d->m->attrs);
+      json_object_del(d->m->attrs, k);
+    }
+    return 0;
+  }
+  json_t *v = lua_check_json(L, 3, "m:set");
+  touch(d, &d->m->attrs);
+  json_object_set_new(d->m->attrs, k, v);
+  return 0;
+}
+
+/* ---- actions ---- */
+
+typedef struct {
+  const char *key, *step, *campaign, *channel, *status_name;
+  int status;
+} action_opts_t;
+
+static const char *opt_string(lua_State *L, int opts, const char *name) {
+  if (lua_isnoneornil(L, opts)) return NULL;
+  lua_getfield(L, opts, name);
+  const char *v = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", name);
+    v = lua_tostring(L, -1);
+  }
+  lua_pop(L, 1); /* still referenced by the options table */
+  return v;
+}
+
+static const char *default_channel(scripts_t *s) {
+  return s->nchannels ? s->channels[0].name : "log";
+}
+
+/* Read the options every action kind shares. Raises on bad values; allocates nothing. */
+static void read_action_opts(lua_State *L, int opts, action_opts_t *o) {
+  if (!lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
+  o->key = opt_string(L, opts, "key");
+  o->step = opt_string(L, opts, "step");
+  o->campaign = opt_string(L, opts, "campaign");
+  o->channel = opt_string(L, opts, "channel");
+  o->status_name = opt_string(L, opts, "status");
+  o->status = AS_QUEUED;
+  if (o->status_name && (o->status = action_status_parse(o->status_name)) < 0)
+    luaL_error(L, "option 'status' must be queued, capped, suppressed, deferred, skipped or limited");
+  scripts_t *s = scripts_of(L);
+  if (o->channel) {
+    int known = strcmp(o->channel, "log") == 0 && s->nchannels == 0;
+    for (int i = 0; i < s->nchannels && !known; i++) known = strcmp(s->channels[i].name, o->channel) == 0;
+    if (!known) luaL_error(L, "unknown channel '%s' (declare it with hearth.channel)", o->channel);
+  } else {
+    o->channel = default_channel(s);
+  }
+  if (o->key && (!*o->key || strlen(o->key) > 256)) luaL_error(L, "option 'key' must be 1-256 bytes");
+}
+
+/* Record the action; `fields` is stolen. Pushes the resulting status. Database errors
+ * raise after everything is released. */
+static int record_action(lua_State *L, dispatch_t *d, const char *kind, const action_opts_t *o,
+                         json_t *fields) {
+  scripts_t *s = d->s;
+  const char *campaign = o->campaign ? o->campaign : d->campaign;
+  char *id;
+  if (o->key)
+    id = xasprintf("%s/%s/%s", campaign, d->m->id, o->key);
+  else
+    id = xasprintf("%s/%s/%s/%d", campaign, d->m->id, d->event_key, ++s->action_n);
+  if (dispatch_savepoint(d) < 0) {
+    free(id);
+    json_decref(fields);
+    return luaL_error(L, "database error: %s", store_errmsg(s->engine->store));
+  }
+  action_req_t req = {.m = d->m, .id = id, .kind = kind, .campaign = campaign, .step = o->step,
+                      .channel = o->channel, .status = o->status, .fields = fields};
+  int status = engine_action(s->engine, &req);
+  free(id);
+  if (status < 0) {
+    d->db_failed = 1;
+    return luaL_error(L, "database error: %s", store_errmsg(s->engine->store));
+  }
+  lua_pushstring(L, action_status_names[status]);
+  return 1;
+}
+
+static json_t *opt_json(lua_State *L, int opts, const char *name, char *err, size_t errlen, int *bad) {
+  *bad = 0;
+  if (lua_isnoneornil(L, opts)) return NULL;
+  lua_getfield(L, opts, name);
+  json_t *v = NULL;
+  if (!lua_isnil(L, -1)) {
+    v = jl_from_lua(L, -1, err, errlen);
+    if (!v) *bad = 1;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* m:send(template, opts) -> status. opts: vars, channel, category ("marketing" or
+ * "service"), key, step, campaign, status. */
+static int m_send(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *tpl = check_name(L, 2, "template");
+  action_opts_t o;
+  read_action_opts(L, 3, &o);
+  const char *category = opt_string(L, 3, "category");
+  if (category && strcmp(category, "marketing") != 0 && strcmp(category, "service") != 0)
+    luaL_error(L, "option 'category' must be \"marketing\" or \"service\"");
+  char err[256];
+  int bad;
+  json_t *vars = opt_json(L, 3, "vars", err, sizeof err, &bad);
+  if (bad) luaL_error(L, "m:send: vars: %s", err);
+  json_t *f = json_object();
+  json_object_set_new(f, "template", json_string(tpl));
+  json_object_set_new(f, "channel", json_string(o.channel));
+  json_object_set_new(f, "category", json_string(category ? category : "marketing"));
+  json_object_set_new(f, "vars", vars ? vars : json_object());
+  return record_action(L, d, "send", &o, f);
+}
+
+/* m:task(text, opts) -> status. opts: staff (default: the member's "staff" attribute),
+ * vars, key, step, campaign, status, channel. */
+static int m_task(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *text = luaL_checkstring(L, 2);
+  action_opts_t o;
+  read_action_opts(L, 3, &o);
+  const char *staff = opt_string(L, 3, "staff");
+  char err[256];
+  int bad;
+  json_t *vars = opt_json(L, 3, "vars", err, sizeof err, &bad);
+  if (bad) luaL_error(L, "m:task: vars: %s", err);
+  json_t *f = json_object();
+  json_object_set_new(f, "text", json_string(text));
+  json_t *owner = staff ? json_string(staff) : json_incref(json_object_get(d->m->attrs, "staff"));
+  json_object_set_new(f, "staff", owner ? owner : json_null());
+  json_object_set_new(f, "channel", json_string(o.channel));
+  json_object_set_new(f, "vars", vars ? vars : json_object());
+  return record_action(L, d, "task", &o, f);
+}
+
+/* m:webhook(payload, opts) -> status */
+static int m_webhook(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  luaL_checkany(L, 2);
+  action_opts_t o;
+  read_action_opts(L, 3, &o);
+  json_t *payload = lua_check_json(L, 2, "m:webhook");
+  json_t *f = json_object();
+  json_object_set_new(f, "channel", json_string(o.channel));
+  json_object_set_new(f, "payload", payload);
+  return record_action(L, d, "webhook", &o, f);
+}
+
+/* ---- tags ---- */
+
+static int tag_row(lua_State *L, dispatch_t *d, int which, const char *tag) {
+  store_t *st = d->s->engine->store;
+  dispatch_write(L, d);
+  sqlite3_stmt *q = store_stmt(st, which);
+  bind_text(q, 1, tag);
+  bind_text(q, 2, d->m->id);
+  if (store_exec_stmt(st, q) != SQLITE_DONE) {
+    d->db_failed = 1;
+    return luaL_error(L, "database error: %s", store_errmsg(st));
+  }
+  return 0;
+}
+
+/* m:tag(t [, opts]) -> true when the tag was added, false when the member had it. */
+static int m_tag(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *t = check_name(L, 2, "tag");
+  action_opts_t o;
+  read_action_opts(L, 3, &o);
+  if (json_object_get(d->m->tags, t)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  tag_row(L, d, ST_TAG_ADD, t);
+  touch(d, &d->m->tags);
+  json_object_set_new(d->m->tags, t, json_true());
+  json_t *f = json_object();
+  json_object_set_new(f, "tag", json_string(t));
+  record_action(L, d, "tag", &o, f);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* m:untag(t [, opts]) -> true when the tag was removed. */
+static int m_untag(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *t = check_name(L, 2, "tag");
+  action_opts_t o;
+  read_action_opts(L, 3, &o);
+  if (!json_object_get(d->m->tags, t)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  tag_row(L, d, ST_TAG_DEL, t);
+  touch(d, &d->m->tags);
+  json_object_del(d->m->tags, t);
+  json_t *f = json_object();
+  json_object_set_new(f, "tag", json_string(t));
+  record_action(L, d, "untag", &o, f);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_has(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *t = check_name(L, 2, "tag");
+  lua_pushboolean(L, json_object_get(d->m->tags, t) != NULL);
+  return 1;
+}
+
+/* m:tags() -> sorted array of the member's tags */
+static int m_tags(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  lua_createtable(L, (int)json_object_size(d->m->tags), 0);
+  const char *k;
+  json_t *v;
+  int i = 0;
+  json_object_foreach(d->m->tags, k, v) {
+    (void)v;
+    lua_pushstring(L, k);
+    lua_rawseti(L, -2, ++i);
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, "hearth.sort");
+  if (lua_isfunction(L, -1)) {
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* ---- points ---- */
+
+/* m:add_points(n, reason [, opts]) -> new balance. Never below zero: raises instead. */
+static int m_add_points(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  const char *reason = luaL_checkstring(L, 3);
+  if (!*reason) luaL_argerror(L, 3, "a reason is required");
+  if (n == 0) luaL_argerror(L, 2, "points must not be 0");
+  action_opts_t o;
+  read_action_opts(L, 4, &o);
+  member_t *m = d->m;
+  if (n < 0 && m->points + n < 0)
+    return luaL_error(L, "add_points: balance %I would go below zero (%I)", (lua_Integer)m->points, n);
+  if (n > 0 && m->points > INT64_MAX - n) return luaL_error(L, "add_points: balance overflow");
+  engine_t *e = d->s->engine;
+  dispatch_write(L, d);
+  sqlite3_stmt *q = store_stmt(e->store, ST_LEDGER_ADD);
+  bind_text(q, 1, m->id);
+  bind_int(q, 2, m->ledger_n + 1);
+  bind_int(q, 3, e->now);
+  bind_int(q, 4, n);
+  bind_int(q, 5, m->points + n);
+  bind_text(q, 6, reason);
+  bind_text(q, 7, o.campaign ? o.campaign : d->campaign);
+  bind_text(q, 8, d->event_key);
+  if (store_exec_stmt(e->store, q) != SQLITE_DONE) {
+    d->db_failed = 1;
+    return luaL_error(L, "database error: %s", store_errmsg(e->store));
+  }
+  m->ledger_n++;
+  m->points += n;
+  m->dirty = 1;
+  json_t *f = json_object();
+  json_object_set_new(f, "delta", json_integer(n));
+  json_object_set_new(f, "reason", json_string(reason));
+  json_object_set_new(f, "balance", json_integer(m->points));
+  record_action(L, d, "points", &o, f);
+  lua_pushinteger(L, m->points);
+  return 1;
+}
+
+/* ---- timers ---- */
+
+static int add_timer(lua_State *L, dispatch_t *d, int64_t due, const char *type, int data_idx) {
+  engine_t *e = d->s->engine;
+  json_t *gen = json_object_get(d->m->timer_gens, type);
+  char *data = NULL;
+  if (!lua_isnoneornil(L, data_idx)) {
+    luaL_checktype(L, data_idx, LUA_TTABLE);
+    json_t *j = lua_check_json(L, data_idx, "timer data");
+    data = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+  }
+  if (dispatch_savepoint(d) < 0) {
+    free(data);
+    return luaL_error(L, "database error: %s", store_errmsg(e->store));
+  }
+  sqlite3_stmt *q = store_stmt(e->store, ST_TIMER_ADD);
+  int64_t id = ++e->timer_seq;
+  bind_int(q, 1, due);
+  bind_int(q, 2, id);
+  bind_text(q, 3, d->m->id);
+  bind_text(q, 4, type);
+  bind_text(q, 5, data);
+  bind_int(q, 6, gen ? json_integer_value(gen) : 0);
+  bind_text(q, 7, d->campaign);
+  int rc = store_exec_stmt(e->store, q);
+  free(data);
+  if (rc != SQLITE_DONE) {
+    d->db_failed = 1;
+    return luaL_error(L, "database error: %s", store_errmsg(e->store));
+  }
+  if (due < e->earliest_timer) e->earliest_timer = due;
+  lua_pushinteger(L, due);
+  return 1;
+}
+
+static const char *check_timer_type(lua_State *L, int idx) {
+  const char *type = luaL_checkstring(L, idx);
+  if (!event_type_valid(type))
+    luaL_argerror(L, idx, lua_pushfstring(L, "timer type must match [a-z0-9_.]{1,64}, got '%s'", type));
+  return type;
+}
+
+/* m:after(delay, type [, data]) -> due time */
+static int m_after(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  int64_t delay = lua_check_duration(L, 2);
+  if (delay < 0) luaL_argerror(L, 2, "delay must not be negative");
+  const char *type = check_timer_type(L, 3);
+  return add_timer(L, d, d->s->engine->now + delay, type, 4);
+}
+
+/* m:at(time, type [, data]) -> due time (a time in the past fires at once) */
+static int m_at(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  int64_t t = lua_check_time(L, 2);
+  const char *type = check_timer_type(L, 3);
+  return add_timer(L, d, t, type, 4);
+}
+
+/* m:cancel(type): every pending timer of that type for this member will not fire. */
+static int m_cancel(lua_State *L) {
+  dispatch_t *d = check_member(L);
+  const char *type = check_timer_type(L, 2);
+  json_t *gen = json_object_get(d->m->timer_gens, type);
+  json_int_t next = gen ? json_integer_value(gen) + 1 : 1;
+  touch(d, &d->m->timer_gens);
+  json_object_set_new(d->m->timer_gens, type, json_integer(next));
+  return 0;
+}
+
+static const luaL_Reg methods[] = {
+    {"get", m_get}, {"set", m_set}, {"tag", m_tag}, {"untag", m_untag}, {"has", m_has},
+    {"tags", m_tags}, {"add_points", m_add_points}, {"send", m_send}, {"task", m_task},
+    {"webhook", m_webhook}, {"after", m_after}, {"at", m_at}, {"cancel", m_cancel},
+    {NULL, NULL}};
+
+void lua_member_install(lua_State *L) {
+  luaL_newmetatable(L, MEMBER_MT);
+  luaL_newlib(L, methods);
+  lua_pushcclosure(L, m_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, m_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, m_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "hearth.member");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+  lua_getglobal(L, "table"); /* keep table.sort for m:tags() even if a script replaces it */
+  lua_getfield(L, -1, "sort");
+  lua_setfield(L, LUA_REGISTRYINDEX, "hearth.sort");
+  lua_pop(L, 1);
+}
+
+void lua_member_push(lua_State *L, dispatch_t *d) {
+  mhandle_t *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->gen = d->s->gen;
+  luaL_setmetatable(L, MEMBER_MT);
+}

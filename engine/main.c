@@ -1,0 +1,45 @@
+/* main: the `hearth` binary. Picks the command and hands it the rest of argv. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *summary;
+} commands[] = {
+    {"import", cmd_import, "ingest NDJSON events from a file (or -) into the database"},
+    {"check", cmd_check, "load the scripts and report every error as file:line"},
+    {"member", cmd_member, "show one member's state as JSON"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: hearth COMMAND [OPTIONS]\n\n"
+             "Hearth: a scriptable rules and campaign engine for member operations.\n\n"
+             "Commands:\n");
+  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nRun 'hearth COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version")) {
+    printf("hearth %s\n", HEARTH_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; i < N_COMMANDS; i++)
+    if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "hearth: unknown command '%s'\n\n", cmd);
+  usage(stderr);
+  return EXIT_USAGE;
+}

@@ -1,0 +1,228 @@
+/* member: member records, the per-batch member cache and handler undo (see member.h). */
+#include "member.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static uint64_t hash_str(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static json_t *parse_obj(const unsigned char *text) {
+  json_t *v = text ? json_loads((const char *)text, 0, NULL) : NULL;
+  if (!json_is_object(v)) {
+    json_decref(v);
+    v = json_object();
+  }
+  return v;
+}
+
+static int64_t col_time(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? NO_TIME : sqlite3_column_int64(st, i);
+}
+
+/* Load the row for id; 1 found, 0 absent, -1 error. */
+static int load_row(store_t *s, member_t *m) {
+  sqlite3_stmt *st = store_stmt(s, ST_MEMBER_GET);
+  bind_text(st, 1, m->id);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    m->created_at = sqlite3_column_int64(st, 0);
+    m->joined_at = col_time(st, 1);
+    m->last_active_at = col_time(st, 2);
+    m->orders = sqlite3_column_int64(st, 3);
+    m->spend = sqlite3_column_double(st, 4);
+    m->points = sqlite3_column_int64(st, 5);
+    m->attrs = parse_obj(sqlite3_column_text(st, 6));
+    m->tags = parse_obj(sqlite3_column_text(st, 7));
+    m->timer_gens = parse_obj(sqlite3_column_text(st, 8));
+    m->ledger_n = sqlite3_column_int64(st, 9);
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static member_t *member_new(const char *id, int64_t now) {
+  member_t *m = xcalloc(1, sizeof *m);
+  m->id = xstrdup(id);
+  m->created_at = now;
+  m->joined_at = m->last_active_at = NO_TIME;
+  return m;
+}
+
+member_t *member_read(store_t *s, const char *id) {
+  member_t *m = member_new(id, 0);
+  if (load_row(s, m) != 1) {
+    member_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+void member_free(member_t *m) {
+  if (!m) return;
+  json_decref(m->attrs);
+  json_decref(m->tags);
+  json_decref(m->timer_gens);
+  free(m->id);
+  free(m);
+}
+
+void member_cache_init(member_cache_t *c) {
+  c->nbuckets = 1024;
+  c->buckets = xcalloc(c->nbuckets, sizeof *c->buckets);
+  c->count = 0;
+}
+
+static void cache_grow(member_cache_t *c) {
+  size_t n = c->nbuckets * 2;
+  member_t **b = xcalloc(n, sizeof *b);
+  for (size_t i = 0; i < c->nbuckets; i++) {
+    member_t *m = c->buckets[i], *next;
+    for (; m; m = next) {
+      next = m->next;
+      size_t k = hash_str(m->id) & (n - 1);
+      m->next = b[k];
+      b[k] = m;
+    }
+  }
+  free(c->buckets);
+  c->buckets = b;
+  c->nbuckets = n;
+}
+
+member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now) {
+  size_t k = hash_str(id) & (c->nbuckets - 1);
+  for (member_t *m = c->buckets[k]; m; m = m->next)
+    if (strcmp(m->id, id) == 0) return m;
+  member_t *m = member_new(id, now);
+  int found = load_row(s, m);
+  if (found < 0) {
+    member_free(m);
+    return NULL;
+  }
+  if (!found) {
+    m->attrs = json_object();
+    m->tags = json_object();
+    m->timer_gens = json_object();
+    m->dirty = 1;
+  }
+  if (c->count >= c->nbuckets) {
+    cache_grow(c);
+    k = hash_str(id) & (c->nbuckets - 1);
+  }
+  m->next = c->buckets[k];
+  c->buckets[k] = m;
+  c->count++;
+  return m;
+}
+
+static void bind_json(sqlite3_stmt *st, int idx, json_t *v) {
+  char *text = json_dumps(v, JSON_COMPACT);
+  sqlite3_bind_text(st, idx, text ? text : "{}", -1, text ? free : SQLITE_STATIC);
+}
+
+static void bind_time(sqlite3_stmt *st, int idx, int64_t t) {
+  if (t == NO_TIME)
+    sqlite3_bind_null(st, idx);
+  else
+    sqlite3_bind_int64(st, idx, t);
+}
+
+static int write_member(store_t *s, member_t *m) {
+  sqlite3_stmt *st = store_stmt(s, ST_MEMBER_PUT);
+  bind_text(st, 1, m->id);
+  bind_int(st, 2, m->created_at);
+  bind_time(st, 3, m->joined_at);
+  bind_time(st, 4, m->last_active_at);
+  bind_int(st, 5, m->orders);
+  sqlite3_bind_double(st, 6, m->spend);
+  bind_int(st, 7, m->points);
+  bind_json(st, 8, m->attrs);
+  bind_json(st, 9, m->tags);
+  bind_json(st, 10, m->timer_gens);
+  bind_int(st, 11, m->ledger_n);
+  int rc = store_exec_stmt(s, st);
+  sqlite3_clear_bindings(st); /* release the JSON texts now */
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int member_cache_flush(member_cache_t *c, store_t *s) {
+  for (size_t i = 0; i < c->nbuckets; i++)
+    for (member_t *m = c->buckets[i]; m; m = m->next)
+      if (m->dirty) {
+        if (write_member(s, m) < 0) return -1;
+        m->dirty = 0;
+      }
+  return 0;
+}
+
+void member_cache_clear(member_cache_t *c) {
+  if (!c->count) return;
+  for (size_t i = 0; i < c->nbuckets; i++) {
+    member_t *m = c->buckets[i], *next;
+    for (; m; m = next) {
+      next = m->next;
+      member_free(m);
+    }
+    c->buckets[i] = NULL;
+  }
+  c->count = 0;
+}
+
+void member_cache_free(member_cache_t *c) {
+  member_cache_clear(c);
+  free(c->buckets);
+  c->buckets = NULL;
+}
+
+void member_undo_begin(member_undo_t *u, member_t *m) {
+  u->m = m;
+  u->joined_at = m->joined_at;
+  u->last_active_at = m->last_active_at;
+  u->orders = m->orders;
+  u->points = m->points;
+  u->ledger_n = m->ledger_n;
+  u->spend = m->spend;
+  u->dirty = m->dirty;
+  u->attrs = u->tags = u->timer_gens = NULL;
+}
+
+void member_undo_touch(member_undo_t *u, json_t **which) {
+  member_t *m = u->m;
+  json_t **slot = which == &m->attrs ? &u->attrs : which == &m->tags ? &u->tags : &u->timer_gens;
+  if (!*slot) *slot = json_deep_copy(*which);
+}
+
+static void restore_json(json_t **live, json_t **saved) {
+  if (*saved) {
+    json_decref(*live);
+    *live = *saved;
+    *saved = NULL;
+  }
+}
+
+void member_undo_restore(member_undo_t *u) {
+  member_t *m = u->m;
+  m->joined_at = u->joined_at;
+  m->last_active_at = u->last_active_at;
+  m->orders = u->orders;
+  m->points = u->points;
+  m->ledger_n = u->ledger_n;
+  m->spend = u->spend;
+  m->dirty = u->dirty;
+  restore_json(&m->attrs, &u->attrs);
+  restore_json(&m->tags, &u->tags);
+  restore_json(&m->timer_gens, &u->timer_gens);
+}
+
+void member_undo_end(member_undo_t *u) {
+  json_decref(u->attrs);
+  json_decref(u->tags);
+  json_decref(u->timer_gens);
+  u->attrs = u->tags = u->timer_gens = NULL;
+}

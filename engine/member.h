@@ -1,0 +1,60 @@
+/* member: one member's state in memory while a batch runs, the per-batch cache that maps
+ * member ids to loaded records, and the undo snapshot that lets one failing handler be
+ * rolled back without touching what other handlers did. Rows are read on first use in a
+ * batch and written back once, at commit, when dirty. */
+#ifndef HEARTH_MEMBER_H
+#define HEARTH_MEMBER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define NO_TIME INT64_MIN
+
+typedef struct member {
+  char *id;
+  int64_t created_at, joined_at, last_active_at; /* NO_TIME when unset */
+  int64_t orders, points, ledger_n;
+  double spend;
+  json_t *attrs;      /* object */
+  json_t *tags;       /* object: tag -> true */
+  json_t *timer_gens; /* object: timer type -> generation (m:cancel bumps it) */
+  int dirty;
+  struct member *next; /* hash chain */
+} member_t;
+
+/* What a handler may change, saved before it runs. JSON parts are copied lazily. */
+typedef struct {
+  member_t *m;
+  int64_t joined_at, last_active_at, orders, points, ledger_n;
+  double spend;
+  json_t *attrs, *tags, *timer_gens; /* copies taken on first change, or NULL */
+  int dirty;
+} member_undo_t;
+
+typedef struct {
+  member_t **buckets;
+  size_t nbuckets, count;
+} member_cache_t;
+
+void member_cache_init(member_cache_t *c);
+/* Find or load (or create, at time `now`) the member. NULL on a database error. */
+member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now);
+/* Write every dirty member back. 0 ok, -1 on a database error. */
+int member_cache_flush(member_cache_t *c, store_t *s);
+/* Forget every member (after commit or rollback). */
+void member_cache_clear(member_cache_t *c);
+void member_cache_free(member_cache_t *c);
+
+/* Read one member straight from the store; NULL when absent. Caller frees with member_free. */
+member_t *member_read(store_t *s, const char *id);
+void member_free(member_t *m);
+
+void member_undo_begin(member_undo_t *u, member_t *m);
+/* Call before changing attrs / tags / timer_gens so the undo can restore them. */
+void member_undo_touch(member_undo_t *u, json_t **which);
+void member_undo_restore(member_undo_t *u);
+void member_undo_end(member_undo_t *u);
+
+#endif

@@ -1,0 +1,43 @@
+/* util: allocation that never returns NULL, a growable string buffer, and small string
+ * helpers shared by every module. Out of memory in the host (not in Lua) is fatal. */
+#ifndef HEARTH_UTIL_H
+#define HEARTH_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+} strbuf_t;
+
+void sb_init(strbuf_t *sb);
+void sb_free(strbuf_t *sb);
+void sb_reset(strbuf_t *sb);
+void sb_add(strbuf_t *sb, const char *s, size_t n);
+void sb_adds(strbuf_t *sb, const char *s);
+void sb_addf(strbuf_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_vaddf(strbuf_t *sb, const char *fmt, va_list ap);
+/* Detach the buffer (NUL-terminated, never NULL); the strbuf is left empty. */
+char *sb_take(strbuf_t *sb);
+
+/* snprintf into a fixed error buffer, tolerating err == NULL. */
+void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Read a whole file; NULL with errno set on failure. */
+char *read_file(const char *path, size_t *len);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t mono_ns(void);
+/* Process CPU time in seconds. */
+double cpu_seconds(void);
+
+#endif
