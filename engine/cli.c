@@ -95,6 +95,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
     const char **slot = slot_for(c, name);
     if (slot) {
       *slot = val;
+      if (slot == &c->db) c->db_set = 1;
     } else if (!strcmp(name, "dedupe-window")) {
       char err[200];
       if (duration_parse(val, &c->dedupe_window, err, sizeof err) < 0)

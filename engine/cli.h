@@ -14,6 +14,7 @@ typedef struct {
   const char *scripts, *db, *tz, *stdlib;
   int64_t dedupe_window;
   int help;
+  int db_set;         /* --db was given */
   /* command-specific */
   const char *events, *until, *listen, *token_file, *format;
   int batch, limit, json, quiet;

@@ -87,6 +87,7 @@ int engine_reload(engine_t *e, char **err) {
   sb_free(&errors);
   scripts_free(e->scripts);
   e->scripts = s;
+  cron_schedule(s, e->now);
   *err = NULL;
   return 0;
 }
@@ -286,6 +287,39 @@ int engine_fire_timers(engine_t *e, int64_t upto, int max) {
   }
   if (engine_commit(e) < 0) return -1;
   return n;
+}
+
+void engine_schedule_cron(engine_t *e, int64_t now) {
+  if (e->scripts) cron_schedule(e->scripts, now);
+}
+
+int64_t engine_next_due(engine_t *e) {
+  int64_t t = engine_next_timer(e);
+  int64_t c = e->scripts ? cron_next_due(e->scripts) : INT64_MAX;
+  return c < t ? c : t;
+}
+
+int engine_advance(engine_t *e, int64_t upto, int sync, int max_batches) {
+  int batches = 0;
+  for (;;) {
+    int64_t t = engine_next_timer(e);
+    int64_t c = e->scripts ? cron_next_due(e->scripts) : INT64_MAX;
+    if (t > upto && c > upto) return 0;
+    if (max_batches && batches >= max_batches) return 1;
+    if (t <= c) {
+      int64_t limit = c < upto ? c : upto;
+      if (engine_fire_timers(e, limit, 1000) < 0) return -1;
+      batches++;
+    } else {
+      if (cron_run_due(e->scripts, c, sync) < 0) return -1;
+    }
+  }
+}
+
+int engine_step_cron(engine_t *e) {
+  if (!e->scripts || !cron_pending(e->scripts)) return 0;
+  if (cron_resume_one(e->scripts) < 0) return -1;
+  return cron_pending(e->scripts);
 }
 
 static void emit(engine_t *e, json_t *body) {

@@ -88,6 +88,20 @@ int engine_fire_timers(engine_t *e, int64_t upto, int max);
 /* Due time of the earliest pending timer, or INT64_MAX. */
 int64_t engine_next_timer(engine_t *e);
 
+/* Compute each cron entry's next slot as of `now` (missed slots: see lua_cron.c). Call
+ * once the clock is known, and after a reload. */
+void engine_schedule_cron(engine_t *e, int64_t now);
+/* Run what is due at or before `upto`, in time order: timers (in batches of 1000,
+ * earliest first, ties in the order they were set) and cron slots (timers first on a
+ * tie). sync: cron runs go to completion (dry-run); otherwise a run suspended in a sweep
+ * is left for engine_step_cron. At most max_batches timer batches (0 = no limit).
+ * Returns 1 when more is due, 0 when done, -1 on a database error. */
+int engine_advance(engine_t *e, int64_t upto, int sync, int max_batches);
+/* Earliest time anything is due (timer or cron slot), INT64_MAX if nothing. */
+int64_t engine_next_due(engine_t *e);
+/* Resume one suspended cron run by one sweep chunk; returns 1 if runs remain pending. */
+int engine_step_cron(engine_t *e);
+
 /* Record an action (used by the Lua API) inside the open batch. kind: send, task, tag,
  * untag, points, webhook. fields: kind-specific members of the action JSON (stolen).
  * An id seen before is not recorded again: its status is returned, except that a

@@ -412,6 +412,7 @@ static void conn_dispatch(conn_t *c) {
                 c->parser.method == HTTP_CONNECT, &path, &query) != 0) {
     free(path);
     free(query);
+    request_reset(c);
     conn_reject_status(c, 500);
     return;
   }

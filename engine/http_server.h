@@ -31,6 +31,9 @@ typedef struct {
   char extra_headers[256];   /* extra header lines, each ending in "\r\n" (e.g. Retry-After) */
 } http_response_t;
 
+/* Called on the loop thread once a request is complete. The request strings live only for
+ * the call; content_type and extra_headers are copied as soon as the handler returns, so
+ * they may point into the request. An out-of-range status becomes 500. */
 typedef void (*http_handler_fn)(const http_request_t *req, http_response_t *res, void *ud);
 
 typedef struct {

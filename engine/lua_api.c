@@ -90,11 +90,17 @@ static int l_cron(lua_State *L) {
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (s->ncrons == s->capcrons)
     s->crons = xrealloc(s->crons, (s->capcrons = s->capcrons ? s->capcrons * 2 : 4) * sizeof *s->crons);
+  const char *campaign = luahost_of(L)->campaign ? luahost_of(L)->campaign : "main";
+  int nth = 1;
+  for (int i = 0; i < s->ncrons; i++) nth += strcmp(s->crons[i].campaign, campaign) == 0;
   cron_entry_t *ce = &s->crons[s->ncrons++];
+  memset(ce, 0, sizeof *ce);
   ce->ref = ref;
-  ce->campaign = xstrdup(luahost_of(L)->campaign ? luahost_of(L)->campaign : "main");
+  ce->campaign = xstrdup(campaign);
   ce->spec = xstrdup(spec);
+  ce->key = xasprintf("%s#%d %s", campaign, nth, spec);
   ce->cron = c;
+  ce->next_slot = INT64_MAX;
   return 0;
 }
 
@@ -197,7 +203,42 @@ static int l_log(lua_State *L) {
   return 0;
 }
 
+/* hearth.count(metric [, {campaign=, step=, variant=, n=}]): add n (default 1) to a
+ * funnel counter, inside the transaction of the handler that counts. */
+static int l_count(lua_State *L) {
+  dispatch_t *d = dispatch_current(L);
+  const char *metric = luaL_checkstring(L, 1);
+  const char *campaign = d->campaign, *step = "", *variant = "";
+  lua_Integer n = 1;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "campaign");
+    campaign = luaL_optstring(L, -1, campaign);
+    lua_getfield(L, 2, "step");
+    step = luaL_optstring(L, -1, step);
+    lua_getfield(L, 2, "variant");
+    variant = luaL_optstring(L, -1, variant);
+    lua_getfield(L, 2, "n");
+    n = luaL_optinteger(L, -1, 1);
+  }
+  if (!*metric || strlen(metric) > 64) luaL_argerror(L, 1, "metric must be 1-64 bytes");
+  dispatch_write(L, d);
+  store_t *st = d->s->engine->store;
+  sqlite3_stmt *q = store_stmt(st, ST_FUNNEL_ADD);
+  bind_text(q, 1, campaign);
+  bind_text(q, 2, step);
+  bind_text(q, 3, variant);
+  bind_text(q, 4, metric);
+  bind_int(q, 5, n);
+  if (store_exec_stmt(st, q) != SQLITE_DONE) {
+    d->db_failed = 1;
+    return luaL_error(L, "database error: %s", store_errmsg(st));
+  }
+  return 0;
+}
+
 static const luaL_Reg hearth_fns[] = {
+    {"count", l_count},
     {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"now", l_now},
     {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},
     {"local_date", l_local_date}, {"local_time", l_local_time}, {"log", l_log}, {NULL, NULL}};
@@ -208,6 +249,7 @@ static void install_api(lua_State *L, void *ud) {
   luaL_newlib(L, hearth_fns);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
+  lua_cron_install(L);
   lua_setfield(L, -2, "hearth");
   lua_member_install(L);
 }
@@ -231,6 +273,7 @@ scripts_t *scripts_load(engine_t *e, strbuf_t *errors) {
 
 void scripts_free(scripts_t *s) {
   if (!s) return;
+  cron_free_jobs(s);
   luahost_free(s->host);
   for (int i = 0; i < s->nlists; i++) {
     for (int j = 0; j < s->lists[i].n; j++) free(s->lists[i].v[j].campaign);
@@ -238,7 +281,7 @@ void scripts_free(scripts_t *s) {
     free(s->lists[i].type);
   }
   free(s->lists);
-  for (int i = 0; i < s->ncrons; i++) free(s->crons[i].campaign), free(s->crons[i].spec);
+  for (int i = 0; i < s->ncrons; i++) free(s->crons[i].campaign), free(s->crons[i].spec), free(s->crons[i].key);
   free(s->crons);
   for (int i = 0; i < s->nchannels; i++) free(s->channels[i].name), json_decref(s->channels[i].opts);
   free(s->channels);

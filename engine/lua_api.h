@@ -21,11 +21,16 @@ typedef struct {
   int n, cap;
 } handler_list_t;
 
+typedef struct cron_job cron_job_t;
+
 typedef struct {
   int ref;
   char *campaign;
   char *spec;
+  char *key;          /* stable name in cron_state: campaign#n spec */
   cron_t cron;
+  int64_t next_slot;  /* INT64_MAX until scheduled */
+  cron_job_t *job;    /* the run in progress (suspended in a sweep), or NULL */
 } cron_entry_t;
 
 typedef struct {
@@ -41,7 +46,9 @@ typedef struct dispatch {
   const char *event_key;
   const char *campaign;
   int fn_ref;
-  int sp_open;      /* savepoint taken for this call */
+  int sp_open;      /* savepoint taken for this call (always 1 in cron runs: a sweep
+                       chunk is one transaction) */
+  int cron;         /* running a cron function: hearth.members is allowed */
   int db_failed;    /* a database error happened: the batch must be rolled back */
   member_undo_t undo;
 } dispatch_t;
@@ -76,6 +83,19 @@ int dispatch_savepoint(dispatch_t *d);
 void dispatch_write(lua_State *L, dispatch_t *d);
 /* The call in progress; raises when there is none (a handle used outside its handler). */
 dispatch_t *dispatch_current(lua_State *L);
+
+/* lua_cron.c: scheduling and running cron entries, and hearth.members sweeps. */
+void cron_schedule(scripts_t *s, int64_t now);
+int64_t cron_next_due(scripts_t *s);
+/* Start every entry due at or before t (each once). sync: run each to completion
+ * (dry-run); otherwise a run that yields in a sweep stays pending. -1 on db error. */
+int cron_run_due(scripts_t *s, int64_t t, int sync);
+/* Runs suspended between sweep chunks. */
+int cron_pending(scripts_t *s);
+/* Resume one suspended run by one chunk. -1 on db error. */
+int cron_resume_one(scripts_t *s);
+void cron_free_jobs(scripts_t *s);
+void lua_cron_install(lua_State *L);
 
 /* lua_member.c */
 void lua_member_install(lua_State *L);

@@ -69,6 +69,16 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
+static void arm_thread(luahost_t *h, lua_State *L) {
+  h->armed = 1;
+  h->cpu_tripped = h->mem_tripped = 0;
+  h->instructions = 0;
+  h->deadline_ns = mono_ns() + (uint64_t)h->lim.max_call_ms * 1000000u;
+  size_t c = h->used + h->lim.max_call_bytes;
+  h->ceiling = c < h->lim.max_state_bytes ? c : h->lim.max_state_bytes;
+  lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
 static void arm(luahost_t *h) {
   h->armed = 1;
   h->cpu_tripped = h->mem_tripped = 0;
@@ -83,6 +93,32 @@ static void disarm(luahost_t *h) {
   h->armed = 0;
   h->ceiling = h->lim.max_state_bytes;
   lua_sethook(h->L, NULL, 0, 0);
+}
+
+int luahost_resume(luahost_t *h, lua_State *co, int nargs, char **err) {
+  *err = NULL;
+  arm_thread(h, co);
+  int nres = 0;
+  int rc = lua_resume(co, h->L, nargs, &nres);
+  int tripped_mem = h->mem_tripped;
+  h->armed = 0;
+  h->ceiling = h->lim.max_state_bytes;
+  lua_sethook(co, NULL, 0, 0);
+  if (rc == LUA_OK || rc == LUA_YIELD) {
+    lua_pop(co, nres);
+    return rc;
+  }
+  if (rc == LUA_ERRMEM || tripped_mem) {
+    *err = tripped_mem ? xasprintf("stopped: ran over its memory budget of %zu MiB", h->lim.max_call_bytes >> 20)
+                       : xstrdup("stopped: out of memory");
+    lua_gc(h->L, LUA_GCCOLLECT);
+  } else {
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(h->L, co, msg ? msg : "(error without a message)", 0);
+    *err = xstrdup(lua_tostring(h->L, -1));
+    lua_pop(h->L, 1);
+  }
+  return -1;
 }
 
 int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err) {

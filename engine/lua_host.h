@@ -49,6 +49,11 @@ luahost_t *luahost_of(lua_State *L);
  * message (with traceback) in *err. */
 int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err);
 
+/* Resume coroutine co with nargs arguments on its stack, limits armed for this step.
+ * Returns LUA_OK (finished), LUA_YIELD (suspended), or -1 with a malloc'd message and
+ * traceback in *err. */
+int luahost_resume(luahost_t *h, lua_State *co, int nargs, char **err);
+
 /* Load every *.lua directly in dir (not *_test.lua) in file-name order, each with its own
  * environment. Every error is appended to errors as "file:line: message\n". Returns the
  * number of scripts that failed (0 = all loaded); -1 if dir cannot be read. */

@@ -9,6 +9,7 @@ static const struct {
   int (*fn)(int argc, char **argv);
   const char *summary;
 } commands[] = {
+    {"dry-run", cmd_dry_run, "run the scripts against events on a virtual clock; print actions"},
     {"import", cmd_import, "ingest NDJSON events from a file (or -) into the database"},
     {"check", cmd_check, "load the scripts and report every error as file:line"},
     {"member", cmd_member, "show one member's state as JSON"},

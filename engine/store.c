@@ -9,7 +9,8 @@
  *   outbox        every action with its stable id, status, payload and delivery state
  *   timers        durable timers clustered on (due, id)
  *   failed_events events whose handler failed, with the traceback
- *   cron_state    the last slot each cron entry ran for */
+ *   cron_state    the last slot each cron entry ran for
+ *   funnel        counters scripts keep per campaign, step and variant (hearth.count) */
 #include "store.h"
 
 #include <stdio.h>
@@ -48,7 +49,10 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (due, id)) WITHOUT ROWID;"
     "CREATE TABLE failed_events(seq INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
     "  member TEXT NOT NULL, event TEXT NOT NULL, campaign TEXT, error TEXT NOT NULL);"
-    "CREATE TABLE cron_state(key TEXT PRIMARY KEY, last_slot INTEGER NOT NULL) WITHOUT ROWID;",
+    "CREATE TABLE cron_state(key TEXT PRIMARY KEY, last_slot INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE funnel(campaign TEXT NOT NULL, step TEXT NOT NULL, variant TEXT NOT NULL,"
+    "  metric TEXT NOT NULL, n INTEGER NOT NULL,"
+    "  PRIMARY KEY (campaign, step, variant, metric)) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -94,6 +98,14 @@ static const char *const sql[ST_COUNT] = {
     [ST_TIMER_NEXT] = "SELECT MIN(due) FROM timers",
     [ST_FAILED_ADD] = "INSERT INTO failed_events(at, member, event, campaign, error)"
                       " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_CRON_GET] = "SELECT last_slot FROM cron_state WHERE key = ?1",
+    [ST_CRON_SET] = "INSERT INTO cron_state(key, last_slot) VALUES (?1, ?2)"
+                    " ON CONFLICT(key) DO UPDATE SET last_slot = excluded.last_slot",
+    [ST_FUNNEL_ADD] = "INSERT INTO funnel(campaign, step, variant, metric, n)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+    [ST_SWEEP_ALL] = "SELECT id FROM members WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_SWEEP_TAG] = "SELECT member FROM member_tags WHERE tag = ?3 AND member > ?1"
+                     " ORDER BY member LIMIT ?2",
 };
 
 void bind_text(sqlite3_stmt *st, int idx, const char *s) {

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -477,16 +478,17 @@ TEST(pipelined) {
   http_server_opts_t o = default_opts();
   client_t cl;
   resp_t r;
-  char *all = malloc(64 * 1024), expect[128];
+  static char all[64 * 1024];
+  char expect[128];
   size_t len = 0;
   int i;
-  if (fixture_start(&f, &o) != 0) { CHECK(0); free(all); return; }
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
   CHECK_INT(client_open(&cl, f.port), 0);
-  len += (size_t)sprintf(all + len, "GET /info?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+  len += (size_t)snprintf(all + len, sizeof all - len, "GET /info?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
                                     "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
                                     "GET /info?n=3 HTTP/1.1\r\nHost: x\r\n\r\n");
   for (i = 0; i < 200; i++)
-    len += (size_t)sprintf(all + len, "GET /info?i=%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+    len += (size_t)snprintf(all + len, sizeof all - len, "GET /info?i=%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
   CHECK_INT(client_send(&cl, all, len), 0);
   CHECK_INT(client_read(&cl, &r, 0), 0);
   CHECK_STR(r.body, "GET /info n=1 auth=(none) ctype=(none) len=0");
@@ -506,7 +508,6 @@ TEST(pipelined) {
   client_close(&cl);
   CHECK_INT(fixture_stats(&f).requests, 203);
   fixture_stop(&f);
-  free(all);
 }
 
 TEST(connection_close) {

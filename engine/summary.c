@@ -1,0 +1,123 @@
+/* summary: funnel per campaign, step and variant (see summary.h). */
+#include "summary.h"
+
+#include <string.h>
+
+/* Find or add the object with "name" == name in array arr. */
+static json_t *named(json_t *arr, const char *name) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) {
+    if (strcmp(json_string_value(json_object_get(v, "name")), name) == 0) return v;
+  }
+  v = json_pack("{s:s}", "name", name);
+  json_array_append_new(arr, v);
+  return v;
+}
+
+static json_t *campaign(json_t *list, const char *name) {
+  json_t *c = named(list, name);
+  if (!json_object_get(c, "steps")) {
+    json_object_set_new(c, "metrics", json_object());
+    json_object_set_new(c, "steps", json_array());
+    json_object_set_new(c, "variants", json_array());
+  }
+  return c;
+}
+
+static void add(json_t *obj, const char *key, json_int_t n) {
+  json_t *v = json_object_get(obj, key);
+  json_object_set_new(obj, key, json_integer((v ? json_integer_value(v) : 0) + n));
+}
+
+static const char *text(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? (const char *)t : "";
+}
+
+json_t *summary_json(store_t *s) {
+  json_t *list = json_array();
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db,
+                         "SELECT campaign, coalesce(step, ''), status, count(*) FROM outbox"
+                         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", -1, &st, NULL) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      json_t *c = campaign(list, text(st, 0));
+      const char *step = text(st, 1);
+      json_t *target = *step ? named(json_object_get(c, "steps"), step) : json_object_get(c, "metrics");
+      add(target, text(st, 2), sqlite3_column_int64(st, 3));
+    }
+    sqlite3_finalize(st);
+  }
+  if (sqlite3_prepare_v2(s->db, "SELECT campaign, step, variant, metric, n FROM funnel ORDER BY 1, 2, 3, 4",
+                         -1, &st, NULL) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      json_t *c = campaign(list, text(st, 0));
+      const char *step = text(st, 1), *variant = text(st, 2), *metric = text(st, 3);
+      json_int_t n = sqlite3_column_int64(st, 4);
+      if (*variant) add(named(json_object_get(c, "variants"), variant), metric, n);
+      else if (*step) add(named(json_object_get(c, "steps"), step), metric, n);
+      else add(json_object_get(c, "metrics"), metric, n);
+    }
+    sqlite3_finalize(st);
+  }
+  /* conversion rates where both counters exist */
+  size_t i, k;
+  json_t *c, *v;
+  json_array_foreach(list, i, c) {
+    json_t *groups[2] = {json_object_get(c, "metrics"), NULL};
+    for (int g = 0; g < 1; g++) {
+      json_t *en = json_object_get(groups[g], "entered"), *cv = json_object_get(groups[g], "converted");
+      if (en && json_integer_value(en) > 0)
+        json_object_set_new(groups[g], "conversion",
+                            json_real((double)(cv ? json_integer_value(cv) : 0) / (double)json_integer_value(en)));
+    }
+    json_array_foreach(json_object_get(c, "variants"), k, v) {
+      json_t *en = json_object_get(v, "entered"), *cv = json_object_get(v, "converted");
+      if (en && json_integer_value(en) > 0)
+        json_object_set_new(v, "conversion",
+                            json_real((double)(cv ? json_integer_value(cv) : 0) / (double)json_integer_value(en)));
+    }
+  }
+  json_t *root = json_object();
+  json_object_set_new(root, "campaigns", list);
+  return root;
+}
+
+/* "queued 12, skipped 3" from the integer members of obj (name excluded). */
+static void print_counts(FILE *out, json_t *obj) {
+  const char *k;
+  json_t *v;
+  int first = 1;
+  json_object_foreach(obj, k, v) {
+    if (!strcmp(k, "name")) continue;
+    if (json_is_integer(v))
+      fprintf(out, "%s%s %lld", first ? "" : ", ", k, (long long)json_integer_value(v));
+    else if (json_is_real(v))
+      fprintf(out, "%s%s %.1f%%", first ? "" : ", ", k, 100.0 * json_real_value(v));
+    first = 0;
+  }
+  fputc('\n', out);
+}
+
+void summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out) {
+  json_t *root = summary_json(s);
+  size_t i, k;
+  json_t *c, *v;
+  json_array_foreach(json_object_get(root, "campaigns"), i, c) {
+    fprintf(out, "campaign %s: ", json_string_value(json_object_get(c, "name")));
+    print_counts(out, json_object_get(c, "metrics"));
+    json_array_foreach(json_object_get(c, "steps"), k, v) {
+      fprintf(out, "  step %s: ", json_string_value(json_object_get(v, "name")));
+      print_counts(out, v);
+    }
+    json_array_foreach(json_object_get(c, "variants"), k, v) {
+      fprintf(out, "  variant %s: ", json_string_value(json_object_get(v, "name")));
+      print_counts(out, v);
+    }
+  }
+  if (stats)
+    fprintf(out, "events: %lu accepted, %lu duplicates, %lu rejected, %lu failed; timers fired %lu, cancelled %lu\n",
+            stats->accepted, stats->duplicates, rejected, stats->failed, stats->timers_fired, stats->timers_cancelled);
+  json_decref(root);
+}

@@ -1,0 +1,19 @@
+/* summary: the funnel per campaign, step and variant, read from the store: actions by
+ * status (from the outbox) and the counters scripts keep with hearth.count (entered,
+ * converted, ...). As JSON for `GET /v1/campaigns` and `hearth stats --json`, as text
+ * for the dry-run summary and `hearth stats`. */
+#ifndef HEARTH_SUMMARY_H
+#define HEARTH_SUMMARY_H
+
+#include <jansson.h>
+#include <stdio.h>
+
+#include "engine.h"
+
+/* {"campaigns":[{"name":..., "metrics":{...}, "steps":[{"name":..., "queued":n, ...}],
+ *   "variants":[{"name":..., "entered":n, "converted":n, "conversion":0.12}]}]} */
+json_t *summary_json(store_t *s);
+/* Print the funnel as text, with a closing line of event counters from stats (may be NULL). */
+void summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out);
+
+#endif
