@@ -104,6 +104,11 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       int lv = log_level_parse(val);
       if (lv < 0) return cli_usage_error(usage, "--log-level must be debug, info, warn or error");
       log_set_level(lv);
+    } else if (!strcmp(name, "max-body")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || v < 1024 || v > (1L << 30)) return cli_usage_error(usage, "--max-body must be a byte count from 1024 to 1073741824");
+      c->max_body = v;
     } else if (!strcmp(name, "batch") || !strcmp(name, "limit")) {
       char *end;
       long v = strtol(val, &end, 10);

@@ -18,6 +18,7 @@ typedef struct {
   /* command-specific */
   const char *events, *until, *listen, *token_file, *format;
   int batch, limit, json, quiet;
+  long max_body;
   const char *positional[16];
   int npositional;
 } cli_t;

@@ -316,6 +316,8 @@ int engine_advance(engine_t *e, int64_t upto, int sync, int max_batches) {
   }
 }
 
+int engine_cron_pending(engine_t *e) { return e->scripts && cron_pending(e->scripts); }
+
 int engine_step_cron(engine_t *e) {
   if (!e->scripts || !cron_pending(e->scripts)) return 0;
   if (cron_resume_one(e->scripts) < 0) return -1;

@@ -101,6 +101,8 @@ int engine_advance(engine_t *e, int64_t upto, int sync, int max_batches);
 int64_t engine_next_due(engine_t *e);
 /* Resume one suspended cron run by one sweep chunk; returns 1 if runs remain pending. */
 int engine_step_cron(engine_t *e);
+/* 1 when a cron run is suspended between sweep chunks. */
+int engine_cron_pending(engine_t *e);
 
 /* Record an action (used by the Lua API) inside the open batch. kind: send, task, tag,
  * untag, points, webhook. fields: kind-specific members of the action JSON (stolen).

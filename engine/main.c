@@ -9,6 +9,7 @@ static const struct {
   int (*fn)(int argc, char **argv);
   const char *summary;
 } commands[] = {
+    {"run", cmd_run, "the daemon: HTTP ingest, durable timers in real time, delivery"},
     {"dry-run", cmd_dry_run, "run the scripts against events on a virtual clock; print actions"},
     {"import", cmd_import, "ingest NDJSON events from a file (or -) into the database"},
     {"check", cmd_check, "load the scripts and report every error as file:line"},

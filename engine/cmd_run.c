@@ -1,0 +1,73 @@
+/* cmd_run: `hearth run`, the daemon's command line (see daemon.h for what it runs). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "daemon.h"
+#include "http_auth.h"
+
+static const char *usage =
+    "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES]\n\n"
+    "The daemon: HTTP ingest (POST /v1/events), durable timers and cron in real time,\n"
+    "delivery of queued actions, and the operations API (GET /healthz, /v1/members/ID,\n"
+    "/v1/campaigns, /metrics). SIGTERM or SIGINT stops it cleanly; SIGHUP reloads the\n"
+    "scripts (the old ones stay when the new ones fail to load).\n\n"
+    "  --listen ADDR:PORT   where to listen (default 127.0.0.1:8707; [::1]:8707 for IPv6;\n"
+    "                       port 0 picks a free one and logs it)\n"
+    "  --token-file PATH    require 'Authorization: Bearer <token>' with the token in PATH\n"
+    "  --max-body BYTES     largest accepted request body (default 8388608)\n";
+
+/* Split "host:port" / "[v6]:port". 0 ok, -1 bad. */
+static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
+  const char *colon;
+  if (s[0] == '[') {
+    const char *rb = strchr(s, ']');
+    if (!rb || rb[1] != ':') return -1;
+    snprintf(host, hostlen, "%.*s", (int)(rb - s - 1), s + 1);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon || colon == s) return -1;
+    snprintf(host, hostlen, "%.*s", (int)(colon - s), s);
+  }
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || p < 0 || p > 65535 || colon[1] == '\0') return -1;
+  *port = (int)p;
+  return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+  cli_t c;
+  int rc = cli_parse(&c, argc, argv, "listen token-file max-body", usage);
+  if (rc) return c.help ? 0 : rc;
+  if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
+  char host[64];
+  int port;
+  if (parse_listen(c.listen ? c.listen : "127.0.0.1:8707", host, sizeof host, &port) < 0)
+    return cli_usage_error(usage, "--listen must be ADDR:PORT, got '%s'", c.listen);
+  daemon_opts_t o = {.host = host, .port = port, .max_body = c.max_body ? (size_t)c.max_body : 8u << 20,
+                     .max_connections = 1024};
+  char err[512];
+  char *token = NULL;
+  if (c.token_file && !(token = http_auth_read_token(c.token_file, err, sizeof err))) {
+    fprintf(stderr, "hearth: %s\n", err);
+    return 1;
+  }
+  o.token = token;
+  engine_opts_t eo;
+  cli_engine_opts(&c, &eo);
+  char *lerr;
+  engine_t *e = engine_open(&eo, &lerr);
+  if (!e) {
+    fprintf(stderr, "hearth: %s%s", lerr, *lerr && lerr[strlen(lerr) - 1] == '\n' ? "" : "\n");
+    free(lerr);
+    free(token);
+    return 1;
+  }
+  int status = daemon_run(e, &o);
+  engine_close(e);
+  free(token);
+  return status;
+}

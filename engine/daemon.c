@@ -1,0 +1,211 @@
+/* daemon: the libuv event loop of `hearth run` (see daemon.h). */
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "http_auth.h"
+#include "http_server.h"
+#include "ingest.h"
+#include "log.h"
+#include "member_json.h"
+#include "summary.h"
+
+typedef struct {
+  uv_loop_t loop;
+  engine_t *e;
+  const daemon_opts_t *o;
+  http_server_t *http;
+  uv_timer_t due_timer;   /* armed for the earliest timer or cron slot */
+  uv_idle_t sweep_idle;   /* resumes suspended cron sweeps, a chunk per turn */
+  uv_signal_t sig_term, sig_int, sig_hup;
+  int64_t armed_for;      /* epoch seconds the due timer is armed for, INT64_MAX if idle */
+  int stopping;
+  int status;
+} daemon_t;
+
+static int64_t wall_now(void) { return (int64_t)time(NULL); }
+
+static void arm_due_timer(daemon_t *d);
+
+static void on_sweep_idle(uv_idle_t *h) {
+  daemon_t *d = h->data;
+  d->e->now = wall_now();
+  int rc = engine_step_cron(d->e);
+  if (rc < 0) log_msg(LOG_ERROR, "database error in a cron sweep", "error", store_errmsg(d->e->store), NULL);
+  if (rc <= 0) uv_idle_stop(h);
+  arm_due_timer(d);
+}
+
+/* Fire what is due: a few timer batches per loop turn, so ingest is never starved. */
+static void on_due(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  d->armed_for = INT64_MAX;
+  d->e->now = wall_now();
+  int rc = engine_advance(d->e, d->e->now, 0, 4);
+  if (rc < 0) log_msg(LOG_ERROR, "database error while firing timers", "error", store_errmsg(d->e->store), NULL);
+  if (engine_cron_pending(d->e)) uv_idle_start(&d->sweep_idle, on_sweep_idle);
+  if (rc == 1) {
+    d->armed_for = d->e->now;
+    uv_timer_start(&d->due_timer, on_due, 0, 0);
+    return;
+  }
+  arm_due_timer(d);
+}
+
+static void arm_due_timer(daemon_t *d) {
+  if (d->stopping) return;
+  int64_t next = engine_next_due(d->e);
+  if (next == INT64_MAX) {
+    uv_timer_stop(&d->due_timer);
+    d->armed_for = INT64_MAX;
+    return;
+  }
+  int64_t now = wall_now();
+  uint64_t delay = next <= now ? 0 : (uint64_t)(next - now) * 1000u;
+  if (delay > 3600000u) delay = 3600000u; /* re-check hourly: the wall clock may jump */
+  d->armed_for = next;
+  uv_timer_start(&d->due_timer, on_due, delay, 0);
+}
+
+/* ---- HTTP ---- */
+
+static void reply(http_response_t *res, int status, json_t *body) {
+  res->status = status;
+  res->body = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  res->body_len = res->body ? strlen(res->body) : 0;
+  json_decref(body);
+}
+
+static void reply_error(http_response_t *res, int status, const char *msg) {
+  reply(res, status, json_pack("{s:s}", "error", msg));
+}
+
+static void post_events(daemon_t *d, const http_request_t *req, http_response_t *res) {
+  event_list_t evs;
+  char err[512];
+  if (ingest_parse_body(req->body, req->body_len, &evs, err, sizeof err) < 0) {
+    reply_error(res, 400, err);
+    return;
+  }
+  int *results = xcalloc((size_t)evs.n, sizeof *results);
+  d->e->now = wall_now();
+  if (ingest_batch(d->e, evs.v, evs.n, results) < 0) {
+    log_msg(LOG_ERROR, "database error: batch not applied", "error", store_errmsg(d->e->store), NULL);
+    reply_error(res, 500, "database error: nothing of this batch was applied; retry");
+  } else {
+    json_int_t accepted = 0, dup = 0;
+    for (int i = 0; i < evs.n; i++) {
+      if (results[i] == EV_DUPLICATE) dup++;
+      else accepted++;
+    }
+    reply(res, 202, json_pack("{s:I, s:I}", "accepted", accepted, "duplicates", dup));
+    if (d->e->earliest_timer < d->armed_for) arm_due_timer(d);
+  }
+  free(results);
+  event_list_free(&evs);
+}
+
+static void on_request(const http_request_t *req, http_response_t *res, void *ud) {
+  daemon_t *d = ud;
+  int get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
+  if (!strcmp(req->path, "/healthz")) {
+    if (!get) return reply_error(res, 405, "use GET");
+    return reply(res, 200, json_pack("{s:s}", "status", d->stopping ? "stopping" : "ok"));
+  }
+  if (!http_auth_ok(req->authorization, d->o->token)) {
+    snprintf(res->extra_headers, sizeof res->extra_headers, "WWW-Authenticate: Bearer\r\n");
+    return reply_error(res, 401, "missing or wrong bearer token");
+  }
+  if (!strcmp(req->path, "/v1/events")) {
+    if (!post) return reply_error(res, 405, "use POST");
+    return post_events(d, req, res);
+  }
+  if (!strncmp(req->path, "/v1/members/", 12)) {
+    if (!get) return reply_error(res, 405, "use GET");
+    json_t *m = member_json(d->e->store, d->e->tz, req->path + 12, 20);
+    if (!m) return reply_error(res, 404, "no such member");
+    return reply(res, 200, m);
+  }
+  if (!strcmp(req->path, "/v1/campaigns")) {
+    if (!get) return reply_error(res, 405, "use GET");
+    return reply(res, 200, summary_json(d->e->store));
+  }
+  reply_error(res, 404, "not found");
+}
+
+/* ---- signals and shutdown ---- */
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void begin_stop(daemon_t *d, const char *why) {
+  if (d->stopping) return;
+  d->stopping = 1;
+  log_msg(LOG_INFO, "stopping", "signal", why, NULL);
+  http_server_stop_accepting(d->http);
+  http_server_close(d->http);
+  uv_close((uv_handle_t *)&d->due_timer, close_cb);
+  uv_close((uv_handle_t *)&d->sweep_idle, close_cb);
+  uv_close((uv_handle_t *)&d->sig_term, close_cb);
+  uv_close((uv_handle_t *)&d->sig_int, close_cb);
+  uv_close((uv_handle_t *)&d->sig_hup, close_cb);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  daemon_t *d = s->data;
+  if (signum == SIGHUP) {
+    char *err = NULL;
+    d->e->now = wall_now();
+    if (engine_reload(d->e, &err) < 0) {
+      log_msg(LOG_ERROR, "reload failed; keeping the scripts already loaded", "errors", err, NULL);
+      free(err);
+    } else {
+      log_msg(LOG_INFO, "scripts reloaded", NULL);
+      arm_due_timer(d);
+    }
+    return;
+  }
+  begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+int daemon_run(engine_t *e, const daemon_opts_t *o) {
+  daemon_t d = {.e = e, .o = o, .armed_for = INT64_MAX};
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&d.loop);
+  e->now = wall_now();
+  engine_schedule_cron(e, e->now);
+  http_server_opts_t ho = {.host = o->host, .port = o->port, .max_body = o->max_body,
+                           .max_connections = o->max_connections, .handler = on_request, .ud = &d};
+  char err[256];
+  d.http = http_server_start(&d.loop, &ho, err, sizeof err);
+  if (!d.http) {
+    fprintf(stderr, "hearth: %s\n", err);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d.loop);
+    return 1;
+  }
+  uv_timer_init(&d.loop, &d.due_timer);
+  d.due_timer.data = &d;
+  uv_idle_init(&d.loop, &d.sweep_idle);
+  d.sweep_idle.data = &d;
+  uv_signal_t *sigs[3] = {&d.sig_term, &d.sig_int, &d.sig_hup};
+  int nums[3] = {SIGTERM, SIGINT, SIGHUP};
+  for (int i = 0; i < 3; i++) {
+    uv_signal_init(&d.loop, sigs[i]);
+    sigs[i]->data = &d;
+    uv_signal_start(sigs[i], on_signal, nums[i]);
+  }
+  char addr[128];
+  snprintf(addr, sizeof addr, "%s:%d", o->host, http_server_port(d.http));
+  log_msg(LOG_INFO, "listening", "addr", addr, "db", e->store->path, "tz", tz_name(e->tz), NULL);
+  arm_due_timer(&d);
+  uv_run(&d.loop, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&d.loop);
+  if (rc != 0) log_msg(LOG_WARN, "loop closed with handles still open", NULL);
+  log_msg(LOG_INFO, "stopped", NULL);
+  return d.status;
+}

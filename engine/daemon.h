@@ -1,0 +1,26 @@
+/* daemon: `hearth run`. One libuv loop owning the HTTP server, one uv_timer armed for
+ * the earliest due timer or cron slot, an idle handle that resumes cron sweeps a chunk
+ * per loop turn, the signal handles, and the delivery of queued actions. Events are
+ * applied and committed before the 202 goes out. SIGTERM/SIGINT: stop accepting, finish
+ * what is in hand, close every handle, exit 0. SIGHUP: reload the scripts atomically,
+ * keeping the old ones when the new ones fail to load. */
+#ifndef HEARTH_DAEMON_H
+#define HEARTH_DAEMON_H
+
+#include <stddef.h>
+
+#include "engine.h"
+
+typedef struct {
+  const char *host;
+  int port;
+  const char *token;        /* bearer token, or NULL for none */
+  size_t max_body;
+  int max_connections;
+  long max_backlog;         /* queued-but-undelivered actions before 503 (0 = no limit) */
+} daemon_opts_t;
+
+/* Run until a stop signal. Returns the process exit status. */
+int daemon_run(engine_t *e, const daemon_opts_t *o);
+
+#endif
