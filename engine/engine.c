@@ -38,6 +38,12 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
     lua_limits_default(&e->limits);
   e->scripts_dir = o->scripts_dir ? xstrdup(o->scripts_dir) : NULL;
   e->stdlib_dir = o->stdlib_dir ? xstrdup(o->stdlib_dir) : NULL;
+  if (o->script_files) {
+    size_t n = 0;
+    while (o->script_files[n]) n++;
+    e->script_files = xcalloc(n + 1, sizeof *e->script_files);
+    for (size_t i = 0; i < n; i++) e->script_files[i] = xstrdup(o->script_files[i]);
+  }
   member_cache_init(&e->members);
   e->tz = tz_load(o->tz_name ? o->tz_name : "Asia/Shanghai", err, sizeof err);
   if (!e->tz) goto fail;
@@ -73,6 +79,8 @@ void engine_close(engine_t *e) {
   tz_free(e->tz);
   free(e->scripts_dir);
   free(e->stdlib_dir);
+  for (char **f = e->script_files; f && *f; f++) free(*f);
+  free(e->script_files);
   free(e);
 }
 

@@ -34,6 +34,8 @@ typedef struct {
   int memory_db;          /* dry-run: work on an in-memory copy of db_path (if it exists) */
   int no_scripts;         /* open the store only (member, stats) */
   int readonly;           /* open the store read-only */
+  const char *const *script_files; /* load exactly these (NULL-terminated) instead of
+                                      every script in scripts_dir (hearth test) */
 } engine_opts_t;
 
 typedef struct {
@@ -50,6 +52,7 @@ typedef struct engine {
   scripts_t *scripts;
   tz_t *tz;
   char *scripts_dir, *stdlib_dir;
+  char **script_files;         /* NULL: every script in scripts_dir */
   lua_limits_t limits;
   int64_t dedupe_window;
   int64_t now;                 /* the clock, set by the caller */

@@ -264,7 +264,13 @@ scripts_t *scripts_load(engine_t *e, strbuf_t *errors) {
     return NULL;
   }
   s->host->owner = s;
-  if (e->scripts_dir && luahost_load_scripts(s->host, e->scripts_dir, errors) != 0) {
+  int failed = 0;
+  if (e->script_files) {
+    for (char **f = e->script_files; *f; f++) failed += luahost_load_file(s->host, *f, errors) < 0;
+  } else if (e->scripts_dir) {
+    failed = luahost_load_scripts(s->host, e->scripts_dir, errors) != 0;
+  }
+  if (failed) {
     scripts_free(s);
     return NULL;
   }

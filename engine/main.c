@@ -12,6 +12,7 @@ static const struct {
     {"run", cmd_run, "the daemon: HTTP ingest, durable timers in real time, delivery"},
     {"dry-run", cmd_dry_run, "run the scripts against events on a virtual clock; print actions"},
     {"import", cmd_import, "ingest NDJSON events from a file (or -) into the database"},
+    {"test", cmd_test, "run operators' script tests (*_test.lua)"},
     {"check", cmd_check, "load the scripts and report every error as file:line"},
     {"member", cmd_member, "show one member's state as JSON"},
 };
