@@ -261,7 +261,7 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   member_t *m = member_cache_get(&e->members, e->store, r->member, r->due);
   if (!m) return EV_ERROR;
   json_t *gen = json_object_get(m->timer_gens, r->type);
-  if ((gen ? json_integer_value(gen) : 0) != r->gen) {
+  if (r->gen != TIMER_NOT_CANCELLABLE && (gen ? json_integer_value(gen) : 0) != r->gen) {
     e->stats.timers_cancelled++;
     return EV_APPLIED;
   }

@@ -17,6 +17,9 @@
 #include "store.h"
 #include "timeutil.h"
 
+/* Generation stored with rows from hearth.emit: m:cancel never applies to them. */
+#define TIMER_NOT_CANCELLABLE (-1)
+
 /* Action statuses, in the order counters are kept. */
 enum { AS_QUEUED, AS_CAPPED, AS_SUPPRESSED, AS_DEFERRED, AS_SKIPPED, AS_LIMITED, AS_COUNT };
 extern const char *const action_status_names[AS_COUNT];

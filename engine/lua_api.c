@@ -237,8 +237,50 @@ static int l_count(lua_State *L) {
   return 0;
 }
 
+/* hearth.emit(member_id, type [, data]): deliver an event of `type` to another member (or
+ * this one) as soon as the current batch commits, through the same path as timers: it is
+ * durable in the same transaction as the handler that emits it and fires exactly once.
+ * m:cancel does not affect it. Returns nothing. */
+static int l_emit(lua_State *L) {
+  dispatch_t *d = dispatch_current(L);
+  size_t len;
+  const char *member = luaL_checklstring(L, 1, &len);
+  if (!member_id_valid(member, len)) luaL_argerror(L, 1, "member id must be 1-128 bytes of UTF-8");
+  const char *type = luaL_checkstring(L, 2);
+  if (!event_type_valid(type))
+    luaL_argerror(L, 2, lua_pushfstring(L, "event type must match [a-z0-9_.]{1,64}, got '%s'", type));
+  char *data = NULL;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    json_t *j = lua_check_json(L, 3, "hearth.emit data");
+    data = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+  }
+  engine_t *e = d->s->engine;
+  if (dispatch_savepoint(d) < 0) {
+    free(data);
+    return luaL_error(L, "database error: %s", store_errmsg(e->store));
+  }
+  sqlite3_stmt *q = store_stmt(e->store, ST_TIMER_ADD);
+  bind_int(q, 1, e->now);
+  bind_int(q, 2, ++e->timer_seq);
+  bind_text(q, 3, member);
+  bind_text(q, 4, type);
+  bind_text(q, 5, data);
+  bind_int(q, 6, TIMER_NOT_CANCELLABLE);
+  bind_text(q, 7, d->campaign);
+  int rc = store_exec_stmt(e->store, q);
+  free(data);
+  if (rc != SQLITE_DONE) {
+    d->db_failed = 1;
+    return luaL_error(L, "database error: %s", store_errmsg(e->store));
+  }
+  if (e->now < e->earliest_timer) e->earliest_timer = e->now;
+  return 0;
+}
+
 static const luaL_Reg hearth_fns[] = {
-    {"count", l_count},
+    {"count", l_count}, {"emit", l_emit},
     {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"now", l_now},
     {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},
     {"local_date", l_local_date}, {"local_time", l_local_time}, {"log", l_log}, {NULL, NULL}};

@@ -162,6 +162,8 @@ static int t_event(lua_State *L) {
   rc = ingest_batch(c->e, one.v, 1, &result);
   event_clear(&ev);
   if (rc < 0) return luaL_error(L, "database error: %s", store_errmsg(c->e->store));
+  /* what the event made due now (hearth.emit, zero delays) happens now too */
+  if (engine_advance(c->e, c->e->now, 1, 0) < 0) return luaL_error(L, "database error: %s", store_errmsg(c->e->store));
   lua_pushstring(L, result == EV_DUPLICATE ? "duplicate" : result == EV_FAILED ? "failed" : "applied");
   return 1;
 }

@@ -30,6 +30,7 @@ hearth.on("order.paid", function(m, ev)
   m:set("seen_orders", m.orders)
   m:set("seen_spend", m.spend)
   if m.orders == 1 then m:tag("buyer") end
+  m:set("tags_seen", m:tags())
 end)
 
 hearth.on("redeem", function(m, ev)
@@ -41,7 +42,6 @@ hearth.on("checkin", function(m, ev)
   local st = m:send("daily_tip", { key = "tip", category = "service" })
   m:set("tip_status", st)
   m:task("call " .. m.id, { status = "skipped" })
-  m:set("tags_seen", m:tags())
 end)
 '''
 
@@ -103,6 +103,7 @@ def test_events_drive_points_ledger_attrs_tags_and_actions():
         eq(attrs.get("last_order"), "o-10", "attrs.last_order set by the handler")
         eq(attrs.get("seen_orders"), 2, "m.orders as the handler saw it (built-ins first)")
         eq(attrs.get("seen_spend"), 200.0, "m.spend as the handler saw it (before the refund)")
+        eq(attrs.get("tags_seen"), ["buyer", "member"], "m:tags() is a sorted array")
         eq(attrs.get("welcome_event"),
            {"id": "e-1", "type": "member.joined", "time": epoch(2026, 11, 22, 10)},
            "ev fields seen by the handler (time in epoch seconds)")
@@ -155,7 +156,8 @@ def test_refund_floors_spend_at_zero_and_last_active_only_moves_forward():
 
 
 def test_member_builtins_joined_updated_subscription():
-    with Workspace() as w:  # no scripts: the built-ins alone
+    # a script with no handler for these types: the built-ins alone
+    with Workspace({"other.lua": 'hearth.on("checkin", function(m, ev) end)\n'}) as w:
         r = w.import_events([
             {"type": "member.joined", "member": "m-3", "time": t(1, 9),
              "data": {"channel": "wecom", "store": "bj-2", "staff": 42}},
@@ -192,7 +194,7 @@ def test_action_ids_statuses_and_keyed_actions_recorded_once():
         eq(r.summary["actions"]["skipped"], 2, "two skipped tasks")
         m = w.member("m-4")
         # the second event has no id: its actions are keyed by its sequence number (@2)
-        eq(action_ids(m), ["loyalty/m-4/@2/1", "loyalty/m-4/tip", "loyalty/m-4/c-1/1"],
+        eq(action_ids(m), ["loyalty/m-4/@2/1", "loyalty/m-4/c-1/1", "loyalty/m-4/tip"],
            "action ids, latest first")
         tip = action_by_id(m, "loyalty/m-4/tip")
         eq((tip["action"], tip["status"], tip.get("delivery"), tip["category"]),
@@ -202,7 +204,6 @@ def test_action_ids_statuses_and_keyed_actions_recorded_once():
            "task action")
         assert "delivery" not in task, "a skipped action is not delivered: %r" % task
         eq(m["attrs"].get("tip_status"), "queued", "m:send returns the status (also the 2nd time)")
-        eq(m["attrs"].get("tags_seen"), [], "m:tags() of a member without tags")
 
 
 def test_duplicate_id_in_one_import_applied_once():
@@ -312,10 +313,10 @@ def test_add_points_below_zero_fails_and_leaves_balance():
         contains(f.get("error", ""), "below zero", "failure log error")
         contains(f.get("error", ""), "stack traceback", "failure log error has a traceback")
         m = w.member("m-8")
-        # r-1: +5 then -55 from 25 fails -> all of r-1 rolled back; r-2: +5 then -20 -> 10
-        eq(m["points"], 10, "points")
+        # r-1: +5 then -55 from 25 fails -> all of r-1 rolled back; r-2: +5 then -20 -> 5
+        eq(m["points"], 5, "points")
         eq([(e["delta"], e["balance"], e["reason"]) for e in m["ledger"]],
-           [(-20, 10, "redeem pen"), (5, 25, "redeem attempt"), (20, 20, "welcome bonus")],
+           [(-20, 5, "redeem pen"), (5, 25, "redeem attempt"), (20, 20, "welcome bonus")],
            "ledger: nothing of the failed redemption")
         eq(len(m["failed"]), 1, "one failed event stored")
         fe = m["failed"][0]
@@ -378,7 +379,10 @@ def test_failing_handler_rolled_back_other_script_applies():
         eq([(e["reason"], e["campaign"]) for e in m["ledger"]], [("b points", "b")], "ledger")
         ids = action_ids(m)
         assert not any(i.startswith("a/") for i in ids), "a's actions must be rolled back: %r" % ids
-        assert "b/m-9/p/2" in ids or "b/m-9/p/1" in ids, "b's actions for the promo: %r" % ids
+        # (the number in a default id counts the actions of the event, here including the
+        # ones a's failed handler recorded before it was rolled back; only the prefix is
+        # asserted)
+        eq(len([i for i in ids if i.startswith("b/m-9/p/")]), 2, "b's actions for the promo: %r" % ids)
         kinds = sorted(a["action"] for a in m["actions"] if a["campaign"] == "b")
         eq(kinds, ["points", "tag", "tag"], "b's actions (tag old, points, tag b-tag)")
         eq(len(m["failed"]), 1, "one failed event")
@@ -400,6 +404,23 @@ def test_summary_counts_only_committed_actions():
         eq(stored, 2, "queued actions stored (b: points, tag)")
         eq(r.summary["actions"]["queued"], stored,
            "summary actions.queued must count only the actions that were committed")
+
+
+def test_import_with_an_empty_scripts_folder():
+    # ENGINE BUG (engine/lua_host.c, luahost_load_scripts): with no *.lua in the folder,
+    # names stays NULL and qsort(NULL, 0, ...) is called; UBSan (HEARTH_SANITIZE=ON)
+    # aborts with "null pointer passed as argument 1" and the import exits 1 having
+    # applied nothing. Repro: mkdir empty; hearth import ev.ndjson --scripts empty.
+    with Workspace() as w:
+        r = w.import_events([{"id": "x-1", "type": "member.joined", "member": "m-12",
+                              "time": t(12, 9), "data": {"channel": "wecom"}}],
+                            json_summary=False)
+        eq(r.rc, 0, "import with no scripts: exit status (stderr %r)" % r.err)
+        m = w.member("m-12")
+        eq((m["joined_at"], m["attrs"]), (t(12, 9), {"channel": "wecom"}), "built-ins applied")
+        rc, out, err = w.check()
+        eq(rc, 0, "check of an empty folder: exit status (stderr %r)" % err)
+        contains(out, "ok: 0 handlers", "check of an empty folder: stdout")
 
 
 def test_member_of_unknown_member_exits_1():
