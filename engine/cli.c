@@ -50,6 +50,7 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "listen")) return &c->listen;
   if (!strcmp(name, "token-file")) return &c->token_file;
   if (!strcmp(name, "format")) return &c->format;
+  if (!strcmp(name, "requeue")) return &c->requeue;
   return NULL;
 }
 
@@ -67,6 +68,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
   c->dedupe_window = 30 * 86400;
   c->batch = 1000;
   c->limit = 20;
+  c->max_backlog = -1;
   for (int i = 1; i < argc; i++) {
     char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -89,6 +91,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
     /* boolean flags */
     if (!strcmp(name, "json") && accepts(extra, "json")) { c->json = 1; continue; }
     if (!strcmp(name, "quiet") && accepts(extra, "quiet")) { c->quiet = 1; continue; }
+    if (!strcmp(name, "requeue-all") && accepts(extra, "requeue-all")) { c->requeue_all = 1; continue; }
     if (!is_common(name) && !accepts(extra, name)) return cli_usage_error(usage, "unknown option '--%s'", name);
     const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
     if (!val) return cli_usage_error(usage, "option '--%s' needs a value", name);
@@ -109,6 +112,11 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       long v = strtol(val, &end, 10);
       if (*end || v < 1024 || v > (1L << 30)) return cli_usage_error(usage, "--max-body must be a byte count from 1024 to 1073741824");
       c->max_body = v;
+    } else if (!strcmp(name, "max-backlog")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || v < 0) return cli_usage_error(usage, "--max-backlog must be a number (0 = no bound)");
+      c->max_backlog = v;
     } else if (!strcmp(name, "batch") || !strcmp(name, "limit")) {
       char *end;
       long v = strtol(val, &end, 10);

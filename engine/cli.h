@@ -16,9 +16,10 @@ typedef struct {
   int help;
   int db_set;         /* --db was given */
   /* command-specific */
-  const char *events, *until, *listen, *token_file, *format;
+  const char *events, *until, *listen, *token_file, *format, *requeue;
+  int requeue_all;
   int batch, limit, json, quiet;
-  long max_body;
+  long max_body, max_backlog;
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -38,5 +39,7 @@ int cmd_dry_run(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_test(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_dead_letters(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
 
 #endif

@@ -12,7 +12,9 @@
 #include "http_server.h"
 #include "ingest.h"
 #include "log.h"
+#include "delivery.h"
 #include "member_json.h"
+#include "metrics.h"
 #include "summary.h"
 
 typedef struct {
@@ -20,6 +22,7 @@ typedef struct {
   engine_t *e;
   const daemon_opts_t *o;
   http_server_t *http;
+  delivery_t *delivery;
   uv_timer_t due_timer;   /* armed for the earliest timer or cron slot */
   uv_idle_t sweep_idle;   /* resumes suspended cron sweeps, a chunk per turn */
   uv_signal_t sig_term, sig_int, sig_hup;
@@ -36,6 +39,7 @@ static void on_sweep_idle(uv_idle_t *h) {
   daemon_t *d = h->data;
   d->e->now = wall_now();
   int rc = engine_step_cron(d->e);
+  delivery_kick(d->delivery);
   if (rc < 0) log_msg(LOG_ERROR, "database error in a cron sweep", "error", store_errmsg(d->e->store), NULL);
   if (rc <= 0) uv_idle_stop(h);
   arm_due_timer(d);
@@ -47,6 +51,7 @@ static void on_due(uv_timer_t *t) {
   d->armed_for = INT64_MAX;
   d->e->now = wall_now();
   int rc = engine_advance(d->e, d->e->now, 0, 4);
+  delivery_kick(d->delivery);
   if (rc < 0) log_msg(LOG_ERROR, "database error while firing timers", "error", store_errmsg(d->e->store), NULL);
   if (engine_cron_pending(d->e)) uv_idle_start(&d->sweep_idle, on_sweep_idle);
   if (rc == 1) {
@@ -88,7 +93,13 @@ static void reply_error(http_response_t *res, int status, const char *msg) {
 static void post_events(daemon_t *d, const http_request_t *req, http_response_t *res) {
   event_list_t evs;
   char err[512];
+  if (d->o->max_backlog > 0 && delivery_backlog(d->delivery) > d->o->max_backlog) {
+    snprintf(res->extra_headers, sizeof res->extra_headers, "Retry-After: 5\r\n");
+    reply_error(res, 503, "delivery backlog over its bound: retry later");
+    return;
+  }
   if (ingest_parse_body(req->body, req->body_len, &evs, err, sizeof err) < 0) {
+    d->e->stats.rejected++;
     reply_error(res, 400, err);
     return;
   }
@@ -105,6 +116,7 @@ static void post_events(daemon_t *d, const http_request_t *req, http_response_t 
     }
     reply(res, 202, json_pack("{s:I, s:I}", "accepted", accepted, "duplicates", dup));
     if (d->e->earliest_timer < d->armed_for) arm_due_timer(d);
+    delivery_kick(d->delivery);
   }
   free(results);
   event_list_free(&evs);
@@ -135,6 +147,14 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     if (!get) return reply_error(res, 405, "use GET");
     return reply(res, 200, summary_json(d->e->store));
   }
+  if (!strcmp(req->path, "/metrics")) {
+    if (!get) return reply_error(res, 405, "use GET");
+    res->status = 200;
+    res->content_type = "text/plain; version=0.0.4";
+    res->body = metrics_render(d->e, d->delivery, d->http);
+    res->body_len = strlen(res->body);
+    return;
+  }
   reply_error(res, 404, "not found");
 }
 
@@ -148,6 +168,7 @@ static void begin_stop(daemon_t *d, const char *why) {
   log_msg(LOG_INFO, "stopping", "signal", why, NULL);
   http_server_stop_accepting(d->http);
   http_server_close(d->http);
+  delivery_stop(d->delivery);
   uv_close((uv_handle_t *)&d->due_timer, close_cb);
   uv_close((uv_handle_t *)&d->sweep_idle, close_cb);
   uv_close((uv_handle_t *)&d->sig_term, close_cb);
@@ -164,6 +185,9 @@ static void on_signal(uv_signal_t *s, int signum) {
       log_msg(LOG_ERROR, "reload failed; keeping the scripts already loaded", "errors", err, NULL);
       free(err);
     } else {
+      char derr[512];
+      if (delivery_reload(d->delivery, derr, sizeof derr) < 0)
+        log_msg(LOG_ERROR, "reload: channels not changed", "error", derr, NULL);
       log_msg(LOG_INFO, "scripts reloaded", NULL);
       arm_due_timer(d);
     }
@@ -184,6 +208,14 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
   d.http = http_server_start(&d.loop, &ho, err, sizeof err);
   if (!d.http) {
     fprintf(stderr, "hearth: %s\n", err);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d.loop);
+    return 1;
+  }
+  d.delivery = delivery_start(&d.loop, e, err, sizeof err);
+  if (!d.delivery) {
+    fprintf(stderr, "hearth: %s\n", err);
+    http_server_close(d.http);
     uv_run(&d.loop, UV_RUN_DEFAULT);
     uv_loop_close(&d.loop);
     return 1;

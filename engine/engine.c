@@ -11,6 +11,31 @@
 const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed",
                                                    "deferred", "skipped", "limited"};
 
+const double handler_bucket_bounds[HANDLER_BUCKETS - 1] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                          0.01, 0.025, 0.05, 0.1, 0.5};
+
+void engine_stats_handler(engine_stats_t *s, double seconds) {
+  int b = 0;
+  while (b < HANDLER_BUCKETS - 1 && seconds > handler_bucket_bounds[b]) b++;
+  s->handler_hist[b]++;
+  s->handler_calls++;
+  s->handler_seconds += seconds;
+}
+
+static void count_channel_action(engine_stats_t *s, const char *channel, int status) {
+  if (!channel) channel = "";
+  for (int i = 0; i < s->nchannels; i++)
+    if (!strcmp(s->by_channel[i].channel, channel)) {
+      s->by_channel[i].by_status[status]++;
+      return;
+    }
+  s->by_channel = xrealloc(s->by_channel, (size_t)(s->nchannels + 1) * sizeof *s->by_channel);
+  channel_actions_t *c = &s->by_channel[s->nchannels++];
+  memset(c, 0, sizeof *c);
+  c->channel = xstrdup(channel);
+  c->by_status[status]++;
+}
+
 int action_status_parse(const char *s) {
   for (int i = 0; i < AS_COUNT; i++)
     if (strcmp(s, action_status_names[i]) == 0) return i;
@@ -74,6 +99,8 @@ fail:
 void engine_close(engine_t *e) {
   if (!e) return;
   scripts_free(e->scripts);
+  for (int i = 0; i < e->stats.nchannels; i++) free(e->stats.by_channel[i].channel);
+  free(e->stats.by_channel);
   member_cache_free(&e->members);
   store_close(e->store);
   tz_free(e->tz);
@@ -392,6 +419,7 @@ int engine_action(engine_t *e, action_req_t *r) {
   free(text);
   if (done != SQLITE_DONE) goto out;
   e->stats.actions[r->status]++;
+  count_channel_action(&e->stats, r->channel, r->status);
   emit(e, body);
   rc = r->status;
 out:

@@ -41,11 +41,28 @@ typedef struct {
                                       every script in scripts_dir (hearth test) */
 } engine_opts_t;
 
+/* Upper bounds (seconds) of the handler time histogram buckets; the last is +Inf. */
+#define HANDLER_BUCKETS 12
+extern const double handler_bucket_bounds[HANDLER_BUCKETS - 1];
+
+typedef struct {
+  char *channel;
+  unsigned long by_status[AS_COUNT];
+} channel_actions_t;
+
 typedef struct {
   unsigned long accepted, duplicates, rejected, failed, timers_fired, timers_cancelled;
   unsigned long actions[AS_COUNT];
   unsigned long handler_errors;
+  unsigned long handler_hist[HANDLER_BUCKETS]; /* cumulative counts are built when exported */
+  unsigned long handler_calls;
+  double handler_seconds;
+  channel_actions_t *by_channel;
+  int nchannels;
 } engine_stats_t;
+
+/* Count one handler call of `seconds`. */
+void engine_stats_handler(engine_stats_t *s, double seconds);
 
 /* What happened to one event. */
 enum { EV_APPLIED, EV_DUPLICATE, EV_FAILED, EV_ERROR };

@@ -419,7 +419,9 @@ static int run_handler(scripts_t *s, dispatch_t *d) {
   d->db_failed = 0;
   s->cur = d;
   char *err = NULL;
+  uint64_t t0 = mono_ns();
   int rc = luahost_call(s->host, call_handler, d, &err);
+  engine_stats_handler(&e->stats, (double)(mono_ns() - t0) / 1e9);
   s->cur = NULL;
   s->gen++;
   if (d->db_failed) {

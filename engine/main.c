@@ -15,6 +15,9 @@ static const struct {
     {"test", cmd_test, "run operators' script tests (*_test.lua)"},
     {"check", cmd_check, "load the scripts and report every error as file:line"},
     {"member", cmd_member, "show one member's state as JSON"},
+    {"stats", cmd_stats, "database totals and the funnel per campaign, step and variant"},
+    {"dead-letters", cmd_dead_letters, "list actions whose delivery failed for good; re-queue them"},
+    {"backup", cmd_backup, "copy the database safely while the daemon runs"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -22,7 +25,7 @@ static void usage(FILE *f) {
   fprintf(f, "usage: hearth COMMAND [OPTIONS]\n\n"
              "Hearth: a scriptable rules and campaign engine for member operations.\n\n"
              "Commands:\n");
-  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+  for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\nRun 'hearth COMMAND --help' for a command's options.\n");
 }
 
