@@ -47,19 +47,21 @@ typedef struct sock {
   struct sock *prev, *next; /* sockets being polled */
 } sock_t;
 
-enum { Q_DUE, Q_LEASE, Q_DONE, Q_RETRY, Q_DEAD, Q_NEXT, Q_BACKLOG, Q_COUNT };
+enum { Q_DUE, Q_LEASE, Q_DONE, Q_RETRY, Q_DEAD, Q_NEXT, Q_BACKLOG, Q_UNLEASE, Q_COUNT };
 
 static const char *const queries[Q_COUNT] = {
     [Q_DUE] = "SELECT seq, id, body, attempts FROM outbox WHERE delivery = 'pending'"
-              " AND next_at <= ?1 AND channel = ?2 ORDER BY next_at, seq LIMIT ?3",
-    [Q_LEASE] = "UPDATE outbox SET next_at = ?2 WHERE seq = ?1",
+              " AND next_at <= ?1 AND channel = ?2 AND (leased_until IS NULL OR leased_until <= ?1)"
+              " ORDER BY next_at, seq LIMIT ?3",
+    [Q_LEASE] = "UPDATE outbox SET leased_until = ?2 WHERE seq = ?1",
     [Q_DONE] = "UPDATE outbox SET delivery = 'delivered', attempts = attempts + 1,"
-               " last_error = NULL WHERE seq = ?1",
-    [Q_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3"
-                " WHERE seq = ?1",
-    [Q_DEAD] = "UPDATE outbox SET delivery = 'dead', attempts = attempts + 1, last_error = ?2"
-               " WHERE seq = ?1",
-    [Q_NEXT] = "SELECT MIN(next_at) FROM outbox WHERE delivery = 'pending'",
+               " leased_until = NULL, last_error = NULL WHERE seq = ?1",
+    [Q_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3,"
+                " leased_until = NULL WHERE seq = ?1",
+    [Q_DEAD] = "UPDATE outbox SET delivery = 'dead', attempts = attempts + 1, last_error = ?2,"
+               " leased_until = NULL WHERE seq = ?1",
+    [Q_NEXT] = "SELECT MIN(max(next_at, coalesce(leased_until, 0))) FROM outbox WHERE delivery = 'pending'",
+    [Q_UNLEASE] = "UPDATE outbox SET leased_until = NULL WHERE delivery = 'pending' AND leased_until IS NOT NULL",
     [Q_BACKLOG] = "SELECT count(*) FROM outbox WHERE delivery = 'pending'",
 };
 
@@ -616,6 +618,8 @@ delivery_t *delivery_start(uv_loop_t *loop, engine_t *e, char *err, size_t errle
   uv_timer_init(loop, &d->pump_timer);
   d->pump_timer.data = d;
   bury_unknown_channels(d);
+  /* no transfer of an earlier process can still be in flight: its leases are void */
+  exec_or_log(d, d->q[Q_UNLEASE]);
   srand((unsigned)mono_ns());
   schedule_pump(d, 0);
   return d;

@@ -12,7 +12,8 @@
  *            X-Hearth-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>.
  * Guarantee: each action is queued exactly once (stable id, same transaction as the
  * state change) and delivered at least once: a webhook dispatch first takes a lease on
- * the row (next_at moved past the timeout), so after a crash the row is sent again with
+ * the row (leased_until, past the timeout), and leases are void when the daemon starts,
+ * so after a crash the row is sent again at once with
  * the same Idempotency-Key; receivers deduplicate on it. Retries on 5xx, 429 (honouring
  * Retry-After), timeouts and connection errors, with exponential backoff and jitter;
  * other 4xx go straight to dead letters; after `attempts` tries the row is a dead letter

@@ -41,7 +41,7 @@ static const char *const migrations[] = {
     "  member TEXT NOT NULL, campaign TEXT NOT NULL, step TEXT, kind TEXT NOT NULL,"
     "  status TEXT NOT NULL, channel TEXT, time INTEGER NOT NULL, body TEXT NOT NULL,"
     "  delivery TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER,"
-    "  last_error TEXT);"
+    "  leased_until INTEGER, last_error TEXT);"
     "CREATE INDEX outbox_member ON outbox(member, seq);"
     "CREATE INDEX outbox_pending ON outbox(next_at) WHERE delivery = 'pending';"
     "CREATE TABLE timers(due INTEGER NOT NULL, id INTEGER NOT NULL, member TEXT NOT NULL,"
