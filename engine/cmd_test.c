@@ -58,7 +58,7 @@ int cmd_test(int argc, char **argv) {
     if (stat(c.positional[i], &sb) < 0) return cli_usage_error(usage, "no such file or folder: %s", c.positional[i]);
     collect(c.positional[i], &files, &n, &cap);
   }
-  qsort(files, n, sizeof *files, cmp);
+  if (n) qsort(files, n, sizeof *files, cmp);
   test_run_t r = {.stdlib_dir = c.stdlib, .tz_name = c.tz};
   for (size_t i = 0; i < n; i++) {
     test_run_file(&r, files[i]);

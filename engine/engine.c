@@ -161,7 +161,10 @@ static int seen_before(engine_t *e, const char *id) {
 }
 
 static void set_attr_string(member_t *m, const char *key, json_t *v) {
-  if (json_is_string(v) && !json_object_get(m->attrs, key)) json_object_set(m->attrs, key, v);
+  if (json_is_string(v) && !json_object_get(member_attrs(m), key)) {
+    member_touch(m, MP_ATTRS);
+    json_object_set(member_attrs(m), key, v);
+  }
 }
 
 /* The fields the engine keeps itself, updated before the handlers see the event. */
@@ -175,16 +178,21 @@ static void apply_builtins(member_t *m, const event_t *ev) {
   } else if (strcmp(t, "member.updated") == 0 && data) {
     const char *k;
     json_t *v;
+    member_touch(m, MP_ATTRS);
     json_object_foreach(data, k, v) {
       if (json_is_null(v))
-        json_object_del(m->attrs, k);
+        json_object_del(member_attrs(m), k);
       else
-        json_object_set(m->attrs, k, v);
+        json_object_set(member_attrs(m), k, v);
     }
   } else if (strcmp(t, "member.unsubscribed") == 0) {
-    json_object_set_new(m->attrs, "unsubscribed", json_true());
+    member_touch(m, MP_ATTRS);
+    json_object_set_new(member_attrs(m), "unsubscribed", json_true());
   } else if (strcmp(t, "member.subscribed") == 0) {
-    json_object_del(m->attrs, "unsubscribed");
+    if (json_object_get(member_attrs(m), "unsubscribed")) {
+      member_touch(m, MP_ATTRS);
+      json_object_del(member_attrs(m), "unsubscribed");
+    }
   } else if (strcmp(t, "order.paid") == 0) {
     m->orders++;
     json_t *a = json_object_get(data, "amount");
@@ -287,7 +295,7 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   if (e->virtual_clock || e->now < r->due) e->now = r->due;
   member_t *m = member_cache_get(&e->members, e->store, r->member, r->due);
   if (!m) return EV_ERROR;
-  json_t *gen = json_object_get(m->timer_gens, r->type);
+  json_t *gen = json_object_get(member_gens(m), r->type);
   if (r->gen != TIMER_NOT_CANCELLABLE && (gen ? json_integer_value(gen) : 0) != r->gen) {
     e->stats.timers_cancelled++;
     return EV_APPLIED;

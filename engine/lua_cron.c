@@ -258,7 +258,7 @@ static int sweep_fetch(engine_t *e, sweep_t *sw) {
   return sw->n;
 }
 
-static int sweep_matches(const sweep_t *sw, const member_t *m) {
+static int sweep_matches(const sweep_t *sw, member_t *m) {
   if (sw->inactive_cut != INT64_MIN) {
     int64_t last = m->last_active_at != NO_TIME ? m->last_active_at : m->created_at;
     if (last > sw->inactive_cut) return 0;
@@ -267,7 +267,7 @@ static int sweep_matches(const sweep_t *sw, const member_t *m) {
     const char *k;
     json_t *v;
     json_object_foreach(sw->attrs, k, v) {
-      if (!json_equal(json_object_get(m->attrs, k), v)) return 0;
+      if (!json_equal(json_object_get(member_attrs((member_t *)m), k), v)) return 0;
     }
   }
   return 1;

@@ -71,16 +71,13 @@ static int m_tostring(lua_State *L) {
   return 1;
 }
 
-static void touch(dispatch_t *d, json_t **which) {
-  member_undo_touch(&d->undo, which);
-  d->m->dirty = 1;
-}
+static void touch(dispatch_t *d, int which) { member_undo_touch(&d->undo, which); }
 
 /* m:get(key) */
 static int m_get(lua_State *L) {
   dispatch_t *d = check_member(L);
   const char *k = check_name(L, 2, "attribute name");
-  jl_push(L, json_object_get(d->m->attrs, k));
+  jl_push(L, json_object_get(member_attrs(d->m), k));
   return 1;
 }
 
@@ -90,15 +87,15 @@ static int m_set(lua_State *L) {
   const char *k = check_name(L, 2, "attribute name");
   luaL_checkany(L, 3);
   if (lua_isnil(L, 3)) {
-    if (json_object_get(d->m->attrs, k)) {
-      touch(d, &d->m->attrs);
-      json_object_del(d->m->attrs, k);
+    if (json_object_get(member_attrs(d->m), k)) {
+      touch(d, MP_ATTRS);
+      json_object_del(member_attrs(d->m), k);
     }
     return 0;
   }
   json_t *v = lua_check_json(L, 3, "m:set");
-  touch(d, &d->m->attrs);
-  json_object_set_new(d->m->attrs, k, v);
+  touch(d, MP_ATTRS);
+  json_object_set_new(member_attrs(d->m), k, v);
   return 0;
 }
 
@@ -224,7 +221,7 @@ static int m_task(lua_State *L) {
   if (bad) luaL_error(L, "m:task: vars: %s", err);
   json_t *f = json_object();
   json_object_set_new(f, "text", json_string(text));
-  json_t *owner = staff ? json_string(staff) : json_incref(json_object_get(d->m->attrs, "staff"));
+  json_t *owner = staff ? json_string(staff) : json_incref(json_object_get(member_attrs(d->m), "staff"));
   json_object_set_new(f, "staff", owner ? owner : json_null());
   json_object_set_new(f, "channel", json_string(o.channel));
   json_object_set_new(f, "vars", vars ? vars : json_object());
@@ -265,13 +262,13 @@ static int m_tag(lua_State *L) {
   const char *t = check_name(L, 2, "tag");
   action_opts_t o;
   read_action_opts(L, 3, &o);
-  if (json_object_get(d->m->tags, t)) {
+  if (json_object_get(member_tags(d->m), t)) {
     lua_pushboolean(L, 0);
     return 1;
   }
   tag_row(L, d, ST_TAG_ADD, t);
-  touch(d, &d->m->tags);
-  json_object_set_new(d->m->tags, t, json_true());
+  touch(d, MP_TAGS);
+  json_object_set_new(member_tags(d->m), t, json_true());
   json_t *f = json_object();
   json_object_set_new(f, "tag", json_string(t));
   record_action(L, d, "tag", &o, f);
@@ -285,13 +282,13 @@ static int m_untag(lua_State *L) {
   const char *t = check_name(L, 2, "tag");
   action_opts_t o;
   read_action_opts(L, 3, &o);
-  if (!json_object_get(d->m->tags, t)) {
+  if (!json_object_get(member_tags(d->m), t)) {
     lua_pushboolean(L, 0);
     return 1;
   }
   tag_row(L, d, ST_TAG_DEL, t);
-  touch(d, &d->m->tags);
-  json_object_del(d->m->tags, t);
+  touch(d, MP_TAGS);
+  json_object_del(member_tags(d->m), t);
   json_t *f = json_object();
   json_object_set_new(f, "tag", json_string(t));
   record_action(L, d, "untag", &o, f);
@@ -302,18 +299,18 @@ static int m_untag(lua_State *L) {
 static int m_has(lua_State *L) {
   dispatch_t *d = check_member(L);
   const char *t = check_name(L, 2, "tag");
-  lua_pushboolean(L, json_object_get(d->m->tags, t) != NULL);
+  lua_pushboolean(L, json_object_get(member_tags(d->m), t) != NULL);
   return 1;
 }
 
 /* m:tags() -> sorted array of the member's tags */
 static int m_tags(lua_State *L) {
   dispatch_t *d = check_member(L);
-  lua_createtable(L, (int)json_object_size(d->m->tags), 0);
+  lua_createtable(L, (int)json_object_size(member_tags(d->m)), 0);
   const char *k;
   json_t *v;
   int i = 0;
-  json_object_foreach(d->m->tags, k, v) {
+  json_object_foreach(member_tags(d->m), k, v) {
     (void)v;
     lua_pushstring(L, k);
     lua_rawseti(L, -2, ++i);
@@ -374,7 +371,7 @@ static int m_add_points(lua_State *L) {
 
 static int add_timer(lua_State *L, dispatch_t *d, int64_t due, const char *type, int data_idx) {
   engine_t *e = d->s->engine;
-  json_t *gen = json_object_get(d->m->timer_gens, type);
+  json_t *gen = json_object_get(member_gens(d->m), type);
   char *data = NULL;
   if (!lua_isnoneornil(L, data_idx)) {
     luaL_checktype(L, data_idx, LUA_TTABLE);
@@ -434,10 +431,10 @@ static int m_at(lua_State *L) {
 static int m_cancel(lua_State *L) {
   dispatch_t *d = check_member(L);
   const char *type = check_timer_type(L, 2);
-  json_t *gen = json_object_get(d->m->timer_gens, type);
+  json_t *gen = json_object_get(member_gens(d->m), type);
   json_int_t next = gen ? json_integer_value(gen) + 1 : 1;
-  touch(d, &d->m->timer_gens);
-  json_object_set_new(d->m->timer_gens, type, json_integer(next));
+  touch(d, MP_GENS);
+  json_object_set_new(member_gens(d->m), type, json_integer(next));
   return 0;
 }
 

@@ -12,13 +12,28 @@ static uint64_t hash_str(const char *s) {
   return h;
 }
 
-static json_t *parse_obj(const unsigned char *text) {
-  json_t *v = text ? json_loads((const char *)text, 0, NULL) : NULL;
-  if (!json_is_object(v)) {
-    json_decref(v);
-    v = json_object();
+json_t *member_part(member_t *m, int which) {
+  if (!m->part[which]) {
+    const char *t = m->text[which];
+    json_t *v = t && !(t[0] == '{' && t[1] == '}' && !t[2]) ? json_loads(t, 0, NULL) : NULL;
+    if (!json_is_object(v)) {
+      json_decref(v);
+      v = json_object();
+    }
+    m->part[which] = v;
   }
-  return v;
+  return m->part[which];
+}
+
+void member_touch(member_t *m, int which) {
+  member_part(m, which);
+  m->part_dirty |= 1u << which;
+  m->dirty = 1;
+}
+
+static char *col_text(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? xstrdup((const char *)t) : NULL;
 }
 
 static int64_t col_time(sqlite3_stmt *st, int i) {
@@ -37,9 +52,7 @@ static int load_row(store_t *s, member_t *m) {
     m->orders = sqlite3_column_int64(st, 3);
     m->spend = sqlite3_column_double(st, 4);
     m->points = sqlite3_column_int64(st, 5);
-    m->attrs = parse_obj(sqlite3_column_text(st, 6));
-    m->tags = parse_obj(sqlite3_column_text(st, 7));
-    m->timer_gens = parse_obj(sqlite3_column_text(st, 8));
+    for (int i = 0; i < MP_COUNT; i++) m->text[i] = col_text(st, 6 + i);
     m->ledger_n = sqlite3_column_int64(st, 9);
   }
   sqlite3_reset(st);
@@ -65,9 +78,10 @@ member_t *member_read(store_t *s, const char *id) {
 
 void member_free(member_t *m) {
   if (!m) return;
-  json_decref(m->attrs);
-  json_decref(m->tags);
-  json_decref(m->timer_gens);
+  for (int i = 0; i < MP_COUNT; i++) {
+    json_decref(m->part[i]);
+    free(m->text[i]);
+  }
   free(m->id);
   free(m);
 }
@@ -105,12 +119,7 @@ member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_
     member_free(m);
     return NULL;
   }
-  if (!found) {
-    m->attrs = json_object();
-    m->tags = json_object();
-    m->timer_gens = json_object();
-    m->dirty = 1;
-  }
+  if (!found) m->dirty = 1;
   if (c->count >= c->nbuckets) {
     cache_grow(c);
     k = hash_str(id) & (c->nbuckets - 1);
@@ -121,9 +130,14 @@ member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_
   return m;
 }
 
-static void bind_json(sqlite3_stmt *st, int idx, json_t *v) {
-  char *text = json_dumps(v, JSON_COMPACT);
-  sqlite3_bind_text(st, idx, text ? text : "{}", -1, text ? free : SQLITE_STATIC);
+/* Bind a part: its new text when changed, else the text it was loaded with. */
+static void bind_part(sqlite3_stmt *st, int idx, member_t *m, int which) {
+  if (m->part_dirty & (1u << which)) {
+    char *text = json_dumps(m->part[which], JSON_COMPACT);
+    sqlite3_bind_text(st, idx, text ? text : "{}", -1, text ? free : SQLITE_STATIC);
+  } else {
+    sqlite3_bind_text(st, idx, m->text[which] ? m->text[which] : "{}", -1, SQLITE_STATIC);
+  }
 }
 
 static void bind_time(sqlite3_stmt *st, int idx, int64_t t) {
@@ -142,9 +156,7 @@ static int write_member(store_t *s, member_t *m) {
   bind_int(st, 5, m->orders);
   sqlite3_bind_double(st, 6, m->spend);
   bind_int(st, 7, m->points);
-  bind_json(st, 8, m->attrs);
-  bind_json(st, 9, m->tags);
-  bind_json(st, 10, m->timer_gens);
+  for (int i = 0; i < MP_COUNT; i++) bind_part(st, 8 + i, m, i);
   bind_int(st, 11, m->ledger_n);
   int rc = store_exec_stmt(s, st);
   sqlite3_clear_bindings(st); /* release the JSON texts now */
@@ -157,6 +169,7 @@ int member_cache_flush(member_cache_t *c, store_t *s) {
       if (m->dirty) {
         if (write_member(s, m) < 0) return -1;
         m->dirty = 0;
+        /* the cache is cleared after commit; a failed commit drops it too */
       }
   return 0;
 }
@@ -189,21 +202,16 @@ void member_undo_begin(member_undo_t *u, member_t *m) {
   u->ledger_n = m->ledger_n;
   u->spend = m->spend;
   u->dirty = m->dirty;
-  u->attrs = u->tags = u->timer_gens = NULL;
+  u->part_dirty = m->part_dirty;
+  for (int i = 0; i < MP_COUNT; i++) u->saved[i] = NULL;
 }
 
-void member_undo_touch(member_undo_t *u, json_t **which) {
+void member_undo_touch(member_undo_t *u, int which) {
   member_t *m = u->m;
-  json_t **slot = which == &m->attrs ? &u->attrs : which == &m->tags ? &u->tags : &u->timer_gens;
-  if (!*slot) *slot = json_deep_copy(*which);
-}
-
-static void restore_json(json_t **live, json_t **saved) {
-  if (*saved) {
-    json_decref(*live);
-    *live = *saved;
-    *saved = NULL;
-  }
+  json_t *live = member_part(m, which);
+  if (!u->saved[which]) u->saved[which] = json_deep_copy(live);
+  m->part_dirty |= 1u << which;
+  m->dirty = 1;
 }
 
 void member_undo_restore(member_undo_t *u) {
@@ -215,14 +223,18 @@ void member_undo_restore(member_undo_t *u) {
   m->ledger_n = u->ledger_n;
   m->spend = u->spend;
   m->dirty = u->dirty;
-  restore_json(&m->attrs, &u->attrs);
-  restore_json(&m->tags, &u->tags);
-  restore_json(&m->timer_gens, &u->timer_gens);
+  m->part_dirty = u->part_dirty;
+  for (int i = 0; i < MP_COUNT; i++)
+    if (u->saved[i]) {
+      json_decref(m->part[i]);
+      m->part[i] = u->saved[i];
+      u->saved[i] = NULL;
+    }
 }
 
 void member_undo_end(member_undo_t *u) {
-  json_decref(u->attrs);
-  json_decref(u->tags);
-  json_decref(u->timer_gens);
-  u->attrs = u->tags = u->timer_gens = NULL;
+  for (int i = 0; i < MP_COUNT; i++) {
+    json_decref(u->saved[i]);
+    u->saved[i] = NULL;
+  }
 }

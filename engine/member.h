@@ -12,24 +12,36 @@
 
 #define NO_TIME INT64_MIN
 
+/* The JSON parts of a member, parsed only when used and written back only when changed:
+ * attributes (object), tags (object: tag -> true) and timer generations (object: timer
+ * type -> generation; m:cancel bumps it). */
+enum { MP_ATTRS, MP_TAGS, MP_GENS, MP_COUNT };
+
 typedef struct member {
   char *id;
   int64_t created_at, joined_at, last_active_at; /* NO_TIME when unset */
   int64_t orders, points, ledger_n;
   double spend;
-  json_t *attrs;      /* object */
-  json_t *tags;       /* object: tag -> true */
-  json_t *timer_gens; /* object: timer type -> generation (m:cancel bumps it) */
+  json_t *part[MP_COUNT];  /* parsed on first use, else NULL */
+  char *text[MP_COUNT];    /* as loaded (NULL for a new member) */
+  unsigned part_dirty;     /* bit per part: changed since loaded */
   int dirty;
   struct member *next; /* hash chain */
 } member_t;
+
+/* The part, parsed on first use (an empty object when absent or unreadable). */
+json_t *member_part(member_t *m, int which);
+#define member_attrs(m) member_part((m), MP_ATTRS)
+#define member_tags(m) member_part((m), MP_TAGS)
+#define member_gens(m) member_part((m), MP_GENS)
 
 /* What a handler may change, saved before it runs. JSON parts are copied lazily. */
 typedef struct {
   member_t *m;
   int64_t joined_at, last_active_at, orders, points, ledger_n;
   double spend;
-  json_t *attrs, *tags, *timer_gens; /* copies taken on first change, or NULL */
+  json_t *saved[MP_COUNT]; /* copies taken on first change, or NULL */
+  unsigned part_dirty;
   int dirty;
 } member_undo_t;
 
@@ -52,8 +64,10 @@ member_t *member_read(store_t *s, const char *id);
 void member_free(member_t *m);
 
 void member_undo_begin(member_undo_t *u, member_t *m);
-/* Call before changing attrs / tags / timer_gens so the undo can restore them. */
-void member_undo_touch(member_undo_t *u, json_t **which);
+/* Call before changing a part (MP_*) so the undo can restore it; marks it dirty. */
+void member_undo_touch(member_undo_t *u, int which);
+/* Mark a part changed outside any handler (built-in fields). */
+void member_touch(member_t *m, int which);
 void member_undo_restore(member_undo_t *u);
 void member_undo_end(member_undo_t *u);
 

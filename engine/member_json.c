@@ -82,8 +82,8 @@ json_t *member_json(store_t *s, const tz_t *tz, const char *id, int limit) {
   json_object_set_new(j, "orders", json_integer(m->orders));
   json_object_set_new(j, "spend", json_real(m->spend));
   json_object_set_new(j, "points", json_integer(m->points));
-  json_object_set(j, "attrs", m->attrs);
-  json_object_set_new(j, "tags", sorted_tags(m->tags));
+  json_object_set(j, "attrs", member_attrs(m));
+  json_object_set_new(j, "tags", sorted_tags(member_tags(m)));
   json_object_set_new(j, "ledger", rows(s,
       "SELECT time, delta, balance, reason, campaign, cause FROM ledger WHERE member = ?1"
       " ORDER BY n DESC LIMIT ?2", id, limit, ledger_row, tz));

@@ -29,7 +29,6 @@ static const char *const migrations[] = {
     "  attrs TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '{}',"
     "  timer_gens TEXT NOT NULL DEFAULT '{}', ledger_n INTEGER NOT NULL DEFAULT 0"
     ") WITHOUT ROWID;"
-    "CREATE INDEX members_last_active ON members(last_active_at);"
     "CREATE TABLE member_tags(tag TEXT NOT NULL, member TEXT NOT NULL,"
     "  PRIMARY KEY (tag, member)) WITHOUT ROWID;"
     "CREATE TABLE ledger(member TEXT NOT NULL, n INTEGER NOT NULL, time INTEGER NOT NULL,"
@@ -94,7 +93,7 @@ static const char *const sql[ST_COUNT] = {
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_TIMER_DUE] = "SELECT due, id, member, type, data, gen, campaign FROM timers"
                      " WHERE due <= ?1 ORDER BY due, id LIMIT ?2",
-    [ST_TIMER_DEL_UPTO] = "DELETE FROM timers WHERE due < ?1 OR (due = ?1 AND id <= ?2)",
+    [ST_TIMER_DEL_UPTO] = "DELETE FROM timers WHERE (due, id) <= (?1, ?2)",
     [ST_TIMER_NEXT] = "SELECT MIN(due) FROM timers",
     [ST_FAILED_ADD] = "INSERT INTO failed_events(at, member, event, campaign, error)"
                       " VALUES (?1, ?2, ?3, ?4, ?5)",
