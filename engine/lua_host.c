@@ -430,7 +430,7 @@ int luahost_load_scripts(luahost_t *h, const char *dir, strbuf_t *errors) {
     names[n++] = xstrdup(e->d_name);
   }
   closedir(d);
-  qsort(names, n, sizeof *names, cmp_names);
+  if (n) qsort(names, n, sizeof *names, cmp_names);
   int failed = 0;
   for (size_t i = 0; i < n; i++) {
     char *path = xasprintf("%s/%s", dir, names[i]);

@@ -23,7 +23,7 @@ static json_t *sorted_tags(json_t *tags) {
     (void)x;
     v[i++] = k;
   }
-  qsort(v, n, sizeof *v, cmp_str);
+  if (n) qsort(v, n, sizeof *v, cmp_str);
   json_t *arr = json_array();
   for (i = 0; i < n; i++) json_array_append_new(arr, json_string(v[i]));
   free(v);
