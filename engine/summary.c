@@ -35,6 +35,13 @@ static const char *text(sqlite3_stmt *st, int i) {
   return t ? (const char *)t : "";
 }
 
+static void set_conversion(json_t *obj) {
+  json_t *en = json_object_get(obj, "entered"), *cv = json_object_get(obj, "converted");
+  if (en && json_integer_value(en) > 0)
+    json_object_set_new(obj, "conversion",
+                        json_real((double)(cv ? json_integer_value(cv) : 0) / (double)json_integer_value(en)));
+}
+
 json_t *summary_json(store_t *s) {
   json_t *list = json_array();
   sqlite3_stmt *st;
@@ -45,7 +52,8 @@ json_t *summary_json(store_t *s) {
       json_t *c = campaign(list, text(st, 0));
       const char *step = text(st, 1);
       json_t *target = *step ? named(json_object_get(c, "steps"), step) : json_object_get(c, "metrics");
-      add(target, text(st, 2), sqlite3_column_int64(st, 3));
+      const char *status = text(st, 2);
+      add(target, strcmp(status, "queued") == 0 ? "sent" : status, sqlite3_column_int64(st, 3));
     }
     sqlite3_finalize(st);
   }
@@ -61,23 +69,12 @@ json_t *summary_json(store_t *s) {
     }
     sqlite3_finalize(st);
   }
-  /* conversion rates where both counters exist */
+  /* conversion = converted / entered, for the campaign and for each variant */
   size_t i, k;
   json_t *c, *v;
   json_array_foreach(list, i, c) {
-    json_t *groups[2] = {json_object_get(c, "metrics"), NULL};
-    for (int g = 0; g < 1; g++) {
-      json_t *en = json_object_get(groups[g], "entered"), *cv = json_object_get(groups[g], "converted");
-      if (en && json_integer_value(en) > 0)
-        json_object_set_new(groups[g], "conversion",
-                            json_real((double)(cv ? json_integer_value(cv) : 0) / (double)json_integer_value(en)));
-    }
-    json_array_foreach(json_object_get(c, "variants"), k, v) {
-      json_t *en = json_object_get(v, "entered"), *cv = json_object_get(v, "converted");
-      if (en && json_integer_value(en) > 0)
-        json_object_set_new(v, "conversion",
-                            json_real((double)(cv ? json_integer_value(cv) : 0) / (double)json_integer_value(en)));
-    }
+    set_conversion(json_object_get(c, "metrics"));
+    json_array_foreach(json_object_get(c, "variants"), k, v) set_conversion(v);
   }
   json_t *root = json_object();
   json_object_set_new(root, "campaigns", list);
