@@ -46,14 +46,16 @@ json_t *summary_json(store_t *s) {
   json_t *list = json_array();
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(s->db,
-                         "SELECT campaign, coalesce(step, ''), status, count(*) FROM outbox"
-                         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", -1, &st, NULL) == SQLITE_OK) {
+                         "SELECT campaign, coalesce(step, ''), status, kind, count(*) FROM outbox"
+                         " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", -1, &st, NULL) == SQLITE_OK) {
     while (sqlite3_step(st) == SQLITE_ROW) {
       json_t *c = campaign(list, text(st, 0));
       const char *step = text(st, 1);
       json_t *target = *step ? named(json_object_get(c, "steps"), step) : json_object_get(c, "metrics");
-      const char *status = text(st, 2);
-      add(target, strcmp(status, "queued") == 0 ? "sent" : status, sqlite3_column_int64(st, 3));
+      const char *status = text(st, 2), *kind = text(st, 3);
+      /* queued messages are "sent"; other queued kinds are named by kind (task, tag, points...) */
+      const char *metric = strcmp(status, "queued") != 0 ? status : strcmp(kind, "send") == 0 ? "sent" : kind;
+      add(target, metric, sqlite3_column_int64(st, 4));
     }
     sqlite3_finalize(st);
   }

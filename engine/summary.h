@@ -1,6 +1,7 @@
 /* summary: the funnel per campaign, step and variant, read from the store: actions by
  * status (from the outbox) and the counters scripts keep with hearth.count (entered,
- * converted, ...); queued actions are shown as "sent". As JSON for `GET /v1/campaigns` and `hearth stats --json`, as text
+ * converted, ...); queued messages are shown as "sent", other queued actions by kind (task, tag, untag,
+ * points, webhook). As JSON for `GET /v1/campaigns` and `hearth stats --json`, as text
  * for the dry-run summary and `hearth stats`. */
 #ifndef HEARTH_SUMMARY_H
 #define HEARTH_SUMMARY_H

@@ -335,14 +335,20 @@ def test_token_file_401_without_or_with_wrong_token():
 
 def test_max_body_413():
     with Workspace({"ing.lua": INGEST}) as w:
-        with start(w, "--max-body", "300") as d:
+        with start(w, "--max-body", "2048") as d:
             d.wait_listening()
-            big = [ping("big-%d" % i, "m-big") for i in range(20)]
-            body = json.dumps(big)
-            assert len(body) > 300
-            status, _, reply = d.post(body)
-            eq(status, 413, "status for a %d-byte body past --max-body 300 (reply %r)" % (len(body), reply))
-            eq(d.member("m-big"), None, "nothing of the 413 body applied")
+            for count in (40, 400):
+                big = [ping("big-%d" % i, "m-big") for i in range(count)]
+                body = json.dumps(big)
+                assert len(body) > 2048
+                status, _, reply = d.post(body)
+                eq(status, 413, "status for a %d-byte body past --max-body 2048 (reply %r)"
+                   % (len(body), reply))
+                eq(d.member("m-big"), None, "nothing of the 413 body applied")
+            fits = [ping("fit-%d" % i, "m-fit") for i in range(25)]
+            body = json.dumps(fits)
+            assert 1024 < len(body) <= 2048, len(body)
+            d.post_ok(body, accepted=25)
             d.post_ok(ping("small-1", "m-small"), accepted=1)
             status, _, _ = d.request("GET", "/healthz")
             eq(status, 200, "GET /healthz after a 413")
