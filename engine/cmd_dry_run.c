@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ingest.h"
@@ -21,7 +22,9 @@ static const char *usage =
     "NDJSON on stdout, with a summary per campaign and step on stderr. Timers and cron\n"
     "fire in virtual time up to --until: a duration after the last event (default 30d)\n"
     "or an RFC 3339 time. With --db the run starts from a copy of that database, which\n"
-    "is never changed. Nothing is delivered.\n";
+    "is never changed. Nothing is delivered.\n"
+    "Exit status: 0 ok, 1 when a line was rejected, a handler failed or the database\n"
+    "failed, 2 usage error.\n";
 
 static void on_action(void *ud, json_t *a) {
   char *line = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -79,6 +82,10 @@ int cmd_dry_run(int argc, char **argv) {
     if (duration_parse(c.until, &until_rel, err1, sizeof err1) < 0 &&
         rfc3339_parse(c.until, &until_abs, err2, sizeof err2) < 0)
       return cli_usage_error(usage, "--until must be a duration (30d) or an RFC 3339 time, got '%s'", c.until);
+  }
+  if (c.db_set && access(c.db, F_OK) != 0) {
+    fprintf(stderr, "hearth: no snapshot database at %s\n", c.db);
+    return 1;
   }
   FILE *in = strcmp(c.events, "-") == 0 ? stdin : fopen(c.events, "r");
   if (!in) {
@@ -138,6 +145,11 @@ int cmd_dry_run(int argc, char **argv) {
   }
   fflush(stdout);
   summary_print(e->store, &e->stats, rejected, stderr);
+  if (status == 0 && (rejected || e->stats.handler_errors)) {
+    fprintf(stderr, "hearth: %lu lines rejected, %lu handler failures (see the log above)\n", rejected,
+            e->stats.handler_errors);
+    status = 1;
+  }
   engine_close(e);
   return status;
 }

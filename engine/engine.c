@@ -99,6 +99,8 @@ fail:
 void engine_close(engine_t *e) {
   if (!e) return;
   scripts_free(e->scripts);
+  engine_pending_truncate(e, 0);
+  free(e->pending);
   for (int i = 0; i < e->stats.nchannels; i++) free(e->stats.by_channel[i].channel);
   free(e->stats.by_channel);
   member_cache_free(&e->members);
@@ -127,6 +129,27 @@ int engine_reload(engine_t *e, char **err) {
   return 0;
 }
 
+int engine_pending_mark(engine_t *e) { return e->npending; }
+
+void engine_pending_truncate(engine_t *e, int mark) {
+  while (e->npending > mark) {
+    pending_action_t *p = &e->pending[--e->npending];
+    json_decref(p->body);
+    free(p->channel);
+  }
+}
+
+/* Report the batch's actions: counters, then the on_action callback, in order. */
+static void report_pending(engine_t *e) {
+  for (int i = 0; i < e->npending; i++) {
+    pending_action_t *p = &e->pending[i];
+    e->stats.actions[p->status]++;
+    count_channel_action(&e->stats, p->channel, p->status);
+    if (e->on_action) e->on_action(e->on_action_ud, p->body);
+  }
+  engine_pending_truncate(e, 0);
+}
+
 int engine_begin(engine_t *e) {
   e->earliest_timer = INT64_MAX;
   return store_begin(e->store);
@@ -141,10 +164,12 @@ int engine_commit(engine_t *e) {
     return -1;
   }
   member_cache_clear(&e->members);
+  report_pending(e);
   return 0;
 }
 
 void engine_rollback(engine_t *e) {
+  engine_pending_truncate(e, 0);
   store_rollback(e->store);
   member_cache_clear(&e->members);
   load_seqs(e);
@@ -310,17 +335,26 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   return rc;
 }
 
+/* Fire due timers in (due, id) order. Rows are read a batch at a time; the batch stops
+ * early when a handler sets a timer due before the next row, so the order stays earliest
+ * first. Only rows that existed when the batch was read (id <= the sequence at that
+ * moment) are deleted: timers set by the batch's own handlers stay. */
 int engine_fire_timers(engine_t *e, int64_t upto, int max) {
   timer_row_t *rows;
   if (engine_begin(e) < 0) return -1;
+  int64_t seq_at_read = e->timer_seq;
   int n = read_due(e, upto, max, &rows);
-  int rc = 0;
-  for (int i = 0; i < n && rc == 0; i++)
-    if (fire_one(e, &rows[i]) == EV_ERROR) rc = -1;
-  if (rc == 0 && n > 0) {
+  int rc = 0, fired = 0;
+  while (fired < n && rc == 0) {
+    if (fire_one(e, &rows[fired]) == EV_ERROR) rc = -1;
+    fired++;
+    if (fired < n && e->earliest_timer < rows[fired].due) break;
+  }
+  if (rc == 0 && fired > 0) {
     sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_DEL_UPTO);
-    bind_int(st, 1, rows[n - 1].due);
-    bind_int(st, 2, rows[n - 1].id);
+    bind_int(st, 1, rows[fired - 1].due);
+    bind_int(st, 2, rows[fired - 1].id);
+    bind_int(st, 3, seq_at_read);
     if (store_exec_stmt(e->store, st) != SQLITE_DONE) rc = -1;
   }
   free_rows(rows, n);
@@ -329,7 +363,7 @@ int engine_fire_timers(engine_t *e, int64_t upto, int max) {
     return -1;
   }
   if (engine_commit(e) < 0) return -1;
-  return n;
+  return fired;
 }
 
 void engine_schedule_cron(engine_t *e, int64_t now) {
@@ -367,8 +401,13 @@ int engine_step_cron(engine_t *e) {
   return cron_pending(e->scripts);
 }
 
-static void emit(engine_t *e, json_t *body) {
-  if (e->on_action) e->on_action(e->on_action_ud, body);
+static void hold(engine_t *e, json_t *body, int status, const char *channel) {
+  if (e->npending == e->cappending)
+    e->pending = xrealloc(e->pending, (size_t)(e->cappending = e->cappending ? e->cappending * 2 : 64) * sizeof *e->pending);
+  pending_action_t *p = &e->pending[e->npending++];
+  p->body = json_incref(body);
+  p->status = status;
+  p->channel = channel ? xstrdup(channel) : NULL;
 }
 
 int engine_action(engine_t *e, action_req_t *r) {
@@ -426,9 +465,7 @@ int engine_action(engine_t *e, action_req_t *r) {
   sqlite3_clear_bindings(st);
   free(text);
   if (done != SQLITE_DONE) goto out;
-  e->stats.actions[r->status]++;
-  count_channel_action(&e->stats, r->channel, r->status);
-  emit(e, body);
+  hold(e, body, r->status, r->channel);
   rc = r->status;
 out:
   json_decref(body);

@@ -67,6 +67,13 @@ void engine_stats_handler(engine_stats_t *s, double seconds);
 /* What happened to one event. */
 enum { EV_APPLIED, EV_DUPLICATE, EV_FAILED, EV_ERROR };
 
+/* An action recorded in the open batch, reported (on_action, counters) at commit. */
+typedef struct {
+  json_t *body;
+  int status;
+  char *channel;
+} pending_action_t;
+
 typedef struct engine {
   store_t *store;
   scripts_t *scripts;
@@ -81,7 +88,9 @@ typedef struct engine {
   member_cache_t members;
   engine_stats_t stats;
   int64_t earliest_timer;      /* earliest due time set in this batch, or INT64_MAX */
-  /* Called for every action recorded or re-judged (dry-run prints them). */
+  pending_action_t *pending;   /* this batch's actions, reported at commit */
+  int npending, cappending;
+  /* Called at commit for every action recorded or re-judged (dry-run prints them). */
   void (*on_action)(void *ud, json_t *action);
   void *on_action_ud;
   char errbuf[512];
@@ -139,6 +148,10 @@ typedef struct {
   json_t *fields;
 } action_req_t;
 int engine_action(engine_t *e, action_req_t *req);
+
+/* Actions recorded so far in the batch; a failed handler drops what came after its mark. */
+int engine_pending_mark(engine_t *e);
+void engine_pending_truncate(engine_t *e, int mark);
 
 /* Format t in the engine's zone as RFC 3339. */
 char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]);

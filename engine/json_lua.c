@@ -234,6 +234,44 @@ static json_t *convert_array(conv_t *c, int idx, lua_Integer n) {
   return arr;
 }
 
+typedef struct {
+  const char *key;
+  size_t len;
+  json_t *val;
+} member_ref_t;
+
+static int cmp_keys(const void *a, const void *b) {
+  const member_ref_t *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int r = memcmp(x->key, y->key, n);
+  return r ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The same object with its keys in byte order: Lua iterates tables in an order that
+ * changes from run to run, and output (dry-run, stored JSON) must not. */
+static json_t *sorted_object(json_t *obj) {
+  size_t n = json_object_size(obj);
+  if (n < 2) return obj;
+  member_ref_t *v = malloc(n * sizeof *v);
+  json_t *out = json_object();
+  if (!v || !out) {
+    free(v);
+    json_decref(out);
+    return obj; /* out of memory: keep the unsorted object */
+  }
+  size_t i = 0;
+  for (void *it = json_object_iter(obj); it && i < n; it = json_object_iter_next(obj, it), i++) {
+    v[i].key = json_object_iter_key(it);
+    v[i].len = json_object_iter_key_len(it);
+    v[i].val = json_object_iter_value(it);
+  }
+  qsort(v, i, sizeof *v, cmp_keys);
+  for (size_t k = 0; k < i; k++) json_object_setn_nocheck(out, v[k].key, v[k].len, v[k].val);
+  free(v);
+  json_decref(obj);
+  return out;
+}
+
 static json_t *convert_object(conv_t *c, int idx) {
   json_t *obj = json_object();
   size_t saved = c->pathlen;
@@ -256,7 +294,7 @@ static json_t *convert_object(conv_t *c, int idx) {
     }
     lua_pop(c->L, 1); /* keep the key for lua_next */
   }
-  return obj;
+  return sorted_object(obj);
 }
 
 static json_t *convert_table(conv_t *c, int idx) {

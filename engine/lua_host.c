@@ -264,6 +264,46 @@ static int safe_require(lua_State *L) {
   return 1;
 }
 
+/* xpcall(f, msgh, ...) for scripts: Lua runs a message handler with hooks disabled, so a
+ * looping handler would escape the CPU budget. Here f runs under pcall and msgh is
+ * called afterwards with the error, as ordinary (hooked) code. Scripts have no debug
+ * library, so the difference (msgh runs after the stack unwound) cannot be observed. */
+static int xpcall_finish(lua_State *L, int status, lua_KContext base) {
+  if (status == LUA_OK || status == LUA_YIELD) {
+    lua_pushboolean(L, 1);
+    lua_insert(L, (int)base + 1);
+    return lua_gettop(L) - (int)base;
+  }
+  lua_pushvalue(L, 2); /* msgh */
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static int safe_xpcall(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  for (int i = 3; i <= n; i++) lua_pushvalue(L, i);
+  int base = n; /* results start above the arguments */
+  int status = lua_pcallk(L, n - 2 > 0 ? n - 2 : 0, LUA_MULTRET, 0, base, xpcall_finish);
+  return xpcall_finish(L, status, base);
+}
+
+/* setmetatable for scripts: no __gc (finalizers run outside any budget). */
+static int safe_setmetatable(lua_State *L) {
+  if (lua_istable(L, 2) && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+    return luaL_error(L, "setmetatable: __gc metamethods are not allowed in scripts");
+  lua_settop(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getglobal(L, "setmetatable");
+  lua_insert(L, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
 /* print(...) goes to the log at info level. */
 static int safe_print(lua_State *L) {
   int n = lua_gettop(L);
@@ -326,6 +366,10 @@ static int build_sandbox(lua_State *L) {
   lua_setfield(L, -2, "require");
   lua_pushcfunction(L, safe_print);
   lua_setfield(L, -2, "print");
+  lua_pushcfunction(L, safe_xpcall);
+  lua_setfield(L, -2, "xpcall");
+  lua_pushcfunction(L, safe_setmetatable);
+  lua_setfield(L, -2, "setmetatable");
   lua_pushvalue(L, -1);
   h->sandbox_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (ctx->install) ctx->install(L, ctx->ud);

@@ -93,7 +93,7 @@ static const char *const sql[ST_COUNT] = {
                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_TIMER_DUE] = "SELECT due, id, member, type, data, gen, campaign FROM timers"
                      " WHERE due <= ?1 ORDER BY due, id LIMIT ?2",
-    [ST_TIMER_DEL_UPTO] = "DELETE FROM timers WHERE (due, id) <= (?1, ?2)",
+    [ST_TIMER_DEL_UPTO] = "DELETE FROM timers WHERE (due, id) <= (?1, ?2) AND id <= ?3",
     [ST_TIMER_NEXT] = "SELECT MIN(due) FROM timers",
     [ST_FAILED_ADD] = "INSERT INTO failed_events(at, member, event, campaign, error)"
                       " VALUES (?1, ?2, ?3, ?4, ?5)",

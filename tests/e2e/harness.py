@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 ROOT = os.environ.get("HEARTH_ROOT") or os.path.abspath(
@@ -33,22 +34,50 @@ class Hung(AssertionError):
     pass
 
 
-def run(args, stdin=None, cwd=None, timeout=HANG_GUARD, env=None):
-    """Run hearth with args (a list of strings); return (rc, stdout, stderr) as text."""
+def _env(extra):
     full_env = dict(os.environ)
     full_env.pop("HEARTH_LOG", None)
-    full_env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-    if env:
-        full_env.update(env)
-    try:
-        p = subprocess.run([BIN] + [str(a) for a in args], input=stdin, cwd=cwd, env=full_env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise Hung("hearth %s did not finish within %d s (hung); stderr so far: %s"
-                   % (" ".join(str(a) for a in args), timeout,
-                      (exc.stderr or b"").decode("utf-8", "replace")[-2000:]))
-    return (p.returncode, p.stdout.decode("utf-8", "replace"),
-            p.stderr.decode("utf-8", "replace"))
+    if extra:
+        full_env.update(extra)
+    return full_env
+
+
+class Pending:
+    """A hearth process started in the background; result() waits for it (up to a hang
+    guard) and returns (rc, stdout, stderr), or raises Hung after killing it."""
+
+    def __init__(self, args, stdin=None, cwd=None, env=None):
+        self.args = [str(a) for a in args]
+        self.stdin = stdin
+        self.p = subprocess.Popen([BIN] + self.args, cwd=cwd, env=_env(env),
+                                  stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._done = None
+        self._started = time.monotonic()
+
+    def result(self, timeout=HANG_GUARD):
+        """timeout counts from the start of the process (a hang guard, not a threshold)."""
+        if self._done is None:
+            left = max(0.1, timeout - (time.monotonic() - self._started))
+            try:
+                out, err = self.p.communicate(self.stdin, timeout=left)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                out, err = self.p.communicate()
+                self._done = Hung("hearth %s did not finish within %d s (hung); stderr: %s"
+                                  % (" ".join(self.args), timeout,
+                                     err.decode("utf-8", "replace")[-2000:]))
+            else:
+                self._done = (self.p.returncode, out.decode("utf-8", "replace"),
+                              err.decode("utf-8", "replace"))
+        if isinstance(self._done, Hung):
+            raise self._done
+        return self._done
+
+
+def run(args, stdin=None, cwd=None, timeout=HANG_GUARD, env=None):
+    """Run hearth with args (a list of strings); return (rc, stdout, stderr) as text."""
+    return Pending(args, stdin=stdin, cwd=cwd, env=env).result(timeout)
 
 
 def event_line(ev):
@@ -169,13 +198,30 @@ class Workspace:
         path = self.write_events(events)
         return self.import_file(path, *extra, json_summary=json_summary, timeout=timeout)
 
-    def import_file(self, path, *extra, json_summary=True, timeout=HANG_GUARD, stdin=None):
+    def import_file(self, path, *extra, json_summary=True, timeout=HANG_GUARD):
+        return self.start_import_file(path, *extra, json_summary=json_summary).result(timeout)
+
+    def start_import(self, events, *extra, json_summary=True):
+        """Start an import in the background; .result(timeout) gives the ImportResult."""
+        return self.start_import_file(self.write_events(events), *extra,
+                                      json_summary=json_summary)
+
+    def start_import_file(self, path, *extra, json_summary=True):
         args = ["import", path, "--db", self.db, "--scripts", self.scripts]
         if json_summary:
             args.append("--json")
         args += list(extra)
-        rc, out, err = run(args, cwd=self.dir, timeout=timeout, stdin=stdin)
-        return ImportResult(rc, out, err, path, json_summary)
+        p = Pending(args, cwd=self.dir)
+        outer = self
+
+        class _PendingImport:
+            workspace = outer
+
+            def result(self, timeout=HANG_GUARD):
+                rc, out, err = p.result(timeout)
+                return ImportResult(rc, out, err, path, json_summary)
+
+        return _PendingImport()
 
     def member_raw(self, member_id, *extra):
         return self.run("member", member_id, "--db", self.db, *extra)

@@ -181,6 +181,10 @@ def test_timer_set_by_a_timer_handler_fires_before_the_next_event():
 def test_timer_set_by_a_timer_handler_due_before_another_pending_timer():
     # "first" and "third" are both due before the ping: the engine fires them together.
     # "second", set by "first" and due between them, must fire between them, and at all.
+    # Regression (engine/engine.c, engine_fire_timers): a batch reads up to 1000 due
+    # timers, fires them, then runs ST_TIMER_DEL_UPTO ("due < last.due OR (due = last.due
+    # AND id <= last.id)"), which also deletes a timer set during the batch that is due
+    # before the batch's last row: "second" never fires (the daemon loses it the same way).
     with Workspace({"nest.lua": NESTED}) as w:
         events = [JOIN, {"id": "p", "type": "ping", "member": "m-1", "time": t(3, 7, 18)}]
         actions, _, err = ok_run(w, events, "--until", "1h")
@@ -325,7 +329,7 @@ def test_members_sweep_in_an_event_handler_fails_that_handler():
         contains(err, "1 failed", "dry-run summary counts the failed event")
         eq([a["id"] for a in actions if a["campaign"] == "weekly"], ["weekly/v-1/j-v/1"],
            "the other script's actions (its tag on joining)")
-        # ENGINE BUG (engine/engine.c, engine_action -> emit): the dry-run prints an action
+        # Regression (engine/engine.c, engine_action -> emit): the dry-run prints an action
         # the moment it is recorded, so the points action of a handler that then fails (and
         # is rolled back) still appears on stdout although it never happened.
         eq([a for a in actions if a["campaign"] == "bad"], [],
@@ -373,7 +377,6 @@ def test_db_snapshot_is_used_and_left_byte_identical():
         ])
         eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
         eq(w.member("m-1")["points"], 142, "imported balance")
-        dbdir = os.path.dirname(w.db)
         # keep the events files out of the database's folder so the listing is the db's own
         snapdir = os.path.join(w.dir, "snap")
         os.mkdir(snapdir)
@@ -382,7 +385,6 @@ def test_db_snapshot_is_used_and_left_byte_identical():
         for suffix in ("-wal", "-shm"):
             if os.path.exists(w.db + suffix):
                 os.rename(w.db + suffix, snap + suffix)
-        assert dbdir
         before = snapshot_state(snapdir)
         events = [
             {"id": "o-1", "type": "order.paid", "member": "m-1", "time": t(3, 2, 10),
@@ -410,6 +412,9 @@ def test_db_snapshot_is_used_and_left_byte_identical():
 
 
 def test_missing_snapshot_is_an_error_and_creates_nothing():
+    # Regression (engine/store.c, store_open_copy): when --db names a file that does not
+    # exist the dry-run silently starts from an empty database and exits 0, so a mistyped
+    # snapshot path gives plausible but wrong results (`hearth member` refuses a missing db).
     with Workspace({"pts.lua": POINTS}) as w:
         missing = os.path.join(w.dir, "nope", "none.db")
         rc, actions, out, err = dry_run(w, [JOIN], "--db", missing)
@@ -458,7 +463,7 @@ def test_dry_run_is_deterministic():
         eq(parsed[1], parsed[0], "actions of two identical dry-runs")
         eq(parsed[2], parsed[0], "actions of a third identical dry-run")
         # ... and byte for byte (a diff of two dry-runs must show only real changes).
-        # ENGINE BUG (engine/json_lua.c, Lua table -> JSON object): keys come out in
+        # Regression (engine/json_lua.c, Lua table -> JSON object): keys come out in
         # lua_next order, which depends on Lua's per-state random hash seed, so objects
         # built from Lua tables (vars, payloads, timer data) differ in key order per run.
         for i in (1, 2):
@@ -503,6 +508,25 @@ def test_tz_new_york_wall_time_across_dst():
            "10:00 local in Asia/Shanghai")
         eq(by_id(actions, "dst/m-ny/plain")["time"], "2026-03-09T10:00:00+08:00",
            "48 hours later in Asia/Shanghai")
+
+
+DAILY = r'''
+hearth.on("member.joined", function(m, ev) m:tag("daily") end)
+hearth.cron("0 10 * * *", function(now)
+  for m in hearth.members{ tag = "daily" } do m:send("daily", { key = "d" .. now }) end
+end)
+'''
+
+
+def test_tz_new_york_cron_keeps_wall_time_across_dst():
+    with Workspace({"daily.lua": DAILY}) as w:
+        ev = {"id": "j", "type": "member.joined", "member": "m-ny",
+              "time": "2026-03-06T12:00:00-05:00"}
+        actions, _, _ = ok_run(w, [ev], "--until", "2026-03-10T12:00:00-04:00", tz="America/New_York")
+        eq([a["time"] for a in actions if a["action"] == "send"],
+           ["2026-03-07T10:00:00-05:00", "2026-03-08T10:00:00-04:00",
+            "2026-03-09T10:00:00-04:00", "2026-03-10T10:00:00-04:00"],
+           "a daily 10:00 cron in America/New_York across the DST change")
 
 
 # ---------------------------------------------------------------- usage errors

@@ -393,7 +393,7 @@ def test_failing_handler_rolled_back_other_script_applies():
 
 
 def test_summary_counts_only_committed_actions():
-    # ENGINE BUG (engine/engine.c, engine_action): e->stats.actions[status]++ runs when an
+    # Regression (engine/engine.c, engine_action): e->stats.actions[status]++ runs when an
     # action is recorded, and is not undone when the handler then fails and its savepoint
     # is rolled back; so `import --json` reports actions that were never committed.
     with Workspace({"a.lua": A_FAILS, "b.lua": B_WORKS}) as w:
@@ -407,7 +407,7 @@ def test_summary_counts_only_committed_actions():
 
 
 def test_import_with_an_empty_scripts_folder():
-    # ENGINE BUG (engine/lua_host.c, luahost_load_scripts): with no *.lua in the folder,
+    # Regression (engine/lua_host.c, luahost_load_scripts): with no *.lua in the folder,
     # names stays NULL and qsort(NULL, 0, ...) is called; UBSan (HEARTH_SANITIZE=ON)
     # aborts with "null pointer passed as argument 1" and the import exits 1 having
     # applied nothing. Repro: mkdir empty; hearth import ev.ndjson --scripts empty.

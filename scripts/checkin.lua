@@ -1,0 +1,16 @@
+-- Daily check-in (签到打卡): 5 points a day, 20 more for a member's very first check-in,
+-- milestones at 7 days (50 points, the "streak_7" message and one make-up card) and at
+-- 30 days (300 points). Checking in twice the same local day counts once; missing a day
+-- breaks the streak, unless the member spends a make-up card (补签卡) on yesterday with a
+-- "checkin.makeup" event (cards are also granted by "checkin.card" events, data.n cards).
+-- The milestone message goes through caps (scripts/00_caps.lua). See docs/modules/streak.md.
+local streak = require "streak"
+
+streak.define {
+  name = "checkin", event = "checkin", points = 5, first_bonus = 20,
+  milestones = {
+    [7] = { points = 50, send = "streak_7", card = 1 },
+    [30] = { points = 300 },
+  },
+  makeup = { use = "checkin.makeup", grant = "checkin.card", max_cards = 3 },
+}

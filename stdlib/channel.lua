@@ -1,0 +1,240 @@
+--[==[ channel: channel-code attribution (渠道活码). A member joining through a channel code
+(member.joined with data.channel) is tagged with the source, welcomed with that channel's
+welcome message (欢迎语), and counted per channel: members, conversions and spend.
+
+Owns, per definition `name`:
+  - the tag <tag_prefix><channel> (default "channel:poster"), one per member;
+  - the private attribute "_channel.<name>" = { source, at (first join time), converted
+    (absent until the first order after the join; then true when it counted a conversion,
+    false when the member had ordered before), paid (net spend since the join), counted
+    (whole yuan of it already counted) };
+  - funnel counters (campaign = name; per channel as the variant = channel name, and for the
+    whole campaign without a variant): "members" and "entered" (the same number: first
+    joins attributed; "entered" lets the summary compute conversion = converted / entered),
+    "converted" (first orders), "spend" (net spend in whole yuan).
+
+Example:
+  local channel = require "channel"
+  channel.define {
+    name = "channels",
+    welcome = { poster = "welcome_poster", live = "welcome_live", default = "welcome" },
+    tag_prefix = "channel:",
+  }
+
+Options (defaults):
+  name          required; [A-Za-z0-9_.-], 1-64 bytes; the campaign of every action/counter.
+  welcome       {} : channel name -> template; the key "default" is used for any channel
+                without its own entry (and for members joining without a channel). A
+                channel with no entry and no default gets no welcome.
+  tag_prefix    "channel:" (unique across definitions)
+  unknown       "direct": the source recorded for a join without a usable data.channel
+                (missing, not a string, or not 1-64 bytes of [A-Za-z0-9_.:-]).
+  category      "service": welcome sends answer the member's own action, so they pass caps,
+                quiet hours and unsubscription like any service message. "marketing" sends
+                them through require("caps").send instead.
+  welcome_rejoin true: a member joining again (e.g. re-adding the WeCom friend) is welcomed
+                again with the welcome of the channel scanned this time; false: first join only.
+  vars          {} extra template variables for every welcome (the module adds `channel`).
+
+Choices where the SPEC is silent:
+  - Attribution is decided by the member's first member.joined this definition sees: the
+    source never changes on a re-join, and the tag, "members"/"entered" counts happen once.
+  - A conversion is the member's first order.paid ever (m.orders = 1 when it arrives) after
+    being attributed: it counts one "converted" for the source. A member whose first order
+    came before the join is attributed but never counted as a conversion.
+  - Spend: every order.paid of an attributed member adds its amount and every order.refunded
+    subtracts it (not below what was counted for the member); the counter "spend" moves by
+    the change of the member's floor(cumulative net spend), so cents add up to whole yuan
+    without rounding drift. Orders of members without a source (no join seen) are not
+    counted anywhere.
+  - Welcome keys: "welcome" for the first join, "welcome/<event id>" for a re-join, so a
+    retried event never welcomes twice. Step of the welcome sends: "welcome".
+  - channel.source(m [, name]) returns a member's source (nil when not attributed).
+]==]
+
+local M = {}
+
+local defs, order = {}, {}
+local caps = require "caps"  -- at load time: caps registers its timer handler then
+
+local NAME_PAT = "^[%w_%.%-]+$"
+local CHANNEL_PAT = "^[%w_%.%-:]+$"
+
+local KNOWN = { name = 1, welcome = 1, tag_prefix = 1, unknown = 1, category = 1,
+  welcome_rejoin = 1, vars = 1 }
+
+local function validate(o)
+  if type(o) ~= "table" then error("expects a table of options", 0) end
+  for k in pairs(o) do
+    if not KNOWN[k] then error("unknown option '" .. tostring(k) .. "'", 0) end
+  end
+  if type(o.name) ~= "string" or #o.name == 0 or #o.name > 64 or not o.name:match(NAME_PAT) then
+    error("option 'name' must be a string of 1-64 letters, digits, '_', '.' or '-'", 0)
+  end
+  if defs[o.name] then error("option 'name': channel definition '" .. o.name .. "' is defined twice", 0) end
+  local d = { name = o.name }
+  d.welcome = o.welcome or {}
+  if type(d.welcome) ~= "table" then error("option 'welcome' must be a table channel = template", 0) end
+  for k, v in pairs(d.welcome) do
+    if type(k) ~= "string" then error("option 'welcome': keys must be channel names", 0) end
+    if type(v) ~= "string" or #v == 0 or #v > 128 then
+      error("option 'welcome': the template for '" .. k .. "' must be a string of 1-128 bytes", 0)
+    end
+  end
+  d.tag_prefix = o.tag_prefix or "channel:"
+  if type(d.tag_prefix) ~= "string" or #d.tag_prefix > 60 then
+    error("option 'tag_prefix' must be a string of at most 60 bytes", 0)
+  end
+  for _, other in pairs(defs) do
+    if other.tag_prefix == d.tag_prefix then
+      error("option 'tag_prefix': '" .. d.tag_prefix .. "' is already used by '" .. other.name .. "'", 0)
+    end
+  end
+  d.unknown = o.unknown or "direct"
+  if type(d.unknown) ~= "string" or #d.unknown == 0 or #d.unknown > 64 or not d.unknown:match(CHANNEL_PAT) then
+    error("option 'unknown' must be a channel name of 1-64 bytes", 0)
+  end
+  d.category = o.category or "service"
+  if d.category ~= "service" and d.category ~= "marketing" then
+    error("option 'category' must be \"service\" or \"marketing\"", 0)
+  end
+  if o.welcome_rejoin ~= nil and type(o.welcome_rejoin) ~= "boolean" then
+    error("option 'welcome_rejoin' must be true or false", 0)
+  end
+  d.welcome_rejoin = o.welcome_rejoin ~= false
+  if o.vars ~= nil and type(o.vars) ~= "table" then error("option 'vars' must be a table", 0) end
+  d.vars = o.vars or {}
+  return d
+end
+
+local function state_key(d) return "_channel." .. d.name end
+
+local function load_state(m, d)
+  local st = m:get(state_key(d))
+  if type(st) ~= "table" then return nil end
+  return st
+end
+
+local function source_of(d, ev)
+  local c = ev.data and ev.data.channel
+  if type(c) == "string" and #c > 0 and #c <= 64 and c:match(CHANNEL_PAT) then return c end
+  return d.unknown
+end
+
+local function welcome(m, d, ch, key)
+  local tpl = d.welcome[ch] or d.welcome.default
+  if not tpl then return nil end
+  local vars = {}
+  for k, v in pairs(d.vars) do vars[k] = v end
+  vars.channel = ch
+  local opts = { key = key, campaign = d.name, step = "welcome", vars = vars }
+  if d.category == "service" then
+    opts.category = "service"
+    return m:send(tpl, opts)
+  end
+  return caps.send(m, tpl, opts)
+end
+
+local function count(d, metric, ch, n)
+  hearth.count(metric, { campaign = d.name, variant = ch, n = n })
+  hearth.count(metric, { campaign = d.name, n = n })
+end
+
+local function on_joined(d)
+  return function(m, ev)
+    local ch = source_of(d, ev)
+    local st = load_state(m, d)
+    if st then
+      if d.welcome_rejoin then welcome(m, d, ch, "welcome/" .. ev.id) end
+      return
+    end
+    st = { source = ch, at = ev.time, paid = 0, counted = 0 }
+    m:set(state_key(d), st)
+    m:tag(d.tag_prefix .. ch, { key = "source", campaign = d.name, step = "source" })
+    count(d, "members", ch)
+    count(d, "entered", ch)
+    welcome(m, d, ch, "welcome")
+  end
+end
+
+local function amount_of(ev)
+  local a = ev.data and ev.data.amount
+  if type(a) == "number" and a > 0 and a == a and a < math.huge then return a end
+  return 0
+end
+
+-- Move the member's net spend by delta and count the change in whole yuan.
+local function add_spend(m, d, st, delta)
+  local paid = (tonumber(st.paid) or 0) + delta
+  if paid < 0 then paid = 0 end
+  st.paid = paid
+  local whole = math.floor(paid + 1e-9)
+  local counted = math.tointeger(st.counted) or 0
+  if whole ~= counted then
+    count(d, "spend", st.source, whole - counted)
+    st.counted = whole
+  end
+end
+
+local function on_paid(d)
+  return function(m, ev)
+    local st = load_state(m, d)
+    if not st then return end
+    if st.converted == nil then
+      -- true: this first order after attribution is the member's first order ever, counted;
+      -- false: the member had ordered before joining, never counted
+      st.converted = m.orders == 1
+      if st.converted then count(d, "converted", st.source) end
+    end
+    add_spend(m, d, st, amount_of(ev))
+    m:set(state_key(d), st)
+  end
+end
+
+local function on_refunded(d)
+  return function(m, ev)
+    local st = load_state(m, d)
+    if not st then return end
+    local a = amount_of(ev)
+    if a <= 0 then return end
+    add_spend(m, d, st, -a)
+    m:set(state_key(d), st)
+  end
+end
+
+local function define_error(mod, what, err)
+  err = tostring(err)
+  if err:find("while the scripts load", 1, true) then
+    return mod .. ".define: call it at the top level of a script, while the scripts load"
+  end
+  return mod .. ".define: " .. what .. ": " .. (err:match("%((cron .*)%)$") or err)
+end
+
+--- Define channel attribution. Call at the top level of a campaign script.
+function M.define(o)
+  local ok, d = pcall(validate, o)
+  if not ok then error("channel.define: " .. tostring(d), 2) end
+  local okh, err = pcall(hearth.on, "member.joined", on_joined(d))
+  if not okh then error(define_error("channel", "hearth.on", err), 2) end
+  hearth.on("order.paid", on_paid(d))
+  hearth.on("order.refunded", on_refunded(d))
+  defs[d.name] = d
+  order[#order + 1] = d.name
+  return d.name
+end
+
+--- The member's source channel in definition `name` (nil when not attributed).
+function M.source(m, name)
+  local d
+  if name == nil then
+    if #order ~= 1 then error("channel.source: name the definition (" .. #order .. " are defined)", 2) end
+    d = defs[order[1]]
+  else
+    d = defs[name]
+    if not d then error("channel.source: no channel definition named '" .. tostring(name) .. "'", 2) end
+  end
+  local st = load_state(m, d)
+  return st and st.source or nil
+end
+
+return M

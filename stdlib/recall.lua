@@ -1,0 +1,273 @@
+--[[ recall: churn recall (流失召回, 沉睡唤醒): sleeping and churned stages on inactivity,
+wake-up touches, recall measurement, and a staff alert when the member deletes the
+brand's WeCom friend.
+
+Owns, per definition `name`:
+  - the private attribute "_recall.<name>" = { stage ("active" | "sleeping" | "churned"),
+    base (time of the last active event, or of joining), touch (time of the latest recall
+    touch of this inactivity spell), touch_stage }. recall.stage(m, name) reads the stage.
+  - timer types "recall.<name>.sleeping" and "recall.<name>.churned".
+  - funnel counters (campaign = name): "entered" (a member starts being tracked),
+    "sleeping", "churned" (members entering the stage), "reactivated" (a sleeping or
+    churned member active again), "recalled" (reactivated within success_within of the
+    recall touch; also per step "sleeping"/"churned": the stage whose touch it answered),
+    "friend_deleted".
+
+Example:
+  local recall = require "recall"
+  recall.define {
+    name = "winback",                       -- campaign name of every action (required)
+    active = { "order.paid", "checkin", "message.replied" },
+    sleeping_after = "30d", churned_after = "90d",
+    on_sleeping = { send = "miss_you" },
+    on_churned = { task = "personal call" },
+    on_friend_deleted = { task = "friend deleted" },
+    success_within = "14d",
+  }
+
+Options (defaults):
+  name               required; [a-z0-9_], 1-40 bytes (it names the module's timer event
+                     types, which must match [a-z0-9_.]); a name is defined once.
+  active             { "order.paid", "checkin", "message.replied" }: event types that count
+                     as activity.
+  sleeping_after     "30d"; a duration (string or seconds) > 0.
+  churned_after      "90d"; a duration > sleeping_after, or false (no churned stage).
+  on_sleeping        nil; actions { send, task, tag, points, vars, category, staff }.
+  on_churned         nil; the same.
+  on_friend_deleted  nil; the same, at each friend.deleted event.
+  success_within     "14d"; a duration >= 0.
+  Sends go through require("caps").send (marketing unless category = "service").
+
+Rules (SPEC §5 recall):
+  - The clock starts at joining (member.joined, for a member not tracked yet) or at the
+    first active event, and restarts at each active event: the member becomes sleeping
+    exactly sleeping_after after the last active event (or joining), and churned exactly
+    churned_after after it. Timers are cancelled and set again at each active event, so
+    each stage fires its actions once per inactivity spell. Action keys
+    "<spell start, RFC 3339>/<stage>/<kind>", steps "sleeping" / "churned".
+  - An active event returns a sleeping or churned member to active; when its time is
+    within success_within (inclusive) of the recall touch, the member counts as recalled.
+  - friend.deleted: on_friend_deleted's actions (e.g. a task for the member's staff owner,
+    the "staff" attribute unless `staff` is given), keys "friend_deleted/<event time>/<kind>".
+
+Choices where the SPEC is silent:
+  - An active event dated before the latest one known is late: it changes nothing.
+    An active event at exactly the moment a stage is due comes after it (timers due at or
+    before an event's time fire first), so the member is sleeping for an instant and is
+    then reactivated (and recalled).
+  - A member.joined of a member already tracked is not activity (unless "member.joined" is
+    listed in `active`). Members never seen by the module (no join, no active event since
+    it was deployed) are not tracked.
+  - The recall touch is the moment a stage with actions fires (sleeping, then churned: the
+    latest one counts), whatever the send's status (queued, capped, deferred...). A stage
+    without actions is no touch; with no touch at all, a return is "reactivated" only.
+  - A `tag` in on_sleeping / on_churned marks the stage: it is removed when the member
+    leaves that stage (churned, or active again).
+  - friend.deleted does not change the stage; timers go on.
+]]
+
+local M = {}
+
+local defs = {}
+
+local function fail(msg) error(msg, 0) end
+
+local action_keys = { points = true, send = true, task = true, tag = true, vars = true,
+                      category = true, staff = true }
+
+local function check_actions(r, what)
+  if r == nil then return nil end
+  if type(r) ~= "table" then fail(string.format("option '%s' must be a table", what)) end
+  for k in pairs(r) do
+    if not action_keys[k] then fail(string.format("option '%s' has an unknown field '%s'", what, tostring(k))) end
+  end
+  if r.points ~= nil and (math.type(r.points) ~= "integer" or r.points <= 0) then
+    fail(string.format("option '%s.points' must be an integer > 0", what))
+  end
+  for _, k in ipairs { "send", "task", "tag", "staff" } do
+    if r[k] ~= nil and (type(r[k]) ~= "string" or r[k] == "") then
+      fail(string.format("option '%s.%s' must be a non-empty string", what, k))
+    end
+  end
+  if r.vars ~= nil and type(r.vars) ~= "table" then fail(string.format("option '%s.vars' must be a table", what)) end
+  if r.category ~= nil and r.category ~= "marketing" and r.category ~= "service" then
+    fail(string.format("option '%s.category' must be \"marketing\" or \"service\"", what))
+  end
+  return r
+end
+
+local function has_actions(r) return r and (r.points or r.send or r.task or r.tag) and true or false end
+
+local function check_duration(v, what, default)
+  if v == nil then v = default end
+  local ok, secs = pcall(hearth.duration, v)
+  if not ok or math.type(secs) ~= "integer" or secs < 0 then
+    fail(string.format("option '%s' must be a duration like \"30d\" (or seconds)", what))
+  end
+  return secs
+end
+
+local function count(def, metric, opts)
+  opts = opts or {}
+  opts.campaign = def.name
+  hearth.count(metric, opts)
+end
+
+local function attr(def) return "_recall." .. def.name end
+
+local function get_state(m, def)
+  local s = m:get(attr(def))
+  return type(s) == "table" and s or nil
+end
+
+local function fire(m, def, r, base, step, reason)
+  local function opts(kind) return { key = base .. "/" .. kind, campaign = def.name, step = step } end
+  if r.points then m:add_points(r.points, reason, opts("points")) end
+  if r.send then
+    local o = opts("send")
+    o.vars = r.vars
+    o.category = r.category
+    def.caps.send(m, r.send, o)
+  end
+  if r.task then
+    local o = opts("task")
+    o.vars = r.vars
+    o.staff = r.staff
+    m:task(r.task, o)
+  end
+  if r.tag then m:tag(r.tag, opts("tag")) end
+end
+
+local function untag_stage(m, def, stage_actions, spell, why)
+  if stage_actions and stage_actions.tag and m:has(stage_actions.tag) then
+    m:untag(stage_actions.tag, { key = spell .. "/" .. why .. "/untag/" .. stage_actions.tag, campaign = def.name, step = why })
+  end
+end
+
+-- (Re)start the clock at time t.
+local function arm(m, def, s, t)
+  s.base = t
+  m:cancel(def.t_sleeping)
+  m:at(t + def.sleeping_after, def.t_sleeping, { base = t })
+  if def.churned_after then
+    m:cancel(def.t_churned)
+    m:at(t + def.churned_after, def.t_churned, { base = t })
+  end
+end
+
+local function on_active(def, m, ev)
+  local s = get_state(m, def)
+  if not s then
+    s = { stage = "active" }
+    count(def, "entered")
+  elseif ev.time < s.base then
+    return -- late: older than the activity already known
+  elseif s.stage ~= "active" then
+    local spell = hearth.format_time(s.base)
+    count(def, "reactivated")
+    if s.touch and ev.time - s.touch <= def.success_within then
+      count(def, "recalled")
+      count(def, "recalled", { step = s.touch_stage })
+    end
+    untag_stage(m, def, def.on_sleeping, spell, "active")
+    untag_stage(m, def, def.on_churned, spell, "active")
+    s.stage, s.touch, s.touch_stage = "active", nil, nil
+  end
+  arm(m, def, s, ev.time)
+  m:set(attr(def), s)
+end
+
+local function on_join(def, m, ev)
+  if get_state(m, def) then return end
+  on_active(def, m, ev)
+end
+
+local function on_stage(def, stage, m, ev)
+  local s = get_state(m, def)
+  if not s or type(ev.data) ~= "table" or ev.data.base ~= s.base then return end
+  if s.stage == stage or s.stage == "churned" then return end
+  local spell = hearth.format_time(s.base)
+  local actions = stage == "sleeping" and def.on_sleeping or def.on_churned
+  if stage == "churned" then untag_stage(m, def, def.on_sleeping, spell, "churned") end
+  s.stage = stage
+  count(def, stage)
+  if has_actions(actions) then
+    s.touch, s.touch_stage = ev.time, stage
+    fire(m, def, actions, spell .. "/" .. stage, stage, def.name .. ": " .. stage)
+  end
+  m:set(attr(def), s)
+end
+
+local function on_friend_deleted(def, m, ev)
+  count(def, "friend_deleted")
+  fire(m, def, def.on_friend_deleted, "friend_deleted/" .. hearth.format_time(ev.time), "friend_deleted",
+       def.name .. ": friend deleted")
+end
+
+local function build(o)
+  if type(o) ~= "table" then fail("expects a table of options") end
+  local known = { name = true, active = true, sleeping_after = true, churned_after = true, on_sleeping = true,
+                  on_churned = true, on_friend_deleted = true, success_within = true }
+  for k in pairs(o) do
+    if not known[k] then fail("unknown option '" .. tostring(k) .. "'") end
+  end
+  local name = o.name
+  if type(name) ~= "string" or not name:match("^[a-z0-9_]+$") or #name > 40 then
+    fail("option 'name' is required: 1-40 bytes of [a-z0-9_] (it names timer event types)")
+  end
+  if defs[name] then fail("name '" .. name .. "' is already defined") end
+  local def = { name = name, t_sleeping = "recall." .. name .. ".sleeping", t_churned = "recall." .. name .. ".churned" }
+  local active = o.active == nil and { "order.paid", "checkin", "message.replied" } or o.active
+  if type(active) == "string" then active = { active } end
+  if type(active) ~= "table" or #active == 0 then fail("option 'active' must be a list of event types") end
+  def.active = {}
+  local seen = {}
+  for i, t in ipairs(active) do
+    if type(t) ~= "string" or not t:match("^[a-z0-9_.]+$") or #t > 64 then
+      fail(string.format("option 'active[%d]' must be an event type ([a-z0-9_.]{1,64})", i))
+    end
+    if t:match("^recall%.") then fail(string.format("option 'active[%d]' cannot be a recall timer type", i)) end
+    if not seen[t] then seen[t] = true; def.active[#def.active + 1] = t end
+  end
+  def.sleeping_after = check_duration(o.sleeping_after, "sleeping_after", "30d")
+  if def.sleeping_after <= 0 then fail("option 'sleeping_after' must be > 0") end
+  if o.churned_after ~= false then
+    def.churned_after = check_duration(o.churned_after, "churned_after", "90d")
+    if def.churned_after <= def.sleeping_after then fail("option 'churned_after' must be longer than 'sleeping_after'") end
+  end
+  def.success_within = check_duration(o.success_within, "success_within", "14d")
+  def.on_sleeping = check_actions(o.on_sleeping, "on_sleeping")
+  def.on_churned = check_actions(o.on_churned, "on_churned")
+  def.on_friend_deleted = check_actions(o.on_friend_deleted, "on_friend_deleted")
+  if o.on_churned ~= nil and not def.churned_after then fail("option 'on_churned' needs 'churned_after'") end
+  def.caps = require "caps"
+  return def
+end
+
+function M.define(o)
+  local ok, def = pcall(build, o)
+  if not ok then error("recall.define: " .. tostring(def), 2) end
+  defs[def.name] = def
+  local joined_active = false
+  for _, t in ipairs(def.active) do
+    hearth.on(t, function(m, ev) on_active(def, m, ev) end)
+    if t == "member.joined" then joined_active = true end
+  end
+  if not joined_active then hearth.on("member.joined", function(m, ev) on_join(def, m, ev) end) end
+  hearth.on(def.t_sleeping, function(m, ev) on_stage(def, "sleeping", m, ev) end)
+  if def.churned_after then hearth.on(def.t_churned, function(m, ev) on_stage(def, "churned", m, ev) end) end
+  if def.on_friend_deleted then
+    hearth.on("friend.deleted", function(m, ev) on_friend_deleted(def, m, ev) end)
+  end
+  return def
+end
+
+-- recall.stage(m, name) -> "active" | "sleeping" | "churned", or nil when not tracked.
+function M.stage(m, name)
+  local def = defs[name]
+  if not def then error("recall.stage: no recall named '" .. tostring(name) .. "'", 2) end
+  local s = get_state(m, def)
+  return s and s.stage or nil
+end
+
+return M

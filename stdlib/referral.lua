@@ -1,0 +1,396 @@
+--[[ referral: invite rewards (邀请有礼, 裂变) with a daily limit, tiers and the K factor.
+
+Owns, per definition `name`:
+  - on the invitee: the private attribute "_referral.<name>" = { referrer, joined, status
+    ("pending" | "valid" | "invalid"), reason (when invalid), qualified (time of a reward_on
+    event seen while pending), reward_sent }.
+  - on the referrer: the private attribute "_referral.<name>.referrer" = { invitees (valid
+    invitations), rewarded (rewards granted), limited, days = { [day number] = rewards
+    granted that local date } (recent days only) }.
+  - a bookkeeping member "_referral.<name>" holding the totals behind k_factor in its
+    attribute "_referral.<name>.totals" = { invitees, referrers } (see "K factor" below).
+  - event types "referral.invited", "referral.valid", "referral.invalid", "referral.reward",
+    "referral.totals" (delivered with hearth.emit; data.name says which definition).
+  - funnel counters (campaign = name): "valid_invitees", "referrers" (distinct referrers
+    with one or more valid invitees), "invalid", "rewarded", "limited", "tier" (step
+    "tier<N>").
+
+Example:
+  local referral = require "referral"
+  referral.define {
+    name = "invite",                         -- campaign name of every action (required)
+    reward_on = "order.paid",                -- the invitee's event that rewards the referrer
+    reward = { points = 100, send = "invite_reward" },   -- to the referrer
+    invitee_reward = { points = 20 },        -- to the invitee, when the invitation is valid
+    tiers = { [3] = { send = "gift_3" } },   -- at the 3rd rewarded invitee, once
+    max_per_day = 10,                        -- rewards per referrer per local date
+  }
+  -- referral.k_factor("invite") -> K, valid invitees, referrers
+
+Options (defaults):
+  name            required; [A-Za-z0-9_.-], 1-64 bytes; a name is defined once.
+  reward_on       "order.paid"; any event type, "member.joined" rewards at the join.
+  reward          {}: { points, send, task, tag, vars, category, staff } for the referrer.
+  invitee_reward  nil: the same shape, for the invitee.
+  tiers           {}: number of rewarded invitees (integer >= 1) -> reward (same shape).
+  max_per_day     nil (no limit); integer >= 1.
+  Sends go through require("caps").send: marketing unless category = "service". vars
+  default { invitee = <invitee id> } (reward), { referrer = <referrer id> } (invitee
+  reward), { invitees = N } (tiers).
+
+Rules (SPEC §5 referral) and how they are kept:
+  - Valid invitation: member.joined with data.referrer (a string) naming a member who joined
+    earlier (the referrer's joined_at is strictly before the invitee's join time), the
+    invitee joining for the first time (the engine's joined_at equals this event's time and
+    no earlier invitation is recorded) and not the referrer.
+    A handler only sees its own member, so the check is a round trip: the invitee's
+    handler emits "referral.invited" to the referrer, whose handler checks its joined_at and
+    answers "referral.valid" or "referral.invalid" (hearth.emit: same transaction, exactly
+    once). Note: an invitation naming a member id never seen before makes the engine
+    create an empty record for that id when the emitted event reaches it.
+  - The referrer is rewarded once per invitee, at the invitee's first reward_on event at or
+    after the join (one that comes before the join does not count); with reward_on =
+    "member.joined", at the join. The invitee remembers that it asked (reward_sent), so a
+    second order never rewards again. A reward_on event that arrives while the invitation
+    is still pending is remembered and the reward follows the validation.
+  - max_per_day: rewards are counted per referrer per local date of the invitee's reward_on
+    event. Beyond max_per_day on that date the reward is `limited`: NOTHING is granted
+    (no points, no tag) and it does not count toward tiers; the reward's send and task are
+    recorded with status "limited" (keys "reward/<invitee>/send|task", never delivered) and
+    the "limited" counter goes up. A points-only reward leaves no action when limited: the
+    engine can only record a points action by changing the balance.
+  - Tiers: when the number of rewarded (not limited) invitees reaches N, tier N's reward is
+    given (keys "tier<N>/<kind>"), once: the count only grows.
+  - invitee_reward: given to the invitee at the join, as soon as the invitation is known to
+    be valid (keys "invitee_reward/<kind>"), whatever reward_on is. Invalid invitations get
+    nothing.
+  - Reward keys: "reward/<invitee id>/<kind>" on the referrer.
+
+K factor (SPEC: valid invitees / distinct referrers with one or more):
+  - Both numbers are kept exactly, durably and in the same transaction as the invitation,
+    as funnel counters "valid_invitees" and "referrers" (`hearth stats`, GET /v1/campaigns),
+    and as the totals of the bookkeeping member "_referral.<name>", which each valid
+    invitation updates with a "referral.totals" event.
+  - The core API has no way to read a funnel counter or another member's attributes from
+    Lua, so referral.k_factor(name) answers from the copy of those totals that the
+    bookkeeping member's handler keeps in this Lua state each time it runs. It returns
+    K, invitees, referrers (K = 0 when there are no referrers) once a valid invitation has
+    been processed by this process, and nil before that (e.g. right after a restart): it is
+    never wrong, but it can be unknown until the next valid invitation.
+]]
+
+local M = {}
+
+local defs = {}
+local totals = {} -- name -> { invitees, referrers }: copy of the bookkeeping member's totals
+
+-- ---- option checks ----
+
+local function fail(msg) error(msg, 0) end
+
+local reward_keys = { points = true, send = true, task = true, tag = true, vars = true,
+                      category = true, staff = true }
+
+local function check_reward(r, what)
+  if type(r) ~= "table" then fail(string.format("option '%s' must be a table", what)) end
+  for k in pairs(r) do
+    if not reward_keys[k] then fail(string.format("option '%s' has an unknown field '%s'", what, tostring(k))) end
+  end
+  if r.points ~= nil and (math.type(r.points) ~= "integer" or r.points <= 0) then
+    fail(string.format("option '%s.points' must be an integer > 0", what))
+  end
+  for _, k in ipairs { "send", "task", "tag", "staff" } do
+    if r[k] ~= nil and (type(r[k]) ~= "string" or r[k] == "") then
+      fail(string.format("option '%s.%s' must be a non-empty string", what, k))
+    end
+  end
+  if r.vars ~= nil and type(r.vars) ~= "table" then fail(string.format("option '%s.vars' must be a table", what)) end
+  if r.category ~= nil and r.category ~= "marketing" and r.category ~= "service" then
+    fail(string.format("option '%s.category' must be \"marketing\" or \"service\"", what))
+  end
+  return r
+end
+
+-- ---- helpers ----
+
+local function count(def, metric, opts)
+  opts = opts or {}
+  opts.campaign = def.name
+  hearth.count(metric, opts)
+end
+
+local function invitee_attr(def) return "_referral." .. def.name end
+local function referrer_attr(def) return "_referral." .. def.name .. ".referrer" end
+local function book_id(def) return "_referral." .. def.name end
+local function totals_attr(def) return "_referral." .. def.name .. ".totals" end
+
+local function get_table(m, k)
+  local v = m:get(k)
+  return type(v) == "table" and v or nil
+end
+
+-- Give reward r with keys "<base>/<kind>".
+local function give(m, def, r, base, step, vars, reason)
+  local function opts(kind) return { key = base .. "/" .. kind, campaign = def.name, step = step } end
+  if r.points then m:add_points(r.points, reason, opts("points")) end
+  if r.send then
+    local o = opts("send")
+    o.vars = r.vars or vars
+    o.category = r.category
+    def.caps.send(m, r.send, o)
+  end
+  if r.task then
+    local o = opts("task")
+    o.vars = r.vars or vars
+    o.staff = r.staff
+    m:task(r.task, o)
+  end
+  if r.tag then m:tag(r.tag, opts("tag")) end
+end
+
+-- Record a limited reward: only what can be recorded without effect.
+local function record_limited(m, def, r, base, vars)
+  local function opts(kind)
+    return { key = base .. "/" .. kind, campaign = def.name, step = "reward", status = "limited" }
+  end
+  if r.send then
+    local o = opts("send")
+    o.vars = r.vars or vars
+    o.category = r.category
+    m:send(r.send, o)
+  end
+  if r.task then
+    local o = opts("task")
+    o.vars = r.vars or vars
+    o.staff = r.staff
+    m:task(r.task, o)
+  end
+end
+
+local function emit_reward(def, m, st, time)
+  st.reward_sent = true
+  hearth.emit(st.referrer, "referral.reward", { name = def.name, invitee = m.id, time = time })
+end
+
+-- ---- invitee side ----
+
+local function on_joined(def, m, ev)
+  local data = type(ev.data) == "table" and ev.data or {}
+  local ref = data.referrer
+  if type(ref) ~= "string" or ref == "" or #ref > 128 then return end
+  if get_table(m, invitee_attr(def)) then return end -- an invitation was recorded already
+  local st = { referrer = ref, joined = ev.time }
+  if ref == m.id then
+    st.status, st.reason = "invalid", "self"
+  elseif m.joined_at ~= ev.time then
+    st.status, st.reason = "invalid", "not_first_join"
+  else
+    st.status = "pending"
+    hearth.emit(ref, "referral.invited", { name = def.name, invitee = m.id, joined = ev.time })
+  end
+  if st.status == "invalid" then count(def, "invalid") end
+  m:set(invitee_attr(def), st)
+end
+
+local function on_valid(def, m, ev)
+  local st = get_table(m, invitee_attr(def))
+  if not st or st.status ~= "pending" then return end
+  st.status = "valid"
+  if def.invitee_reward then
+    give(m, def, def.invitee_reward, "invitee_reward", "invitee_reward", { referrer = st.referrer },
+         def.name .. ": invited by " .. st.referrer)
+  end
+  if def.reward_on == "member.joined" then
+    emit_reward(def, m, st, st.joined)
+  elseif st.qualified then
+    emit_reward(def, m, st, st.qualified)
+  end
+  m:set(invitee_attr(def), st)
+end
+
+local function on_invalid(def, m, ev)
+  local st = get_table(m, invitee_attr(def))
+  if not st or st.status ~= "pending" then return end
+  st.status, st.reason = "invalid", ev.data.reason
+  m:set(invitee_attr(def), st)
+end
+
+local function on_reward_event(def, m, ev)
+  local st = get_table(m, invitee_attr(def))
+  if not st or st.reward_sent or ev.time < st.joined then return end
+  if st.status == "valid" then
+    emit_reward(def, m, st, ev.time)
+    m:set(invitee_attr(def), st)
+  elseif st.status == "pending" and not st.qualified then
+    st.qualified = ev.time
+    m:set(invitee_attr(def), st)
+  end
+end
+
+-- ---- referrer side ----
+
+local function referrer_state(m, def)
+  local s = get_table(m, referrer_attr(def)) or {}
+  s.invitees = s.invitees or 0
+  s.rewarded = s.rewarded or 0
+  s.limited = s.limited or 0
+  s.days = type(s.days) == "table" and s.days or {}
+  return s
+end
+
+local function on_invited(def, m, ev)
+  local data = ev.data
+  local reason
+  if m.joined_at == nil then
+    reason = "referrer_not_joined"
+  elseif m.joined_at >= data.joined then
+    reason = "referrer_joined_later"
+  end
+  if reason then
+    count(def, "invalid")
+    hearth.emit(data.invitee, "referral.invalid", { name = def.name, reason = reason })
+    return
+  end
+  local s = referrer_state(m, def)
+  s.invitees = s.invitees + 1
+  m:set(referrer_attr(def), s)
+  local first = s.invitees == 1
+  count(def, "valid_invitees")
+  if first then count(def, "referrers") end
+  hearth.emit(book_id(def), "referral.totals", { name = def.name, invitees = 1, referrers = first and 1 or 0 })
+  hearth.emit(data.invitee, "referral.valid", { name = def.name, referrer = m.id })
+end
+
+local function on_reward(def, m, ev)
+  local data = ev.data
+  local invitee = data.invitee
+  local day = hearth.local_date(data.time).day_number
+  local s = referrer_state(m, def)
+  -- per-date counts, keyed by the day number as a string (JSON object keys); keep a week
+  local newest = day
+  for k in pairs(s.days) do
+    local n = tonumber(k)
+    if n and n > newest then newest = n end
+  end
+  for k in pairs(s.days) do
+    local n = tonumber(k)
+    if not n or n < newest - 7 then s.days[k] = nil end
+  end
+  local dk = tostring(day)
+  local today = s.days[dk] or 0
+  local base = "reward/" .. invitee
+  local vars = { invitee = invitee }
+  if def.max_per_day and today >= def.max_per_day then
+    s.limited = s.limited + 1
+    m:set(referrer_attr(def), s)
+    count(def, "limited")
+    record_limited(m, def, def.reward, base, vars)
+    return
+  end
+  s.days[dk] = today + 1
+  s.rewarded = s.rewarded + 1
+  m:set(referrer_attr(def), s)
+  count(def, "rewarded")
+  give(m, def, def.reward, base, "reward", vars, def.name .. ": invited " .. invitee)
+  local tier = def.tiers[s.rewarded]
+  if tier then
+    local step = "tier" .. s.rewarded
+    count(def, "tier", { step = step })
+    give(m, def, tier, step, step, { invitees = s.rewarded },
+         string.format("%s: %d invitees", def.name, s.rewarded))
+  end
+end
+
+-- ---- bookkeeping member ----
+
+local function on_totals(def, m, ev)
+  if m.id ~= book_id(def) then return end
+  local t = get_table(m, totals_attr(def)) or { invitees = 0, referrers = 0 }
+  t.invitees = (t.invitees or 0) + (ev.data.invitees or 0)
+  t.referrers = (t.referrers or 0) + (ev.data.referrers or 0)
+  m:set(totals_attr(def), t)
+  totals[def.name] = { invitees = t.invitees, referrers = t.referrers }
+end
+
+-- ---- API ----
+
+local function build(o)
+  if type(o) ~= "table" then fail("expects a table of options") end
+  local known = { name = true, reward_on = true, reward = true, invitee_reward = true, tiers = true,
+                  max_per_day = true }
+  for k in pairs(o) do
+    if not known[k] then fail("unknown option '" .. tostring(k) .. "'") end
+  end
+  local name = o.name
+  if type(name) ~= "string" or not name:match("^[A-Za-z0-9_.%-]+$") or #name > 64 then
+    fail("option 'name' is required: 1-64 bytes of [A-Za-z0-9_.-]")
+  end
+  if defs[name] then fail("name '" .. name .. "' is already defined") end
+  local def = { name = name }
+  def.reward_on = o.reward_on == nil and "order.paid" or o.reward_on
+  if type(def.reward_on) ~= "string" or not def.reward_on:match("^[a-z0-9_.]+$") or #def.reward_on > 64 then
+    fail("option 'reward_on' must be an event type ([a-z0-9_.]{1,64})")
+  end
+  if def.reward_on:match("^referral%.") then fail("option 'reward_on' cannot be one of the module's own event types") end
+  def.reward = check_reward(o.reward == nil and {} or o.reward, "reward")
+  if o.invitee_reward ~= nil then def.invitee_reward = check_reward(o.invitee_reward, "invitee_reward") end
+  def.tiers = {}
+  if o.tiers ~= nil then
+    if type(o.tiers) ~= "table" then fail("option 'tiers' must be a table: invitees = reward") end
+    for n, r in pairs(o.tiers) do
+      if math.type(n) ~= "integer" or n < 1 then
+        fail("option 'tiers' keys must be numbers of invitees (integers >= 1), got " .. tostring(n))
+      end
+      def.tiers[n] = check_reward(r, "tiers[" .. n .. "]")
+    end
+  end
+  if o.max_per_day ~= nil then
+    if math.type(o.max_per_day) ~= "integer" or o.max_per_day < 1 then
+      fail("option 'max_per_day' must be an integer >= 1")
+    end
+    def.max_per_day = o.max_per_day
+  end
+  def.caps = require "caps"
+  return def
+end
+
+local function for_me(def, fn)
+  return function(m, ev)
+    if type(ev.data) == "table" and ev.data.name == def.name then fn(def, m, ev) end
+  end
+end
+
+function M.define(o)
+  local ok, def = pcall(build, o)
+  if not ok then error("referral.define: " .. tostring(def), 2) end
+  defs[def.name] = def
+  hearth.on("member.joined", function(m, ev) on_joined(def, m, ev) end)
+  if def.reward_on ~= "member.joined" then
+    hearth.on(def.reward_on, function(m, ev) on_reward_event(def, m, ev) end)
+  end
+  hearth.on("referral.invited", for_me(def, on_invited))
+  hearth.on("referral.valid", for_me(def, on_valid))
+  hearth.on("referral.invalid", for_me(def, on_invalid))
+  hearth.on("referral.reward", for_me(def, on_reward))
+  hearth.on("referral.totals", for_me(def, on_totals))
+  return def
+end
+
+-- referral.k_factor(name) -> K, valid invitees, distinct referrers; nil while unknown in
+-- this process (see "K factor" above).
+function M.k_factor(name)
+  if not defs[name] then error("referral.k_factor: no referral named '" .. tostring(name) .. "'", 2) end
+  local t = totals[name]
+  if not t then return nil end
+  local k = t.referrers > 0 and t.invitees / t.referrers or 0
+  return k, t.invitees, t.referrers
+end
+
+-- referral.status(m, name) -> the invitee's invitation state (a copy), inside a handler.
+function M.status(m, name)
+  local def = defs[name]
+  if not def then error("referral.status: no referral named '" .. tostring(name) .. "'", 2) end
+  return get_table(m, invitee_attr(def))
+end
+
+return M

@@ -1,0 +1,526 @@
+--[==[ tiers: member tiers (会员等级) by spend or order count, with upgrade rewards, a
+periodic downgrade review and points multipliers per tier.
+
+Owns, per definition `name`:
+  - the tier tag  <tag_prefix><level>    (default "tier:gold")
+  - the attribute <attr> = "<level>"      (default attribute "tier"; absent: no tier)
+  - the private attribute "_tiers.<name>" = { tier, since, moves, ups = {level = n},
+    win = { {time, amount, order_id}, ... } }
+  - funnel counters (campaign = name, step = level): "upgraded" (step = the level reached),
+    "downgraded" (step = the level left).
+
+Example:
+  local tiers = require "tiers"
+  tiers.define {
+    name = "vip",                      -- campaign name of every action (required)
+    by = "spend",                      -- "spend" (m.spend, yuan) or "orders" (m.orders)
+    window = "365d",                   -- optional: only what was paid in the last 365 days
+    levels = {                         -- ascending thresholds; below the first: no tier
+      { name = "silver", min = 1000, multiplier = 1.2, send = "tier_silver", points = 100 },
+      { name = "gold",   min = 5000, multiplier = 1.5, send = "tier_gold", points = 500,
+        task = "welcome a new gold member", tag = "vip_gift" },
+    },
+    review = "0 3 1 * *",              -- downgrade review: 03:00 on the 1st of each month
+    downgrade = "qualifying",          -- or "one": drop at most one level per review
+    hold = "90d",                      -- a tier reached less than 90 days ago is kept
+    on_downgrade = { send = "tier_down" },
+  }
+  -- elsewhere: tiers.add_points(m, 10, "order points", { key = ... }) grants 10 x multiplier
+
+Options (defaults):
+  name          required; [A-Za-z0-9_.-], 1-64 bytes; a name is defined once.
+  by            "spend"
+  window        nil (lifetime: the engine's m.spend / m.orders). With a window the module
+                keeps a per-member list of (time, amount) of every order.paid it sees, pruned to
+                the window; only orders seen after the script was deployed are in it.
+  levels        required, 1..20 levels { name, min, multiplier = 1, send, task, tag, points,
+                vars, category }; names [A-Za-z0-9_.-] and unique, min >= 0 and strictly
+                ascending.
+  tag_prefix    "tier:"      attr  "tier"   (both must be unique across definitions)
+  review        nil (no downgrades ever); a five-field cron spec.
+  downgrade     "qualifying": a review moves a member straight to the highest level they still
+                qualify for (or to no tier); "one": down one level per review at most.
+  hold          nil; a duration: at a review, a tier reached (or last moved to) less than
+                `hold` before the review slot is kept as it is.
+  reward_once   true: a level's upgrade rewards (send/task/tag/points) are given the first
+                time a member reaches it only; false: each time it is reached again after a
+                downgrade.
+  on_downgrade  nil; { send =, task =, vars =, category = } for members moved down.
+  chunk         500 (members per transaction in the review sweep).
+
+Choices where the SPEC is silent:
+  - Qualifying value: by = "spend" compares the spend with `min` (>=); by = "orders" the order
+    count. Without a window these are the engine's m.spend (refunds already subtracted) and
+    m.orders (refunds do not lower it). With a window: the sum of amounts (or the number of
+    orders) of order.paid events whose time is within the window before the reference time
+    (an order exactly `window` old no longer counts). order.refunded reduces the windowed
+    spend: from the entry with the same data.order_id when there is one, else from the most
+    recent entries backwards; it never changes a windowed order count (like m.orders).
+  - Upgrades happen at once, on order.paid (and on member.joined, so a level with min = 0 is
+    given on joining). A member who jumps several levels with one order gets only the
+    rewards of the level reached, not of the levels passed.
+  - Refunds never downgrade at once: only the review moves members down. The review sweeps,
+    in ascending level order, the members holding each level's tag and re-evaluates them
+    at the slot time; it also moves up a member who qualifies higher (e.g. after a threshold
+    was lowered). Members without a tier are not swept.
+  - Upgrade sends and on_downgrade sends are marketing by default and go through
+    require("caps").send; `category = "service"` makes them service notices.
+  - Multipliers: tiers.add_points(m, n, reason, opts) grants floor(n x multiplier) for n > 0
+    (a spend, n < 0, is never multiplied); nothing is granted when that is 0.
+]==]
+
+local M = {}
+
+local defs = {}       -- name -> definition
+local order = {}      -- names in definition order
+local caps = require "caps"  -- at load time: caps registers its timer handler then
+
+
+local NAME_PAT = "^[%w_%.%-]+$"
+
+local function check_name(v, what)
+  if type(v) ~= "string" or #v == 0 or #v > 64 or not v:match(NAME_PAT) then
+    error(what .. " must be a string of 1-64 letters, digits, '_', '.' or '-'", 0)
+  end
+end
+
+local function check_duration(v, what)
+  if v == nil then return nil end
+  if type(v) ~= "string" and math.type(v) ~= "integer" then
+    error(what .. " must be a duration such as \"365d\"", 0)
+  end
+  local ok, secs = pcall(hearth.duration, v)
+  if not ok or secs <= 0 then error(what .. " must be a positive duration such as \"365d\"", 0) end
+  return secs
+end
+
+local function check_tags(v, what)
+  if v == nil then return nil end
+  if type(v) == "string" then v = { v } end
+  if type(v) ~= "table" then error(what .. " must be a tag or a list of tags", 0) end
+  for _, t in ipairs(v) do
+    if type(t) ~= "string" or #t == 0 or #t > 128 then error(what .. " must hold tags of 1-128 bytes", 0) end
+  end
+  return v
+end
+
+local function check_action_spec(spec, what)
+  if spec.send ~= nil and (type(spec.send) ~= "string" or #spec.send == 0) then
+    error(what .. ".send must be a template name", 0)
+  end
+  if spec.task ~= nil and (type(spec.task) ~= "string" or #spec.task == 0) then
+    error(what .. ".task must be a text", 0)
+  end
+  if spec.vars ~= nil and type(spec.vars) ~= "table" then error(what .. ".vars must be a table", 0) end
+  if spec.category ~= nil and spec.category ~= "marketing" and spec.category ~= "service" then
+    error(what .. ".category must be \"marketing\" or \"service\"", 0)
+  end
+end
+
+local KNOWN = { name = 1, by = 1, window = 1, levels = 1, tag_prefix = 1, attr = 1, review = 1,
+  downgrade = 1, hold = 1, reward_once = 1, on_downgrade = 1, chunk = 1 }
+local LEVEL_KNOWN = { name = 1, min = 1, multiplier = 1, send = 1, task = 1, tag = 1, points = 1,
+  vars = 1, category = 1 }
+
+local function validate(o)
+  if type(o) ~= "table" then error("expects a table of options", 0) end
+  for k in pairs(o) do
+    if not KNOWN[k] then error("unknown option '" .. tostring(k) .. "'", 0) end
+  end
+  check_name(o.name, "option 'name'")
+  if defs[o.name] then error("option 'name': tiers '" .. o.name .. "' is defined twice", 0) end
+  local d = { name = o.name }
+  d.by = o.by or "spend"
+  if d.by ~= "spend" and d.by ~= "orders" then error("option 'by' must be \"spend\" or \"orders\"", 0) end
+  d.window = check_duration(o.window, "option 'window'")
+  d.tag_prefix = o.tag_prefix or "tier:"
+  if type(d.tag_prefix) ~= "string" or #d.tag_prefix > 60 then
+    error("option 'tag_prefix' must be a string of at most 60 bytes", 0)
+  end
+  d.attr = o.attr or "tier"
+  if type(d.attr) ~= "string" or #d.attr == 0 or #d.attr > 128 or d.attr:sub(1, 1) == "_" then
+    error("option 'attr' must be an attribute name of 1-128 bytes not starting with '_'", 0)
+  end
+  for _, other in pairs(defs) do
+    if other.tag_prefix == d.tag_prefix then
+      error("option 'tag_prefix': '" .. d.tag_prefix .. "' is already used by tiers '" .. other.name .. "'", 0)
+    end
+    if other.attr == d.attr then
+      error("option 'attr': '" .. d.attr .. "' is already used by tiers '" .. other.name .. "'", 0)
+    end
+  end
+  if type(o.levels) ~= "table" or #o.levels == 0 then
+    error("option 'levels' must be a non-empty list of { name =, min = }", 0)
+  end
+  if #o.levels > 20 then error("option 'levels': at most 20 levels", 0) end
+  d.levels, d.index = {}, {}
+  local prev
+  for i, l in ipairs(o.levels) do
+    local what = "option 'levels'[" .. i .. "]"
+    if type(l) ~= "table" then error(what .. " must be a table", 0) end
+    for k in pairs(l) do
+      if not LEVEL_KNOWN[k] then error(what .. ": unknown field '" .. tostring(k) .. "'", 0) end
+    end
+    check_name(l.name, what .. ".name")
+    if d.index[l.name] then error(what .. ".name: level '" .. l.name .. "' appears twice", 0) end
+    if type(l.min) ~= "number" or l.min < 0 or l.min ~= l.min then
+      error(what .. ".min must be a number >= 0", 0)
+    end
+    if prev and l.min <= prev then error(what .. ".min must be greater than the previous level's", 0) end
+    prev = l.min
+    local mult = l.multiplier == nil and 1 or l.multiplier
+    if type(mult) ~= "number" or mult <= 0 or mult > 100 then
+      error(what .. ".multiplier must be a number in (0, 100]", 0)
+    end
+    if l.points ~= nil and (math.type(l.points) ~= "integer" or l.points <= 0) then
+      error(what .. ".points must be a positive integer", 0)
+    end
+    check_action_spec(l, what)
+    local lv = { name = l.name, min = l.min, multiplier = mult, send = l.send, task = l.task,
+      tags = check_tags(l.tag, what .. ".tag"), points = l.points, vars = l.vars, category = l.category,
+      tag = d.tag_prefix .. l.name, i = i }
+    if #lv.tag > 128 then error(what .. ".name: the tier tag '" .. lv.tag .. "' is over 128 bytes", 0) end
+    d.levels[i] = lv
+    d.index[l.name] = i
+  end
+  d.downgrade = o.downgrade or "qualifying"
+  if d.downgrade ~= "qualifying" and d.downgrade ~= "one" then
+    error("option 'downgrade' must be \"qualifying\" or \"one\"", 0)
+  end
+  if o.review ~= nil and type(o.review) ~= "string" then
+    error("option 'review' must be a cron spec such as \"0 3 1 * *\"", 0)
+  end
+  d.review = o.review
+  d.hold = check_duration(o.hold, "option 'hold'")
+  if o.reward_once ~= nil and type(o.reward_once) ~= "boolean" then
+    error("option 'reward_once' must be true or false", 0)
+  end
+  d.reward_once = o.reward_once ~= false
+  if o.on_downgrade ~= nil then
+    if type(o.on_downgrade) ~= "table" then error("option 'on_downgrade' must be a table", 0) end
+    for k in pairs(o.on_downgrade) do
+      if k ~= "send" and k ~= "task" and k ~= "vars" and k ~= "category" then
+        error("option 'on_downgrade': unknown field '" .. tostring(k) .. "'", 0)
+      end
+    end
+    check_action_spec(o.on_downgrade, "option 'on_downgrade'")
+  end
+  d.on_downgrade = o.on_downgrade
+  d.chunk = o.chunk or 500
+  if math.type(d.chunk) ~= "integer" or d.chunk < 1 or d.chunk > 100000 then
+    error("option 'chunk' must be an integer in 1-100000", 0)
+  end
+  return d
+end
+
+-- ---- state ----
+
+local function state_key(d) return "_tiers." .. d.name end
+
+local function load_state(m, d)
+  local st = m:get(state_key(d))
+  if type(st) ~= "table" then st = {} end
+  if type(st.ups) ~= "table" or st.ups[1] ~= nil then st.ups = {} end
+  if type(st.win) ~= "table" then st.win = {} end
+  st.moves = math.tointeger(st.moves) or 0
+  return st
+end
+
+local function save_state(m, d, st)
+  local copy = { tier = st.tier, since = st.since }
+  if st.moves > 0 then copy.moves = st.moves end
+  if next(st.ups) then copy.ups = st.ups end
+  if d.window and #st.win > 0 then copy.win = st.win end
+  if next(copy) == nil then copy = nil end
+  if copy == nil and m:get(state_key(d)) == nil then return end
+  m:set(state_key(d), copy)
+end
+
+-- Drop window entries at or before ref - window. Returns true when something was dropped.
+local function prune(d, st, ref)
+  if not d.window then return false end
+  local cut, kept, dropped = ref - d.window, {}, false
+  for _, e in ipairs(st.win) do
+    if type(e) == "table" and type(e[1]) == "number" and e[1] > cut then
+      kept[#kept + 1] = e
+    else
+      dropped = true
+    end
+  end
+  st.win = kept
+  return dropped
+end
+
+-- The qualifying value at reference time ref (window entries after ref are ignored too).
+local function value_of(m, d, st, ref)
+  if not d.window then
+    if d.by == "spend" then return m.spend end
+    return m.orders
+  end
+  local cut, v = ref - d.window, 0
+  for _, e in ipairs(st.win) do
+    if type(e) == "table" and type(e[1]) == "number" and e[1] > cut and e[1] <= ref then
+      if d.by == "spend" then v = v + (tonumber(e[2]) or 0) else v = v + 1 end
+    end
+  end
+  return v
+end
+
+local function qualifying(d, v)
+  local q = 0
+  for i, l in ipairs(d.levels) do
+    if v + 1e-9 >= l.min then q = i end
+  end
+  return q
+end
+
+local function current(d, st)
+  return st.tier and d.index[st.tier] or 0
+end
+
+local function merge_vars(base, extra)
+  local v = {}
+  if base then for k, x in pairs(base) do v[k] = x end end
+  for k, x in pairs(extra) do if v[k] == nil then v[k] = x end end
+  return v
+end
+
+-- Move member m from level index `from` to `to` (0 = no tier): tag, attribute, state.
+local function move(m, d, st, from, to, now)
+  st.moves = st.moves + 1
+  local base = "move" .. st.moves
+  local fl, tl = d.levels[from], d.levels[to]
+  local opts = function(suffix, step)
+    return { key = base .. "/" .. suffix, campaign = d.name, step = step }
+  end
+  if fl then m:untag(fl.tag, opts("untag", fl.name)) end
+  if tl then
+    m:tag(tl.tag, opts("tag", tl.name))
+    m:set(d.attr, tl.name)
+    st.tier, st.since = tl.name, now
+  else
+    m:set(d.attr, nil)
+    st.tier, st.since = nil, now
+  end
+end
+
+local function do_send(m, template, opts, category)
+  if category == "service" then
+    opts.category = "service"
+    return m:send(template, opts)
+  end
+  return caps.send(m, template, opts)
+end
+
+local function upgrade(m, d, st, from, to, now)
+  move(m, d, st, from, to, now)
+  local l = d.levels[to]
+  local n = (math.tointeger(st.ups[l.name]) or 0) + 1
+  st.ups[l.name] = n
+  hearth.count("upgraded", { campaign = d.name, step = l.name })
+  if d.reward_once and n > 1 then return end
+  local key = "up/" .. l.name .. "/" .. n .. "/"
+  local from_name = d.levels[from] and d.levels[from].name or ""
+  local vars = merge_vars(l.vars, { tier = l.name, from = from_name })
+  if l.points then
+    m:add_points(l.points, "tier upgrade: " .. l.name, { key = key .. "points", campaign = d.name, step = l.name })
+  end
+  if l.tags then
+    for _, t in ipairs(l.tags) do m:tag(t, { key = key .. "tag/" .. t, campaign = d.name, step = l.name }) end
+  end
+  if l.send then
+    do_send(m, l.send, { key = key .. "send", campaign = d.name, step = l.name, vars = vars }, l.category)
+  end
+  if l.task then
+    m:task(l.task, { key = key .. "task", campaign = d.name, step = l.name, vars = vars })
+  end
+end
+
+local function downgrade(m, d, st, from, to, now, day)
+  move(m, d, st, from, to, now)
+  local fl = d.levels[from]
+  hearth.count("downgraded", { campaign = d.name, step = fl.name })
+  local spec = d.on_downgrade
+  if not spec then return end
+  local tl = d.levels[to]
+  local vars = merge_vars(spec.vars, { tier = tl and tl.name or "", from = fl.name })
+  local key = "down/" .. day .. "/" .. st.moves .. "/"
+  if spec.send then
+    do_send(m, spec.send, { key = key .. "send", campaign = d.name, step = "downgrade", vars = vars }, spec.category)
+  end
+  if spec.task then
+    m:task(spec.task, { key = key .. "task", campaign = d.name, step = "downgrade", vars = vars })
+  end
+end
+
+-- Re-evaluate after an event: upgrades only.
+local function evaluate(m, d, st, ref)
+  local cur = current(d, st)
+  local q = qualifying(d, value_of(m, d, st, ref))
+  if q > cur then upgrade(m, d, st, cur, q, ref) end
+end
+
+local function positive_amount(ev)
+  local a = ev.data and ev.data.amount
+  if type(a) == "number" and a > 0 and a == a and a < math.huge then return a end
+  return nil
+end
+
+local function on_paid(d)
+  return function(m, ev)
+    local st = load_state(m, d)
+    if d.window then
+      prune(d, st, ev.time)
+      local amount = positive_amount(ev) or 0
+      local oid = ev.data and ev.data.order_id
+      if type(oid) ~= "string" and math.type(oid) ~= "integer" then oid = nil end
+      st.win[#st.win + 1] = { ev.time, amount, oid }
+    end
+    evaluate(m, d, st, ev.time)
+    save_state(m, d, st)
+  end
+end
+
+local function on_refunded(d)
+  return function(m, ev)
+    if not (d.window and d.by == "spend") then return end
+    local amount = positive_amount(ev)
+    if not amount then return end
+    local st = load_state(m, d)
+    prune(d, st, ev.time)
+    local oid = ev.data and ev.data.order_id
+    if oid ~= nil then
+      for _, e in ipairs(st.win) do
+        if e[3] == oid and amount > 0 then
+          local take = math.min(e[2], amount)
+          e[2], amount = e[2] - take, amount - take
+        end
+      end
+    end
+    for i = #st.win, 1, -1 do
+      if amount <= 0 then break end
+      local e = st.win[i]
+      local take = math.min(e[2], amount)
+      e[2], amount = e[2] - take, amount - take
+    end
+    save_state(m, d, st)
+  end
+end
+
+local function on_joined(d)
+  return function(m, ev)
+    local st = load_state(m, d)
+    local cur = current(d, st)
+    if qualifying(d, value_of(m, d, st, ev.time)) > cur then
+      evaluate(m, d, st, ev.time)
+      save_state(m, d, st)
+    end
+  end
+end
+
+local function review(d)
+  return function(slot)
+    local ld = hearth.local_date(slot)
+    local day = string.format("%04d-%02d-%02d", ld.year, ld.month, ld.day)
+    for i, l in ipairs(d.levels) do
+      for m in hearth.members { tag = l.tag, chunk = d.chunk } do
+        local st = load_state(m, d)
+        -- the swept tag is the truth about the member's level
+        if st.tier ~= l.name then st.tier = l.name end
+        prune(d, st, slot)
+        local held = d.hold and type(st.since) == "number" and slot - st.since < d.hold
+        local q = qualifying(d, value_of(m, d, st, slot))
+        if q > i then
+          upgrade(m, d, st, i, q, slot)
+        elseif q < i and not held then
+          local to = d.downgrade == "one" and i - 1 or q
+          downgrade(m, d, st, i, to, slot, day)
+        end
+        save_state(m, d, st)
+      end
+    end
+  end
+end
+
+local function define_error(mod, what, err)
+  err = tostring(err)
+  if err:find("while the scripts load", 1, true) then
+    return mod .. ".define: call it at the top level of a script, while the scripts load"
+  end
+  return mod .. ".define: " .. what .. ": " .. (err:match("%((cron .*)%)$") or err)
+end
+
+--- Define a tier programme. Call at the top level of a campaign script.
+function M.define(o)
+  local ok, d = pcall(validate, o)
+  if not ok then error("tiers.define: " .. tostring(d), 2) end
+  if d.review then
+    local okc, err = pcall(hearth.cron, d.review, review(d))
+    if not okc then error(define_error("tiers", "option 'review'", err), 2) end
+  end
+  local okh, err = pcall(hearth.on, "order.paid", on_paid(d))
+  if not okh then error(define_error("tiers", "hearth.on", err), 2) end
+  hearth.on("order.refunded", on_refunded(d))
+  hearth.on("member.joined", on_joined(d))
+  defs[d.name] = d
+  order[#order + 1] = d.name
+  return d.name
+end
+
+local function def_for(name, fn)
+  if name == nil then
+    if #order == 1 then return defs[order[1]] end
+    error(fn .. ": name the tier definition (" .. #order .. " are defined)", 3)
+  end
+  local d = defs[name]
+  if not d then error(fn .. ": no tiers named '" .. tostring(name) .. "'", 3) end
+  return d
+end
+
+--- The member's current level name in definition `name` (nil: no tier).
+function M.tier(m, name)
+  local d = def_for(name, "tiers.tier")
+  local st = m:get(state_key(d))
+  local t = type(st) == "table" and st.tier or nil
+  if t and d.index[t] then return t end
+  return nil
+end
+
+--- The points multiplier of the member's current level (1 without a tier).
+function M.multiplier(m, name)
+  local d = def_for(name, "tiers.multiplier")
+  local t = M.tier(m, d.name)
+  return t and d.levels[d.index[t]].multiplier or 1
+end
+
+--- The member's qualifying value now (spend or orders, windowed when configured).
+function M.value(m, name)
+  local d = def_for(name, "tiers.value")
+  local st = load_state(m, d)
+  return value_of(m, d, st, hearth.now())
+end
+
+--- Grant n points multiplied by the member's tier multiplier (opts.tiers names the
+--- definition when several exist; other opts go to m:add_points). A negative n (a spend) is
+--- not multiplied. Returns the new balance and the points granted.
+function M.add_points(m, n, reason, opts)
+  if math.type(n) ~= "integer" then error("tiers.add_points: n must be an integer", 2) end
+  local name = opts and opts.tiers
+  local d = def_for(name, "tiers.add_points")
+  local pts = n
+  if n > 0 then pts = math.floor(n * M.multiplier(m, d.name) + 1e-9) end
+  if pts == 0 then return m.points, 0 end
+  local o = {}
+  if opts then for k, v in pairs(opts) do if k ~= "tiers" then o[k] = v end end end
+  return m:add_points(pts, reason, o), pts
+end
+
+--- Names of the levels of a definition, lowest first.
+function M.levels(name)
+  local d = def_for(name, "tiers.levels")
+  local out = {}
+  for i, l in ipairs(d.levels) do out[i] = l.name end
+  return out
+end
+
+return M

@@ -1,0 +1,56 @@
+-- tiers_orders_test.lua: tiers by order count in a window (tiers_orders.lua).
+
+local function orders(t, id, n)
+  for _ = 1, n do t:event(id, "order.paid", { amount = 1 }) end
+end
+
+test("a level with min = 0 is given on joining", function(t)
+  t:at("2026-03-01T10:00:00+08:00")
+  t:event("m-1", "member.joined")
+  t:expect_tag("m-1", "freq:member")
+  t:expect_attr("m-1", "freq_tier", "member")
+  t:expect_action({ action = "tag", tag = "freq:member", campaign = "freq", step = "member" }, 1)
+end)
+
+test("the third order upgrades; a refund does not lower an order count", function(t)
+  t:at("2026-03-01T10:00:00+08:00")
+  t:event("m-1", "member.joined")
+  orders(t, "m-1", 2)
+  t:expect_no_tag("m-1", "freq:regular")
+  t:event("m-1", "order.refunded", { amount = 1 })
+  orders(t, "m-1", 1)
+  t:expect_tag("m-1", "freq:regular")
+  t:expect_no_tag("m-1", "freq:member")
+  t:expect_points("m-1", 30)
+  orders(t, "m-1", 7)
+  t:expect_tag("m-1", "freq:loyal")
+  t:expect_tag("m-1", "loyal_gift")
+  t:expect_tag("m-1", "care")
+  t:expect_points("m-1", 130)
+end)
+
+test("hold: no downgrade within 120 days of reaching the tier", function(t)
+  t:at("2026-03-01T10:00:00+08:00")
+  orders(t, "m-1", 3)
+  t:expect_tag("m-1", "freq:regular")
+  -- the orders leave the window after 90 days, but the tier was reached < 120 days ago
+  t:at("2026-06-29T03:00:00+08:00")                  -- 120 days minus 7 hours
+  t:expect_tag("m-1", "freq:regular")
+  t:at("2026-06-30T03:00:00+08:00")
+  t:expect_no_tag("m-1", "freq:regular")
+  t:expect_tag("m-1", "freq:member")
+  t:expect_attr("m-1", "freq_tier", "member")
+end)
+
+test("reward_once = false: reaching a level again rewards again", function(t)
+  t:at("2026-03-01T10:00:00+08:00")
+  orders(t, "m-1", 3)
+  t:expect_points("m-1", 30)
+  t:at("2026-06-30T03:00:00+08:00")
+  t:expect_tag("m-1", "freq:member")
+  t:at("2026-07-01T10:00:00+08:00")
+  orders(t, "m-1", 3)
+  t:expect_tag("m-1", "freq:regular")
+  t:expect_points("m-1", 60)
+  t:expect_action({ action = "points", reason = "tier upgrade: regular" }, 2)
+end)

@@ -1,0 +1,20 @@
+-- tiers_window.lua: helper for tiers_window_test.lua: spend in the last 365 days, a monthly
+-- review that drops one level at a time.
+local tiers = require "tiers"
+
+tiers.define {
+  name = "club",
+  by = "spend",
+  window = "365d",
+  levels = {
+    { name = "silver", min = 1000, send = "club_silver" },
+    { name = "gold", min = 5000, send = "club_gold" },
+  },
+  review = "0 3 1 * *",
+  downgrade = "one",
+  on_downgrade = { send = "club_down", category = "service" },
+}
+
+hearth.on("test.info", function(m, ev)
+  m:set("value", tiers.value(m, "club"))
+end)

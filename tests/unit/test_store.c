@@ -1,0 +1,710 @@
+/* test_store: unit tests for engine/store.c and the engine's batch layer — migrations and
+ * user_version, idempotent reopen, refusal of a newer schema, the ST_SEEN_MARK dedupe
+ * window, the ledger's CHECK (balance >= 0), timer order and ST_TIMER_DEL_UPTO; then
+ * engine_open (no scripts, in-memory) with engine_begin/apply/commit and the built-in member
+ * fields, engine_rollback, and engine_fire_timers firing rows in (due, id) order, with and
+ * without a script handling them. Temp files live in /tmp and are removed. */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "event.h"
+#include "member.h"
+#include "store.h"
+#include "unit.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+/* A fresh temp path: mkstemp creates an empty file, which SQLite opens as an empty database. */
+static void temp_db(char path[64]) {
+  snprintf(path, 64, "/tmp/hearth-test-store-XXXXXX");
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    perror("mkstemp");
+    unit_failed_checks++;
+    return;
+  }
+  close(fd);
+}
+
+static void remove_db(const char *path) {
+  char p[96];
+  unlink(path);
+  snprintf(p, sizeof p, "%s-wal", path);
+  unlink(p);
+  snprintf(p, sizeof p, "%s-shm", path);
+  unlink(p);
+  snprintf(p, sizeof p, "%s-journal", path);
+  unlink(p);
+}
+
+static int64_t T(const char *s) {
+  int64_t t = 0;
+  char err[160];
+  if (rfc3339_parse(s, &t, err, sizeof err) < 0) {
+    fprintf(stderr, "bad test time %s: %s\n", s, err);
+    unit_failed_checks++;
+  }
+  return t;
+}
+
+/* First column of the first row of q as an integer (-999 when no row / an error). */
+static long long q_int(sqlite3 *db, const char *q) {
+  sqlite3_stmt *st;
+  long long v = -999;
+  if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK) {
+    fprintf(stderr, "prepare %s: %s\n", q, sqlite3_errmsg(db));
+    return v;
+  }
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* First column of the first row of q as text, copied into buf ("" when none). */
+static const char *q_text(sqlite3 *db, const char *q, char *buf, size_t len) {
+  sqlite3_stmt *st;
+  buf[0] = '\0';
+  if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK) return buf;
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  return buf;
+}
+
+static int table_exists(sqlite3 *db, const char *name) {
+  char q[200];
+  snprintf(q, sizeof q, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '%s'", name);
+  return q_int(db, q) == 1;
+}
+
+static store_t *mem_store(void) {
+  char err[256] = "";
+  store_t *s = store_open_copy(NULL, err, sizeof err);
+  if (!s) {
+    fprintf(stderr, "store_open_copy: %s\n", err);
+    unit_failed_checks++;
+  }
+  return s;
+}
+
+static int seen_mark(store_t *s, const char *id, int64_t at, int64_t cutoff) {
+  sqlite3_stmt *st = store_stmt(s, ST_SEEN_MARK);
+  bind_text(st, 1, id);
+  bind_int(st, 2, at);
+  bind_int(st, 3, cutoff);
+  int rc = store_exec_stmt(s, st);
+  CHECK_INT(rc, SQLITE_DONE);
+  return sqlite3_changes(s->db);
+}
+
+static int timer_add(store_t *s, int64_t due, int64_t id, const char *member, const char *type,
+                     const char *data, int64_t gen) {
+  sqlite3_stmt *st = store_stmt(s, ST_TIMER_ADD);
+  bind_int(st, 1, due);
+  bind_int(st, 2, id);
+  bind_text(st, 3, member);
+  bind_text(st, 4, type);
+  bind_text(st, 5, data);
+  bind_int(st, 6, gen);
+  bind_text(st, 7, "test");
+  return store_exec_stmt(s, st);
+}
+
+/* The (due, id) pairs ST_TIMER_DUE returns, as "due:id due:id ..." in buf. */
+static const char *due_list(store_t *s, int64_t upto, int limit, char *buf, size_t len) {
+  sqlite3_stmt *st = store_stmt(s, ST_TIMER_DUE);
+  bind_int(st, 1, upto);
+  bind_int(st, 2, limit);
+  size_t o = 0;
+  buf[0] = '\0';
+  while (sqlite3_step(st) == SQLITE_ROW && o < len)
+    o += (size_t)snprintf(buf + o, len - o, "%s%lld:%lld", o ? " " : "",
+                          (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1));
+  sqlite3_reset(st);
+  return buf;
+}
+
+/* An engine on db_path (a file), or in memory when db_path is NULL; scripts_dir NULL: no scripts. */
+static engine_t *open_engine_at(const char *db_path, const char *scripts_dir) {
+  engine_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.tz_name = "Asia/Shanghai";
+  o.stdlib_dir = NULL;
+  o.memory_db = db_path == NULL;
+  o.db_path = db_path;
+  o.scripts_dir = scripts_dir;
+  o.no_scripts = scripts_dir == NULL;
+  o.dedupe_window = 30 * 86400;
+  char *err = NULL;
+  engine_t *e = engine_open(&o, &err);
+  if (!e) {
+    fprintf(stderr, "engine_open: %s\n", err ? err : "(no message)");
+    unit_failed_checks++;
+  }
+  free(err);
+  return e;
+}
+
+static engine_t *open_engine(const char *scripts_dir) { return open_engine_at(NULL, scripts_dir); }
+
+/* Parse and apply one event line in the open batch; returns EV_* (or -2 if it does not parse). */
+static int apply(engine_t *e, const char *json) {
+  event_t ev;
+  char err[256];
+  if (event_parse(json, strlen(json), &ev, err, sizeof err) < 0) {
+    fprintf(stderr, "test event does not parse: %s: %s\n", json, err);
+    unit_failed_checks++;
+    return -2;
+  }
+  int rc = engine_apply(e, &ev);
+  event_clear(&ev);
+  return rc;
+}
+
+static char *dump(json_t *v) { return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS); }
+
+#define CHECK_JSON(v, want) do { char *_d = dump(v); CHECK_STR(_d, want); free(_d); } while (0)
+
+/* ---------------------------------------------------------------- store */
+
+TEST(migrations_create_schema) {
+  char path[64], err[256] = "";
+  temp_db(path);
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) {
+    fprintf(stderr, "store_open: %s\n", err);
+    remove_db(path);
+    return;
+  }
+  CHECK_INT(q_int(s->db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+  const char *tables[] = {"meta", "members", "member_tags", "ledger", "seen_events",
+                          "outbox", "timers", "failed_events", "cron_state"};
+  for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+    if (!table_exists(s->db, tables[i])) fprintf(stderr, "missing table %s\n", tables[i]);
+    CHECK(table_exists(s->db, tables[i]));
+  }
+  char buf[64];
+  CHECK_STR(q_text(s->db, "PRAGMA journal_mode", buf, sizeof buf), "wal");
+  CHECK_INT(q_int(s->db, "PRAGMA synchronous"), 2); /* FULL */
+  for (int i = 0; i < ST_COUNT; i++) CHECK(s->st[i] != NULL);
+  CHECK_INT(s->in_tx, 0);
+  store_close(s);
+  remove_db(path);
+}
+
+TEST(reopen_is_idempotent) {
+  char path[64], err[256] = "";
+  temp_db(path);
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) { remove_db(path); return; }
+  CHECK_INT(store_meta_set(s, "event_seq", 42), 0);
+  CHECK_INT(store_begin(s), 0);
+  CHECK_INT(store_meta_set(s, "timer_seq", 7), 0);
+  CHECK_INT(store_commit(s), 0);
+  long long objects = q_int(s->db, "SELECT count(*) FROM sqlite_master");
+  CHECK(objects >= 9);
+  store_close(s);
+
+  for (int round = 0; round < 2; round++) {
+    s = store_open(path, 0, err, sizeof err);
+    CHECK(s != NULL);
+    if (!s) {
+      fprintf(stderr, "reopen: %s\n", err);
+      break;
+    }
+    CHECK_INT(q_int(s->db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    CHECK_INT(q_int(s->db, "SELECT count(*) FROM sqlite_master"), objects);
+    CHECK_INT(store_meta_get(s, "event_seq", -1), 42);
+    CHECK_INT(store_meta_get(s, "timer_seq", -1), 7);
+    CHECK_INT(store_meta_get(s, "absent", -5), -5);
+    store_close(s);
+  }
+  /* read-only open of a current database works and reads the same */
+  s = store_open(path, 1, err, sizeof err);
+  CHECK(s != NULL);
+  if (s) {
+    CHECK_INT(store_meta_get(s, "event_seq", -1), 42);
+    store_close(s);
+  }
+  remove_db(path);
+}
+
+TEST(newer_schema_refused) {
+  char path[64], err[256] = "";
+  temp_db(path);
+  sqlite3 *db = NULL;
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  char q[64];
+  snprintf(q, sizeof q, "CREATE TABLE future(x); PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 1);
+  CHECK_INT(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s == NULL);
+  if (s) store_close(s);
+  CHECK(strstr(err, "newer") != NULL);
+  if (!strstr(err, "newer")) fprintf(stderr, "message: %s\n", err);
+
+  err[0] = '\0';
+  s = store_open(path, 1, err, sizeof err);
+  CHECK(s == NULL);
+  if (s) store_close(s);
+  CHECK(err[0] != '\0');
+
+  /* nothing was migrated into it */
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_INT(q_int(db, "PRAGMA user_version"), STORE_SCHEMA_VERSION + 1);
+  CHECK(!table_exists(db, "members"));
+  sqlite3_close(db);
+  remove_db(path);
+
+  /* not a database at all: refused with a message, no crash */
+  temp_db(path);
+  FILE *f = fopen(path, "w");
+  if (f) {
+    for (int i = 0; i < 256; i++) fputs("this is not sqlite ", f);
+    fclose(f);
+  }
+  err[0] = '\0';
+  s = store_open(path, 0, err, sizeof err);
+  CHECK(s == NULL);
+  if (s) store_close(s);
+  CHECK(err[0] != '\0');
+  remove_db(path);
+}
+
+TEST(seen_mark_dedupe_window) {
+  store_t *s = mem_store();
+  if (!s) return;
+  const int64_t W = 30 * 86400, t0 = 1800000000;
+  CHECK_INT(seen_mark(s, "e-1", t0, t0 - W), 1);              /* new */
+  CHECK_INT(seen_mark(s, "e-1", t0 + 10, t0 + 10 - W), 0);    /* inside the window */
+  CHECK_INT(seen_mark(s, "e-1", t0 + W, t0), 0);              /* exactly W later: still seen */
+  CHECK_INT(q_int(s->db, "SELECT at FROM seen_events WHERE id = 'e-1'"), t0); /* not moved */
+  CHECK_INT(seen_mark(s, "e-1", t0 + W + 1, t0 + 1), 1);      /* after the window: new again */
+  CHECK_INT(q_int(s->db, "SELECT at FROM seen_events WHERE id = 'e-1'"), t0 + W + 1);
+  CHECK_INT(seen_mark(s, "e-1", t0 + W + 2, t0 + 2), 0);      /* and seen from then on */
+  CHECK_INT(seen_mark(s, "e-2", t0, t0 - W), 1);              /* another id is independent */
+
+  /* window INT64_MIN = forever */
+  CHECK_INT(seen_mark(s, "f-1", t0, INT64_MIN), 1);
+  CHECK_INT(seen_mark(s, "f-1", t0 + 100 * 365 * 86400LL, INT64_MIN), 0);
+  CHECK_INT(seen_mark(s, "f-1", INT64_MAX, INT64_MIN), 0);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_events"), 3);
+
+  /* purge drops ids marked before the cut */
+  sqlite3_stmt *st = store_stmt(s, ST_SEEN_PURGE);
+  bind_int(st, 1, t0 + 1);
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_events"), 1); /* e-1 (at t0+W+1) */
+  CHECK_INT(seen_mark(s, "e-2", t0 + 5, t0 + 5 - W), 1);
+  store_close(s);
+}
+
+TEST(ledger_balance_check) {
+  store_t *s = mem_store();
+  if (!s) return;
+  sqlite3_stmt *st = store_stmt(s, ST_LEDGER_ADD);
+  bind_text(st, 1, "m-1");
+  bind_int(st, 2, 1);
+  bind_int(st, 3, 1800000000);
+  bind_int(st, 4, 10);
+  bind_int(st, 5, 10);
+  bind_text(st, 6, "welcome");
+  bind_text(st, 7, "c");
+  bind_text(st, 8, "e-1");
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+
+  st = store_stmt(s, ST_LEDGER_ADD);
+  bind_text(st, 1, "m-1");
+  bind_int(st, 2, 2);
+  bind_int(st, 3, 1800000001);
+  bind_int(st, 4, -11);
+  bind_int(st, 5, -1);
+  bind_text(st, 6, "overspend");
+  bind_text(st, 7, "c");
+  bind_text(st, 8, "e-2");
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_CONSTRAINT);
+  CHECK_INT(sqlite3_extended_errcode(s->db), SQLITE_CONSTRAINT_CHECK);
+
+  st = store_stmt(s, ST_LEDGER_ADD); /* down to exactly zero is fine */
+  bind_text(st, 1, "m-1");
+  bind_int(st, 2, 2);
+  bind_int(st, 3, 1800000002);
+  bind_int(st, 4, -10);
+  bind_int(st, 5, 0);
+  bind_text(st, 6, "spend all");
+  bind_text(st, 7, "c");
+  bind_text(st, 8, "e-3");
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM ledger"), 2);
+  CHECK_INT(q_int(s->db, "SELECT min(balance) FROM ledger"), 0);
+
+  /* the members table refuses negative points too */
+  st = store_stmt(s, ST_MEMBER_PUT);
+  bind_text(st, 1, "m-1");
+  bind_int(st, 2, 1800000000);
+  sqlite3_bind_null(st, 3);
+  sqlite3_bind_null(st, 4);
+  bind_int(st, 5, 0);
+  sqlite3_bind_double(st, 6, 0);
+  bind_int(st, 7, -1);
+  bind_text(st, 8, "{}");
+  bind_text(st, 9, "{}");
+  bind_text(st, 10, "{}");
+  bind_int(st, 11, 0);
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_CONSTRAINT);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM members"), 0);
+  store_close(s);
+}
+
+TEST(timers_ordered_and_deleted_up_to) {
+  store_t *s = mem_store();
+  if (!s) return;
+  const int64_t rows[][2] = {{300, 5}, {100, 9}, {200, 2}, {100, 3}, {200, 7}, {400, 1}};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    CHECK_INT(timer_add(s, rows[i][0], rows[i][1], "m", "tick", NULL, 0), SQLITE_DONE);
+  /* (due, id) is the key */
+  CHECK(timer_add(s, 100, 3, "m", "tick", NULL, 0) != SQLITE_DONE);
+  char buf[256];
+  CHECK_STR(due_list(s, 250, 100, buf, sizeof buf), "100:3 100:9 200:2 200:7");
+  CHECK_STR(due_list(s, 250, 3, buf, sizeof buf), "100:3 100:9 200:2");
+  CHECK_STR(due_list(s, 99, 100, buf, sizeof buf), "");
+  CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "100:3 100:9 200:2 200:7 300:5 400:1");
+
+  sqlite3_stmt *st = store_stmt(s, ST_TIMER_NEXT);
+  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int64(st, 0), 100);
+  sqlite3_reset(st);
+
+  /* ?3: only rows with id <= it (rows that existed when the batch was read) */
+  st = store_stmt(s, ST_TIMER_DEL_UPTO);
+  bind_int(st, 1, 200);
+  bind_int(st, 2, 2);
+  bind_int(st, 3, INT64_MAX);
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  CHECK_INT(sqlite3_changes(s->db), 3);
+  CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "200:7 300:5 400:1");
+
+  st = store_stmt(s, ST_TIMER_NEXT);
+  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int64(st, 0), 200);
+  sqlite3_reset(st);
+
+  st = store_stmt(s, ST_TIMER_DEL_UPTO); /* an id between rows of the same due */
+  bind_int(st, 1, 300);
+  bind_int(st, 2, 4);
+  bind_int(st, 3, INT64_MAX);
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "300:5 400:1");
+
+  /* rows newer than the id bound stay even when (due, id) is below the cut */
+  st = store_stmt(s, ST_TIMER_DEL_UPTO);
+  bind_int(st, 1, 400);
+  bind_int(st, 2, 1);
+  bind_int(st, 3, 4);
+  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "300:5");
+  store_close(s);
+}
+
+TEST(store_open_copy_snapshot_not_written) {
+  char path[64], err[256] = "";
+  temp_db(path);
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) { remove_db(path); return; }
+  CHECK_INT(store_meta_set(s, "event_seq", 5), 0);
+  store_close(s);
+  s = store_open_copy(path, err, sizeof err);
+  CHECK(s != NULL);
+  if (s) {
+    CHECK_INT(store_meta_get(s, "event_seq", -1), 5);
+    CHECK_INT(store_meta_set(s, "event_seq", 6), 0);
+    store_close(s);
+  }
+  s = store_open(path, 1, err, sizeof err);
+  CHECK(s != NULL);
+  if (s) {
+    CHECK_INT(store_meta_get(s, "event_seq", -1), 5);
+    store_close(s);
+  }
+  remove_db(path);
+}
+
+/* ---------------------------------------------------------------- engine */
+
+TEST(engine_batch_applies_builtins) {
+  engine_t *e = open_engine(NULL);
+  if (!e) return;
+  CHECK(e->scripts == NULL);
+  e->now = T("2026-11-25T12:00:00+08:00");
+  CHECK_INT(engine_begin(e), 0);
+  CHECK_INT(apply(e, "{\"id\":\"j-1\",\"type\":\"member.joined\",\"member\":\"m-1\","
+                     "\"time\":\"2026-11-22T10:00:00+08:00\",\"data\":{\"channel\":\"wecom\","
+                     "\"store\":\"sh-1\",\"staff\":\"s-1\",\"referrer\":\"m-0\",\"other\":1}}"),
+            EV_APPLIED);
+  CHECK_INT(apply(e, "{\"id\":\"p-1\",\"type\":\"order.paid\",\"member\":\"m-1\","
+                     "\"time\":\"2026-11-22T11:00:00+08:00\",\"data\":{\"amount\":100.5}}"),
+            EV_APPLIED);
+  CHECK_INT(apply(e, "{\"id\":\"p-1\",\"type\":\"order.paid\",\"member\":\"m-1\","
+                     "\"time\":\"2026-11-22T11:30:00+08:00\",\"data\":{\"amount\":100.5}}"),
+            EV_DUPLICATE);
+  CHECK_INT(apply(e, "{\"type\":\"order.paid\",\"member\":\"m-1\","
+                     "\"time\":\"2026-11-22T12:00:00+08:00\",\"data\":{\"amount\":20}}"),
+            EV_APPLIED);
+  CHECK_INT(apply(e, "{\"type\":\"order.refunded\",\"member\":\"m-1\","
+                     "\"time\":\"2026-11-22T13:00:00+08:00\",\"data\":{\"amount\":30.5}}"),
+            EV_APPLIED);
+  CHECK_INT(apply(e, "{\"type\":\"member.updated\",\"member\":\"m-1\","
+                     "\"time\":\"2026-11-22T09:00:00+08:00\",\"data\":{\"store\":null,\"vip\":true}}"),
+            EV_APPLIED);
+  CHECK_INT(apply(e, "{\"type\":\"member.joined\",\"member\":\"m-1\","
+                     "\"time\":\"2026-11-23T09:00:00+08:00\",\"data\":{\"channel\":\"web\"}}"),
+            EV_APPLIED);
+  CHECK_INT(apply(e, "{\"type\":\"member.unsubscribed\",\"member\":\"m-2\"}"), EV_APPLIED);
+  CHECK_INT(apply(e, "{\"type\":\"order.refunded\",\"member\":\"m-3\","
+                     "\"time\":\"2026-11-20T10:00:00+08:00\",\"data\":{\"amount\":5}}"),
+            EV_APPLIED);
+  CHECK_INT(engine_commit(e), 0);
+  CHECK_INT(e->stats.accepted, 8);
+  CHECK_INT(e->stats.duplicates, 1);
+  CHECK_INT(store_meta_get(e->store, "event_seq", -1), 8);
+
+  member_t *m = member_read(e->store, "m-1");
+  CHECK(m != NULL);
+  if (m) {
+    CHECK_INT(m->joined_at, T("2026-11-22T10:00:00+08:00"));
+    CHECK_INT(m->created_at, T("2026-11-22T10:00:00+08:00"));
+    CHECK_INT(m->last_active_at, T("2026-11-23T09:00:00+08:00"));
+    CHECK_INT(m->orders, 2);
+    CHECK(m->spend > 89.99 && m->spend < 90.01); /* 100.5 + 20 - 30.5 */
+    CHECK_INT(m->points, 0);
+    CHECK_JSON(member_attrs(m), "{\"channel\":\"wecom\",\"referrer\":\"m-0\",\"staff\":\"s-1\",\"vip\":true}");
+    CHECK_JSON(member_tags(m), "{}");
+    member_free(m);
+  }
+  m = member_read(e->store, "m-2");
+  CHECK(m != NULL);
+  if (m) {
+    CHECK_INT(m->joined_at, NO_TIME);
+    CHECK_INT(m->last_active_at, e->now); /* no time: the time of receipt */
+    CHECK_JSON(member_attrs(m), "{\"unsubscribed\":true}");
+    member_free(m);
+  }
+  m = member_read(e->store, "m-3");
+  CHECK(m != NULL);
+  if (m) {
+    CHECK_INT(m->orders, 0);
+    CHECK(m->spend == 0.0);
+    member_free(m);
+  }
+  CHECK(member_read(e->store, "m-4") == NULL);
+
+  /* a second batch: the id is still a duplicate, subscribed removes the flag */
+  CHECK_INT(engine_begin(e), 0);
+  CHECK_INT(apply(e, "{\"id\":\"j-1\",\"type\":\"member.joined\",\"member\":\"m-1\"}"), EV_DUPLICATE);
+  CHECK_INT(apply(e, "{\"type\":\"member.subscribed\",\"member\":\"m-2\"}"), EV_APPLIED);
+  CHECK_INT(engine_commit(e), 0);
+  m = member_read(e->store, "m-2");
+  if (m) {
+    CHECK_JSON(member_attrs(m), "{}");
+    member_free(m);
+  }
+  engine_close(e);
+}
+
+TEST(engine_rollback_leaves_nothing) {
+  engine_t *e = open_engine(NULL);
+  if (!e) return;
+  e->now = T("2026-11-25T12:00:00+08:00");
+  CHECK_INT(engine_begin(e), 0);
+  CHECK_INT(apply(e, "{\"id\":\"k-1\",\"type\":\"member.joined\",\"member\":\"keep\"}"), EV_APPLIED);
+  CHECK_INT(engine_commit(e), 0);
+  int64_t seq = e->event_seq;
+
+  CHECK_INT(engine_begin(e), 0);
+  CHECK_INT(apply(e, "{\"id\":\"r-1\",\"type\":\"member.joined\",\"member\":\"gone\"}"), EV_APPLIED);
+  CHECK_INT(apply(e, "{\"id\":\"r-2\",\"type\":\"order.paid\",\"member\":\"keep\","
+                     "\"data\":{\"amount\":50}}"), EV_APPLIED);
+  engine_rollback(e);
+  CHECK(member_read(e->store, "gone") == NULL);
+  member_t *m = member_read(e->store, "keep");
+  CHECK(m != NULL);
+  if (m) {
+    CHECK_INT(m->orders, 0);
+    CHECK(m->spend == 0.0);
+    member_free(m);
+  }
+  CHECK_INT(e->event_seq, seq);
+  CHECK_INT(store_meta_get(e->store, "event_seq", -1), seq);
+  CHECK_INT(q_int(e->store->db, "SELECT count(*) FROM seen_events"), 1);
+  CHECK_INT(e->store->in_tx, 0);
+
+  /* the ids of the rolled back batch are new again */
+  CHECK_INT(engine_begin(e), 0);
+  CHECK_INT(apply(e, "{\"id\":\"r-1\",\"type\":\"member.joined\",\"member\":\"gone\"}"), EV_APPLIED);
+  CHECK_INT(engine_commit(e), 0);
+  m = member_read(e->store, "gone");
+  CHECK(m != NULL);
+  member_free(m);
+  engine_close(e);
+}
+
+TEST(engine_fire_timers_in_order_without_scripts) {
+  engine_t *e = open_engine(NULL);
+  if (!e) return;
+  const int64_t base = T("2026-11-22T10:00:00+08:00");
+  /* inserted out of order; (due, id) order is t-a, t-b, t-c, t-d; t-e is later */
+  CHECK_INT(timer_add(e->store, base + 200, 4, "t-c", "tick", NULL, 0), SQLITE_DONE);
+  CHECK_INT(timer_add(e->store, base + 100, 9, "t-b", "tick", NULL, 0), SQLITE_DONE);
+  CHECK_INT(timer_add(e->store, base + 100, 2, "t-a", "tick", NULL, 0), SQLITE_DONE);
+  CHECK_INT(timer_add(e->store, base + 200, 8, "t-d", "tick", NULL, 0), SQLITE_DONE);
+  CHECK_INT(timer_add(e->store, base + 900, 1, "t-e", "tick", NULL, 0), SQLITE_DONE);
+  CHECK_INT(engine_next_timer(e), base + 100);
+  e->timer_seq = 9; /* as if the engine had handed out these ids */
+  e->now = 0;
+
+  CHECK_INT(engine_fire_timers(e, base + 500, 2), 2);
+  CHECK_INT(e->now, base + 100); /* the clock moved to the last fired timer */
+  CHECK_INT(e->stats.timers_fired, 2);
+  member_t *a = member_read(e->store, "t-a"), *b = member_read(e->store, "t-b");
+  member_t *c = member_read(e->store, "t-c");
+  CHECK(a != NULL);
+  CHECK(b != NULL);
+  CHECK(c == NULL);
+  if (a) CHECK_INT(a->created_at, base + 100);
+  member_free(a), member_free(b), member_free(c);
+  char buf[256], want[256];
+  snprintf(want, sizeof want, "%lld:4 %lld:8 %lld:1", (long long)(base + 200),
+           (long long)(base + 200), (long long)(base + 900));
+  CHECK_STR(due_list(e->store, INT64_MAX, 100, buf, sizeof buf), want);
+  CHECK_INT(engine_next_timer(e), base + 200);
+
+  CHECK_INT(engine_fire_timers(e, base + 500, 1000), 2);
+  CHECK_INT(e->now, base + 200);
+  CHECK_INT(e->stats.timers_fired, 4);
+  c = member_read(e->store, "t-c");
+  member_t *d = member_read(e->store, "t-d"), *x = member_read(e->store, "t-e");
+  CHECK(c != NULL);
+  CHECK(d != NULL);
+  CHECK(x == NULL); /* not due yet */
+  member_free(c), member_free(d), member_free(x);
+  CHECK_INT(engine_fire_timers(e, base + 500, 1000), 0);
+  CHECK_INT(engine_next_timer(e), base + 900);
+
+  /* a timer whose generation no longer matches is dropped, not fired */
+  CHECK_INT(timer_add(e->store, base + 950, ++e->timer_seq, "t-e", "tick", NULL, 1), SQLITE_DONE);
+  CHECK_INT(engine_fire_timers(e, base + 1000, 1000), 2);
+  CHECK_INT(e->stats.timers_fired, 5);
+  CHECK_INT(e->stats.timers_cancelled, 1);
+  CHECK_INT(engine_next_timer(e), INT64_MAX);
+  engine_close(e);
+}
+
+static const char *TIMER_SCRIPT =
+    "hearth.on('tick', function(m, ev)\n"
+    "  local seen = m:get('seen') or {}\n"
+    "  seen[#seen + 1] = ev.data.n\n"
+    "  m:set('seen', seen)\n"
+    "  m:set('at_' .. ev.data.n, ev.time)\n"
+    "  m:set('now_' .. ev.data.n, hearth.now())\n"
+    "end)\n";
+
+TEST(engine_fire_timers_in_order_with_a_script) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/tmp/hearth-test-scripts-XXXXXX");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    unit_failed_checks++;
+    return;
+  }
+  char path[128];
+  snprintf(path, sizeof path, "%s/ticks.lua", dir);
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (!f) return;
+  fputs(TIMER_SCRIPT, f);
+  fclose(f);
+
+  engine_t *e = open_engine(dir);
+  if (e) {
+    CHECK(e->scripts != NULL);
+    CHECK_INT(timer_add(e->store, 300, 5, "m-t", "tick", "{\"n\":\"c\"}", 0), SQLITE_DONE);
+    CHECK_INT(timer_add(e->store, 200, 7, "m-t", "tick", "{\"n\":\"b2\"}", 0), SQLITE_DONE);
+    CHECK_INT(timer_add(e->store, 100, 6, "m-t", "tick", "{\"n\":\"a\"}", 0), SQLITE_DONE);
+    CHECK_INT(timer_add(e->store, 200, 3, "m-t", "tick", "{\"n\":\"b1\"}", 0), SQLITE_DONE);
+    CHECK_INT(timer_add(e->store, 250, 1, "m-t", "tick", "{\"n\":\"x\"}", 4), SQLITE_DONE);
+    e->timer_seq = 7; /* as if the engine had handed out these ids */
+    e->now = 0;
+    CHECK_INT(engine_fire_timers(e, 1000, 1000), 5);
+    CHECK_INT(e->stats.timers_fired, 4);
+    CHECK_INT(e->stats.timers_cancelled, 1);
+    CHECK_INT(e->stats.handler_errors, 0);
+    member_t *m = member_read(e->store, "m-t");
+    CHECK(m != NULL);
+    if (m) {
+      CHECK_JSON(json_object_get(member_attrs(m), "seen"), "[\"a\",\"b1\",\"b2\",\"c\"]");
+      CHECK_INT(json_integer_value(json_object_get(member_attrs(m), "at_b2")), 200);
+      CHECK_INT(json_integer_value(json_object_get(member_attrs(m), "now_b1")), 200);
+      CHECK_INT(json_integer_value(json_object_get(member_attrs(m), "now_c")), 300);
+      CHECK(json_object_get(member_attrs(m), "at_x") == NULL);
+      member_free(m);
+    }
+    CHECK_INT(engine_next_timer(e), INT64_MAX);
+    engine_close(e);
+  }
+  unlink(path);
+  rmdir(dir);
+}
+
+TEST(timer_set_by_another_process_fires_once) {
+  /* ENGINE BUG (engine/engine.c: load_seqs runs only in engine_open and engine_rollback;
+   * engine_fire_timers deletes only rows with id <= its own e->timer_seq): when a second
+   * process (`hearth import` while `hearth run` is up) sets a timer, its id comes from that
+   * process's sequence, above the first engine's stale one, so the first engine fires the
+   * row but never deletes it and fires it again on every call (engine_advance loops).
+   * Both engines also write their own stale event_seq/timer_seq back at commit, so ids
+   * (timer ids, "@seq" action ids) repeat across processes. */
+  char path[64];
+  temp_db(path);
+  engine_t *a = open_engine_at(path, NULL); /* the daemon, opened first */
+  engine_t *b = open_engine_at(path, NULL); /* an import run while it is up */
+  if (a && b) {
+    CHECK_INT(engine_begin(b), 0); /* b sets a timer the way the engine does */
+    CHECK_INT(timer_add(b->store, 100, ++b->timer_seq, "m-x", "tick", NULL, 0), SQLITE_DONE);
+    CHECK_INT(engine_commit(b), 0);
+    CHECK_INT(store_meta_get(a->store, "timer_seq", -1), 1);
+    a->now = 50;
+    CHECK_INT(engine_fire_timers(a, 1000, 100), 1);
+    CHECK_INT(a->stats.timers_fired, 1);
+    CHECK_INT(engine_fire_timers(a, 1000, 100), 0); /* fired once, not again */
+    CHECK_INT(a->stats.timers_fired, 1);
+    CHECK_INT(engine_next_timer(a), INT64_MAX);
+    /* and the sequence a writes back does not go below what b committed */
+    CHECK(store_meta_get(a->store, "timer_seq", -1) >= 1);
+  }
+  engine_close(a);
+  engine_close(b);
+  remove_db(path);
+}
+
+int main(void) {
+  RUN(migrations_create_schema);
+  RUN(reopen_is_idempotent);
+  RUN(newer_schema_refused);
+  RUN(seen_mark_dedupe_window);
+  RUN(ledger_balance_check);
+  RUN(timers_ordered_and_deleted_up_to);
+  RUN(store_open_copy_snapshot_not_written);
+  RUN(engine_batch_applies_builtins);
+  RUN(engine_rollback_leaves_nothing);
+  RUN(engine_fire_timers_in_order_without_scripts);
+  RUN(engine_fire_timers_in_order_with_a_script);
+  RUN(timer_set_by_another_process_fires_once);
+  return UNIT_DONE();
+}
