@@ -1,5 +1,9 @@
 /* cmd_run: `hearth run`, the daemon's command line (see daemon.h for what it runs). */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +44,30 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
   return 0;
 }
 
+/* One daemon per database: an exclusive lock on "<db>.lock", held for the process's life
+ * (a second daemon would void the first one's delivery leases). -1 when taken. */
+static int lock_database(const char *db) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s.lock", db);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "hearth: cannot create lock file %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    char pid[32] = "";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    if (n > 0) pid[n] = '\0';
+    fprintf(stderr, "hearth: another 'hearth run' is using %s%s%s; stop it first\n", db,
+            *pid ? " (pid " : "", *pid ? strtok(pid, "\n") : "");
+    if (*pid) fputs(")", stderr);
+    close(fd);
+    return -1;
+  }
+  if (ftruncate(fd, 0) == 0) dprintf(fd, "%ld\n", (long)getpid());
+  return fd;
+}
+
 int cmd_run(int argc, char **argv) {
   cli_t c;
   int rc = cli_parse(&c, argc, argv, "listen token-file max-body max-backlog", usage);
@@ -58,6 +86,11 @@ int cmd_run(int argc, char **argv) {
     return 1;
   }
   o.token = token;
+  int lock = lock_database(c.db);
+  if (lock < 0) {
+    free(token);
+    return 1;
+  }
   engine_opts_t eo;
   cli_engine_opts(&c, &eo);
   char *lerr;
@@ -66,10 +99,12 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "hearth: %s%s", lerr, *lerr && lerr[strlen(lerr) - 1] == '\n' ? "" : "\n");
     free(lerr);
     free(token);
+    close(lock);
     return 1;
   }
   int status = daemon_run(e, &o);
   engine_close(e);
   free(token);
+  close(lock);
   return status;
 }

@@ -2,6 +2,7 @@
 #include "delivery.h"
 
 #include <curl/curl.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <stdio.h>
@@ -282,16 +283,23 @@ static void mark_dead(delivery_t *d, int64_t seq, const char *why) {
   exec_or_log(d, d->q[Q_DEAD]);
 }
 
+/* Wall clock with sub-second precision. */
+static double wall_precise(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Next try after `attempts` failures: backoff * 2^(attempts-1), capped, with jitter in
- * [half, full] so retries from many actions spread out. retry_after overrides when larger. */
+ * [half, full] so retries from many actions spread out. retry_after overrides when larger.
+ * Rounded up to the next whole second, so a retry never comes before its delay. */
 static int64_t next_try(const channel_t *c, int attempts, long retry_after) {
   double delay = (double)c->backoff;
   for (int i = 1; i < attempts && delay < (double)c->max_backoff; i++) delay *= 2;
   if (delay > (double)c->max_backoff) delay = (double)c->max_backoff;
   delay = delay / 2 + (delay / 2) * ((double)rand() / RAND_MAX);
-  if (delay < 1) delay = 1;
   if (retry_after > 0 && (double)retry_after > delay) delay = (double)retry_after;
-  return wall() + (int64_t)(delay + 0.5);
+  return (int64_t)ceil(wall_precise() + delay);
 }
 
 static void schedule_pump(delivery_t *d, uint64_t ms);
@@ -558,9 +566,11 @@ static void on_pump(uv_timer_t *t) {
   int64_t next = INT64_MAX;
   if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) next = sqlite3_column_int64(q, 0);
   sqlite3_reset(q);
-  if (next == INT64_MAX) return; /* idle until kicked */
-  int64_t delay = next - wall();
-  schedule_pump(d, delay <= 0 ? 200 : (uint64_t)(delay > 3600 ? 3600 : delay) * 1000);
+  /* look again at least every 2 s: another process (hearth dead-letters --requeue) may
+   * have queued rows without waking us */
+  int64_t delay = next == INT64_MAX ? 2 : next - wall();
+  if (delay > 2) delay = 2;
+  schedule_pump(d, delay <= 0 ? 200 : (uint64_t)delay * 1000);
 }
 
 static void schedule_pump(delivery_t *d, uint64_t ms) {

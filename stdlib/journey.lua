@@ -58,8 +58,9 @@ Runs and ids
 Rules
   * enter: starts run n+1 unless a run is active (the enter event is ignored) or
     reenter = false and the member ran the journey before.
-  * exit: an exit event during a run ends it at once ("exited"); pending steps never
-    fire (the run number in each timer is checked, and the timers are cancelled).
+  * exit: an exit event during a run (dated at or after T) ends it at once ("exited");
+    pending steps never fire (the timers are cancelled, and each timer carries its run
+    number, checked when it fires).
   * goal: the first goal event at or after T during the run counts one conversion for
     the run, the campaign and the variant / hold-out; with exit_on_goal it ends the run.
     A goal after the run ended (completed, exited) counts nothing.
@@ -486,7 +487,7 @@ end
 local function on_event(def, m, ev)
   local st = m:get(def.attr)
   local active = st ~= nil and st.active == true
-  if active and def.exit_set[ev.type] then
+  if active and def.exit_set[ev.type] and ev.time >= st.t then
     end_run(def, m, st, "exit")
     return
   end

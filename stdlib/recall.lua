@@ -5,7 +5,8 @@ brand's WeCom friend.
 Owns, per definition `name`:
   - the private attribute "_recall.<name>" = { stage ("active" | "sleeping" | "churned"),
     base (time of the last active event, or of joining), touch (time of the latest recall
-    touch of this inactivity spell), touch_stage }. recall.stage(m, name) reads the stage.
+    touch of this inactivity spell), touch_stage, recalled (how many times the member was
+    recalled) }. recall.stage(m, name) reads the stage.
   - timer types "recall.<name>.sleeping" and "recall.<name>.churned".
   - funnel counters (campaign = name): "entered" (a member starts being tracked),
     "sleeping", "churned" (members entering the stage), "reactivated" (a sleeping or
@@ -168,6 +169,7 @@ local function on_active(def, m, ev)
     if s.touch and ev.time - s.touch <= def.success_within then
       count(def, "recalled")
       count(def, "recalled", { step = s.touch_stage })
+      s.recalled = (s.recalled or 0) + 1
     end
     untag_stage(m, def, def.on_sleeping, spell, "active")
     untag_stage(m, def, def.on_churned, spell, "active")

@@ -357,7 +357,11 @@ end
 local function evaluate(m, d, st, ref)
   local cur = current(d, st)
   local q = qualifying(d, value_of(m, d, st, ref))
-  if q > cur then upgrade(m, d, st, cur, q, ref) end
+  if q > cur then
+    upgrade(m, d, st, cur, q, ref)
+    return true
+  end
+  return false
 end
 
 local function positive_amount(ev)
@@ -376,8 +380,7 @@ local function on_paid(d)
       if type(oid) ~= "string" and math.type(oid) ~= "integer" then oid = nil end
       st.win[#st.win + 1] = { ev.time, amount, oid }
     end
-    evaluate(m, d, st, ev.time)
-    save_state(m, d, st)
+    if evaluate(m, d, st, ev.time) or d.window then save_state(m, d, st) end
   end
 end
 
@@ -410,11 +413,7 @@ end
 local function on_joined(d)
   return function(m, ev)
     local st = load_state(m, d)
-    local cur = current(d, st)
-    if qualifying(d, value_of(m, d, st, ev.time)) > cur then
-      evaluate(m, d, st, ev.time)
-      save_state(m, d, st)
-    end
+    if evaluate(m, d, st, ev.time) then save_state(m, d, st) end
   end
 end
 
@@ -426,17 +425,21 @@ local function review(d)
       for m in hearth.members { tag = l.tag, chunk = d.chunk } do
         local st = load_state(m, d)
         -- the swept tag is the truth about the member's level
-        if st.tier ~= l.name then st.tier = l.name end
-        prune(d, st, slot)
+        local changed = st.tier ~= l.name
+        st.tier = l.name
+        if prune(d, st, slot) then changed = true end
         local held = d.hold and type(st.since) == "number" and slot - st.since < d.hold
         local q = qualifying(d, value_of(m, d, st, slot))
         if q > i then
           upgrade(m, d, st, i, q, slot)
+          changed = true
         elseif q < i and not held then
           local to = d.downgrade == "one" and i - 1 or q
           downgrade(m, d, st, i, to, slot, day)
+          changed = true
         end
-        save_state(m, d, st)
+        -- write the member only when something changed: most reviews change nobody
+        if changed then save_state(m, d, st) end
       end
     end
   end

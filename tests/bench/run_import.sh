@@ -2,7 +2,8 @@
 # run_import.sh: the import benchmark. Generates (or reuses from a cache in /tmp) a seeded
 # event file, imports it with `hearth import` into a fresh database running the handlers in
 # tests/bench/scripts/, and prints figures: wall time, events/s, CPU seconds per 1M events,
-# peak RSS, database size and the import summary. A figure, not a test: no thresholds.
+# peak RSS, block I/O, database size and the import summary. A figure, not a test: no
+# thresholds.
 #
 # Environment (all optional):
 #   EVENTS=1000000 MEMBERS=100000 DAYS=90 SEED=1 START=2026-01-01   generator parameters
@@ -30,10 +31,11 @@ if [ -s "$events" ]; then
 else
   t0=$EPOCHREALTIME
   python3 "$here/gen_events.py" --events "$EVENTS" --members "$MEMBERS" --days "$DAYS" \
-    --seed "$SEED" --start "$START" --out "$events.tmp.$$"
+    --seed "$SEED" --start "$START" --out "$events.tmp.$$" || { rm -f "$events.tmp.$$"; exit 1; }
   mv "$events.tmp.$$" "$events"
   t1=$EPOCHREALTIME
-  awk -v a="$t0" -v b="$t1" -v f="$events" 'BEGIN { printf "generator:   %.2f s (not counted) -> %s\n", b - a, f }'
+  awk -v a="$t0" -v b="$t1" -v f="$events" \
+    'BEGIN { printf "generator:   %.2f s (not counted) -> %s\n", b - a, f }'
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-bench-import.XXXXXX")
@@ -79,6 +81,9 @@ print("events/s:    %.0f" % (nlines / wall if wall else 0))
 print("cpu:         %.2f s user + %.2f s sys = %.2f s per 1M events"
       % (ru.ru_utime, ru.ru_stime, cpu * 1e6 / nlines if nlines else 0))
 print("peak RSS:    %.1f MiB" % (ru.ru_maxrss / 1024))  # Linux reports KiB
+# Block I/O as the kernel accounts it (512-byte units; writes count pages dirtied).
+print("block I/O:   %.0f MiB written, %.0f MiB read"
+      % (ru.ru_oublock * 512 / 2**20, ru.ru_inblock * 512 / 2**20))
 print("database:    %d bytes (%.1f MiB; %d before checkpoint), %.0f bytes/member (%d members)"
       % (after, after / 2**20, before, after / members, members))
 for line in out.decode(errors="replace").splitlines():

@@ -654,5 +654,23 @@ def test_cron_missed_slots_run_once_at_startup():
         eq(rows, [("cr#1 * * * * *", slots[-1])], "cron_state after the run")
 
 
+def test_second_daemon_on_the_same_database_is_refused():
+    # Two daemons on one database would void each other's delivery leases and deliver
+    # the same action twice at once: the second one must refuse to start.
+    with Workspace({"noop.lua": 'hearth.on("x", function(m) end)'}) as w:
+        with start(w) as d:
+            d.wait_listening()
+            r = w.run("run", "--listen", "127.0.0.1:0", "--db", w.db, "--scripts", w.scripts)
+            eq(r[0] if isinstance(r, tuple) else r.rc, 1, "second daemon's exit status")
+            err = r[2] if isinstance(r, tuple) else r.err
+            contains(err, "another 'hearth run' is using", "second daemon's message")
+            d.post_ok({"id": "still-1", "type": "x", "member": "m-1"}, accepted=1)
+            d.stop_clean()
+        # once the first has stopped, a new one starts
+        with start(w) as d2:
+            d2.wait_listening()
+            d2.stop_clean()
+
+
 if __name__ == "__main__":
     harness.main()

@@ -165,7 +165,7 @@ test("define validates its options and names them", function(t)
     { "{ name = 'x', birthday = { send = 'x', feb29 = 'skip' } }", "birthday.feb29" },
     { "{ name = 'x', birthday = { points = -1 } }", "birthday.points" },
     { "{ name = 'x', member_day = { send = 'x' } }", "member_day.cron" },
-    { "{ name = 'x', member_day = { send = 'x', cron = 'wed' } }", "member_day.cron" },
+    { "{ name = 'x', member_day = { send = 'x', cron = '0 10 * * 3' } }", "at the top level of a script" },
     { "{ name = 'x', member_day = { send = 'x', cron = '0 10 * * 3', colour = 1 } }", "unknown field 'colour'" },
   }
   for _, c in ipairs(cases) do

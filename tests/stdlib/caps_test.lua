@@ -91,6 +91,7 @@ test("the same key twice is recorded once and counted once", function(t)
   promo(t, "m-1", "c")
   t:expect_action({ id = "promo/m-1/c" }, 1)
   t:expect_attr("m-1", "last_status", "capped")
+  t:expect_attr("m-1", "_caps.sent", nil)   -- not counted: nothing was queued
 end)
 
 test("a send in quiet hours is deferred, then queued at 09:00 under the same id", function(t)

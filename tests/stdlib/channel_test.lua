@@ -132,6 +132,7 @@ test("define validates its options and names them", function(t)
     { "{ name = 'x', tag_prefix = 'x:', unknown = 'a b' }", "option 'unknown'" },
     { "{ name = 'x', tag_prefix = 'x:', welcome_rejoin = 'no' }", "option 'welcome_rejoin'" },
     { "{ name = 'x', tag_prefix = 'x:', greeting = 'hi' }", "unknown option 'greeting'" },
+    { "{ name = 'x', tag_prefix = 'x:' }", "at the top level of a script" },
   }
   for _, c in ipairs(cases) do
     local e = err(c[1])

@@ -180,6 +180,8 @@ test("define validates its options and names them", function(t)
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', window = 'soon', levels = { { name = 'a', min = 1 } } }", "option 'window'" },
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', downgrade = 'two', levels = { { name = 'a', min = 1 } } }", "option 'downgrade'" },
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1, points = 1.5 } } }", "points" },
+    { "{ name = 'x', tag_prefix = 'q:', levels = { { name = 'a', min = 1 } } }", "option 'attr'" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1 } } }", "at the top level of a script" },
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', colour = 'red', levels = { { name = 'a', min = 1 } } }", "unknown option 'colour'" },
   }
   for _, c in ipairs(cases) do

@@ -13,6 +13,7 @@ tiers.define {
   review = "0 3 1 * *",
   downgrade = "one",
   on_downgrade = { send = "club_down", category = "service" },
+  chunk = 2,
 }
 
 hearth.on("test.info", function(m, ev)

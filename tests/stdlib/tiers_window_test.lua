@@ -73,3 +73,13 @@ test("the review keeps a member whose window still qualifies", function(t)
   t:at("2027-07-01T03:00:00+08:00")
   t:expect_no_tag("m-1", "tier:silver")
 end)
+
+test("the review sweeps every tagged member, a chunk at a time", function(t)
+  t:at("2026-01-15T10:00:00+08:00")
+  for i = 1, 5 do t:event("m-" .. i, "order.paid", { amount = 1000 + i }) end
+  t:event("m-6", "order.paid", { amount = 1000 }, { time = "2026-06-15T10:00:00+08:00" })
+  t:at("2027-02-01T03:00:00+08:00")
+  for i = 1, 5 do t:expect_no_tag("m-" .. i, "tier:silver") end
+  t:expect_tag("m-6", "tier:silver")
+  t:expect_action({ template = "club_down" }, 5)
+end)
