@@ -325,9 +325,28 @@ static int m_tags(lua_State *L) {
   return 1;
 }
 
+/* 1 when an action with this key was already recorded for this member (keyed grants and
+ * spends are then not applied again). */
+static int keyed_action_exists(lua_State *L, dispatch_t *d, const action_opts_t *o) {
+  if (!o->key) return 0;
+  store_t *st = d->s->engine->store;
+  char *id = xasprintf("%s/%s/%s", o->campaign ? o->campaign : d->campaign, d->m->id, o->key);
+  sqlite3_stmt *q = store_stmt(st, ST_ACTION_GET);
+  bind_text(q, 1, id);
+  int rc = sqlite3_step(q);
+  sqlite3_reset(q);
+  free(id);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    d->db_failed = 1;
+    luaL_error(L, "database error: %s", store_errmsg(st));
+  }
+  return rc == SQLITE_ROW;
+}
+
 /* ---- points ---- */
 
-/* m:add_points(n, reason [, opts]) -> new balance. Never below zero: raises instead. */
+/* m:add_points(n, reason [, opts]) -> new balance. Never below zero: raises instead.
+ * With opts.key, a key already recorded changes nothing (the grant is idempotent). */
 static int m_add_points(lua_State *L) {
   dispatch_t *d = check_member(L);
   lua_Integer n = luaL_checkinteger(L, 2);
@@ -337,6 +356,10 @@ static int m_add_points(lua_State *L) {
   action_opts_t o;
   read_action_opts(L, 4, &o);
   member_t *m = d->m;
+  if (keyed_action_exists(L, d, &o)) {
+    lua_pushinteger(L, m->points);
+    return 1;
+  }
   if (n < 0 && m->points + n < 0)
     return luaL_error(L, "add_points: balance %I would go below zero (%I)", (lua_Integer)m->points, n);
   if (n > 0 && m->points > INT64_MAX - n) return luaL_error(L, "add_points: balance overflow");

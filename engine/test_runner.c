@@ -459,7 +459,38 @@ static int t_expect_failures(lua_State *L) {
   return 0;
 }
 
+/* t:counter(metric [, {campaign=, step=, variant=}]) -> the funnel counter (hearth.count),
+ * summed over what is not given. */
+static int t_counter(lua_State *L) {
+  case_ctx_t *c = check_t(L);
+  const char *metric = luaL_checkstring(L, 2);
+  const char *campaign = NULL, *step = NULL, *variant = NULL;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "campaign");
+    campaign = lua_tostring(L, -1);
+    lua_getfield(L, 3, "step");
+    step = lua_tostring(L, -1);
+    lua_getfield(L, 3, "variant");
+    variant = lua_tostring(L, -1);
+  }
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(c->e->store->db,
+                         "SELECT coalesce(sum(n), 0) FROM funnel WHERE metric = ?1"
+                         " AND (?2 IS NULL OR campaign = ?2) AND (?3 IS NULL OR step = ?3)"
+                         " AND (?4 IS NULL OR variant = ?4)", -1, &st, NULL) != SQLITE_OK)
+    return luaL_error(L, "database error: %s", store_errmsg(c->e->store));
+  sqlite3_bind_text(st, 1, metric, -1, SQLITE_TRANSIENT);
+  if (campaign) sqlite3_bind_text(st, 2, campaign, -1, SQLITE_TRANSIENT);
+  if (step) sqlite3_bind_text(st, 3, step, -1, SQLITE_TRANSIENT);
+  if (variant) sqlite3_bind_text(st, 4, variant, -1, SQLITE_TRANSIENT);
+  lua_Integer n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_finalize(st);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 static const luaL_Reg t_methods[] = {
+    {"counter", t_counter},
     {"at", t_at}, {"advance", t_advance}, {"now", t_now}, {"event", t_event},
     {"actions", t_actions}, {"expect_action", t_expect_action},
     {"expect_no_action", t_expect_no_action}, {"member", t_member},

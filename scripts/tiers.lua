@@ -34,14 +34,14 @@ hearth.on("order.paid", function(m, ev)
   local amount = ev.data.amount
   if type(amount) == "number" and amount >= 1 then
     tiers.add_points(m, math.floor(amount), "order points",
-      { key = "order/" .. ev.id, campaign = "tiers", step = "order_points" })
+      { key = "order/" .. ev.id, campaign = "tiers", step = "order_points", tiers = "tiers" })
   end
 end)
 
 hearth.on("order.refunded", function(m, ev)
   local amount = ev.data.amount
   if type(amount) ~= "number" or amount < 1 then return end
-  local back = math.min(math.floor(math.floor(amount) * tiers.multiplier(m) + 1e-9), m.points)
+  local back = math.min(math.floor(math.floor(amount) * tiers.multiplier(m, "tiers") + 1e-9), m.points)
   if back > 0 then
     m:add_points(-back, "refund", { key = "refund/" .. ev.id, campaign = "tiers", step = "order_points" })
   end

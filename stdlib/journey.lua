@@ -61,7 +61,7 @@ Rules
   * exit: an exit event during a run (dated at or after T) ends it at once ("exited");
     pending steps never fire (the timers are cancelled, and each timer carries its run
     number, checked when it fires).
-  * goal: the first goal event at or after T during the run counts one conversion for
+  * goal: the first goal event dated at or after T during the run counts one conversion for
     the run, the campaign and the variant / hold-out; with exit_on_goal it ends the run.
     A goal after the run ended (completed, exited) counts nothing.
   * a step whose member has an unless_tag, or whose when(m) is false, is recorded
@@ -78,11 +78,14 @@ Rules
 
 Choices where the SPEC is silent
   * On one event: exit first, then goal, then waits, then enter (an enter event that is
-    also the goal does not convert the run it starts). enter must not be an exit or goal
-    type listed in exit; the goal and wait types must not be exit types.
+    also the goal does not convert the run it starts). enter, goal and wait types must
+    not be exit types.
+  * Exit and goal events dated before T (arriving late) do not apply to the run.
   * A send deferred by quiet hours and judged after the run was ended by an exit or its
     goal is recorded "skipped" (caps.guard): the step never reaches the member.
   * A wait event exactly at due + within loses to the timeout.
+  * Steps already due when the run starts (an old enter event imported late) fire at
+    once, in order.
   * If when() raises, the step's timer event fails (recorded with its traceback) and the
     run stays open until an exit or goal event ends it.
 

@@ -8,11 +8,13 @@ Owns, per definition `name`:
     touch of this inactivity spell), touch_stage, recalled (how many times the member was
     recalled) }. recall.stage(m, name) reads the stage.
   - timer types "recall.<name>.sleeping" and "recall.<name>.churned".
-  - funnel counters (campaign = name): "entered" (a member starts being tracked),
-    "sleeping", "churned" (members entering the stage), "reactivated" (a sleeping or
-    churned member active again), "recalled" (reactivated within success_within of the
-    recall touch; also per step "sleeping"/"churned": the stage whose touch it answered),
-    "friend_deleted".
+  - funnel counters (campaign = name): "tracked" (a member starts being tracked),
+    "sleeping", "churned" (members entering the stage), "entered" (inactivity spells with
+    a recall touch: counted at the spell's first touch), "reactivated" (a sleeping or
+    churned member active again), "recalled" and "converted" (reactivated within
+    success_within of the recall touch; "recalled" also per step "sleeping"/"churned": the
+    stage whose touch it answered), "friend_deleted". So the campaign's conversion
+    (converted / entered) is the recall rate.
 
 Example:
   local recall = require "recall"
@@ -160,7 +162,7 @@ local function on_active(def, m, ev)
   local s = get_state(m, def)
   if not s then
     s = { stage = "active" }
-    count(def, "entered")
+    count(def, "tracked")
   elseif ev.time < s.base then
     return -- late: older than the activity already known
   elseif s.stage ~= "active" then
@@ -168,6 +170,7 @@ local function on_active(def, m, ev)
     count(def, "reactivated")
     if s.touch and ev.time - s.touch <= def.success_within then
       count(def, "recalled")
+      count(def, "converted")
       count(def, "recalled", { step = s.touch_stage })
       s.recalled = (s.recalled or 0) + 1
     end
@@ -194,6 +197,7 @@ local function on_stage(def, stage, m, ev)
   s.stage = stage
   count(def, stage)
   if has_actions(actions) then
+    if not s.touch then count(def, "entered") end -- the spell's first touch
     s.touch, s.touch_stage = ev.time, stage
     fire(m, def, actions, spell .. "/" .. stage, stage, def.name .. ": " .. stage)
   end

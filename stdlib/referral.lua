@@ -11,9 +11,11 @@ Owns, per definition `name`:
     attribute "_referral.<name>.totals" = { invitees, referrers } (see "K factor" below).
   - event types "referral.invited", "referral.valid", "referral.invalid", "referral.reward",
     "referral.totals" (delivered with hearth.emit; data.name says which definition).
-  - funnel counters (campaign = name): "valid_invitees", "referrers" (distinct referrers
-    with one or more valid invitees), "invalid", "rewarded", "limited", "tier" (step
-    "tier<N>").
+  - funnel counters (campaign = name): "valid_invitees" and "entered" (valid invitations),
+    "referrers" (distinct referrers with one or more valid invitees), "invalid",
+    "converted" (invitees whose reward_on event came: rewarded or limited), "rewarded",
+    "limited", "tier" (step "tier<N>"). So the campaign's conversion (converted /
+    entered) is the share of valid invitees who did the reward_on event.
 
 Example:
   local referral = require "referral"
@@ -256,6 +258,7 @@ local function on_invited(def, m, ev)
   m:set(referrer_attr(def), s)
   local first = s.invitees == 1
   count(def, "valid_invitees")
+  count(def, "entered")
   if first then count(def, "referrers") end
   hearth.emit(book_id(def), "referral.totals", { name = def.name, invitees = 1, referrers = first and 1 or 0 })
   hearth.emit(data.invitee, "referral.valid", { name = def.name, referrer = m.id })
@@ -280,6 +283,7 @@ local function on_reward(def, m, ev)
   local today = s.days[dk] or 0
   local base = "reward/" .. invitee
   local vars = { invitee = invitee }
+  count(def, "converted")
   if def.max_per_day and today >= def.max_per_day then
     s.limited = s.limited + 1
     m:set(referrer_attr(def), s)

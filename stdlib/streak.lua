@@ -7,7 +7,7 @@ Owns, per definition `name`:
     streak, `len` the current streak length, `best` the longest streak, `total` accepted
     check-ins, `cards` make-up cards held, `prev_last`/`prev_len` the streak that the latest
     check-in broke (kept only while a make-up card can still repair it).
-  - funnel counters (campaign = name): "entered" (a member's first accepted check-in),
+  - funnel counters (campaign = name): "members" (a member's first accepted check-in),
     "checkins" (accepted check-ins), "ignored" (same-day or late check-ins),
     "milestone" (step = "milestone<L>", each time a milestone length is reached),
     "makeups" (repaired days), "makeup_rejected", "cards" (cards granted or earned, n = count).
@@ -264,7 +264,7 @@ local function on_checkin(def, m, ev)
                  { key = date .. "/checkin", campaign = def.name, step = "checkin" })
   end
   if first then
-    count(def, "entered")
+    count(def, "members")
     if def.first_bonus > 0 then
       m:add_points(def.first_bonus, def.name .. ": first check-in bonus",
                    { key = "first", campaign = def.name, step = "first" })

@@ -1,0 +1,11 @@
+-- core_keys.lua: exercises keyed actions and funnel counters of the core API.
+hearth.on("grant", function(m, ev)
+  m:add_points(10, "keyed grant", { key = "grant/" .. (ev.data.key or "same") })
+  hearth.count("granted", { step = "s1" })
+end)
+hearth.on("spend", function(m, ev)
+  m:add_points(-3, "keyed spend", { key = "spend/" .. ev.data.key })
+end)
+hearth.on("send", function(m, ev)
+  m:send("hello", { key = "hello" })
+end)
