@@ -55,7 +55,11 @@ int cmd_test(int argc, char **argv) {
   if (c.npositional == 0) collect(c.scripts, &files, &n, &cap);
   for (int i = 0; i < c.npositional; i++) {
     struct stat sb;
-    if (stat(c.positional[i], &sb) < 0) return cli_usage_error(usage, "no such file or folder: %s", c.positional[i]);
+    if (stat(c.positional[i], &sb) < 0) {
+      for (size_t k = 0; k < n; k++) free(files[k]);
+      free(files);
+      return cli_usage_error(usage, "no such file or folder: %s", c.positional[i]);
+    }
     collect(c.positional[i], &files, &n, &cap);
   }
   if (n) qsort(files, n, sizeof *files, cmp);

@@ -424,6 +424,7 @@ int engine_action(engine_t *e, action_req_t *r) {
   json_object_update(body, r->fields);
   json_decref(r->fields);
   r->fields = NULL;
+  r->recorded = 0;
 
   sqlite3_stmt *st = store_stmt(e->store, ST_ACTION_GET);
   bind_text(st, 1, r->id);
@@ -466,6 +467,7 @@ int engine_action(engine_t *e, action_req_t *r) {
   free(text);
   if (done != SQLITE_DONE) goto out;
   hold(e, body, r->status, r->channel);
+  r->recorded = 1;
   rc = r->status;
 out:
   json_decref(body);

@@ -146,6 +146,7 @@ typedef struct {
   const char *id, *kind, *campaign, *step, *channel;
   int status;
   json_t *fields;
+  int recorded;   /* out: 1 when recorded (or re-judged) now, 0 when the id existed */
 } action_req_t;
 int engine_action(engine_t *e, action_req_t *req);
 

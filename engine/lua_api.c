@@ -279,8 +279,20 @@ static int l_emit(lua_State *L) {
   return 0;
 }
 
+/* hearth.campaign() -> the campaign running now: the handler's (or cron entry's) script,
+ * or the script being loaded. */
+static int l_campaign(lua_State *L) {
+  scripts_t *s = scripts_of(L);
+  const char *c = s->cur ? s->cur->campaign : luahost_of(L)->campaign;
+  if (c)
+    lua_pushstring(L, c);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static const luaL_Reg hearth_fns[] = {
-    {"count", l_count}, {"emit", l_emit},
+    {"count", l_count}, {"emit", l_emit}, {"campaign", l_campaign},
     {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"now", l_now},
     {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},
     {"local_date", l_local_date}, {"local_time", l_local_time}, {"log", l_log}, {NULL, NULL}};

@@ -122,6 +122,13 @@ static const char *default_channel(scripts_t *s) {
   return s->nchannels ? s->channels[0].name : "log";
 }
 
+/* tag, untag and add_points change the member at once: a status other than queued
+ * would record something that did not happen. */
+static void refuse_status(lua_State *L, const action_opts_t *o, const char *fn) {
+  if (o->status != AS_QUEUED)
+    luaL_error(L, "%s: option 'status' is for send, task and webhook (this change applies at once)", fn);
+}
+
 /* Read the options every action kind shares. Raises on bad values; allocates nothing. */
 static void read_action_opts(lua_State *L, int opts, action_opts_t *o) {
   if (!lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
@@ -144,7 +151,8 @@ static void read_action_opts(lua_State *L, int opts, action_opts_t *o) {
   if (o->key && (!*o->key || strlen(o->key) > 256)) luaL_error(L, "option 'key' must be 1-256 bytes");
 }
 
-/* Record the action; `fields` is stolen. Pushes the resulting status. Database errors
+/* Record the action; `fields` is stolen. Pushes the resulting status and whether it was
+ * recorded now (false: the key was seen before and nothing changed). Database errors
  * raise after everything is released. */
 static int record_action(lua_State *L, dispatch_t *d, const char *kind, const action_opts_t *o,
                          json_t *fields) {
@@ -169,7 +177,8 @@ static int record_action(lua_State *L, dispatch_t *d, const char *kind, const ac
     return luaL_error(L, "database error: %s", store_errmsg(s->engine->store));
   }
   lua_pushstring(L, action_status_names[status]);
-  return 1;
+  lua_pushboolean(L, req.recorded);
+  return 2;
 }
 
 static json_t *opt_json(lua_State *L, int opts, const char *name, char *err, size_t errlen, int *bad) {
@@ -185,7 +194,7 @@ static json_t *opt_json(lua_State *L, int opts, const char *name, char *err, siz
   return v;
 }
 
-/* m:send(template, opts) -> status. opts: vars, channel, category ("marketing" or
+/* m:send(template, opts) -> status, recorded. opts: vars, channel, category ("marketing" or
  * "service"), key, step, campaign, status. */
 static int m_send(lua_State *L) {
   dispatch_t *d = check_member(L);
@@ -207,7 +216,7 @@ static int m_send(lua_State *L) {
   return record_action(L, d, "send", &o, f);
 }
 
-/* m:task(text, opts) -> status. opts: staff (default: the member's "staff" attribute),
+/* m:task(text, opts) -> status, recorded. opts: staff (default: the member's "staff" attribute),
  * vars, key, step, campaign, status, channel. */
 static int m_task(lua_State *L) {
   dispatch_t *d = check_member(L);
@@ -228,7 +237,7 @@ static int m_task(lua_State *L) {
   return record_action(L, d, "task", &o, f);
 }
 
-/* m:webhook(payload, opts) -> status */
+/* m:webhook(payload, opts) -> status, recorded */
 static int m_webhook(lua_State *L) {
   dispatch_t *d = check_member(L);
   luaL_checkany(L, 2);
@@ -262,6 +271,7 @@ static int m_tag(lua_State *L) {
   const char *t = check_name(L, 2, "tag");
   action_opts_t o;
   read_action_opts(L, 3, &o);
+  refuse_status(L, &o, "m:tag");
   if (json_object_get(member_tags(d->m), t)) {
     lua_pushboolean(L, 0);
     return 1;
@@ -272,6 +282,7 @@ static int m_tag(lua_State *L) {
   json_t *f = json_object();
   json_object_set_new(f, "tag", json_string(t));
   record_action(L, d, "tag", &o, f);
+  lua_settop(L, 0);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -282,6 +293,7 @@ static int m_untag(lua_State *L) {
   const char *t = check_name(L, 2, "tag");
   action_opts_t o;
   read_action_opts(L, 3, &o);
+  refuse_status(L, &o, "m:untag");
   if (!json_object_get(member_tags(d->m), t)) {
     lua_pushboolean(L, 0);
     return 1;
@@ -292,6 +304,7 @@ static int m_untag(lua_State *L) {
   json_t *f = json_object();
   json_object_set_new(f, "tag", json_string(t));
   record_action(L, d, "untag", &o, f);
+  lua_settop(L, 0);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -355,6 +368,7 @@ static int m_add_points(lua_State *L) {
   if (n == 0) luaL_argerror(L, 2, "points must not be 0");
   action_opts_t o;
   read_action_opts(L, 4, &o);
+  refuse_status(L, &o, "m:add_points");
   member_t *m = d->m;
   if (keyed_action_exists(L, d, &o)) {
     lua_pushinteger(L, m->points);
@@ -386,6 +400,7 @@ static int m_add_points(lua_State *L) {
   json_object_set_new(f, "reason", json_string(reason));
   json_object_set_new(f, "balance", json_integer(m->points));
   record_action(L, d, "points", &o, f);
+  lua_settop(L, 0);
   lua_pushinteger(L, m->points);
   return 1;
 }

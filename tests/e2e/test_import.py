@@ -423,6 +423,36 @@ def test_import_with_an_empty_scripts_folder():
         contains(out, "ok: 0 handlers", "check of an empty folder: stdout")
 
 
+def test_json_summary_is_json_for_any_file_name():
+    # ENGINE BUG (engine/cmd_import.c, print_summary): the file name is printed into the
+    # --json summary with printf("%s") unescaped, so a name with '"' or '\\' makes the
+    # summary invalid JSON. Repro: hearth import 'a"b\\c.ndjson' --json
+    with Workspace({"loyalty.lua": LOYALTY}) as w:
+        path = write = os.path.join(w.dir, 'odd "name" \\ x.ndjson')
+        harness.write_events(write, [{"type": "checkin", "member": "m-13", "time": t(13, 9)}])
+        rc, out, err = w.run("import", path, "--db", w.db, "--scripts", w.scripts, "--json")
+        eq(rc, 0, "exit status (stderr %r)" % err)
+        s = harness.parse_summary(out)
+        eq(s.get("file"), path, "summary.file")
+        eq((s["lines"], s["accepted"]), (1, 1), "summary lines/accepted")
+
+
+def test_member_limit_and_unicode_ids():
+    with Workspace({"loyalty.lua": LOYALTY}) as w:
+        events = [{"id": "会员-%d" % i, "type": "order.paid", "member": "会员-1",
+                   "time": t(14, i), "data": {"amount": i, "order_id": "单-%d" % i}}
+                  for i in range(1, 6)]
+        r = w.import_events(events)
+        eq(r.rc, 0, "import exit status (stderr %r)" % r.err)
+        m = w.member("会员-1", "--limit", "2")
+        eq(m["id"], "会员-1", "unicode member id")
+        eq((m["orders"], m["points"]), (5, 15), "orders/points")
+        eq([e["reason"] for e in m["ledger"]], ["order 单-5", "order 单-4"], "ledger limited to 2")
+        eq(len(m["actions"]), 2, "actions limited to 2")
+        eq(m["actions"][0]["id"], "loyalty/会员-1/会员-5/1", "latest action first")
+        eq(len(w.member("会员-1")["ledger"]), 5, "default limit shows all 5")
+
+
 def test_member_of_unknown_member_exits_1():
     with Workspace({"loyalty.lua": LOYALTY}) as w:
         r = w.import_events([{"type": "checkin", "member": "known", "time": t(1, 1)}])

@@ -201,6 +201,32 @@ def test_member_handle_used_in_a_later_event_refused():
     check_probe("stale_handle")
 
 
+def test_memory_budget_error_cannot_be_caught_by_pcall():
+    # ENGINE BUG (engine/lua_host.c, luahost_call / host_alloc): the CPU budget re-raises on
+    # every instruction once tripped so pcall cannot swallow it, but the memory budget only
+    # fails the one allocation: a handler that catches it with pcall goes on, and when it
+    # returns normally luahost_call ignores h->mem_tripped, so the handler that allocated
+    # too much is committed as a success (SPEC §4: such a handler "is stopped").
+    with Workspace({"mem.lua": '''
+hearth.on("probe", function(m, ev)
+  local ok, err = pcall(string.rep, "x", 1 << 30)
+  m:set("caught", tostring(err))
+  m:add_points(5, "survived the memory budget")
+end)
+hearth.on("ok", function(m, ev) m:add_points(1, "ok") end)
+'''}) as w:
+        r = w.import_events([{"id": "p", "type": "probe", "member": "m-probe"},
+                             {"id": "ok", "type": "ok", "member": "m-ok"}])
+        m = w.member("m-probe")
+        eq((r.summary["accepted"], r.summary["failed"]), (2, 1),
+           "accepted/failed: the handler that ran over its memory budget must fail "
+           "(member state: attrs %r, points %r)" % (m["attrs"], m["points"]))
+        eq(len(m["failed"]), 1, "failed events stored")
+        contains(m["failed"][0]["error"], "memory budget", "stored error")
+        eq((m["points"], m["attrs"]), (0, {}), "the handler's changes rolled back")
+        eq(w.member("m-ok")["points"], 1, "the next event went in")
+
+
 # ---------------------------------------------------------------- hangs
 # Each runs in its own import, all started together so that a hang costs one guard period.
 
