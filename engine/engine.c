@@ -315,9 +315,23 @@ static int read_due(engine_t *e, int64_t upto, int max, timer_row_t **out) {
   return n;
 }
 
+/* 1 when the member has a row or is in this batch's cache. */
+static int member_known(engine_t *e, const char *id) {
+  if (member_cache_find(&e->members, id)) return 1;
+  sqlite3_stmt *st = store_stmt(e->store, ST_MEMBER_EXISTS);
+  bind_text(st, 1, id);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW;
+}
+
 /* Fire one timer row inside the open batch. */
 static int fire_one(engine_t *e, timer_row_t *r) {
   if (e->virtual_clock || e->now < r->due) e->now = r->due;
+  if (r->gen == TIMER_NOT_CANCELLABLE && !member_known(e, r->member)) {
+    e->stats.timers_cancelled++; /* hearth.emit to a member who does not exist */
+    return EV_APPLIED;
+  }
   member_t *m = member_cache_get(&e->members, e->store, r->member, r->due);
   if (!m) return EV_ERROR;
   json_t *gen = json_object_get(member_gens(m), r->type);

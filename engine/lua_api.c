@@ -240,7 +240,8 @@ static int l_count(lua_State *L) {
 /* hearth.emit(member_id, type [, data]): deliver an event of `type` to another member (or
  * this one) as soon as the current batch commits, through the same path as timers: it is
  * durable in the same transaction as the handler that emits it and fires exactly once.
- * m:cancel does not affect it. Returns nothing. */
+ * m:cancel does not affect it. A member that does not exist when it fires is not created:
+ * the event is dropped. Returns nothing. */
 static int l_emit(lua_State *L) {
   dispatch_t *d = dispatch_current(L);
   size_t len;
@@ -279,6 +280,36 @@ static int l_emit(lua_State *L) {
   return 0;
 }
 
+/* hearth.counter(metric [, {campaign=, step=, variant=}]) -> the sum of the funnel
+ * counters kept with hearth.count (campaign defaults to the running one; step and variant,
+ * when not given, are summed over). Reads what is committed plus this batch's changes. */
+static int l_counter(lua_State *L) {
+  scripts_t *s = scripts_of(L);
+  const char *metric = luaL_checkstring(L, 1);
+  const char *campaign = s->cur ? s->cur->campaign : luahost_of(L)->campaign, *step = NULL, *variant = NULL;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "campaign");
+    campaign = luaL_optstring(L, -1, campaign);
+    lua_getfield(L, 2, "step");
+    step = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, 2, "variant");
+    variant = luaL_optstring(L, -1, NULL);
+  }
+  store_t *st = s->engine->store;
+  sqlite3_stmt *q = store_stmt(st, ST_FUNNEL_SUM);
+  bind_text(q, 1, metric);
+  bind_text(q, 2, campaign);
+  bind_text(q, 3, step);
+  bind_text(q, 4, variant);
+  int rc = sqlite3_step(q);
+  lua_Integer n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW) return luaL_error(L, "database error: %s", store_errmsg(st));
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 /* hearth.campaign() -> the campaign running now: the handler's (or cron entry's) script,
  * or the script being loaded. */
 static int l_campaign(lua_State *L) {
@@ -292,7 +323,7 @@ static int l_campaign(lua_State *L) {
 }
 
 static const luaL_Reg hearth_fns[] = {
-    {"count", l_count}, {"emit", l_emit}, {"campaign", l_campaign},
+    {"count", l_count}, {"counter", l_counter}, {"emit", l_emit}, {"campaign", l_campaign},
     {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"now", l_now},
     {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},
     {"local_date", l_local_date}, {"local_time", l_local_time}, {"log", l_log}, {NULL, NULL}};

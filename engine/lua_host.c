@@ -1,6 +1,7 @@
 /* lua_host: the sandboxed Lua state, its limits, protected calls and script loading
  * (see lua_host.h). */
 #include "lua_host.h"
+#include "lua_pattern.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +18,7 @@ void lua_limits_default(lua_limits_t *lim) {
   lim->max_call_ms = 2000;
   lim->max_call_bytes = 64u << 20;
   lim->max_state_bytes = (size_t)1 << 30;
+  lim->max_pattern_steps = 10000000;
 }
 
 /* The allocator: refuse growth past the ceiling (per call while armed, overall always). */
@@ -350,6 +352,7 @@ static int build_sandbox(lua_State *L) {
   lua_getfield(L, -1, "string"); /* no bytecode out either */
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
+  lua_pattern_install(L, -1); /* budgeted find/match/gmatch/gsub: the hook never fires in C */
   lua_pop(L, 1);
   lua_newtable(L); /* os: time, date, clock only */
   lua_getfield(L, -2, "os");

@@ -18,6 +18,7 @@ typedef struct {
   unsigned max_call_ms;       /* wall clock per call; default 2000 */
   size_t max_call_bytes;      /* memory a call may add; default 64 MiB */
   size_t max_state_bytes;     /* whole state; default 1 GiB */
+  long max_pattern_steps;     /* per string.find/match/gsub call or gmatch step; default 10,000,000 */
 } lua_limits_t;
 
 typedef struct luahost {

@@ -71,7 +71,7 @@ static int m_tostring(lua_State *L) {
   return 1;
 }
 
-static void touch(dispatch_t *d, int which) { member_undo_touch(&d->undo, which); }
+static void touch(dispatch_t *d, int which, const char *key) { member_undo_key(&d->undo, which, key); }
 
 /* m:get(key) */
 static int m_get(lua_State *L) {
@@ -88,13 +88,13 @@ static int m_set(lua_State *L) {
   luaL_checkany(L, 3);
   if (lua_isnil(L, 3)) {
     if (json_object_get(member_attrs(d->m), k)) {
-      touch(d, MP_ATTRS);
+      touch(d, MP_ATTRS, k);
       json_object_del(member_attrs(d->m), k);
     }
     return 0;
   }
   json_t *v = lua_check_json(L, 3, "m:set");
-  touch(d, MP_ATTRS);
+  touch(d, MP_ATTRS, k);
   json_object_set_new(member_attrs(d->m), k, v);
   return 0;
 }
@@ -277,7 +277,7 @@ static int m_tag(lua_State *L) {
     return 1;
   }
   tag_row(L, d, ST_TAG_ADD, t);
-  touch(d, MP_TAGS);
+  touch(d, MP_TAGS, t);
   json_object_set_new(member_tags(d->m), t, json_true());
   json_t *f = json_object();
   json_object_set_new(f, "tag", json_string(t));
@@ -299,7 +299,7 @@ static int m_untag(lua_State *L) {
     return 1;
   }
   tag_row(L, d, ST_TAG_DEL, t);
-  touch(d, MP_TAGS);
+  touch(d, MP_TAGS, t);
   json_object_del(member_tags(d->m), t);
   json_t *f = json_object();
   json_object_set_new(f, "tag", json_string(t));
@@ -471,7 +471,7 @@ static int m_cancel(lua_State *L) {
   const char *type = check_timer_type(L, 2);
   json_t *gen = json_object_get(member_gens(d->m), type);
   json_int_t next = gen ? json_integer_value(gen) + 1 : 1;
-  touch(d, MP_GENS);
+  touch(d, MP_GENS, type);
   json_object_set_new(member_gens(d->m), type, json_integer(next));
   return 0;
 }

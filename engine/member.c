@@ -109,6 +109,13 @@ static void cache_grow(member_cache_t *c) {
   c->nbuckets = n;
 }
 
+member_t *member_cache_find(member_cache_t *c, const char *id) {
+  size_t k = hash_str(id) & (c->nbuckets - 1);
+  for (member_t *m = c->buckets[k]; m; m = m->next)
+    if (strcmp(m->id, id) == 0) return m;
+  return NULL;
+}
+
 member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now) {
   size_t k = hash_str(id) & (c->nbuckets - 1);
   for (member_t *m = c->buckets[k]; m; m = m->next)
@@ -203,13 +210,18 @@ void member_undo_begin(member_undo_t *u, member_t *m) {
   u->spend = m->spend;
   u->dirty = m->dirty;
   u->part_dirty = m->part_dirty;
-  for (int i = 0; i < MP_COUNT; i++) u->saved[i] = NULL;
+  u->log = NULL;
+  u->n = u->cap = 0;
 }
 
-void member_undo_touch(member_undo_t *u, int which) {
+void member_undo_key(member_undo_t *u, int which, const char *key) {
   member_t *m = u->m;
-  json_t *live = member_part(m, which);
-  if (!u->saved[which]) u->saved[which] = json_deep_copy(live);
+  json_t *part = member_part(m, which);
+  if (u->n == u->cap) u->log = xrealloc(u->log, (size_t)(u->cap = u->cap ? u->cap * 2 : 8) * sizeof *u->log);
+  undo_entry_t *e = &u->log[u->n++];
+  e->part = which;
+  e->key = xstrdup(key);
+  e->old = json_incref(json_object_get(part, key));
   m->part_dirty |= 1u << which;
   m->dirty = 1;
 }
@@ -224,17 +236,22 @@ void member_undo_restore(member_undo_t *u) {
   m->spend = u->spend;
   m->dirty = u->dirty;
   m->part_dirty = u->part_dirty;
-  for (int i = 0; i < MP_COUNT; i++)
-    if (u->saved[i]) {
-      json_decref(m->part[i]);
-      m->part[i] = u->saved[i];
-      u->saved[i] = NULL;
-    }
+  for (int i = u->n - 1; i >= 0; i--) { /* newest first, so the oldest value wins */
+    undo_entry_t *e = &u->log[i];
+    json_t *part = member_part(m, e->part);
+    if (e->old)
+      json_object_set(part, e->key, e->old);
+    else
+      json_object_del(part, e->key);
+  }
 }
 
 void member_undo_end(member_undo_t *u) {
-  for (int i = 0; i < MP_COUNT; i++) {
-    json_decref(u->saved[i]);
-    u->saved[i] = NULL;
+  for (int i = 0; i < u->n; i++) {
+    json_decref(u->log[i].old);
+    free(u->log[i].key);
   }
+  free(u->log);
+  u->log = NULL;
+  u->n = u->cap = 0;
 }

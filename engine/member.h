@@ -35,12 +35,21 @@ json_t *member_part(member_t *m, int which);
 #define member_tags(m) member_part((m), MP_TAGS)
 #define member_gens(m) member_part((m), MP_GENS)
 
-/* What a handler may change, saved before it runs. JSON parts are copied lazily. */
+/* One key's value before a handler changed it (old NULL: the key was absent). */
+typedef struct {
+  int part;
+  char *key;
+  json_t *old;
+} undo_entry_t;
+
+/* What a handler may change, saved before it runs: the scalar fields, and for the JSON
+ * parts only the keys it changes (so a large attribute costs nothing until touched). */
 typedef struct {
   member_t *m;
   int64_t joined_at, last_active_at, orders, points, ledger_n;
   double spend;
-  json_t *saved[MP_COUNT]; /* copies taken on first change, or NULL */
+  undo_entry_t *log;
+  int n, cap;
   unsigned part_dirty;
   int dirty;
 } member_undo_t;
@@ -53,6 +62,8 @@ typedef struct {
 void member_cache_init(member_cache_t *c);
 /* Find or load (or create, at time `now`) the member. NULL on a database error. */
 member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now);
+/* The member if this batch has it in memory, else NULL (no database access). */
+member_t *member_cache_find(member_cache_t *c, const char *id);
 /* Write every dirty member back. 0 ok, -1 on a database error. */
 int member_cache_flush(member_cache_t *c, store_t *s);
 /* Forget every member (after commit or rollback). */
@@ -64,8 +75,9 @@ member_t *member_read(store_t *s, const char *id);
 void member_free(member_t *m);
 
 void member_undo_begin(member_undo_t *u, member_t *m);
-/* Call before changing a part (MP_*) so the undo can restore it; marks it dirty. */
-void member_undo_touch(member_undo_t *u, int which);
+/* Call before changing `key` of a part (MP_*) so the undo can restore it; marks the
+ * part dirty. */
+void member_undo_key(member_undo_t *u, int which, const char *key);
 /* Mark a part changed outside any handler (built-in fields). */
 void member_touch(member_t *m, int which);
 void member_undo_restore(member_undo_t *u);

@@ -102,6 +102,10 @@ static const char *const sql[ST_COUNT] = {
                     " ON CONFLICT(key) DO UPDATE SET last_slot = excluded.last_slot",
     [ST_FUNNEL_ADD] = "INSERT INTO funnel(campaign, step, variant, metric, n)"
                       " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+    [ST_FUNNEL_SUM] = "SELECT coalesce(sum(n), 0) FROM funnel WHERE metric = ?1"
+                      " AND (?2 IS NULL OR campaign = ?2) AND (?3 IS NULL OR step = ?3)"
+                      " AND (?4 IS NULL OR variant = ?4)",
+    [ST_MEMBER_EXISTS] = "SELECT 1 FROM members WHERE id = ?1",
     [ST_SWEEP_ALL] = "SELECT id FROM members WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_SWEEP_TAG] = "SELECT member FROM member_tags WHERE tag = ?3 AND member > ?1"
                      " ORDER BY member LIMIT ?2",

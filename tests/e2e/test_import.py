@@ -339,6 +339,20 @@ hearth.on("promo", function(m, ev)
   m:after("1d", "a.followup")
   error("promo exploded")
 end)
+hearth.on("order.paid", function(m, ev)
+  m:set("a_saw_orders", m.orders)
+  error("order handler exploded")
+end)
+'''
+
+FIRST = r'''
+-- runs before a.lua's failing handler for the same event: its changes must survive a's
+-- rollback
+hearth.on("promo", function(m, ev)
+  m:set("first", "kept")
+  m:tag("first-tag")
+  m:add_points(2, "first points")
+end)
 '''
 
 B_WORKS = r'''
@@ -361,22 +375,36 @@ end)
 
 
 def test_failing_handler_rolled_back_other_script_applies():
-    with Workspace({"a.lua": A_FAILS, "b.lua": B_WORKS}) as w:
+    with Workspace({"0_first.lua": FIRST, "a.lua": A_FAILS, "b.lua": B_WORKS}) as w:
         r = w.import_events([
             {"id": "j", "type": "member.joined", "member": "m-9", "time": t(9, 9)},
             {"id": "p", "type": "promo", "member": "m-9", "time": t(9, 10)},
             {"id": "l", "type": "look", "member": "m-9", "time": t(9, 11)},
+            {"id": "o", "type": "order.paid", "member": "m-9", "time": t(9, 12),
+             "data": {"amount": 30, "order_id": "o-1"}},
         ])
         eq(r.rc, 1, "exit status when a handler failed (stderr: %s)" % r.err)
-        eq((r.summary["accepted"], r.summary["failed"]), (3, 1), "accepted/failed")
+        eq((r.summary["accepted"], r.summary["failed"]), (4, 2), "accepted/failed")
         m = w.member("m-9")
-        eq(m["tags"], ["b-tag", "old"], "tags: a's tag/untag rolled back, b's tag kept")
-        eq(m["attrs"], {"keep": "original", "b_saw_a_tag": False, "b_saw_a_attr": False,
-                        "later_saw_a_tag": False, "later_saw_old": True,
+        eq(m["tags"], ["b-tag", "first-tag", "old"],
+           "tags: a's tag/untag rolled back, first's and b's kept")
+        eq(m["attrs"], {"keep": "original", "first": "kept", "b_saw_a_tag": False,
+                        "b_saw_a_attr": False, "later_saw_a_tag": False, "later_saw_old": True,
                         "later_keep": "original"},
-           "attrs: nothing of a's handler, seen neither by b nor by a later event")
-        eq(m["points"], 7, "points: only b's")
-        eq([(e["reason"], e["campaign"]) for e in m["ledger"]], [("b points", "b")], "ledger")
+           "attrs: nothing of a's handlers, seen neither by b nor by a later event")
+        eq(m["points"], 9, "points: first's and b's")
+        eq([(e["reason"], e["campaign"]) for e in m["ledger"]],
+           [("b points", "b"), ("first points", "0_first")], "ledger")
+        # the built-ins of an event stay applied when a handler for it fails
+        eq((m["orders"], m["spend"], m["last_active_at"]), (1, 30.0, t(9, 12)),
+           "orders/spend/last_active_at after a failed order.paid handler")
+        # a's timer was rolled back with the rest (the timers table is internal: looked at
+        # directly, read-only)
+        con = sqlite3.connect("file:%s?mode=ro" % w.db, uri=True)
+        try:
+            eq(con.execute("SELECT count(*) FROM timers").fetchone()[0], 0, "timers left")
+        finally:
+            con.close()
         ids = action_ids(m)
         assert not any(i.startswith("a/") for i in ids), "a's actions must be rolled back: %r" % ids
         # (the number in a default id counts the actions of the event, here including the
@@ -385,10 +413,12 @@ def test_failing_handler_rolled_back_other_script_applies():
         eq(len([i for i in ids if i.startswith("b/m-9/p/")]), 2, "b's actions for the promo: %r" % ids)
         kinds = sorted(a["action"] for a in m["actions"] if a["campaign"] == "b")
         eq(kinds, ["points", "tag", "tag"], "b's actions (tag old, points, tag b-tag)")
-        eq(len(m["failed"]), 1, "one failed event")
-        fe = m["failed"][0]
+        eq(len(m["failed"]), 2, "two failed events")
+        fe = m["failed"][1]
         eq((fe["campaign"], fe["event"].get("id")), ("a", "p"), "failed event campaign/id")
         contains(fe["error"], "promo exploded", "stored error")
+        eq((m["failed"][0]["event"].get("id"), m["failed"][0]["campaign"]), ("o", "a"),
+           "latest failed event first")
         contains(fe["error"], w.script_path("a.lua"), "stored traceback names the script path")
 
 
@@ -428,8 +458,8 @@ def test_json_summary_is_json_for_any_file_name():
     # --json summary with printf("%s") unescaped, so a name with '"' or '\\' makes the
     # summary invalid JSON. Repro: hearth import 'a"b\\c.ndjson' --json
     with Workspace({"loyalty.lua": LOYALTY}) as w:
-        path = write = os.path.join(w.dir, 'odd "name" \\ x.ndjson')
-        harness.write_events(write, [{"type": "checkin", "member": "m-13", "time": t(13, 9)}])
+        path = os.path.join(w.dir, 'odd "name" \\ x.ndjson')
+        harness.write_events(path, [{"type": "checkin", "member": "m-13", "time": t(13, 9)}])
         rc, out, err = w.run("import", path, "--db", w.db, "--scripts", w.scripts, "--json")
         eq(rc, 0, "exit status (stderr %r)" % err)
         s = harness.parse_summary(out)

@@ -249,6 +249,12 @@ HANG_PROBES = {
     # string.find/match/gmatch/gsub call runs unbounded (string patterns are exponential).
     "pattern_backtracking": (
         "local s = string.rep('a', 40)\n  s:find(string.rep('a*', 40) .. 'b')"),
+    # ENGINE BUG (same cause, engine/lua_host.c): a plain string.find (no pattern) is one C
+    # call too, and its naive search is O(len(s) * len(needle)): 24 MiB searched for a
+    # 64 KiB needle takes minutes, with no budget check.
+    "plain_find_quadratic": (
+        "local s = string.rep('a', 24 << 20)\n"
+        "  s:find(string.rep('a', 1 << 16) .. 'b', 1, true)"),
 }
 
 _hang = {}
@@ -297,6 +303,14 @@ def test_pattern_backtracking_cannot_escape_budget():
     eq(w.member("m-ok")["points"], 1, "the next event went in")
 
 
+def test_plain_find_cannot_escape_budget():
+    w, r = hang_probe("plain_find_quadratic")
+    eq(r.summary["failed"], 1, "the probe failed")
+    err = w.member("m-probe")["failed"][0]["error"]
+    assert "budget" in err, "stored error: %r" % err
+    eq(w.member("m-ok")["points"], 1, "the next event went in")
+
+
 # ---------------------------------------------------------------- check, chunk names
 
 CHECK_LINE = re.compile(r"^(?P<file>[^:\n]+\.lua):(?P<line>\d+): (?P<msg>.*)$")
@@ -338,6 +352,11 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         eq(rc, 0, "check of a good folder (stderr %r)" % err)
         eq(out.strip(), "%s: ok: 3 handlers, 0 cron entries, 0 channels" % w.scripts,
            "check summary")
+
+        missing = os.path.join(w.dir, "no-such-folder")
+        rc, out, err = w.run("check", missing)
+        eq(rc, 1, "check of a missing folder: exit status")
+        contains(err, missing, "check of a missing folder names it")
 
 
 def test_import_refuses_to_start_with_a_broken_script():

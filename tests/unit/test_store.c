@@ -662,6 +662,42 @@ TEST(engine_fire_timers_in_order_with_a_script) {
   rmdir(dir);
 }
 
+TEST(engine_many_members_in_one_batch) {
+  /* more members than the cache's first table size: they survive its growth */
+  engine_t *e = open_engine(NULL);
+  if (!e) return;
+  e->now = T("2026-11-25T12:00:00+08:00");
+  enum { N = 5000 };
+  char line[200];
+  CHECK_INT(engine_begin(e), 0);
+  for (int i = 0; i < N; i++) {
+    snprintf(line, sizeof line, "{\"type\":\"order.paid\",\"member\":\"m-%d\",\"data\":{\"amount\":%d}}", i, i);
+    if (apply(e, line) != EV_APPLIED) {
+      CHECK(0);
+      break;
+    }
+  }
+  for (int i = 0; i < N; i += 7) { /* looked up again after the growth */
+    snprintf(line, sizeof line, "{\"type\":\"order.paid\",\"member\":\"m-%d\",\"data\":{\"amount\":1}}", i);
+    CHECK_INT(apply(e, line), EV_APPLIED);
+  }
+  CHECK_INT(engine_commit(e), 0);
+  CHECK_INT(q_int(e->store->db, "SELECT count(*) FROM members"), N);
+  CHECK_INT(q_int(e->store->db, "SELECT sum(orders) FROM members"), N + (N + 6) / 7);
+  const int probe[] = {0, 1, 1023, 1024, 2047, 4998, 4999};
+  for (size_t k = 0; k < sizeof probe / sizeof probe[0]; k++) {
+    snprintf(line, sizeof line, "m-%d", probe[k]);
+    member_t *m = member_read(e->store, line);
+    CHECK(m != NULL);
+    if (!m) continue;
+    int again = probe[k] % 7 == 0;
+    CHECK_INT(m->orders, 1 + again);
+    CHECK(m->spend == (double)(probe[k] + again));
+    member_free(m);
+  }
+  engine_close(e);
+}
+
 TEST(timer_set_by_another_process_fires_once) {
   /* ENGINE BUG (engine/engine.c: load_seqs runs only in engine_open and engine_rollback;
    * engine_fire_timers deletes only rows with id <= its own e->timer_seq): when a second
@@ -705,6 +741,7 @@ int main(void) {
   RUN(engine_rollback_leaves_nothing);
   RUN(engine_fire_timers_in_order_without_scripts);
   RUN(engine_fire_timers_in_order_with_a_script);
+  RUN(engine_many_members_in_one_batch);
   RUN(timer_set_by_another_process_fires_once);
   return UNIT_DONE();
 }
