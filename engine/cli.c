@@ -121,7 +121,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       char *end;
       long v = strtol(val, &end, 10);
       if (*end || v < 1 || v > 1000000) return cli_usage_error(usage, "--%s must be a number from 1 to 1000000", name);
-      if (!strcmp(name, "batch")) c->batch = (int)v; else c->limit = (int)v;
+      if (!strcmp(name, "batch")) c->batch = (int)v, c->batch_set = 1; else c->limit = (int)v;
     } else {
       return cli_usage_error(usage, "unknown option '--%s'", name);
     }

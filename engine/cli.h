@@ -18,7 +18,7 @@ typedef struct {
   /* command-specific */
   const char *events, *until, *listen, *token_file, *format, *requeue;
   int requeue_all;
-  int batch, limit, json, quiet;
+  int batch, limit, json, quiet, batch_set;
   long max_body, max_backlog;
   const char *positional[16];
   int npositional;

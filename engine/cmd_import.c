@@ -17,7 +17,8 @@ static const char *usage =
     "Ingest NDJSON events (one JSON object per line) into the database, running the\n"
     "scripts for each. Bad lines are reported with their number and field and skip\n"
     "nothing else; event ids already seen are counted as duplicates and not run again.\n\n"
-    "  --batch N   events per transaction (default 1000)\n"
+    "  --batch N   events per transaction (default 5000; a crash loses nothing: run the\n"
+    "              same import again and what was committed counts as duplicates)\n"
     "  --json      print the summary as JSON on stdout\n"
     "  --quiet     no progress lines\n"
     "Exit status: 0 all lines taken, 1 some lines rejected or failed (or a database\n"
@@ -41,7 +42,7 @@ static void flush_batch(importer_t *im) {
   } else {
     for (int i = 0; i < im->batch.n; i++) im->failed_events += im->results[i] == EV_FAILED;
   }
-  event_list_free(&im->batch);
+  event_list_reset(&im->batch);
 }
 
 static void print_summary(importer_t *im, const char *name, double secs, int json) {
@@ -67,6 +68,7 @@ int cmd_import(int argc, char **argv) {
   cli_t c;
   int rc = cli_parse(&c, argc, argv, "batch json quiet", usage);
   if (rc) return c.help ? 0 : rc;
+  if (!c.batch_set) c.batch = 5000;
   if (c.npositional != 1) return cli_usage_error(usage, "import takes one FILE (or - for standard input)");
   const char *name = c.positional[0];
   FILE *in = strcmp(name, "-") == 0 ? stdin : fopen(name, "r");

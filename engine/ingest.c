@@ -13,6 +13,11 @@ void event_list_free(event_list_t *l) {
   l->n = l->cap = 0;
 }
 
+void event_list_reset(event_list_t *l) {
+  for (int i = 0; i < l->n; i++) event_clear(&l->v[i]);
+  l->n = 0;
+}
+
 event_t *event_list_push(event_list_t *l) {
   if (l->n == l->cap) l->v = xrealloc(l->v, (size_t)(l->cap = l->cap ? l->cap * 2 : 16) * sizeof *l->v);
   event_t *ev = &l->v[l->n++];

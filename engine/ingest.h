@@ -15,6 +15,8 @@ typedef struct {
 } event_list_t;
 
 void event_list_free(event_list_t *l);
+/* Clear the events but keep the array for the next batch. */
+void event_list_reset(event_list_t *l);
 event_t *event_list_push(event_list_t *l);
 
 /* Parse a body. All or nothing: on the first bad event returns -1 with

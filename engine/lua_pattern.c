@@ -17,7 +17,9 @@
  * Budget: one step for each call of match(), each item it handles, each character a
  * repetition ('*', '+', '-') or %b examines, and one per 64 bytes a back-reference
  * compares. Plain finds (the `plain` argument, or a pattern without special characters)
- * use memmem, which is linear, and spend no steps.
+ * are budgeted too (one string.find of a 64 KiB needle in a 24 MiB subject is otherwise
+ * minutes of memcmp): memchr skips to each position holding the needle's first byte,
+ * free, then one step per such candidate and one per further 64 bytes compared.
  *
  * Known differences from the standard library:
  *  - the budget error itself, for calls the standard library would finish (slowly);
@@ -557,6 +559,27 @@ static int no_specials(const char *p, size_t lp) {
   return 1;
 }
 
+/* The first occurrence of n (nl > 0) in h, spending steps as described at the top. */
+static const char *plain_find(mstate_t *ms, const char *h, size_t hl, const char *n, size_t nl) {
+  if (nl > hl) return NULL;
+  const char *cand = h, *last = h + (hl - nl); /* the last possible start */
+  while (cand <= last) {
+    cand = memchr(cand, (unsigned char)n[0], (size_t)(last - cand) + 1);
+    if (!cand) return NULL;
+    SPEND(ms, 1);
+    size_t k = 1;
+    while (k < nl) {
+      size_t chunk = nl - k < 64 ? nl - k : 64;
+      if (memcmp(cand + k, n + k, chunk) != 0) break;
+      k += chunk;
+      if (k < nl) SPEND(ms, 1);
+    }
+    if (k >= nl) return cand;
+    cand++;
+  }
+  return NULL;
+}
+
 static int find_aux(lua_State *L, int find) {
   size_t ls, lp;
   const char *s = luaL_checklstring(L, 1, &ls);
@@ -567,7 +590,10 @@ static int find_aux(lua_State *L, int find) {
     return 1;
   }
   if (find && (lua_toboolean(L, 4) || no_specials(p, lp))) {
-    const char *hit = lp == 0 ? s + init : memmem(s + init, ls - init, p, lp);
+    mstate_t ms;
+    prog_t none = {NULL, NULL, 0, 0};
+    ms_init(&ms, L, s, ls, &none, budget_of(L));
+    const char *hit = lp == 0 ? s + init : plain_find(&ms, s + init, ls - init, p, lp);
     if (hit) {
       lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
       lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)lp);

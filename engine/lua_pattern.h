@@ -6,7 +6,8 @@
  * exponential: string.rep('a', 40):find(string.rep('a*', 40) .. 'b')) would run for
  * hours inside the standard library. These replacements count every step of the matcher
  * (each call of the recursive matcher, each pattern item it handles, each character a
- * repetition or %b scans) and raise the Lua error
+ * repetition or %b scans; for plain finds, each candidate position and each 64 bytes
+ * compared) and raise the Lua error
  *   "string pattern ran over its budget of N steps (simplify the pattern or shorten the
  *    subject)"
  * when a call runs out. The budget is per call of find/match/gsub and per step of a

@@ -173,7 +173,7 @@ fail:
 static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
   sqlite3_busy_timeout(s->db, 5000);
   if (!readonly) {
-    if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+    if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384;"
                       " PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;"
                       " PRAGMA temp_store = MEMORY;",
                    err, errlen) < 0)

@@ -249,9 +249,9 @@ HANG_PROBES = {
     # string.find/match/gmatch/gsub call runs unbounded (string patterns are exponential).
     "pattern_backtracking": (
         "local s = string.rep('a', 40)\n  s:find(string.rep('a*', 40) .. 'b')"),
-    # ENGINE BUG (same cause, engine/lua_host.c): a plain string.find (no pattern) is one C
-    # call too, and its naive search is O(len(s) * len(needle)): 24 MiB searched for a
-    # 64 KiB needle takes minutes, with no budget check.
+    # Same cause: a plain string.find (no pattern) is one C call too, and Lua's own naive
+    # search is O(len(s) * len(needle)): 24 MiB searched for a 64 KiB needle took minutes
+    # with no budget check (the test passes if it finishes, stopped or not).
     "plain_find_quadratic": (
         "local s = string.rep('a', 24 << 20)\n"
         "  s:find(string.rep('a', 1 << 16) .. 'b', 1, true)"),
@@ -304,10 +304,15 @@ def test_pattern_backtracking_cannot_escape_budget():
 
 
 def test_plain_find_cannot_escape_budget():
+    # Either a linear search finishes the handler, or the budget stops it; never a hang.
     w, r = hang_probe("plain_find_quadratic")
-    eq(r.summary["failed"], 1, "the probe failed")
-    err = w.member("m-probe")["failed"][0]["error"]
-    assert "budget" in err, "stored error: %r" % err
+    m = w.member("m-probe")
+    if r.summary["failed"]:
+        err = m["failed"][0]["error"]
+        assert "budget" in err, "stored error: %r" % err
+        eq(m["points"], 0, "the stopped probe's points rolled back")
+    else:
+        eq(m["points"], 100, "the probe completed")
     eq(w.member("m-ok")["points"], 1, "the next event went in")
 
 

@@ -247,6 +247,15 @@ static const char HARNESS[] =
     "  H.find('a.b', '.', 1, true); H.find('a+b', '+', 1, true); H.find('(x)', '(x)', 1, true)\n"
     "  H.find('a%b', '%', 1, true); H.find('a[b', '[', 1, true); H.find('^a', '^a', 1, true)\n"
     "  H.find('xaaaaaaaaaaab', 'aaaab', 1, true); H.find(rep('ab', 50) .. 'abc', 'abc', 3)\n"
+    "  for _, nl in ipairs({2, 63, 64, 65, 66, 128, 129, 130, 200}) do -- 64-byte compare chunks\n"
+    "    local subject = rep('a', 500) .. 'b' .. rep('a', 300) .. 'b'\n"
+    "    for _, miss in ipairs({0, 1, 63, 64, 65, nl - 1}) do\n"
+    "      local needle = rep('a', nl)\n"
+    "      if miss > 0 and miss < nl then needle = rep('a', miss) .. 'b' .. rep('a', nl - miss - 1) end\n"
+    "      H.find(subject, needle, 1, true); H.find(subject, needle, 450); H.find(subject, needle, -nl)\n"
+    "      H.find(subject, needle .. 'c', 1, true)\n"
+    "    end\n"
+    "  end\n"
     "  -- capture limits and depth\n"
     "  local deep = rep('a', 300)\n"
     "  for _, n in ipairs({197, 198, 199, 200, 201, 250}) do\n"
@@ -498,6 +507,9 @@ TEST(backtracking_stops_with_the_budget_error) {
       "for x in mine.gmatch(string.rep('a', 40), string.rep('a*', 40) .. 'b') do end",
       "return mine.find(string.rep('(', 100000), '%b()')",
       "return mine.match(string.rep('a', 100000), '(.-)%1$')",
+      /* a plain find is one C call too: 24 MiB searched for a 64 KiB needle */
+      "return mine.find(string.rep('a', 24 << 20), string.rep('a', 1 << 16) .. 'b', 1, true)",
+      "return mine.find(string.rep('a', 24 << 20), string.rep('a', 1 << 16) .. 'b')",
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     double t0 = now_s();
