@@ -2,6 +2,7 @@
  * (see engine.h). */
 #include "engine.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,6 +230,7 @@ static void apply_builtins(member_t *m, const event_t *ev) {
       if (m->spend < 0) m->spend = 0;
     }
   }
+  m->spend = round(m->spend * 100.0) / 100.0; /* money: whole cents, no float drift */
   if (m->last_active_at == NO_TIME || ev->time > m->last_active_at) m->last_active_at = ev->time;
   m->dirty = 1;
 }

@@ -8,7 +8,7 @@
 # Environment (all optional):
 #   EVENTS=1000000 MEMBERS=100000 DAYS=90 SEED=1 START=2026-01-01   generator parameters
 #   HEARTH_BIN=build/hearth   binary to measure (default: build/hearth of this checkout)
-#   BATCH=1000                events per transaction (hearth import --batch)
+#   BATCH=5000                events per transaction (hearth import --batch; its default)
 #   CACHE_DIR=/tmp            where generated event files are kept between runs
 #   KEEP_DB=1                 keep the database (its path is printed) instead of deleting it
 # Exit status: hearth's import status (0 when every line was taken).
@@ -16,7 +16,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 EVENTS=${EVENTS:-1000000} MEMBERS=${MEMBERS:-100000} DAYS=${DAYS:-90}
-SEED=${SEED:-1} START=${START:-2026-01-01} BATCH=${BATCH:-1000} CACHE_DIR=${CACHE_DIR:-/tmp}
+SEED=${SEED:-1} START=${START:-2026-01-01} BATCH=${BATCH:-5000} CACHE_DIR=${CACHE_DIR:-/tmp}
 HEARTH_BIN=${HEARTH_BIN:-$root/build/hearth}
 if [ ! -x "$HEARTH_BIN" ]; then
   echo "run_import: no hearth binary at $HEARTH_BIN (run 'bash setup.sh demo' or set HEARTH_BIN)" >&2

@@ -74,6 +74,12 @@ class Pending:
             raise self._done
         return self._done
 
+    def kill(self):
+        """Stop the process if it is still running (cleanup of tests that never waited)."""
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.communicate()
+
 
 def run(args, stdin=None, cwd=None, timeout=HANG_GUARD, env=None):
     """Run hearth with args (a list of strings); return (rc, stdout, stderr) as text."""
@@ -220,6 +226,9 @@ class Workspace:
             def result(self, timeout=HANG_GUARD):
                 rc, out, err = p.result(timeout)
                 return ImportResult(rc, out, err, path, json_summary)
+
+            def kill(self):
+                p.kill()
 
         return _PendingImport()
 

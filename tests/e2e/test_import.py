@@ -8,6 +8,7 @@ import os
 import sqlite3
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Workspace, eq, contains, action_by_id, action_ids  # noqa: E402

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Workspace, eq, contains  # noqa: E402
@@ -403,7 +404,8 @@ return M
 def cleanup():
     if _batch:
         _batch[0].cleanup()
-    for w, _ in _hang.values():
+    for w, pending in _hang.values():
+        pending.kill()
         w.cleanup()
 
 
