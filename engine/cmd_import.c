@@ -48,11 +48,16 @@ static void flush_batch(importer_t *im) {
 static void print_summary(importer_t *im, const char *name, double secs, int json) {
   engine_stats_t *s = &im->e->stats;
   if (json) {
-    printf("{\"file\":\"%s\",\"lines\":%lu,\"accepted\":%lu,\"duplicates\":%lu,\"rejected\":%lu,"
-           "\"failed\":%lu,\"actions\":{",
-           name, im->lines, s->accepted, s->duplicates, im->rejected, im->failed_events);
-    for (int i = 0; i < AS_COUNT; i++) printf("%s\"%s\":%lu", i ? "," : "", action_status_names[i], s->actions[i]);
-    printf("},\"seconds\":%.3f}\n", secs);
+    json_t *acts = json_object();
+    for (int i = 0; i < AS_COUNT; i++) json_object_set_new(acts, action_status_names[i], json_integer((json_int_t)s->actions[i]));
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:f}", "file", name, "lines", (json_int_t)im->lines,
+                          "accepted", (json_int_t)s->accepted, "duplicates", (json_int_t)s->duplicates,
+                          "rejected", (json_int_t)im->rejected, "failed", (json_int_t)im->failed_events,
+                          "actions", acts, "seconds", secs);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    printf("%s\n", text ? text : "{}");
+    free(text);
+    json_decref(o);
     return;
   }
   printf("%s: %lu events accepted, %lu duplicates, %lu rejected, %lu failed\n", name, s->accepted,

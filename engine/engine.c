@@ -153,7 +153,9 @@ static void report_pending(engine_t *e) {
 
 int engine_begin(engine_t *e) {
   e->earliest_timer = INT64_MAX;
-  return store_begin(e->store);
+  if (store_begin(e->store) < 0) return -1;
+  load_seqs(e); /* another process (an import beside the daemon) may have moved them */
+  return 0;
 }
 
 int engine_commit(engine_t *e) {

@@ -458,7 +458,7 @@ static int run_handler(scripts_t *s, dispatch_t *d) {
   engine_t *e = s->engine;
   store_t *st = e->store;
   member_undo_begin(&d->undo, d->m);
-  int mark = engine_pending_mark(e);
+  int mark = engine_pending_mark(e), action_n = s->action_n;
   d->sp_open = 0;
   d->db_failed = 0;
   s->cur = d;
@@ -481,6 +481,7 @@ static int run_handler(scripts_t *s, dispatch_t *d) {
   member_undo_restore(&d->undo);
   member_undo_end(&d->undo);
   engine_pending_truncate(e, mark);
+  s->action_n = action_n; /* default ids of later handlers do not depend on this failure */
   if (d->sp_open) {
     if (store_exec_stmt(st, store_stmt(st, ST_ROLLBACK_TO)) != SQLITE_DONE ||
         store_exec_stmt(st, store_stmt(st, ST_RELEASE)) != SQLITE_DONE) {

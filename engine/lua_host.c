@@ -103,6 +103,10 @@ int luahost_resume(luahost_t *h, lua_State *co, int nargs, char **err) {
   int nres = 0;
   int rc = lua_resume(co, h->L, nargs, &nres);
   int tripped_mem = h->mem_tripped;
+  if ((rc == LUA_OK || rc == LUA_YIELD) && tripped_mem) {
+    lua_pop(co, nres);
+    rc = LUA_ERRMEM;
+  }
   h->armed = 0;
   h->ceiling = h->lim.max_state_bytes;
   lua_sethook(co, NULL, 0, 0);
@@ -138,6 +142,7 @@ int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err) {
   if (!nested) arm(h);
   int rc = lua_pcall(L, 1, 0, base + 1);
   int tripped_mem = h->mem_tripped;
+  if (rc == LUA_OK && tripped_mem && !nested) rc = LUA_ERRMEM; /* caught by the script's pcall: still over */
   if (!nested) disarm(h);
   if (rc != LUA_OK) {
     if (rc == LUA_ERRMEM || tripped_mem) {

@@ -172,15 +172,21 @@ fail:
 /* Configure, migrate and prepare an open connection. */
 static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
   sqlite3_busy_timeout(s->db, 5000);
+  int v = user_version(s);
+  if (v > N_MIGRATIONS) { /* refuse before changing anything, even the journal mode */
+    set_err(err, errlen,
+            "%s: database schema version %d is newer than this hearth understands (%d); "
+            "upgrade hearth to open it", s->path, v, N_MIGRATIONS);
+    return -1;
+  }
   if (!readonly) {
     if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384;"
-                      " PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;"
+                      " PRAGMA foreign_keys = OFF; PRAGMA cache_size = -262144;"
                       " PRAGMA temp_store = MEMORY;",
                    err, errlen) < 0)
       return -1;
     if (migrate(s, err, errlen) < 0) return -1;
   } else {
-    int v = user_version(s);
     if (v != N_MIGRATIONS) {
       set_err(err, errlen, "%s: database schema version %d, this hearth needs %d%s", s->path, v,
               N_MIGRATIONS, v < N_MIGRATIONS ? " (run a command that writes, such as import)" : "");

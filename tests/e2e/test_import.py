@@ -455,7 +455,7 @@ def test_import_with_an_empty_scripts_folder():
 
 
 def test_json_summary_is_json_for_any_file_name():
-    # ENGINE BUG (engine/cmd_import.c, print_summary): the file name is printed into the
+    # Regression (engine/cmd_import.c, print_summary): the file name is printed into the
     # --json summary with printf("%s") unescaped, so a name with '"' or '\\' makes the
     # summary invalid JSON. Repro: hearth import 'a"b\\c.ndjson' --json
     with Workspace({"loyalty.lua": LOYALTY}) as w:

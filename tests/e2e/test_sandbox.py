@@ -203,7 +203,7 @@ def test_member_handle_used_in_a_later_event_refused():
 
 
 def test_memory_budget_error_cannot_be_caught_by_pcall():
-    # ENGINE BUG (engine/lua_host.c, luahost_call / host_alloc): the CPU budget re-raises on
+    # Regression (engine/lua_host.c, luahost_call / host_alloc): the CPU budget re-raises on
     # every instruction once tripped so pcall cannot swallow it, but the memory budget only
     # fails the one allocation: a handler that catches it with pcall goes on, and when it
     # returns normally luahost_call ignores h->mem_tripped, so the handler that allocated

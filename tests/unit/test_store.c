@@ -567,6 +567,7 @@ TEST(engine_fire_timers_in_order_without_scripts) {
   CHECK_INT(timer_add(e->store, base + 900, 1, "t-e", "tick", NULL, 0), SQLITE_DONE);
   CHECK_INT(engine_next_timer(e), base + 100);
   e->timer_seq = 9; /* as if the engine had handed out these ids */
+  CHECK_INT(store_meta_set(e->store, "timer_seq", 9), 0);
   e->now = 0;
 
   CHECK_INT(engine_fire_timers(e, base + 500, 2), 2);
@@ -599,6 +600,7 @@ TEST(engine_fire_timers_in_order_without_scripts) {
 
   /* a timer whose generation no longer matches is dropped, not fired */
   CHECK_INT(timer_add(e->store, base + 950, ++e->timer_seq, "t-e", "tick", NULL, 1), SQLITE_DONE);
+  CHECK_INT(store_meta_set(e->store, "timer_seq", e->timer_seq), 0);
   CHECK_INT(engine_fire_timers(e, base + 1000, 1000), 2);
   CHECK_INT(e->stats.timers_fired, 5);
   CHECK_INT(e->stats.timers_cancelled, 1);
@@ -640,6 +642,7 @@ TEST(engine_fire_timers_in_order_with_a_script) {
     CHECK_INT(timer_add(e->store, 200, 3, "m-t", "tick", "{\"n\":\"b1\"}", 0), SQLITE_DONE);
     CHECK_INT(timer_add(e->store, 250, 1, "m-t", "tick", "{\"n\":\"x\"}", 4), SQLITE_DONE);
     e->timer_seq = 7; /* as if the engine had handed out these ids */
+    CHECK_INT(store_meta_set(e->store, "timer_seq", 7), 0);
     e->now = 0;
     CHECK_INT(engine_fire_timers(e, 1000, 1000), 5);
     CHECK_INT(e->stats.timers_fired, 4);
@@ -699,8 +702,8 @@ TEST(engine_many_members_in_one_batch) {
 }
 
 TEST(timer_set_by_another_process_fires_once) {
-  /* ENGINE BUG (engine/engine.c: load_seqs runs only in engine_open and engine_rollback;
-   * engine_fire_timers deletes only rows with id <= its own e->timer_seq): when a second
+  /* Regression (engine/engine.c: load_seqs used to run only in engine_open and
+   * engine_rollback; engine_fire_timers deletes only rows with id <= e->timer_seq): when a second
    * process (`hearth import` while `hearth run` is up) sets a timer, its id comes from that
    * process's sequence, above the first engine's stale one, so the first engine fires the
    * row but never deletes it and fires it again on every call (engine_advance loops).
