@@ -63,6 +63,27 @@ local caps = require "caps"  -- at load time: caps registers its timer handler t
 
 local NAME_PAT = "^[%w_%.%-]+$"
 
+local function fnv1a(s)
+  local h = 2166136261
+  for i = 1, #s do
+    h = h ~ s:byte(i)
+    h = (h * 16777619) & 0xffffffff
+  end
+  return h
+end
+
+--- Timer type of the birthday timers of definition `name`: "benefits.<name>.birthday" when
+--- that is a valid event type ([a-z0-9_.]{1,64}); otherwise the name lower-cased with other
+--- bytes as '_', cut to 30 bytes, and an FNV-1a hash of the exact name, so distinct names
+--- never share a type (define checks it).
+local function timer_type(name)
+  local t = "benefits." .. name .. ".birthday"
+  if #t <= 64 and t:match("^[a-z0-9_.]+$") then return t end
+  local safe = name:lower():gsub("[^a-z0-9_.]", "_"):sub(1, 30)
+  return string.format("benefits.%s.%08x.birthday", safe, fnv1a(name))
+end
+M.timer_type = timer_type
+
 local function check_tags(v, what)
   if v == nil then return nil end
   if type(v) == "string" then v = { v } end
@@ -139,14 +160,25 @@ local function validate(o)
   if o.birthday == nil and o.member_day == nil then error("needs option 'birthday' or 'member_day'", 0) end
   local d = { name = o.name }
   if o.birthday ~= nil then
-    local b = validate_common(o.birthday, "birthday", { at = 1, attr = 1, feb29 = 1, catch_up_days = 1 })
+    local b = validate_common(o.birthday, "birthday", { at = 1, attr = 1, feb29 = 1, catch_up_days = 1,
+      backfill = 1 })
     local at = o.birthday.at or "09:00"
     local h, mi = tostring(at):match("^(%d%d?):(%d%d)$")
     h, mi = tonumber(h), tonumber(mi)
     if type(at) ~= "string" or not h or h > 23 or mi > 59 then
       error("option 'birthday.at' must be a local time \"HH:MM\"", 0)
     end
-    b.cron = string.format("%d %d * * *", mi, h)
+    b.hour, b.min = h, mi
+    b.timer = timer_type(o.name)
+    for _, other in pairs(defs) do
+      if other.birthday and other.birthday.timer == b.timer then
+        error("option 'name': its birthday timer type '" .. b.timer .. "' is already used by benefits '" .. other.name .. "'", 0)
+      end
+    end
+    if o.birthday.backfill ~= nil and type(o.birthday.backfill) ~= "string" then
+      error("option 'birthday.backfill' must be a cron spec such as \"0 3 1 * *\"", 0)
+    end
+    b.backfill = o.birthday.backfill
     b.attr = o.birthday.attr or "birthday"
     if type(b.attr) ~= "string" or #b.attr == 0 or #b.attr > 128 then
       error("option 'birthday.attr' must be an attribute name", 0)
@@ -263,32 +295,116 @@ local function sweep(b, fn)
   end
 end
 
-local function birthday_run(d)
+-- ---- birthday timers ----
+--
+-- One pending timer per member and definition: "benefits.<name>.birthday" (see timer_type)
+-- due at the next run of the member's birthday: the configured time on the celebrated date
+-- (or on one of the catch_up_days dates after it) of the first year not given yet.
+
+
+--- The celebrated (month, day) of birthday (bm, bd) in year y.
+local function celebrated_date(bm, bd, y, feb29)
+  if bm == 2 and bd == 29 and not is_leap(y) then
+    if feb29 == "mar1" then return 3, 1 end
+    return 2, 28
+  end
+  return bm, bd
+end
+
+--- The next run for birthday (bm, bd): the earliest time R (> after, or >= after when
+--- inclusive) that is the configured time on the celebrated date of a year y not given yet
+--- (given = the year last given) or on one of the catch_up_days dates after it. Returns R, y.
+local function next_run(b, bm, bd, given, after, inclusive)
+  local year = hearth.local_date(after).year
+  for y = year - 1, year + 2 do
+    if y ~= given then
+      local cm, cd = celebrated_date(bm, bd, y, b.feb29)
+      for k = 0, b.catch_up_days do
+        local r = hearth.local_time(y, cm, cd + k, b.hour, b.min, 0)
+        if r > after or (inclusive and r == after) then return r, y end
+      end
+    end
+  end
+  error("benefits: no next birthday run found") -- unreachable: year + 1 always has one
+end
+
+--- The birthday year that a run at time `slot` serves for (bm, bd): the celebrated date is
+--- the slot's local date or one of the catch_up_days dates before it (newest first).
+local function served_year(b, bm, bd, slot)
+  local today = hearth.local_date(slot)
+  for k = 0, b.catch_up_days do
+    local dt = k == 0 and today or hearth.local_date(hearth.local_time(today.year, today.month, today.day - k, 12, 0, 0))
+    if celebrated_on(bm, bd, dt.year, dt.month, dt.day, b.feb29) then return dt.year end
+  end
+  return nil
+end
+
+local function save_state(m, d, st)
+  if next(st) == nil then st = nil end
+  m:set(state_key(d), st)
+end
+
+--- (Re-)arm the member's birthday timer for the birthday attribute's current value, runs
+--- after `after` (inclusive: a run exactly at `after` is armed too). Cancels the pending one.
+local function arm(m, d, st, after, inclusive)
+  local b = d.birthday
+  local v = m:get(b.attr)
+  if type(v) ~= "string" then v = nil end
+  if st.bd_at ~= nil then m:cancel(b.timer) end
+  st.bd, st.bd_at = v, nil
+  local bm, bd = parse_birthday(v)
+  if bm then
+    local due, y = next_run(b, bm, bd, st.birthday, after, inclusive)
+    m:at(due, b.timer, { year = y })
+    st.bd_at = due
+  end
+  save_state(m, d, st)
+end
+
+--- member.joined / member.updated: arm when the birthday attribute appeared or changed
+--- since the timer was armed (a string that is not a date counts as no birthday).
+local function birthday_changed(d)
+  local b = d.birthday
+  return function(m)
+    local v = m:get(b.attr)
+    if type(v) ~= "string" then v = nil end
+    local st = load_state(m, d)
+    if v == st.bd then return end
+    arm(m, d, st, hearth.now(), true)
+  end
+end
+
+--- The birthday timer fired (ev.time = the run's time): grant when the member's birthday is
+--- celebrated on that date (or catch_up_days before it) and that year was not given; arm the
+--- next run either way.
+local function birthday_fired(d)
+  local b = d.birthday
+  return function(m, ev)
+    local st = load_state(m, d)
+    st.bd_at = nil -- this timer is spent
+    local bm, bd = parse_birthday(m:get(b.attr))
+    local year = bm and served_year(b, bm, bd, ev.time)
+    if year and st.birthday ~= year and has_any(m, b.tags) and not (b.when and not b.when(m)) then
+      st.birthday = year
+      grant(m, d, b, "birthday", "birthday/" .. year .. "/", "birthday " .. year,
+            { year = year, birthday = string.format("%02d-%02d", bm, bd) })
+    end
+    arm(m, d, st, ev.time, false)
+  end
+end
+
+--- Opt-in catch-up sweep (option birthday.backfill): arm the members whose birthday
+--- attribute was set without a member.updated/member.joined this module saw (e.g. before
+--- the definition was deployed, or by another script's m:set).
+local function birthday_backfill(d)
   local b = d.birthday
   return function(slot)
-    local today = hearth.local_date(slot)
-    -- the dates to serve: today and up to catch_up_days before, newest first
-    local dates = {}
-    for k = 0, b.catch_up_days do
-      local t = hearth.local_time(today.year, today.month, today.day - k, 12, 0, 0)
-      dates[#dates + 1] = hearth.local_date(t)
-    end
     sweep(b, function(m)
-      local bm, bd = parse_birthday(m:get(b.attr))
-      if not bm then return end
-      for _, dt in ipairs(dates) do
-        if celebrated_on(bm, bd, dt.year, dt.month, dt.day, b.feb29) then
-          local st = load_state(m, d)
-          if st.birthday == dt.year then return end
-          if not has_any(m, b.tags) then return end
-          if b.when and not b.when(m) then return end
-          st.birthday = dt.year
-          m:set(state_key(d), st)
-          grant(m, d, b, "birthday", "birthday/" .. dt.year .. "/", "birthday " .. dt.year,
-                { year = dt.year, birthday = string.format("%02d-%02d", bm, bd) })
-          return
-        end
-      end
+      local v = m:get(b.attr)
+      if type(v) ~= "string" then v = nil end
+      local st = load_state(m, d)
+      if v == st.bd then return end
+      arm(m, d, st, slot, true)
     end)
   end
 end
@@ -322,8 +438,14 @@ function M.define(o)
   local ok, d = pcall(validate, o)
   if not ok then error("benefits.define: " .. tostring(d), 2) end
   if d.birthday then
-    local okc, err = pcall(hearth.cron, d.birthday.cron, birthday_run(d))
-    if not okc then error(define_error("benefits", "option 'birthday.at'", err), 2) end
+    local okh, err = pcall(hearth.on, d.birthday.timer, birthday_fired(d))
+    if not okh then error(define_error("benefits", "hearth.on", err), 2) end
+    hearth.on("member.joined", birthday_changed(d))
+    hearth.on("member.updated", birthday_changed(d))
+    if d.birthday.backfill then
+      local okc, errc = pcall(hearth.cron, d.birthday.backfill, birthday_backfill(d))
+      if not okc then error(define_error("benefits", "option 'birthday.backfill'", errc), 2) end
+    end
   end
   if d.member_day then
     local okc, err = pcall(hearth.cron, d.member_day.cron, member_day_run(d))

@@ -35,3 +35,7 @@ benefits.define {
 }
 
 hearth.on("test.tag", function(m, ev) m:tag(ev.data.tag) end)
+hearth.on("test.untag", function(m, ev) m:untag(ev.data.tag) end)
+-- set an attribute without a member.updated (as another script, or data from before the
+-- campaign was deployed)
+hearth.on("test.set", function(m, ev) m:set(ev.data.k, ev.data.v) end)

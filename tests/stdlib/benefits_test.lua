@@ -123,6 +123,84 @@ test("catch_up_days across new year: last year's birthday, last year's key", fun
   t:expect_action({ campaign = "leap", id = "leap/m-1/birthday/2027/task" }, 1)
 end)
 
+test("a changed birthday re-arms the timer: the old date gives nothing", function(t)
+  t:at("2026-11-01T10:00:00+08:00")
+  birthday(t, "m-1", "11-05")
+  birthday(t, "m-1", "11-07")
+  birthday(t, "m-2", "11-05")
+  birthday(t, "m-2", "unknown")                 -- no longer a date: the timer is cancelled
+  t:at("2026-11-05T09:00:00+08:00")
+  t:expect_no_action{ template = "birthday_gift" }
+  t:at("2026-11-07T09:00:00+08:00")
+  local a = t:expect_action({ template = "birthday_gift", member = "m-1" }, 1)
+  t:eq(a.vars.birthday, "11-07", "the new birthday")
+  t:expect_no_action{ member = "m-2" }
+  t:at("2027-11-05T09:00:00+08:00")
+  t:expect_no_action{ member = "m-2" }
+end)
+
+test("the gift arms next year's run; members without a birthday get no state", function(t)
+  t:at("2026-11-01T10:00:00+08:00")
+  birthday(t, "m-1", "1990-11-05")
+  t:event("m-2", "member.updated", { city = "Hangzhou" })
+  t:event("m-3", "member.joined")
+  t:expect_attr("m-2", "_benefits.perks", nil)
+  t:expect_attr("m-3", "_benefits.perks", nil)
+  local st = t:member("m-1").attrs["_benefits.perks"]
+  t:eq(st.bd_at, t:eval("return hearth.time('2026-11-05T09:00:00+08:00')"), "this year's run")
+  t:at("2026-11-05T09:00:00+08:00")
+  st = t:member("m-1").attrs["_benefits.perks"]
+  t:eq(st.birthday, 2026, "year given")
+  t:eq(st.bd_at, t:eval("return hearth.time('2027-11-05T09:00:00+08:00')"), "next year's run")
+  -- an unrelated update changes nothing
+  t:event("m-1", "member.updated", { city = "Suzhou" })
+  t:eq(t:member("m-1").attrs["_benefits.perks"], st, "unchanged")
+end)
+
+test("a birthday set at exactly the run's time on the day is served at once", function(t)
+  t:at("2026-11-05T09:00:00+08:00")
+  birthday(t, "m-1", "11-05")
+  local a = t:expect_action({ template = "birthday_gift", member = "m-1" }, 1)
+  t:eq(a.time, "2026-11-05T09:00:00+08:00", "time")
+  t:at("2026-11-05T09:00:01+08:00")
+  birthday(t, "m-2", "11-05")                   -- after the run, no catch-up: next year
+  t:at("2026-11-06T09:00:00+08:00")
+  t:expect_no_action{ member = "m-2" }
+  t:at("2027-11-05T09:00:00+08:00")
+  t:expect_action({ template = "birthday_gift", member = "m-2", id = "perks/m-2/birthday/2027/send" }, 1)
+end)
+
+test("a birthday set without member.updated is picked up at the next member.updated or joined", function(t)
+  t:at("2026-11-01T10:00:00+08:00")
+  t:event("m-1", "test.set", { k = "birthday", v = "11-05" })
+  t:event("m-2", "test.set", { k = "birthday", v = "11-05" })
+  t:event("m-3", "test.set", { k = "birthday", v = "11-05" })
+  t:event("m-1", "member.updated", { city = "Hangzhou" })
+  t:event("m-2", "member.joined")
+  t:at("2026-11-05T09:00:00+08:00")
+  t:expect_action({ template = "birthday_gift", member = "m-1" }, 1)
+  t:expect_action({ template = "birthday_gift", member = "m-2" }, 1)
+  t:expect_no_action{ member = "m-3" }           -- never seen: no timer (no backfill here)
+end)
+
+test("a member refused on the day (tag, when) is tried again on the catch-up days", function(t)
+  t:at("2026-11-04T10:00:00+08:00")
+  birthday(t, "m-1", "11-05", "bday")
+  t:event("m-1", "test.tag", { tag = "vip" })
+  t:event("m-1", "test.tag", { tag = "no_gifts" })
+  birthday(t, "m-2", "11-05", "bday")           -- tagged vip only after its day
+  t:at("2026-11-05T08:00:00+08:00")
+  t:expect_no_action{ campaign = "leap" }
+  t:event("m-1", "test.untag", { tag = "no_gifts" })
+  t:at("2026-11-06T08:00:00+08:00")
+  t:expect_action({ campaign = "leap", member = "m-1", id = "leap/m-1/birthday/2026/task" }, 1)
+  t:event("m-2", "test.tag", { tag = "vip" })
+  t:at("2026-11-07T08:00:00+08:00")
+  t:expect_action({ campaign = "leap", member = "m-2", id = "leap/m-2/birthday/2026/task" }, 1)
+  t:at("2026-11-08T08:00:00+08:00")
+  t:expect_action({ campaign = "leap" }, 2)
+end)
+
 test("member day: Wednesdays 10:00, only members with one of the tags, once each", function(t)
   t:at("2026-11-02T12:00:00+08:00")                 -- a Monday
   t:event("m-1", "test.tag", { tag = "tier:silver" })
@@ -163,6 +241,8 @@ test("define validates its options and names them", function(t)
     { "{ name = 'x', birthday = { } }", "at least one of send, points, task" },
     { "{ name = 'x', birthday = { send = 'x', at = '9am' } }", "birthday.at" },
     { "{ name = 'x', birthday = { send = 'x', feb29 = 'skip' } }", "birthday.feb29" },
+    { "{ name = 'x', birthday = { send = 'x', backfill = 5 } }", "birthday.backfill" },
+    { "{ name = 'x', birthday = { send = 'x', cron = '0 9 * * *' } }", "unknown field 'cron'" },
     { "{ name = 'x', birthday = { points = -1 } }", "birthday.points" },
     { "{ name = 'x', member_day = { send = 'x' } }", "member_day.cron" },
     { "{ name = 'x', member_day = { send = 'x', cron = '0 10 * * 3' } }", "at the top level of a script" },
