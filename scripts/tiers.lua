@@ -9,8 +9,10 @@
 -- Member day: every Wednesday at 10:00 silver and gold members get the member-day offer.
 -- Birthday: at 09:00 on the member's birthday (attribute "birthday", "MM-DD" or
 -- "YYYY-MM-DD", e.g. from member.updated) a gift and points by tier; 29 February birthdays
--- are celebrated on 28 February in other years; a birthday missed by one day (the daemon
--- was down, or the birthday was set late) is caught up the next morning.
+-- are celebrated on 28 February in other years; a birthday set a day late is caught up the
+-- next morning. Each member's birthday is a yearly timer armed when the attribute arrives
+-- (member.updated/member.joined); a monthly backfill (1st, 04:00) arms the birthdays that
+-- were set before this campaign was deployed.
 -- Marketing sends go through caps (scripts/00_caps.lua).
 -- See docs/modules/tiers.md and docs/modules/benefits.md.
 local tiers = require "tiers"
@@ -58,6 +60,7 @@ benefits.define {
     },
     feb29 = "feb28",
     catch_up_days = 1,
+    backfill = "0 4 1 * *",
   },
   member_day = {
     cron = "0 10 * * 3",

@@ -1,8 +1,12 @@
---[==[ benefits: member benefits on cron (会员权益): a birthday gift (生日福利) and a member day
-(会员日, e.g. every Wednesday).
+--[==[ benefits: member benefits (会员权益): a birthday gift (生日福利) on per-member yearly
+timers and a member day (会员日, e.g. every Wednesday) on cron.
 
 Owns, per definition `name`: the private attribute "_benefits.<name>" = { birthday = <year
-last given>, member_day = "<YYYY-MM-DD last given>" }; funnel counter "granted" (campaign =
+last given>, member_day = "<YYYY-MM-DD last given>", bd = <birthday attribute value the
+timer was armed for>, bd_at = <due time of the pending birthday timer> }; the timer type
+timer_type(name) ("benefits.<name>.birthday" when that is a valid event type, else a
+derived "benefits.<name-ish>.<hash>.birthday"), one pending timer per member with a
+birthday, data { year = <birthday year it serves> }; funnel counter "granted" (campaign =
 name, step = "birthday" or "member_day"): members who received the benefit.
 
 Example:
@@ -10,10 +14,11 @@ Example:
   benefits.define {
     name = "perks",
     birthday = {
-      at = "09:00",                 -- daily run, local time
+      at = "09:00",                 -- local time of the member's birthday run
       send = "birthday_gift", points = 100,
       by_tag = { { tag = "tier:gold", send = "birthday_gift_gold", points = 500 } },
       feb29 = "feb28",
+      backfill = "0 4 1 * *",       -- optional: monthly sweep arming birthdays set earlier
     },
     member_day = {
       cron = "0 10 * * 3",          -- every Wednesday 10:00
@@ -25,9 +30,9 @@ Example:
 Options (defaults). At least one of `birthday`, `member_day`:
   name          required; [A-Za-z0-9_.-], 1-64 bytes; the campaign of every action.
   birthday = {
-    at          "09:00" (HH:MM, local): a daily cron at that time sweeps the members.
+    at          "09:00" (HH:MM, local): the time of day of the member's birthday run.
     attr        "birthday": member attribute "MM-DD" or "YYYY-MM-DD" (e.g. set through
-                member.updated). Anything else (or an impossible date) is ignored.
+                member.updated). Anything else (or an impossible date) is no birthday.
     send, points, task, vars, category   the benefit (at least one of send/points/task);
                 sends are marketing through require("caps").send unless category = "service".
     tag         nil: only members with this tag (or one of a list of tags).
@@ -36,24 +41,44 @@ Options (defaults). At least one of `birthday`, `member_day`:
     when        nil: function(m) -> false skips the member (not marked as served).
     feb29       "feb28": in a non-leap year a 29 February birthday is celebrated on 28
                 February; "mar1": on 1 March.
-    catch_up_days 0: also serve members whose birthday fell in the previous N local days and
-                who have not had this year's gift (after the daemon was down, or a birthday
-                attribute set after the day's run).
-    chunk       500 }
+    catch_up_days 0: the run is repeated on the N local days after the birthday for a member
+                who has not had this year's gift (a birthday attribute set after the day's
+                run, a member refused by tag or when() on the day).
+    backfill    nil (off): a cron spec; its run sweeps the members (those with `tag`, when
+                set) and arms the timer of any whose birthday attribute has no timer yet.
+    chunk       500 (members per transaction in the backfill sweep) }
   member_day = {
     cron        required: five-field cron spec, e.g. "0 10 * * 3".
     send, points, task, vars, category, tag, by_tag, when, chunk   as for birthday. }
 
+Birthday timers (no daily sweep: a sweep read every member every day):
+  - member.joined and member.updated (the engine merges member.updated data into the
+    attributes before handlers run) compare the birthday attribute with the value the timer
+    was armed for; when it appeared, changed or went away, the pending timer is cancelled
+    and, for a valid date, m:at(<next run>) armed. The next run is the configured time on
+    the local celebrated date (or one of the catch_up_days dates after it) of the first
+    year not given yet, at or after now (a birthday set at exactly the run's time is served
+    at once).
+  - When it fires: the gift is granted if the member's birthday (re-read) is celebrated on
+    the run's local date or catch_up_days before it, that year was not given, the member
+    has one of `tag` and when(m) is not false. Then the next run is armed: the next
+    catch-up day (when the member was refused) or next year's birthday.
+  - A birthday attribute set without a member.joined/member.updated this definition saw
+    (before it was deployed, or by another script's m:set) has no timer until the member's
+    next member.updated or member.joined, or until the next `backfill` run when that option
+    is set.
+
 Choices where the SPEC is silent:
-  - "Local date" is the engine's zone date of the cron slot. Once per year per member: the
-    year given is kept in the member's attribute, so a second run the same day, a catch-up
-    or a changed birthday never gives a second gift that year. The year is the year of the
-    birthday being celebrated (a 31 December birthday caught up on 1 January is last year's).
+  - "Local date" is the engine's zone date of the run. Once per year per member: the year
+    given is kept in the member's attribute, so a catch-up or a changed birthday never gives
+    a second gift that year. The year is the year of the birthday being celebrated (a 31
+    December birthday caught up on 1 January is last year's).
   - Member day: once per member per local date of the slot (keys "member_day/<YYYY-MM-DD>/...").
   - Birthday keys "birthday/<year>/send|points|task"; points reason "birthday <year>" and
     "member day <YYYY-MM-DD>".
   - Unsubscribed members still get points; their sends are suppressed by caps.
-  - Sweeps: all members (tag = nil) or the members of each tag, a chunk per transaction.
+  - Sweeps (member day, backfill): all members (tag = nil) or the members of each tag, a
+    chunk per transaction.
 ]==]
 
 local M = {}

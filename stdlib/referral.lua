@@ -7,10 +7,8 @@ Owns, per definition `name`:
   - on the referrer: the private attribute "_referral.<name>.referrer" = { invitees (valid
     invitations), rewarded (rewards granted), limited, days = { [day number] = rewards
     granted that local date } (recent days only) }.
-  - a bookkeeping member "_referral.<name>" holding the totals behind k_factor in its
-    attribute "_referral.<name>.totals" = { invitees, referrers } (see "K factor" below).
   - event types "referral.invited", "referral.valid", "referral.invalid", "referral.reward",
-    "referral.totals" (delivered with hearth.emit; data.name says which definition).
+    "referral.check" (delivered with hearth.emit; data.name says which definition).
   - funnel counters (campaign = name): "valid_invitees" and "entered" (valid invitations),
     "referrers" (distinct referrers with one or more valid invitees), "invalid",
     "converted" (invitees whose reward_on event came: rewarded or limited), "rewarded",
@@ -48,8 +46,16 @@ Rules (SPEC §5 referral) and how they are kept:
     A handler only sees its own member, so the check is a round trip: the invitee's
     handler emits "referral.invited" to the referrer, whose handler checks its joined_at and
     answers "referral.valid" or "referral.invalid" (hearth.emit: same transaction, exactly
-    once). Note: an invitation naming a member id never seen before makes the engine
-    create an empty record for that id when the emitted event reaches it.
+    once).
+  - A referrer id that is not a member at all: hearth.emit drops the event (no member is
+    created), so no answer ever comes. The invitee therefore also emits "referral.check"
+    to itself after "referral.invited"; the check emits itself once more (hop 2), and a
+    hop-2 check that finds the invitation still pending marks it invalid with reason
+    "referrer_unknown". Emitted events due at the same time are delivered in the order
+    they were emitted, so by then the referrer's answer (emitted while handling
+    "referral.invited", before hop 2 was emitted) has come if there was one. Should an
+    answer "referral.valid" still come after that (it cannot in this engine), it wins: the
+    invitation becomes valid and the "invalid" counter is taken back.
   - The referrer is rewarded once per invitee, at the invitee's first reward_on event at or
     after the join (one that comes before the join does not count); with reward_on =
     "member.joined", at the join. The invitee remembers that it asked (reward_sent), so a
@@ -70,21 +76,17 @@ Rules (SPEC §5 referral) and how they are kept:
 
 K factor (SPEC: valid invitees / distinct referrers with one or more):
   - Both numbers are kept exactly, durably and in the same transaction as the invitation,
-    as funnel counters "valid_invitees" and "referrers" (`hearth stats`, GET /v1/campaigns),
-    and as the totals of the bookkeeping member "_referral.<name>", which each valid
-    invitation updates with a "referral.totals" event.
-  - The core API has no way to read a funnel counter or another member's attributes from
-    Lua, so referral.k_factor(name) answers from the copy of those totals that the
-    bookkeeping member's handler keeps in this Lua state each time it runs. It returns
-    K, invitees, referrers (K = 0 when there are no referrers) once a valid invitation has
-    been processed by this process, and nil before that (e.g. right after a restart): it is
-    never wrong, but it can be unknown until the next valid invitation.
+    as funnel counters "valid_invitees" and "referrers" (campaign = name; `hearth stats`,
+    GET /v1/campaigns), counted by the referrer's handler.
+  - referral.k_factor(name) reads them with hearth.counter, so it is right at any time,
+    also right after a restart: K, invitees, referrers (K = 0 when there are no referrers).
+  - Earlier versions kept a copy on a bookkeeping member "_referral.<name>" through
+    "referral.totals" events; neither is used any more (an existing record is left alone).
 ]]
 
 local M = {}
 
 local defs = {}
-local totals = {} -- name -> { invitees, referrers }: copy of the bookkeeping member's totals
 
 -- ---- option checks ----
 
@@ -123,8 +125,6 @@ end
 
 local function invitee_attr(def) return "_referral." .. def.name end
 local function referrer_attr(def) return "_referral." .. def.name .. ".referrer" end
-local function book_id(def) return "_referral." .. def.name end
-local function totals_attr(def) return "_referral." .. def.name .. ".totals" end
 
 local function get_table(m, k)
   local v = m:get(k)
@@ -189,15 +189,24 @@ local function on_joined(def, m, ev)
   else
     st.status = "pending"
     hearth.emit(ref, "referral.invited", { name = def.name, invitee = m.id, joined = ev.time })
+    -- a referrer who is not a member never answers: see "referral.check"
+    hearth.emit(m.id, "referral.check", { name = def.name, hop = 1 })
   end
   if st.status == "invalid" then count(def, "invalid") end
   m:set(invitee_attr(def), st)
 end
 
+-- An invitation still waiting for the referrer's answer (or given up as unanswered, which a
+-- late answer can still settle).
+local function awaiting(st)
+  return st.status == "pending" or (st.status == "invalid" and st.reason == "referrer_unknown")
+end
+
 local function on_valid(def, m, ev)
   local st = get_table(m, invitee_attr(def))
-  if not st or st.status ~= "pending" then return end
-  st.status = "valid"
+  if not st or not awaiting(st) then return end
+  if st.status == "invalid" then count(def, "invalid", { n = -1 }) end
+  st.status, st.reason = "valid", nil
   if def.invitee_reward then
     give(m, def, def.invitee_reward, "invitee_reward", "invitee_reward", { referrer = st.referrer },
          def.name .. ": invited by " .. st.referrer)
@@ -212,8 +221,24 @@ end
 
 local function on_invalid(def, m, ev)
   local st = get_table(m, invitee_attr(def))
-  if not st or st.status ~= "pending" then return end
+  if not st or not awaiting(st) then return end
+  -- the referrer counted it: take back the count of a "referrer_unknown" given up earlier
+  if st.status == "invalid" then count(def, "invalid", { n = -1 }) end
   st.status, st.reason = "invalid", ev.data.reason
+  m:set(invitee_attr(def), st)
+end
+
+-- "referral.check" on the invitee: hop 1 emits hop 2; hop 2 gives up on an invitation that
+-- is still pending: its referrer is not a member (the emitted "referral.invited" was dropped).
+local function on_check(def, m, ev)
+  local st = get_table(m, invitee_attr(def))
+  if not st or st.status ~= "pending" then return end
+  if ev.data.hop == 1 then
+    hearth.emit(m.id, "referral.check", { name = def.name, hop = 2 })
+    return
+  end
+  st.status, st.reason = "invalid", "referrer_unknown"
+  count(def, "invalid")
   m:set(invitee_attr(def), st)
 end
 
@@ -223,7 +248,7 @@ local function on_reward_event(def, m, ev)
   if st.status == "valid" then
     emit_reward(def, m, st, ev.time)
     m:set(invitee_attr(def), st)
-  elseif st.status == "pending" and not st.qualified then
+  elseif awaiting(st) and not st.qualified then
     st.qualified = ev.time
     m:set(invitee_attr(def), st)
   end
@@ -260,7 +285,6 @@ local function on_invited(def, m, ev)
   count(def, "valid_invitees")
   count(def, "entered")
   if first then count(def, "referrers") end
-  hearth.emit(book_id(def), "referral.totals", { name = def.name, invitees = 1, referrers = first and 1 or 0 })
   hearth.emit(data.invitee, "referral.valid", { name = def.name, referrer = m.id })
 end
 
@@ -303,17 +327,6 @@ local function on_reward(def, m, ev)
     give(m, def, tier, step, step, { invitees = s.rewarded },
          string.format("%s: %d invitees", def.name, s.rewarded))
   end
-end
-
--- ---- bookkeeping member ----
-
-local function on_totals(def, m, ev)
-  if m.id ~= book_id(def) then return end
-  local t = get_table(m, totals_attr(def)) or { invitees = 0, referrers = 0 }
-  t.invitees = (t.invitees or 0) + (ev.data.invitees or 0)
-  t.referrers = (t.referrers or 0) + (ev.data.referrers or 0)
-  m:set(totals_attr(def), t)
-  totals[def.name] = { invitees = t.invitees, referrers = t.referrers }
 end
 
 -- ---- API ----
@@ -376,18 +389,18 @@ function M.define(o)
   hearth.on("referral.valid", for_me(def, on_valid))
   hearth.on("referral.invalid", for_me(def, on_invalid))
   hearth.on("referral.reward", for_me(def, on_reward))
-  hearth.on("referral.totals", for_me(def, on_totals))
+  hearth.on("referral.check", for_me(def, on_check))
   return def
 end
 
--- referral.k_factor(name) -> K, valid invitees, distinct referrers; nil while unknown in
--- this process (see "K factor" above).
+-- referral.k_factor(name) -> K, valid invitees, distinct referrers, read from the durable
+-- funnel counters (see "K factor" above); K = 0 when there are no referrers.
 function M.k_factor(name)
   if not defs[name] then error("referral.k_factor: no referral named '" .. tostring(name) .. "'", 2) end
-  local t = totals[name]
-  if not t then return nil end
-  local k = t.referrers > 0 and t.invitees / t.referrers or 0
-  return k, t.invitees, t.referrers
+  local invitees = hearth.counter("valid_invitees", { campaign = name })
+  local referrers = hearth.counter("referrers", { campaign = name })
+  local k = referrers > 0 and invitees / referrers or 0
+  return k, invitees, referrers
 end
 
 -- referral.status(m, name) -> the invitee's invitation state (a copy), inside a handler.

@@ -5,7 +5,8 @@ Owns, per definition `name`:
   - the tier tag  <tag_prefix><level>    (default "tier:gold")
   - the attribute <attr> = "<level>"      (default attribute "tier"; absent: no tier)
   - the private attribute "_tiers.<name>" = { tier, since, moves, ups = {level = n},
-    win = { {time, amount, order_id}, ... } }
+    days = { {day_number, amount, count}, ... }, ids = { {order_id, day_number, amount}, ... } }
+    (days and ids only with a window; see "Windows" below)
   - funnel counters (campaign = name, step = level): "upgraded" (step = the level reached),
     "downgraded" (step = the level left).
 
@@ -30,9 +31,9 @@ Example:
 Options (defaults):
   name          required; [A-Za-z0-9_.-], 1-64 bytes; a name is defined once.
   by            "spend"
-  window        nil (lifetime: the engine's m.spend / m.orders). With a window the module
-                keeps a per-member list of (time, amount) of every order.paid it sees, pruned to
-                the window; only orders seen after the script was deployed are in it.
+  window        nil (lifetime: the engine's m.spend / m.orders). A whole number of days
+                ("365d", "52w"): only the orders of the last `window` local dates count (see
+                "Windows"); only orders seen after the script was deployed are counted.
   levels        required, 1..20 levels { name, min, multiplier = 1, send, task, tag, points,
                 vars, category }; names [A-Za-z0-9_.-] and unique, min >= 0 and strictly
                 ascending.
@@ -51,11 +52,7 @@ Options (defaults):
 Choices where the SPEC is silent:
   - Qualifying value: by = "spend" compares the spend with `min` (>=); by = "orders" the order
     count. Without a window these are the engine's m.spend (refunds already subtracted) and
-    m.orders (refunds do not lower it). With a window: the sum of amounts (or the number of
-    orders) of order.paid events whose time is within the window before the reference time
-    (an order exactly `window` old no longer counts). order.refunded reduces the windowed
-    spend: from the entry with the same data.order_id when there is one, else from the most
-    recent entries backwards; it never changes a windowed order count (like m.orders).
+    m.orders (refunds do not lower it). With a window: see "Windows".
   - Upgrades happen at once, on order.paid (and on member.joined, so a level with min = 0 is
     given on joining). A member who jumps several levels with one order gets only the
     rewards of the level reached, not of the levels passed.
@@ -67,6 +64,29 @@ Choices where the SPEC is silent:
     require("caps").send; `category = "service"` makes them service notices.
   - Multipliers: tiers.add_points(m, n, reason, opts) grants floor(n x multiplier) for n > 0
     (a spend, n < 0, is never multiplied); nothing is granted when that is 0.
+
+Windows (window = N days):
+  - Orders are kept in day buckets: per local date (day_number) of the order.paid event,
+    the summed amount and the number of orders. A member's state holds at most N buckets
+    (one per date with orders, however many orders), plus the order ids of its latest 20
+    orders (IDS_KEPT) with their date and amount, for refunds.
+  - The window at a reference time (the event's time, the review's slot, hearth.now() for
+    tiers.value) is the N local dates ending with the reference's local date. An order
+    counts on its own local date and the N - 1 dates after it; from the N-th date after it
+    on it no longer counts, whatever the time of day: an order exactly `window` old no
+    longer counts, and neither does one paid 23:59 on 10 January at 00:00 on 10 January a
+    year later (365d). Buckets of earlier dates are dropped when the member is next seen.
+  - order.refunded (by = "spend") reduces the windowed spend, never below zero per date:
+    with a data.order_id among the member's 20 latest remembered orders, off that order's
+    date, up to what is left of that order; the rest (or all of it, without an order id
+    or for an order no longer remembered) off the newest dates first. Approximation: the
+    refund of an order older than the member's 20 latest orders comes off the newest
+    dates, so the deduction stays in the window longer than the order did (the windowed
+    spend is then lower than exact, by up to the refund, until that newer date leaves). It never changes a
+    windowed order count (like m.orders).
+  - Amounts are summed in whole cents, like the engine's m.spend.
+  - The (time, amount, order_id) list kept by earlier versions is folded into buckets the
+    first time the member is seen.
 ]==]
 
 local M = {}
@@ -133,6 +153,12 @@ local function validate(o)
   d.by = o.by or "spend"
   if d.by ~= "spend" and d.by ~= "orders" then error("option 'by' must be \"spend\" or \"orders\"", 0) end
   d.window = check_duration(o.window, "option 'window'")
+  if d.window then
+    if d.window % 86400 ~= 0 then
+      error("option 'window' must be a whole number of days such as \"365d\" (the window counts local dates)", 0)
+    end
+    d.window_days = d.window // 86400
+  end
   d.tag_prefix = o.tag_prefix or "tier:"
   if type(d.tag_prefix) ~= "string" or #d.tag_prefix > 60 then
     error("option 'tag_prefix' must be a string of at most 60 bytes", 0)
@@ -217,11 +243,63 @@ end
 
 local function state_key(d) return "_tiers." .. d.name end
 
+-- Window buckets: st.days = { {day_number, amount, count}, ... } ascending by local day
+-- number, one per local date with orders, pruned to the window; st.ids = { {order_id,
+-- day_number, amount}, ... } for the IDS_KEPT latest orders that carried an order_id, so a
+-- refund naming one comes off that order's day.
+local IDS_KEPT = 20
+
+local function day_of(t) return hearth.local_date(t).day_number end
+
+-- Money in whole cents (as the engine keeps m.spend), so bucket sums do not drift; integers
+-- stay integers.
+local function cents(x)
+  if math.type(x) == "integer" then return x end
+  return math.floor(x * 100 + 0.5) / 100
+end
+
+-- Add an order of `amount` on local day `day` to the buckets (kept in day order).
+local function add_to_bucket(st, day, amount)
+  local days = st.days
+  local i = #days
+  while i > 0 and days[i][1] > day do i = i - 1 end
+  if i > 0 and days[i][1] == day then
+    days[i][2] = cents(days[i][2] + amount)
+    days[i][3] = days[i][3] + 1
+  else
+    table.insert(days, i + 1, { day, cents(amount), 1 })
+  end
+end
+
+local function remember_id(st, oid, day, amount)
+  local ids = st.ids
+  ids[#ids + 1] = { oid, day, amount }
+  while #ids > IDS_KEPT do table.remove(ids, 1) end
+end
+
+local function valid_oid(oid)
+  if type(oid) == "string" or math.type(oid) == "integer" then return oid end
+  return nil
+end
+
 local function load_state(m, d)
   local st = m:get(state_key(d))
   if type(st) ~= "table" then st = {} end
   if type(st.ups) ~= "table" or st.ups[1] ~= nil then st.ups = {} end
-  if type(st.win) ~= "table" then st.win = {} end
+  if type(st.days) ~= "table" then st.days = {} end
+  if type(st.ids) ~= "table" then st.ids = {} end
+  if type(st.win) == "table" then
+    -- the list of (time, amount, order_id) kept by earlier versions: fold it into buckets
+    for _, e in ipairs(st.win) do
+      if type(e) == "table" and type(e[1]) == "number" and type(e[2]) == "number" then
+        local day = day_of(math.floor(e[1]))
+        add_to_bucket(st, day, e[2])
+        local oid = valid_oid(e[3])
+        if oid then remember_id(st, oid, day, e[2]) end
+      end
+    end
+  end
+  st.win = nil
   st.moves = math.tointeger(st.moves) or 0
   return st
 end
@@ -230,39 +308,57 @@ local function save_state(m, d, st)
   local copy = { tier = st.tier, since = st.since }
   if st.moves > 0 then copy.moves = st.moves end
   if next(st.ups) then copy.ups = st.ups end
-  if d.window and #st.win > 0 then copy.win = st.win end
+  if d.window and #st.days > 0 then copy.days = st.days end
+  if d.window and #st.ids > 0 then copy.ids = st.ids end
   if next(copy) == nil then copy = nil end
   if copy == nil and m:get(state_key(d)) == nil then return end
   m:set(state_key(d), copy)
 end
 
--- Drop window entries at or before ref - window. Returns true when something was dropped.
+-- The first local day number still inside the window at reference time ref: the window
+-- holds the local dates (ref's date - window_days, ref's date].
+local function first_day(d, ref) return day_of(ref) - d.window_days + 1 end
+
+-- Drop the buckets (and remembered order ids) of local dates before the window at ref.
+-- Returns true when something was dropped.
 local function prune(d, st, ref)
   if not d.window then return false end
-  local cut, kept, dropped = ref - d.window, {}, false
-  for _, e in ipairs(st.win) do
-    if type(e) == "table" and type(e[1]) == "number" and e[1] > cut then
+  local first, dropped = first_day(d, ref), false
+  local kept = {}
+  for _, e in ipairs(st.days) do
+    if type(e) == "table" and type(e[1]) == "number" and e[1] >= first then
       kept[#kept + 1] = e
     else
       dropped = true
     end
   end
-  st.win = kept
+  st.days = kept
+  local ids = {}
+  for _, e in ipairs(st.ids) do
+    if type(e) == "table" and type(e[2]) == "number" and e[2] >= first then
+      ids[#ids + 1] = e
+    else
+      dropped = true
+    end
+  end
+  st.ids = ids
   return dropped
 end
 
--- The qualifying value at reference time ref (window entries after ref are ignored too).
+-- The qualifying value at reference time ref (buckets of dates after ref's are ignored too).
 local function value_of(m, d, st, ref)
   if not d.window then
     if d.by == "spend" then return m.spend end
     return m.orders
   end
-  local cut, v = ref - d.window, 0
-  for _, e in ipairs(st.win) do
-    if type(e) == "table" and type(e[1]) == "number" and e[1] > cut and e[1] <= ref then
-      if d.by == "spend" then v = v + (tonumber(e[2]) or 0) else v = v + 1 end
+  local last = day_of(ref)
+  local first, v = last - d.window_days + 1, 0
+  for _, e in ipairs(st.days) do
+    if type(e) == "table" and type(e[1]) == "number" and e[1] >= first and e[1] <= last then
+      if d.by == "spend" then v = v + (tonumber(e[2]) or 0) else v = v + (math.tointeger(e[3]) or 0) end
     end
   end
+  if d.by == "spend" then v = cents(v) end
   return v
 end
 
@@ -376,12 +472,20 @@ local function on_paid(d)
     if d.window then
       prune(d, st, ev.time)
       local amount = positive_amount(ev) or 0
-      local oid = ev.data and ev.data.order_id
-      if type(oid) ~= "string" and math.type(oid) ~= "integer" then oid = nil end
-      st.win[#st.win + 1] = { ev.time, amount, oid }
+      local day = day_of(ev.time)
+      add_to_bucket(st, day, amount)
+      local oid = valid_oid(ev.data and ev.data.order_id)
+      if oid ~= nil then remember_id(st, oid, day, cents(amount)) end
     end
     if evaluate(m, d, st, ev.time) or d.window then save_state(m, d, st) end
   end
+end
+
+-- Take up to `amount` off bucket e; returns what is left to take.
+local function take_off(e, amount)
+  local take = math.min(e[2], amount)
+  e[2] = cents(e[2] - take)
+  return amount - take
 end
 
 local function on_refunded(d)
@@ -391,20 +495,28 @@ local function on_refunded(d)
     if not amount then return end
     local st = load_state(m, d)
     prune(d, st, ev.time)
-    local oid = ev.data and ev.data.order_id
+    local oid = valid_oid(ev.data and ev.data.order_id)
     if oid ~= nil then
-      for _, e in ipairs(st.win) do
-        if e[3] == oid and amount > 0 then
-          local take = math.min(e[2], amount)
-          e[2], amount = e[2] - take, amount - take
+      -- a remembered order: off its own day's bucket, at most what is left of that order
+      for i = #st.ids, 1, -1 do
+        local r = st.ids[i]
+        if r[1] == oid and amount > 0 and r[3] > 0 then
+          for _, e in ipairs(st.days) do
+            if e[1] == r[2] then
+              local part = math.min(r[3], amount)
+              local left = take_off(e, part)
+              r[3] = cents(r[3] - (part - left))
+              amount = amount - (part - left)
+              break
+            end
+          end
         end
       end
     end
-    for i = #st.win, 1, -1 do
+    -- the rest (or a refund without a remembered order): off the newest days first
+    for i = #st.days, 1, -1 do
       if amount <= 0 then break end
-      local e = st.win[i]
-      local take = math.min(e[2], amount)
-      e[2], amount = e[2] - take, amount - take
+      amount = take_off(st.days[i], amount)
     end
     save_state(m, d, st)
   end

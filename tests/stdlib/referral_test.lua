@@ -46,7 +46,9 @@ test("the referrer must have joined earlier", function(t)
   t:expect_points("i2", 0)
   t:expect_points("late", 0)
   t:eq(t:member("i3").attrs["_referral.invite"].status, "invalid", "status")
-  t:eq(t:member("i3").attrs["_referral.invite"].reason, "referrer_not_joined", "reason")
+  -- "late" was not a member when i3 joined: no answer, given up
+  t:eq(t:member("i3").attrs["_referral.invite"].reason, "referrer_unknown", "reason")
+  t:eq(t:member("i1").attrs["_referral.invite"].reason, "referrer_unknown", "reason")
   t:eq(t:member("i4").attrs["_referral.invite"].reason, "referrer_joined_later", "reason")
   t:eq(t:member("i2").attrs["_referral.invite"].reason, "referrer_not_joined", "reason")
 end)
@@ -155,7 +157,7 @@ end)
 
 test("k_factor: valid invitees / distinct referrers with one or more", function(t)
   t:at(at(1, 8))
-  t:eq(t:eval("return require('referral').k_factor('invite')"), nil, "unknown before any invitation")
+  t:eq(t:eval("return { require('referral').k_factor('invite') }"), { 0, 0, 0 }, "no invitation yet: K = 0")
   join(t, "r1", nil, at(1, 8))
   join(t, "r2", nil, at(1, 8))
   join(t, "r3", nil, at(1, 8)) -- invites nobody
@@ -165,13 +167,63 @@ test("k_factor: valid invitees / distinct referrers with one or more", function(
   join(t, "c2", "ghost", at(1, 9))  -- unknown referrer: not valid
   t:eq(t:eval("return require('referral').k_factor('invite')"), 2.0, "K = 4 / 2")
   t:eq(t:eval("return { select(2, require('referral').k_factor('invite')) }"), { 4, 2 }, "invitees, referrers")
-  -- the totals are kept durably on the bookkeeping member
-  t:eq(t:member("_referral.invite").attrs["_referral.invite.totals"], { invitees = 4, referrers = 2 }, "totals")
+  -- the durable counters behind it; no bookkeeping member any more
+  t:eq(t:counter("valid_invitees", { campaign = "invite" }), 4, "valid_invitees counter")
+  t:eq(t:counter("referrers", { campaign = "invite" }), 2, "referrers counter")
+  t:eq(t:counter("invalid", { campaign = "invite" }), 2, "invalid counter: self and ghost")
+  t:eq(t:member("_referral.invite"), nil, "no bookkeeping member")
+  t:eq(t:member("ghost"), nil, "no member for an unknown referrer")
   -- rewards do not change K
   order(t, "a1", at(2))
   t:eq(t:eval("return require('referral').k_factor('invite')"), 2.0, "K after an order")
   join(t, "d1", "r3", at(2))
   t:eq(t:eval("return require('referral').k_factor('invite')"), 5 / 3, "K = 5 / 3")
+end)
+
+test("an invitation naming a referrer who never joined is invalid and creates no member", function(t)
+  t:at(at(1, 9))
+  join(t, "i", "nobody", at(1, 9))
+  local st = t:member("i").attrs["_referral.invite"]
+  t:eq({ st.status, st.reason }, { "invalid", "referrer_unknown" }, "given up at once")
+  t:eq(t:member("nobody"), nil, "no member created for the referrer")
+  t:expect_points("i", 0)                          -- no invitee reward
+  order(t, "i", at(2))
+  t:expect_no_action({ template = "invite_reward" })
+  t:eq(t:member("nobody"), nil, "still no member")
+  t:eq(t:counter("invalid", { campaign = "invite" }), 1, "counted invalid once")
+  t:eq(t:counter("valid_invitees", { campaign = "invite" }), 0, "not a valid invitee")
+  -- "nobody" joining later does not revive the invitation
+  join(t, "nobody", nil, at(3))
+  order(t, "i", at(4))
+  t:expect_points("nobody", 0)
+  t:eq(t:eval("return { require('referral').k_factor('invite') }"), { 0, 0, 0 }, "K")
+end)
+
+test("a referrer's answer arriving after the invitation was given up still settles it", function(t)
+  t:at(at(1, 9))
+  join(t, "i", "nobody", at(1, 9))
+  order(t, "i", at(1, 10))                          -- remembered while unanswered
+  t:eq(t:member("i").attrs["_referral.invite"].qualified, at(1, 10), "qualified kept")
+  -- (cannot happen with this engine: emitted events are delivered in order)
+  t:event("i", "referral.valid", { name = "invite", referrer = "nobody" })
+  local st = t:member("i").attrs["_referral.invite"]
+  t:eq(st.status, "valid", "valid now")
+  t:eq(st.reason, nil, "no reason left")
+  t:eq(st.reward_sent, true, "the remembered order rewards the referrer")
+  t:expect_points("i", 20)
+  t:eq(t:counter("invalid", { campaign = "invite" }), 0, "the invalid count taken back")
+end)
+
+test("k_factor reads the durable counters, not state kept in the process", function(t)
+  t:at(at(1, 8))
+  -- counters left by an earlier run (before a restart): nothing of it is in this Lua state
+  t:event("x", "test.count", { metric = "valid_invitees", campaign = "invite", n = 7 })
+  t:event("x", "test.count", { metric = "referrers", campaign = "invite", n = 2 })
+  t:event("x", "test.count", { metric = "valid_invitees", campaign = "other", n = 100 })
+  t:eq(t:eval("return { require('referral').k_factor('invite') }"), { 3.5, 7, 2 }, "K from the counters")
+  join(t, "r", nil, at(1, 8))
+  join(t, "i", "r", at(1, 9))
+  t:eq(t:eval("return { require('referral').k_factor('invite') }"), { 8 / 3, 8, 3 }, "and what follows")
 end)
 
 test("define rejects bad options with a message naming the option", function(t)

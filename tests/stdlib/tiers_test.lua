@@ -178,6 +178,7 @@ test("define validates its options and names them", function(t)
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1, multiplier = 0 } } }", "multiplier" },
     { "{ name = 'x', levels = { { name = 'a', min = 1 } } }", "option 'tag_prefix'" },
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', window = 'soon', levels = { { name = 'a', min = 1 } } }", "option 'window'" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', window = '36h', levels = { { name = 'a', min = 1 } } }", "whole number of days" },
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', downgrade = 'two', levels = { { name = 'a', min = 1 } } }", "option 'downgrade'" },
     { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1, points = 1.5 } } }", "points" },
     { "{ name = 'x', tag_prefix = 'q:', levels = { { name = 'a', min = 1 } } }", "option 'attr'" },

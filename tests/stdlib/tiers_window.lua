@@ -19,3 +19,6 @@ tiers.define {
 hearth.on("test.info", function(m, ev)
   m:set("value", tiers.value(m, "club"))
 end)
+
+-- set an attribute as it is (e.g. the window list kept by an earlier version of the module)
+hearth.on("test.set", function(m, ev) m:set(ev.data.k, ev.data.v) end)
