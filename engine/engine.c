@@ -166,7 +166,7 @@ int engine_commit(engine_t *e) {
     engine_rollback(e);
     return -1;
   }
-  member_cache_clear(&e->members);
+  if (!e->keep_cache) member_cache_clear(&e->members);
   report_pending(e);
   return 0;
 }
@@ -353,14 +353,15 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   return rc;
 }
 
-/* Fire due timers in (due, id) order. Rows are read a batch at a time; the batch stops
- * early when a handler sets a timer due before the next row, so the order stays earliest
- * first. Only rows that existed when the batch was read (id <= the sequence at that
- * moment) are deleted: timers set by the batch's own handlers stay. */
-int engine_fire_timers(engine_t *e, int64_t upto, int max) {
+/* Fire due timers in (due, id) order inside the open transaction. Rows are read a batch
+ * at a time; the batch stops early when a handler sets a timer due before the next row,
+ * so the order stays earliest first. Only rows that existed when the batch was read
+ * (id <= the sequence at that moment) are deleted: timers set by the batch's own handlers
+ * stay. Returns the number fired, -1 on a database error. */
+int engine_fire_timers_open(engine_t *e, int64_t upto, int max) {
   timer_row_t *rows;
-  if (engine_begin(e) < 0) return -1;
-  int64_t seq_at_read = e->timer_seq;
+  int64_t seq_at_read = e->timer_seq, earliest_before = e->earliest_timer;
+  e->earliest_timer = INT64_MAX; /* only timers set from here on may cut the batch */
   int n = read_due(e, upto, max, &rows);
   int rc = 0, fired = 0;
   while (fired < n && rc == 0) {
@@ -376,13 +377,22 @@ int engine_fire_timers(engine_t *e, int64_t upto, int max) {
     if (store_exec_stmt(e->store, st) != SQLITE_DONE) rc = -1;
   }
   free_rows(rows, n);
-  if (rc < 0) {
+  if (earliest_before < e->earliest_timer) e->earliest_timer = earliest_before;
+  return rc < 0 ? -1 : fired;
+}
+
+int engine_fire_timers(engine_t *e, int64_t upto, int max) {
+  if (engine_begin(e) < 0) return -1;
+  int fired = engine_fire_timers_open(e, upto, max);
+  if (fired < 0) {
     engine_rollback(e);
     return -1;
   }
   if (engine_commit(e) < 0) return -1;
   return fired;
 }
+
+int64_t engine_next_cron(engine_t *e) { return e->scripts ? cron_next_due(e->scripts) : INT64_MAX; }
 
 void engine_schedule_cron(engine_t *e, int64_t now) {
   if (e->scripts) cron_schedule(e->scripts, now);

@@ -84,6 +84,8 @@ typedef struct engine {
   int64_t dedupe_window;
   int64_t now;                 /* the clock, set by the caller */
   int virtual_clock;           /* dry-run: firing a timer moves now to its due time */
+  int keep_cache;              /* dry-run: the store is ours alone, so members stay cached
+                                  across commits (a rollback still drops them) */
   int64_t event_seq, timer_seq;
   member_cache_t members;
   engine_stats_t stats;
@@ -117,8 +119,13 @@ int engine_apply(engine_t *e, event_t *ev);
  * need not begin one). Sets e->now to each timer's due time. Returns the number fired,
  * -1 on a database error. */
 int engine_fire_timers(engine_t *e, int64_t upto, int max);
+/* The same inside a transaction the caller holds open (dry-run keeps one batch open
+ * across events and the timers between them). */
+int engine_fire_timers_open(engine_t *e, int64_t upto, int max);
 /* Due time of the earliest pending timer, or INT64_MAX. */
 int64_t engine_next_timer(engine_t *e);
+/* The earliest cron slot not yet run, or INT64_MAX. */
+int64_t engine_next_cron(engine_t *e);
 
 /* Compute each cron entry's next slot as of `now` (missed slots: see lua_cron.c). Call
  * once the clock is known, and after a reload. */

@@ -137,14 +137,17 @@ member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_
   return m;
 }
 
-/* Bind a part: its new text when changed, else the text it was loaded with. */
+/* Bind a part: a changed part is serialised and becomes the member's text (so a member
+ * kept in the cache after commit is written again only with what changed since). */
 static void bind_part(sqlite3_stmt *st, int idx, member_t *m, int which) {
   if (m->part_dirty & (1u << which)) {
     char *text = json_dumps(m->part[which], JSON_COMPACT);
-    sqlite3_bind_text(st, idx, text ? text : "{}", -1, text ? free : SQLITE_STATIC);
-  } else {
-    sqlite3_bind_text(st, idx, m->text[which] ? m->text[which] : "{}", -1, SQLITE_STATIC);
+    if (text) {
+      free(m->text[which]);
+      m->text[which] = text;
+    }
   }
+  sqlite3_bind_text(st, idx, m->text[which] ? m->text[which] : "{}", -1, SQLITE_STATIC);
 }
 
 static void bind_time(sqlite3_stmt *st, int idx, int64_t t) {
@@ -176,7 +179,7 @@ int member_cache_flush(member_cache_t *c, store_t *s) {
       if (m->dirty) {
         if (write_member(s, m) < 0) return -1;
         m->dirty = 0;
-        /* the cache is cleared after commit; a failed commit drops it too */
+        m->part_dirty = 0;
       }
   return 0;
 }

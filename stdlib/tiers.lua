@@ -5,7 +5,7 @@ Owns, per definition `name`:
   - the tier tag  <tag_prefix><level>    (default "tier:gold")
   - the attribute <attr> = "<level>"      (default attribute "tier"; absent: no tier)
   - the private attribute "_tiers.<name>" = { tier, since, moves, ups = {level = n},
-    days = { {day_number, amount, count}, ... }, ids = { {order_id, day_number, amount}, ... } }
+    days = { {day_number, cents, count}, ... }, ids = { {order_id, day_number, cents}, ... } }
     (days and ids only with a window; see "Windows" below)
   - funnel counters (campaign = name, step = level): "upgraded" (step = the level reached),
     "downgraded" (step = the level left).
@@ -84,7 +84,8 @@ Windows (window = N days):
     dates, so the deduction stays in the window longer than the order did (the windowed
     spend is then lower than exact, by up to the refund, until that newer date leaves). It never changes a
     windowed order count (like m.orders).
-  - Amounts are summed in whole cents, like the engine's m.spend.
+  - Amounts are kept and summed in integer cents (exact; the engine keeps m.spend in whole
+    cents too); tiers.value returns yuan.
   - The (time, amount, order_id) list kept by earlier versions is folded into buckets the
     first time the member is seen.
 ]==]
@@ -243,31 +244,34 @@ end
 
 local function state_key(d) return "_tiers." .. d.name end
 
--- Window buckets: st.days = { {day_number, amount, count}, ... } ascending by local day
+-- Window buckets: st.days = { {day_number, cents, count}, ... } ascending by local day
 -- number, one per local date with orders, pruned to the window; st.ids = { {order_id,
--- day_number, amount}, ... } for the IDS_KEPT latest orders that carried an order_id, so a
--- refund naming one comes off that order's day.
+-- day_number, cents}, ... } for the IDS_KEPT latest orders that carried an order_id, so a
+-- refund naming one comes off that order's day. Amounts are integer cents: exact sums, and
+-- short JSON integers instead of 17-digit reals in an attribute parsed on every event.
 local IDS_KEPT = 20
 
 local function day_of(t) return hearth.local_date(t).day_number end
 
--- Money in whole cents (as the engine keeps m.spend), so bucket sums do not drift; integers
--- stay integers.
-local function cents(x)
-  if math.type(x) == "integer" then return x end
-  return math.floor(x * 100 + 0.5) / 100
+-- Yuan -> integer cents (the engine keeps m.spend in whole cents too).
+local function to_cents(x) return math.floor(x * 100 + 0.5) end
+
+-- Integer cents -> yuan: an integer when whole, else a float.
+local function to_yuan(c)
+  if c % 100 == 0 then return c // 100 end
+  return c / 100
 end
 
--- Add an order of `amount` on local day `day` to the buckets (kept in day order).
-local function add_to_bucket(st, day, amount)
+-- Add an order of `c` cents on local day `day` to the buckets (kept in day order).
+local function add_to_bucket(st, day, c)
   local days = st.days
   local i = #days
   while i > 0 and days[i][1] > day do i = i - 1 end
   if i > 0 and days[i][1] == day then
-    days[i][2] = cents(days[i][2] + amount)
+    days[i][2] = days[i][2] + c
     days[i][3] = days[i][3] + 1
   else
-    table.insert(days, i + 1, { day, cents(amount), 1 })
+    table.insert(days, i + 1, { day, c, 1 })
   end
 end
 
@@ -292,10 +296,10 @@ local function load_state(m, d)
     -- the list of (time, amount, order_id) kept by earlier versions: fold it into buckets
     for _, e in ipairs(st.win) do
       if type(e) == "table" and type(e[1]) == "number" and type(e[2]) == "number" then
-        local day = day_of(math.floor(e[1]))
-        add_to_bucket(st, day, e[2])
+        local day, c = day_of(math.floor(e[1])), to_cents(math.max(e[2], 0))
+        add_to_bucket(st, day, c)
         local oid = valid_oid(e[3])
-        if oid then remember_id(st, oid, day, e[2]) end
+        if oid then remember_id(st, oid, day, c) end
       end
     end
   end
@@ -355,10 +359,10 @@ local function value_of(m, d, st, ref)
   local first, v = last - d.window_days + 1, 0
   for _, e in ipairs(st.days) do
     if type(e) == "table" and type(e[1]) == "number" and e[1] >= first and e[1] <= last then
-      if d.by == "spend" then v = v + (tonumber(e[2]) or 0) else v = v + (math.tointeger(e[3]) or 0) end
+      if d.by == "spend" then v = v + (math.tointeger(e[2]) or 0) else v = v + (math.tointeger(e[3]) or 0) end
     end
   end
-  if d.by == "spend" then v = cents(v) end
+  if d.by == "spend" then return to_yuan(v) end
   return v
 end
 
@@ -471,21 +475,21 @@ local function on_paid(d)
     local st = load_state(m, d)
     if d.window then
       prune(d, st, ev.time)
-      local amount = positive_amount(ev) or 0
+      local c = to_cents(positive_amount(ev) or 0)
       local day = day_of(ev.time)
-      add_to_bucket(st, day, amount)
+      add_to_bucket(st, day, c)
       local oid = valid_oid(ev.data and ev.data.order_id)
-      if oid ~= nil then remember_id(st, oid, day, cents(amount)) end
+      if oid ~= nil then remember_id(st, oid, day, c) end
     end
     if evaluate(m, d, st, ev.time) or d.window then save_state(m, d, st) end
   end
 end
 
--- Take up to `amount` off bucket e; returns what is left to take.
-local function take_off(e, amount)
-  local take = math.min(e[2], amount)
-  e[2] = cents(e[2] - take)
-  return amount - take
+-- Take up to `c` cents off bucket e; returns what is left to take.
+local function take_off(e, c)
+  local take = math.min(e[2], c)
+  e[2] = e[2] - take
+  return c - take
 end
 
 local function on_refunded(d)
@@ -493,6 +497,7 @@ local function on_refunded(d)
     if not (d.window and d.by == "spend") then return end
     local amount = positive_amount(ev)
     if not amount then return end
+    amount = to_cents(amount)
     local st = load_state(m, d)
     prune(d, st, ev.time)
     local oid = valid_oid(ev.data and ev.data.order_id)
@@ -505,7 +510,7 @@ local function on_refunded(d)
             if e[1] == r[2] then
               local part = math.min(r[3], amount)
               local left = take_off(e, part)
-              r[3] = cents(r[3] - (part - left))
+              r[3] = r[3] - (part - left)
               amount = amount - (part - left)
               break
             end

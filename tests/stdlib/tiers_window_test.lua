@@ -30,16 +30,29 @@ test("one bucket per local date, pruned to the window", function(t)
   t:event("m-1", "order.paid", { amount = 30, order_id = "o-3" }, { time = "2026-01-11T00:01:00+08:00" })
   local d1, d2 = day(t, "2026-01-10T12:00:00+08:00"), day(t, "2026-01-11T12:00:00+08:00")
   local st = t:member("m-1").attrs["_tiers.club"]
-  t:eq(st.days, { { d1, 150.25, 2 }, { d2, 30, 1 } }, "two local dates")
-  t:eq(st.ids, { { "o-1", d1, 100 }, { "o-3", d2, 30 } }, "order ids remembered")
+  t:eq(st.days, { { d1, 15025, 2 }, { d2, 3000, 1 } }, "two local dates, amounts in cents")
+  t:eq(st.ids, { { "o-1", d1, 10000 }, { "o-3", d2, 3000 } }, "order ids remembered")
   t:at("2027-01-10T10:00:00+08:00")
   t:event("m-1", "order.paid", { amount = 200, order_id = "o-4" })
   st = t:member("m-1").attrs["_tiers.club"]
   local d3 = day(t, "2027-01-10T12:00:00+08:00")
-  t:eq(st.days, { { d2, 30, 1 }, { d3, 200, 1 } }, "2026-01-10 pruned")
-  t:eq(st.ids, { { "o-3", d2, 30 }, { "o-4", d3, 200 } }, "ids pruned too")
+  t:eq(st.days, { { d2, 3000, 1 }, { d3, 20000, 1 } }, "2026-01-10 pruned")
+  t:eq(st.ids, { { "o-3", d2, 3000 }, { "o-4", d3, 20000 } }, "ids pruned too")
   t:event("m-1", "test.info")
   t:expect_attr("m-1", "value", 230)
+end)
+
+test("amounts are exact in cents; tiers.value is in yuan", function(t)
+  t:at("2026-03-01T10:00:00+08:00")
+  for _ = 1, 10 do t:event("m-1", "order.paid", { amount = 0.1 }) end
+  t:event("m-1", "order.paid", { amount = 99.99 })
+  t:event("m-1", "test.info")
+  t:expect_attr("m-1", "value", 100.99)
+  t:eq(t:member("m-1").attrs["_tiers.club"].days[1][2], 10099, "cents")
+  t:event("m-1", "order.paid", { amount = 899.01 })
+  t:event("m-1", "test.info")
+  t:expect_attr("m-1", "value", 1000)
+  t:expect_tag("m-1", "tier:silver")
 end)
 
 test("a busy member's state stays bounded: one bucket per date, 20 order ids", function(t)
@@ -65,13 +78,13 @@ test("a refund with a remembered order id comes off that order's date; else the 
   t:event("m-1", "test.info")
   t:expect_attr("m-1", "value", 900)
   local st = t:member("m-1").attrs["_tiers.club"]
-  t:eq(st.days[1][2], 600, "o-1's date reduced")
-  t:eq(st.days[2][2], 300, "o-2's date untouched")
-  t:eq(st.ids[1][3], 600, "what is left of o-1")
+  t:eq(st.days[1][2], 60000, "o-1's date reduced")
+  t:eq(st.days[2][2], 30000, "o-2's date untouched")
+  t:eq(st.ids[1][3], 60000, "what is left of o-1")
   t:event("m-1", "order.refunded", { amount = 400 })
   st = t:member("m-1").attrs["_tiers.club"]
   t:eq(st.days[2][2], 0, "newest first")
-  t:eq(st.days[1][2], 500, "then the older one")
+  t:eq(st.days[1][2], 50000, "then the older one")
   t:eq(st.days[1][3] + st.days[2][3], 2, "refunds do not lower the order count")
   -- the refund does not downgrade at once
   t:expect_tag("m-1", "tier:silver")
@@ -88,13 +101,13 @@ test("a refund over what is left of its order, or of a forgotten order, goes to 
   t:event("m-1", "order.paid", { amount = 500, order_id = "o-2" })
   t:event("m-1", "order.refunded", { amount = 150, order_id = "o-1" })
   local st = t:member("m-1").attrs["_tiers.club"]
-  t:eq({ st.days[1][2], st.days[2][2] }, { 0, 450 }, "100 off o-1's date, 50 off the newest")
+  t:eq({ st.days[1][2], st.days[2][2] }, { 0, 45000 }, "100 off o-1's date, 50 off the newest")
   t:eq(st.ids[1][3], 0, "nothing left of o-1")
   -- 20 later orders: "old" is no longer remembered, its refund comes off the newest date
   for i = 1, 20 do t:event("m-2", "order.paid", { amount = 10, order_id = "n-" .. i }) end
   t:event("m-2", "order.refunded", { amount = 60, order_id = "old" })
   st = t:member("m-2").attrs["_tiers.club"]
-  t:eq({ st.days[1][2], st.days[2][2] }, { 100, 140 }, "approximation: off the newest date")
+  t:eq({ st.days[1][2], st.days[2][2] }, { 10000, 14000 }, "approximation: off the newest date")
   t:event("m-2", "test.info")
   t:expect_attr("m-2", "value", 240)
 end)
@@ -110,11 +123,11 @@ test("the list kept by earlier versions is folded into buckets", function(t)
   local st = t:member("m-1").attrs["_tiers.club"]
   t:eq(st.win, nil, "the old list is gone")
   t:eq(#st.days, 3, "three dates")
-  t:eq(st.days[1][2], 500, "2026-02-27: 300 + 200")
+  t:eq(st.days[1][2], 50000, "2026-02-27: 300 + 200, in cents")
   t:eq(st.days[1][3], 2, "two orders")
   t:event("m-1", "order.refunded", { amount = 100, order_id = "o-3" })
   st = t:member("m-1").attrs["_tiers.club"]
-  t:eq(st.days[2][2], 300, "o-3's date")
+  t:eq(st.days[2][2], 30000, "o-3's date")
 end)
 
 test("downgrade = one: gold drops one level per review as orders leave the window", function(t)
