@@ -39,6 +39,10 @@ case "${1:-}" in
     ./build/hearth import examples/events/month.ndjson --db build/demo.db --scripts scripts --quiet || true
     echo "== hearth member m-0001"
     ./build/hearth member m-0001 --db build/demo.db --limit 5
+    echo "== hearth dry-run: what the standard campaigns do with the month (funnel per campaign and step)"
+    ./build/hearth dry-run --events examples/events/month.ndjson --scripts scripts --until 30d \
+      2> >(grep -v '^{' >&2) > build/demo-actions.ndjson || true
+    echo "(actions as NDJSON in build/demo-actions.ndjson)"
     ;;
   test)
     install_missing

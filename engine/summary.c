@@ -96,7 +96,7 @@ static void print_counts(FILE *out, json_t *obj) {
       fprintf(out, "%s%s %.1f%%", first ? "" : ", ", k, 100.0 * json_real_value(v));
     first = 0;
   }
-  fputc('\n', out);
+  fputs(first ? "-\n" : "\n", out);
 }
 
 void summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out) {
