@@ -73,10 +73,10 @@ static int feed(runner_t *r, event_t *ev) {
   }
   if (ev->time > e->now) e->now = ev->time;
   if (engine_apply(e, ev) == EV_ERROR) return -1;
-  /* no commit per N events: the store is in memory and ours alone, and one long batch
-   * keeps every member parsed in the cache (written back once, at the next cron run or
-   * the end) */
-  r->in_batch++;
+  /* long batches: the store is in memory and ours alone, and members stay parsed in the
+   * cache across commits; a commit now and then reports the batch's actions (they are
+   * held in memory until then) */
+  if (++r->in_batch >= 20000) return close_batch(r);
   return 0;
 }
 
