@@ -73,9 +73,8 @@ static int feed(runner_t *r, event_t *ev) {
   }
   if (ev->time > e->now) e->now = ev->time;
   if (engine_apply(e, ev) == EV_ERROR) return -1;
-  /* long batches: the store is in memory and ours alone, and members stay parsed in the
-   * cache across commits; a commit now and then reports the batch's actions (they are
-   * held in memory until then) */
+  /* long batches: the store is in memory and ours alone; a commit now and then reports
+   * the batch's actions (they are held in memory until then) */
   if (++r->in_batch >= 20000) return close_batch(r);
   return 0;
 }
@@ -115,7 +114,6 @@ int cmd_dry_run(int argc, char **argv) {
     return 1;
   }
   e->virtual_clock = 1;
-  e->keep_cache = 1;
   e->on_action = on_action;
   e->on_action_ud = stdout;
   e->now = (int64_t)time(NULL);

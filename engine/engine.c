@@ -166,7 +166,7 @@ int engine_commit(engine_t *e) {
     engine_rollback(e);
     return -1;
   }
-  if (!e->keep_cache) member_cache_clear(&e->members);
+  member_cache_clear(&e->members);
   report_pending(e);
   return 0;
 }

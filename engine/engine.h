@@ -84,8 +84,6 @@ typedef struct engine {
   int64_t dedupe_window;
   int64_t now;                 /* the clock, set by the caller */
   int virtual_clock;           /* dry-run: firing a timer moves now to its due time */
-  int keep_cache;              /* dry-run: the store is ours alone, so members stay cached
-                                  across commits (a rollback still drops them) */
   int64_t event_seq, timer_seq;
   member_cache_t members;
   engine_stats_t stats;
