@@ -49,7 +49,6 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "until")) return &c->until;
   if (!strcmp(name, "listen")) return &c->listen;
   if (!strcmp(name, "token-file")) return &c->token_file;
-  if (!strcmp(name, "format")) return &c->format;
   if (!strcmp(name, "requeue")) return &c->requeue;
   return NULL;
 }
