@@ -75,28 +75,11 @@ local defs = {}
 
 local function fail(msg) error(msg, 0) end
 
-local action_keys = { points = true, send = true, task = true, tag = true, vars = true,
-                      category = true, staff = true }
+local reward = require "reward"
 
 local function check_actions(r, what)
   if r == nil then return nil end
-  if type(r) ~= "table" then fail(string.format("option '%s' must be a table", what)) end
-  for k in pairs(r) do
-    if not action_keys[k] then fail(string.format("option '%s' has an unknown field '%s'", what, tostring(k))) end
-  end
-  if r.points ~= nil and (math.type(r.points) ~= "integer" or r.points <= 0) then
-    fail(string.format("option '%s.points' must be an integer > 0", what))
-  end
-  for _, k in ipairs { "send", "task", "tag", "staff" } do
-    if r[k] ~= nil and (type(r[k]) ~= "string" or r[k] == "") then
-      fail(string.format("option '%s.%s' must be a non-empty string", what, k))
-    end
-  end
-  if r.vars ~= nil and type(r.vars) ~= "table" then fail(string.format("option '%s.vars' must be a table", what)) end
-  if r.category ~= nil and r.category ~= "marketing" and r.category ~= "service" then
-    fail(string.format("option '%s.category' must be \"marketing\" or \"service\"", what))
-  end
-  return r
+  return reward.check(r, what)
 end
 
 local function has_actions(r) return r and (r.points or r.send or r.task or r.tag) and true or false end

@@ -140,26 +140,10 @@ local function check_count(v, what, min)
   return v
 end
 
-local reward_keys = { points = true, send = true, task = true, tag = true, card = true,
-                      vars = true, category = true, staff = true }
+local reward = require "reward"
 
 local function check_reward(r, what, makeup)
-  if type(r) ~= "table" then fail(string.format("option '%s' must be a table", what)) end
-  for k in pairs(r) do
-    if not reward_keys[k] then fail(string.format("option '%s' has an unknown field '%s'", what, tostring(k))) end
-  end
-  if r.points ~= nil and (math.type(r.points) ~= "integer" or r.points <= 0) then
-    fail(string.format("option '%s.points' must be an integer > 0", what))
-  end
-  for _, k in ipairs { "send", "task", "tag", "staff" } do
-    if r[k] ~= nil and (type(r[k]) ~= "string" or r[k] == "") then
-      fail(string.format("option '%s.%s' must be a non-empty string", what, k))
-    end
-  end
-  if r.vars ~= nil and type(r.vars) ~= "table" then fail(string.format("option '%s.vars' must be a table", what)) end
-  if r.category ~= nil and r.category ~= "marketing" and r.category ~= "service" then
-    fail(string.format("option '%s.category' must be \"marketing\" or \"service\"", what))
-  end
+  reward.check(r, what, { card = true })
   if r.card ~= nil then
     if math.type(r.card) ~= "integer" or r.card <= 0 then fail(string.format("option '%s.card' must be an integer > 0", what)) end
     if not makeup then fail(string.format("option '%s.card' needs the 'makeup' option", what)) end
