@@ -357,7 +357,7 @@ static int build_sandbox(lua_State *L) {
   lua_getfield(L, -1, "string"); /* no bytecode out either */
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
-  lua_pattern_install(L, -1); /* budgeted find/match/gmatch/gsub: the hook never fires in C */
+  lua_pattern_install_budget(L, -1, h->lim.max_pattern_steps); /* budgeted find/match/gmatch/gsub: the hook never fires in C */
   lua_pop(L, 1);
   lua_newtable(L); /* os: time, date, clock only */
   lua_getfield(L, -2, "os");

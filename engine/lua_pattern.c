@@ -22,7 +22,8 @@
  * free, then one step per such candidate and one per further 64 bytes compared.
  *
  * Known differences from the standard library:
- *  - the budget error itself, for calls the standard library would finish (slowly);
+ *  - the budget error itself, for calls the standard library would finish (slowly),
+ *    plain finds included (about 10 million candidate positions per call at most);
  *  - a gmatch iterator raises its errors in the coroutine that calls it (the standard
  *    one uses the state that created it);
  *  - %b counts nesting in a long instead of an int (only differs past 2^31 opens);
