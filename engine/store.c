@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 
 /* Migration i takes the schema from version i to i + 1. */
@@ -119,6 +120,51 @@ void bind_text(sqlite3_stmt *st, int idx, const char *s) {
 }
 
 void bind_int(sqlite3_stmt *st, int idx, int64_t v) { sqlite3_bind_int64(st, idx, v); }
+
+/* ---- queries kept beside the function that runs them ----
+ * A query_t is a static in the function that uses it: its SQL text next to its binds.
+ * The first use in a process gives it a slot; each connection prepares it once, on first
+ * use, and keeps it (SQLITE_PREPARE_PERSISTENT) until store_close. */
+static int query_slots; /* slots handed out so far (one process, one thread) */
+
+static sqlite3_stmt *query(store_t *s, query_t *q) {
+  if (q->slot < 0) q->slot = query_slots++;
+  if (q->slot >= s->ncached) {
+    int n = s->ncached ? s->ncached : 32;
+    while (n <= q->slot) n *= 2;
+    s->cached = xrealloc(s->cached, (size_t)n * sizeof *s->cached);
+    memset(s->cached + s->ncached, 0, (size_t)(n - s->ncached) * sizeof *s->cached);
+    s->ncached = n;
+  }
+  sqlite3_stmt *st = s->cached[q->slot];
+  if (!st) {
+    if (sqlite3_prepare_v3(s->db, q->sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+      log_msg(LOG_ERROR, "database error preparing a query", "db", s->path, "query", q->sql,
+              "error", sqlite3_errmsg(s->db), NULL);
+      return NULL;
+    }
+    s->cached[q->slot] = st;
+  }
+  return st;
+}
+
+/* Log a failed step of st with the database's message and return -1. Every read or write
+ * that fails reaches the log here and its caller through the return value. */
+static int failed(store_t *s, sqlite3_stmt *st) {
+  log_msg(LOG_ERROR, "database error", "db", s->path, "query", st ? sqlite3_sql(st) : "?",
+          "error", sqlite3_errmsg(s->db), NULL);
+  if (st) sqlite3_reset(st);
+  return -1;
+}
+
+/* Step a statement that returns no rows and reset it: 0, or -1 (logged). */
+static int run(store_t *s, sqlite3_stmt *st) {
+  if (!st) return -1;
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return 0;
+}
 
 int store_exec(store_t *s, const char *q, char *err, size_t errlen) {
   char *msg = NULL;
@@ -250,6 +296,8 @@ fail:
 void store_close(store_t *s) {
   if (!s) return;
   for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
+  for (int i = 0; i < s->ncached; i++) sqlite3_finalize(s->cached[i]);
+  free(s->cached);
   if (s->db) sqlite3_close(s->db);
   free(s->path);
   free(s);
@@ -289,17 +337,30 @@ void store_rollback(store_t *s) {
 }
 
 int64_t store_meta_get(store_t *s, const char *key, int64_t dflt) {
-  sqlite3_stmt *st = store_stmt(s, ST_META_GET);
+  static query_t q = QUERY("SELECT value FROM meta WHERE key = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return dflt;
   bind_text(st, 1, key);
   int64_t v = dflt;
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  else if (rc != SQLITE_DONE) failed(s, st);
   sqlite3_reset(st);
   return v;
 }
 
 int store_meta_set(store_t *s, const char *key, int64_t value) {
-  sqlite3_stmt *st = store_stmt(s, ST_META_SET);
+  static query_t q = QUERY("INSERT INTO meta(key, value) VALUES (?1, ?2)"
+                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
   bind_text(st, 1, key);
   bind_int(st, 2, value);
-  return store_exec_stmt(s, st) == SQLITE_DONE ? 0 : -1;
+  return run(s, st);
 }
+
+/* ==== engine state: members, tags, ledger, dedupe, timers, actions, failures, cron, funnel ==== */
+
+/* ==== reports: one member, the funnel, stats and metrics (read side) ==== */
+
+/* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */

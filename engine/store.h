@@ -32,7 +32,16 @@ typedef struct store {
   char *path;
   sqlite3_stmt *st[ST_COUNT];
   int in_tx;
+  sqlite3_stmt **cached;  /* prepared queries by slot (see query_t in store.c) */
+  int ncached;
 } store_t;
+
+/* A query with its SQL text, prepared once per connection on first use (store.c only). */
+typedef struct {
+  const char *sql;
+  int slot;   /* -1 until first used */
+} query_t;
+#define QUERY(text) {(text), -1}
 
 /* Open (creating if needed) and migrate. readonly: open an existing database without
  * writing (used to inspect). NULL with a message in err on failure. */
@@ -60,5 +69,11 @@ int store_meta_set(store_t *s, const char *key, int64_t value);
 /* Bind a NUL-terminated string (or NULL) / an integer at parameter idx (1-based). */
 void bind_text(sqlite3_stmt *st, int idx, const char *s);
 void bind_int(sqlite3_stmt *st, int idx, int64_t v);
+
+/* ==== engine state: members, tags, ledger, dedupe, timers, actions, failures, cron, funnel ==== */
+
+/* ==== reports: one member, the funnel, stats and metrics (read side) ==== */
+
+/* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */
 
 #endif
