@@ -58,6 +58,7 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   engine_t *e = xcalloc(1, sizeof *e);
   e->dedupe_window = o->dedupe_window;
   e->earliest_timer = INT64_MAX;
+  clock_init_real(&e->clock);
   if (o->limits.max_instructions)
     e->limits = o->limits;
   else

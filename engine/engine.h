@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "event.h"
 #include "lua_host.h"
 #include "member.h"
@@ -82,7 +83,8 @@ typedef struct engine {
   char **script_files;         /* NULL: every script in scripts_dir */
   lua_limits_t limits;
   int64_t dedupe_window;
-  int64_t now;                 /* the clock, set by the caller */
+  hclock_t clock;              /* what time it is: real, or virtual (dry-run, tests) */
+  int64_t now;                 /* the time the work in hand is judged at */
   int virtual_clock;           /* dry-run: firing a timer moves now to its due time */
   int64_t event_seq, timer_seq;
   member_cache_t members;
