@@ -39,6 +39,10 @@ void clock_set(hclock_t *c, int64_t t) {
   if (c->is_virtual && t * 1000 > c->virtual_ms) c->virtual_ms = t * 1000;
 }
 
+void clock_restart(hclock_t *c, int64_t t) {
+  if (c->is_virtual) c->virtual_ms = t * 1000;
+}
+
 void clock_advance_ms(hclock_t *c, int64_t ms) {
   assert(ms >= 0);
   if (c->is_virtual) c->virtual_ms += ms;

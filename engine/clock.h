@@ -27,6 +27,9 @@ int64_t clock_now_ms(const hclock_t *c);
 /* Move a virtual clock to epoch second t (ignored when t is earlier than now, or when
  * the clock is real). */
 void clock_set(hclock_t *c, int64_t t);
+/* Start a virtual clock over at epoch second t, backwards too: for its driver only, before
+ * anything ran on it (dry-run starts at its first event). */
+void clock_restart(hclock_t *c, int64_t t);
 /* Move a virtual clock forward by ms milliseconds (ignored when the clock is real). */
 void clock_advance_ms(hclock_t *c, int64_t ms);
 

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -35,49 +34,9 @@ static void on_action(void *ud, json_t *a) {
   }
 }
 
-typedef struct {
-  engine_t *e;
-  int open, started;
-  unsigned long in_batch;
-} runner_t;
-
-static int close_batch(runner_t *r) {
-  if (!r->open) return 0;
-  r->open = 0;
-  r->in_batch = 0;
-  return engine_commit(r->e);
-}
-
-/* Apply one event at virtual time ev->time after everything due before it. */
-static int feed(runner_t *r, event_t *ev) {
-  engine_t *e = r->e;
-  if (!ev->has_time) ev->time = e->now, ev->has_time = 1;
-  if (!r->started) {
-    r->started = 1;
-    e->now = ev->time;
-    engine_schedule_cron(e, ev->time);
-  }
-  if (engine_next_cron(e) <= ev->time) {
-    /* a cron run (a sweep commits per chunk) needs the batch closed */
-    if (close_batch(r) < 0 || engine_advance(e, ev->time, 1, 0) < 0) return -1;
-  }
-  if (!r->open) {
-    if (engine_begin(e) < 0) return -1;
-    r->open = 1;
-  }
-  /* timers due before the event fire inside the open batch, earliest first */
-  while (engine_next_timer(e) <= ev->time) {
-    int n = engine_fire_timers_open(e, ev->time, 1000);
-    if (n < 0) return -1;
-    r->in_batch += (unsigned long)n;
-  }
-  if (ev->time > e->now) e->now = ev->time;
-  if (engine_apply(e, ev) == EV_ERROR) return -1;
-  /* long batches: the store is in memory and ours alone; a commit now and then reports
-   * the batch's actions (they are held in memory until then) */
-  if (++r->in_batch >= 20000) return close_batch(r);
-  return 0;
-}
+/* Batches of the in-memory store commit every so often, so the actions they hold are
+ * printed and freed. */
+#define DRY_RUN_BATCH 20000
 
 int cmd_dry_run(int argc, char **argv) {
   cli_t c;
@@ -113,44 +72,41 @@ int cmd_dry_run(int argc, char **argv) {
     if (in != stdin) fclose(in);
     return 1;
   }
-  e->virtual_clock = 1;
+  engine_use_virtual_clock(e);
   e->on_action = on_action;
   e->on_action_ud = stdout;
-  e->now = (int64_t)time(NULL);
-  runner_t r = {.e = e};
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  unsigned long lineno = 0, rejected = 0;
-  int status = 0;
-  while ((len = getline(&line, &cap, in)) >= 0) {
-    lineno++;
-    size_t l = (size_t)len;
-    while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
-    if (strspn(line, " \t") >= l) continue;
+  ndjson_reader_t rd;
+  ndjson_from_stream(&rd, in);
+  const char *line;
+  size_t len;
+  unsigned long rejected = 0;
+  int status = 0, more;
+  while ((more = ndjson_next(&rd, &line, &len)) > 0) {
     event_t ev;
     char msg[400];
-    if (event_parse(line, l, &ev, msg, sizeof msg) < 0) {
-      fprintf(stderr, "%s:%lu: rejected: %s\n", c.events, lineno, msg);
+    if (event_parse(line, len, &ev, msg, sizeof msg) < 0) {
+      fprintf(stderr, "%s:%lu: rejected: %s\n", c.events, rd.lineno, msg);
       rejected++;
       continue;
     }
-    rc = feed(&r, &ev);
+    rc = engine_feed(e, &ev);
     event_clear(&ev);
-    if (rc < 0) {
-      fprintf(stderr, "hearth: database error: %s\n", store_errmsg(e->store));
+    if (rc == EV_ERROR || (e->batch_work >= DRY_RUN_BATCH && engine_commit(e) < 0)) {
+      fprintf(stderr, "hearth: database error: %s\n", engine_db_error(e));
       status = 1;
       break;
     }
   }
-  free(line);
+  if (more < 0) {
+    fprintf(stderr, "hearth: reading %s: %s\n", c.events, strerror(errno));
+    status = 1;
+  }
+  ndjson_close(&rd);
   if (in != stdin) fclose(in);
-  if (status == 0 && close_batch(&r) < 0) status = 1;
+  if (status == 0 && e->in_batch && engine_commit(e) < 0) status = 1;
   if (status == 0) {
     int64_t until = until_abs != INT64_MIN ? until_abs : e->now + until_rel;
-    if (!r.started) engine_schedule_cron(e, e->now);
-    if (engine_advance(e, until, 1, 0) < 0) status = 1;
-    if (until > e->now) e->now = until;
+    if (engine_run_until(e, e->now, 0) < 0 || engine_run_until(e, until, 0) < 0) status = 1;
   }
   fflush(stdout);
   summary_print(e->store, &e->stats, rejected, stderr);

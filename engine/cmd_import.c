@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -34,10 +33,9 @@ typedef struct {
 
 static void flush_batch(importer_t *im) {
   if (!im->batch.n || im->db_error) return;
-  im->e->now = (int64_t)time(NULL);
   if (ingest_batch(im->e, im->batch.v, im->batch.n, im->results) < 0) {
     fprintf(stderr, "hearth: database error, batch of %d events not applied: %s\n", im->batch.n,
-            store_errmsg(im->e->store));
+            engine_db_error(im->e));
     im->db_error = 1;
   } else {
     for (int i = 0; i < im->batch.n; i++) im->failed_events += im->results[i] == EV_FAILED;
@@ -93,24 +91,21 @@ int cmd_import(int argc, char **argv) {
   }
   importer_t im = {.e = e};
   im.results = xcalloc((size_t)c.batch, sizeof *im.results);
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
+  ndjson_reader_t rd;
+  ndjson_from_stream(&rd, in);
+  const char *line;
+  size_t len;
+  int more;
   uint64_t start = mono_ns(), last_progress = start;
   int show_progress = !c.quiet;
-  while (!im.db_error && (len = getline(&line, &cap, in)) >= 0) {
-    im.lines++;
-    size_t l = (size_t)len;
-    while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
-    int blank = 1;
-    for (size_t i = 0; i < l && blank; i++) blank = line[i] == ' ' || line[i] == '\t';
-    if (blank) continue;
+  while (!im.db_error && (more = ndjson_next(&rd, &line, &len)) > 0) {
+    im.lines = rd.lineno;
     char msg[400];
     event_t *ev = event_list_push(&im.batch);
-    if (event_parse(line, l, ev, msg, sizeof msg) < 0) {
+    if (event_parse(line, len, ev, msg, sizeof msg) < 0) {
       im.batch.n--;
       im.rejected++;
-      fprintf(stderr, "%s:%lu: rejected: %s\n", name, im.lines, msg);
+      fprintf(stderr, "%s:%lu: rejected: %s\n", name, rd.lineno, msg);
       continue;
     }
     if (im.batch.n >= c.batch) flush_batch(&im);
@@ -122,8 +117,13 @@ int cmd_import(int argc, char **argv) {
       last_progress = now;
     }
   }
+  if (more < 0 && !im.db_error) {
+    fprintf(stderr, "hearth: reading %s: %s\n", name, strerror(errno));
+    im.db_error = 1;
+  }
+  im.lines = rd.lineno;
   flush_batch(&im);
-  free(line);
+  ndjson_close(&rd);
   if (in != stdin) fclose(in);
   print_summary(&im, name, (double)(mono_ns() - start) / 1e9, c.json);
   int status = im.db_error ? 1 : (im.rejected || im.failed_events) ? 1 : 0;

@@ -35,13 +35,13 @@ static int64_t wall_now(void) { return (int64_t)time(NULL); }
 
 static void arm_due_timer(daemon_t *d);
 
+/* Resume a cron sweep by one chunk per loop turn, so ingest is never starved. */
 static void on_sweep_idle(uv_idle_t *h) {
   daemon_t *d = h->data;
-  d->e->now = wall_now();
-  int rc = engine_step_cron(d->e);
+  int rc = engine_run_until(d->e, wall_now(), 1);
   delivery_kick(d->delivery);
-  if (rc < 0) log_msg(LOG_ERROR, "database error in a cron sweep", "error", store_errmsg(d->e->store), NULL);
-  if (rc <= 0) uv_idle_stop(h);
+  if (rc < 0) log_msg(LOG_ERROR, "database error in a cron sweep", "error", engine_db_error(d->e), NULL);
+  if (rc <= 0 || !engine_cron_pending(d->e)) uv_idle_stop(h);
   arm_due_timer(d);
 }
 
@@ -49,13 +49,15 @@ static void on_sweep_idle(uv_idle_t *h) {
 static void on_due(uv_timer_t *t) {
   daemon_t *d = t->data;
   d->armed_for = INT64_MAX;
-  d->e->now = wall_now();
-  int rc = engine_advance(d->e, d->e->now, 0, 4);
+  int rc = engine_run_until(d->e, wall_now(), 4);
   delivery_kick(d->delivery);
-  if (rc < 0) log_msg(LOG_ERROR, "database error while firing timers", "error", store_errmsg(d->e->store), NULL);
-  if (engine_cron_pending(d->e)) uv_idle_start(&d->sweep_idle, on_sweep_idle);
+  if (rc < 0) log_msg(LOG_ERROR, "database error while firing timers", "error", engine_db_error(d->e), NULL);
+  if (engine_cron_pending(d->e)) {
+    uv_idle_start(&d->sweep_idle, on_sweep_idle);
+    return;
+  }
   if (rc == 1) {
-    d->armed_for = d->e->now;
+    d->armed_for = wall_now();
     uv_timer_start(&d->due_timer, on_due, 0, 0);
     return;
   }
@@ -104,9 +106,8 @@ static void post_events(daemon_t *d, const http_request_t *req, http_response_t 
     return;
   }
   int *results = xcalloc((size_t)evs.n, sizeof *results);
-  d->e->now = wall_now();
   if (ingest_batch(d->e, evs.v, evs.n, results) < 0) {
-    log_msg(LOG_ERROR, "database error: batch not applied", "error", store_errmsg(d->e->store), NULL);
+    log_msg(LOG_ERROR, "database error: batch not applied", "error", engine_db_error(d->e), NULL);
     reply_error(res, 500, "database error: nothing of this batch was applied; retry");
   } else {
     json_int_t accepted = 0, dup = 0;
@@ -180,7 +181,6 @@ static void on_signal(uv_signal_t *s, int signum) {
   daemon_t *d = s->data;
   if (signum == SIGHUP) {
     char *err = NULL;
-    d->e->now = wall_now();
     if (engine_reload(d->e, &err) < 0) {
       log_msg(LOG_ERROR, "reload failed; keeping the scripts already loaded", "errors", err, NULL);
       free(err);
@@ -200,8 +200,6 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
   daemon_t d = {.e = e, .o = o, .armed_for = INT64_MAX};
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&d.loop);
-  e->now = wall_now();
-  engine_schedule_cron(e, e->now);
   http_server_opts_t ho = {.host = o->host, .port = o->port, .max_body = o->max_body,
                            .max_connections = o->max_connections, .handler = on_request, .ud = &d};
   char err[256];

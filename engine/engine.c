@@ -1,13 +1,17 @@
-/* engine: batches, dedupe, built-in member fields, dispatch, timers and actions
- * (see engine.h). */
+/* engine: batches, dedupe, built-in member fields, handler calls and every state change
+ * they make, timers, cron and the clock driver (see engine.h). */
 #include "engine.h"
 
+#include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "lua_api.h"
+
+/* Timers read and fired per batch. */
+#define TIMER_BATCH 1000
 
 const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed",
                                                    "deferred", "skipped", "limited"};
@@ -15,7 +19,21 @@ const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppress
 const double handler_bucket_bounds[HANDLER_BUCKETS - 1] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                           0.01, 0.025, 0.05, 0.1, 0.5};
 
-void engine_stats_handler(engine_stats_t *s, double seconds) {
+int action_status_parse(const char *s) {
+  for (int i = 0; i < AS_COUNT; i++)
+    if (strcmp(s, action_status_names[i]) == 0) return i;
+  return -1;
+}
+
+const char *engine_db_error(engine_t *e) { return store_errmsg(e->store); }
+
+char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]) {
+  return rfc3339_format(t, e->tz ? tz_offset_at(e->tz, t) : 0, buf);
+}
+
+/* ---- counters ---- */
+
+static void count_handler_time(engine_stats_t *s, double seconds) {
   int b = 0;
   while (b < HANDLER_BUCKETS - 1 && seconds > handler_bucket_bounds[b]) b++;
   s->handler_hist[b]++;
@@ -37,19 +55,27 @@ static void count_channel_action(engine_stats_t *s, const char *channel, int sta
   c->by_status[status]++;
 }
 
-int action_status_parse(const char *s) {
-  for (int i = 0; i < AS_COUNT; i++)
-    if (strcmp(s, action_status_names[i]) == 0) return i;
-  return -1;
-}
+/* ---- opening, closing, reloading ---- */
 
-char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]) {
-  return rfc3339_format(t, e->tz ? tz_offset_at(e->tz, t) : 0, buf);
-}
-
+/* Read the sequence counters; another process (an import beside the daemon) may have
+ * moved them since we last looked. */
 static void load_seqs(engine_t *e) {
   e->event_seq = store_meta_get(e->store, "event_seq", 0);
   e->timer_seq = store_meta_get(e->store, "timer_seq", 0);
+}
+
+static void schedule_cron(engine_t *e, int64_t now);
+
+/* Take a freshly loaded script set: one cron slot per entry, scheduled if the clock runs. */
+static void adopt_scripts(engine_t *e, scripts_t *s) {
+  for (int i = 0; e->scripts && i < e->ncron; i++) scripts_cron_drop(e->scripts, i);
+  scripts_free(e->scripts);
+  free(e->cron);
+  e->scripts = s;
+  e->ncron = s ? scripts_cron_count(s) : 0;
+  e->cron = xcalloc((size_t)e->ncron + 1, sizeof *e->cron);
+  for (int i = 0; i < e->ncron; i++) e->cron[i] = (cron_slot_t){.next_slot = INT64_MAX, .running = INT64_MIN, .started = 0};
+  if (e->started) schedule_cron(e, e->now);
 }
 
 engine_t *engine_open(const engine_opts_t *o, char **errp) {
@@ -62,7 +88,7 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   if (o->limits.max_instructions)
     e->limits = o->limits;
   else
-    lua_limits_default(&e->limits);
+    budget_default(&e->limits);
   e->scripts_dir = o->scripts_dir ? xstrdup(o->scripts_dir) : NULL;
   e->stdlib_dir = o->stdlib_dir ? xstrdup(o->stdlib_dir) : NULL;
   if (o->script_files) {
@@ -72,6 +98,7 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
     for (size_t i = 0; i < n; i++) e->script_files[i] = xstrdup(o->script_files[i]);
   }
   member_cache_init(&e->members);
+  e->now = clock_now(&e->clock);
   e->tz = tz_load(o->tz_name ? o->tz_name : "Asia/Shanghai", err, sizeof err);
   if (!e->tz) goto fail;
   if (o->memory_db)
@@ -83,13 +110,14 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   if (!o->no_scripts) {
     strbuf_t errors;
     sb_init(&errors);
-    e->scripts = scripts_load(e, &errors);
-    if (!e->scripts) {
+    scripts_t *s = scripts_load(e, &errors);
+    if (!s) {
       *errp = sb_take(&errors);
       engine_close(e);
       return NULL;
     }
     sb_free(&errors);
+    adopt_scripts(e, s);
   }
   return e;
 fail:
@@ -98,10 +126,14 @@ fail:
   return NULL;
 }
 
+static void drop_pending(engine_t *e, int mark);
+
 void engine_close(engine_t *e) {
   if (!e) return;
-  scripts_free(e->scripts);
-  engine_pending_truncate(e, 0);
+  if (e->in_batch) engine_rollback(e);
+  adopt_scripts(e, NULL);
+  free(e->cron);
+  drop_pending(e, 0);
   free(e->pending);
   for (int i = 0; i < e->stats.nchannels; i++) free(e->stats.by_channel[i].channel);
   free(e->stats.by_channel);
@@ -115,7 +147,13 @@ void engine_close(engine_t *e) {
   free(e);
 }
 
+void engine_use_virtual_clock(engine_t *e) {
+  assert(!e->started);
+  clock_init_virtual(&e->clock, e->now, 1);
+}
+
 int engine_reload(engine_t *e, char **err) {
+  assert(!e->in_batch);
   strbuf_t errors;
   sb_init(&errors);
   scripts_t *s = scripts_load(e, &errors);
@@ -124,16 +162,15 @@ int engine_reload(engine_t *e, char **err) {
     return -1;
   }
   sb_free(&errors);
-  scripts_free(e->scripts);
-  e->scripts = s;
-  cron_schedule(s, e->now);
+  if (e->clock.is_virtual == 0) e->now = clock_now(&e->clock);
+  adopt_scripts(e, s);
   *err = NULL;
   return 0;
 }
 
-int engine_pending_mark(engine_t *e) { return e->npending; }
+/* ---- batches ---- */
 
-void engine_pending_truncate(engine_t *e, int mark) {
+static void drop_pending(engine_t *e, int mark) {
   while (e->npending > mark) {
     pending_action_t *p = &e->pending[--e->npending];
     json_decref(p->body);
@@ -149,17 +186,21 @@ static void report_pending(engine_t *e) {
     count_channel_action(&e->stats, p->channel, p->status);
     if (e->on_action) e->on_action(e->on_action_ud, p->body);
   }
-  engine_pending_truncate(e, 0);
+  drop_pending(e, 0);
 }
 
 int engine_begin(engine_t *e) {
+  assert(!e->in_batch);
   e->earliest_timer = INT64_MAX;
+  if (!e->clock.is_virtual) e->now = clock_now(&e->clock);
   if (store_begin(e->store) < 0) return -1;
-  load_seqs(e); /* another process (an import beside the daemon) may have moved them */
+  e->in_batch = 1;
+  load_seqs(e);
   return 0;
 }
 
 int engine_commit(engine_t *e) {
+  assert(e->in_batch);
   if (member_cache_flush(&e->members, e->store) < 0 ||
       store_meta_set(e->store, "event_seq", e->event_seq) < 0 ||
       store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 || store_commit(e->store) < 0) {
@@ -167,27 +208,134 @@ int engine_commit(engine_t *e) {
     engine_rollback(e);
     return -1;
   }
+  e->in_batch = 0;
+  e->batch_work = 0;
   member_cache_clear(&e->members);
   report_pending(e);
   return 0;
 }
 
 void engine_rollback(engine_t *e) {
-  engine_pending_truncate(e, 0);
+  drop_pending(e, 0);
   store_rollback(e->store);
+  e->in_batch = 0;
+  e->batch_work = 0;
   member_cache_clear(&e->members);
   load_seqs(e);
 }
 
-/* 1 when the id was seen inside the dedupe window, 0 when new (now marked), -1 error. */
-static int seen_before(engine_t *e, const char *id) {
-  sqlite3_stmt *st = store_stmt(e->store, ST_SEEN_MARK);
-  bind_text(st, 1, id);
-  bind_int(st, 2, e->now);
-  bind_int(st, 3, e->dedupe_window > 0 ? e->now - e->dedupe_window : INT64_MIN);
-  if (store_exec_stmt(e->store, st) != SQLITE_DONE) return -1;
-  return sqlite3_changes(e->store->db) == 0;
+/* ---- one handler call ---- */
+
+static void call_begin(engine_t *e, engine_call_t *c) {
+  assert(e->in_batch);
+  c->pending_mark = e->npending;
+  c->action_n_mark = e->action_n;
+  c->savepoint = c->cron; /* a cron run's chunk is its own transaction */
+  c->db_failed = 0;
+  c->started_ns = mono_ns();
+  if (c->m) member_undo_begin(&c->undo, c->m);
 }
+
+void engine_call_member(engine_t *e, engine_call_t *c, member_t *m) {
+  assert(c->cron);
+  if (c->m) member_undo_end(&c->undo);
+  c->m = m;
+  if (m) {
+    e->action_n = 0; /* default ids count per member in a sweep */
+    member_undo_begin(&c->undo, m);
+  }
+}
+
+/* Open the call's savepoint before its first write. */
+static int call_write(engine_t *e, engine_call_t *c) {
+  if (c->savepoint) return 0;
+  if (store_savepoint(e->store) < 0) {
+    c->db_failed = 1;
+    return -1;
+  }
+  c->savepoint = 1;
+  return 0;
+}
+
+/* Mark the call failed by the database: the batch will be rolled back. */
+static int db_error(engine_call_t *c) {
+  c->db_failed = 1;
+  return -1;
+}
+
+static void record_failure(engine_t *e, engine_call_t *c, const char *err) {
+  const event_t *ev = c->ev;
+  json_t *evj = json_object();
+  if (ev->id) json_object_set_new(evj, "id", json_string(ev->id));
+  json_object_set_new(evj, "type", json_string(ev->type));
+  json_object_set_new(evj, "member", json_string(ev->member));
+  char tbuf[32];
+  json_object_set_new(evj, "time", json_string(engine_fmt_time(e, ev->time, tbuf)));
+  if (ev->data) json_object_set(evj, "data", ev->data);
+  char *text = json_dumps(evj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(evj);
+  failure_row_t row = {.at = e->now, .member = ev->member, .event = text ? text : "{}",
+                       .campaign = c->campaign, .error = err};
+  if (store_failure_add(e->store, &row) < 0) c->db_failed = 1;
+  free(text);
+  log_msg(LOG_ERROR, "handler failed", "campaign", c->campaign, "event", c->event_key,
+          "member", ev->member, "type", ev->type, "error", err, NULL);
+}
+
+/* Settle a handler call: keep its changes (err NULL), or undo them alone and record the
+ * failure. 0 kept, 1 failed and recorded, -1 database error (the batch must roll back). */
+static int call_end(engine_t *e, engine_call_t *c, const char *err) {
+  assert(!c->cron);
+  count_handler_time(&e->stats, (double)(mono_ns() - c->started_ns) / 1e9);
+  if (c->db_failed) {
+    member_undo_end(&c->undo);
+    return -1;
+  }
+  if (!err) {
+    int rc = c->savepoint ? store_release(e->store) : 0;
+    member_undo_end(&c->undo);
+    return rc;
+  }
+  member_undo_restore(&c->undo);
+  member_undo_end(&c->undo);
+  drop_pending(e, c->pending_mark);
+  e->action_n = c->action_n_mark; /* default ids of later handlers do not depend on this failure */
+  if (c->savepoint && store_rollback_to(e->store) < 0) return -1;
+  record_failure(e, c, err);
+  e->stats.handler_errors++;
+  return c->db_failed ? -1 : 1;
+}
+
+/* Run every handler for ev on member m: the type's, then the catch-all ones, each in
+ * declaration order. Returns EV_APPLIED, EV_FAILED (one or more failed) or EV_ERROR. */
+static int dispatch(engine_t *e, member_t *m, const event_t *ev, const char *key) {
+  if (!e->scripts) return EV_APPLIED;
+  const char *types[2] = {ev->type, "*"};
+  int failed = 0;
+  e->action_n = 0;
+  for (int k = 0; k < 2; k++) {
+    int n = scripts_handler_count(e->scripts, types[k]);
+    for (int i = 0; i < n; i++) {
+      engine_call_t c = {.m = m, .ev = ev, .event_key = key,
+                         .campaign = scripts_handler_campaign(e->scripts, types[k], i)};
+      call_begin(e, &c);
+      char *err = NULL;
+      int ran = scripts_run_handler(e->scripts, types[k], i, &c, &err);
+      assert(ran == 0 || err);
+      int rc = call_end(e, &c, ran == 0 ? NULL : err);
+      free(err);
+      if (rc < 0) return EV_ERROR;
+      failed += rc;
+    }
+  }
+  if (failed) {
+    e->stats.failed++;
+    return EV_FAILED;
+  }
+  return EV_APPLIED;
+}
+
+/* ---- events ---- */
 
 static void set_attr_string(member_t *m, const char *key, json_t *v) {
   if (json_is_string(v) && !json_object_get(member_attrs(m), key)) {
@@ -238,24 +386,14 @@ static void apply_builtins(member_t *m, const event_t *ev) {
   m->dirty = 1;
 }
 
-/* Dispatch a validated event for member m. */
-static int dispatch(engine_t *e, member_t *m, event_t *ev, const char *key) {
-  if (!e->scripts) return EV_APPLIED;
-  int failed = scripts_dispatch(e->scripts, m, ev, key);
-  if (failed < 0) return EV_ERROR;
-  if (failed > 0) {
-    e->stats.failed++;
-    return EV_FAILED;
-  }
-  return EV_APPLIED;
-}
-
-int engine_apply(engine_t *e, event_t *ev) {
-  if (!ev->has_time) ev->time = e->now, ev->has_time = 1;
+/* Apply an event at `now` inside the open batch: dedupe, built-ins, handlers. */
+static int apply_event(engine_t *e, event_t *ev) {
+  assert(e->in_batch && ev->has_time);
   if (ev->id) {
-    int seen = seen_before(e, ev->id);
-    if (seen < 0) return EV_ERROR;
-    if (seen) {
+    int fresh = store_seen_mark(e->store, ev->id, e->now,
+                                e->dedupe_window > 0 ? e->now - e->dedupe_window : INT64_MIN);
+    if (fresh < 0) return EV_ERROR;
+    if (!fresh) {
       e->stats.duplicates++;
       return EV_DUPLICATE;
     }
@@ -271,71 +409,35 @@ int engine_apply(engine_t *e, event_t *ev) {
   if (!m) return EV_ERROR;
   apply_builtins(m, ev);
   e->stats.accepted++;
+  e->batch_work++;
   return dispatch(e, m, ev, key);
 }
 
-int64_t engine_next_timer(engine_t *e) {
-  sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_NEXT);
-  int64_t t = INT64_MAX;
-  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-    t = sqlite3_column_int64(st, 0);
-  sqlite3_reset(st);
-  return t;
-}
+/* ---- timers ---- */
 
-typedef struct {
-  int64_t due, id, gen;
-  char *member, *type, *data, *campaign;
-} timer_row_t;
-
-static void free_rows(timer_row_t *rows, int n) {
-  for (int i = 0; i < n; i++) free(rows[i].member), free(rows[i].type), free(rows[i].data), free(rows[i].campaign);
-  free(rows);
-}
-
-static char *col_dup(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? xstrdup((const char *)t) : NULL;
-}
-
-/* Read up to max due rows, in (due, id) order. Returns the count, -1 on error. */
-static int read_due(engine_t *e, int64_t upto, int max, timer_row_t **out) {
-  sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_DUE);
-  bind_int(st, 1, upto);
-  bind_int(st, 2, max);
-  timer_row_t *rows = xcalloc((size_t)max, sizeof *rows);
-  int n = 0, rc;
-  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    timer_row_t *r = &rows[n++];
-    r->due = sqlite3_column_int64(st, 0);
-    r->id = sqlite3_column_int64(st, 1);
-    r->member = col_dup(st, 2);
-    r->type = col_dup(st, 3);
-    r->data = col_dup(st, 4);
-    r->gen = sqlite3_column_int64(st, 5);
-    r->campaign = col_dup(st, 6);
-  }
-  sqlite3_reset(st);
-  *out = rows;
-  return n;
-}
-
-/* 1 when the member has a row or is in this batch's cache. */
+/* 1 when the member has a row or is in this batch's cache, 0 when not, -1 error. */
 static int member_known(engine_t *e, const char *id) {
   if (member_cache_find(&e->members, id)) return 1;
-  sqlite3_stmt *st = store_stmt(e->store, ST_MEMBER_EXISTS);
-  bind_text(st, 1, id);
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  return rc == SQLITE_ROW;
+  return store_member_exists(e->store, id);
+}
+
+/* The clock as a timer due at `due` fires: a virtual clock moves to it. */
+static void move_now(engine_t *e, int64_t t) {
+  if (e->clock.is_virtual || e->now < t) e->now = t;
+  if (e->clock.is_virtual) clock_set(&e->clock, e->now);
 }
 
 /* Fire one timer row inside the open batch. */
 static int fire_one(engine_t *e, timer_row_t *r) {
-  if (e->virtual_clock || e->now < r->due) e->now = r->due;
-  if (r->gen == TIMER_NOT_CANCELLABLE && !member_known(e, r->member)) {
-    e->stats.timers_cancelled++; /* hearth.emit to a member who does not exist */
-    return EV_APPLIED;
+  move_now(e, r->due);
+  e->batch_work++;
+  if (r->gen == TIMER_NOT_CANCELLABLE) {
+    int known = member_known(e, r->member);
+    if (known < 0) return EV_ERROR;
+    if (!known) {
+      e->stats.timers_cancelled++; /* hearth.emit to a member who does not exist */
+      return EV_APPLIED;
+    }
   }
   member_t *m = member_cache_get(&e->members, e->store, r->member, r->due);
   if (!m) return EV_ERROR;
@@ -354,80 +456,237 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   return rc;
 }
 
-/* Fire due timers in (due, id) order inside the open transaction. Rows are read a batch
- * at a time; the batch stops early when a handler sets a timer due before the next row,
- * so the order stays earliest first. Only rows that existed when the batch was read
- * (id <= the sequence at that moment) are deleted: timers set by the batch's own handlers
- * stay. Returns the number fired, -1 on a database error. */
-int engine_fire_timers_open(engine_t *e, int64_t upto, int max) {
+/* Fire timers due at or before upto, in (due, id) order, inside the open batch. Rows are
+ * read a batch at a time; the batch stops early when a handler sets a timer due before
+ * the next row, so the order stays earliest first. Only rows that existed when the batch
+ * was read (id <= the sequence at that moment) are deleted: timers set by the batch's
+ * own handlers stay. Returns the number fired, -1 on a database error. */
+static int fire_timers(engine_t *e, int64_t upto, int max) {
+  assert(e->in_batch);
   timer_row_t *rows;
   int64_t seq_at_read = e->timer_seq, earliest_before = e->earliest_timer;
   e->earliest_timer = INT64_MAX; /* only timers set from here on may cut the batch */
-  int n = read_due(e, upto, max, &rows);
+  int n = store_timers_due(e->store, upto, max, &rows);
+  if (n < 0) return -1;
   int rc = 0, fired = 0;
   while (fired < n && rc == 0) {
     if (fire_one(e, &rows[fired]) == EV_ERROR) rc = -1;
     fired++;
     if (fired < n && e->earliest_timer < rows[fired].due) break;
   }
-  if (rc == 0 && fired > 0) {
-    sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_DEL_UPTO);
-    bind_int(st, 1, rows[fired - 1].due);
-    bind_int(st, 2, rows[fired - 1].id);
-    bind_int(st, 3, seq_at_read);
-    if (store_exec_stmt(e->store, st) != SQLITE_DONE) rc = -1;
-  }
-  free_rows(rows, n);
+  if (rc == 0 && fired > 0 &&
+      store_timers_delete_upto(e->store, rows[fired - 1].due, rows[fired - 1].id, seq_at_read) < 0)
+    rc = -1;
+  store_timer_rows_free(rows, n);
   if (earliest_before < e->earliest_timer) e->earliest_timer = earliest_before;
   return rc < 0 ? -1 : fired;
 }
 
-int engine_fire_timers(engine_t *e, int64_t upto, int max) {
+/* Due time of the earliest timer, INT64_MAX when none; a read error counts as "now" so
+ * that the caller's next step meets the error and reports it. */
+static int64_t next_timer(engine_t *e) {
+  int64_t due;
+  int found = store_timer_next(e->store, &due);
+  if (found < 0) return INT64_MIN;
+  return found ? due : INT64_MAX;
+}
+
+/* ---- cron ---- */
+
+/* Each entry's next slot as of `now`: an entry whose last run (cron_state) is followed by
+ * missed slots runs once, for the latest of them; one never run waits for its next slot. */
+static void schedule_cron(engine_t *e, int64_t now) {
+  for (int i = 0; i < e->ncron; i++) {
+    const cron_t *expr = scripts_cron_expr(e->scripts, i);
+    int64_t last;
+    int ran = store_cron_last(e->store, scripts_cron_key(e->scripts, i), &last);
+    int64_t next;
+    if (ran <= 0) {
+      next = cron_next(expr, e->tz, now - 1); /* a read error is logged: treat as never run */
+    } else {
+      int64_t slot = cron_next(expr, e->tz, last), missed = INT64_MIN;
+      while (slot >= 0 && slot <= now) {
+        missed = slot;
+        slot = cron_next(expr, e->tz, slot);
+      }
+      next = missed != INT64_MIN ? missed : slot;
+    }
+    e->cron[i].next_slot = next < 0 ? INT64_MAX : next;
+  }
+}
+
+static int64_t next_cron(engine_t *e) {
+  int64_t t = INT64_MAX;
+  for (int i = 0; i < e->ncron; i++)
+    if (e->cron[i].next_slot < t) t = e->cron[i].next_slot;
+  return t;
+}
+
+/* The entry whose run is in progress (started, or due to start, for the slot being run),
+ * lowest index first, or -1. */
+static int cron_in_progress(engine_t *e) {
+  for (int i = 0; i < e->ncron; i++)
+    if (e->cron[i].running != INT64_MIN) return i;
+  return -1;
+}
+
+int engine_cron_pending(engine_t *e) { return cron_in_progress(e) >= 0; }
+
+static void record_cron_failure(engine_t *e, int i, int64_t slot, const char *err) {
+  char tbuf[32];
+  const char *campaign = scripts_cron_campaign(e->scripts, i);
+  log_msg(LOG_ERROR, "cron run failed", "campaign", campaign, "cron", scripts_cron_spec(e->scripts, i),
+          "slot", engine_fmt_time(e, slot, tbuf), "error", err, NULL);
+  json_t *evj = json_pack("{s:s, s:I}", "cron", scripts_cron_key(e->scripts, i), "slot", (json_int_t)slot);
+  char *text = json_dumps(evj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(evj);
+  failure_row_t row = {.at = e->now, .member = "", .event = text, .campaign = campaign, .error = err};
+  store_failure_add(e->store, &row); /* a failure is logged by the store; the commit reports it */
+  free(text);
+}
+
+/* One step of the run of entry i, in a transaction of its own: start it (first step) or
+ * resume it. A run that yields has finished a sweep chunk, which commits; a failed run
+ * keeps its slot recorded and its traceback. 0 ok, -1 database error. */
+static int cron_step(engine_t *e, int i) {
+  cron_slot_t *cs = &e->cron[i];
+  int64_t slot = cs->running;
+  assert(slot != INT64_MIN);
+  const char *ckey = scripts_cron_key(e->scripts, i);
+  char key[320];
+  snprintf(key, sizeof key, "cron:%s@%lld", ckey, (long long)slot);
+  engine_call_t c = {.event_key = key, .campaign = scripts_cron_campaign(e->scripts, i), .cron = 1};
+  if (e->clock.is_virtual && !cs->started) move_now(e, slot);
   if (engine_begin(e) < 0) return -1;
-  int fired = engine_fire_timers_open(e, upto, max);
-  if (fired < 0) {
+  call_begin(e, &c);
+  char *err = NULL;
+  int how;
+  if (!cs->started) {
+    int64_t next = cron_next(scripts_cron_expr(e->scripts, i), e->tz, slot);
+    cs->next_slot = next < 0 ? INT64_MAX : next;
+    cs->started = 1;
+    if (store_cron_set(e->store, ckey, slot) < 0) { /* recorded when the run starts */
+      cs->running = INT64_MIN, cs->started = 0;
+      engine_rollback(e);
+      return -1;
+    }
+    how = scripts_cron_start(e->scripts, i, slot, &c, &err);
+  } else {
+    how = scripts_cron_resume(e->scripts, i, &c, &err);
+  }
+  engine_call_member(e, &c, NULL);
+  assert(how == CRON_YIELDED || how == CRON_FINISHED || err);
+  if (how != CRON_YIELDED) cs->running = INT64_MIN, cs->started = 0;
+  if (c.db_failed) {
+    free(err);
+    scripts_cron_drop(e->scripts, i);
+    cs->running = INT64_MIN, cs->started = 0;
     engine_rollback(e);
     return -1;
   }
-  if (engine_commit(e) < 0) return -1;
-  return fired;
+  if (how != CRON_FAILED) return engine_commit(e);
+  /* failed: drop the chunk in hand, keep the slot recorded, keep the traceback */
+  engine_rollback(e);
+  int rc = 0;
+  if (engine_begin(e) < 0) {
+    rc = -1;
+  } else {
+    if (store_cron_set(e->store, ckey, slot) < 0) rc = -1;
+    record_cron_failure(e, i, slot, err);
+    if (engine_commit(e) < 0) rc = -1;
+  }
+  e->stats.handler_errors++;
+  free(err);
+  return rc;
 }
 
-int64_t engine_next_cron(engine_t *e) { return e->scripts ? cron_next_due(e->scripts) : INT64_MAX; }
+/* ---- the clock driver ---- */
 
-void engine_schedule_cron(engine_t *e, int64_t now) {
-  if (e->scripts) cron_schedule(e->scripts, now);
+/* Set `now` (and schedule cron) the first time the driver runs. */
+static void start_clock(engine_t *e, int64_t t) {
+  if (e->started) return;
+  e->started = 1;
+  e->now = t;
+  if (e->clock.is_virtual) clock_restart(&e->clock, t);
+  schedule_cron(e, t);
 }
 
 int64_t engine_next_due(engine_t *e) {
-  int64_t t = engine_next_timer(e);
-  int64_t c = e->scripts ? cron_next_due(e->scripts) : INT64_MAX;
+  if (!e->clock.is_virtual) start_clock(e, clock_now(&e->clock));
+  if (cron_in_progress(e) >= 0) return e->now;
+  int64_t t = next_timer(e), c = next_cron(e);
   return c < t ? c : t;
 }
 
-int engine_advance(engine_t *e, int64_t upto, int sync, int max_batches) {
-  int batches = 0;
-  for (;;) {
-    int64_t t = engine_next_timer(e);
-    int64_t c = e->scripts ? cron_next_due(e->scripts) : INT64_MAX;
-    if (t > upto && c > upto) return 0;
+int engine_run_until(engine_t *e, int64_t upto, int max_batches) {
+  assert(!e->in_batch);
+  start_clock(e, e->clock.is_virtual ? upto : clock_now(&e->clock));
+  for (int batches = 0;; batches++) {
+    int i = cron_in_progress(e);
+    int64_t t = i >= 0 ? INT64_MAX : next_timer(e), c = i >= 0 ? INT64_MAX : next_cron(e);
+    if (i < 0 && t > upto && c > upto) break;
     if (max_batches && batches >= max_batches) return 1;
-    if (t <= c) {
-      int64_t limit = c < upto ? c : upto;
-      if (engine_fire_timers(e, limit, 1000) < 0) return -1;
-      batches++;
+    if (i >= 0) {
+      if (cron_step(e, i) < 0) return -1;
+    } else if (t <= c) {
+      if (engine_begin(e) < 0) return -1;
+      if (fire_timers(e, c < upto ? c : upto, TIMER_BATCH) < 0) {
+        engine_rollback(e);
+        return -1;
+      }
+      if (engine_commit(e) < 0) return -1;
     } else {
-      if (cron_run_due(e->scripts, c, sync) < 0) return -1;
+      /* every entry due at this slot runs, in declaration order, each to its end */
+      for (int k = 0; k < e->ncron; k++)
+        if (e->cron[k].next_slot <= c) e->cron[k].running = e->cron[k].next_slot;
     }
   }
+  if (e->clock.is_virtual && upto > e->now) move_now(e, upto);
+  return 0;
 }
 
-int engine_cron_pending(engine_t *e) { return e->scripts && cron_pending(e->scripts); }
+int engine_feed(engine_t *e, event_t *ev) {
+  if (!ev->has_time) ev->time = e->clock.is_virtual ? e->now : clock_now(&e->clock), ev->has_time = 1;
+  start_clock(e, e->clock.is_virtual ? ev->time : clock_now(&e->clock));
+  if (e->clock.is_virtual) {
+    if (cron_in_progress(e) >= 0 || next_cron(e) <= ev->time) {
+      /* a cron run commits a transaction per sweep chunk: close the batch for it */
+      if (e->in_batch && engine_commit(e) < 0) return EV_ERROR;
+      if (engine_run_until(e, ev->time, 0) < 0) return EV_ERROR;
+    }
+  }
+  if (!e->in_batch && engine_begin(e) < 0) return EV_ERROR;
+  if (e->clock.is_virtual) {
+    /* timers due before the event fire inside the open batch, earliest first */
+    int64_t t;
+    while ((t = next_timer(e)) <= ev->time) {
+      if (t == INT64_MIN || fire_timers(e, ev->time, TIMER_BATCH) < 0) goto fail;
+    }
+    if (ev->time > e->now) move_now(e, ev->time);
+  }
+  int rc = apply_event(e, ev);
+  if (rc == EV_ERROR) goto fail;
+  return rc;
+fail:
+  engine_rollback(e);
+  return EV_ERROR;
+}
 
-int engine_step_cron(engine_t *e) {
-  if (!e->scripts || !cron_pending(e->scripts)) return 0;
-  if (cron_resume_one(e->scripts) < 0) return -1;
-  return cron_pending(e->scripts);
+/* ---- the changes a script may ask for ---- */
+
+int engine_set_attr(engine_t *e, engine_call_t *c, const char *key, json_t *value) {
+  (void)e;
+  json_t *attrs = member_attrs(c->m);
+  if (!value) {
+    if (json_object_get(attrs, key)) {
+      member_undo_key(&c->undo, MP_ATTRS, key);
+      json_object_del(attrs, key);
+    }
+    return 0;
+  }
+  member_undo_key(&c->undo, MP_ATTRS, key);
+  json_object_set_new(attrs, key, value);
+  return 0;
 }
 
 static void hold(engine_t *e, json_t *body, int status, const char *channel) {
@@ -439,66 +698,186 @@ static void hold(engine_t *e, json_t *body, int status, const char *channel) {
   p->channel = channel ? xstrdup(channel) : NULL;
 }
 
-int engine_action(engine_t *e, action_req_t *r) {
-  char tbuf[32];
-  int rc = -1;
-  json_t *body = json_object();
-  json_object_set_new(body, "id", json_string(r->id));
-  json_object_set_new(body, "time", json_string(engine_fmt_time(e, e->now, tbuf)));
-  json_object_set_new(body, "member", json_string(r->m->id));
-  json_object_set_new(body, "campaign", json_string(r->campaign));
-  if (r->step) json_object_set_new(body, "step", json_string(r->step));
-  json_object_set_new(body, "action", json_string(r->kind));
-  json_object_set_new(body, "status", json_string(action_status_names[r->status]));
-  json_object_update(body, r->fields);
-  json_decref(r->fields);
-  r->fields = NULL;
-  r->recorded = 0;
+/* The stable id of an action: campaign/member/key, or campaign/member/event/n. */
+static char *action_id(engine_t *e, engine_call_t *c, const action_spec_t *a, int count) {
+  const char *campaign = a->campaign ? a->campaign : c->campaign;
+  if (a->key) return xasprintf("%s/%s/%s", campaign, c->m->id, a->key);
+  return xasprintf("%s/%s/%s/%d", campaign, c->m->id, c->event_key, count ? ++e->action_n : e->action_n);
+}
 
-  sqlite3_stmt *st = store_stmt(e->store, ST_ACTION_GET);
-  bind_text(st, 1, r->id);
-  int step = sqlite3_step(st);
-  int existing = -1;
-  if (step == SQLITE_ROW) existing = action_status_parse((const char *)sqlite3_column_text(st, 0));
-  sqlite3_reset(st);
-  if (step != SQLITE_ROW && step != SQLITE_DONE) goto out;
-  if (step == SQLITE_ROW && !(existing == AS_DEFERRED && r->status != AS_DEFERRED)) {
+int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
+  assert(c->m && a->status >= 0 && a->status < AS_COUNT);
+  *recorded = 0;
+  json_t *fields = a->fields;
+  a->fields = NULL;
+  if (call_write(e, c) < 0) {
+    json_decref(fields);
+    return -1;
+  }
+  char *id = action_id(e, c, a, 1), tbuf[32];
+  const char *campaign = a->campaign ? a->campaign : c->campaign;
+  json_t *body = json_object();
+  json_object_set_new(body, "id", json_string(id));
+  json_object_set_new(body, "time", json_string(engine_fmt_time(e, e->now, tbuf)));
+  json_object_set_new(body, "member", json_string(c->m->id));
+  json_object_set_new(body, "campaign", json_string(campaign));
+  if (a->step) json_object_set_new(body, "step", json_string(a->step));
+  json_object_set_new(body, "action", json_string(a->kind));
+  json_object_set_new(body, "status", json_string(action_status_names[a->status]));
+  json_object_update(body, fields);
+  json_decref(fields);
+
+  int rc = -1;
+  char status[16];
+  int found = store_action_status(e->store, id, status, sizeof status);
+  if (found < 0) goto out;
+  int existing = found ? action_status_parse(status) : -1;
+  if (found && !(existing == AS_DEFERRED && a->status != AS_DEFERRED)) {
     rc = existing < 0 ? AS_QUEUED : existing; /* the same cause again: nothing twice */
     goto out;
   }
   char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (!text) goto out;
-  const char *delivery = r->status == AS_QUEUED ? "pending" : NULL;
-  if (step == SQLITE_ROW) {
-    st = store_stmt(e->store, ST_ACTION_RESTATUS);
-    bind_text(st, 1, r->id);
-    bind_text(st, 2, action_status_names[r->status]);
-    bind_int(st, 3, e->now);
-    bind_text(st, 4, text);
-    bind_text(st, 5, delivery);
-    bind_int(st, 6, e->now);
-  } else {
-    st = store_stmt(e->store, ST_ACTION_ADD);
-    bind_text(st, 1, r->id);
-    bind_text(st, 2, r->m->id);
-    bind_text(st, 3, r->campaign);
-    bind_text(st, 4, r->step);
-    bind_text(st, 5, r->kind);
-    bind_text(st, 6, action_status_names[r->status]);
-    bind_text(st, 7, r->channel);
-    bind_int(st, 8, e->now);
-    bind_text(st, 9, text);
-    bind_text(st, 10, delivery);
-    bind_int(st, 11, e->now);
-  }
-  int done = store_exec_stmt(e->store, st);
-  sqlite3_clear_bindings(st);
+  action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step,
+                      .kind = a->kind, .status = action_status_names[a->status], .channel = a->channel,
+                      .time = e->now, .body = text, .deliverable = a->status == AS_QUEUED};
+  int w = found ? store_action_rejudge(e->store, &row) : store_action_add(e->store, &row);
   free(text);
-  if (done != SQLITE_DONE) goto out;
-  hold(e, body, r->status, r->channel);
-  r->recorded = 1;
-  rc = r->status;
+  if (w < 0) goto out;
+  hold(e, body, a->status, a->channel);
+  *recorded = 1;
+  rc = a->status;
 out:
+  if (rc < 0) c->db_failed = 1;
+  free(id);
   json_decref(body);
   return rc;
+}
+
+/* Record a tag, untag or points action that describes a change already made. */
+static int act_done(engine_t *e, engine_call_t *c, action_spec_t *a) {
+  int recorded;
+  return engine_act(e, c, a, &recorded) < 0 ? -1 : 0;
+}
+
+static int tag_change(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a, int add) {
+  json_t *tags = member_tags(c->m);
+  int has = json_object_get(tags, tag) != NULL;
+  if (has == add) {
+    json_decref(a->fields);
+    a->fields = NULL;
+    return 0;
+  }
+  if (call_write(e, c) < 0) return -1;
+  int rc = add ? store_tag_add(e->store, c->m->id, tag) : store_tag_del(e->store, c->m->id, tag);
+  if (rc < 0) {
+    json_decref(a->fields);
+    a->fields = NULL;
+    return db_error(c);
+  }
+  member_undo_key(&c->undo, MP_TAGS, tag);
+  if (add)
+    json_object_set_new(tags, tag, json_true());
+  else
+    json_object_del(tags, tag);
+  return act_done(e, c, a) < 0 ? -1 : 1;
+}
+
+int engine_tag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a) {
+  return tag_change(e, c, tag, a, 1);
+}
+
+int engine_untag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a) {
+  return tag_change(e, c, tag, a, 0);
+}
+
+int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reason, action_spec_t *a) {
+  member_t *m = c->m;
+  assert(n != 0);
+  if (a->key) { /* a keyed grant or spend applies once */
+    char *id = action_id(e, c, a, 0), status[16];
+    int found = store_action_status(e->store, id, status, sizeof status);
+    free(id);
+    if (found != 0) {
+      json_decref(a->fields);
+      a->fields = NULL;
+      return found < 0 ? db_error(c) : 0;
+    }
+  }
+  int range = n < 0 && m->points + n < 0 ? POINTS_BELOW_ZERO
+              : n > 0 && m->points > INT64_MAX - n ? POINTS_OVERFLOW : 0;
+  if (range || call_write(e, c) < 0) {
+    json_decref(a->fields);
+    a->fields = NULL;
+    return range ? range : -1;
+  }
+  ledger_row_t row = {.member = m->id, .n = m->ledger_n + 1, .time = e->now, .delta = n,
+                      .balance = m->points + n, .reason = reason,
+                      .campaign = a->campaign ? a->campaign : c->campaign, .cause = c->event_key};
+  if (store_ledger_add(e->store, &row) < 0) {
+    json_decref(a->fields);
+    a->fields = NULL;
+    return db_error(c);
+  }
+  m->ledger_n++;
+  m->points += n;
+  m->dirty = 1;
+  json_t *f = json_object();
+  json_object_set_new(f, "delta", json_integer(n));
+  json_object_set_new(f, "reason", json_string(reason));
+  json_object_set_new(f, "balance", json_integer(m->points));
+  json_decref(a->fields);
+  a->fields = f;
+  return act_done(e, c, a);
+}
+
+static int add_timer(engine_t *e, engine_call_t *c, timer_row_t *row) {
+  if (call_write(e, c) < 0) return -1;
+  row->id = ++e->timer_seq;
+  if (store_timer_add(e->store, row) < 0) return db_error(c);
+  if (row->due < e->earliest_timer) e->earliest_timer = row->due;
+  return 0;
+}
+
+int engine_set_timer(engine_t *e, engine_call_t *c, int64_t due, const char *type, const char *data) {
+  json_t *gen = json_object_get(member_gens(c->m), type);
+  timer_row_t row = {.due = due, .member = c->m->id, .type = (char *)type, .data = (char *)data,
+                     .gen = gen ? json_integer_value(gen) : 0, .campaign = (char *)c->campaign};
+  return add_timer(e, c, &row);
+}
+
+int engine_cancel_timers(engine_t *e, engine_call_t *c, const char *type) {
+  (void)e;
+  json_t *gen = json_object_get(member_gens(c->m), type);
+  json_int_t next = gen ? json_integer_value(gen) + 1 : 1;
+  member_undo_key(&c->undo, MP_GENS, type);
+  json_object_set_new(member_gens(c->m), type, json_integer(next));
+  return 0;
+}
+
+int engine_emit(engine_t *e, engine_call_t *c, const char *member, const char *type, const char *data) {
+  timer_row_t row = {.due = e->now, .member = (char *)member, .type = (char *)type, .data = (char *)data,
+                     .gen = TIMER_NOT_CANCELLABLE, .campaign = (char *)c->campaign};
+  return add_timer(e, c, &row);
+}
+
+int engine_count(engine_t *e, engine_call_t *c, const char *campaign, const char *step,
+                 const char *variant, const char *metric, int64_t n) {
+  if (call_write(e, c) < 0) return -1;
+  if (store_funnel_add(e->store, campaign, step, variant, metric, n) < 0) return db_error(c);
+  return 0;
+}
+
+int engine_counter(engine_t *e, const char *metric, const char *campaign, const char *step,
+                   const char *variant, int64_t *sum) {
+  return store_funnel_sum(e->store, metric, campaign, step, variant, sum);
+}
+
+int engine_member_ids(engine_t *e, const char *tag, const char *after, int limit, char ***ids) {
+  return store_member_ids(e->store, tag, after, limit, ids);
+}
+
+member_t *engine_member(engine_t *e, const char *id) {
+  assert(e->in_batch);
+  return member_cache_get(&e->members, e->store, id, e->now);
 }

@@ -1,20 +1,32 @@
-/* engine: turns events into state changes and actions. Owns the store, the loaded script
- * set, the time zone, the per-batch member cache and the counters. A batch is one SQLite
- * transaction: the dedupe marks, the member state, the points ledger, the actions and the
- * timers of every event in it commit together or not at all. Each handler call runs under
- * its own savepoint and member undo, so a failing handler is rolled back alone, recorded
- * with its traceback, and the rest of the batch goes on. The clock is the caller's: it
- * sets `now` (real time for import and the daemon, virtual time for dry-run). */
+/* engine: turns events into state changes and actions, and owns every one of them. Owns
+ * the store, the loaded script set (through scripts.h, never Lua), the time zone, the
+ * clock driver, the per-batch member cache and the counters.
+ *
+ * A batch is one SQLite transaction: the dedupe marks, the member state, the points
+ * ledger, the actions and the timers of every event in it commit together or not at all.
+ * Each handler call is an engine_call: it runs under its own savepoint and member undo,
+ * so a failing handler is rolled back alone, recorded with its traceback, and the rest of
+ * the batch goes on. The script API changes nothing itself: it checks its arguments and
+ * calls the engine_* functions below.
+ *
+ * Time: the clock (clock.h) says what time it is; `now` is the time the work in hand is
+ * judged at. Two functions drive it, for every caller (daemon, import, dry-run, tests):
+ * engine_feed applies one event, engine_run_until runs timers and cron to a time. On a
+ * virtual clock an event first runs everything due at or before its own time (earliest
+ * first, ties in the order set, cron slots in time order) and then moves the clock to it;
+ * on the real clock events apply at the time of the batch, and what comes due is run by
+ * the daemon's loop through engine_run_until. */
 #ifndef HEARTH_ENGINE_H
 #define HEARTH_ENGINE_H
 
 #include <jansson.h>
 #include <stdint.h>
 
+#include "budget.h"
 #include "clock.h"
 #include "event.h"
-#include "lua_host.h"
 #include "member.h"
+#include "scripts.h"
 #include "store.h"
 #include "timeutil.h"
 
@@ -26,15 +38,13 @@ enum { AS_QUEUED, AS_CAPPED, AS_SUPPRESSED, AS_DEFERRED, AS_SKIPPED, AS_LIMITED,
 extern const char *const action_status_names[AS_COUNT];
 int action_status_parse(const char *s);
 
-typedef struct scripts scripts_t;
-
 typedef struct {
   const char *db_path;
   const char *scripts_dir;
   const char *stdlib_dir;
   const char *tz_name;
   int64_t dedupe_window;  /* seconds; 0 = forever */
-  lua_limits_t limits;
+  budget_t limits;
   int memory_db;          /* dry-run: work on an in-memory copy of db_path (if it exists) */
   int no_scripts;         /* open the store only (member, stats) */
   int readonly;           /* open the store read-only */
@@ -62,9 +72,6 @@ typedef struct {
   int nchannels;
 } engine_stats_t;
 
-/* Count one handler call of `seconds`. */
-void engine_stats_handler(engine_stats_t *s, double seconds);
-
 /* What happened to one event. */
 enum { EV_APPLIED, EV_DUPLICATE, EV_FAILED, EV_ERROR };
 
@@ -75,91 +82,145 @@ typedef struct {
   char *channel;
 } pending_action_t;
 
+/* Cron entries as the clock driver sees them. */
+typedef struct {
+  int64_t next_slot;   /* INT64_MAX until scheduled, or when the expression never fires */
+  int64_t running;     /* slot of the run in progress (or due to start now), or INT64_MIN */
+  int started;         /* that run has started and is suspended between sweep chunks */
+} cron_slot_t;
+
 typedef struct engine {
   store_t *store;
   scripts_t *scripts;
   tz_t *tz;
   char *scripts_dir, *stdlib_dir;
   char **script_files;         /* NULL: every script in scripts_dir */
-  lua_limits_t limits;
+  budget_t limits;
   int64_t dedupe_window;
   hclock_t clock;              /* what time it is: real, or virtual (dry-run, tests) */
   int64_t now;                 /* the time the work in hand is judged at */
-  int virtual_clock;           /* dry-run: firing a timer moves now to its due time */
+  int started;                 /* the clock driver has set `now` and scheduled cron */
+  int in_batch;                /* a transaction is open */
+  unsigned long batch_work;    /* events applied and timers fired in the open batch */
   int64_t event_seq, timer_seq;
+  int action_n;                /* actions recorded for the current event (default ids) */
   member_cache_t members;
   engine_stats_t stats;
   int64_t earliest_timer;      /* earliest due time set in this batch, or INT64_MAX */
+  cron_slot_t *cron;           /* one per entry of the script set */
+  int ncron;
   pending_action_t *pending;   /* this batch's actions, reported at commit */
   int npending, cappending;
   /* Called at commit for every action recorded or re-judged (dry-run prints them). */
   void (*on_action)(void *ud, json_t *action);
   void *on_action_ud;
-  char errbuf[512];
 } engine_t;
 
 /* Open the store, load the zone and the scripts. NULL with a message (every script error
  * as file:line: message, one per line) in *err (malloc'd) on failure. */
 engine_t *engine_open(const engine_opts_t *opts, char **err);
 void engine_close(engine_t *e);
+/* Switch to a virtual clock (before the first event): dry-run and tests. */
+void engine_use_virtual_clock(engine_t *e);
 
 /* Load the scripts again; on failure keep the old ones and return -1 with *err. */
 int engine_reload(engine_t *e, char **err);
 
-/* Batches. begin/commit/rollback wrap one transaction. */
+/* ---- batches ---- */
+
+/* begin/commit/rollback wrap one transaction. Commit reports the batch's actions. */
 int engine_begin(engine_t *e);
 int engine_commit(engine_t *e);
 void engine_rollback(engine_t *e);
 
-/* Apply one validated event inside the open batch. Returns EV_*; EV_ERROR means the
- * database failed and the batch must be rolled back. */
-int engine_apply(engine_t *e, event_t *ev);
+/* ---- the clock driver ---- */
 
-/* Fire up to max timers due at or before `upto` in one batch of their own (the caller
- * need not begin one). Sets e->now to each timer's due time. Returns the number fired,
- * -1 on a database error. */
-int engine_fire_timers(engine_t *e, int64_t upto, int max);
-/* The same inside a transaction the caller holds open (dry-run keeps one batch open
- * across events and the timers between them). */
-int engine_fire_timers_open(engine_t *e, int64_t upto, int max);
-/* Due time of the earliest pending timer, or INT64_MAX. */
-int64_t engine_next_timer(engine_t *e);
-/* The earliest cron slot not yet run, or INT64_MAX. */
-int64_t engine_next_cron(engine_t *e);
-
-/* Compute each cron entry's next slot as of `now` (missed slots: see lua_cron.c). Call
- * once the clock is known, and after a reload. */
-void engine_schedule_cron(engine_t *e, int64_t now);
-/* Run what is due at or before `upto`, in time order: timers (in batches of 1000,
- * earliest first, ties in the order they were set) and cron slots (timers first on a
- * tie). sync: cron runs go to completion (dry-run); otherwise a run suspended in a sweep
- * is left for engine_step_cron. At most max_batches timer batches (0 = no limit).
- * Returns 1 when more is due, 0 when done, -1 on a database error. */
-int engine_advance(engine_t *e, int64_t upto, int sync, int max_batches);
-/* Earliest time anything is due (timer or cron slot), INT64_MAX if nothing. */
+/* Apply one validated event inside the batch (opened if none is). On a virtual clock,
+ * everything due at or before the event's time runs first (a cron slot among it commits
+ * the batch, runs, and opens a new one). Returns EV_*; EV_ERROR: the database failed and
+ * the batch was rolled back. */
+int engine_feed(engine_t *e, event_t *ev);
+/* Run timers and cron slots due at or before t, in time order (timers first on a tie),
+ * each timer batch and each sweep chunk its own transaction; no batch may be open. On a
+ * virtual clock `now` follows what fires and ends at t. At most max_batches timer
+ * batches and sweep chunks (0 = no limit): returns 1 when more is due (call again), 0
+ * when done, -1 on a database error. */
+int engine_run_until(engine_t *e, int64_t t, int max_batches);
+/* Earliest time anything is due (timer or cron slot), INT64_MAX if nothing; -1 is never
+ * returned: a read error is logged and reported as "due now" so the caller retries. */
 int64_t engine_next_due(engine_t *e);
-/* Resume one suspended cron run by one sweep chunk; returns 1 if runs remain pending. */
-int engine_step_cron(engine_t *e);
-/* 1 when a cron run is suspended between sweep chunks. */
+/* 1 when a cron run is suspended between sweep chunks (engine_run_until resumes it). */
 int engine_cron_pending(engine_t *e);
 
-/* Record an action (used by the Lua API) inside the open batch. kind: send, task, tag,
- * untag, points, webhook. fields: kind-specific members of the action JSON (stolen).
- * An id seen before is not recorded again: its status is returned, except that a
- * `deferred` action takes the new status (it is being judged again). Returns the status
- * that holds after the call, or -1 on a database error. */
-typedef struct {
-  member_t *m;
-  const char *id, *kind, *campaign, *step, *channel;
-  int status;
-  json_t *fields;
-  int recorded;   /* out: 1 when recorded (or re-judged) now, 0 when the id existed */
-} action_req_t;
-int engine_action(engine_t *e, action_req_t *req);
+/* ---- one handler call, and the changes a script may ask for ---- */
 
-/* Actions recorded so far in the batch; a failed handler drops what came after its mark. */
-int engine_pending_mark(engine_t *e);
-void engine_pending_truncate(engine_t *e, int mark);
+/* A handler call (or a cron run) in progress. */
+typedef struct engine_call {
+  member_t *m;               /* the member acted on (a sweep moves it member by member) */
+  const event_t *ev;         /* the event handled; NULL in a cron run */
+  const char *event_key;     /* its id, or @seq, timer:N, cron:KEY@SLOT */
+  const char *campaign;      /* the script that declared the handler or cron entry */
+  int cron;                  /* a cron run: one transaction per sweep chunk, no savepoint */
+  int savepoint;             /* the call's savepoint is open */
+  int db_failed;             /* a database error: the batch must be rolled back */
+  int pending_mark, action_n_mark;
+  uint64_t started_ns;
+  member_undo_t undo;
+} engine_call_t;
+
+/* Switch a cron run's call to member m (NULL: none), closing the undo of the last one. */
+void engine_call_member(engine_t *e, engine_call_t *c, member_t *m);
+
+/* Every change below is made inside the call and rolled back with it. They return -1 on
+ * a database error (logged; the call is marked failed and the batch rolls back). */
+
+/* Set attribute key (value stolen; NULL removes it). */
+int engine_set_attr(engine_t *e, engine_call_t *c, const char *key, json_t *value);
+
+/* An action a script asks for. `fields` (stolen) are the kind's own members. */
+typedef struct {
+  const char *kind;      /* send, task, webhook, tag, untag, points */
+  const char *key;       /* stable key, or NULL for campaign/member/event/n */
+  const char *campaign;  /* NULL: the call's */
+  const char *step, *channel;
+  int status;            /* AS_* asked for */
+  json_t *fields;
+} action_spec_t;
+/* Record an action. An id seen before records nothing and returns its status, except
+ * that a `deferred` one is judged again. Returns the status that holds, -1 on error;
+ * *recorded says whether anything was written now. */
+int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded);
+/* Tag or untag the member (and record the tag/untag action, fields stolen as in
+ * engine_act). 1 changed, 0 nothing to change (fields released), -1 error. */
+int engine_tag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a);
+int engine_untag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a);
+/* Grant (n > 0) or spend (n < 0) points with a ledger entry and a points action. A keyed
+ * grant already recorded changes nothing. 0 applied (or nothing to do), -1 database
+ * error, or POINTS_BELOW_ZERO / POINTS_OVERFLOW when the balance would leave its range
+ * (nothing changed). */
+enum { POINTS_BELOW_ZERO = -2, POINTS_OVERFLOW = -3 };
+int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reason, action_spec_t *a);
+/* A durable timer delivering an event of `type` (data: JSON text or NULL) to the call's
+ * member at `due`; m:cancel(type) voids it. */
+int engine_set_timer(engine_t *e, engine_call_t *c, int64_t due, const char *type, const char *data);
+/* Every pending timer of `type` for the call's member will not fire. */
+int engine_cancel_timers(engine_t *e, engine_call_t *c, const char *type);
+/* An event of `type` for `member` (any member), delivered as soon as the batch commits,
+ * exactly once; never cancelled, never creating the member. */
+int engine_emit(engine_t *e, engine_call_t *c, const char *member, const char *type, const char *data);
+/* Add n to a funnel counter. */
+int engine_count(engine_t *e, engine_call_t *c, const char *campaign, const char *step,
+                 const char *variant, const char *metric, int64_t n);
+/* The sum of a funnel counter (NULL: over all), committed plus this batch's. */
+int engine_counter(engine_t *e, const char *metric, const char *campaign, const char *step,
+                   const char *variant, int64_t *sum);
+/* A sweep's next chunk of member ids after `after` (all, or with `tag`): count, -1. */
+int engine_member_ids(engine_t *e, const char *tag, const char *after, int limit, char ***ids);
+/* The member, loaded into the batch (created if new). NULL on a database error. */
+member_t *engine_member(engine_t *e, const char *id);
+
+/* The database's message for the last error (already logged where it happened). */
+const char *engine_db_error(engine_t *e);
 
 /* Format t in the engine's zone as RFC 3339. */
 char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]);

@@ -1,10 +1,68 @@
 /* ingest: body parsing and transactional batches (see ingest.h). */
 #include "ingest.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
+
+/* ---- the NDJSON reader ---- */
+
+void ndjson_from_stream(ndjson_reader_t *r, FILE *in) {
+  memset(r, 0, sizeof *r);
+  r->in = in;
+}
+
+void ndjson_from_memory(ndjson_reader_t *r, const char *text, size_t len) {
+  memset(r, 0, sizeof *r);
+  r->pos = text;
+  r->end = text + len;
+}
+
+static int is_blank(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') return 0;
+  return 1;
+}
+
+/* One raw line without its LF: 1, 0 at the end, -1 on error. */
+static int raw_line(ndjson_reader_t *r, const char **line, size_t *len) {
+  if (r->in) {
+    errno = 0;
+    ssize_t n = getline(&r->buf, &r->cap, r->in);
+    if (n < 0) return ferror(r->in) ? -1 : 0;
+    *line = r->buf;
+    *len = (size_t)n;
+    if (*len && r->buf[*len - 1] == '\n') (*len)--;
+    return 1;
+  }
+  if (r->pos >= r->end) return 0;
+  const char *nl = memchr(r->pos, '\n', (size_t)(r->end - r->pos));
+  *line = r->pos;
+  *len = (size_t)((nl ? nl : r->end) - r->pos);
+  r->pos = nl ? nl + 1 : r->end;
+  return 1;
+}
+
+int ndjson_next(ndjson_reader_t *r, const char **line, size_t *len) {
+  for (;;) {
+    int rc = raw_line(r, line, len);
+    if (rc <= 0) return rc;
+    r->lineno++;
+    if (*len && (*line)[*len - 1] == '\r') (*len)--;
+    if (!is_blank(*line, *len)) return 1;
+  }
+}
+
+void ndjson_close(ndjson_reader_t *r) {
+  free(r->buf);
+  r->buf = NULL;
+  r->cap = 0;
+}
+
+/* ---- events ---- */
 
 void event_list_free(event_list_t *l) {
   for (int i = 0; i < l->n; i++) event_clear(&l->v[i]);
@@ -80,35 +138,29 @@ int ingest_parse_body(const char *body, size_t len, event_list_t *out, char *err
       return 0;
     }
   }
-  int line = 0;
-  for (const char *q = body; q < end;) {
-    const char *nl = memchr(q, '\n', (size_t)(end - q));
-    const char *le = nl ? nl : end;
-    line++;
-    if (skip_ws(q, le) < le) {
-      char msg[400];
-      event_t *ev = event_list_push(out);
-      if (event_parse(q, (size_t)(le - q), ev, msg, sizeof msg) < 0) {
-        out->n--;
-        event_list_free(out);
-        set_err(err, errlen, "line %d: %s", line, msg);
-        return -1;
-      }
+  ndjson_reader_t r;
+  ndjson_from_memory(&r, body, len);
+  const char *line;
+  size_t n;
+  while (ndjson_next(&r, &line, &n) > 0) {
+    char msg[400];
+    event_t *ev = event_list_push(out);
+    if (event_parse(line, n, ev, msg, sizeof msg) < 0) {
+      out->n--;
+      event_list_free(out);
+      set_err(err, errlen, "line %lu: %s", r.lineno, msg);
+      return -1;
     }
-    q = nl ? nl + 1 : end;
   }
   return 0;
 }
 
 int ingest_batch(engine_t *e, event_t *evs, int n, int *results) {
-  if (engine_begin(e) < 0) return -1;
+  assert(!e->in_batch);
   for (int i = 0; i < n; i++) {
-    int rc = engine_apply(e, &evs[i]);
-    if (rc == EV_ERROR) {
-      engine_rollback(e);
-      return -1;
-    }
+    int rc = engine_feed(e, &evs[i]);
+    if (rc == EV_ERROR) return -1; /* the engine rolled the batch back */
     if (results) results[i] = rc;
   }
-  return engine_commit(e);
+  return e->in_batch ? engine_commit(e) : 0;
 }

@@ -1,10 +1,13 @@
-/* ingest: from text to committed batches. Parses request bodies (one JSON object, a JSON
- * array, or NDJSON) into validated events, and applies a batch of events in one
- * transaction. Shared by import, the daemon and dry-run. */
+/* ingest: from text to events. Owns reading input: the one NDJSON reader (line numbers,
+ * blank lines, CRLF) for files, standard input and HTTP bodies, request bodies (one JSON
+ * object, a JSON array, or NDJSON) into validated events, and applying a batch of events
+ * in one transaction through the engine's clock driver. Shared by import, dry-run, the
+ * daemon and hearth test. */
 #ifndef HEARTH_INGEST_H
 #define HEARTH_INGEST_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "engine.h"
 #include "event.h"
@@ -13,6 +16,24 @@ typedef struct {
   event_t *v;
   int n, cap;
 } event_list_t;
+
+/* NDJSON, a line at a time, from a stream or from memory. A line ends at LF; a CR before
+ * it is not part of the line; a line of nothing but spaces, tabs and CRs is blank and
+ * skipped (it still counts for line numbers). */
+typedef struct {
+  FILE *in;                   /* the stream, or NULL for memory */
+  const char *pos, *end;      /* memory */
+  char *buf;                  /* stream: the line read */
+  size_t cap;
+  unsigned long lineno;       /* number of the line last returned (1-based) */
+} ndjson_reader_t;
+
+void ndjson_from_stream(ndjson_reader_t *r, FILE *in);
+void ndjson_from_memory(ndjson_reader_t *r, const char *text, size_t len);
+/* The next non-blank line: 1 with *line and *len (not NUL-terminated for memory), 0 at
+ * the end, -1 on a read error (errno set). */
+int ndjson_next(ndjson_reader_t *r, const char **line, size_t *len);
+void ndjson_close(ndjson_reader_t *r);
 
 void event_list_free(event_list_t *l);
 /* Clear the events but keep the array for the next batch. */
@@ -23,9 +44,9 @@ event_t *event_list_push(event_list_t *l);
  * "line N: field: problem" (or "item N: ..." in an array) in err and an empty list. */
 int ingest_parse_body(const char *body, size_t len, event_list_t *out, char *err, size_t errlen);
 
-/* Apply events in one transaction, at clock time `now`. results (may be NULL) gets one
- * EV_* per event. Returns 0, or -1 on a database error (the batch was rolled back and
- * nothing of it is applied). */
+/* Feed events to the engine in one transaction (engine_feed, then engine_commit). results
+ * (may be NULL) gets one EV_* per event. Returns 0, or -1 on a database error (the batch
+ * was rolled back and nothing of it is applied). */
 int ingest_batch(engine_t *e, event_t *evs, int n, int *results);
 
 #endif

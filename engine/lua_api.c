@@ -1,6 +1,7 @@
-/* lua_api: script sets, the `hearth` table and handler dispatch (see lua_api.h). */
+/* lua_api: script sets, the `hearth` table and running one handler (see lua_api.h). */
 #include "lua_api.h"
 
+#include <assert.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,11 +9,15 @@
 #include "json_lua.h"
 #include "log.h"
 
-static scripts_t *scripts_of(lua_State *L) { return luahost_of(L)->owner; }
+scripts_t *scripts_of(lua_State *L) { return luahost_of(L)->owner; }
+
+int raise_db_error(lua_State *L) {
+  return luaL_error(L, "database error: %s", engine_db_error(scripts_of(L)->engine));
+}
 
 /* ---- argument helpers ---- */
 
-int64_t lua_check_duration(lua_State *L, int idx) {
+int64_t arg_duration(lua_State *L, int idx) {
   if (lua_isinteger(L, idx)) return lua_tointeger(L, idx);
   const char *s = luaL_checkstring(L, idx);
   int64_t secs;
@@ -21,7 +26,7 @@ int64_t lua_check_duration(lua_State *L, int idx) {
   return secs;
 }
 
-int64_t lua_check_time(lua_State *L, int idx) {
+int64_t arg_time(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     if (!lua_isinteger(L, idx)) return (int64_t)lua_tonumber(L, idx);
     return lua_tointeger(L, idx);
@@ -33,7 +38,7 @@ int64_t lua_check_time(lua_State *L, int idx) {
   return t;
 }
 
-json_t *lua_check_json(lua_State *L, int idx, const char *what) {
+json_t *arg_json(lua_State *L, int idx, const char *what) {
   char err[256];
   json_t *v = jl_from_lua(L, idx, err, sizeof err);
   if (!v) luaL_error(L, "%s: %s", what, err);
@@ -100,7 +105,6 @@ static int l_cron(lua_State *L) {
   ce->spec = xstrdup(spec);
   ce->key = xasprintf("%s#%d %s", campaign, nth, spec);
   ce->cron = c;
-  ce->next_slot = INT64_MAX;
   return 0;
 }
 
@@ -118,7 +122,7 @@ static int l_channel(lua_State *L) {
   if (!type || (strcmp(type, "log") != 0 && strcmp(type, "webhook") != 0))
     return luaL_error(L, "hearth.channel: '%s': type must be \"log\" or \"webhook\"", name);
   lua_pop(L, 1);
-  json_t *opts = lua_check_json(L, 2, "hearth.channel");
+  json_t *opts = arg_json(L, 2, "hearth.channel");
   if (s->nchannels == s->capchannels)
     s->channels = xrealloc(s->channels, (s->capchannels = s->capchannels ? s->capchannels * 2 : 4) * sizeof *s->channels);
   s->channels[s->nchannels].name = xstrdup(name);
@@ -135,27 +139,27 @@ static int l_now(lua_State *L) {
 }
 
 static int l_duration(lua_State *L) {
-  lua_pushinteger(L, lua_check_duration(L, 1));
+  lua_pushinteger(L, arg_duration(L, 1));
   return 1;
 }
 
 /* hearth.time("2026-11-22T10:00:00+08:00") -> epoch seconds */
 static int l_time(lua_State *L) {
-  lua_pushinteger(L, lua_check_time(L, 1));
+  lua_pushinteger(L, arg_time(L, 1));
   return 1;
 }
 
 /* hearth.format_time(t) -> RFC 3339 in the engine's zone */
 static int l_format_time(lua_State *L) {
   char buf[32];
-  lua_pushstring(L, engine_fmt_time(scripts_of(L)->engine, lua_check_time(L, 1), buf));
+  lua_pushstring(L, engine_fmt_time(scripts_of(L)->engine, arg_time(L, 1), buf));
   return 1;
 }
 
 /* hearth.local_date(t) -> {year, month, day, hour, min, sec, wday (1 = Sunday), yday, day_number} */
 static int l_local_date(lua_State *L) {
   engine_t *e = scripts_of(L)->engine;
-  int64_t t = lua_isnoneornil(L, 1) ? e->now : lua_check_time(L, 1);
+  int64_t t = lua_isnoneornil(L, 1) ? e->now : arg_time(L, 1);
   civil_t c;
   tz_to_civil(e->tz, t, &c);
   lua_createtable(L, 0, 9);
@@ -206,7 +210,7 @@ static int l_log(lua_State *L) {
 /* hearth.count(metric [, {campaign=, step=, variant=, n=}]): add n (default 1) to a
  * funnel counter, inside the transaction of the handler that counts. */
 static int l_count(lua_State *L) {
-  dispatch_t *d = dispatch_current(L);
+  engine_call_t *d = call_current(L);
   const char *metric = luaL_checkstring(L, 1);
   const char *campaign = d->campaign, *step = "", *variant = "";
   lua_Integer n = 1;
@@ -222,18 +226,7 @@ static int l_count(lua_State *L) {
     n = luaL_optinteger(L, -1, 1);
   }
   if (!*metric || strlen(metric) > 64) luaL_argerror(L, 1, "metric must be 1-64 bytes");
-  dispatch_write(L, d);
-  store_t *st = d->s->engine->store;
-  sqlite3_stmt *q = store_stmt(st, ST_FUNNEL_ADD);
-  bind_text(q, 1, campaign);
-  bind_text(q, 2, step);
-  bind_text(q, 3, variant);
-  bind_text(q, 4, metric);
-  bind_int(q, 5, n);
-  if (store_exec_stmt(st, q) != SQLITE_DONE) {
-    d->db_failed = 1;
-    return luaL_error(L, "database error: %s", store_errmsg(st));
-  }
+  if (engine_count(scripts_of(L)->engine, d, campaign, step, variant, metric, n) < 0) return raise_db_error(L);
   return 0;
 }
 
@@ -243,7 +236,7 @@ static int l_count(lua_State *L) {
  * m:cancel does not affect it. A member that does not exist when it fires is not created:
  * the event is dropped. Returns nothing. */
 static int l_emit(lua_State *L) {
-  dispatch_t *d = dispatch_current(L);
+  engine_call_t *d = call_current(L);
   size_t len;
   const char *member = luaL_checklstring(L, 1, &len);
   if (!member_id_valid(member, len)) luaL_argerror(L, 1, "member id must be 1-128 bytes of UTF-8");
@@ -253,30 +246,13 @@ static int l_emit(lua_State *L) {
   char *data = NULL;
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
-    json_t *j = lua_check_json(L, 3, "hearth.emit data");
+    json_t *j = arg_json(L, 3, "hearth.emit data");
     data = json_dumps(j, JSON_COMPACT);
     json_decref(j);
   }
-  engine_t *e = d->s->engine;
-  if (dispatch_savepoint(d) < 0) {
-    free(data);
-    return luaL_error(L, "database error: %s", store_errmsg(e->store));
-  }
-  sqlite3_stmt *q = store_stmt(e->store, ST_TIMER_ADD);
-  bind_int(q, 1, e->now);
-  bind_int(q, 2, ++e->timer_seq);
-  bind_text(q, 3, member);
-  bind_text(q, 4, type);
-  bind_text(q, 5, data);
-  bind_int(q, 6, TIMER_NOT_CANCELLABLE);
-  bind_text(q, 7, d->campaign);
-  int rc = store_exec_stmt(e->store, q);
+  int rc = engine_emit(scripts_of(L)->engine, d, member, type, data);
   free(data);
-  if (rc != SQLITE_DONE) {
-    d->db_failed = 1;
-    return luaL_error(L, "database error: %s", store_errmsg(e->store));
-  }
-  if (e->now < e->earliest_timer) e->earliest_timer = e->now;
+  if (rc < 0) return raise_db_error(L);
   return 0;
 }
 
@@ -296,17 +272,9 @@ static int l_counter(lua_State *L) {
     lua_getfield(L, 2, "variant");
     variant = luaL_optstring(L, -1, NULL);
   }
-  store_t *st = s->engine->store;
-  sqlite3_stmt *q = store_stmt(st, ST_FUNNEL_SUM);
-  bind_text(q, 1, metric);
-  bind_text(q, 2, campaign);
-  bind_text(q, 3, step);
-  bind_text(q, 4, variant);
-  int rc = sqlite3_step(q);
-  lua_Integer n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-  sqlite3_reset(q);
-  if (rc != SQLITE_ROW) return luaL_error(L, "database error: %s", store_errmsg(st));
-  lua_pushinteger(L, n);
+  int64_t n;
+  if (engine_counter(s->engine, metric, campaign, step, variant, &n) < 0) return raise_db_error(L);
+  lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
@@ -334,9 +302,9 @@ static void install_api(lua_State *L, void *ud) {
   luaL_newlib(L, hearth_fns);
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
-  lua_cron_install(L);
+  cron_api_install(L);
   lua_setfield(L, -2, "hearth");
-  lua_member_install(L);
+  member_api_install(L);
 }
 
 scripts_t *scripts_load(engine_t *e, strbuf_t *errors) {
@@ -364,7 +332,7 @@ scripts_t *scripts_load(engine_t *e, strbuf_t *errors) {
 
 void scripts_free(scripts_t *s) {
   if (!s) return;
-  cron_free_jobs(s);
+  for (int i = 0; i < s->ncrons; i++) scripts_cron_drop(s, i);
   luahost_free(s->host);
   for (int i = 0; i < s->nlists; i++) {
     for (int j = 0; j < s->lists[i].n; j++) free(s->lists[i].v[j].campaign);
@@ -379,34 +347,36 @@ void scripts_free(scripts_t *s) {
   free(s);
 }
 
-/* ---- dispatch ---- */
+/* ---- what the engine asks of the script set ---- */
 
-dispatch_t *dispatch_current(lua_State *L) {
-  dispatch_t *d = scripts_of(L)->cur;
-  if (!d) luaL_error(L, "no handler is running: member handles are valid only inside their handler");
-  return d;
+int scripts_handler_count(scripts_t *s, const char *type) {
+  handler_list_t *l = list_for(s, type, 0);
+  return l ? l->n : 0;
 }
 
-int dispatch_savepoint(dispatch_t *d) {
-  if (d->sp_open) return 0;
-  store_t *st = d->s->engine->store;
-  if (store_exec_stmt(st, store_stmt(st, ST_SAVEPOINT)) != SQLITE_DONE) {
-    d->db_failed = 1;
-    return -1;
-  }
-  d->sp_open = 1;
-  return 0;
+const char *scripts_handler_campaign(scripts_t *s, const char *type, int i) {
+  handler_list_t *l = list_for(s, type, 0);
+  assert(l && i >= 0 && i < l->n);
+  return l->v[i].campaign;
 }
 
-void dispatch_write(lua_State *L, dispatch_t *d) {
-  if (dispatch_savepoint(d) < 0)
-    luaL_error(L, "database error: %s", store_errmsg(d->s->engine->store));
+int scripts_channel_count(scripts_t *s) { return s->nchannels; }
+
+const channel_decl_t *scripts_channel(scripts_t *s, int i) {
+  assert(i >= 0 && i < s->nchannels);
+  return &s->channels[i];
 }
 
-static void push_event(lua_State *L, const dispatch_t *d) {
-  const event_t *ev = d->ev;
+engine_call_t *call_current(lua_State *L) {
+  engine_call_t *c = scripts_of(L)->cur;
+  if (!c) luaL_error(L, "no handler is running: member handles are valid only inside their handler");
+  return c;
+}
+
+static void push_event(lua_State *L, const engine_call_t *c) {
+  const event_t *ev = c->ev;
   lua_createtable(L, 0, 5);
-  lua_pushstring(L, d->event_key);
+  lua_pushstring(L, c->event_key);
   lua_setfield(L, -2, "id");
   lua_pushstring(L, ev->type);
   lua_setfield(L, -2, "type");
@@ -421,93 +391,25 @@ static void push_event(lua_State *L, const dispatch_t *d) {
   lua_setfield(L, -2, "data");
 }
 
-/* Protected body of one handler call. */
+/* Protected body of one handler call: fn(m, ev). */
 static int call_handler(lua_State *L) {
-  dispatch_t *d = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, d->fn_ref);
-  lua_member_push(L, d);
-  push_event(L, d);
+  scripts_t *s = scripts_of(L);
+  int ref = *(int *)lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  member_api_push(L, s);
+  push_event(L, s->cur);
   lua_call(L, 2, 0);
   return 0;
 }
 
-static void record_failure(engine_t *e, dispatch_t *d, const char *err) {
-  json_t *evj = json_object();
-  if (d->ev->id) json_object_set_new(evj, "id", json_string(d->ev->id));
-  json_object_set_new(evj, "type", json_string(d->ev->type));
-  json_object_set_new(evj, "member", json_string(d->ev->member));
-  char tbuf[32];
-  json_object_set_new(evj, "time", json_string(engine_fmt_time(e, d->ev->time, tbuf)));
-  if (d->ev->data) json_object_set(evj, "data", d->ev->data);
-  char *text = json_dumps(evj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(evj);
-  sqlite3_stmt *st = store_stmt(e->store, ST_FAILED_ADD);
-  bind_int(st, 1, e->now);
-  bind_text(st, 2, d->ev->member);
-  bind_text(st, 3, text ? text : "{}");
-  bind_text(st, 4, d->campaign);
-  bind_text(st, 5, err);
-  if (store_exec_stmt(e->store, st) != SQLITE_DONE) d->db_failed = 1;
-  free(text);
-  log_msg(LOG_ERROR, "handler failed", "campaign", d->campaign, "event", d->event_key,
-          "member", d->ev->member, "type", d->ev->type, "error", err, NULL);
-}
-
-/* Run one handler with its own savepoint and undo. 0 ok, 1 failed, -1 database error. */
-static int run_handler(scripts_t *s, dispatch_t *d) {
-  engine_t *e = s->engine;
-  store_t *st = e->store;
-  member_undo_begin(&d->undo, d->m);
-  int mark = engine_pending_mark(e), action_n = s->action_n;
-  d->sp_open = 0;
-  d->db_failed = 0;
-  s->cur = d;
-  char *err = NULL;
-  uint64_t t0 = mono_ns();
-  int rc = luahost_call(s->host, call_handler, d, &err);
-  engine_stats_handler(&e->stats, (double)(mono_ns() - t0) / 1e9);
+int scripts_run_handler(scripts_t *s, const char *type, int i, engine_call_t *call, char **err) {
+  handler_list_t *l = list_for(s, type, 0);
+  assert(l && i >= 0 && i < l->n && !s->cur);
+  int ref = l->v[i].ref;
+  s->cur = call;
+  *err = NULL;
+  int rc = luahost_call(s->host, call_handler, &ref, err);
   s->cur = NULL;
   s->gen++;
-  if (d->db_failed) {
-    free(err);
-    member_undo_end(&d->undo);
-    return -1;
-  }
-  if (rc == 0) {
-    if (d->sp_open && store_exec_stmt(st, store_stmt(st, ST_RELEASE)) != SQLITE_DONE) rc = -1;
-    member_undo_end(&d->undo);
-    return rc == 0 ? 0 : -1;
-  }
-  member_undo_restore(&d->undo);
-  member_undo_end(&d->undo);
-  engine_pending_truncate(e, mark);
-  s->action_n = action_n; /* default ids of later handlers do not depend on this failure */
-  if (d->sp_open) {
-    if (store_exec_stmt(st, store_stmt(st, ST_ROLLBACK_TO)) != SQLITE_DONE ||
-        store_exec_stmt(st, store_stmt(st, ST_RELEASE)) != SQLITE_DONE) {
-      free(err);
-      return -1;
-    }
-  }
-  record_failure(e, d, err);
-  free(err);
-  e->stats.handler_errors++;
-  return d->db_failed ? -1 : 1;
-}
-
-int scripts_dispatch(scripts_t *s, member_t *m, const event_t *ev, const char *event_key) {
-  handler_list_t *lists[2] = {list_for(s, ev->type, 0), list_for(s, "*", 0)};
-  int failed = 0;
-  s->action_n = 0;
-  for (int k = 0; k < 2; k++) {
-    handler_list_t *l = lists[k];
-    for (int i = 0; l && i < l->n; i++) {
-      dispatch_t d = {.s = s, .m = m, .ev = ev, .event_key = event_key,
-                      .campaign = l->v[i].campaign, .fn_ref = l->v[i].ref};
-      int rc = run_handler(s, &d);
-      if (rc < 0) return -1;
-      failed += rc;
-    }
-  }
-  return failed;
+  return rc;
 }

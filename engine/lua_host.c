@@ -13,7 +13,7 @@
 
 #define HOOK_EVERY 1000
 
-void lua_limits_default(lua_limits_t *lim) {
+void budget_default(budget_t *lim) {
   lim->max_instructions = 10000000;
   lim->max_call_ms = 2000;
   lim->max_call_bytes = 64u << 20;
@@ -384,13 +384,13 @@ static int build_sandbox(lua_State *L) {
   return 0;
 }
 
-luahost_t *luahost_new(const lua_limits_t *lim, const char *stdlib_dir, const char *scripts_dir,
+luahost_t *luahost_new(const budget_t *lim, const char *stdlib_dir, const char *scripts_dir,
                        void (*install)(lua_State *L, void *ud), void *ud) {
   luahost_t *h = xcalloc(1, sizeof *h);
   if (lim)
     h->lim = *lim;
   else
-    lua_limits_default(&h->lim);
+    budget_default(&h->lim);
   h->ceiling = h->lim.max_state_bytes;
   h->stdlib_dir = stdlib_dir ? xstrdup(stdlib_dir) : NULL;
   h->scripts_dir = scripts_dir ? xstrdup(scripts_dir) : NULL;

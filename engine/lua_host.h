@@ -11,19 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budget.h"
 #include "util.h"
-
-typedef struct {
-  long max_instructions;      /* per call; default 10,000,000 */
-  unsigned max_call_ms;       /* wall clock per call; default 2000 */
-  size_t max_call_bytes;      /* memory a call may add; default 64 MiB */
-  size_t max_state_bytes;     /* whole state; default 1 GiB */
-  long max_pattern_steps;     /* per string.find/match/gsub call or gmatch step; default 10,000,000 */
-} lua_limits_t;
 
 typedef struct luahost {
   lua_State *L;
-  lua_limits_t lim;
+  budget_t lim;
   size_t used, ceiling;       /* bytes in use; current ceiling */
   int mem_tripped, cpu_tripped, armed;
   long instructions;
@@ -35,11 +28,9 @@ typedef struct luahost {
   void *owner;                /* the script set this state belongs to */
 } luahost_t;
 
-void lua_limits_default(lua_limits_t *lim);
-
 /* Create the sandboxed state. The base table holds only the allowed libraries; install()
  * is called with it on top of the stack to add the hearth API. */
-luahost_t *luahost_new(const lua_limits_t *lim, const char *stdlib_dir, const char *scripts_dir,
+luahost_t *luahost_new(const budget_t *lim, const char *stdlib_dir, const char *scripts_dir,
                        void (*install)(lua_State *L, void *ud), void *ud);
 void luahost_free(luahost_t *h);
 

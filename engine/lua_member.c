@@ -2,7 +2,8 @@
  * last_active_at, orders, spend, points) and methods: get/set, tag/untag/has,
  * add_points, send/task/webhook (actions with stable ids), after/at/cancel (durable
  * timers). A handle is valid only during the handler call it was made for. Every method
- * checks its arguments before it allocates anything in C, so a Lua error never leaks. */
+ * checks its arguments before it allocates anything in C, so a Lua error never leaks,
+ * and then asks the engine (engine.h) for the change: nothing here writes state. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,8 @@ typedef struct {
   unsigned gen;
 } mhandle_t;
 
-static scripts_t *scripts_of(lua_State *L) { return luahost_of(L)->owner; }
-
-/* The dispatch behind handle at index 1, or a Lua error when the handle is stale. */
-static dispatch_t *check_member(lua_State *L) {
+/* The call behind the handle at index 1, or a Lua error when the handle is stale. */
+static engine_call_t *check_member(lua_State *L) {
   mhandle_t *h = luaL_checkudata(L, 1, MEMBER_MT);
   scripts_t *s = scripts_of(L);
   if (!s->cur || h->gen != s->gen)
@@ -44,7 +43,7 @@ static void push_time(lua_State *L, int64_t t) {
 }
 
 static int m_index(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   member_t *m = d->m;
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "id") == 0) lua_pushstring(L, m->id);
@@ -71,11 +70,9 @@ static int m_tostring(lua_State *L) {
   return 1;
 }
 
-static void touch(dispatch_t *d, int which, const char *key) { member_undo_key(&d->undo, which, key); }
-
 /* m:get(key) */
 static int m_get(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   const char *k = check_name(L, 2, "attribute name");
   jl_push(L, json_object_get(member_attrs(d->m), k));
   return 1;
@@ -83,19 +80,11 @@ static int m_get(lua_State *L) {
 
 /* m:set(key, value): value nil removes the attribute. */
 static int m_set(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   const char *k = check_name(L, 2, "attribute name");
   luaL_checkany(L, 3);
-  if (lua_isnil(L, 3)) {
-    if (json_object_get(member_attrs(d->m), k)) {
-      touch(d, MP_ATTRS, k);
-      json_object_del(member_attrs(d->m), k);
-    }
-    return 0;
-  }
-  json_t *v = lua_check_json(L, 3, "m:set");
-  touch(d, MP_ATTRS, k);
-  json_object_set_new(member_attrs(d->m), k, v);
+  json_t *v = lua_isnil(L, 3) ? NULL : arg_json(L, 3, "m:set");
+  if (engine_set_attr(scripts_of(L)->engine, d, k, v) < 0) return raise_db_error(L);
   return 0;
 }
 
@@ -151,33 +140,22 @@ static void read_action_opts(lua_State *L, int opts, action_opts_t *o) {
   if (o->key && (!*o->key || strlen(o->key) > 256)) luaL_error(L, "option 'key' must be 1-256 bytes");
 }
 
+/* The action a script asked for, from its options; `fields` is stolen. */
+static action_spec_t spec_of(const char *kind, const action_opts_t *o, json_t *fields) {
+  return (action_spec_t){.kind = kind, .key = o->key, .campaign = o->campaign, .step = o->step,
+                         .channel = o->channel, .status = o->status, .fields = fields};
+}
+
 /* Record the action; `fields` is stolen. Pushes the resulting status and whether it was
- * recorded now (false: the key was seen before and nothing changed). Database errors
- * raise after everything is released. */
-static int record_action(lua_State *L, dispatch_t *d, const char *kind, const action_opts_t *o,
+ * recorded now (false: the key was seen before and nothing changed). */
+static int record_action(lua_State *L, engine_call_t *d, const char *kind, const action_opts_t *o,
                          json_t *fields) {
-  scripts_t *s = d->s;
-  const char *campaign = o->campaign ? o->campaign : d->campaign;
-  char *id;
-  if (o->key)
-    id = xasprintf("%s/%s/%s", campaign, d->m->id, o->key);
-  else
-    id = xasprintf("%s/%s/%s/%d", campaign, d->m->id, d->event_key, ++s->action_n);
-  if (dispatch_savepoint(d) < 0) {
-    free(id);
-    json_decref(fields);
-    return luaL_error(L, "database error: %s", store_errmsg(s->engine->store));
-  }
-  action_req_t req = {.m = d->m, .id = id, .kind = kind, .campaign = campaign, .step = o->step,
-                      .channel = o->channel, .status = o->status, .fields = fields};
-  int status = engine_action(s->engine, &req);
-  free(id);
-  if (status < 0) {
-    d->db_failed = 1;
-    return luaL_error(L, "database error: %s", store_errmsg(s->engine->store));
-  }
+  action_spec_t a = spec_of(kind, o, fields);
+  int recorded;
+  int status = engine_act(scripts_of(L)->engine, d, &a, &recorded);
+  if (status < 0) return raise_db_error(L);
   lua_pushstring(L, action_status_names[status]);
-  lua_pushboolean(L, req.recorded);
+  lua_pushboolean(L, recorded);
   return 2;
 }
 
@@ -197,7 +175,7 @@ static json_t *opt_json(lua_State *L, int opts, const char *name, char *err, siz
 /* m:send(template, opts) -> status, recorded. opts: vars, channel, category ("marketing" or
  * "service"), key, step, campaign, status. */
 static int m_send(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   const char *tpl = check_name(L, 2, "template");
   action_opts_t o;
   read_action_opts(L, 3, &o);
@@ -219,7 +197,7 @@ static int m_send(lua_State *L) {
 /* m:task(text, opts) -> status, recorded. opts: staff (default: the member's "staff" attribute),
  * vars, key, step, campaign, status, channel. */
 static int m_task(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   const char *text = luaL_checkstring(L, 2);
   action_opts_t o;
   read_action_opts(L, 3, &o);
@@ -239,11 +217,11 @@ static int m_task(lua_State *L) {
 
 /* m:webhook(payload, opts) -> status, recorded */
 static int m_webhook(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   luaL_checkany(L, 2);
   action_opts_t o;
   read_action_opts(L, 3, &o);
-  json_t *payload = lua_check_json(L, 2, "m:webhook");
+  json_t *payload = arg_json(L, 2, "m:webhook");
   json_t *f = json_object();
   json_object_set_new(f, "channel", json_string(o.channel));
   json_object_set_new(f, "payload", payload);
@@ -252,65 +230,30 @@ static int m_webhook(lua_State *L) {
 
 /* ---- tags ---- */
 
-static int tag_row(lua_State *L, dispatch_t *d, int which, const char *tag) {
-  store_t *st = d->s->engine->store;
-  dispatch_write(L, d);
-  sqlite3_stmt *q = store_stmt(st, which);
-  bind_text(q, 1, tag);
-  bind_text(q, 2, d->m->id);
-  if (store_exec_stmt(st, q) != SQLITE_DONE) {
-    d->db_failed = 1;
-    return luaL_error(L, "database error: %s", store_errmsg(st));
-  }
-  return 0;
+static int change_tag(lua_State *L, const char *kind) {
+  engine_call_t *d = check_member(L);
+  const char *t = check_name(L, 2, "tag");
+  action_opts_t o;
+  read_action_opts(L, 3, &o);
+  refuse_status(L, &o, kind[0] == 't' ? "m:tag" : "m:untag");
+  json_t *f = json_object();
+  json_object_set_new(f, "tag", json_string(t));
+  action_spec_t a = spec_of(kind, &o, f);
+  engine_t *e = scripts_of(L)->engine;
+  int rc = kind[0] == 't' ? engine_tag(e, d, t, &a) : engine_untag(e, d, t, &a);
+  if (rc < 0) return raise_db_error(L);
+  lua_pushboolean(L, rc);
+  return 1;
 }
 
 /* m:tag(t [, opts]) -> true when the tag was added, false when the member had it. */
-static int m_tag(lua_State *L) {
-  dispatch_t *d = check_member(L);
-  const char *t = check_name(L, 2, "tag");
-  action_opts_t o;
-  read_action_opts(L, 3, &o);
-  refuse_status(L, &o, "m:tag");
-  if (json_object_get(member_tags(d->m), t)) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  tag_row(L, d, ST_TAG_ADD, t);
-  touch(d, MP_TAGS, t);
-  json_object_set_new(member_tags(d->m), t, json_true());
-  json_t *f = json_object();
-  json_object_set_new(f, "tag", json_string(t));
-  record_action(L, d, "tag", &o, f);
-  lua_settop(L, 0);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int m_tag(lua_State *L) { return change_tag(L, "tag"); }
 
 /* m:untag(t [, opts]) -> true when the tag was removed. */
-static int m_untag(lua_State *L) {
-  dispatch_t *d = check_member(L);
-  const char *t = check_name(L, 2, "tag");
-  action_opts_t o;
-  read_action_opts(L, 3, &o);
-  refuse_status(L, &o, "m:untag");
-  if (!json_object_get(member_tags(d->m), t)) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  tag_row(L, d, ST_TAG_DEL, t);
-  touch(d, MP_TAGS, t);
-  json_object_del(member_tags(d->m), t);
-  json_t *f = json_object();
-  json_object_set_new(f, "tag", json_string(t));
-  record_action(L, d, "untag", &o, f);
-  lua_settop(L, 0);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int m_untag(lua_State *L) { return change_tag(L, "untag"); }
 
 static int m_has(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   const char *t = check_name(L, 2, "tag");
   lua_pushboolean(L, json_object_get(member_tags(d->m), t) != NULL);
   return 1;
@@ -318,7 +261,7 @@ static int m_has(lua_State *L) {
 
 /* m:tags() -> sorted array of the member's tags */
 static int m_tags(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   lua_createtable(L, (int)json_object_size(member_tags(d->m)), 0);
   const char *k;
   json_t *v;
@@ -338,30 +281,12 @@ static int m_tags(lua_State *L) {
   return 1;
 }
 
-/* 1 when an action with this key was already recorded for this member (keyed grants and
- * spends are then not applied again). */
-static int keyed_action_exists(lua_State *L, dispatch_t *d, const action_opts_t *o) {
-  if (!o->key) return 0;
-  store_t *st = d->s->engine->store;
-  char *id = xasprintf("%s/%s/%s", o->campaign ? o->campaign : d->campaign, d->m->id, o->key);
-  sqlite3_stmt *q = store_stmt(st, ST_ACTION_GET);
-  bind_text(q, 1, id);
-  int rc = sqlite3_step(q);
-  sqlite3_reset(q);
-  free(id);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-    d->db_failed = 1;
-    luaL_error(L, "database error: %s", store_errmsg(st));
-  }
-  return rc == SQLITE_ROW;
-}
-
 /* ---- points ---- */
 
 /* m:add_points(n, reason [, opts]) -> new balance. Never below zero: raises instead.
  * With opts.key, a key already recorded changes nothing (the grant is idempotent). */
 static int m_add_points(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   lua_Integer n = luaL_checkinteger(L, 2);
   const char *reason = luaL_checkstring(L, 3);
   if (!*reason) luaL_argerror(L, 3, "a reason is required");
@@ -370,73 +295,29 @@ static int m_add_points(lua_State *L) {
   read_action_opts(L, 4, &o);
   refuse_status(L, &o, "m:add_points");
   member_t *m = d->m;
-  if (keyed_action_exists(L, d, &o)) {
-    lua_pushinteger(L, m->points);
-    return 1;
-  }
-  if (n < 0 && m->points + n < 0)
+  action_spec_t a = spec_of("points", &o, NULL);
+  int rc = engine_add_points(scripts_of(L)->engine, d, n, reason, &a);
+  if (rc == POINTS_BELOW_ZERO)
     return luaL_error(L, "add_points: balance %I would go below zero (%I)", (lua_Integer)m->points, n);
-  if (n > 0 && m->points > INT64_MAX - n) return luaL_error(L, "add_points: balance overflow");
-  engine_t *e = d->s->engine;
-  dispatch_write(L, d);
-  sqlite3_stmt *q = store_stmt(e->store, ST_LEDGER_ADD);
-  bind_text(q, 1, m->id);
-  bind_int(q, 2, m->ledger_n + 1);
-  bind_int(q, 3, e->now);
-  bind_int(q, 4, n);
-  bind_int(q, 5, m->points + n);
-  bind_text(q, 6, reason);
-  bind_text(q, 7, o.campaign ? o.campaign : d->campaign);
-  bind_text(q, 8, d->event_key);
-  if (store_exec_stmt(e->store, q) != SQLITE_DONE) {
-    d->db_failed = 1;
-    return luaL_error(L, "database error: %s", store_errmsg(e->store));
-  }
-  m->ledger_n++;
-  m->points += n;
-  m->dirty = 1;
-  json_t *f = json_object();
-  json_object_set_new(f, "delta", json_integer(n));
-  json_object_set_new(f, "reason", json_string(reason));
-  json_object_set_new(f, "balance", json_integer(m->points));
-  record_action(L, d, "points", &o, f);
-  lua_settop(L, 0);
+  if (rc == POINTS_OVERFLOW) return luaL_error(L, "add_points: balance overflow");
+  if (rc < 0) return raise_db_error(L);
   lua_pushinteger(L, m->points);
   return 1;
 }
 
 /* ---- timers ---- */
 
-static int add_timer(lua_State *L, dispatch_t *d, int64_t due, const char *type, int data_idx) {
-  engine_t *e = d->s->engine;
-  json_t *gen = json_object_get(member_gens(d->m), type);
+static int add_timer(lua_State *L, engine_call_t *d, int64_t due, const char *type, int data_idx) {
   char *data = NULL;
   if (!lua_isnoneornil(L, data_idx)) {
     luaL_checktype(L, data_idx, LUA_TTABLE);
-    json_t *j = lua_check_json(L, data_idx, "timer data");
+    json_t *j = arg_json(L, data_idx, "timer data");
     data = json_dumps(j, JSON_COMPACT);
     json_decref(j);
   }
-  if (dispatch_savepoint(d) < 0) {
-    free(data);
-    return luaL_error(L, "database error: %s", store_errmsg(e->store));
-  }
-  sqlite3_stmt *q = store_stmt(e->store, ST_TIMER_ADD);
-  int64_t id = ++e->timer_seq;
-  bind_int(q, 1, due);
-  bind_int(q, 2, id);
-  bind_text(q, 3, d->m->id);
-  bind_text(q, 4, type);
-  bind_text(q, 5, data);
-  bind_int(q, 6, gen ? json_integer_value(gen) : 0);
-  bind_text(q, 7, d->campaign);
-  int rc = store_exec_stmt(e->store, q);
+  int rc = engine_set_timer(scripts_of(L)->engine, d, due, type, data);
   free(data);
-  if (rc != SQLITE_DONE) {
-    d->db_failed = 1;
-    return luaL_error(L, "database error: %s", store_errmsg(e->store));
-  }
-  if (due < e->earliest_timer) e->earliest_timer = due;
+  if (rc < 0) return raise_db_error(L);
   lua_pushinteger(L, due);
   return 1;
 }
@@ -450,29 +331,26 @@ static const char *check_timer_type(lua_State *L, int idx) {
 
 /* m:after(delay, type [, data]) -> due time */
 static int m_after(lua_State *L) {
-  dispatch_t *d = check_member(L);
-  int64_t delay = lua_check_duration(L, 2);
+  engine_call_t *d = check_member(L);
+  int64_t delay = arg_duration(L, 2);
   if (delay < 0) luaL_argerror(L, 2, "delay must not be negative");
   const char *type = check_timer_type(L, 3);
-  return add_timer(L, d, d->s->engine->now + delay, type, 4);
+  return add_timer(L, d, scripts_of(L)->engine->now + delay, type, 4);
 }
 
 /* m:at(time, type [, data]) -> due time (a time in the past fires at once) */
 static int m_at(lua_State *L) {
-  dispatch_t *d = check_member(L);
-  int64_t t = lua_check_time(L, 2);
+  engine_call_t *d = check_member(L);
+  int64_t t = arg_time(L, 2);
   const char *type = check_timer_type(L, 3);
   return add_timer(L, d, t, type, 4);
 }
 
 /* m:cancel(type): every pending timer of that type for this member will not fire. */
 static int m_cancel(lua_State *L) {
-  dispatch_t *d = check_member(L);
+  engine_call_t *d = check_member(L);
   const char *type = check_timer_type(L, 2);
-  json_t *gen = json_object_get(member_gens(d->m), type);
-  json_int_t next = gen ? json_integer_value(gen) + 1 : 1;
-  touch(d, MP_GENS, type);
-  json_object_set_new(member_gens(d->m), type, json_integer(next));
+  if (engine_cancel_timers(scripts_of(L)->engine, d, type) < 0) return raise_db_error(L);
   return 0;
 }
 
@@ -482,7 +360,7 @@ static const luaL_Reg methods[] = {
     {"webhook", m_webhook}, {"after", m_after}, {"at", m_at}, {"cancel", m_cancel},
     {NULL, NULL}};
 
-void lua_member_install(lua_State *L) {
+void member_api_install(lua_State *L) {
   luaL_newmetatable(L, MEMBER_MT);
   luaL_newlib(L, methods);
   lua_pushcclosure(L, m_index, 1);
@@ -500,8 +378,8 @@ void lua_member_install(lua_State *L) {
   lua_pop(L, 1);
 }
 
-void lua_member_push(lua_State *L, dispatch_t *d) {
+void member_api_push(lua_State *L, scripts_t *s) {
   mhandle_t *h = lua_newuserdatauv(L, sizeof *h, 0);
-  h->gen = d->s->gen;
+  h->gen = s->gen;
   luaL_setmetatable(L, MEMBER_MT);
 }

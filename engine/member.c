@@ -31,32 +31,22 @@ void member_touch(member_t *m, int which) {
   m->dirty = 1;
 }
 
-static char *col_text(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? xstrdup((const char *)t) : NULL;
-}
-
-static int64_t col_time(sqlite3_stmt *st, int i) {
-  return sqlite3_column_type(st, i) == SQLITE_NULL ? NO_TIME : sqlite3_column_int64(st, i);
-}
-
 /* Load the row for id; 1 found, 0 absent, -1 error. */
 static int load_row(store_t *s, member_t *m) {
-  sqlite3_stmt *st = store_stmt(s, ST_MEMBER_GET);
-  bind_text(st, 1, m->id);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    m->created_at = sqlite3_column_int64(st, 0);
-    m->joined_at = col_time(st, 1);
-    m->last_active_at = col_time(st, 2);
-    m->orders = sqlite3_column_int64(st, 3);
-    m->spend = sqlite3_column_double(st, 4);
-    m->points = sqlite3_column_int64(st, 5);
-    for (int i = 0; i < MP_COUNT; i++) m->text[i] = col_text(st, 6 + i);
-    m->ledger_n = sqlite3_column_int64(st, 9);
-  }
-  sqlite3_reset(st);
-  return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+  member_row_t row;
+  int found = store_member_get(s, m->id, &row);
+  if (found != 1) return found;
+  m->created_at = row.created_at;
+  m->joined_at = row.joined_at;
+  m->last_active_at = row.last_active_at;
+  m->orders = row.orders;
+  m->spend = row.spend;
+  m->points = row.points;
+  m->ledger_n = row.ledger_n;
+  m->text[MP_ATTRS] = row.attrs;
+  m->text[MP_TAGS] = row.tags;
+  m->text[MP_GENS] = row.gens;
+  return 1;
 }
 
 static member_t *member_new(const char *id, int64_t now) {
@@ -137,9 +127,9 @@ member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_
   return m;
 }
 
-/* Bind a part: a changed part is serialised and becomes the member's text (so a member
- * kept in the cache after commit is written again only with what changed since). */
-static void bind_part(sqlite3_stmt *st, int idx, member_t *m, int which) {
+/* A part as text to write: a changed part is serialised and becomes the member's text
+ * (so a member kept in the cache after commit is written again only with what changed). */
+static const char *part_text(member_t *m, int which) {
   if (m->part_dirty & (1u << which)) {
     char *text = json_dumps(m->part[which], JSON_COMPACT);
     if (text) {
@@ -147,30 +137,17 @@ static void bind_part(sqlite3_stmt *st, int idx, member_t *m, int which) {
       m->text[which] = text;
     }
   }
-  sqlite3_bind_text(st, idx, m->text[which] ? m->text[which] : "{}", -1, SQLITE_STATIC);
-}
-
-static void bind_time(sqlite3_stmt *st, int idx, int64_t t) {
-  if (t == NO_TIME)
-    sqlite3_bind_null(st, idx);
-  else
-    sqlite3_bind_int64(st, idx, t);
+  return m->text[which];
 }
 
 static int write_member(store_t *s, member_t *m) {
-  sqlite3_stmt *st = store_stmt(s, ST_MEMBER_PUT);
-  bind_text(st, 1, m->id);
-  bind_int(st, 2, m->created_at);
-  bind_time(st, 3, m->joined_at);
-  bind_time(st, 4, m->last_active_at);
-  bind_int(st, 5, m->orders);
-  sqlite3_bind_double(st, 6, m->spend);
-  bind_int(st, 7, m->points);
-  for (int i = 0; i < MP_COUNT; i++) bind_part(st, 8 + i, m, i);
-  bind_int(st, 11, m->ledger_n);
-  int rc = store_exec_stmt(s, st);
-  sqlite3_clear_bindings(st); /* release the JSON texts now */
-  return rc == SQLITE_DONE ? 0 : -1;
+  member_row_t row = {.id = m->id, .created_at = m->created_at, .joined_at = m->joined_at,
+                      .last_active_at = m->last_active_at, .orders = m->orders, .points = m->points,
+                      .ledger_n = m->ledger_n, .spend = m->spend};
+  row.attrs = (char *)part_text(m, MP_ATTRS);
+  row.tags = (char *)part_text(m, MP_TAGS);
+  row.gens = (char *)part_text(m, MP_GENS);
+  return store_member_put(s, &row);
 }
 
 int member_cache_flush(member_cache_t *c, store_t *s) {

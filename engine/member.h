@@ -10,7 +10,7 @@
 
 #include "store.h"
 
-#define NO_TIME INT64_MIN
+#define NO_TIME STORE_NO_TIME
 
 /* The JSON parts of a member, parsed only when used and written back only when changed:
  * attributes (object), tags (object: tag -> true) and timer generations (object: timer

@@ -13,6 +13,7 @@
  *   funnel        counters scripts keep per campaign, step and variant (hearth.count) */
 #include "store.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,6 +361,375 @@ int store_meta_set(store_t *s, const char *key, int64_t value) {
 }
 
 /* ==== engine state: members, tags, ledger, dedupe, timers, actions, failures, cron, funnel ==== */
+
+static int run_sql(store_t *s, query_t *q) { return run(s, query(s, q)); }
+
+int store_savepoint(store_t *s) {
+  assert(s->in_tx);
+  static query_t q = QUERY("SAVEPOINT handler");
+  return run_sql(s, &q);
+}
+
+int store_release(store_t *s) {
+  static query_t q = QUERY("RELEASE handler");
+  return run_sql(s, &q);
+}
+
+int store_rollback_to(store_t *s) {
+  static query_t q = QUERY("ROLLBACK TO handler");
+  return run_sql(s, &q) < 0 ? -1 : store_release(s);
+}
+
+static char *column_text(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? xstrdup((const char *)t) : NULL;
+}
+
+static int64_t column_time(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? STORE_NO_TIME : sqlite3_column_int64(st, i);
+}
+
+static void bind_time(sqlite3_stmt *st, int i, int64_t t) {
+  if (t == STORE_NO_TIME)
+    sqlite3_bind_null(st, i);
+  else
+    sqlite3_bind_int64(st, i, t);
+}
+
+/* Step a query expected to return at most one row: 1 row, 0 none, -1 error (logged). */
+static int step_row(store_t *s, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) return 1;
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(st);
+    return 0;
+  }
+  return failed(s, st);
+}
+
+int store_member_get(store_t *s, const char *id, member_row_t *row) {
+  static query_t q = QUERY("SELECT created_at, joined_at, last_active_at, orders, spend, points,"
+                           " attrs, tags, timer_gens, ledger_n FROM members WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  int found = step_row(s, st);
+  if (found != 1) return found;
+  row->id = id;
+  row->created_at = sqlite3_column_int64(st, 0);
+  row->joined_at = column_time(st, 1);
+  row->last_active_at = column_time(st, 2);
+  row->orders = sqlite3_column_int64(st, 3);
+  row->spend = sqlite3_column_double(st, 4);
+  row->points = sqlite3_column_int64(st, 5);
+  row->attrs = column_text(st, 6);
+  row->tags = column_text(st, 7);
+  row->gens = column_text(st, 8);
+  row->ledger_n = sqlite3_column_int64(st, 9);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_member_put(store_t *s, const member_row_t *r) {
+  static query_t q = QUERY("INSERT INTO members(id, created_at, joined_at, last_active_at, orders,"
+                           " spend, points, attrs, tags, timer_gens, ledger_n)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                           " ON CONFLICT(id) DO UPDATE SET joined_at = excluded.joined_at,"
+                           " last_active_at = excluded.last_active_at, orders = excluded.orders,"
+                           " spend = excluded.spend, points = excluded.points,"
+                           " attrs = excluded.attrs, tags = excluded.tags,"
+                           " timer_gens = excluded.timer_gens, ledger_n = excluded.ledger_n");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->id);
+  bind_int(st, 2, r->created_at);
+  bind_time(st, 3, r->joined_at);
+  bind_time(st, 4, r->last_active_at);
+  bind_int(st, 5, r->orders);
+  sqlite3_bind_double(st, 6, r->spend);
+  bind_int(st, 7, r->points);
+  bind_text(st, 8, r->attrs ? r->attrs : "{}");
+  bind_text(st, 9, r->tags ? r->tags : "{}");
+  bind_text(st, 10, r->gens ? r->gens : "{}");
+  bind_int(st, 11, r->ledger_n);
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st); /* the texts are the caller's */
+  return rc;
+}
+
+int store_member_exists(store_t *s, const char *id) {
+  static query_t q = QUERY("SELECT 1 FROM members WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  int found = step_row(s, st);
+  if (found == 1) sqlite3_reset(st);
+  return found;
+}
+
+static int tag_change(store_t *s, query_t *q, const char *member, const char *tag) {
+  sqlite3_stmt *st = query(s, q);
+  if (!st) return -1;
+  bind_text(st, 1, tag);
+  bind_text(st, 2, member);
+  return run(s, st);
+}
+
+int store_tag_add(store_t *s, const char *member, const char *tag) {
+  static query_t q = QUERY("INSERT OR IGNORE INTO member_tags(tag, member) VALUES (?1, ?2)");
+  return tag_change(s, &q, member, tag);
+}
+
+int store_tag_del(store_t *s, const char *member, const char *tag) {
+  static query_t q = QUERY("DELETE FROM member_tags WHERE tag = ?1 AND member = ?2");
+  return tag_change(s, &q, member, tag);
+}
+
+int store_member_ids(store_t *s, const char *tag, const char *after, int limit, char ***ids) {
+  static query_t all = QUERY("SELECT id FROM members WHERE id > ?1 ORDER BY id LIMIT ?2");
+  static query_t tagged = QUERY("SELECT member FROM member_tags WHERE tag = ?3 AND member > ?1"
+                                " ORDER BY member LIMIT ?2");
+  assert(limit > 0);
+  *ids = NULL;
+  sqlite3_stmt *st = query(s, tag ? &tagged : &all);
+  if (!st) return -1;
+  bind_text(st, 1, after ? after : "");
+  bind_int(st, 2, limit);
+  if (tag) bind_text(st, 3, tag);
+  char **v = xcalloc((size_t)limit, sizeof *v);
+  int n = 0, rc;
+  while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) v[n++] = column_text(st, 0);
+  if (n < limit && rc != SQLITE_DONE) {
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+    return failed(s, st);
+  }
+  sqlite3_reset(st);
+  *ids = v;
+  return n;
+}
+
+int store_ledger_add(store_t *s, const ledger_row_t *r) {
+  static query_t q = QUERY("INSERT INTO ledger(member, n, time, delta, balance, reason, campaign,"
+                           " cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->member);
+  bind_int(st, 2, r->n);
+  bind_int(st, 3, r->time);
+  bind_int(st, 4, r->delta);
+  bind_int(st, 5, r->balance);
+  bind_text(st, 6, r->reason);
+  bind_text(st, 7, r->campaign);
+  bind_text(st, 8, r->cause);
+  return run(s, st);
+}
+
+int store_seen_mark(store_t *s, const char *id, int64_t now, int64_t expired_before) {
+  static query_t q = QUERY("INSERT INTO seen_events(id, at) VALUES (?1, ?2)"
+                           " ON CONFLICT(id) DO UPDATE SET at = excluded.at"
+                           " WHERE seen_events.at < ?3");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  bind_int(st, 2, now);
+  bind_int(st, 3, expired_before);
+  if (run(s, st) < 0) return -1;
+  return sqlite3_changes(s->db) > 0;
+}
+
+int store_action_status(store_t *s, const char *id, char *status, size_t n) {
+  static query_t q = QUERY("SELECT status FROM outbox WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  int found = step_row(s, st);
+  if (found != 1) return found;
+  const unsigned char *t = sqlite3_column_text(st, 0);
+  snprintf(status, n, "%s", t ? (const char *)t : "");
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_action_add(store_t *s, const action_row_t *r) {
+  static query_t q = QUERY("INSERT INTO outbox(id, member, campaign, step, kind, status, channel,"
+                           " time, body, delivery, next_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->id);
+  bind_text(st, 2, r->member);
+  bind_text(st, 3, r->campaign);
+  bind_text(st, 4, r->step);
+  bind_text(st, 5, r->kind);
+  bind_text(st, 6, r->status);
+  bind_text(st, 7, r->channel);
+  bind_int(st, 8, r->time);
+  bind_text(st, 9, r->body);
+  bind_text(st, 10, r->deliverable ? "pending" : NULL);
+  bind_int(st, 11, r->time);
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+int store_action_rejudge(store_t *s, const action_row_t *r) {
+  static query_t q = QUERY("UPDATE outbox SET status = ?2, time = ?3, body = ?4,"
+                           " delivery = ?5, next_at = ?6 WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->id);
+  bind_text(st, 2, r->status);
+  bind_int(st, 3, r->time);
+  bind_text(st, 4, r->body);
+  bind_text(st, 5, r->deliverable ? "pending" : NULL);
+  bind_int(st, 6, r->time);
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+int store_timer_add(store_t *s, const timer_row_t *r) {
+  static query_t q = QUERY("INSERT INTO timers(due, id, member, type, data, gen, campaign)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, r->due);
+  bind_int(st, 2, r->id);
+  bind_text(st, 3, r->member);
+  bind_text(st, 4, r->type);
+  bind_text(st, 5, r->data);
+  bind_int(st, 6, r->gen);
+  bind_text(st, 7, r->campaign);
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+void store_timer_rows_free(timer_row_t *rows, int n) {
+  for (int i = 0; i < n; i++) free(rows[i].member), free(rows[i].type), free(rows[i].data), free(rows[i].campaign);
+  free(rows);
+}
+
+int store_timers_due(store_t *s, int64_t upto, int max, timer_row_t **out) {
+  static query_t q = QUERY("SELECT due, id, member, type, data, gen, campaign FROM timers"
+                           " WHERE due <= ?1 ORDER BY due, id LIMIT ?2");
+  assert(max > 0);
+  *out = NULL;
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, upto);
+  bind_int(st, 2, max);
+  timer_row_t *rows = xcalloc((size_t)max, sizeof *rows);
+  int n = 0, rc = SQLITE_DONE;
+  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    timer_row_t *r = &rows[n++];
+    r->due = sqlite3_column_int64(st, 0);
+    r->id = sqlite3_column_int64(st, 1);
+    r->member = column_text(st, 2);
+    r->type = column_text(st, 3);
+    r->data = column_text(st, 4);
+    r->gen = sqlite3_column_int64(st, 5);
+    r->campaign = column_text(st, 6);
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    store_timer_rows_free(rows, n);
+    return failed(s, st);
+  }
+  sqlite3_reset(st);
+  *out = rows;
+  return n;
+}
+
+int store_timers_delete_upto(store_t *s, int64_t due, int64_t id, int64_t max_id) {
+  static query_t q = QUERY("DELETE FROM timers WHERE (due, id) <= (?1, ?2) AND id <= ?3");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, due);
+  bind_int(st, 2, id);
+  bind_int(st, 3, max_id);
+  return run(s, st);
+}
+
+int store_timer_next(store_t *s, int64_t *due) {
+  static query_t q = QUERY("SELECT due FROM timers ORDER BY due LIMIT 1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int found = step_row(s, st);
+  if (found != 1) return found;
+  *due = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_failure_add(store_t *s, const failure_row_t *r) {
+  static query_t q = QUERY("INSERT INTO failed_events(at, member, event, campaign, error)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, r->at);
+  bind_text(st, 2, r->member);
+  bind_text(st, 3, r->event);
+  bind_text(st, 4, r->campaign);
+  bind_text(st, 5, r->error);
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+int store_cron_last(store_t *s, const char *key, int64_t *slot) {
+  static query_t q = QUERY("SELECT last_slot FROM cron_state WHERE key = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, key);
+  int found = step_row(s, st);
+  if (found != 1) return found;
+  *slot = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_cron_set(store_t *s, const char *key, int64_t slot) {
+  static query_t q = QUERY("INSERT INTO cron_state(key, last_slot) VALUES (?1, ?2)"
+                           " ON CONFLICT(key) DO UPDATE SET last_slot = excluded.last_slot");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, key);
+  bind_int(st, 2, slot);
+  return run(s, st);
+}
+
+int store_funnel_add(store_t *s, const char *campaign, const char *step, const char *variant,
+                     const char *metric, int64_t n) {
+  static query_t q = QUERY("INSERT INTO funnel(campaign, step, variant, metric, n)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET n = n + excluded.n");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, campaign);
+  bind_text(st, 2, step);
+  bind_text(st, 3, variant);
+  bind_text(st, 4, metric);
+  bind_int(st, 5, n);
+  return run(s, st);
+}
+
+int store_funnel_sum(store_t *s, const char *metric, const char *campaign, const char *step,
+                     const char *variant, int64_t *sum) {
+  static query_t q = QUERY("SELECT coalesce(sum(n), 0) FROM funnel WHERE metric = ?1"
+                           " AND (?2 IS NULL OR campaign = ?2) AND (?3 IS NULL OR step = ?3)"
+                           " AND (?4 IS NULL OR variant = ?4)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, metric);
+  bind_text(st, 2, campaign);
+  bind_text(st, 3, step);
+  bind_text(st, 4, variant);
+  if (step_row(s, st) != 1) return -1; /* an aggregate always has a row */
+  *sum = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return 0;
+}
+
 
 /* ==== reports: one member, the funnel, stats and metrics (read side) ==== */
 

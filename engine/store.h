@@ -72,6 +72,92 @@ void bind_int(sqlite3_stmt *st, int idx, int64_t v);
 
 /* ==== engine state: members, tags, ledger, dedupe, timers, actions, failures, cron, funnel ==== */
 
+/* Savepoints around one handler call (inside the open transaction). 0 ok, -1 (logged). */
+int store_savepoint(store_t *s);
+int store_release(store_t *s);
+/* Undo everything since the savepoint and release it. */
+int store_rollback_to(store_t *s);
+
+#define STORE_NO_TIME INT64_MIN
+
+/* A member's row. The JSON parts are texts (NULL reads as "{}"). */
+typedef struct {
+  const char *id;
+  int64_t created_at, joined_at, last_active_at; /* STORE_NO_TIME when unset */
+  int64_t orders, points, ledger_n;
+  double spend;
+  char *attrs, *tags, *gens;  /* malloc'd by store_member_get; read-only in store_member_put */
+} member_row_t;
+
+/* Read member `id`: 1 found (texts malloc'd into row), 0 absent, -1 error. */
+int store_member_get(store_t *s, const char *id, member_row_t *row);
+/* Insert or replace the member's row. */
+int store_member_put(store_t *s, const member_row_t *row);
+/* 1 when the member has a row, 0 when not, -1 error. */
+int store_member_exists(store_t *s, const char *id);
+/* The tag index behind tag sweeps. */
+int store_tag_add(store_t *s, const char *member, const char *tag);
+int store_tag_del(store_t *s, const char *member, const char *tag);
+
+/* Up to `limit` member ids after `after` in id order (all members, or those with `tag`
+ * when tag is not NULL), malloc'd into *ids. Returns the count, -1 on error. */
+int store_member_ids(store_t *s, const char *tag, const char *after, int limit, char ***ids);
+
+typedef struct {
+  const char *member;
+  int64_t n, time, delta, balance;
+  const char *reason, *campaign, *cause;
+} ledger_row_t;
+int store_ledger_add(store_t *s, const ledger_row_t *row);
+
+/* Mark event id seen at `now`. A mark older than `expired_before` is renewed as new.
+ * Returns 1 when the id is new (now marked), 0 when seen inside the window, -1 error. */
+int store_seen_mark(store_t *s, const char *id, int64_t now, int64_t expired_before);
+
+typedef struct {
+  const char *id, *member, *campaign, *step, *kind, *status, *channel;
+  int64_t time;
+  const char *body;       /* the action as JSON */
+  int deliverable;        /* 1: queued for its channel */
+} action_row_t;
+/* The status of action `id` into status (at most n bytes): 1 found, 0 absent, -1 error. */
+int store_action_status(store_t *s, const char *id, char *status, size_t n);
+int store_action_add(store_t *s, const action_row_t *row);
+/* Judge an existing action again (a deferred action coming due): new status, time, body. */
+int store_action_rejudge(store_t *s, const action_row_t *row);
+
+typedef struct {
+  int64_t due, id, gen;   /* gen: the member's generation for `type` when set, or -1 */
+  char *member, *type, *data, *campaign; /* data: JSON text or NULL */
+} timer_row_t;
+int store_timer_add(store_t *s, const timer_row_t *row);
+/* Up to max timers due at or before upto, in (due, id) order, malloc'd into *rows (free
+ * with store_timer_rows_free). Returns the count, -1 on error. */
+int store_timers_due(store_t *s, int64_t upto, int max, timer_row_t **rows);
+void store_timer_rows_free(timer_row_t *rows, int n);
+/* Delete the timers up to (due, id) in that order whose id is at most max_id. */
+int store_timers_delete_upto(store_t *s, int64_t due, int64_t id, int64_t max_id);
+/* Due time of the earliest timer into *due: 1 found, 0 none, -1 error. */
+int store_timer_next(store_t *s, int64_t *due);
+
+typedef struct {
+  int64_t at;
+  const char *member, *event, *campaign, *error; /* event: JSON text */
+} failure_row_t;
+int store_failure_add(store_t *s, const failure_row_t *row);
+
+/* The last slot cron entry `key` ran for: 1 found, 0 never ran, -1 error. */
+int store_cron_last(store_t *s, const char *key, int64_t *slot);
+int store_cron_set(store_t *s, const char *key, int64_t slot);
+
+/* Funnel counters kept by scripts (hearth.count). */
+int store_funnel_add(store_t *s, const char *campaign, const char *step, const char *variant,
+                     const char *metric, int64_t n);
+/* Sum of a metric; campaign, step, variant NULL sum over all. 0 ok, -1 error. */
+int store_funnel_sum(store_t *s, const char *metric, const char *campaign, const char *step,
+                     const char *variant, int64_t *sum);
+
+
 /* ==== reports: one member, the funnel, stats and metrics (read side) ==== */
 
 /* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */

@@ -93,27 +93,23 @@ static void on_action(void *ud, json_t *a) {
 /* Move the clock to t, firing what is due on the way. */
 static void advance_to(lua_State *L, case_ctx_t *c, int64_t t) {
   engine_t *e = c->e;
-  if (!c->started) {
-    c->started = 1;
-    e->now = t;
-    engine_schedule_cron(e, t);
-  }
-  if (t < e->now) luaL_error(L, "the clock cannot go back (now %I, asked %I)", (lua_Integer)e->now, (lua_Integer)t);
-  if (engine_advance(e, t, 1, 0) < 0) luaL_error(L, "database error: %s", store_errmsg(e->store));
-  e->now = t;
+  if (c->started && t < e->now)
+    luaL_error(L, "the clock cannot go back (now %I, asked %I)", (lua_Integer)e->now, (lua_Integer)t);
+  c->started = 1;
+  if (engine_run_until(e, t, 0) < 0) luaL_error(L, "database error: %s", engine_db_error(e));
 }
 
 /* t:at(time): set the clock (RFC 3339 or epoch seconds), firing timers on the way. */
 static int t_at(lua_State *L) {
   case_ctx_t *c = check_t(L);
-  advance_to(L, c, lua_check_time(L, 2));
+  advance_to(L, c, arg_time(L, 2));
   return 0;
 }
 
 /* t:advance(duration) */
 static int t_advance(lua_State *L) {
   case_ctx_t *c = check_t(L);
-  int64_t d = lua_check_duration(L, 2);
+  int64_t d = arg_duration(L, 2);
   if (!c->started) luaL_error(L, "set the clock with t:at(time) before advancing it");
   advance_to(L, c, c->e->now + d);
   return 0;
@@ -138,7 +134,7 @@ static int t_event(lua_State *L) {
     lua_getfield(L, 5, "id");
     id = lua_tostring(L, -1);
     lua_getfield(L, 5, "time");
-    if (!lua_isnil(L, -1)) when = lua_check_time(L, -1), has_time = 1;
+    if (!lua_isnil(L, -1)) when = arg_time(L, -1), has_time = 1;
     lua_pop(L, 2);
   }
   if (!has_time) luaL_error(L, "set the clock with t:at(time) before the first event");
@@ -161,9 +157,9 @@ static int t_event(lua_State *L) {
   int result = EV_APPLIED;
   rc = ingest_batch(c->e, one.v, 1, &result);
   event_clear(&ev);
-  if (rc < 0) return luaL_error(L, "database error: %s", store_errmsg(c->e->store));
+  if (rc < 0) return luaL_error(L, "database error: %s", engine_db_error(c->e));
   /* what the event made due now (hearth.emit, zero delays) happens now too */
-  if (engine_advance(c->e, c->e->now, 1, 0) < 0) return luaL_error(L, "database error: %s", store_errmsg(c->e->store));
+  if (engine_run_until(c->e, c->e->now, 0) < 0) return luaL_error(L, "database error: %s", engine_db_error(c->e));
   lua_pushstring(L, result == EV_DUPLICATE ? "duplicate" : result == EV_FAILED ? "failed" : "applied");
   return 1;
 }
@@ -580,7 +576,7 @@ static void run_case(test_file_t *tf, luahost_t *h, test_case_t *tc) {
     return;
   }
   case_ctx_t ctx = {.tf = tf, .e = e, .actions = json_array()};
-  e->virtual_clock = 1;
+  engine_use_virtual_clock(e);
   e->on_action = on_action;
   e->on_action_ud = &ctx;
   run_args_t a = {.ctx = &ctx, .ref = tc->ref};
@@ -616,8 +612,8 @@ void test_run_file(test_run_t *r, const char *path) {
   test_file_t tf = {.run = r, .path = path};
   const char *slash = strrchr(path, '/');
   tf.dir = slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
-  lua_limits_t lim;
-  lua_limits_default(&lim);
+  budget_t lim;
+  budget_default(&lim);
   lim.max_instructions = 2000000000L; /* a test drives whole journeys */
   lim.max_call_ms = 120000;
   luahost_t *h = luahost_new(&lim, r->stdlib_dir, tf.dir, install_test_api, &tf);

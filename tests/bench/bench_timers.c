@@ -37,27 +37,20 @@ int main(int argc, char **argv) {
   uint64_t t0 = mono_ns();
   store_begin(e->store);
   for (long i = 0; i < n; i++) {
-    sqlite3_stmt *st = store_stmt(e->store, ST_TIMER_ADD);
     char member[32];
     snprintf(member, sizeof member, "m-%06ld", i % members);
-    bind_int(st, 1, due);
-    bind_int(st, 2, ++e->timer_seq);
-    bind_text(st, 3, member);
-    bind_text(st, 4, "bench.tick");
-    bind_text(st, 5, NULL);
-    bind_int(st, 6, 0);
-    bind_text(st, 7, "fire");
-    store_exec_stmt(e->store, st);
+    timer_row_t row = {.due = due, .id = ++e->timer_seq, .member = member, .type = "bench.tick",
+                       .gen = 0, .campaign = "fire"};
+    if (store_timer_add(e->store, &row) < 0) return 1;
   }
   store_meta_set(e->store, "timer_seq", e->timer_seq);
   store_commit(e->store);
   double setup = (double)(mono_ns() - t0) / 1e9;
-  e->now = due;
+  engine_use_virtual_clock(e);
   double cpu0 = cpu_seconds();
   t0 = mono_ns();
-  long fired = 0;
-  int k;
-  while ((k = engine_fire_timers(e, due, 1000)) > 0) fired += k;
+  if (engine_run_until(e, due, 0) < 0) return 1;
+  long fired = (long)e->stats.timers_fired;
   double secs = (double)(mono_ns() - t0) / 1e9, cpu = cpu_seconds() - cpu0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);

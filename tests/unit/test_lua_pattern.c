@@ -589,8 +589,8 @@ static int run_script(lua_State *L) {
 }
 
 TEST(sandbox_uses_budgeted_patterns) {
-  lua_limits_t lim;
-  lua_limits_default(&lim);
+  budget_t lim;
+  budget_default(&lim);
   CHECK_INT(lim.max_pattern_steps, 10000000);
   luahost_t *h = luahost_new(&lim, NULL, NULL, NULL, NULL);
   CHECK(h != NULL);

@@ -1,9 +1,10 @@
 /* test_store: unit tests for engine/store.c and the engine's batch layer — migrations and
- * user_version, idempotent reopen, refusal of a newer schema, the ST_SEEN_MARK dedupe
- * window, the ledger's CHECK (balance >= 0), timer order and ST_TIMER_DEL_UPTO; then
- * engine_open (no scripts, in-memory) with engine_begin/apply/commit and the built-in member
- * fields, engine_rollback, and engine_fire_timers firing rows in (due, id) order, with and
- * without a script handling them. Temp files live in /tmp and are removed. */
+ * user_version, idempotent reopen, refusal of a newer schema, store_seen_mark's dedupe
+ * window, the ledger's CHECK (balance >= 0), timer order and store_timers_delete_upto;
+ * then engine_open (no scripts, in-memory, on a virtual clock) with engine_feed and
+ * engine_commit and the built-in member fields, engine_rollback, and engine_run_until
+ * firing rows in (due, id) order, with and without a script handling them. Temp files
+ * live in /tmp and are removed. */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -90,40 +91,36 @@ static store_t *mem_store(void) {
 }
 
 static int seen_mark(store_t *s, const char *id, int64_t at, int64_t cutoff) {
-  sqlite3_stmt *st = store_stmt(s, ST_SEEN_MARK);
-  bind_text(st, 1, id);
-  bind_int(st, 2, at);
-  bind_int(st, 3, cutoff);
-  int rc = store_exec_stmt(s, st);
-  CHECK_INT(rc, SQLITE_DONE);
-  return sqlite3_changes(s->db);
+  int rc = store_seen_mark(s, id, at, cutoff);
+  CHECK(rc >= 0);
+  return rc;
 }
 
 static int timer_add(store_t *s, int64_t due, int64_t id, const char *member, const char *type,
                      const char *data, int64_t gen) {
-  sqlite3_stmt *st = store_stmt(s, ST_TIMER_ADD);
-  bind_int(st, 1, due);
-  bind_int(st, 2, id);
-  bind_text(st, 3, member);
-  bind_text(st, 4, type);
-  bind_text(st, 5, data);
-  bind_int(st, 6, gen);
-  bind_text(st, 7, "test");
-  return store_exec_stmt(s, st);
+  timer_row_t row = {.due = due, .id = id, .member = (char *)member, .type = (char *)type,
+                     .data = (char *)data, .gen = gen, .campaign = "test"};
+  return store_timer_add(s, &row);
 }
 
-/* The (due, id) pairs ST_TIMER_DUE returns, as "due:id due:id ..." in buf. */
+/* The (due, id) pairs store_timers_due returns, as "due:id due:id ..." in buf. */
 static const char *due_list(store_t *s, int64_t upto, int limit, char *buf, size_t len) {
-  sqlite3_stmt *st = store_stmt(s, ST_TIMER_DUE);
-  bind_int(st, 1, upto);
-  bind_int(st, 2, limit);
+  timer_row_t *rows;
+  int n = store_timers_due(s, upto, limit, &rows);
+  CHECK(n >= 0);
   size_t o = 0;
   buf[0] = '\0';
-  while (sqlite3_step(st) == SQLITE_ROW && o < len)
-    o += (size_t)snprintf(buf + o, len - o, "%s%lld:%lld", o ? " " : "",
-                          (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1));
-  sqlite3_reset(st);
+  for (int i = 0; i < n && o < len; i++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%lld:%lld", o ? " " : "", (long long)rows[i].due,
+                          (long long)rows[i].id);
+  store_timer_rows_free(rows, n > 0 ? n : 0);
   return buf;
+}
+
+static int64_t next_due(store_t *s) {
+  int64_t due = -1;
+  CHECK_INT(store_timer_next(s, &due), 1);
+  return due;
 }
 
 /* An engine on db_path (a file), or in memory when db_path is NULL; scripts_dir NULL: no scripts. */
@@ -142,6 +139,8 @@ static engine_t *open_engine_at(const char *db_path, const char *scripts_dir) {
   if (!e) {
     fprintf(stderr, "engine_open: %s\n", err ? err : "(no message)");
     unit_failed_checks++;
+  } else {
+    engine_use_virtual_clock(e);
   }
   free(err);
   return e;
@@ -149,7 +148,8 @@ static engine_t *open_engine_at(const char *db_path, const char *scripts_dir) {
 
 static engine_t *open_engine(const char *scripts_dir) { return open_engine_at(NULL, scripts_dir); }
 
-/* Parse and apply one event line in the open batch; returns EV_* (or -2 if it does not parse). */
+/* Parse and feed one event line (in the batch, opened if none is); returns EV_* (or -2 if
+ * it does not parse). */
 static int apply(engine_t *e, const char *json) {
   event_t ev;
   char err[256];
@@ -158,7 +158,7 @@ static int apply(engine_t *e, const char *json) {
     unit_failed_checks++;
     return -2;
   }
-  int rc = engine_apply(e, &ev);
+  int rc = engine_feed(e, &ev);
   event_clear(&ev);
   return rc;
 }
@@ -189,7 +189,6 @@ TEST(migrations_create_schema) {
   char buf[64];
   CHECK_STR(q_text(s->db, "PRAGMA journal_mode", buf, sizeof buf), "wal");
   CHECK_INT(q_int(s->db, "PRAGMA synchronous"), 2); /* FULL */
-  for (int i = 0; i < ST_COUNT; i++) CHECK(s->st[i] != NULL);
   CHECK_INT(s->in_tx, 0);
   store_close(s);
   remove_db(path);
@@ -295,69 +294,29 @@ TEST(seen_mark_dedupe_window) {
   CHECK_INT(seen_mark(s, "f-1", t0 + 100 * 365 * 86400LL, INT64_MIN), 0);
   CHECK_INT(seen_mark(s, "f-1", INT64_MAX, INT64_MIN), 0);
   CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_events"), 3);
-
-  /* purge drops ids marked before the cut */
-  sqlite3_stmt *st = store_stmt(s, ST_SEEN_PURGE);
-  bind_int(st, 1, t0 + 1);
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
-  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_events"), 1); /* e-1 (at t0+W+1) */
-  CHECK_INT(seen_mark(s, "e-2", t0 + 5, t0 + 5 - W), 1);
   store_close(s);
 }
 
 TEST(ledger_balance_check) {
   store_t *s = mem_store();
   if (!s) return;
-  sqlite3_stmt *st = store_stmt(s, ST_LEDGER_ADD);
-  bind_text(st, 1, "m-1");
-  bind_int(st, 2, 1);
-  bind_int(st, 3, 1800000000);
-  bind_int(st, 4, 10);
-  bind_int(st, 5, 10);
-  bind_text(st, 6, "welcome");
-  bind_text(st, 7, "c");
-  bind_text(st, 8, "e-1");
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
-
-  st = store_stmt(s, ST_LEDGER_ADD);
-  bind_text(st, 1, "m-1");
-  bind_int(st, 2, 2);
-  bind_int(st, 3, 1800000001);
-  bind_int(st, 4, -11);
-  bind_int(st, 5, -1);
-  bind_text(st, 6, "overspend");
-  bind_text(st, 7, "c");
-  bind_text(st, 8, "e-2");
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_CONSTRAINT);
+  ledger_row_t r1 = {.member = "m-1", .n = 1, .time = 1800000000, .delta = 10, .balance = 10,
+                     .reason = "welcome", .campaign = "c", .cause = "e-1"};
+  CHECK_INT(store_ledger_add(s, &r1), 0);
+  ledger_row_t r2 = {.member = "m-1", .n = 2, .time = 1800000001, .delta = -11, .balance = -1,
+                     .reason = "overspend", .campaign = "c", .cause = "e-2"};
+  CHECK_INT(store_ledger_add(s, &r2), -1);
   CHECK_INT(sqlite3_extended_errcode(s->db), SQLITE_CONSTRAINT_CHECK);
-
-  st = store_stmt(s, ST_LEDGER_ADD); /* down to exactly zero is fine */
-  bind_text(st, 1, "m-1");
-  bind_int(st, 2, 2);
-  bind_int(st, 3, 1800000002);
-  bind_int(st, 4, -10);
-  bind_int(st, 5, 0);
-  bind_text(st, 6, "spend all");
-  bind_text(st, 7, "c");
-  bind_text(st, 8, "e-3");
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  ledger_row_t r3 = {.member = "m-1", .n = 2, .time = 1800000002, .delta = -10, .balance = 0,
+                     .reason = "spend all", .campaign = "c", .cause = "e-3"}; /* exactly zero is fine */
+  CHECK_INT(store_ledger_add(s, &r3), 0);
   CHECK_INT(q_int(s->db, "SELECT count(*) FROM ledger"), 2);
   CHECK_INT(q_int(s->db, "SELECT min(balance) FROM ledger"), 0);
 
   /* the members table refuses negative points too */
-  st = store_stmt(s, ST_MEMBER_PUT);
-  bind_text(st, 1, "m-1");
-  bind_int(st, 2, 1800000000);
-  sqlite3_bind_null(st, 3);
-  sqlite3_bind_null(st, 4);
-  bind_int(st, 5, 0);
-  sqlite3_bind_double(st, 6, 0);
-  bind_int(st, 7, -1);
-  bind_text(st, 8, "{}");
-  bind_text(st, 9, "{}");
-  bind_text(st, 10, "{}");
-  bind_int(st, 11, 0);
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_CONSTRAINT);
+  member_row_t neg = {.id = "m-1", .created_at = 1800000000, .joined_at = STORE_NO_TIME,
+                      .last_active_at = STORE_NO_TIME, .points = -1};
+  CHECK_INT(store_member_put(s, &neg), -1);
   CHECK_INT(q_int(s->db, "SELECT count(*) FROM members"), 0);
   store_close(s);
 }
@@ -367,47 +326,28 @@ TEST(timers_ordered_and_deleted_up_to) {
   if (!s) return;
   const int64_t rows[][2] = {{300, 5}, {100, 9}, {200, 2}, {100, 3}, {200, 7}, {400, 1}};
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-    CHECK_INT(timer_add(s, rows[i][0], rows[i][1], "m", "tick", NULL, 0), SQLITE_DONE);
+    CHECK_INT(timer_add(s, rows[i][0], rows[i][1], "m", "tick", NULL, 0), 0);
   /* (due, id) is the key */
-  CHECK(timer_add(s, 100, 3, "m", "tick", NULL, 0) != SQLITE_DONE);
+  CHECK(timer_add(s, 100, 3, "m", "tick", NULL, 0) < 0);
   char buf[256];
   CHECK_STR(due_list(s, 250, 100, buf, sizeof buf), "100:3 100:9 200:2 200:7");
   CHECK_STR(due_list(s, 250, 3, buf, sizeof buf), "100:3 100:9 200:2");
   CHECK_STR(due_list(s, 99, 100, buf, sizeof buf), "");
   CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "100:3 100:9 200:2 200:7 300:5 400:1");
 
-  sqlite3_stmt *st = store_stmt(s, ST_TIMER_NEXT);
-  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
-  CHECK_INT(sqlite3_column_int64(st, 0), 100);
-  sqlite3_reset(st);
+  CHECK_INT(next_due(s), 100);
 
-  /* ?3: only rows with id <= it (rows that existed when the batch was read) */
-  st = store_stmt(s, ST_TIMER_DEL_UPTO);
-  bind_int(st, 1, 200);
-  bind_int(st, 2, 2);
-  bind_int(st, 3, INT64_MAX);
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  /* the id bound: only rows with id <= it (rows that existed when the batch was read) */
+  CHECK_INT(store_timers_delete_upto(s, 200, 2, INT64_MAX), 0);
   CHECK_INT(sqlite3_changes(s->db), 3);
   CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "200:7 300:5 400:1");
+  CHECK_INT(next_due(s), 200);
 
-  st = store_stmt(s, ST_TIMER_NEXT);
-  CHECK_INT(sqlite3_step(st), SQLITE_ROW);
-  CHECK_INT(sqlite3_column_int64(st, 0), 200);
-  sqlite3_reset(st);
-
-  st = store_stmt(s, ST_TIMER_DEL_UPTO); /* an id between rows of the same due */
-  bind_int(st, 1, 300);
-  bind_int(st, 2, 4);
-  bind_int(st, 3, INT64_MAX);
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  CHECK_INT(store_timers_delete_upto(s, 300, 4, INT64_MAX), 0); /* an id between rows of the same due */
   CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "300:5 400:1");
 
   /* rows newer than the id bound stay even when (due, id) is below the cut */
-  st = store_stmt(s, ST_TIMER_DEL_UPTO);
-  bind_int(st, 1, 400);
-  bind_int(st, 2, 1);
-  bind_int(st, 3, 4);
-  CHECK_INT(store_exec_stmt(s, st), SQLITE_DONE);
+  CHECK_INT(store_timers_delete_upto(s, 400, 1, 4), 0);
   CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "300:5");
   store_close(s);
 }
@@ -555,22 +495,21 @@ TEST(engine_rollback_leaves_nothing) {
   engine_close(e);
 }
 
-TEST(engine_fire_timers_in_order_without_scripts) {
+TEST(engine_run_until_fires_in_order_without_scripts) {
   engine_t *e = open_engine(NULL);
   if (!e) return;
   const int64_t base = T("2026-11-22T10:00:00+08:00");
   /* inserted out of order; (due, id) order is t-a, t-b, t-c, t-d; t-e is later */
-  CHECK_INT(timer_add(e->store, base + 200, 4, "t-c", "tick", NULL, 0), SQLITE_DONE);
-  CHECK_INT(timer_add(e->store, base + 100, 9, "t-b", "tick", NULL, 0), SQLITE_DONE);
-  CHECK_INT(timer_add(e->store, base + 100, 2, "t-a", "tick", NULL, 0), SQLITE_DONE);
-  CHECK_INT(timer_add(e->store, base + 200, 8, "t-d", "tick", NULL, 0), SQLITE_DONE);
-  CHECK_INT(timer_add(e->store, base + 900, 1, "t-e", "tick", NULL, 0), SQLITE_DONE);
-  CHECK_INT(engine_next_timer(e), base + 100);
+  CHECK_INT(timer_add(e->store, base + 200, 4, "t-c", "tick", NULL, 0), 0);
+  CHECK_INT(timer_add(e->store, base + 100, 9, "t-b", "tick", NULL, 0), 0);
+  CHECK_INT(timer_add(e->store, base + 100, 2, "t-a", "tick", NULL, 0), 0);
+  CHECK_INT(timer_add(e->store, base + 200, 8, "t-d", "tick", NULL, 0), 0);
+  CHECK_INT(timer_add(e->store, base + 900, 1, "t-e", "tick", NULL, 0), 0);
+  CHECK_INT(engine_next_due(e), base + 100);
   e->timer_seq = 9; /* as if the engine had handed out these ids */
   CHECK_INT(store_meta_set(e->store, "timer_seq", 9), 0);
-  e->now = 0;
 
-  CHECK_INT(engine_fire_timers(e, base + 500, 2), 2);
+  CHECK_INT(engine_run_until(e, base + 100, 0), 0);
   CHECK_INT(e->now, base + 100); /* the clock moved to the last fired timer */
   CHECK_INT(e->stats.timers_fired, 2);
   member_t *a = member_read(e->store, "t-a"), *b = member_read(e->store, "t-b");
@@ -584,9 +523,9 @@ TEST(engine_fire_timers_in_order_without_scripts) {
   snprintf(want, sizeof want, "%lld:4 %lld:8 %lld:1", (long long)(base + 200),
            (long long)(base + 200), (long long)(base + 900));
   CHECK_STR(due_list(e->store, INT64_MAX, 100, buf, sizeof buf), want);
-  CHECK_INT(engine_next_timer(e), base + 200);
+  CHECK_INT(engine_next_due(e), base + 200);
 
-  CHECK_INT(engine_fire_timers(e, base + 500, 1000), 2);
+  CHECK_INT(engine_run_until(e, base + 200, 0), 0);
   CHECK_INT(e->now, base + 200);
   CHECK_INT(e->stats.timers_fired, 4);
   c = member_read(e->store, "t-c");
@@ -595,16 +534,18 @@ TEST(engine_fire_timers_in_order_without_scripts) {
   CHECK(d != NULL);
   CHECK(x == NULL); /* not due yet */
   member_free(c), member_free(d), member_free(x);
-  CHECK_INT(engine_fire_timers(e, base + 500, 1000), 0);
-  CHECK_INT(engine_next_timer(e), base + 900);
+  CHECK_INT(engine_run_until(e, base + 500, 0), 0);
+  CHECK_INT(e->stats.timers_fired, 4);
+  CHECK_INT(e->now, base + 500);
+  CHECK_INT(engine_next_due(e), base + 900);
 
   /* a timer whose generation no longer matches is dropped, not fired */
-  CHECK_INT(timer_add(e->store, base + 950, ++e->timer_seq, "t-e", "tick", NULL, 1), SQLITE_DONE);
+  CHECK_INT(timer_add(e->store, base + 950, ++e->timer_seq, "t-e", "tick", NULL, 1), 0);
   CHECK_INT(store_meta_set(e->store, "timer_seq", e->timer_seq), 0);
-  CHECK_INT(engine_fire_timers(e, base + 1000, 1000), 2);
+  CHECK_INT(engine_run_until(e, base + 1000, 0), 0);
   CHECK_INT(e->stats.timers_fired, 5);
   CHECK_INT(e->stats.timers_cancelled, 1);
-  CHECK_INT(engine_next_timer(e), INT64_MAX);
+  CHECK_INT(engine_next_due(e), INT64_MAX);
   engine_close(e);
 }
 
@@ -617,7 +558,7 @@ static const char *TIMER_SCRIPT =
     "  m:set('now_' .. ev.data.n, hearth.now())\n"
     "end)\n";
 
-TEST(engine_fire_timers_in_order_with_a_script) {
+TEST(engine_run_until_fires_in_order_with_a_script) {
   char dir[64];
   snprintf(dir, sizeof dir, "/tmp/hearth-test-scripts-XXXXXX");
   if (!mkdtemp(dir)) {
@@ -636,15 +577,14 @@ TEST(engine_fire_timers_in_order_with_a_script) {
   engine_t *e = open_engine(dir);
   if (e) {
     CHECK(e->scripts != NULL);
-    CHECK_INT(timer_add(e->store, 300, 5, "m-t", "tick", "{\"n\":\"c\"}", 0), SQLITE_DONE);
-    CHECK_INT(timer_add(e->store, 200, 7, "m-t", "tick", "{\"n\":\"b2\"}", 0), SQLITE_DONE);
-    CHECK_INT(timer_add(e->store, 100, 6, "m-t", "tick", "{\"n\":\"a\"}", 0), SQLITE_DONE);
-    CHECK_INT(timer_add(e->store, 200, 3, "m-t", "tick", "{\"n\":\"b1\"}", 0), SQLITE_DONE);
-    CHECK_INT(timer_add(e->store, 250, 1, "m-t", "tick", "{\"n\":\"x\"}", 4), SQLITE_DONE);
+    CHECK_INT(timer_add(e->store, 300, 5, "m-t", "tick", "{\"n\":\"c\"}", 0), 0);
+    CHECK_INT(timer_add(e->store, 200, 7, "m-t", "tick", "{\"n\":\"b2\"}", 0), 0);
+    CHECK_INT(timer_add(e->store, 100, 6, "m-t", "tick", "{\"n\":\"a\"}", 0), 0);
+    CHECK_INT(timer_add(e->store, 200, 3, "m-t", "tick", "{\"n\":\"b1\"}", 0), 0);
+    CHECK_INT(timer_add(e->store, 250, 1, "m-t", "tick", "{\"n\":\"x\"}", 4), 0);
     e->timer_seq = 7; /* as if the engine had handed out these ids */
     CHECK_INT(store_meta_set(e->store, "timer_seq", 7), 0);
-    e->now = 0;
-    CHECK_INT(engine_fire_timers(e, 1000, 1000), 5);
+    CHECK_INT(engine_run_until(e, 1000, 0), 0);
     CHECK_INT(e->stats.timers_fired, 4);
     CHECK_INT(e->stats.timers_cancelled, 1);
     CHECK_INT(e->stats.handler_errors, 0);
@@ -658,7 +598,7 @@ TEST(engine_fire_timers_in_order_with_a_script) {
       CHECK(json_object_get(member_attrs(m), "at_x") == NULL);
       member_free(m);
     }
-    CHECK_INT(engine_next_timer(e), INT64_MAX);
+    CHECK_INT(engine_next_due(e), INT64_MAX);
     engine_close(e);
   }
   unlink(path);
@@ -703,7 +643,7 @@ TEST(engine_many_members_in_one_batch) {
 
 TEST(timer_set_by_another_process_fires_once) {
   /* Regression (engine/engine.c: load_seqs used to run only in engine_open and
-   * engine_rollback; engine_fire_timers deletes only rows with id <= e->timer_seq): when a second
+   * engine_rollback; firing deletes only rows with id <= e->timer_seq): when a second
    * process (`hearth import` while `hearth run` is up) sets a timer, its id comes from that
    * process's sequence, above the first engine's stale one, so the first engine fires the
    * row but never deletes it and fires it again on every call (engine_advance loops).
@@ -715,15 +655,14 @@ TEST(timer_set_by_another_process_fires_once) {
   engine_t *b = open_engine_at(path, NULL); /* an import run while it is up */
   if (a && b) {
     CHECK_INT(engine_begin(b), 0); /* b sets a timer the way the engine does */
-    CHECK_INT(timer_add(b->store, 100, ++b->timer_seq, "m-x", "tick", NULL, 0), SQLITE_DONE);
+    CHECK_INT(timer_add(b->store, 100, ++b->timer_seq, "m-x", "tick", NULL, 0), 0);
     CHECK_INT(engine_commit(b), 0);
     CHECK_INT(store_meta_get(a->store, "timer_seq", -1), 1);
-    a->now = 50;
-    CHECK_INT(engine_fire_timers(a, 1000, 100), 1);
+    CHECK_INT(engine_run_until(a, 1000, 0), 0);
     CHECK_INT(a->stats.timers_fired, 1);
-    CHECK_INT(engine_fire_timers(a, 1000, 100), 0); /* fired once, not again */
+    CHECK_INT(engine_run_until(a, 2000, 0), 0); /* fired once, not again */
     CHECK_INT(a->stats.timers_fired, 1);
-    CHECK_INT(engine_next_timer(a), INT64_MAX);
+    CHECK_INT(engine_next_due(a), INT64_MAX);
     /* and the sequence a writes back does not go below what b committed */
     CHECK(store_meta_get(a->store, "timer_seq", -1) >= 1);
   }
@@ -742,8 +681,8 @@ int main(void) {
   RUN(store_open_copy_snapshot_not_written);
   RUN(engine_batch_applies_builtins);
   RUN(engine_rollback_leaves_nothing);
-  RUN(engine_fire_timers_in_order_without_scripts);
-  RUN(engine_fire_timers_in_order_with_a_script);
+  RUN(engine_run_until_fires_in_order_without_scripts);
+  RUN(engine_run_until_fires_in_order_with_a_script);
   RUN(engine_many_members_in_one_batch);
   RUN(timer_set_by_another_process_fires_once);
   return UNIT_DONE();
