@@ -1,6 +1,8 @@
 /* test_store: unit tests for engine/store.c and the engine's batch layer — migrations and
  * user_version, idempotent reopen, refusal of a newer schema, the ST_SEEN_MARK dedupe
- * window, the ledger's CHECK (balance >= 0), timer order and ST_TIMER_DEL_UPTO; then
+ * window, the ledger's CHECK (balance >= 0), timer order and ST_TIMER_DEL_UPTO; the
+ * reports' typed reads (rows, member JSON, -1 on a missing table, /metrics without the
+ * gauges it cannot read, backup); then
  * engine_open (no scripts, in-memory) with engine_begin/apply/commit and the built-in member
  * fields, engine_rollback, and engine_fire_timers firing rows in (due, id) order, with and
  * without a script handling them. Temp files live in /tmp and are removed. */
