@@ -396,6 +396,14 @@ static int report_one(store_t *s, sqlite3_stmt *st) {
   return report_end(s, st, rc, 0);
 }
 
+/* Step st, an aggregate query, to its one row: 0 (st on the row: read it, then reset),
+ * -1 (logged). An aggregate without a row would be a bug, not an empty result. */
+static int aggregate_row(store_t *s, sqlite3_stmt *st) {
+  int rc = report_one(s, st);
+  assert(rc != 0);
+  return rc < 0 ? -1 : 0;
+}
+
 int store_member_view(store_t *s, const char *id, void (*each)(void *ud, const member_view_t *m), void *ud) {
   static query_t q = QUERY("SELECT created_at, joined_at, last_active_at, orders, spend, points,"
                            " attrs, tags FROM members WHERE id = ?1");
@@ -548,7 +556,7 @@ int store_funnel_total(store_t *s, const funnel_key_t *k, int64_t *n) {
   bind_text(st, 2, k->campaign);
   bind_text(st, 3, k->step);
   bind_text(st, 4, k->variant);
-  if (report_one(s, st) != 1) return -1; /* an aggregate always has its row */
+  if (aggregate_row(s, st) < 0) return -1;
   *n = sqlite3_column_int64(st, 0);
   sqlite3_reset(st);
   return 0;
@@ -563,7 +571,7 @@ int store_totals(store_t *s, store_totals_t *t) {
                            " (SELECT count(*) FROM outbox WHERE delivery = 'dead')");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  if (report_one(s, st) != 1) return -1;
+  if (aggregate_row(s, st) < 0) return -1;
   *t = (store_totals_t){
       .members = sqlite3_column_int64(st, 0),
       .events_remembered = sqlite3_column_int64(st, 1),
@@ -584,7 +592,7 @@ int store_gauges(store_t *s, store_gauges_t *g) {
                            " (SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  if (report_one(s, st) != 1) return -1;
+  if (aggregate_row(s, st) < 0) return -1;
   *g = (store_gauges_t){
       .timers_pending = sqlite3_column_int64(st, 0),
       .dead_letters = sqlite3_column_int64(st, 1),
