@@ -109,7 +109,10 @@ int cmd_dry_run(int argc, char **argv) {
     if (engine_run_until(e, e->now, 0) < 0 || engine_run_until(e, until, 0) < 0) status = 1;
   }
   fflush(stdout);
-  summary_print(e->store, &e->stats, rejected, stderr);
+  if (summary_print(e->store, &e->stats, rejected, stderr) < 0) {
+    fprintf(stderr, "hearth: cannot read the funnel summary: %s\n", store_errmsg(e->store));
+    status = 1;
+  }
   if (status == 0 && (rejected || e->stats.handler_errors)) {
     fprintf(stderr, "hearth: %lu lines rejected, %lu handler failures (see the log above)\n", rejected,
             e->stats.handler_errors);

@@ -32,9 +32,13 @@ int cmd_member(int argc, char **argv) {
     store_close(s);
     return 1;
   }
-  json_t *j = member_json(s, tz, c.positional[0], c.limit);
+  json_t *j;
+  int found = member_json_read(s, tz, c.positional[0], c.limit, &j);
   int status = 0;
-  if (!j) {
+  if (found < 0) {
+    fprintf(stderr, "hearth: cannot read member '%s' from %s: %s\n", c.positional[0], c.db, store_errmsg(s));
+    status = 1;
+  } else if (!found) {
     fprintf(stderr, "hearth: no member '%s' in %s\n", c.positional[0], c.db);
     status = 1;
   } else {

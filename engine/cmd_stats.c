@@ -1,6 +1,8 @@
 /* cmd_stats: `hearth stats`. Totals of the database (members, events remembered, failed
  * events, timers pending, actions by delivery state) and the funnel per campaign, step
- * and variant, as text or --json. Read-only. */
+ * and variant, as text or --json. Read-only; a failed read is an error (exit 1), never
+ * zeros. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -13,13 +15,48 @@ static const char *usage =
     "Print the totals of the database and the funnel per campaign, step and variant:\n"
     "actions by status, and the counters campaigns keep (entered, converted, ...).\n";
 
-static int64_t scalar(store_t *s, const char *sql) {
-  sqlite3_stmt *st;
-  int64_t v = 0;
-  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return 0;
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
+/* The totals in the order they are printed: the name and the field of store_totals_t. */
+static const struct {
+  const char *name;
+  size_t field;
+} totals[] = {
+    {"members", offsetof(store_totals_t, members)},
+    {"events_remembered", offsetof(store_totals_t, events_remembered)},
+    {"failed_events", offsetof(store_totals_t, failed_events)},
+    {"timers_pending", offsetof(store_totals_t, timers_pending)},
+    {"actions", offsetof(store_totals_t, actions)},
+    {"pending_delivery", offsetof(store_totals_t, pending_delivery)},
+    {"delivered", offsetof(store_totals_t, delivered)},
+    {"dead_letters", offsetof(store_totals_t, dead_letters)},
+};
+#define N_TOTALS (sizeof totals / sizeof totals[0])
+
+static long long total(const store_totals_t *t, size_t i) {
+  return *(const int64_t *)((const char *)t + totals[i].field);
+}
+
+static int print_json(store_t *s, const store_totals_t *t) {
+  json_t *root = summary_json(s);
+  if (!root) return -1;
+  json_t *obj = json_object();
+  for (size_t i = 0; i < N_TOTALS; i++) json_object_set_new(obj, totals[i].name, json_integer(total(t, i)));
+  json_object_set_new(root, "totals", obj);
+  char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  printf("%s\n", text);
+  free(text);
+  json_decref(root);
+  return 0;
+}
+
+/* The totals line, then the funnel. */
+static int print_text(store_t *s, const store_totals_t *t) {
+  json_t *root = summary_json(s);
+  if (!root) return -1;
+  for (size_t i = 0; i < N_TOTALS; i++) printf("%s%s %lld", i ? ", " : "", totals[i].name, total(t, i));
+  printf("\n");
+  summary_print_doc(root, NULL, 0, stdout);
+  json_decref(root);
+  return 0;
 }
 
 int cmd_stats(int argc, char **argv) {
@@ -36,31 +73,12 @@ int cmd_stats(int argc, char **argv) {
     fprintf(stderr, "hearth: %s\n", err);
     return 1;
   }
-  struct { const char *name, *sql; } totals[] = {
-      {"members", "SELECT count(*) FROM members"},
-      {"events_remembered", "SELECT count(*) FROM seen_events"},
-      {"failed_events", "SELECT count(*) FROM failed_events"},
-      {"timers_pending", "SELECT count(*) FROM timers"},
-      {"actions", "SELECT count(*) FROM outbox"},
-      {"pending_delivery", "SELECT count(*) FROM outbox WHERE delivery = 'pending'"},
-      {"delivered", "SELECT count(*) FROM outbox WHERE delivery = 'delivered'"},
-      {"dead_letters", "SELECT count(*) FROM outbox WHERE delivery = 'dead'"},
-  };
-  size_t n = sizeof totals / sizeof totals[0];
-  if (c.json) {
-    json_t *root = summary_json(s);
-    json_t *t = json_object();
-    for (size_t i = 0; i < n; i++) json_object_set_new(t, totals[i].name, json_integer(scalar(s, totals[i].sql)));
-    json_object_set_new(root, "totals", t);
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    printf("%s\n", text);
-    free(text);
-    json_decref(root);
-  } else {
-    for (size_t i = 0; i < n; i++) printf("%s%s %lld", i ? ", " : "", totals[i].name, (long long)scalar(s, totals[i].sql));
-    printf("\n");
-    summary_print(s, NULL, 0, stdout);
+  store_totals_t t;
+  int status = 0;
+  if (store_totals(s, &t) < 0 || (c.json ? print_json(s, &t) : print_text(s, &t)) < 0) {
+    fprintf(stderr, "hearth: cannot read %s: %s\n", c.db, store_errmsg(s));
+    status = 1;
   }
   store_close(s);
-  return 0;
+  return status;
 }

@@ -140,19 +140,23 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
   }
   if (!strncmp(req->path, "/v1/members/", 12)) {
     if (!get) return reply_error(res, 405, "use GET");
-    json_t *m = member_json(d->e->store, d->e->tz, req->path + 12, 20);
-    if (!m) return reply_error(res, 404, "no such member");
+    json_t *m;
+    int found = member_json_read(d->e->store, d->e->tz, req->path + 12, 20, &m);
+    if (found < 0) return reply_error(res, 500, "database error reading the member (see the server log)");
+    if (!found) return reply_error(res, 404, "no such member");
     return reply(res, 200, m);
   }
   if (!strcmp(req->path, "/v1/campaigns")) {
     if (!get) return reply_error(res, 405, "use GET");
-    return reply(res, 200, summary_json(d->e->store));
+    json_t *summary = summary_json(d->e->store);
+    if (!summary) return reply_error(res, 500, "database error reading the funnel (see the server log)");
+    return reply(res, 200, summary);
   }
   if (!strcmp(req->path, "/metrics")) {
     if (!get) return reply_error(res, 405, "use GET");
     res->status = 200;
     res->content_type = "text/plain; version=0.0.4";
-    res->body = metrics_render(d->e, d->delivery, d->http);
+    metrics_render(d->e, d->delivery, d->http, &res->body); /* -1: partial (logged), still served */
     res->body_len = strlen(res->body);
     return;
   }

@@ -870,7 +870,8 @@ int engine_count(engine_t *e, engine_call_t *c, const char *campaign, const char
 
 int engine_counter(engine_t *e, const char *metric, const char *campaign, const char *step,
                    const char *variant, int64_t *sum) {
-  return store_funnel_sum(e->store, metric, campaign, step, variant, sum);
+  funnel_key_t key = {.metric = metric, .campaign = campaign, .step = step, .variant = variant};
+  return store_funnel_total(e->store, &key, sum);
 }
 
 int engine_member_ids(engine_t *e, const char *tag, const char *after, int limit, char ***ids) {

@@ -1,19 +1,29 @@
-/* member_json: a member's state, ledger, actions and failures as JSON (see member_json.h). */
+/* member_json: a member's state, ledger, actions and failures as JSON (see member_json.h).
+ * Reads through the store's typed member reads (store.h, the reports section). */
 #include "member_json.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "member.h"
-
 static json_t *time_json(const tz_t *tz, int64_t t) {
-  if (t == NO_TIME) return json_null();
+  if (t == STORE_NO_TIME) return json_null();
   char buf[32];
   return json_string(rfc3339_format(t, tz_offset_at(tz, t), buf));
 }
 
+static const char *or_empty(const char *s) { return s ? s : ""; }
+
+/* A stored JSON object; an empty object when absent, unreadable or not an object. */
+static json_t *stored_object(const char *text) {
+  json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+  if (json_is_object(v)) return v;
+  json_decref(v);
+  return json_object();
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
+/* The keys of tags (tag -> true), sorted, as an array. */
 static json_t *sorted_tags(json_t *tags) {
   size_t n = json_object_size(tags), i = 0;
   const char **v = calloc(n ? n : 1, sizeof *v);
@@ -30,69 +40,81 @@ static json_t *sorted_tags(json_t *tags) {
   return arr;
 }
 
-/* Run q with id and limit bound, turning each row into an object via fill(). */
-static json_t *rows(store_t *s, const char *q, const char *id, int limit,
-                    json_t *(*fill)(sqlite3_stmt *, const tz_t *), const tz_t *tz) {
-  sqlite3_stmt *st;
-  json_t *arr = json_array();
-  if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK) return arr;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  sqlite3_bind_int(st, 2, limit);
-  while (sqlite3_step(st) == SQLITE_ROW) json_array_append_new(arr, fill(st, tz));
-  sqlite3_finalize(st);
-  return arr;
-}
+/* What the row callbacks fill: the member object and the arrays of its rows. */
+typedef struct {
+  const tz_t *tz;
+  json_t *obj;
+} doc_t;
 
-static const char *col(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? (const char *)t : "";
-}
-
-static json_t *ledger_row(sqlite3_stmt *st, const tz_t *tz) {
-  return json_pack("{s:o, s:I, s:I, s:s, s:s, s:s}", "time", time_json(tz, sqlite3_column_int64(st, 0)),
-                   "delta", (json_int_t)sqlite3_column_int64(st, 1), "balance",
-                   (json_int_t)sqlite3_column_int64(st, 2), "reason", col(st, 3), "campaign", col(st, 4),
-                   "cause", col(st, 5));
-}
-
-static json_t *action_row(sqlite3_stmt *st, const tz_t *tz) {
-  (void)tz;
-  json_t *a = json_loads(col(st, 0), 0, NULL);
-  if (!a) a = json_object();
-  json_object_set_new(a, "status", json_string(col(st, 1)));
-  const char *delivery = (const char *)sqlite3_column_text(st, 2);
-  if (delivery) json_object_set_new(a, "delivery", json_string(delivery));
-  return a;
-}
-
-static json_t *failure_row(sqlite3_stmt *st, const tz_t *tz) {
-  json_t *ev = json_loads(col(st, 1), 0, NULL);
-  return json_pack("{s:o, s:o, s:s, s:s}", "at", time_json(tz, sqlite3_column_int64(st, 0)), "event",
-                   ev ? ev : json_null(), "campaign", col(st, 2), "error", col(st, 3));
-}
-
-json_t *member_json(store_t *s, const tz_t *tz, const char *id, int limit) {
-  member_t *m = member_read(s, id);
-  if (!m) return NULL;
-  json_t *j = json_object();
-  json_object_set_new(j, "id", json_string(m->id));
-  json_object_set_new(j, "created_at", time_json(tz, m->created_at));
-  json_object_set_new(j, "joined_at", time_json(tz, m->joined_at));
-  json_object_set_new(j, "last_active_at", time_json(tz, m->last_active_at));
+static void add_fields(void *ud, const member_view_t *m) {
+  doc_t *d = ud;
+  json_t *j = d->obj;
+  json_object_set_new(j, "created_at", time_json(d->tz, m->created_at));
+  json_object_set_new(j, "joined_at", time_json(d->tz, m->joined_at));
+  json_object_set_new(j, "last_active_at", time_json(d->tz, m->last_active_at));
   json_object_set_new(j, "orders", json_integer(m->orders));
   json_object_set_new(j, "spend", json_real(m->spend));
   json_object_set_new(j, "points", json_integer(m->points));
-  json_object_set(j, "attrs", member_attrs(m));
-  json_object_set_new(j, "tags", sorted_tags(member_tags(m)));
-  json_object_set_new(j, "ledger", rows(s,
-      "SELECT time, delta, balance, reason, campaign, cause FROM ledger WHERE member = ?1"
-      " ORDER BY n DESC LIMIT ?2", id, limit, ledger_row, tz));
-  json_object_set_new(j, "actions", rows(s,
-      "SELECT body, status, delivery FROM outbox WHERE member = ?1 ORDER BY seq DESC LIMIT ?2",
-      id, limit, action_row, tz));
-  json_object_set_new(j, "failed", rows(s,
-      "SELECT at, event, campaign, error FROM failed_events WHERE member = ?1"
-      " ORDER BY seq DESC LIMIT ?2", id, limit, failure_row, tz));
-  member_free(m);
+  json_object_set_new(j, "attrs", stored_object(m->attrs));
+  json_t *tags = stored_object(m->tags);
+  json_object_set_new(j, "tags", sorted_tags(tags));
+  json_decref(tags);
+}
+
+static void add_ledger_entry(void *ud, const ledger_entry_t *e) {
+  doc_t *d = ud;
+  json_array_append_new(d->obj, json_pack("{s:o, s:I, s:I, s:s, s:s, s:s}", "time", time_json(d->tz, e->time),
+                                          "delta", (json_int_t)e->delta, "balance", (json_int_t)e->balance,
+                                          "reason", e->reason, "campaign", or_empty(e->campaign),
+                                          "cause", or_empty(e->cause)));
+}
+
+static void add_action(void *ud, const action_view_t *r) {
+  doc_t *d = ud;
+  json_t *a = json_loads(r->body, 0, NULL);
+  if (!a) a = json_object();
+  json_object_set_new(a, "status", json_string(r->status));
+  if (r->delivery) json_object_set_new(a, "delivery", json_string(r->delivery));
+  json_array_append_new(d->obj, a);
+}
+
+static void add_failure(void *ud, const failure_view_t *f) {
+  doc_t *d = ud;
+  json_t *ev = json_loads(f->event, 0, NULL);
+  json_array_append_new(d->obj, json_pack("{s:o, s:o, s:s, s:s}", "at", time_json(d->tz, f->at), "event",
+                                          ev ? ev : json_null(), "campaign", or_empty(f->campaign),
+                                          "error", f->error));
+}
+
+/* An empty array set as key of j, for callbacks to fill. */
+static doc_t rows_of(json_t *j, const char *key, const tz_t *tz) {
+  doc_t d = {tz, json_array()};
+  json_object_set_new(j, key, d.obj);
+  return d;
+}
+
+int member_json_read(store_t *s, const tz_t *tz, const char *id, int limit, json_t **out) {
+  *out = NULL;
+  json_t *j = json_pack("{s:s}", "id", id);
+  doc_t fields = {tz, j};
+  int found = store_member_view(s, id, add_fields, &fields);
+  if (found <= 0) {
+    json_decref(j);
+    return found;
+  }
+  doc_t ledger = rows_of(j, "ledger", tz), actions = rows_of(j, "actions", tz), failed = rows_of(j, "failed", tz);
+  if (store_member_ledger(s, id, limit, add_ledger_entry, &ledger) < 0 ||
+      store_member_actions(s, id, limit, add_action, &actions) < 0 ||
+      store_member_failures(s, id, limit, add_failure, &failed) < 0) {
+    json_decref(j);
+    return -1;
+  }
+  *out = j;
+  return 1;
+}
+
+json_t *member_json(store_t *s, const tz_t *tz, const char *id, int limit) {
+  json_t *j;
+  member_json_read(s, tz, id, limit, &j);
   return j;
 }

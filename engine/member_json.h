@@ -8,7 +8,12 @@
 #include "store.h"
 #include "timeutil.h"
 
-/* NULL when there is no such member. limit: how many ledger entries and actions. */
+/* Member id as JSON into *out: 1; 0 (and NULL) when there is no such member; -1 (and
+ * NULL) on a database error, logged by the store. limit: how many ledger entries,
+ * actions and failures (the latest). */
+int member_json_read(store_t *s, const tz_t *tz, const char *id, int limit, json_t **out);
+/* The same, NULL both when there is no such member and on a database error (logged):
+ * for callers that cannot report an error; prefer member_json_read. */
 json_t *member_json(store_t *s, const tz_t *tz, const char *id, int limit);
 
 #endif

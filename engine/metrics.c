@@ -6,15 +6,6 @@
 
 #include "util.h"
 
-static int64_t scalar(store_t *s, const char *sql) {
-  sqlite3_stmt *st;
-  int64_t v = 0;
-  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return 0;
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
-
 static void counter(strbuf_t *sb, const char *name, const char *help, unsigned long v) {
   sb_addf(sb, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", name, help, name, name, v);
 }
@@ -51,7 +42,9 @@ static void delivery_line(void *ud, const char *channel, const delivery_counts_t
   sb_addf(f->sb, "\"} %lu\n", vals[f->which]);
 }
 
-char *metrics_render(engine_t *e, delivery_t *d, http_server_t *http) {
+int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text) {
+  store_gauges_t g;
+  int db_ok = store_gauges(e->store, &g) == 0; /* else the database gauges are left out */
   strbuf_t sb;
   sb_init(&sb);
   engine_stats_t *s = &e->stats;
@@ -73,8 +66,7 @@ char *metrics_render(engine_t *e, delivery_t *d, http_server_t *http) {
   }
   sb_addf(&sb, "hearth_handler_seconds_sum %.6f\nhearth_handler_seconds_count %lu\n", s->handler_seconds, s->handler_calls);
 
-  gauge(&sb, "hearth_timers_pending", "Durable timers not yet due or not yet fired.",
-        scalar(e->store, "SELECT count(*) FROM timers"));
+  if (db_ok) gauge(&sb, "hearth_timers_pending", "Durable timers not yet due or not yet fired.", g.timers_pending);
   counter(&sb, "hearth_timers_fired_total", "Timers fired since start.", s->timers_fired);
   counter(&sb, "hearth_timers_cancelled_total", "Timers skipped because they were cancelled.", s->timers_cancelled);
 
@@ -96,10 +88,10 @@ char *metrics_render(engine_t *e, delivery_t *d, http_server_t *http) {
     }
     gauge(&sb, "hearth_outbox_backlog", "Queued actions not yet delivered.", delivery_backlog(d));
   }
-  gauge(&sb, "hearth_dead_letters", "Actions that failed delivery for good.",
-        scalar(e->store, "SELECT count(*) FROM outbox WHERE delivery = 'dead'"));
-  gauge(&sb, "hearth_database_bytes", "Size of the database file (pages in use).",
-        scalar(e->store, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"));
+  if (db_ok) {
+    gauge(&sb, "hearth_dead_letters", "Actions that failed delivery for good.", g.dead_letters);
+    gauge(&sb, "hearth_database_bytes", "Size of the database file (pages in use).", g.database_bytes);
+  }
   if (http) {
     http_server_stats_t hs;
     http_server_stats(http, &hs);
@@ -110,5 +102,6 @@ char *metrics_render(engine_t *e, delivery_t *d, http_server_t *http) {
     counter(&sb, "hearth_http_refused_connections_total", "Connections over the cap.", hs.refused_connections);
     gauge(&sb, "hearth_http_open_connections", "Open connections.", (long long)hs.open_connections);
   }
-  return sb_take(&sb);
+  *text = sb_take(&sb);
+  return db_ok ? 0 : -1;
 }

@@ -9,7 +9,9 @@
 #include "engine.h"
 #include "http_server.h"
 
-/* A malloc'd text document. */
-char *metrics_render(engine_t *e, delivery_t *d, http_server_t *http);
+/* The document, malloc'd into *text: 0; -1 when the database gauges (timers pending, dead
+ * letters, database size) could not be read: *text is then everything else, and the
+ * error is logged by the store. */
+int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text);
 
 #endif

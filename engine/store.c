@@ -713,24 +713,287 @@ int store_funnel_add(store_t *s, const char *campaign, const char *step, const c
   return run(s, st);
 }
 
-int store_funnel_sum(store_t *s, const char *metric, const char *campaign, const char *step,
-                     const char *variant, int64_t *sum) {
+/* ==== reports: one member, the funnel, stats and metrics (read side) ==== */
+
+/* Column i as text, NULL when the column is NULL. */
+static const char *report_col_or_null(sqlite3_stmt *st, int i) {
+  return (const char *)sqlite3_column_text(st, i);
+}
+
+/* Column i as text, "" when the column is NULL. */
+static const char *report_col(sqlite3_stmt *st, int i) {
+  const char *t = report_col_or_null(st, i);
+  return t ? t : "";
+}
+
+/* Column i as a time, STORE_NO_TIME when the column is NULL. */
+static int64_t report_time(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL ? STORE_NO_TIME : sqlite3_column_int64(st, i);
+}
+
+/* After stepping st through its rows (rc: the last step's code): n, the number of rows,
+ * when the statement finished; -1 (logged) when a step failed. Resets st. */
+static int report_end(store_t *s, sqlite3_stmt *st, int rc, int n) {
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+/* Step st to its one row: 1 (st stays on the row: read it, then reset), 0 when there is
+ * none, -1 (logged) when the step failed. */
+static int report_one(store_t *s, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) return 1;
+  return report_end(s, st, rc, 0);
+}
+
+/* Step st, an aggregate query, to its one row: 0 (st on the row: read it, then reset),
+ * -1 (logged). An aggregate without a row would be a bug, not an empty result. */
+static int aggregate_row(store_t *s, sqlite3_stmt *st) {
+  int rc = report_one(s, st);
+  assert(rc != 0);
+  return rc < 0 ? -1 : 0;
+}
+
+int store_member_view(store_t *s, const char *id, void (*each)(void *ud, const member_view_t *m), void *ud) {
+  static query_t q = QUERY("SELECT created_at, joined_at, last_active_at, orders, spend, points,"
+                           " attrs, tags FROM members WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  int rc = report_one(s, st);
+  if (rc != 1) return rc;
+  member_view_t m = {
+      .created_at = sqlite3_column_int64(st, 0),
+      .joined_at = report_time(st, 1),
+      .last_active_at = report_time(st, 2),
+      .orders = sqlite3_column_int64(st, 3),
+      .spend = sqlite3_column_double(st, 4),
+      .points = sqlite3_column_int64(st, 5),
+      .attrs = report_col_or_null(st, 6),
+      .tags = report_col_or_null(st, 7),
+  };
+  each(ud, &m);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_member_ledger(store_t *s, const char *member, int limit,
+                        void (*each)(void *ud, const ledger_entry_t *e), void *ud) {
+  static query_t q = QUERY("SELECT time, delta, balance, reason, campaign, cause FROM ledger"
+                           " WHERE member = ?1 ORDER BY n DESC LIMIT ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_int(st, 2, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    ledger_entry_t e = {
+        .time = sqlite3_column_int64(st, 0),
+        .delta = sqlite3_column_int64(st, 1),
+        .balance = sqlite3_column_int64(st, 2),
+        .reason = report_col(st, 3),
+        .campaign = report_col_or_null(st, 4),
+        .cause = report_col_or_null(st, 5),
+    };
+    each(ud, &e);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_member_actions(store_t *s, const char *member, int limit,
+                         void (*each)(void *ud, const action_view_t *a), void *ud) {
+  static query_t q = QUERY("SELECT body, status, delivery FROM outbox WHERE member = ?1"
+                           " ORDER BY seq DESC LIMIT ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_int(st, 2, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    action_view_t a = {
+        .body = report_col(st, 0),
+        .status = report_col(st, 1),
+        .delivery = report_col_or_null(st, 2),
+    };
+    each(ud, &a);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_member_failures(store_t *s, const char *member, int limit,
+                          void (*each)(void *ud, const failure_view_t *f), void *ud) {
+  static query_t q = QUERY("SELECT at, event, campaign, error FROM failed_events WHERE member = ?1"
+                           " ORDER BY seq DESC LIMIT ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_int(st, 2, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    failure_view_t f = {
+        .at = sqlite3_column_int64(st, 0),
+        .event = report_col(st, 1),
+        .campaign = report_col_or_null(st, 2),
+        .error = report_col(st, 3),
+    };
+    each(ud, &f);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_first_failure(store_t *s, char **error) {
+  static query_t q = QUERY("SELECT error FROM failed_events ORDER BY seq LIMIT 1");
+  *error = NULL;
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int rc = report_one(s, st);
+  if (rc != 1) return rc;
+  *error = xstrdup(report_col(st, 0));
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_outbox_counts(store_t *s, void (*each)(void *ud, const outbox_count_t *c), void *ud) {
+  static query_t q = QUERY("SELECT campaign, coalesce(step, ''), status, kind, count(*) FROM outbox"
+                           " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    outbox_count_t c = {
+        .campaign = report_col(st, 0),
+        .step = report_col(st, 1),
+        .status = report_col(st, 2),
+        .kind = report_col(st, 3),
+        .n = sqlite3_column_int64(st, 4),
+    };
+    each(ud, &c);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_funnel_rows(store_t *s, void (*each)(void *ud, const funnel_row_t *r), void *ud) {
+  static query_t q = QUERY("SELECT campaign, step, variant, metric, n FROM funnel ORDER BY 1, 2, 3, 4");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    funnel_row_t r = {
+        .campaign = report_col(st, 0),
+        .step = report_col(st, 1),
+        .variant = report_col(st, 2),
+        .metric = report_col(st, 3),
+        .n = sqlite3_column_int64(st, 4),
+    };
+    each(ud, &r);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_funnel_total(store_t *s, const funnel_key_t *k, int64_t *n) {
   static query_t q = QUERY("SELECT coalesce(sum(n), 0) FROM funnel WHERE metric = ?1"
                            " AND (?2 IS NULL OR campaign = ?2) AND (?3 IS NULL OR step = ?3)"
                            " AND (?4 IS NULL OR variant = ?4)");
+  assert(k->metric);
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  bind_text(st, 1, metric);
-  bind_text(st, 2, campaign);
-  bind_text(st, 3, step);
-  bind_text(st, 4, variant);
-  if (step_row(s, st) != 1) return -1; /* an aggregate always has a row */
-  *sum = sqlite3_column_int64(st, 0);
+  bind_text(st, 1, k->metric);
+  bind_text(st, 2, k->campaign);
+  bind_text(st, 3, k->step);
+  bind_text(st, 4, k->variant);
+  if (aggregate_row(s, st) < 0) return -1;
+  *n = sqlite3_column_int64(st, 0);
   sqlite3_reset(st);
   return 0;
 }
 
+int store_totals(store_t *s, store_totals_t *t) {
+  static query_t q = QUERY("SELECT (SELECT count(*) FROM members), (SELECT count(*) FROM seen_events),"
+                           " (SELECT count(*) FROM failed_events), (SELECT count(*) FROM timers),"
+                           " (SELECT count(*) FROM outbox),"
+                           " (SELECT count(*) FROM outbox WHERE delivery = 'pending'),"
+                           " (SELECT count(*) FROM outbox WHERE delivery = 'delivered'),"
+                           " (SELECT count(*) FROM outbox WHERE delivery = 'dead')");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  if (aggregate_row(s, st) < 0) return -1;
+  *t = (store_totals_t){
+      .members = sqlite3_column_int64(st, 0),
+      .events_remembered = sqlite3_column_int64(st, 1),
+      .failed_events = sqlite3_column_int64(st, 2),
+      .timers_pending = sqlite3_column_int64(st, 3),
+      .actions = sqlite3_column_int64(st, 4),
+      .pending_delivery = sqlite3_column_int64(st, 5),
+      .delivered = sqlite3_column_int64(st, 6),
+      .dead_letters = sqlite3_column_int64(st, 7),
+  };
+  sqlite3_reset(st);
+  return 0;
+}
 
-/* ==== reports: one member, the funnel, stats and metrics (read side) ==== */
+int store_gauges(store_t *s, store_gauges_t *g) {
+  static query_t q = QUERY("SELECT (SELECT count(*) FROM timers),"
+                           " (SELECT count(*) FROM outbox WHERE delivery = 'dead'),"
+                           " (SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  if (aggregate_row(s, st) < 0) return -1;
+  *g = (store_gauges_t){
+      .timers_pending = sqlite3_column_int64(st, 0),
+      .dead_letters = sqlite3_column_int64(st, 1),
+      .database_bytes = sqlite3_column_int64(st, 2),
+  };
+  sqlite3_reset(st);
+  return 0;
+}
+
+/* Copy every page of s into out, waiting while another connection holds a lock: the
+ * number of pages, or -1 with a message in err. */
+static int backup_pages(store_t *s, sqlite3 *out, char *err, size_t errlen) {
+  sqlite3_backup *b = sqlite3_backup_init(out, "main", s->db, "main");
+  if (!b) {
+    set_err(err, errlen, "%s", sqlite3_errmsg(out));
+    return -1;
+  }
+  int rc;
+  do {
+    rc = sqlite3_backup_step(b, 1024);
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(50);
+  } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+  int pages = sqlite3_backup_pagecount(b);
+  sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) {
+    set_err(err, errlen, "backup failed: %s", sqlite3_errmsg(out));
+    return -1;
+  }
+  return pages;
+}
+
+int store_backup(store_t *s, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (f) {
+    fclose(f);
+    set_err(err, errlen, "%s exists; choose a new path", path);
+    return -1;
+  }
+  sqlite3 *out = NULL;
+  int pages = -1;
+  if (sqlite3_open_v2(path, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+    set_err(err, errlen, "cannot create %s: %s", path, out ? sqlite3_errmsg(out) : "out of memory");
+  else
+    pages = backup_pages(s, out, err, errlen);
+  sqlite3_close(out);
+  if (pages < 0) {
+    remove(path);
+    log_msg(LOG_ERROR, "backup failed", "db", s->path, "to", path, "error", err, NULL);
+  }
+  return pages;
+}
 
 /* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */

@@ -153,12 +153,100 @@ int store_cron_set(store_t *s, const char *key, int64_t slot);
 /* Funnel counters kept by scripts (hearth.count). */
 int store_funnel_add(store_t *s, const char *campaign, const char *step, const char *variant,
                      const char *metric, int64_t n);
-/* Sum of a metric; campaign, step, variant NULL sum over all. 0 ok, -1 error. */
-int store_funnel_sum(store_t *s, const char *metric, const char *campaign, const char *step,
-                     const char *variant, int64_t *sum);
-
-
 /* ==== reports: one member, the funnel, stats and metrics (read side) ==== */
+
+/* Reads for reports: `hearth member` and GET /v1/members/{id}, the funnel summary, the
+ * totals of `hearth stats`, the database gauges of /metrics, `hearth test`'s counters,
+ * and `hearth backup`. Each returns -1 on a database error, already logged with the
+ * query and SQLite's message; never a default that looks like data. Rows handed to a
+ * callback are valid only during that call (copy what must outlive it). */
+
+/* One member's row as `hearth member` shows it. */
+typedef struct {
+  int64_t created_at, joined_at, last_active_at; /* joined, last active: STORE_NO_TIME if unset */
+  int64_t orders, points;
+  double spend;
+  const char *attrs, *tags; /* JSON objects as stored (attributes; tag -> true); may be NULL */
+} member_view_t;
+
+/* One points grant or spend. campaign and cause may be NULL. */
+typedef struct {
+  int64_t time, delta, balance;
+  const char *reason, *campaign, *cause;
+} ledger_entry_t;
+
+/* One action of a member: its JSON body, its status (queued, skipped, ...) and its delivery
+ * state (pending, delivered, dead; NULL when no channel delivers it). */
+typedef struct {
+  const char *body, *status, *delivery;
+} action_view_t;
+
+/* One event whose handler failed: when, the event as JSON, the campaign (may be NULL) and
+ * the error with its traceback. */
+typedef struct {
+  int64_t at;
+  const char *event, *campaign, *error;
+} failure_view_t;
+
+/* Actions of one campaign and step (step "" when none) with one status and kind. */
+typedef struct {
+  const char *campaign, *step, *status, *kind;
+  int64_t n;
+} outbox_count_t;
+
+/* One counter scripts keep with hearth.count (step and variant "" when none). */
+typedef struct {
+  const char *campaign, *step, *variant, *metric;
+  int64_t n;
+} funnel_row_t;
+
+/* Which funnel counters to sum: metric is required; a NULL campaign, step or variant is
+ * summed over. */
+typedef struct {
+  const char *metric, *campaign, *step, *variant;
+} funnel_key_t;
+
+/* The totals `hearth stats` prints. */
+typedef struct {
+  int64_t members, events_remembered, failed_events, timers_pending;
+  int64_t actions, pending_delivery, delivered, dead_letters;
+} store_totals_t;
+
+/* The database gauges of /metrics. */
+typedef struct {
+  int64_t timers_pending, dead_letters, database_bytes;
+} store_gauges_t;
+
+/* Member id: calls each once with its row and returns 1; 0 when there is no such member. */
+int store_member_view(store_t *s, const char *id, void (*each)(void *ud, const member_view_t *m), void *ud);
+/* The latest `limit` entries of each kind for one member, newest first (limit < 0: all).
+ * Each returns how many rows it handed to each. */
+int store_member_ledger(store_t *s, const char *member, int limit,
+                        void (*each)(void *ud, const ledger_entry_t *e), void *ud);
+int store_member_actions(store_t *s, const char *member, int limit,
+                         void (*each)(void *ud, const action_view_t *a), void *ud);
+int store_member_failures(store_t *s, const char *member, int limit,
+                          void (*each)(void *ud, const failure_view_t *f), void *ud);
+/* The error of the oldest failed event, malloc'd into *error: 1, or 0 (and NULL) when
+ * no event failed. */
+int store_first_failure(store_t *s, char **error);
+
+/* Actions counted by campaign, step, status and kind, in that order; how many rows. */
+int store_outbox_counts(store_t *s, void (*each)(void *ud, const outbox_count_t *c), void *ud);
+/* Every funnel counter ordered by campaign, step, variant and metric; how many rows. */
+int store_funnel_rows(store_t *s, void (*each)(void *ud, const funnel_row_t *r), void *ud);
+/* The sum of the funnel counters that match k into *n (0 when none match): 0. */
+int store_funnel_total(store_t *s, const funnel_key_t *k, int64_t *n);
+
+/* All totals, read in one statement (one snapshot): 0. */
+int store_totals(store_t *s, store_totals_t *t);
+/* The gauges, read in one statement: 0. */
+int store_gauges(store_t *s, store_gauges_t *g);
+
+/* Copy the database to path (which must not exist) with SQLite's online backup: a
+ * consistent snapshot even while another connection writes. The number of pages copied,
+ * or -1 with a message in err and nothing left at path. */
+int store_backup(store_t *s, const char *path, char *err, size_t errlen);
 
 /* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */
 

@@ -30,11 +30,6 @@ static void add(json_t *obj, const char *key, json_int_t n) {
   json_object_set_new(obj, key, json_integer((v ? json_integer_value(v) : 0) + n));
 }
 
-static const char *text(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? (const char *)t : "";
-}
-
 static void set_conversion(json_t *obj) {
   json_t *en = json_object_get(obj, "entered"), *cv = json_object_get(obj, "converted");
   if (en && json_integer_value(en) > 0)
@@ -42,34 +37,28 @@ static void set_conversion(json_t *obj) {
                         json_real((double)(cv ? json_integer_value(cv) : 0) / (double)json_integer_value(en)));
 }
 
+/* An outbox count: actions by status, on the campaign or on its step. */
+static void add_outbox_count(void *ud, const outbox_count_t *r) {
+  json_t *c = campaign(ud, r->campaign);
+  json_t *target = *r->step ? named(json_object_get(c, "steps"), r->step) : json_object_get(c, "metrics");
+  /* queued messages are "sent"; other queued kinds are named by kind (task, tag, points...) */
+  const char *metric = strcmp(r->status, "queued") != 0 ? r->status : strcmp(r->kind, "send") == 0 ? "sent" : r->kind;
+  add(target, metric, r->n);
+}
+
+/* A hearth.count counter: on the variant, else the step, else the campaign. */
+static void add_funnel_row(void *ud, const funnel_row_t *r) {
+  json_t *c = campaign(ud, r->campaign);
+  if (*r->variant) add(named(json_object_get(c, "variants"), r->variant), r->metric, r->n);
+  else if (*r->step) add(named(json_object_get(c, "steps"), r->step), r->metric, r->n);
+  else add(json_object_get(c, "metrics"), r->metric, r->n);
+}
+
 json_t *summary_json(store_t *s) {
   json_t *list = json_array();
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(s->db,
-                         "SELECT campaign, coalesce(step, ''), status, kind, count(*) FROM outbox"
-                         " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", -1, &st, NULL) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      json_t *c = campaign(list, text(st, 0));
-      const char *step = text(st, 1);
-      json_t *target = *step ? named(json_object_get(c, "steps"), step) : json_object_get(c, "metrics");
-      const char *status = text(st, 2), *kind = text(st, 3);
-      /* queued messages are "sent"; other queued kinds are named by kind (task, tag, points...) */
-      const char *metric = strcmp(status, "queued") != 0 ? status : strcmp(kind, "send") == 0 ? "sent" : kind;
-      add(target, metric, sqlite3_column_int64(st, 4));
-    }
-    sqlite3_finalize(st);
-  }
-  if (sqlite3_prepare_v2(s->db, "SELECT campaign, step, variant, metric, n FROM funnel ORDER BY 1, 2, 3, 4",
-                         -1, &st, NULL) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      json_t *c = campaign(list, text(st, 0));
-      const char *step = text(st, 1), *variant = text(st, 2), *metric = text(st, 3);
-      json_int_t n = sqlite3_column_int64(st, 4);
-      if (*variant) add(named(json_object_get(c, "variants"), variant), metric, n);
-      else if (*step) add(named(json_object_get(c, "steps"), step), metric, n);
-      else add(json_object_get(c, "metrics"), metric, n);
-    }
-    sqlite3_finalize(st);
+  if (store_outbox_counts(s, add_outbox_count, list) < 0 || store_funnel_rows(s, add_funnel_row, list) < 0) {
+    json_decref(list);
+    return NULL;
   }
   /* conversion = converted / entered, for the campaign and for each variant */
   size_t i, k;
@@ -99,8 +88,7 @@ static void print_counts(FILE *out, json_t *obj) {
   fputs(first ? "-\n" : "\n", out);
 }
 
-void summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out) {
-  json_t *root = summary_json(s);
+void summary_print_doc(json_t *root, const engine_stats_t *stats, unsigned long rejected, FILE *out) {
   size_t i, k;
   json_t *c, *v;
   json_array_foreach(json_object_get(root, "campaigns"), i, c) {
@@ -118,5 +106,12 @@ void summary_print(store_t *s, const engine_stats_t *stats, unsigned long reject
   if (stats)
     fprintf(out, "events: %lu accepted, %lu duplicates, %lu rejected, %lu failed; timers fired %lu, cancelled %lu\n",
             stats->accepted, stats->duplicates, rejected, stats->failed, stats->timers_fired, stats->timers_cancelled);
+}
+
+int summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out) {
+  json_t *root = summary_json(s);
+  if (!root) return -1;
+  summary_print_doc(root, stats, rejected, out);
   json_decref(root);
+  return 0;
 }

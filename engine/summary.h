@@ -12,9 +12,13 @@
 #include "engine.h"
 
 /* {"campaigns":[{"name":..., "metrics":{...}, "steps":[{"name":..., "queued":n, ...}],
- *   "variants":[{"name":..., "entered":n, "converted":n, "conversion":0.12}]}]} */
+ *   "variants":[{"name":..., "entered":n, "converted":n, "conversion":0.12}]}]}
+ * NULL on a database error (logged by the store). */
 json_t *summary_json(store_t *s);
-/* Print the funnel as text, with a closing line of event counters from stats (may be NULL). */
-void summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out);
+/* Print the funnel as text, with a closing line of event counters from stats (may be NULL).
+ * 0; -1 when the funnel could not be read (nothing printed). */
+int summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out);
+/* The same for a document summary_json returned. */
+void summary_print_doc(json_t *summary, const engine_stats_t *stats, unsigned long rejected, FILE *out);
 
 #endif

@@ -469,18 +469,10 @@ static int t_counter(lua_State *L) {
     lua_getfield(L, 3, "variant");
     variant = lua_tostring(L, -1);
   }
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(c->e->store->db,
-                         "SELECT coalesce(sum(n), 0) FROM funnel WHERE metric = ?1"
-                         " AND (?2 IS NULL OR campaign = ?2) AND (?3 IS NULL OR step = ?3)"
-                         " AND (?4 IS NULL OR variant = ?4)", -1, &st, NULL) != SQLITE_OK)
+  funnel_key_t key = {.metric = metric, .campaign = campaign, .step = step, .variant = variant};
+  int64_t n;
+  if (store_funnel_total(c->e->store, &key, &n) < 0)
     return luaL_error(L, "database error: %s", store_errmsg(c->e->store));
-  sqlite3_bind_text(st, 1, metric, -1, SQLITE_TRANSIENT);
-  if (campaign) sqlite3_bind_text(st, 2, campaign, -1, SQLITE_TRANSIENT);
-  if (step) sqlite3_bind_text(st, 3, step, -1, SQLITE_TRANSIENT);
-  if (variant) sqlite3_bind_text(st, 4, variant, -1, SQLITE_TRANSIENT);
-  lua_Integer n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-  sqlite3_finalize(st);
   lua_pushinteger(L, n);
   return 1;
 }
@@ -536,13 +528,10 @@ static void retire_t(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, "hearth.test.t");
 }
 
+/* The error of the first failed event (malloc'd; NULL when none), or why it cannot be read. */
 static char *first_failure(engine_t *e) {
-  sqlite3_stmt *st;
-  char *msg = NULL;
-  if (sqlite3_prepare_v2(e->store->db, "SELECT error FROM failed_events ORDER BY seq LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
-    if (sqlite3_step(st) == SQLITE_ROW) msg = xstrdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-  }
+  char *msg;
+  if (store_first_failure(e->store, &msg) < 0) return xasprintf("(cannot read it: %s)", store_errmsg(e->store));
   return msg;
 }
 

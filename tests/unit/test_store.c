@@ -1,10 +1,12 @@
 /* test_store: unit tests for engine/store.c and the engine's batch layer — migrations and
  * user_version, idempotent reopen, refusal of a newer schema, store_seen_mark's dedupe
  * window, the ledger's CHECK (balance >= 0), timer order and store_timers_delete_upto;
- * then engine_open (no scripts, in-memory, on a virtual clock) with engine_feed and
- * engine_commit and the built-in member fields, engine_rollback, and engine_run_until
- * firing rows in (due, id) order, with and without a script handling them. Temp files
- * live in /tmp and are removed. */
+ * the reports' typed reads (rows, member JSON, -1 on a missing table, /metrics without
+ * the gauges it cannot read, backup); then engine_open (no scripts, in-memory, on a
+ * virtual clock) with engine_feed and engine_commit and the built-in member fields,
+ * engine_rollback, and engine_run_until firing rows in (due, id) order, with and without
+ * a script handling them. Temp files live in /tmp and are removed. */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +14,10 @@
 #include "engine.h"
 #include "event.h"
 #include "member.h"
+#include "member_json.h"
+#include "metrics.h"
 #include "store.h"
+#include "summary.h"
 #include "unit.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -376,6 +381,321 @@ TEST(store_open_copy_snapshot_not_written) {
   remove_db(path);
 }
 
+/* ---------------------------------------------------------------- reports (read side) */
+
+/* Rows the report reads return, written with plain SQL (rows as the engine writes them). */
+static const char *REPORT_ROWS =
+    "INSERT INTO members(id, created_at, joined_at, last_active_at, orders, spend, points, attrs, tags)"
+    " VALUES ('m-1', 100, NULL, 300, 2, 12.5, 7, '{\"city\":\"Hangzhou\"}', '{\"vip\":true,\"a\":true}');"
+    "INSERT INTO ledger(member, n, time, delta, balance, reason, campaign, cause) VALUES"
+    " ('m-1', 1, 110, 10, 10, 'welcome', 'onboard', 'e-1'),"
+    " ('m-1', 2, 120, -3, 7, 'spend', NULL, NULL),"
+    " ('m-2', 1, 130, 5, 5, 'other', 'onboard', 'e-9');"
+    "INSERT INTO outbox(id, member, campaign, step, kind, status, channel, time, body, delivery) VALUES"
+    " ('a-1', 'm-1', 'onboard', 'day0', 'send', 'queued', 'log', 110, '{\"id\":\"a-1\"}', 'pending'),"
+    " ('a-2', 'm-1', 'onboard', NULL, 'points', 'queued', NULL, 120, '{\"id\":\"a-2\"}', NULL),"
+    " ('a-3', 'm-2', 'onboard', 'day0', 'send', 'queued', 'log', 130, '{\"id\":\"a-3\"}', 'dead'),"
+    " ('a-4', 'm-2', 'recall', 'day0', 'send', 'skipped', 'log', 140, '{\"id\":\"a-4\"}', NULL);"
+    "INSERT INTO failed_events(at, member, event, campaign, error) VALUES"
+    " (150, 'm-1', '{\"type\":\"x\"}', 'onboard', 'first boom'),"
+    " (160, 'm-1', '{\"type\":\"y\"}', NULL, 'second boom');"
+    "INSERT INTO funnel(campaign, step, variant, metric, n) VALUES"
+    " ('onboard', '', '', 'entered', 4), ('onboard', '', 'A', 'entered', 3),"
+    " ('onboard', 'day0', '', 'entered', 2), ('recall', '', '', 'entered', 5),"
+    " ('onboard', '', '', 'converted', 1);"
+    "INSERT INTO seen_events(id, at) VALUES ('e-1', 1), ('e-2', 2);"
+    "INSERT INTO timers(due, id, member, type, gen) VALUES (500, 1, 'm-1', 'tick', 0);";
+
+static store_t *report_store(void) {
+  store_t *s = mem_store();
+  char err[256] = "";
+  if (s && store_exec(s, REPORT_ROWS, err, sizeof err) < 0) {
+    fprintf(stderr, "report rows: %s\n", err);
+    unit_failed_checks++;
+  }
+  return s;
+}
+
+/* What the row callbacks saw, as text: "a|b|c;a|b|c;" */
+typedef struct {
+  char text[1024];
+  size_t len;
+} seen_t;
+
+static void seen_add(seen_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void seen_add(seen_t *v, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(v->text + v->len, sizeof v->text - v->len, fmt, ap);
+  va_end(ap);
+  if (n > 0) v->len += (size_t)n;
+  if (v->len >= sizeof v->text) v->len = sizeof v->text - 1;
+}
+
+static const char *nul(const char *s) { return s ? s : "NULL"; }
+
+static void seen_member(void *ud, const member_view_t *m) {
+  seen_add(ud, "%lld|%s|%lld|%lld|%.1f|%lld|%s|%s;", (long long)m->created_at,
+           m->joined_at == STORE_NO_TIME ? "none" : "set", (long long)m->last_active_at, (long long)m->orders,
+           m->spend, (long long)m->points, nul(m->attrs), nul(m->tags));
+}
+
+static void seen_ledger(void *ud, const ledger_entry_t *e) {
+  seen_add(ud, "%lld|%lld|%lld|%s|%s|%s;", (long long)e->time, (long long)e->delta, (long long)e->balance,
+           e->reason, nul(e->campaign), nul(e->cause));
+}
+
+static void seen_action(void *ud, const action_view_t *a) {
+  seen_add(ud, "%s|%s|%s;", a->body, a->status, nul(a->delivery));
+}
+
+static void seen_failure(void *ud, const failure_view_t *f) {
+  seen_add(ud, "%lld|%s|%s|%s;", (long long)f->at, f->event, nul(f->campaign), f->error);
+}
+
+static void seen_outbox(void *ud, const outbox_count_t *c) {
+  seen_add(ud, "%s|%s|%s|%s|%lld;", c->campaign, c->step, c->status, c->kind, (long long)c->n);
+}
+
+static void seen_funnel(void *ud, const funnel_row_t *r) {
+  seen_add(ud, "%s|%s|%s|%s|%lld;", r->campaign, r->step, r->variant, r->metric, (long long)r->n);
+}
+
+static int64_t funnel_total(store_t *s, const char *metric, const char *campaign, const char *step,
+                            const char *variant) {
+  funnel_key_t k = {.metric = metric, .campaign = campaign, .step = step, .variant = variant};
+  int64_t n = -999;
+  CHECK_INT(store_funnel_total(s, &k, &n), 0);
+  return n;
+}
+
+TEST(report_reads_return_typed_rows) {
+  store_t *s = report_store();
+  if (!s) return;
+  seen_t v = {0};
+  CHECK_INT(store_member_view(s, "m-1", seen_member, &v), 1);
+  CHECK_STR(v.text, "100|none|300|2|12.5|7|{\"city\":\"Hangzhou\"}|{\"vip\":true,\"a\":true};");
+  v = (seen_t){0};
+  CHECK_INT(store_member_view(s, "nobody", seen_member, &v), 0);
+  CHECK_STR(v.text, "");
+
+  v = (seen_t){0}; /* newest first, limited; NULL campaign and cause stay NULL */
+  CHECK_INT(store_member_ledger(s, "m-1", 10, seen_ledger, &v), 2);
+  CHECK_STR(v.text, "120|-3|7|spend|NULL|NULL;110|10|10|welcome|onboard|e-1;");
+  v = (seen_t){0};
+  CHECK_INT(store_member_ledger(s, "m-1", 1, seen_ledger, &v), 1);
+  CHECK_STR(v.text, "120|-3|7|spend|NULL|NULL;");
+  v = (seen_t){0};
+  CHECK_INT(store_member_actions(s, "m-1", 10, seen_action, &v), 2);
+  CHECK_STR(v.text, "{\"id\":\"a-2\"}|queued|NULL;{\"id\":\"a-1\"}|queued|pending;");
+  v = (seen_t){0};
+  CHECK_INT(store_member_failures(s, "m-1", -1, seen_failure, &v), 2);
+  CHECK_STR(v.text, "160|{\"type\":\"y\"}|NULL|second boom;150|{\"type\":\"x\"}|onboard|first boom;");
+  v = (seen_t){0};
+  CHECK_INT(store_member_failures(s, "nobody", 10, seen_failure, &v), 0);
+
+  char *first = NULL;
+  CHECK_INT(store_first_failure(s, &first), 1);
+  CHECK_STR(first, "first boom");
+  free(first);
+
+  v = (seen_t){0};
+  CHECK_INT(store_outbox_counts(s, seen_outbox, &v), 3);
+  CHECK_STR(v.text, "onboard||queued|points|1;onboard|day0|queued|send|2;recall|day0|skipped|send|1;");
+  v = (seen_t){0};
+  CHECK_INT(store_funnel_rows(s, seen_funnel, &v), 5);
+  CHECK_STR(v.text, "onboard|||converted|1;onboard|||entered|4;onboard||A|entered|3;"
+                    "onboard|day0||entered|2;recall|||entered|5;");
+  CHECK_INT(funnel_total(s, "entered", NULL, NULL, NULL), 14);
+  CHECK_INT(funnel_total(s, "entered", "onboard", NULL, NULL), 9);
+  CHECK_INT(funnel_total(s, "entered", "onboard", "", "A"), 3);
+  CHECK_INT(funnel_total(s, "entered", NULL, "day0", NULL), 2);
+  CHECK_INT(funnel_total(s, "nothing", NULL, NULL, NULL), 0);
+
+  store_totals_t t;
+  memset(&t, 0xff, sizeof t);
+  CHECK_INT(store_totals(s, &t), 0);
+  CHECK_INT(t.members, 1);
+  CHECK_INT(t.events_remembered, 2);
+  CHECK_INT(t.failed_events, 2);
+  CHECK_INT(t.timers_pending, 1);
+  CHECK_INT(t.actions, 4);
+  CHECK_INT(t.pending_delivery, 1);
+  CHECK_INT(t.delivered, 0);
+  CHECK_INT(t.dead_letters, 1);
+  store_gauges_t g;
+  memset(&g, 0xff, sizeof g);
+  CHECK_INT(store_gauges(s, &g), 0);
+  CHECK_INT(g.timers_pending, 1);
+  CHECK_INT(g.dead_letters, 1);
+  CHECK_INT(g.database_bytes, q_int(s->db, "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"));
+  CHECK(g.database_bytes > 0);
+
+  /* an empty store: no rows, zeros that are real zeros, and no first failure */
+  store_close(s);
+  s = mem_store();
+  if (!s) return;
+  first = (char *)"unchanged";
+  CHECK_INT(store_first_failure(s, &first), 0);
+  CHECK(first == NULL);
+  CHECK_INT(store_totals(s, &t), 0);
+  CHECK_INT(t.members + t.actions + t.timers_pending, 0);
+  v = (seen_t){0};
+  CHECK_INT(store_funnel_rows(s, seen_funnel, &v), 0);
+  store_close(s);
+}
+
+/* The member document of member_json_read over the same rows. */
+TEST(report_member_json_found_absent) {
+  store_t *s = report_store();
+  if (!s) return;
+  char err[200];
+  tz_t *tz = tz_load("UTC", err, sizeof err);
+  CHECK(tz != NULL);
+  if (!tz) {
+    store_close(s);
+    return;
+  }
+  json_t *j = (json_t *)1;
+  CHECK_INT(member_json_read(s, tz, "m-1", 1, &j), 1);
+  if (j) {
+    char *d = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    CHECK_STR(d, "{\"id\":\"m-1\",\"created_at\":\"1970-01-01T00:01:40+00:00\",\"joined_at\":null,"
+                 "\"last_active_at\":\"1970-01-01T00:05:00+00:00\",\"orders\":2,\"spend\":12.5,\"points\":7,"
+                 "\"attrs\":{\"city\":\"Hangzhou\"},\"tags\":[\"a\",\"vip\"],"
+                 "\"ledger\":[{\"time\":\"1970-01-01T00:02:00+00:00\",\"delta\":-3,\"balance\":7,\"reason\":\"spend\","
+                 "\"campaign\":\"\",\"cause\":\"\"}],"
+                 "\"actions\":[{\"id\":\"a-2\",\"status\":\"queued\"}],"
+                 "\"failed\":[{\"at\":\"1970-01-01T00:02:40+00:00\",\"event\":{\"type\":\"y\"},\"campaign\":\"\","
+                 "\"error\":\"second boom\"}]}");
+    free(d);
+    json_decref(j);
+  }
+  j = (json_t *)1;
+  CHECK_INT(member_json_read(s, tz, "nobody", 5, &j), 0);
+  CHECK(j == NULL);
+  tz_free(tz);
+  store_close(s);
+}
+
+/* Drop table in s behind the store's back (as a damaged or foreign database would be). */
+static void drop_table(store_t *s, const char *table) {
+  char q[96], err[256] = "";
+  snprintf(q, sizeof q, "DROP TABLE %s", table);
+  CHECK_INT(store_exec(s, q, err, sizeof err), 0);
+}
+
+TEST(report_reads_fail_on_a_missing_table) {
+  /* a statement already prepared (the table existed) and one prepared after the drop:
+   * both report -1, never an empty list or a zero */
+  store_t *s = report_store();
+  if (!s) return;
+  seen_t v = {0};
+  CHECK_INT(store_member_ledger(s, "m-1", 10, seen_ledger, &v), 2);
+  CHECK_INT(store_funnel_rows(s, seen_funnel, &v), 5);
+  store_totals_t t;
+  CHECK_INT(store_totals(s, &t), 0);
+  drop_table(s, "ledger");
+  drop_table(s, "funnel");
+  drop_table(s, "timers");
+  v = (seen_t){0};
+  CHECK_INT(store_member_ledger(s, "m-1", 10, seen_ledger, &v), -1);
+  CHECK_INT(store_funnel_rows(s, seen_funnel, &v), -1);
+  CHECK_STR(v.text, "");
+  funnel_key_t k = {.metric = "entered"};
+  int64_t n = -5;
+  CHECK_INT(store_funnel_total(s, &k, &n), -1);
+  CHECK_INT(n, -5);
+  CHECK_INT(store_totals(s, &t), -1);
+  store_gauges_t g;
+  CHECK_INT(store_gauges(s, &g), -1);
+  CHECK(strstr(store_errmsg(s), "no such table") != NULL);
+  /* what does not touch the dropped tables still reads */
+  CHECK_INT(store_member_view(s, "m-1", seen_member, &v), 1);
+  CHECK_INT(store_outbox_counts(s, seen_outbox, &v), 3);
+  CHECK(summary_json(s) == NULL);
+
+  char err[200];
+  tz_t *tz = tz_load("UTC", err, sizeof err);
+  json_t *j = (json_t *)1;
+  if (tz) CHECK_INT(member_json_read(s, tz, "m-1", 5, &j), -1);
+  CHECK(j == NULL);
+  j = (json_t *)1;
+  if (tz) CHECK_INT(member_json_read(s, tz, "nobody", 5, &j), 0); /* absent is still absent */
+  tz_free(tz);
+  store_close(s);
+
+  s = report_store();
+  if (!s) return;
+  drop_table(s, "failed_events");
+  drop_table(s, "members");
+  char *first = (char *)"unchanged";
+  CHECK_INT(store_first_failure(s, &first), -1);
+  CHECK(first == NULL);
+  CHECK_INT(store_member_view(s, "m-1", seen_member, &v), -1);
+  store_close(s);
+}
+
+TEST(report_metrics_leave_out_unreadable_gauges) {
+  engine_t *e = open_engine(NULL);
+  if (!e) return;
+  char *text = NULL;
+  CHECK_INT(metrics_render(e, NULL, NULL, &text), 0);
+  CHECK(text && strstr(text, "\nhearth_timers_pending 0\n"));
+  CHECK(text && strstr(text, "\nhearth_dead_letters 0\n"));
+  CHECK(text && strstr(text, "\nhearth_database_bytes "));
+  free(text);
+  drop_table(e->store, "timers");
+  text = NULL;
+  CHECK_INT(metrics_render(e, NULL, NULL, &text), -1);
+  CHECK(text && strstr(text, "hearth_events_total{outcome=\"accepted\"} 0\n")); /* the rest is there */
+  CHECK(text && !strstr(text, "hearth_timers_pending"));
+  CHECK(text && !strstr(text, "hearth_database_bytes"));
+  free(text);
+  engine_close(e);
+}
+
+TEST(report_backup_copies_and_refuses) {
+  char src[64], dst[96], err[256] = "";
+  temp_db(src);
+  store_t *s = store_open(src, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) {
+    remove_db(src);
+    return;
+  }
+  CHECK_INT(store_exec(s, REPORT_ROWS, err, sizeof err), 0);
+  snprintf(dst, sizeof dst, "%s.copy", src);
+  int pages = store_backup(s, dst, err, sizeof err);
+  CHECK(pages > 0);
+  if (pages <= 0) fprintf(stderr, "store_backup: %s\n", err);
+  store_t *copy = store_open(dst, 1, err, sizeof err);
+  CHECK(copy != NULL);
+  if (copy) {
+    store_totals_t a, b;
+    CHECK_INT(store_totals(s, &a), 0);
+    CHECK_INT(store_totals(copy, &b), 0);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    CHECK_INT(b.members, 1);
+    store_close(copy);
+  }
+  /* onto an existing path: refused, the file left as it was */
+  struct stat before, after;
+  CHECK_INT(stat(dst, &before), 0);
+  err[0] = '\0';
+  CHECK_INT(store_backup(s, dst, err, sizeof err), -1);
+  CHECK(strstr(err, "exists") != NULL);
+  CHECK_INT(stat(dst, &after), 0);
+  CHECK_INT(after.st_size, before.st_size);
+  /* into a folder that does not exist: -1 with a message, nothing created */
+  err[0] = '\0';
+  CHECK_INT(store_backup(s, "/tmp/hearth-no-such-dir/x/copy.db", err, sizeof err), -1);
+  CHECK(err[0] != '\0');
+  store_close(s);
+  remove_db(dst);
+  remove_db(src);
+}
+
 /* ---------------------------------------------------------------- engine */
 
 TEST(engine_batch_applies_builtins) {
@@ -679,6 +999,11 @@ int main(void) {
   RUN(ledger_balance_check);
   RUN(timers_ordered_and_deleted_up_to);
   RUN(store_open_copy_snapshot_not_written);
+  RUN(report_reads_return_typed_rows);
+  RUN(report_member_json_found_absent);
+  RUN(report_reads_fail_on_a_missing_table);
+  RUN(report_metrics_leave_out_unreadable_gauges);
+  RUN(report_backup_copies_and_refuses);
   RUN(engine_batch_applies_builtins);
   RUN(engine_rollback_leaves_nothing);
   RUN(engine_run_until_fires_in_order_without_scripts);
