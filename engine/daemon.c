@@ -235,7 +235,7 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
   }
   char addr[128];
   snprintf(addr, sizeof addr, "%s:%d", o->host, http_server_port(d.http));
-  log_msg(LOG_INFO, "listening", "addr", addr, "db", e->store->path, "tz", tz_name(e->tz), NULL);
+  log_msg(LOG_INFO, "listening", "addr", addr, "db", store_path(e->store), "tz", tz_name(e->tz), NULL);
   arm_due_timer(&d);
   uv_run(&d.loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&d.loop);

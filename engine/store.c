@@ -57,70 +57,14 @@ static const char *const migrations[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-static const char *const sql[ST_COUNT] = {
-    [ST_BEGIN] = "BEGIN IMMEDIATE",
-    [ST_COMMIT] = "COMMIT",
-    [ST_ROLLBACK] = "ROLLBACK",
-    [ST_SAVEPOINT] = "SAVEPOINT handler",
-    [ST_RELEASE] = "RELEASE handler",
-    [ST_ROLLBACK_TO] = "ROLLBACK TO handler",
-    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [ST_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2)"
-                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    [ST_MEMBER_GET] = "SELECT created_at, joined_at, last_active_at, orders, spend, points,"
-                      " attrs, tags, timer_gens, ledger_n FROM members WHERE id = ?1",
-    [ST_MEMBER_PUT] = "INSERT INTO members(id, created_at, joined_at, last_active_at, orders,"
-                      " spend, points, attrs, tags, timer_gens, ledger_n)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                      " ON CONFLICT(id) DO UPDATE SET joined_at = excluded.joined_at,"
-                      " last_active_at = excluded.last_active_at, orders = excluded.orders,"
-                      " spend = excluded.spend, points = excluded.points,"
-                      " attrs = excluded.attrs, tags = excluded.tags,"
-                      " timer_gens = excluded.timer_gens, ledger_n = excluded.ledger_n",
-    [ST_TAG_ADD] = "INSERT OR IGNORE INTO member_tags(tag, member) VALUES (?1, ?2)",
-    [ST_TAG_DEL] = "DELETE FROM member_tags WHERE tag = ?1 AND member = ?2",
-    [ST_LEDGER_ADD] = "INSERT INTO ledger(member, n, time, delta, balance, reason, campaign,"
-                      " cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [ST_SEEN_MARK] = "INSERT INTO seen_events(id, at) VALUES (?1, ?2)"
-                     " ON CONFLICT(id) DO UPDATE SET at = excluded.at"
-                     " WHERE seen_events.at < ?3",
-    [ST_SEEN_PURGE] = "DELETE FROM seen_events WHERE at < ?1",
-    [ST_ACTION_GET] = "SELECT status FROM outbox WHERE id = ?1",
-    [ST_ACTION_ADD] = "INSERT INTO outbox(id, member, campaign, step, kind, status, channel,"
-                      " time, body, delivery, next_at)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [ST_ACTION_RESTATUS] = "UPDATE outbox SET status = ?2, time = ?3, body = ?4,"
-                           " delivery = ?5, next_at = ?6 WHERE id = ?1",
-    [ST_TIMER_ADD] = "INSERT INTO timers(due, id, member, type, data, gen, campaign)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [ST_TIMER_DUE] = "SELECT due, id, member, type, data, gen, campaign FROM timers"
-                     " WHERE due <= ?1 ORDER BY due, id LIMIT ?2",
-    [ST_TIMER_DEL_UPTO] = "DELETE FROM timers WHERE (due, id) <= (?1, ?2) AND id <= ?3",
-    [ST_TIMER_NEXT] = "SELECT MIN(due) FROM timers",
-    [ST_FAILED_ADD] = "INSERT INTO failed_events(at, member, event, campaign, error)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_CRON_GET] = "SELECT last_slot FROM cron_state WHERE key = ?1",
-    [ST_CRON_SET] = "INSERT INTO cron_state(key, last_slot) VALUES (?1, ?2)"
-                    " ON CONFLICT(key) DO UPDATE SET last_slot = excluded.last_slot",
-    [ST_FUNNEL_ADD] = "INSERT INTO funnel(campaign, step, variant, metric, n)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET n = n + excluded.n",
-    [ST_FUNNEL_SUM] = "SELECT coalesce(sum(n), 0) FROM funnel WHERE metric = ?1"
-                      " AND (?2 IS NULL OR campaign = ?2) AND (?3 IS NULL OR step = ?3)"
-                      " AND (?4 IS NULL OR variant = ?4)",
-    [ST_MEMBER_EXISTS] = "SELECT 1 FROM members WHERE id = ?1",
-    [ST_SWEEP_ALL] = "SELECT id FROM members WHERE id > ?1 ORDER BY id LIMIT ?2",
-    [ST_SWEEP_TAG] = "SELECT member FROM member_tags WHERE tag = ?3 AND member > ?1"
-                     " ORDER BY member LIMIT ?2",
-};
-
-void bind_text(sqlite3_stmt *st, int idx, const char *s) {
+static void bind_text(sqlite3_stmt *st, int idx, const char *s) {
   if (s)
     sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC);
   else
     sqlite3_bind_null(st, idx);
 }
 
-void bind_int(sqlite3_stmt *st, int idx, int64_t v) { sqlite3_bind_int64(st, idx, v); }
+static void bind_int(sqlite3_stmt *st, int idx, int64_t v) { sqlite3_bind_int64(st, idx, v); }
 
 /* ---- queries kept beside the function that runs them ----
  * A query_t is a static in the function that uses it: its SQL text next to its binds.
@@ -167,7 +111,8 @@ static int run(store_t *s, sqlite3_stmt *st) {
   return 0;
 }
 
-int store_exec(store_t *s, const char *q, char *err, size_t errlen) {
+/* Run literal SQL (schema, pragmas): 0, or -1 with the message in err. */
+static int store_exec(store_t *s, const char *q, char *err, size_t errlen) {
   char *msg = NULL;
   if (sqlite3_exec(s->db, q, NULL, NULL, &msg) != SQLITE_OK) {
     set_err(err, errlen, "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
@@ -240,12 +185,6 @@ static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
       return -1;
     }
   }
-  for (int i = 0; i < ST_COUNT; i++) {
-    if (sqlite3_prepare_v3(s->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) != SQLITE_OK) {
-      set_err(err, errlen, "%s: preparing statement %d: %s", s->path, i, sqlite3_errmsg(s->db));
-      return -1;
-    }
-  }
   return 0;
 }
 
@@ -296,7 +235,6 @@ fail:
 
 void store_close(store_t *s) {
   if (!s) return;
-  for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
   for (int i = 0; i < s->ncached; i++) sqlite3_finalize(s->cached[i]);
   free(s->cached);
   if (s->db) sqlite3_close(s->db);
@@ -304,36 +242,28 @@ void store_close(store_t *s) {
   free(s);
 }
 
-sqlite3_stmt *store_stmt(store_t *s, int which) {
-  sqlite3_stmt *st = s->st[which];
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return st;
-}
-
-int store_exec_stmt(store_t *s, sqlite3_stmt *st) {
-  (void)s;
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  return rc;
-}
+const char *store_path(store_t *s) { return s->path; }
 
 int store_begin(store_t *s) {
-  if (store_exec_stmt(s, store_stmt(s, ST_BEGIN)) != SQLITE_DONE) return -1;
+  static query_t q = QUERY("BEGIN IMMEDIATE");
+  assert(!s->in_tx);
+  if (run(s, query(s, &q)) < 0) return -1;
   s->in_tx = 1;
   return 0;
 }
 
 int store_commit(store_t *s) {
-  int rc = store_exec_stmt(s, store_stmt(s, ST_COMMIT));
-  if (rc != SQLITE_DONE) return -1;
+  static query_t q = QUERY("COMMIT");
+  assert(s->in_tx);
+  if (run(s, query(s, &q)) < 0) return -1;
   s->in_tx = 0;
   return 0;
 }
 
 void store_rollback(store_t *s) {
+  static query_t q = QUERY("ROLLBACK");
   if (!s->in_tx) return;
-  store_exec_stmt(s, store_stmt(s, ST_ROLLBACK));
+  run(s, query(s, &q)); /* a failed rollback is logged; SQLite has rolled back anyway */
   s->in_tx = 0;
 }
 
