@@ -329,6 +329,7 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         "c_runtime.lua": 'local t = {}\n\nerror("broken at load time")\n',
         "d_bad_api.lua": '\nhearth.on("Not A Type", function() end)\n',
         "e_good_test.lua": 'error("a *_test.lua file is not loaded by check")\n',
+        "f_shared_helpers.lua": 'error("a *_helpers.lua file is not loaded by check")\n',
     }) as w:
         rc, out, err = w.check()
         eq(rc, 1, "check exit status (stdout %r, stderr %r)" % (out, err))
@@ -363,6 +364,49 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         rc, out, err = w.run("check", missing)
         eq(rc, 1, "check of a missing folder: exit status")
         contains(err, missing, "check of a missing folder names it")
+
+
+HELPERS = '''-- shared_helpers: what the tests share. Loaded as a campaign script (it is not) it
+-- would declare a handler tagging every "probe" member.
+if hearth then hearth.on("probe", function(m) m:tag("helper_ran_as_script") end) end
+return { join = function(t, id) t:event(id, "member.joined") end }
+'''
+
+
+def test_helpers_are_required_by_tests_and_never_loaded_as_scripts():
+    with Workspace({
+        "welcome.lua": 'hearth.on("member.joined", function(m) m:tag("welcomed") end)\n',
+        "shared_helpers.lua": HELPERS,
+        "welcome_test.lua": '''local helpers = require "shared_helpers"
+test("a helper required from the test; the helper is no campaign script", function(t)
+  t:at("2026-11-02T10:00:00+08:00")
+  helpers.join(t, "m-1")
+  t:expect_tag("m-1", "welcomed")
+  t:event("m-1", "probe")
+  t:expect_no_tag("m-1", "helper_ran_as_script")
+end)
+''',
+        "folder_test.lua": '''test("the whole folder loads without the helper", function(t)
+  t:at("2026-11-02T10:00:00+08:00")
+  t:event("m-1", "probe")
+  t:expect_no_tag("m-1", "helper_ran_as_script")
+  t:expect_tag("m-1", "welcomed_too")
+end)
+''',
+        "zz_more.lua": 'hearth.on("probe", function(m) m:tag("welcomed_too") end)\n',
+        "use_test.lua": '''use("welcome.lua", "shared_helpers.lua")
+test("never runs", function(t) end)
+''',
+    }) as w:
+        rc, out, err = w.run("test", w.script_path("welcome_test.lua"), w.script_path("folder_test.lua"))
+        eq(rc, 0, "tests requiring a helper pass (stdout %r, stderr %r)" % (out, err))
+        contains(out, "2 passed, 0 failed", "both cases ran")
+        rc, out, err = w.run("test", w.script_path("use_test.lua"))
+        eq(rc, 1, "use() of a helper fails the test file (stdout %r)" % out)
+        contains(out, 'use("shared_helpers.lua"): a *_helpers.lua file is a test helper', "use() refusal")
+        rc, out, err = w.check()
+        eq((rc, out.strip()), (0, "%s: ok: 2 handlers, 0 cron entries, 0 channels" % w.scripts),
+           "check loads welcome.lua and zz_more.lua only (stderr %r)" % err)
 
 
 def test_import_refuses_to_start_with_a_broken_script():

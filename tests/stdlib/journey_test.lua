@@ -2,25 +2,9 @@
 -- validation, on the SPEC's SOP (journey_sop.lua). Clock zone Asia/Shanghai (+08:00);
 -- 2026-11-02 is a Monday. Other journey_*_test.lua files: variants and hold-out (ab),
 -- reenter / several actions / timing edges (misc), wait steps (wait), caps (caps).
-use("journey_sop.lua", "journey_helpers.lua")
+use("journey_sop.lua", "journey_tagging.lua")
 
-local function state(t, member, name)
-  return t:member(member).attrs["_journey." .. name]
-end
-
--- First member id m-1, m-2, ... that journey `name` assigns to `want` ("holdout", "A", ...).
-local function find(t, name, want, skip)
-  return t:eval(([[
-    local j = require "journey"
-    local n = 0
-    for i = 1, 5000 do
-      local id = "m-" .. i
-      if j.assign(%q, id) == %q then
-        n = n + 1
-        if n > %d then return id end
-      end
-    end ]]):format(name, want, skip or 0))
-end
+local state = require("journey_helpers").state
 
 test("due at the local wall time on the date of entry plus the step's days (Mon 15:00 + 3d at 10:00 -> Thu 10:00)", function(t)
   t:at("2026-11-02T15:00:00+08:00")
