@@ -330,6 +330,11 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         "d_bad_api.lua": '\nhearth.on("Not A Type", function() end)\n',
         "e_good_test.lua": 'error("a *_test.lua file is not loaded by check")\n',
         "f_shared_helpers.lua": 'error("a *_helpers.lua file is not loaded by check")\n',
+        "g_bad_option.lua": ('local journey = require "journey"\n'
+                             'journey.define {\n'
+                             '  name = "g", enter = "member.joined",\n'
+                             '  steps = { { name = "a", send = "x" }, { name = "b", after = "3x", send = "y" } },\n'
+                             '}\n'),
     }) as w:
         rc, out, err = w.check()
         eq(rc, 1, "check exit status (stdout %r, stderr %r)" % (out, err))
@@ -340,7 +345,7 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
             if m:
                 found[os.path.basename(m.group("file"))] = (m.group("file"), int(m.group("line")),
                                                             m.group("msg"))
-        eq(sorted(found), ["b_syntax.lua", "c_runtime.lua", "d_bad_api.lua"],
+        eq(sorted(found), ["b_syntax.lua", "c_runtime.lua", "d_bad_api.lua", "g_bad_option.lua"],
            "files reported (stderr %r)" % err)
         eq(found["b_syntax.lua"][:2], (w.script_path("b_syntax.lua"), 3), "syntax error file:line")
         eq(found["c_runtime.lua"][:2], (w.script_path("c_runtime.lua"), 3),
@@ -348,11 +353,15 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         contains(found["c_runtime.lua"][2], "broken at load time", "runtime error message")
         eq(found["d_bad_api.lua"][:2], (w.script_path("d_bad_api.lua"), 2), "API error file:line")
         contains(found["d_bad_api.lua"][2], "Not A Type", "API error message")
+        eq(found["g_bad_option.lua"][1:], (2, 'journey.define: option \'steps[2].after\' must be a duration '
+                                              'like "3d" or "1d12h", got "3x"'),
+           "a bad option: the define call's line, the option's path, what it must be, what it got")
 
         # once fixed, the same folder checks ok and counts the handlers
         os.remove(w.script_path("b_syntax.lua"))
         os.remove(w.script_path("c_runtime.lua"))
         os.remove(w.script_path("d_bad_api.lua"))
+        os.remove(w.script_path("g_bad_option.lua"))
         w.write_script("b_more.lua", 'hearth.on("ok", function() end)\n'
                                      'hearth.on("*", function() end)\n')
         rc, out, err = w.check()
