@@ -408,16 +408,16 @@ end
 function M.define(o)
   local d = options.checked("benefits.define", validate, o)
   if d.birthday then
-    options.declare("benefits.define", "hearth.on", hearth.on, d.birthday.timer, birthday_fired(d))
+    options.declare("benefits.define", nil, hearth.on, d.birthday.timer, birthday_fired(d))
     hearth.on("member.joined", birthday_changed(d))
     hearth.on("member.updated", birthday_changed(d))
     if d.birthday.backfill then
-      options.declare("benefits.define", "option 'birthday.backfill'", hearth.cron, d.birthday.backfill,
+      options.declare("benefits.define", "birthday.backfill", hearth.cron, d.birthday.backfill,
                       birthday_backfill(d))
     end
   end
   if d.member_day then
-    options.declare("benefits.define", "option 'member_day.cron'", hearth.cron, d.member_day.cron, member_day_run(d))
+    options.declare("benefits.define", "member_day.cron", hearth.cron, d.member_day.cron, member_day_run(d))
   end
   defs[d.name] = d
   return d.name

@@ -191,7 +191,7 @@ end
 --- Define channel attribution. Call at the top level of a campaign script.
 function M.define(o)
   local d = options.checked("channel.define", validate, o)
-  options.declare("channel.define", "hearth.on", hearth.on, "member.joined", on_joined(d))
+  options.declare("channel.define", nil, hearth.on, "member.joined", on_joined(d))
   hearth.on("order.paid", on_paid(d))
   hearth.on("order.refunded", on_refunded(d))
   defs[d.name] = d

@@ -477,7 +477,7 @@ function journey.define(spec)
   for t in pairs(def.wait_types) do waits[#waits + 1] = t end
   table.sort(waits)
   for _, t in ipairs(waits) do add(t) end
-  options.declare("journey.define", "hearth.on", function()
+  options.declare("journey.define", nil, function()
     for _, t in ipairs(types) do
       hearth.on(t, function(m, ev) on_event(def, m, ev) end)
     end

@@ -10,10 +10,11 @@ What it owns
       option '<path>' <anything else, e.g. needs option 'churned_after'>
   * Checks: each takes the value and its path, returns the value checked (some normalise:
     a duration becomes seconds, one tag a list of one tag) or raises that message with
-    error(msg, 0), so without a position. A module builds its definition under pcall and
-    raises the message again with error("<module>.define: " .. msg, 2): the position
-    is then the operator's line that called define (file:line: in front).
-  * options.declare_error: the message for a failed hearth.on / hearth.cron at define time.
+    error(msg, 0), so without a position. A module's define builds its definition
+    through options.checked, which raises the message again as "<module>.define: <msg>"
+    at the operator's line that called define (file:line: in front).
+  * options.declare: hearth.on / hearth.cron at define time, a failure (not at the top
+    level of a script, a cron spec the engine refuses) raised at that line too.
   * options.hash(s): FNV-1a 32-bit of s (journey's variant assignment, benefits' timer
     type names).
 
@@ -93,13 +94,14 @@ function options.checked(fn, check, spec)
   return def
 end
 
---- options.declare(fn, what, register, ...): register(...) (hearth.on, hearth.cron) for the
---- module's function `fn` at define time; a failure is raised as options.declare_error(fn,
---- what, err) at the operator's line that called `fn`. Call it from `fn` itself, as a
---- statement (not as `return options.declare(...)`).
-function options.declare(fn, what, register, ...)
+--- options.declare(fn, path, register, ...): register(...) (hearth.on, hearth.cron) for
+--- the module's function `fn` at define time; a failure is raised as
+--- options.declare_error(fn, path, err, first argument) at the operator's line that
+--- called `fn`. Call it from `fn` itself, as a statement (not `return options.declare(...)`).
+--- path: the option the first argument came from (a cron spec), or nil.
+function options.declare(fn, path, register, ...)
   local ok, err = pcall(register, ...)
-  if not ok then error(options.declare_error(fn, what, err), 3) end
+  if not ok then error(options.declare_error(fn, path, err, (...)), 3) end
 end
 
 --- options.definition(spec, known, defs [, check_name]) -> name: the start every define
@@ -113,15 +115,19 @@ function options.definition(spec, known, defs, check_name)
   return name
 end
 
---- options.declare_error(fn, what, err): the message for a hearth.on / hearth.cron call
---- that failed inside `fn` ("journey.define"): the call was not made while the scripts
---- load, or `what` (e.g. "option 'review'") was refused by the engine (a bad cron spec).
-function options.declare_error(fn, what, err)
+--- options.declare_error(fn, path, err, value): the message for a hearth.on / hearth.cron
+--- call that failed inside `fn` ("tiers.define"): the call was not made while the scripts
+--- load, or the engine refused the cron spec `value` of option `path`.
+function options.declare_error(fn, path, err, value)
   err = tostring(err)
   if err:find("while the scripts load", 1, true) then
     return fn .. ": call it at the top level of a script, while the scripts load"
   end
-  return fn .. ": " .. what .. ": " .. (err:match("%((cron .*)%)$") or err)
+  local reason = err:match("%(cron '.-': (.*)%)$")
+  if path and reason then
+    return fn .. ": " .. options.message(path, "a five-field cron spec (" .. reason .. ")", value)
+  end
+  return fn .. ": " .. err
 end
 
 --- A definition's name that `defs` (name -> definition) does not hold yet.

@@ -225,7 +225,7 @@ end
 
 function M.define(o)
   local def = options.checked("recall.define", build, o)
-  options.declare("recall.define", "hearth.on", hearth.on, def.active[1], function(m, ev) on_active(def, m, ev) end)
+  options.declare("recall.define", nil, hearth.on, def.active[1], function(m, ev) on_active(def, m, ev) end)
   defs[def.name] = def
   local joined_active = false
   for i, t in ipairs(def.active) do

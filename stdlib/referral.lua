@@ -346,7 +346,7 @@ end
 
 function M.define(o)
   local def = options.checked("referral.define", build, o)
-  options.declare("referral.define", "hearth.on", hearth.on, "member.joined", function(m, ev) on_joined(def, m, ev) end)
+  options.declare("referral.define", nil, hearth.on, "member.joined", function(m, ev) on_joined(def, m, ev) end)
   defs[def.name] = def
   if def.reward_on ~= "member.joined" then
     hearth.on(def.reward_on, function(m, ev) on_reward_event(def, m, ev) end)

@@ -352,7 +352,7 @@ end
 
 function M.define(o)
   local def = options.checked("streak.define", build, o)
-  options.declare("streak.define", "hearth.on", hearth.on, def.event, function(m, ev) on_checkin(def, m, ev) end)
+  options.declare("streak.define", nil, hearth.on, def.event, function(m, ev) on_checkin(def, m, ev) end)
   defs[def.name] = def
   if def.makeup then
     hearth.on(def.makeup.use, function(m, ev) on_makeup(def, m, ev) end)

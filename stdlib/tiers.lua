@@ -520,8 +520,8 @@ end
 --- Define a tier programme. Call at the top level of a campaign script.
 function M.define(o)
   local d = options.checked("tiers.define", validate, o)
-  if d.review then options.declare("tiers.define", "option 'review'", hearth.cron, d.review, review(d)) end
-  options.declare("tiers.define", "hearth.on", hearth.on, "order.paid", on_paid(d))
+  if d.review then options.declare("tiers.define", "review", hearth.cron, d.review, review(d)) end
+  options.declare("tiers.define", nil, hearth.on, "order.paid", on_paid(d))
   hearth.on("order.refunded", on_refunded(d))
   hearth.on("member.joined", on_joined(d))
   defs[d.name] = d

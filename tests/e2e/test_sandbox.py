@@ -335,6 +335,9 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
                              '  name = "g", enter = "member.joined",\n'
                              '  steps = { { name = "a", send = "x" }, { name = "b", after = "3x", send = "y" } },\n'
                              '}\n'),
+        "h_bad_cron.lua": ('local tiers = require "tiers"\n\n'
+                           'tiers.define { name = "v", levels = { { name = "a", min = 1 } },\n'
+                           '  review = "0 25 1 * *" }\n'),
     }) as w:
         rc, out, err = w.check()
         eq(rc, 1, "check exit status (stdout %r, stderr %r)" % (out, err))
@@ -345,7 +348,8 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
             if m:
                 found[os.path.basename(m.group("file"))] = (m.group("file"), int(m.group("line")),
                                                             m.group("msg"))
-        eq(sorted(found), ["b_syntax.lua", "c_runtime.lua", "d_bad_api.lua", "g_bad_option.lua"],
+        eq(sorted(found), ["b_syntax.lua", "c_runtime.lua", "d_bad_api.lua", "g_bad_option.lua",
+                        "h_bad_cron.lua"],
            "files reported (stderr %r)" % err)
         eq(found["b_syntax.lua"][:2], (w.script_path("b_syntax.lua"), 3), "syntax error file:line")
         eq(found["c_runtime.lua"][:2], (w.script_path("c_runtime.lua"), 3),
@@ -356,12 +360,16 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         eq(found["g_bad_option.lua"][1:], (2, 'journey.define: option \'steps[2].after\' must be a duration '
                                               'like "3d" or "1d12h", got "3x"'),
            "a bad option: the define call's line, the option's path, what it must be, what it got")
+        eq(found["h_bad_cron.lua"][1:], (3, "tiers.define: option 'review' must be a five-field cron spec "
+                                            "(hour field: value 25 out of range 0-23), got \"0 25 1 * *\""),
+           "a cron spec the engine refuses: the define call's line and the engine's reason")
 
         # once fixed, the same folder checks ok and counts the handlers
         os.remove(w.script_path("b_syntax.lua"))
         os.remove(w.script_path("c_runtime.lua"))
         os.remove(w.script_path("d_bad_api.lua"))
         os.remove(w.script_path("g_bad_option.lua"))
+        os.remove(w.script_path("h_bad_cron.lua"))
         w.write_script("b_more.lua", 'hearth.on("ok", function() end)\n'
                                      'hearth.on("*", function() end)\n')
         rc, out, err = w.check()
