@@ -65,7 +65,8 @@ static void free_scripts(test_file_t *tf) {
   tf->scripts = NULL;
 }
 
-/* use("onboarding.lua", "caps_setup.lua"): scripts relative to the test file's folder. */
+/* use("onboarding.lua", "caps_setup.lua"): scripts relative to the test file's folder (never a
+ * *_helpers.lua test helper). */
 static int l_use(lua_State *L) {
   if (!luahost_of(L)->loading) return luaL_error(L, "use() must be called at the top level of the test file");
   int n = lua_gettop(L);

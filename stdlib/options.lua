@@ -167,6 +167,20 @@ function options.known(t, allowed, path)
   return t
 end
 
+--- A table keyed by counts, integers >= 1 (`what` names them: "streak lengths"); each
+--- value passes check(value, "<path>[<key>]"). Returns a new table: key -> check's result.
+function options.by_count(v, path, example, what, check)
+  options.table(v, path, example)
+  local out = {}
+  for k, x in pairs(v) do
+    if math.type(k) ~= "integer" or k < 1 then
+      options.reject(path, "must be keyed by " .. what .. " (integers >= 1), got the key " .. show(k))
+    end
+    out[k] = check(x, index(path, k))
+  end
+  return out
+end
+
 --- A list: a table whose keys are exactly 1..#v. Returns v.
 function options.list(v, path, what)
   if type(v) ~= "table" then fail(path, what, v) end

@@ -325,13 +325,7 @@ local function build(o)
   if o.invitee_reward ~= nil then def.invitee_reward = check_reward(o.invitee_reward, "invitee_reward") end
   def.tiers = {}
   if o.tiers ~= nil then
-    options.table(o.tiers, "tiers", "{ [invitees] = reward }")
-    for n, r in pairs(o.tiers) do
-      if math.type(n) ~= "integer" or n < 1 then
-        options.reject("tiers", "must be keyed by numbers of invitees (integers >= 1), got the key " .. options.show(n))
-      end
-      def.tiers[n] = check_reward(r, options.index("tiers", n))
-    end
+    def.tiers = options.by_count(o.tiers, "tiers", "{ [invitees] = reward }", "numbers of invitees", check_reward)
   end
   if o.max_per_day ~= nil then def.max_per_day = options.integer(o.max_per_day, "max_per_day", 1) end
   def.caps = require "caps"

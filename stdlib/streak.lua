@@ -144,6 +144,7 @@ local function check_reward(r, path, makeup)
     options.integer(r.card, options.field(path, "card"), 1)
     if not makeup then options.reject(options.field(path, "card"), "needs option 'makeup'") end
   end
+  return r
 end
 
 -- ---- state ----
@@ -337,14 +338,9 @@ local function build(o)
   end
   def.milestones = {}
   if o.milestones ~= nil then
-    options.table(o.milestones, "milestones", "{ [length] = reward }")
-    for length, r in pairs(o.milestones) do
-      if math.type(length) ~= "integer" or length < 1 then
-        options.reject("milestones", "must be keyed by streak lengths (integers >= 1), got the key " .. options.show(length))
-      end
-      check_reward(r, options.index("milestones", length), def.makeup ~= nil)
-      def.milestones[length] = r
-    end
+    local makeup = def.makeup ~= nil
+    def.milestones = options.by_count(o.milestones, "milestones", "{ [length] = reward }", "streak lengths",
+                                      function(r, path) return check_reward(r, path, makeup) end)
   end
   def.caps = require "caps"
   return def
