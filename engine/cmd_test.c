@@ -15,7 +15,11 @@ static const char *usage =
     "Run operators' script tests: every *_test.lua in the given files or folders\n"
     "(default: the --scripts folder), each case on a virtual clock with a fresh\n"
     "in-memory database. Prints ok/FAIL per case with file:line for failures and ends\n"
-    "with 'N passed, N failed'. Exit status 1 when any case fails.\n";
+    "with 'N passed, N failed'. Exit status 1 when any case fails.\n\n"
+    "Test helpers: a file named *_helpers.lua is never loaded as a campaign script (not\n"
+    "by the scripts folder's loader, not by use()); tests share code through it with\n"
+    "require \"<name>_helpers\" (require looks in the standard library, then in the test\n"
+    "file's folder).\n";
 
 static int is_test_file(const char *name) {
   size_t n = strlen(name);

@@ -461,10 +461,22 @@ static int cmp_names(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int has_suffix(const char *n, size_t len, const char *suffix) {
+  size_t k = strlen(suffix);
+  return len >= k && strcmp(n + len - k, suffix) == 0;
+}
+
+int luahost_is_test_helper(const char *name) {
+  const char *base = strrchr(name, '/');
+  base = base ? base + 1 : name;
+  return has_suffix(base, strlen(base), "_helpers.lua");
+}
+
+/* A campaign script: *.lua, not hidden, not a test (*_test.lua), not a test helper. */
 static int is_script_name(const char *n) {
   size_t len = strlen(n);
-  if (len < 5 || strcmp(n + len - 4, ".lua") != 0 || n[0] == '.') return 0;
-  return !(len >= 9 && strcmp(n + len - 9, "_test.lua") == 0);
+  if (len < 5 || !has_suffix(n, len, ".lua") || n[0] == '.') return 0;
+  return !has_suffix(n, len, "_test.lua") && !luahost_is_test_helper(n);
 }
 
 int luahost_load_scripts(luahost_t *h, const char *dir, strbuf_t *errors) {

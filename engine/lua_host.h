@@ -46,9 +46,14 @@ int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err);
  * traceback in *err. */
 int luahost_resume(luahost_t *h, lua_State *co, int nargs, char **err);
 
-/* Load every *.lua directly in dir (not *_test.lua) in file-name order, each with its own
- * environment. Every error is appended to errors as "file:line: message\n". Returns the
- * number of scripts that failed (0 = all loaded); -1 if dir cannot be read. */
+/* Is name (a path or a file name) a test helper, "*_helpers.lua"? Helpers are required by
+ * tests and never loaded as campaign scripts. */
+int luahost_is_test_helper(const char *name);
+
+/* Load every *.lua directly in dir (not *_test.lua, not *_helpers.lua) in file-name
+ * order, each with its own environment. Every error is appended to errors as
+ * "file:line: message\n". Returns the number of scripts that failed (0 = all loaded); -1
+ * if dir cannot be read. */
 int luahost_load_scripts(luahost_t *h, const char *dir, strbuf_t *errors);
 /* Load and run one file as a campaign script (used by the loader and by `hearth test`). */
 int luahost_load_file(luahost_t *h, const char *path, strbuf_t *errors);

@@ -65,11 +65,17 @@ static void free_scripts(test_file_t *tf) {
   tf->scripts = NULL;
 }
 
-/* use("onboarding.lua", "caps_setup.lua"): scripts relative to the test file's folder. */
+/* use("onboarding.lua", "caps_setup.lua"): scripts relative to the test file's folder (never a
+ * *_helpers.lua test helper). */
 static int l_use(lua_State *L) {
   if (!luahost_of(L)->loading) return luaL_error(L, "use() must be called at the top level of the test file");
   int n = lua_gettop(L);
-  for (int i = 1; i <= n; i++) luaL_checkstring(L, i);
+  for (int i = 1; i <= n; i++) {
+    const char *name = luaL_checkstring(L, i);
+    if (luahost_is_test_helper(name))
+      return luaL_error(L, "use(\"%s\"): a *_helpers.lua file is a test helper, not a campaign script: "
+                        "require it from the test instead", name);
+  }
   test_file_t *tf = file_of(L);
   free_scripts(tf);
   tf->scripts = xcalloc((size_t)n + 1, sizeof *tf->scripts);

@@ -1,8 +1,8 @@
 -- The shipped onboarding SOP (onboarding.lua) with the shipped restraint (00_caps.lua).
 -- Clock zone Asia/Shanghai (+08:00); 2026-11-02 is a Monday.
--- From tests/stdlib: journey_helpers.lua adds a "test.tag" event that tags the member,
+-- From tests/stdlib: journey_tagging.lua adds a "test.tag" event that tags the member,
 -- caps_promo.lua a "promo" event that sends a marketing message through caps.
-use("00_caps.lua", "onboarding.lua", "../tests/stdlib/journey_helpers.lua", "../tests/stdlib/caps_promo.lua")
+use("00_caps.lua", "onboarding.lua", "../tests/stdlib/journey_tagging.lua", "../tests/stdlib/caps_promo.lua")
 
 local function state(t, member)
   return t:member(member).attrs["_journey.onboarding"]

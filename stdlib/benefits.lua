@@ -86,16 +86,9 @@ local M = {}
 local defs = {}
 local caps = require "caps"  -- at load time: caps registers its timer handler then
 
-local NAME_PAT = "^[%w_%.%-]+$"
-
-local function fnv1a(s)
-  local h = 2166136261
-  for i = 1, #s do
-    h = h ~ s:byte(i)
-    h = (h * 16777619) & 0xffffffff
-  end
-  return h
-end
+local options = require "options"
+local field, index = options.field, options.index
+local fnv1a = options.hash
 
 --- Timer type of the birthday timers of definition `name`: "benefits.<name>.birthday" when
 --- that is a valid event type ([a-z0-9_.]{1,64}); otherwise the name lower-cased with other
@@ -109,121 +102,82 @@ local function timer_type(name)
 end
 M.timer_type = timer_type
 
-local function check_tags(v, what)
-  if v == nil then return nil end
-  if type(v) == "string" then v = { v } end
-  if type(v) ~= "table" or #v == 0 then error(what .. " must be a tag or a non-empty list of tags", 0) end
-  for _, t in ipairs(v) do
-    if type(t) ~= "string" or #t == 0 or #t > 128 then error(what .. " must hold tags of 1-128 bytes", 0) end
-  end
-  return v
-end
-
-local function check_benefit(b, what, need_one)
-  if b.send ~= nil and (type(b.send) ~= "string" or #b.send == 0) then
-    error(what .. ".send must be a template name", 0)
-  end
-  if b.task ~= nil and (type(b.task) ~= "string" or #b.task == 0) then error(what .. ".task must be a text", 0) end
-  if b.points ~= nil and (math.type(b.points) ~= "integer" or b.points <= 0) then
-    error(what .. ".points must be a positive integer", 0)
-  end
-  if b.vars ~= nil and type(b.vars) ~= "table" then error(what .. ".vars must be a table", 0) end
-  if b.category ~= nil and b.category ~= "marketing" and b.category ~= "service" then
-    error(what .. ".category must be \"marketing\" or \"service\"", 0)
-  end
+local function check_benefit(b, path, need_one)
+  if b.send ~= nil then options.string(b.send, field(path, "send"), "a template name") end
+  if b.task ~= nil then options.string(b.task, field(path, "task"), "a non-empty text") end
+  if b.points ~= nil then options.integer(b.points, field(path, "points"), 1) end
+  if b.vars ~= nil then options.table(b.vars, field(path, "vars")) end
+  if b.category ~= nil then options.enum(b.category, field(path, "category"), { "marketing", "service" }) end
   if need_one and not (b.send or b.points or b.task) then
-    error(what .. " needs at least one of send, points, task", 0)
+    options.fail(path, "a benefit with at least one of send, points, task")
   end
 end
 
 local COMMON = { send = 1, points = 1, task = 1, vars = 1, category = 1, tag = 1, by_tag = 1,
   when = 1, chunk = 1 }
+local BY_TAG_KNOWN = { tag = 1, send = 1, points = 1, task = 1, vars = 1 }
 
-local function validate_common(o, what, extra)
-  if type(o) ~= "table" then error("option '" .. what .. "' must be a table", 0) end
-  for k in pairs(o) do
-    if not COMMON[k] and not extra[k] then error("option '" .. what .. "': unknown field '" .. tostring(k) .. "'", 0) end
+local function validate_by_tag(list, path)
+  options.list(list, path, "a list of { tag =, ... }")
+  local out = {}
+  for i, e in ipairs(list) do
+    local w = index(path, i)
+    options.table(e, w, "{ tag =, ... }")
+    options.known(e, BY_TAG_KNOWN, w)
+    options.string(e.tag, field(w, "tag"), "a tag")
+    check_benefit(e, w, false)
+    out[i] = e
   end
+  return out
+end
+
+local function validate_common(o, path, extra)
+  options.table(o, path)
+  local known = {}
+  for n in pairs(COMMON) do known[n] = true end
+  for n in pairs(extra) do known[n] = true end
+  options.known(o, known, path)
   local b = { send = o.send, points = o.points, task = o.task, vars = o.vars, category = o.category }
-  b.tags = check_tags(o.tag, what .. ".tag")
-  b.by_tag = {}
-  if o.by_tag ~= nil then
-    if type(o.by_tag) ~= "table" then error(what .. ".by_tag must be a list of { tag =, ... }", 0) end
-    for i, e in ipairs(o.by_tag) do
-      local w = what .. ".by_tag[" .. i .. "]"
-      if type(e) ~= "table" or type(e.tag) ~= "string" or #e.tag == 0 then error(w .. " needs a tag", 0) end
-      for k in pairs(e) do
-        if k ~= "tag" and k ~= "send" and k ~= "points" and k ~= "task" and k ~= "vars" then
-          error(w .. ": unknown field '" .. tostring(k) .. "'", 0)
-        end
-      end
-      check_benefit(e, w, false)
-      b.by_tag[i] = e
+  b.tags = o.tag ~= nil and options.tags(o.tag, field(path, "tag")) or nil
+  b.by_tag = o.by_tag ~= nil and validate_by_tag(o.by_tag, field(path, "by_tag")) or {}
+  check_benefit(b, path, #b.by_tag == 0)
+  if o.when ~= nil then options.func(o.when, field(path, "when"), "a function(m)") end
+  b.when = o.when
+  b.chunk = options.integer(o.chunk or 500, field(path, "chunk"), 1, 100000)
+  return b
+end
+
+local KNOWN = { name = 1, birthday = 1, member_day = 1 }
+local BIRTHDAY_EXTRA = { at = 1, attr = 1, feb29 = 1, catch_up_days = 1, backfill = 1 }
+
+local function validate_birthday(d, o)
+  local b = validate_common(o, "birthday", BIRTHDAY_EXTRA)
+  b.hour, b.min = options.hhmm(o.at or "09:00", "birthday.at")
+  b.timer = timer_type(d.name)
+  for _, other in pairs(defs) do
+    if other.birthday and other.birthday.timer == b.timer then
+      options.fail("name", "a name whose birthday timer type '" .. b.timer .. "' benefits '" .. other.name
+                   .. "' does not use already", d.name)
     end
   end
-  check_benefit(b, what, #b.by_tag == 0)
-  if o.when ~= nil and type(o.when) ~= "function" then error(what .. ".when must be a function(m)", 0) end
-  b.when = o.when
-  b.chunk = o.chunk or 500
-  if math.type(b.chunk) ~= "integer" or b.chunk < 1 or b.chunk > 100000 then
-    error(what .. ".chunk must be an integer in 1-100000", 0)
-  end
+  if o.backfill ~= nil then options.cron(o.backfill, "birthday.backfill") end
+  b.backfill = o.backfill
+  b.attr = options.string(o.attr or "birthday", "birthday.attr", "an attribute name", 128)
+  b.feb29 = options.enum(o.feb29 or "feb28", "birthday.feb29", { "feb28", "mar1" })
+  b.catch_up_days = options.integer(o.catch_up_days or 0, "birthday.catch_up_days", 0, 31)
   return b
 end
 
 local function validate(o)
-  if type(o) ~= "table" then error("expects a table of options", 0) end
-  for k in pairs(o) do
-    if k ~= "name" and k ~= "birthday" and k ~= "member_day" then
-      error("unknown option '" .. tostring(k) .. "'", 0)
-    end
+  options.definition(o, KNOWN, defs)
+  if o.birthday == nil and o.member_day == nil then
+    options.reject("birthday", "or option 'member_day' must be set (a definition needs at least one)")
   end
-  if type(o.name) ~= "string" or #o.name == 0 or #o.name > 64 or not o.name:match(NAME_PAT) then
-    error("option 'name' must be a string of 1-64 letters, digits, '_', '.' or '-'", 0)
-  end
-  if defs[o.name] then error("option 'name': benefits '" .. o.name .. "' is defined twice", 0) end
-  if o.birthday == nil and o.member_day == nil then error("needs option 'birthday' or 'member_day'", 0) end
   local d = { name = o.name }
-  if o.birthday ~= nil then
-    local b = validate_common(o.birthday, "birthday", { at = 1, attr = 1, feb29 = 1, catch_up_days = 1,
-      backfill = 1 })
-    local at = o.birthday.at or "09:00"
-    local h, mi = tostring(at):match("^(%d%d?):(%d%d)$")
-    h, mi = tonumber(h), tonumber(mi)
-    if type(at) ~= "string" or not h or h > 23 or mi > 59 then
-      error("option 'birthday.at' must be a local time \"HH:MM\"", 0)
-    end
-    b.hour, b.min = h, mi
-    b.timer = timer_type(o.name)
-    for _, other in pairs(defs) do
-      if other.birthday and other.birthday.timer == b.timer then
-        error("option 'name': its birthday timer type '" .. b.timer .. "' is already used by benefits '" .. other.name .. "'", 0)
-      end
-    end
-    if o.birthday.backfill ~= nil and type(o.birthday.backfill) ~= "string" then
-      error("option 'birthday.backfill' must be a cron spec such as \"0 3 1 * *\"", 0)
-    end
-    b.backfill = o.birthday.backfill
-    b.attr = o.birthday.attr or "birthday"
-    if type(b.attr) ~= "string" or #b.attr == 0 or #b.attr > 128 then
-      error("option 'birthday.attr' must be an attribute name", 0)
-    end
-    b.feb29 = o.birthday.feb29 or "feb28"
-    if b.feb29 ~= "feb28" and b.feb29 ~= "mar1" then
-      error("option 'birthday.feb29' must be \"feb28\" or \"mar1\"", 0)
-    end
-    b.catch_up_days = o.birthday.catch_up_days or 0
-    if math.type(b.catch_up_days) ~= "integer" or b.catch_up_days < 0 or b.catch_up_days > 31 then
-      error("option 'birthday.catch_up_days' must be an integer in 0-31", 0)
-    end
-    d.birthday = b
-  end
+  if o.birthday ~= nil then d.birthday = validate_birthday(d, o.birthday) end
   if o.member_day ~= nil then
     local b = validate_common(o.member_day, "member_day", { cron = 1 })
-    if type(o.member_day.cron) ~= "string" then
-      error("option 'member_day.cron' must be a cron spec such as \"0 10 * * 3\"", 0)
-    end
-    b.cron = o.member_day.cron
+    b.cron = options.cron(o.member_day.cron, "member_day.cron", "0 10 * * 3")
     d.member_day = b
   end
   return d
@@ -450,31 +404,20 @@ local function member_day_run(d)
   end
 end
 
-local function define_error(mod, what, err)
-  err = tostring(err)
-  if err:find("while the scripts load", 1, true) then
-    return mod .. ".define: call it at the top level of a script, while the scripts load"
-  end
-  return mod .. ".define: " .. what .. ": " .. (err:match("%((cron .*)%)$") or err)
-end
-
 --- Define birthday and/or member-day benefits. Call at the top level of a campaign script.
 function M.define(o)
-  local ok, d = pcall(validate, o)
-  if not ok then error("benefits.define: " .. tostring(d), 2) end
+  local d = options.checked("benefits.define", validate, o)
   if d.birthday then
-    local okh, err = pcall(hearth.on, d.birthday.timer, birthday_fired(d))
-    if not okh then error(define_error("benefits", "hearth.on", err), 2) end
+    options.declare("benefits.define", nil, hearth.on, d.birthday.timer, birthday_fired(d))
     hearth.on("member.joined", birthday_changed(d))
     hearth.on("member.updated", birthday_changed(d))
     if d.birthday.backfill then
-      local okc, errc = pcall(hearth.cron, d.birthday.backfill, birthday_backfill(d))
-      if not okc then error(define_error("benefits", "option 'birthday.backfill'", errc), 2) end
+      options.declare("benefits.define", "birthday.backfill", hearth.cron, d.birthday.backfill,
+                      birthday_backfill(d))
     end
   end
   if d.member_day then
-    local okc, err = pcall(hearth.cron, d.member_day.cron, member_day_run(d))
-    if not okc then error(define_error("benefits", "option 'member_day.cron'", err), 2) end
+    options.declare("benefits.define", "member_day.cron", hearth.cron, d.member_day.cron, member_day_run(d))
   end
   defs[d.name] = d
   return d.name

@@ -77,64 +77,34 @@ local guards = {}
 
 -- ---------------------------------------------------------------- configuration
 
-local function parse_hhmm(v, what)
-  if type(v) ~= "string" then
-    return nil, ("%s must be a local time \"HH:MM\", got %s"):format(what, type(v))
-  end
-  local h, mi = v:match("^(%d%d?):(%d%d)$")
-  h, mi = tonumber(h), tonumber(mi)
-  if not h or h > 23 or mi > 59 then
-    return nil, ("%s must be a local time \"HH:MM\" (00:00-23:59), got \"%s\""):format(what, v)
-  end
-  return { h = h, m = mi, s = h * 3600 + mi * 60, text = ("%02d:%02d"):format(h, mi) }
-end
+local options = require "options"
 
-local function check_keys(t, allowed, what)
-  for k in pairs(t) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      return ("unknown option '%s%s' (expected %s)"):format(what, tostring(k), table.concat(names, ", "))
-    end
-  end
+local function wall_time(v, path)
+  local h, mi = options.hhmm(v, path)
+  return { h = h, m = mi, s = h * 3600 + mi * 60, text = ("%02d:%02d"):format(h, mi) }
 end
 
 local function build_config(spec)
   if type(spec) ~= "table" then
-    return nil, "expected a table { marketing = { max = 2, per = \"7d\" }, quiet = { from = \"21:00\", to = \"09:00\" } }"
+    error("expects a table { marketing = { max = 2, per = \"7d\" }, quiet = { from = \"21:00\", to = \"09:00\" } }, got "
+          .. options.show(spec), 0)
   end
-  local e = check_keys(spec, { marketing = true, quiet = true }, "")
-  if e then return nil, e end
+  options.known(spec, { marketing = true, quiet = true }, "")
   local c = {}
   if spec.marketing ~= nil then
-    local mk = spec.marketing
-    if type(mk) ~= "table" then return nil, "marketing must be a table { max = n, per = \"7d\" }" end
-    e = check_keys(mk, { max = true, per = true }, "marketing.")
-    if e then return nil, e end
-    local max = math.tointeger(mk.max)
-    if mk.max == nil then return nil, "marketing.max is required (an integer >= 0)" end
-    if not max or max < 0 then
-      return nil, ("marketing.max must be an integer >= 0, got %s"):format(tostring(mk.max))
-    end
-    if mk.per == nil then return nil, "marketing.per is required (a duration such as \"7d\")" end
-    local ok, per = pcall(hearth.duration, mk.per)
-    if not ok or math.type(per) ~= "integer" or per <= 0 then
-      return nil, ("marketing.per must be a positive duration such as \"7d\", got %s"):format(tostring(mk.per))
-    end
+    local mk = options.table(spec.marketing, "marketing", "{ max = n, per = \"7d\" }")
+    options.known(mk, { max = true, per = true }, "marketing")
+    -- max: an integer, or a number or string that converts to one (as earlier versions took)
+    local max = options.integer(math.tointeger(mk.max) or mk.max, "marketing.max", 0)
+    local per = options.duration(mk.per, "marketing.per", 1)
     c.marketing = { max = max, per = per }
   end
   if spec.quiet ~= nil then
-    local q = spec.quiet
-    if type(q) ~= "table" then return nil, "quiet must be a table { from = \"21:00\", to = \"09:00\" }" end
-    e = check_keys(q, { from = true, to = true }, "quiet.")
-    if e then return nil, e end
-    if q.from == nil or q.to == nil then return nil, "quiet needs both from and to (\"HH:MM\")" end
-    local from, err = parse_hhmm(q.from, "quiet.from")
-    if not from then return nil, err end
-    local to, err2 = parse_hhmm(q.to, "quiet.to")
-    if not to then return nil, err2 end
-    if from.s == to.s then return nil, "quiet.from and quiet.to must differ" end
+    local q = options.table(spec.quiet, "quiet", "{ from = \"21:00\", to = \"09:00\" }")
+    options.known(q, { from = true, to = true }, "quiet")
+    local from = wall_time(q.from, "quiet.from")
+    local to = wall_time(q.to, "quiet.to")
+    if from.s == to.s then options.fail("quiet.to", "a time other than quiet.from", q.to) end
     c.quiet = { from = from, to = to }
   end
   return c
@@ -142,8 +112,7 @@ end
 
 --- caps.set{ marketing = {max, per}, quiet = {from, to} }: the last call wins.
 function caps.set(spec)
-  local c, err = build_config(spec)
-  if not c then error("caps.set: " .. err, 2) end
+  local c = options.checked("caps.set", build_config, spec)
   if config then hearth.log("warn", "caps.set called again: the last call replaces the earlier configuration") end
   config = c
 end

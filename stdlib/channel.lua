@@ -57,52 +57,38 @@ local M = {}
 local defs, order = {}, {}
 local caps = require "caps"  -- at load time: caps registers its timer handler then
 
-local NAME_PAT = "^[%w_%.%-]+$"
+local options = require "options"
+
 local CHANNEL_PAT = "^[%w_%.%-:]+$"
 
 local KNOWN = { name = 1, welcome = 1, tag_prefix = 1, unknown = 1, category = 1,
   welcome_rejoin = 1, vars = 1 }
 
 local function validate(o)
-  if type(o) ~= "table" then error("expects a table of options", 0) end
-  for k in pairs(o) do
-    if not KNOWN[k] then error("unknown option '" .. tostring(k) .. "'", 0) end
-  end
-  if type(o.name) ~= "string" or #o.name == 0 or #o.name > 64 or not o.name:match(NAME_PAT) then
-    error("option 'name' must be a string of 1-64 letters, digits, '_', '.' or '-'", 0)
-  end
-  if defs[o.name] then error("option 'name': channel definition '" .. o.name .. "' is defined twice", 0) end
+  options.definition(o, KNOWN, defs)
   local d = { name = o.name }
-  d.welcome = o.welcome or {}
-  if type(d.welcome) ~= "table" then error("option 'welcome' must be a table channel = template", 0) end
+  d.welcome = options.table(o.welcome or {}, "welcome", "channel = template")
   for k, v in pairs(d.welcome) do
-    if type(k) ~= "string" then error("option 'welcome': keys must be channel names", 0) end
-    if type(v) ~= "string" or #v == 0 or #v > 128 then
-      error("option 'welcome': the template for '" .. k .. "' must be a string of 1-128 bytes", 0)
+    if type(k) ~= "string" then
+      options.reject("welcome", "must be keyed by channel names, got the key " .. options.show(k))
     end
+    options.string(v, options.field("welcome", k), "a template name", 128)
   end
   d.tag_prefix = o.tag_prefix or "channel:"
   if type(d.tag_prefix) ~= "string" or #d.tag_prefix > 60 then
-    error("option 'tag_prefix' must be a string of at most 60 bytes", 0)
+    options.fail("tag_prefix", "a string of at most 60 bytes", o.tag_prefix)
   end
   for _, other in pairs(defs) do
     if other.tag_prefix == d.tag_prefix then
-      error("option 'tag_prefix': '" .. d.tag_prefix .. "' is already used by '" .. other.name .. "'", 0)
+      options.fail("tag_prefix", "a prefix no other definition uses ('" .. other.name .. "' does)", d.tag_prefix)
     end
   end
-  d.unknown = o.unknown or "direct"
-  if type(d.unknown) ~= "string" or #d.unknown == 0 or #d.unknown > 64 or not d.unknown:match(CHANNEL_PAT) then
-    error("option 'unknown' must be a channel name of 1-64 bytes", 0)
-  end
-  d.category = o.category or "service"
-  if d.category ~= "service" and d.category ~= "marketing" then
-    error("option 'category' must be \"service\" or \"marketing\"", 0)
-  end
-  if o.welcome_rejoin ~= nil and type(o.welcome_rejoin) ~= "boolean" then
-    error("option 'welcome_rejoin' must be true or false", 0)
-  end
+  d.unknown = options.matching(o.unknown or "direct", "unknown", CHANNEL_PAT, 64,
+                               "a channel name of 1-64 letters, digits, '_', '.', '-' or ':'")
+  d.category = options.enum(o.category or "service", "category", { "service", "marketing" })
+  if o.welcome_rejoin ~= nil then options.boolean(o.welcome_rejoin, "welcome_rejoin") end
   d.welcome_rejoin = o.welcome_rejoin ~= false
-  if o.vars ~= nil and type(o.vars) ~= "table" then error("option 'vars' must be a table", 0) end
+  if o.vars ~= nil then options.table(o.vars, "vars") end
   d.vars = o.vars or {}
   return d
 end
@@ -202,20 +188,10 @@ local function on_refunded(d)
   end
 end
 
-local function define_error(mod, what, err)
-  err = tostring(err)
-  if err:find("while the scripts load", 1, true) then
-    return mod .. ".define: call it at the top level of a script, while the scripts load"
-  end
-  return mod .. ".define: " .. what .. ": " .. (err:match("%((cron .*)%)$") or err)
-end
-
 --- Define channel attribution. Call at the top level of a campaign script.
 function M.define(o)
-  local ok, d = pcall(validate, o)
-  if not ok then error("channel.define: " .. tostring(d), 2) end
-  local okh, err = pcall(hearth.on, "member.joined", on_joined(d))
-  if not okh then error(define_error("channel", "hearth.on", err), 2) end
+  local d = options.checked("channel.define", validate, o)
+  options.declare("channel.define", nil, hearth.on, "member.joined", on_joined(d))
   hearth.on("order.paid", on_paid(d))
   hearth.on("order.refunded", on_refunded(d))
   defs[d.name] = d

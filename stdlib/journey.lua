@@ -96,20 +96,14 @@ Other functions
 ]]
 
 local caps = require "caps"
+local options = require "options"
 
 local journey = {}
 local defs = {}
 
 -- ---------------------------------------------------------------- assignment
 
-local function fnv1a(s)
-  local h = 2166136261
-  for i = 1, #s do
-    h = h ~ s:byte(i)
-    h = (h * 16777619) & 0xffffffff
-  end
-  return h
-end
+local fnv1a = options.hash
 journey.hash = fnv1a
 
 local function assign(def, member_id)
@@ -126,45 +120,7 @@ end
 
 -- ---------------------------------------------------------------- validation
 
-local function fail(fmt, ...)
-  error(select("#", ...) > 0 and fmt:format(...) or fmt, 0)
-end
-
-local function is_event_type(t)
-  return type(t) == "string" and #t >= 1 and #t <= 64 and t:match("^[a-z0-9_.]+$") ~= nil
-end
-
-local function type_list(v, what)
-  if v == nil then return {} end
-  if type(v) == "string" then v = { v } end
-  if type(v) ~= "table" then fail("%s must be an event type or a list of them", what) end
-  local out = {}
-  for i, t in ipairs(v) do
-    if not is_event_type(t) then fail("%s[%d] must be an event type matching [a-z0-9_.]{1,64}, got %s", what, i, tostring(t)) end
-    out[#out + 1] = t
-  end
-  for k in pairs(v) do
-    if math.type(k) ~= "integer" or k < 1 or k > #v then fail("%s must be a list of event types", what) end
-  end
-  return out
-end
-
-local function string_list(v, what)
-  if type(v) == "string" then v = { v } end
-  if type(v) ~= "table" or #v == 0 then fail("%s must be a string or a non-empty list of strings", what) end
-  for i, s in ipairs(v) do
-    if type(s) ~= "string" or s == "" or #s > 128 then fail("%s[%d] must be a string of 1-128 bytes", what, i) end
-  end
-  return v
-end
-
-local function duration(v, what, allow_zero)
-  local ok, secs = pcall(hearth.duration, v)
-  if not ok or math.type(secs) ~= "integer" or secs < 0 or (secs == 0 and not allow_zero) then
-    fail("%s must be a %sduration such as \"3d\", got %s", what, allow_zero and "" or "positive ", tostring(v))
-  end
-  return secs
-end
+local field, index = options.field, options.index
 
 local JOURNEY_KEYS = { name = 1, enter = 1, exit = 1, goal = 1, exit_on_goal = 1, reenter = 1,
                        holdout = 1, variants = 1, steps = 1 }
@@ -173,106 +129,84 @@ local STEP_KEYS = { name = 1, after = 1, at = 1, when = 1, unless_tag = 1, send 
                     wait = 1, within = 1, on_event = 1, on_timeout = 1 }
 local WAIT_KEYS = { name = 1, after = 1, at = 1, wait = 1, within = 1, on_event = 1, on_timeout = 1 }
 
-local function check_keys(t, allowed, what)
-  for k in pairs(t) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      fail("%s: unknown option '%s' (expected one of %s)", what, tostring(k), table.concat(names, ", "))
-    end
-  end
-end
-
 local build_steps
 
-local function build_step(def, s, where, default_name)
-  if type(s) ~= "table" then fail("%s must be a table", where) end
+local function build_wait(def, s, path, step)
+  options.known(s, WAIT_KEYS, path)
+  step.wait = options.event_type(s.wait, field(path, "wait"))
+  if def.exit_set[s.wait] then
+    options.fail(field(path, "wait"), "an event type that is not also an exit (the run would end first)", s.wait)
+  end
+  step.within = options.duration(s.within, field(path, "within"), 1)
+  def.wait_types[s.wait] = true
+  for _, which in ipairs({ "on_event", "on_timeout" }) do
+    local b = s[which]
+    local short = which == "on_event" and "event" or "timeout"
+    local bpath = field(path, which)
+    if b == nil then
+      step[which] = {}
+    elseif type(b) ~= "table" then
+      options.fail(bpath, "a step table or a list of step tables", b)
+    elseif b[1] == nil and next(b) ~= nil then
+      step[which] = build_steps(def, { b }, bpath, step.name .. "." .. short, true)
+    else
+      step[which] = build_steps(def, b, bpath, step.name .. "." .. short, false)
+    end
+  end
+  return step
+end
+
+local function build_send(def, send, path)
+  if type(send) == "string" then return options.string(send, path, "a template name", 128) end
+  if type(send) ~= "table" then
+    options.fail(path, 'a template name or a table { A = "tpl_a", B = "tpl_b" }', send)
+  end
+  if not def.variants then
+    options.fail(path, "a template name (templates per variant need variants = {...} in the journey)", send)
+  end
+  options.known(send, def.variant_set, path)
+  for _, v in ipairs(def.variants) do
+    options.string(send[v.name], field(path, v.name), "a template name", 128)
+  end
+  return send
+end
+
+local function build_step(def, s, path, default_name)
+  options.table(s, path)
   local name = s.name
   if name == nil then name = default_name end
-  if type(name) ~= "string" or not name:match("^[A-Za-z0-9_.%-]+$") or #name > 64 then
-    fail("%s: name is required, [A-Za-z0-9_.-]{1,64}, got %s", where, tostring(name))
-  end
-  where = ("%s (%s)"):format(where, name)
-  if def.steps_by_name[name] then fail("%s: step name '%s' is used twice", where, name) end
+  options.matching(name, field(path, "name"), "^[A-Za-z0-9_.%-]+$", 64, "a step name of 1-64 bytes of [A-Za-z0-9_.-]")
+  if def.steps_by_name[name] then options.fail(field(path, "name"), "a step name not used before in the journey", name) end
   local step = { name = name }
   def.steps_by_name[name] = step
-  step.after = s.after == nil and 0 or duration(s.after, where .. ": after", true)
-  if s.at ~= nil then
-    local h, mi
-    if type(s.at) == "string" then h, mi = s.at:match("^(%d%d?):(%d%d)$") end
-    h, mi = tonumber(h), tonumber(mi)
-    if not h or h > 23 or mi > 59 then fail("%s: at must be a local time \"HH:MM\" (00:00-23:59), got %s", where, tostring(s.at)) end
-    step.at_h, step.at_m = h, mi
-  end
-  if s.wait ~= nil then
-    check_keys(s, WAIT_KEYS, where .. " (a wait step)")
-    if not is_event_type(s.wait) then fail("%s: wait must be an event type matching [a-z0-9_.]{1,64}, got %s", where, tostring(s.wait)) end
-    if s.within == nil then fail("%s: within is required with wait (a duration such as \"3d\")", where) end
-    step.wait = s.wait
-    step.within = duration(s.within, where .. ": within", false)
-    def.wait_types[s.wait] = true
-    for _, which in ipairs({ "on_event", "on_timeout" }) do
-      local b = s[which]
-      local short = which == "on_event" and "event" or "timeout"
-      if b == nil then
-        step[which] = {}
-      elseif type(b) ~= "table" then
-        fail("%s: %s must be a step table or a list of step tables", where, which)
-      elseif b[1] == nil and next(b) ~= nil then
-        step[which] = build_steps(def, { b }, where .. ": " .. which, name .. "." .. short, true)
-      else
-        step[which] = build_steps(def, b, where .. ": " .. which, name .. "." .. short, false)
-      end
-    end
-    return step
-  end
-  check_keys(s, STEP_KEYS, where)
+  step.after = s.after == nil and 0 or options.duration(s.after, field(path, "after"), 0)
+  if s.at ~= nil then step.at_h, step.at_m = options.hhmm(s.at, field(path, "at")) end
+  if s.wait ~= nil then return build_wait(def, s, path, step) end
+  options.known(s, STEP_KEYS, path)
   for _, k in ipairs({ "within", "on_event", "on_timeout" }) do
-    if s[k] ~= nil then fail("%s: %s belongs to a wait step (set wait = \"event.type\")", where, k) end
+    if s[k] ~= nil then options.reject(field(path, k), 'belongs to a wait step (set wait = "event.type")') end
   end
-  if s.when ~= nil and type(s.when) ~= "function" then fail("%s: when must be a function(m)", where) end
+  if s.when ~= nil then options.func(s.when, field(path, "when"), "a function(m, info)") end
   step.when = s.when
-  step.unless_tags = s.unless_tag ~= nil and string_list(s.unless_tag, where .. ": unless_tag") or {}
-  if s.send ~= nil then
-    if type(s.send) == "string" then
-      if s.send == "" or #s.send > 128 then fail("%s: send must be a template name of 1-128 bytes", where) end
-    elseif type(s.send) == "table" then
-      if not def.variants then fail("%s: send per variant needs variants = {...} in the journey", where) end
-      for k, v in pairs(s.send) do
-        if not def.variant_set[k] then fail("%s: send has a template for '%s', which is not a variant", where, tostring(k)) end
-        if type(v) ~= "string" or v == "" or #v > 128 then fail("%s: send.%s must be a template name of 1-128 bytes", where, k) end
-      end
-      for _, v in ipairs(def.variants) do
-        if s.send[v.name] == nil then fail("%s: send has no template for variant '%s'", where, v.name) end
-      end
-    else
-      fail("%s: send must be a template name or a table { A = \"tpl_a\", B = \"tpl_b\" }", where)
-    end
-    step.send = s.send
-  end
-  if s.category ~= nil and s.category ~= "marketing" and s.category ~= "service" then
-    fail("%s: category must be \"marketing\" or \"service\"", where)
-  end
+  step.unless_tags = s.unless_tag ~= nil and options.tags(s.unless_tag, field(path, "unless_tag")) or {}
+  if s.send ~= nil then step.send = build_send(def, s.send, field(path, "send")) end
+  if s.category ~= nil then options.enum(s.category, field(path, "category"), { "marketing", "service" }) end
   step.category = s.category
-  if s.channel ~= nil and (type(s.channel) ~= "string" or s.channel == "") then fail("%s: channel must be a channel name", where) end
+  if s.channel ~= nil then options.string(s.channel, field(path, "channel"), "a channel name") end
   step.channel = s.channel
-  if s.vars ~= nil and type(s.vars) ~= "table" then fail("%s: vars must be a table", where) end
+  if s.vars ~= nil then options.table(s.vars, field(path, "vars")) end
   step.vars = s.vars
-  if s.task ~= nil and (type(s.task) ~= "string" or s.task == "") then fail("%s: task must be a non-empty text", where) end
+  if s.task ~= nil then options.string(s.task, field(path, "task"), "a non-empty text") end
   step.task = s.task
-  if s.staff ~= nil and (type(s.staff) ~= "string" or s.staff == "") then fail("%s: staff must be a staff id", where) end
+  if s.staff ~= nil then options.string(s.staff, field(path, "staff"), "a staff id") end
   step.staff = s.staff
-  if s.tag ~= nil then step.tags = string_list(s.tag, where .. ": tag") end
-  if s.points ~= nil then
-    local p = math.tointeger(s.points)
-    if not p or p <= 0 then fail("%s: points must be a positive integer, got %s", where, tostring(s.points)) end
-    step.points = p
-  end
-  if s.reason ~= nil and (type(s.reason) ~= "string" or s.reason == "") then fail("%s: reason must be a non-empty text", where) end
+  if s.tag ~= nil then step.tags = options.tags(s.tag, field(path, "tag")) end
+  -- points: an integer, or a number or string that converts to one (as earlier versions took)
+  if s.points ~= nil then step.points = options.integer(math.tointeger(s.points) or s.points, field(path, "points"), 1) end
+  if s.reason ~= nil then options.string(s.reason, field(path, "reason"), "a non-empty text") end
   step.reason = s.reason
   if not (step.send or step.task or step.tags or step.points) then
-    fail("%s: a step needs an action (send, task, tag or points) or a wait", where)
+    options.fail(path, "a step with an action (send, task, tag or points) or a wait")
   end
   step.kinds = {}
   for _, k in ipairs({ "send", "task", "tag", "points" }) do
@@ -281,74 +215,65 @@ local function build_step(def, s, where, default_name)
   return step
 end
 
-function build_steps(def, list, where, default_prefix, single)
-  if type(list) ~= "table" then fail("%s must be a list of steps", where) end
+function build_steps(def, list, path, default_prefix, single)
+  options.list(list, path, "a list of steps")
   local out = {}
   for i, s in ipairs(list) do
     local dn = default_prefix and (single and default_prefix or (default_prefix .. "." .. i)) or nil
-    out[#out + 1] = build_step(def, s, single and where or ("%s[%d]"):format(where, i), dn)
-  end
-  for k in pairs(list) do
-    if math.type(k) ~= "integer" or k < 1 or k > #list then fail("%s must be a list of steps", where) end
+    out[#out + 1] = build_step(def, s, single and path or index(path, i), dn)
   end
   return out
 end
 
-local function build(spec)
-  if type(spec) ~= "table" then fail("journey.define: expected a table") end
-  local name = spec.name
-  if type(name) ~= "string" or not name:match("^[a-z0-9_]+$") or #name > 56 then
-    fail("journey.define: name is required, [a-z0-9_]{1,56}, got %s", tostring(name))
+local function build_variants(def, variants)
+  options.table(variants, "variants", "of weights like { A = 50, B = 50 }")
+  if next(variants) == nil then options.fail("variants", "a table of weights like { A = 50, B = 50 }", variants) end
+  def.variants, def.variant_set, def.variant_total = {}, {}, 0
+  for k, w in pairs(variants) do
+    if type(k) ~= "string" or not k:match("^[A-Za-z0-9_]+$") or #k > 32 or k == "holdout" then
+      options.reject("variants", 'must be keyed by variant names ([A-Za-z0-9_]{1,32}, not "holdout"), got the key '
+                     .. options.show(k))
+    end
+    -- a weight: an integer, or a number or string that converts to one (as earlier versions took)
+    local wi = options.integer(math.tointeger(w) or w, field("variants", k), 1)
+    def.variants[#def.variants + 1] = { name = k, weight = wi }
+    def.variant_set[k] = true
+    def.variant_total = def.variant_total + wi
   end
-  local where = ("journey.define '%s'"):format(name)
-  if defs[name] then fail("%s: a journey with this name is already defined", where) end
-  check_keys(spec, JOURNEY_KEYS, where)
+  table.sort(def.variants, function(a, b) return a.name < b.name end)
+end
+
+local function check_name(v, path)
+  return options.matching(v, path, "^[a-z0-9_]+$", 56, "a journey name of 1-56 bytes of [a-z0-9_]")
+end
+
+local function build(spec)
+  local name = options.definition(spec, JOURNEY_KEYS, defs, check_name)
   local def = { name = name, attr = "_journey." .. name, timer = "journey." .. name,
                 steps_by_name = {}, wait_types = {} }
-  if not is_event_type(spec.enter) then
-    fail("%s: enter is required, an event type matching [a-z0-9_.]{1,64}, got %s", where, tostring(spec.enter))
-  end
-  def.enter = spec.enter
-  def.exits = type_list(spec.exit, where .. ": exit")
-  def.goals = type_list(spec.goal, where .. ": goal")
+  def.enter = options.event_type(spec.enter, "enter")
+  def.exits = spec.exit == nil and {} or options.event_types(spec.exit, "exit")
+  def.goals = spec.goal == nil and {} or options.event_types(spec.goal, "goal")
   def.exit_set, def.goal_set = {}, {}
   for _, t in ipairs(def.exits) do def.exit_set[t] = true end
-  for _, t in ipairs(def.goals) do
-    if def.exit_set[t] then fail("%s: goal '%s' is also an exit event", where, t) end
+  for i, t in ipairs(def.goals) do
+    if def.exit_set[t] then
+      options.fail(type(spec.goal) == "string" and "goal" or index("goal", i), "an event type that is not also an exit", t)
+    end
     def.goal_set[t] = true
   end
-  if def.exit_set[def.enter] then fail("%s: enter '%s' is also an exit event", where, def.enter) end
-  if spec.exit_on_goal ~= nil and type(spec.exit_on_goal) ~= "boolean" then fail("%s: exit_on_goal must be true or false", where) end
+  if def.exit_set[def.enter] then options.fail("enter", "an event type that is not also an exit", def.enter) end
+  if spec.exit_on_goal ~= nil then options.boolean(spec.exit_on_goal, "exit_on_goal") end
   def.exit_on_goal = spec.exit_on_goal ~= false
-  if spec.reenter ~= nil and type(spec.reenter) ~= "boolean" then fail("%s: reenter must be true or false", where) end
+  if spec.reenter ~= nil then options.boolean(spec.reenter, "reenter") end
   def.reenter = spec.reenter == true
   local ho = spec.holdout
   if ho == nil then ho = 0 end
-  if type(ho) ~= "number" or ho < 0 or ho > 100 then fail("%s: holdout must be a percent from 0 to 100, got %s", where, tostring(spec.holdout)) end
-  def.holdout = ho
+  def.holdout = options.number(ho, "holdout", 0, 100)
   def.holdout_bp = math.floor(ho * 100 + 0.5)
-  if spec.variants ~= nil then
-    if type(spec.variants) ~= "table" or next(spec.variants) == nil then
-      fail("%s: variants must be a table of weights such as { A = 50, B = 50 }", where)
-    end
-    def.variants, def.variant_set, def.variant_total = {}, {}, 0
-    for k, w in pairs(spec.variants) do
-      if type(k) ~= "string" or not k:match("^[A-Za-z0-9_]+$") or #k > 32 or k == "holdout" then
-        fail("%s: variant name %s must match [A-Za-z0-9_]{1,32} and not be \"holdout\"", where, tostring(k))
-      end
-      local wi = math.tointeger(w)
-      if not wi or wi <= 0 then fail("%s: variants.%s must be a positive integer weight, got %s", where, k, tostring(w)) end
-      def.variants[#def.variants + 1] = { name = k, weight = wi }
-      def.variant_set[k] = true
-      def.variant_total = def.variant_total + wi
-    end
-    table.sort(def.variants, function(a, b) return a.name < b.name end)
-  end
-  if type(spec.steps) ~= "table" or #spec.steps == 0 then fail("%s: steps must be a non-empty list", where) end
-  def.steps = build_steps(def, spec.steps, where .. ": steps", nil, false)
-  for t in pairs(def.wait_types) do
-    if def.exit_set[t] then fail("%s: wait event '%s' is also an exit event (the run would end first)", where, t) end
-  end
+  if spec.variants ~= nil then build_variants(def, spec.variants) end
+  if type(spec.steps) ~= "table" or #spec.steps == 0 then options.fail("steps", "a non-empty list of steps", spec.steps) end
+  def.steps = build_steps(def, spec.steps, "steps", nil, false)
   return def
 end
 
@@ -540,8 +465,7 @@ end
 -- ---------------------------------------------------------------- public
 
 function journey.define(spec)
-  local ok, def = pcall(build, spec)
-  if not ok then error(def, 2) end
+  local def = options.checked("journey.define", build, spec)
   local types, seen = {}, {}
   local function add(t)
     if not seen[t] then seen[t] = true types[#types + 1] = t end
@@ -553,15 +477,12 @@ function journey.define(spec)
   for t in pairs(def.wait_types) do waits[#waits + 1] = t end
   table.sort(waits)
   for _, t in ipairs(waits) do add(t) end
-  local ok2, err = pcall(function()
+  options.declare("journey.define", nil, function()
     for _, t in ipairs(types) do
       hearth.on(t, function(m, ev) on_event(def, m, ev) end)
     end
     hearth.on(def.timer, function(m, ev) on_timer(def, m, ev) end)
   end)
-  if not ok2 then
-    error(("journey.define '%s': call it at the top level of a script, while the scripts load (%s)"):format(def.name, tostring(err)), 2)
-  end
   defs[def.name] = def
   -- a deferred send judged after the run was stopped (exit or goal) never goes out
   caps.guard(def.name, function(m, o)

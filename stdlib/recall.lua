@@ -73,24 +73,19 @@ local M = {}
 
 local defs = {}
 
-local function fail(msg) error(msg, 0) end
-
+local options = require "options"
 local reward = require "reward"
 
-local function check_actions(r, what)
+local function check_actions(r, path)
   if r == nil then return nil end
-  return reward.check(r, what)
+  return reward.check(r, path)
 end
 
 local function has_actions(r) return r and (r.points or r.send or r.task or r.tag) and true or false end
 
-local function check_duration(v, what, default)
+local function check_duration(v, path, default, min)
   if v == nil then v = default end
-  local ok, secs = pcall(hearth.duration, v)
-  if not ok or math.type(secs) ~= "integer" or secs < 0 then
-    fail(string.format("option '%s' must be a duration like \"30d\" (or seconds)", what))
-  end
-  return secs
+  return options.duration(v, path, min)
 end
 
 local function count(def, metric, opts)
@@ -193,53 +188,48 @@ local function on_friend_deleted(def, m, ev)
        def.name .. ": friend deleted")
 end
 
+local KNOWN = { name = true, active = true, sleeping_after = true, churned_after = true, on_sleeping = true,
+                on_churned = true, on_friend_deleted = true, success_within = true }
+
+local function check_name(v, path)
+  return options.matching(v, path, "^[a-z0-9_]+$", 40, "a name of 1-40 bytes of [a-z0-9_] (it names timer event types)")
+end
+
 local function build(o)
-  if type(o) ~= "table" then fail("expects a table of options") end
-  local known = { name = true, active = true, sleeping_after = true, churned_after = true, on_sleeping = true,
-                  on_churned = true, on_friend_deleted = true, success_within = true }
-  for k in pairs(o) do
-    if not known[k] then fail("unknown option '" .. tostring(k) .. "'") end
-  end
-  local name = o.name
-  if type(name) ~= "string" or not name:match("^[a-z0-9_]+$") or #name > 40 then
-    fail("option 'name' is required: 1-40 bytes of [a-z0-9_] (it names timer event types)")
-  end
-  if defs[name] then fail("name '" .. name .. "' is already defined") end
+  local name = options.definition(o, KNOWN, defs, check_name)
   local def = { name = name, t_sleeping = "recall." .. name .. ".sleeping", t_churned = "recall." .. name .. ".churned" }
   local active = o.active == nil and { "order.paid", "checkin", "message.replied" } or o.active
-  if type(active) == "string" then active = { active } end
-  if type(active) ~= "table" or #active == 0 then fail("option 'active' must be a list of event types") end
+  active = options.event_types(active, "active")
+  if #active == 0 then options.fail("active", "a non-empty list of event types", o.active) end
   def.active = {}
   local seen = {}
   for i, t in ipairs(active) do
-    if type(t) ~= "string" or not t:match("^[a-z0-9_.]+$") or #t > 64 then
-      fail(string.format("option 'active[%d]' must be an event type ([a-z0-9_.]{1,64})", i))
-    end
-    if t:match("^recall%.") then fail(string.format("option 'active[%d]' cannot be a recall timer type", i)) end
+    if t:match("^recall%.") then options.fail(options.index("active", i), "an event type outside the module's own recall.*", t) end
     if not seen[t] then seen[t] = true; def.active[#def.active + 1] = t end
   end
-  def.sleeping_after = check_duration(o.sleeping_after, "sleeping_after", "30d")
-  if def.sleeping_after <= 0 then fail("option 'sleeping_after' must be > 0") end
+  def.sleeping_after = check_duration(o.sleeping_after, "sleeping_after", "30d", 1)
   if o.churned_after ~= false then
-    def.churned_after = check_duration(o.churned_after, "churned_after", "90d")
-    if def.churned_after <= def.sleeping_after then fail("option 'churned_after' must be longer than 'sleeping_after'") end
+    def.churned_after = check_duration(o.churned_after, "churned_after", "90d", 0)
+    if def.churned_after <= def.sleeping_after then
+      options.fail("churned_after", "a duration longer than 'sleeping_after'", o.churned_after == nil and "90d" or o.churned_after)
+    end
   end
-  def.success_within = check_duration(o.success_within, "success_within", "14d")
+  def.success_within = check_duration(o.success_within, "success_within", "14d", 0)
   def.on_sleeping = check_actions(o.on_sleeping, "on_sleeping")
   def.on_churned = check_actions(o.on_churned, "on_churned")
   def.on_friend_deleted = check_actions(o.on_friend_deleted, "on_friend_deleted")
-  if o.on_churned ~= nil and not def.churned_after then fail("option 'on_churned' needs 'churned_after'") end
+  if o.on_churned ~= nil and not def.churned_after then options.reject("on_churned", "needs option 'churned_after'") end
   def.caps = require "caps"
   return def
 end
 
 function M.define(o)
-  local ok, def = pcall(build, o)
-  if not ok then error("recall.define: " .. tostring(def), 2) end
+  local def = options.checked("recall.define", build, o)
+  options.declare("recall.define", nil, hearth.on, def.active[1], function(m, ev) on_active(def, m, ev) end)
   defs[def.name] = def
   local joined_active = false
-  for _, t in ipairs(def.active) do
-    hearth.on(t, function(m, ev) on_active(def, m, ev) end)
+  for i, t in ipairs(def.active) do
+    if i > 1 then hearth.on(t, function(m, ev) on_active(def, m, ev) end) end
     if t == "member.joined" then joined_active = true end
   end
   if not joined_active then hearth.on("member.joined", function(m, ev) on_join(def, m, ev) end) end

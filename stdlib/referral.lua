@@ -90,8 +90,7 @@ local defs = {}
 
 -- ---- option checks ----
 
-local function fail(msg) error(msg, 0) end
-
+local options = require "options"
 local reward = require "reward"
 
 local function check_reward(r, what) return reward.check(r, what) end
@@ -312,42 +311,23 @@ end
 
 -- ---- API ----
 
+local KNOWN = { name = true, reward_on = true, reward = true, invitee_reward = true, tiers = true,
+                max_per_day = true }
+
 local function build(o)
-  if type(o) ~= "table" then fail("expects a table of options") end
-  local known = { name = true, reward_on = true, reward = true, invitee_reward = true, tiers = true,
-                  max_per_day = true }
-  for k in pairs(o) do
-    if not known[k] then fail("unknown option '" .. tostring(k) .. "'") end
-  end
-  local name = o.name
-  if type(name) ~= "string" or not name:match("^[A-Za-z0-9_.%-]+$") or #name > 64 then
-    fail("option 'name' is required: 1-64 bytes of [A-Za-z0-9_.-]")
-  end
-  if defs[name] then fail("name '" .. name .. "' is already defined") end
+  local name = options.definition(o, KNOWN, defs)
   local def = { name = name }
-  def.reward_on = o.reward_on == nil and "order.paid" or o.reward_on
-  if type(def.reward_on) ~= "string" or not def.reward_on:match("^[a-z0-9_.]+$") or #def.reward_on > 64 then
-    fail("option 'reward_on' must be an event type ([a-z0-9_.]{1,64})")
+  def.reward_on = options.event_type(o.reward_on == nil and "order.paid" or o.reward_on, "reward_on")
+  if def.reward_on:match("^referral%.") then
+    options.fail("reward_on", "an event type outside the module's own referral.*", def.reward_on)
   end
-  if def.reward_on:match("^referral%.") then fail("option 'reward_on' cannot be one of the module's own event types") end
   def.reward = check_reward(o.reward == nil and {} or o.reward, "reward")
   if o.invitee_reward ~= nil then def.invitee_reward = check_reward(o.invitee_reward, "invitee_reward") end
   def.tiers = {}
   if o.tiers ~= nil then
-    if type(o.tiers) ~= "table" then fail("option 'tiers' must be a table: invitees = reward") end
-    for n, r in pairs(o.tiers) do
-      if math.type(n) ~= "integer" or n < 1 then
-        fail("option 'tiers' keys must be numbers of invitees (integers >= 1), got " .. tostring(n))
-      end
-      def.tiers[n] = check_reward(r, "tiers[" .. n .. "]")
-    end
+    def.tiers = options.by_count(o.tiers, "tiers", "{ [invitees] = reward }", "numbers of invitees", check_reward)
   end
-  if o.max_per_day ~= nil then
-    if math.type(o.max_per_day) ~= "integer" or o.max_per_day < 1 then
-      fail("option 'max_per_day' must be an integer >= 1")
-    end
-    def.max_per_day = o.max_per_day
-  end
+  if o.max_per_day ~= nil then def.max_per_day = options.integer(o.max_per_day, "max_per_day", 1) end
   def.caps = require "caps"
   return def
 end
@@ -359,10 +339,9 @@ local function for_me(def, fn)
 end
 
 function M.define(o)
-  local ok, def = pcall(build, o)
-  if not ok then error("referral.define: " .. tostring(def), 2) end
+  local def = options.checked("referral.define", build, o)
+  options.declare("referral.define", nil, hearth.on, "member.joined", function(m, ev) on_joined(def, m, ev) end)
   defs[def.name] = def
-  hearth.on("member.joined", function(m, ev) on_joined(def, m, ev) end)
   if def.reward_on ~= "member.joined" then
     hearth.on(def.reward_on, function(m, ev) on_reward_event(def, m, ev) end)
   end

@@ -2,35 +2,31 @@
 -- (streak milestones, referral rewards, recall stages):
 --   { points = n, send = "template", task = "text", tag = "tag", staff = "owner",
 --     vars = { ... }, category = "marketing" | "service" }
--- reward.check(r, what [, extra]) validates one such table for the option named `what`
--- and returns it; `extra` lists module-specific fields to allow (the module checks them).
--- Errors are plain messages (error level 0) naming the option and the field.
+-- reward.check(r, path [, extra]) validates one such table for the option at `path`
+-- ("milestones[7]") and returns it; `extra` lists module-specific fields to allow (the
+-- module checks them). Errors are the messages of options.lua (error level 0).
+local options = require "options"
+
 local M = {}
 
-local common = { points = true, send = true, task = true, tag = true, vars = true,
+local COMMON = { points = true, send = true, task = true, tag = true, vars = true,
                  category = true, staff = true }
 
-local function fail(msg) error(msg, 0) end
-
-function M.check(r, what, extra)
-  if type(r) ~= "table" then fail(string.format("option '%s' must be a table", what)) end
-  for k in pairs(r) do
-    if not common[k] and not (extra and extra[k]) then
-      fail(string.format("option '%s' has an unknown field '%s'", what, tostring(k)))
-    end
+function M.check(r, path, extra)
+  options.table(r, path)
+  local allowed = COMMON
+  if extra then
+    allowed = {}
+    for k in pairs(COMMON) do allowed[k] = true end
+    for k in pairs(extra) do allowed[k] = true end
   end
-  if r.points ~= nil and (math.type(r.points) ~= "integer" or r.points <= 0) then
-    fail(string.format("option '%s.points' must be an integer > 0", what))
-  end
+  options.known(r, allowed, path)
+  if r.points ~= nil then options.integer(r.points, options.field(path, "points"), 1) end
   for _, k in ipairs { "send", "task", "tag", "staff" } do
-    if r[k] ~= nil and (type(r[k]) ~= "string" or r[k] == "") then
-      fail(string.format("option '%s.%s' must be a non-empty string", what, k))
-    end
+    if r[k] ~= nil then options.string(r[k], options.field(path, k)) end
   end
-  if r.vars ~= nil and type(r.vars) ~= "table" then fail(string.format("option '%s.vars' must be a table", what)) end
-  if r.category ~= nil and r.category ~= "marketing" and r.category ~= "service" then
-    fail(string.format("option '%s.category' must be \"marketing\" or \"service\"", what))
-  end
+  if r.vars ~= nil then options.table(r.vars, options.field(path, "vars")) end
+  if r.category ~= nil then options.enum(r.category, options.field(path, "category"), { "marketing", "service" }) end
   return r
 end
 

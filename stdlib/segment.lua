@@ -67,6 +67,8 @@ Definitions and the choices where the SPEC is silent:
            5. stable        otherwise (a repeat buyer of some standing, still active)
 ]==]
 
+local options = require "options"
+
 local M = {}
 
 local LAST, FIRST = "_segment.last_order", "_segment.first_order"
@@ -112,9 +114,10 @@ function M.last_order_at(m)
   return nil
 end
 
-local function now_of(t)
+-- t.now (epoch seconds, raising an option error at level 0 naming `path`) or hearth.now().
+local function now_of(t, path)
   if t and t.now ~= nil then
-    if type(t.now) ~= "number" then error("now must be epoch seconds", 0) end
+    if type(t.now) ~= "number" then options.fail(path, "epoch seconds", t.now) end
     return t.now
   end
   return hearth.now()
@@ -127,14 +130,14 @@ end
 local function need(th, k, min, fn, strict)
   local v = th[k]
   if type(v) ~= "number" or v ~= v or v < min or (strict and v == min) then
-    error(fn .. ": thresholds." .. k .. " must be a number " .. (strict and ">" or ">=") .. " " .. min, 4)
+    error(fn .. ": " .. options.message("thresholds." .. k, "a number " .. (strict and ">" or ">=") .. " " .. min, v), 4)
   end
   return v
 end
 
 local function check_th(th, fn, with_r)
   if type(th) ~= "table" then
-    error(fn .. ": expects thresholds { recency_days =, frequency =, monetary = }", 3)
+    error(fn .. ": " .. options.message("thresholds", "a table { recency_days =, frequency =, monetary = }", th), 3)
   end
   local r = with_r and need(th, "recency_days", 0, fn) or nil
   return r, need(th, "frequency", 0, fn, true), need(th, "monetary", 0, fn)
@@ -151,8 +154,8 @@ local RFM = {
 function M.rfm(m, th)
   check_member(m, "segment.rfm")
   local rd, fq, mo = check_th(th, "segment.rfm", true)
-  local ok, now = pcall(now_of, th)
-  if not ok then error("segment.rfm: thresholds." .. now, 2) end
+  local ok, now = pcall(now_of, th, "thresholds.now")
+  if not ok then error("segment.rfm: " .. tostring(now), 2) end
   local last = M.last_order_at(m)
   local r = last ~= nil and days_between(last, now) <= rd
   local f = (tonumber(field(m, "orders")) or 0) >= fq
@@ -177,31 +180,30 @@ end
 
 local LC_DEFAULTS = { churned_days = 180, decline_days = 60, stable_orders = 3, stable_days = 90 }
 
+local LC_KNOWN = { churned_days = 1, decline_days = 1, stable_orders = 1, stable_days = 1, by = 1, now = 1 }
+
 local function lifecycle_opts(o)
-  if o ~= nil and type(o) ~= "table" then error("options must be a table", 0) end
+  if o ~= nil then options.spec(o) end
   o = o or {}
+  options.known(o, LC_KNOWN, "")
   local r = {}
   for k, dflt in pairs(LC_DEFAULTS) do
     local v = o[k]
     if v == nil then v = dflt end
-    if type(v) ~= "number" or v ~= v or v < 0 then error("option '" .. k .. "' must be a number >= 0", 0) end
-    r[k] = v
+    r[k] = options.number(v, k, 0)
   end
-  for k in pairs(o) do
-    if LC_DEFAULTS[k] == nil and k ~= "by" and k ~= "now" then error("unknown option '" .. tostring(k) .. "'", 0) end
+  if r.decline_days > r.churned_days then
+    options.fail("decline_days", "at most 'churned_days' (" .. r.churned_days .. ")", r.decline_days)
   end
-  if r.decline_days > r.churned_days then error("option 'decline_days' must not exceed 'churned_days'", 0) end
-  r.by = o.by or "activity"
-  if r.by ~= "activity" and r.by ~= "order" then error("option 'by' must be \"activity\" or \"order\"", 0) end
-  r.now = now_of(o)
+  r.by = options.enum(o.by or "activity", "by", { "activity", "order" })
+  r.now = now_of(o, "now")
   return r
 end
 
 --- Lifecycle stage of the member.
 function M.lifecycle(m, opts)
   check_member(m, "segment.lifecycle")
-  local ok, o = pcall(lifecycle_opts, opts)
-  if not ok then error("segment.lifecycle: " .. tostring(o), 2) end
+  local o = options.checked("segment.lifecycle", lifecycle_opts, opts)
   local orders = tonumber(field(m, "orders")) or 0
   local joined = field(m, "joined_at")
   if type(joined) ~= "number" then joined = nil end
@@ -242,12 +244,16 @@ local function retag(m, prefix, class, opts, fn)
 end
 
 local function tag_opts(opts, default_prefix, fn)
-  if opts ~= nil and type(opts) ~= "table" then error(fn .. ": opts must be a table", 3) end
+  if opts ~= nil and type(opts) ~= "table" then error(fn .. ": " .. options.message("opts", "a table", opts), 3) end
   opts = opts or {}
   local p = opts.prefix or default_prefix
-  if type(p) ~= "string" or #p == 0 or #p > 64 then error(fn .. ": opts.prefix must be a string of 1-64 bytes", 3) end
+  if type(p) ~= "string" or #p == 0 or #p > 64 then
+    error(fn .. ": " .. options.message("opts.prefix", "a string of 1-64 bytes", p), 3)
+  end
   for _, k in ipairs { "key", "campaign", "step" } do
-    if opts[k] ~= nil and type(opts[k]) ~= "string" then error(fn .. ": opts." .. k .. " must be a string", 3) end
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      error(fn .. ": " .. options.message("opts." .. k, "a string", opts[k]), 3)
+    end
   end
   return opts, p
 end
@@ -271,8 +277,7 @@ end
 function M.tag_lifecycle(m, lopts, opts)
   local o, p = tag_opts(opts, "lifecycle:", "segment.tag_lifecycle")
   check_member(m, "segment.tag_lifecycle")
-  local ok, err = pcall(lifecycle_opts, lopts)
-  if not ok then error("segment.tag_lifecycle: " .. tostring(err), 2) end
+  options.checked("segment.tag_lifecycle", lifecycle_opts, lopts)
   local class = M.lifecycle(m, lopts)
   return class, retag(m, p, class, o, "segment.tag_lifecycle")
 end

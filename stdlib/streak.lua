@@ -130,31 +130,21 @@ M._parse_date = parse_date
 
 -- ---- option checks ----
 
-local function fail(msg) error(msg, 0) end
-
-local function check_count(v, what, min)
-  if v == nil then return 0 end
-  if math.type(v) ~= "integer" or v < min then
-    fail(string.format("option '%s' must be an integer >= %d", what, min))
-  end
-  return v
-end
-
+local options = require "options"
 local reward = require "reward"
 
-local function check_reward(r, what, makeup)
-  reward.check(r, what, { card = true })
-  if r.card ~= nil then
-    if math.type(r.card) ~= "integer" or r.card <= 0 then fail(string.format("option '%s.card' must be an integer > 0", what)) end
-    if not makeup then fail(string.format("option '%s.card' needs the 'makeup' option", what)) end
-  end
+local function check_count(v, path, min)
+  if v == nil then return 0 end
+  return options.integer(v, path, min)
 end
 
-local function check_type(v, what)
-  if type(v) ~= "string" or not v:match("^[a-z0-9_.]+$") or #v > 64 then
-    fail(string.format("option '%s' must be an event type ([a-z0-9_.]{1,64})", what))
+local function check_reward(r, path, makeup)
+  reward.check(r, path, { card = true })
+  if r.card ~= nil then
+    options.integer(r.card, options.field(path, "card"), 1)
+    if not makeup then options.reject(options.field(path, "card"), "needs option 'makeup'") end
   end
-  return v
+  return r
 end
 
 -- ---- state ----
@@ -320,59 +310,46 @@ end
 
 -- ---- API ----
 
+local KNOWN = { name = true, event = true, points = true, first_bonus = true, milestones = true, makeup = true }
+local MAKEUP_KNOWN = { use = true, grant = true, points = true, max_cards = true }
+
 local function build(o)
-  if type(o) ~= "table" then fail("expects a table of options") end
-  local known = { name = true, event = true, points = true, first_bonus = true, milestones = true, makeup = true }
-  for k in pairs(o) do
-    if not known[k] then fail("unknown option '" .. tostring(k) .. "'") end
-  end
-  local name = o.name
-  if type(name) ~= "string" or not name:match("^[A-Za-z0-9_.%-]+$") or #name > 64 then
-    fail("option 'name' is required: 1-64 bytes of [A-Za-z0-9_.-]")
-  end
-  if defs[name] then fail("name '" .. name .. "' is already defined") end
+  local name = options.definition(o, KNOWN, defs)
   local def = { name = name }
-  def.event = check_type(o.event == nil and "checkin" or o.event, "event")
+  def.event = options.event_type(o.event == nil and "checkin" or o.event, "event")
   def.points = check_count(o.points, "points", 0)
   def.first_bonus = check_count(o.first_bonus, "first_bonus", 0)
   if o.makeup ~= nil and o.makeup ~= false then
     local mk = o.makeup == true and {} or o.makeup
-    if type(mk) ~= "table" then fail("option 'makeup' must be true or a table") end
-    for k in pairs(mk) do
-      if k ~= "use" and k ~= "grant" and k ~= "points" and k ~= "max_cards" then
-        fail("option 'makeup' has an unknown field '" .. tostring(k) .. "'")
-      end
-    end
+    if type(mk) ~= "table" then options.fail("makeup", "true or a table", o.makeup) end
+    options.known(mk, MAKEUP_KNOWN, "makeup")
     def.makeup = {
-      use = check_type(mk.use == nil and def.event .. ".makeup" or mk.use, "makeup.use"),
-      grant = check_type(mk.grant == nil and def.event .. ".card" or mk.grant, "makeup.grant"),
+      use = options.event_type(mk.use == nil and def.event .. ".makeup" or mk.use, "makeup.use"),
+      grant = options.event_type(mk.grant == nil and def.event .. ".card" or mk.grant, "makeup.grant"),
       points = check_count(mk.points, "makeup.points", 0),
       max_cards = mk.max_cards ~= nil and check_count(mk.max_cards, "makeup.max_cards", 1) or nil,
     }
-    if def.makeup.use == def.event or def.makeup.grant == def.event or def.makeup.use == def.makeup.grant then
-      fail("options 'event', 'makeup.use' and 'makeup.grant' must be different event types")
+    if def.makeup.use == def.event or def.makeup.use == def.makeup.grant then
+      options.fail("makeup.use", "an event type other than 'event' and 'makeup.grant'", def.makeup.use)
+    end
+    if def.makeup.grant == def.event then
+      options.fail("makeup.grant", "an event type other than 'event' and 'makeup.use'", def.makeup.grant)
     end
   end
   def.milestones = {}
   if o.milestones ~= nil then
-    if type(o.milestones) ~= "table" then fail("option 'milestones' must be a table: length = reward") end
-    for length, r in pairs(o.milestones) do
-      if math.type(length) ~= "integer" or length < 1 then
-        fail("option 'milestones' keys must be streak lengths (integers >= 1), got " .. tostring(length))
-      end
-      check_reward(r, "milestones[" .. length .. "]", def.makeup ~= nil)
-      def.milestones[length] = r
-    end
+    local makeup = def.makeup ~= nil
+    def.milestones = options.by_count(o.milestones, "milestones", "{ [length] = reward }", "streak lengths",
+                                      function(r, path) return check_reward(r, path, makeup) end)
   end
   def.caps = require "caps"
   return def
 end
 
 function M.define(o)
-  local ok, def = pcall(build, o)
-  if not ok then error("streak.define: " .. tostring(def), 2) end
+  local def = options.checked("streak.define", build, o)
+  options.declare("streak.define", nil, hearth.on, def.event, function(m, ev) on_checkin(def, m, ev) end)
   defs[def.name] = def
-  hearth.on(def.event, function(m, ev) on_checkin(def, m, ev) end)
   if def.makeup then
     hearth.on(def.makeup.use, function(m, ev) on_makeup(def, m, ev) end)
     hearth.on(def.makeup.grant, function(m, ev) on_grant(def, m, ev) end)

@@ -97,146 +97,101 @@ local order = {}      -- names in definition order
 local caps = require "caps"  -- at load time: caps registers its timer handler then
 
 
-local NAME_PAT = "^[%w_%.%-]+$"
+local options = require "options"
+local field, index = options.field, options.index
 
-local function check_name(v, what)
-  if type(v) ~= "string" or #v == 0 or #v > 64 or not v:match(NAME_PAT) then
-    error(what .. " must be a string of 1-64 letters, digits, '_', '.' or '-'", 0)
-  end
-end
-
-local function check_duration(v, what)
+local function check_duration(v, path)
   if v == nil then return nil end
-  if type(v) ~= "string" and math.type(v) ~= "integer" then
-    error(what .. " must be a duration such as \"365d\"", 0)
-  end
-  local ok, secs = pcall(hearth.duration, v)
-  if not ok or secs <= 0 then error(what .. " must be a positive duration such as \"365d\"", 0) end
-  return secs
+  return options.duration(v, path, 1)
 end
 
-local function check_tags(v, what)
-  if v == nil then return nil end
-  if type(v) == "string" then v = { v } end
-  if type(v) ~= "table" then error(what .. " must be a tag or a list of tags", 0) end
-  for _, t in ipairs(v) do
-    if type(t) ~= "string" or #t == 0 or #t > 128 then error(what .. " must hold tags of 1-128 bytes", 0) end
-  end
-  return v
-end
-
-local function check_action_spec(spec, what)
-  if spec.send ~= nil and (type(spec.send) ~= "string" or #spec.send == 0) then
-    error(what .. ".send must be a template name", 0)
-  end
-  if spec.task ~= nil and (type(spec.task) ~= "string" or #spec.task == 0) then
-    error(what .. ".task must be a text", 0)
-  end
-  if spec.vars ~= nil and type(spec.vars) ~= "table" then error(what .. ".vars must be a table", 0) end
-  if spec.category ~= nil and spec.category ~= "marketing" and spec.category ~= "service" then
-    error(what .. ".category must be \"marketing\" or \"service\"", 0)
-  end
+-- send, task, vars, category of a level or of on_downgrade.
+local function check_action_spec(spec, path)
+  if spec.send ~= nil then options.string(spec.send, field(path, "send"), "a template name") end
+  if spec.task ~= nil then options.string(spec.task, field(path, "task"), "a non-empty text") end
+  if spec.vars ~= nil then options.table(spec.vars, field(path, "vars")) end
+  if spec.category ~= nil then options.enum(spec.category, field(path, "category"), { "marketing", "service" }) end
 end
 
 local KNOWN = { name = 1, by = 1, window = 1, levels = 1, tag_prefix = 1, attr = 1, review = 1,
   downgrade = 1, hold = 1, reward_once = 1, on_downgrade = 1, chunk = 1 }
 local LEVEL_KNOWN = { name = 1, min = 1, multiplier = 1, send = 1, task = 1, tag = 1, points = 1,
   vars = 1, category = 1 }
+local DOWNGRADE_KNOWN = { send = 1, task = 1, vars = 1, category = 1 }
+
+local function validate_level(d, l, path, prev)
+  options.table(l, path)
+  options.known(l, LEVEL_KNOWN, path)
+  options.name(l.name, field(path, "name"))
+  if d.index[l.name] then options.fail(field(path, "name"), "a level name not used before", l.name) end
+  options.number(l.min, field(path, "min"), 0)
+  if prev and l.min <= prev then options.fail(field(path, "min"), "greater than the previous level's (" .. prev .. ")", l.min) end
+  local mult = l.multiplier == nil and 1 or l.multiplier
+  options.number(mult, field(path, "multiplier"), 0, 100, true)
+  if l.points ~= nil then options.integer(l.points, field(path, "points"), 1) end
+  check_action_spec(l, path)
+  local lv = { name = l.name, min = l.min, multiplier = mult, send = l.send, task = l.task,
+    tags = l.tag ~= nil and options.tags(l.tag, field(path, "tag")) or nil, points = l.points, vars = l.vars,
+    category = l.category, tag = d.tag_prefix .. l.name }
+  if #lv.tag > 128 then
+    options.fail(field(path, "name"), "short enough for the tier tag '" .. lv.tag .. "' to fit 128 bytes", l.name)
+  end
+  return lv
+end
 
 local function validate(o)
-  if type(o) ~= "table" then error("expects a table of options", 0) end
-  for k in pairs(o) do
-    if not KNOWN[k] then error("unknown option '" .. tostring(k) .. "'", 0) end
-  end
-  check_name(o.name, "option 'name'")
-  if defs[o.name] then error("option 'name': tiers '" .. o.name .. "' is defined twice", 0) end
+  options.definition(o, KNOWN, defs)
   local d = { name = o.name }
-  d.by = o.by or "spend"
-  if d.by ~= "spend" and d.by ~= "orders" then error("option 'by' must be \"spend\" or \"orders\"", 0) end
-  d.window = check_duration(o.window, "option 'window'")
+  d.by = options.enum(o.by or "spend", "by", { "spend", "orders" })
+  d.window = check_duration(o.window, "window")
   if d.window then
     if d.window % 86400 ~= 0 then
-      error("option 'window' must be a whole number of days such as \"365d\" (the window counts local dates)", 0)
+      options.fail("window", 'a whole number of days like "365d" (the window counts local dates)', o.window)
     end
     d.window_days = d.window // 86400
   end
   d.tag_prefix = o.tag_prefix or "tier:"
   if type(d.tag_prefix) ~= "string" or #d.tag_prefix > 60 then
-    error("option 'tag_prefix' must be a string of at most 60 bytes", 0)
+    options.fail("tag_prefix", "a string of at most 60 bytes", o.tag_prefix)
   end
   d.attr = o.attr or "tier"
   if type(d.attr) ~= "string" or #d.attr == 0 or #d.attr > 128 or d.attr:sub(1, 1) == "_" then
-    error("option 'attr' must be an attribute name of 1-128 bytes not starting with '_'", 0)
+    options.fail("attr", "an attribute name of 1-128 bytes not starting with '_'", o.attr)
   end
   for _, other in pairs(defs) do
     if other.tag_prefix == d.tag_prefix then
-      error("option 'tag_prefix': '" .. d.tag_prefix .. "' is already used by tiers '" .. other.name .. "'", 0)
+      options.fail("tag_prefix", "a prefix no other tiers use (tiers '" .. other.name .. "' does)", d.tag_prefix)
     end
     if other.attr == d.attr then
-      error("option 'attr': '" .. d.attr .. "' is already used by tiers '" .. other.name .. "'", 0)
+      options.fail("attr", "an attribute no other tiers use (tiers '" .. other.name .. "' does)", d.attr)
     end
   end
-  if type(o.levels) ~= "table" or #o.levels == 0 then
-    error("option 'levels' must be a non-empty list of { name =, min = }", 0)
+  if type(o.levels) ~= "table" or #o.levels == 0 or #o.levels > 20 then
+    options.fail("levels", "a list of 1-20 levels { name =, min = }", o.levels)
   end
-  if #o.levels > 20 then error("option 'levels': at most 20 levels", 0) end
+  options.list(o.levels, "levels", "a list of 1-20 levels { name =, min = }")
   d.levels, d.index = {}, {}
   local prev
   for i, l in ipairs(o.levels) do
-    local what = "option 'levels'[" .. i .. "]"
-    if type(l) ~= "table" then error(what .. " must be a table", 0) end
-    for k in pairs(l) do
-      if not LEVEL_KNOWN[k] then error(what .. ": unknown field '" .. tostring(k) .. "'", 0) end
-    end
-    check_name(l.name, what .. ".name")
-    if d.index[l.name] then error(what .. ".name: level '" .. l.name .. "' appears twice", 0) end
-    if type(l.min) ~= "number" or l.min < 0 or l.min ~= l.min then
-      error(what .. ".min must be a number >= 0", 0)
-    end
-    if prev and l.min <= prev then error(what .. ".min must be greater than the previous level's", 0) end
+    local lv = validate_level(d, l, index("levels", i), prev)
+    lv.i = i
     prev = l.min
-    local mult = l.multiplier == nil and 1 or l.multiplier
-    if type(mult) ~= "number" or mult <= 0 or mult > 100 then
-      error(what .. ".multiplier must be a number in (0, 100]", 0)
-    end
-    if l.points ~= nil and (math.type(l.points) ~= "integer" or l.points <= 0) then
-      error(what .. ".points must be a positive integer", 0)
-    end
-    check_action_spec(l, what)
-    local lv = { name = l.name, min = l.min, multiplier = mult, send = l.send, task = l.task,
-      tags = check_tags(l.tag, what .. ".tag"), points = l.points, vars = l.vars, category = l.category,
-      tag = d.tag_prefix .. l.name, i = i }
-    if #lv.tag > 128 then error(what .. ".name: the tier tag '" .. lv.tag .. "' is over 128 bytes", 0) end
     d.levels[i] = lv
     d.index[l.name] = i
   end
-  d.downgrade = o.downgrade or "qualifying"
-  if d.downgrade ~= "qualifying" and d.downgrade ~= "one" then
-    error("option 'downgrade' must be \"qualifying\" or \"one\"", 0)
-  end
-  if o.review ~= nil and type(o.review) ~= "string" then
-    error("option 'review' must be a cron spec such as \"0 3 1 * *\"", 0)
-  end
+  d.downgrade = options.enum(o.downgrade or "qualifying", "downgrade", { "qualifying", "one" })
+  if o.review ~= nil then options.cron(o.review, "review") end
   d.review = o.review
-  d.hold = check_duration(o.hold, "option 'hold'")
-  if o.reward_once ~= nil and type(o.reward_once) ~= "boolean" then
-    error("option 'reward_once' must be true or false", 0)
-  end
+  d.hold = check_duration(o.hold, "hold")
+  if o.reward_once ~= nil then options.boolean(o.reward_once, "reward_once") end
   d.reward_once = o.reward_once ~= false
   if o.on_downgrade ~= nil then
-    if type(o.on_downgrade) ~= "table" then error("option 'on_downgrade' must be a table", 0) end
-    for k in pairs(o.on_downgrade) do
-      if k ~= "send" and k ~= "task" and k ~= "vars" and k ~= "category" then
-        error("option 'on_downgrade': unknown field '" .. tostring(k) .. "'", 0)
-      end
-    end
-    check_action_spec(o.on_downgrade, "option 'on_downgrade'")
+    options.table(o.on_downgrade, "on_downgrade")
+    options.known(o.on_downgrade, DOWNGRADE_KNOWN, "on_downgrade")
+    check_action_spec(o.on_downgrade, "on_downgrade")
   end
   d.on_downgrade = o.on_downgrade
-  d.chunk = o.chunk or 500
-  if math.type(d.chunk) ~= "integer" or d.chunk < 1 or d.chunk > 100000 then
-    error("option 'chunk' must be an integer in 1-100000", 0)
-  end
+  d.chunk = options.integer(o.chunk or 500, "chunk", 1, 100000)
   return d
 end
 
@@ -562,24 +517,11 @@ local function review(d)
   end
 end
 
-local function define_error(mod, what, err)
-  err = tostring(err)
-  if err:find("while the scripts load", 1, true) then
-    return mod .. ".define: call it at the top level of a script, while the scripts load"
-  end
-  return mod .. ".define: " .. what .. ": " .. (err:match("%((cron .*)%)$") or err)
-end
-
 --- Define a tier programme. Call at the top level of a campaign script.
 function M.define(o)
-  local ok, d = pcall(validate, o)
-  if not ok then error("tiers.define: " .. tostring(d), 2) end
-  if d.review then
-    local okc, err = pcall(hearth.cron, d.review, review(d))
-    if not okc then error(define_error("tiers", "option 'review'", err), 2) end
-  end
-  local okh, err = pcall(hearth.on, "order.paid", on_paid(d))
-  if not okh then error(define_error("tiers", "hearth.on", err), 2) end
+  local d = options.checked("tiers.define", validate, o)
+  if d.review then options.declare("tiers.define", "review", hearth.cron, d.review, review(d)) end
+  options.declare("tiers.define", nil, hearth.on, "order.paid", on_paid(d))
   hearth.on("order.refunded", on_refunded(d))
   hearth.on("member.joined", on_joined(d))
   defs[d.name] = d

@@ -329,6 +329,15 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         "c_runtime.lua": 'local t = {}\n\nerror("broken at load time")\n',
         "d_bad_api.lua": '\nhearth.on("Not A Type", function() end)\n',
         "e_good_test.lua": 'error("a *_test.lua file is not loaded by check")\n',
+        "f_shared_helpers.lua": 'error("a *_helpers.lua file is not loaded by check")\n',
+        "g_bad_option.lua": ('local journey = require "journey"\n'
+                             'journey.define {\n'
+                             '  name = "g", enter = "member.joined",\n'
+                             '  steps = { { name = "a", send = "x" }, { name = "b", after = "3x", send = "y" } },\n'
+                             '}\n'),
+        "h_bad_cron.lua": ('local tiers = require "tiers"\n\n'
+                           'tiers.define { name = "v", levels = { { name = "a", min = 1 } },\n'
+                           '  review = "0 25 1 * *" }\n'),
     }) as w:
         rc, out, err = w.check()
         eq(rc, 1, "check exit status (stdout %r, stderr %r)" % (out, err))
@@ -339,7 +348,8 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
             if m:
                 found[os.path.basename(m.group("file"))] = (m.group("file"), int(m.group("line")),
                                                             m.group("msg"))
-        eq(sorted(found), ["b_syntax.lua", "c_runtime.lua", "d_bad_api.lua"],
+        eq(sorted(found), ["b_syntax.lua", "c_runtime.lua", "d_bad_api.lua", "g_bad_option.lua",
+                        "h_bad_cron.lua"],
            "files reported (stderr %r)" % err)
         eq(found["b_syntax.lua"][:2], (w.script_path("b_syntax.lua"), 3), "syntax error file:line")
         eq(found["c_runtime.lua"][:2], (w.script_path("c_runtime.lua"), 3),
@@ -347,11 +357,19 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         contains(found["c_runtime.lua"][2], "broken at load time", "runtime error message")
         eq(found["d_bad_api.lua"][:2], (w.script_path("d_bad_api.lua"), 2), "API error file:line")
         contains(found["d_bad_api.lua"][2], "Not A Type", "API error message")
+        eq(found["g_bad_option.lua"][1:], (2, 'journey.define: option \'steps[2].after\' must be a duration '
+                                              'like "3d" or "1d12h", got "3x"'),
+           "a bad option: the define call's line, the option's path, what it must be, what it got")
+        eq(found["h_bad_cron.lua"][1:], (3, "tiers.define: option 'review' must be a five-field cron spec "
+                                            "(hour field: value 25 out of range 0-23), got \"0 25 1 * *\""),
+           "a cron spec the engine refuses: the define call's line and the engine's reason")
 
         # once fixed, the same folder checks ok and counts the handlers
         os.remove(w.script_path("b_syntax.lua"))
         os.remove(w.script_path("c_runtime.lua"))
         os.remove(w.script_path("d_bad_api.lua"))
+        os.remove(w.script_path("g_bad_option.lua"))
+        os.remove(w.script_path("h_bad_cron.lua"))
         w.write_script("b_more.lua", 'hearth.on("ok", function() end)\n'
                                      'hearth.on("*", function() end)\n')
         rc, out, err = w.check()
@@ -363,6 +381,49 @@ def test_check_reports_syntax_and_runtime_errors_with_file_and_line():
         rc, out, err = w.run("check", missing)
         eq(rc, 1, "check of a missing folder: exit status")
         contains(err, missing, "check of a missing folder names it")
+
+
+HELPERS = '''-- shared_helpers: what the tests share. Loaded as a campaign script (it is not) it
+-- would declare a handler tagging every "probe" member.
+if hearth then hearth.on("probe", function(m) m:tag("helper_ran_as_script") end) end
+return { join = function(t, id) t:event(id, "member.joined") end }
+'''
+
+
+def test_helpers_are_required_by_tests_and_never_loaded_as_scripts():
+    with Workspace({
+        "welcome.lua": 'hearth.on("member.joined", function(m) m:tag("welcomed") end)\n',
+        "shared_helpers.lua": HELPERS,
+        "welcome_test.lua": '''local helpers = require "shared_helpers"
+test("a helper required from the test; the helper is no campaign script", function(t)
+  t:at("2026-11-02T10:00:00+08:00")
+  helpers.join(t, "m-1")
+  t:expect_tag("m-1", "welcomed")
+  t:event("m-1", "probe")
+  t:expect_no_tag("m-1", "helper_ran_as_script")
+end)
+''',
+        "folder_test.lua": '''test("the whole folder loads without the helper", function(t)
+  t:at("2026-11-02T10:00:00+08:00")
+  t:event("m-1", "probe")
+  t:expect_no_tag("m-1", "helper_ran_as_script")
+  t:expect_tag("m-1", "welcomed_too")
+end)
+''',
+        "zz_more.lua": 'hearth.on("probe", function(m) m:tag("welcomed_too") end)\n',
+        "use_test.lua": '''use("welcome.lua", "shared_helpers.lua")
+test("never runs", function(t) end)
+''',
+    }) as w:
+        rc, out, err = w.run("test", w.script_path("welcome_test.lua"), w.script_path("folder_test.lua"))
+        eq(rc, 0, "tests requiring a helper pass (stdout %r, stderr %r)" % (out, err))
+        contains(out, "2 passed, 0 failed", "both cases ran")
+        rc, out, err = w.run("test", w.script_path("use_test.lua"))
+        eq(rc, 1, "use() of a helper fails the test file (stdout %r)" % out)
+        contains(out, 'use("shared_helpers.lua"): a *_helpers.lua file is a test helper', "use() refusal")
+        rc, out, err = w.check()
+        eq((rc, out.strip()), (0, "%s: ok: 2 handlers, 0 cron entries, 0 channels" % w.scripts),
+           "check loads welcome.lua and zz_more.lua only (stderr %r)" % err)
 
 
 def test_import_refuses_to_start_with_a_broken_script():

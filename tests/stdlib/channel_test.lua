@@ -118,26 +118,35 @@ test("a member who ordered before joining is attributed but not a conversion", f
   t:eq(st.counted, 30, "spend after joining counts")
 end)
 
-test("define validates its options and names them", function(t)
+test("define validates its options: the path, what it must be, what it got", function(t)
   t:at(T0)
   local function err(code)
     return t:eval("local ok, e = pcall(require('channel').define, " .. code .. ") return tostring(e)")
   end
   local cases = {
-    { "{ welcome = {} }", "option 'name'" },
-    { "{ name = 'channels', tag_prefix = 'x:' }", "defined twice" },
-    { "{ name = 'x', tag_prefix = 'channel:' }", "option 'tag_prefix'" },
-    { "{ name = 'x', tag_prefix = 'x:', welcome = { poster = 3 } }", "option 'welcome'" },
-    { "{ name = 'x', tag_prefix = 'x:', category = 'loud' }", "option 'category'" },
-    { "{ name = 'x', tag_prefix = 'x:', unknown = 'a b' }", "option 'unknown'" },
-    { "{ name = 'x', tag_prefix = 'x:', welcome_rejoin = 'no' }", "option 'welcome_rejoin'" },
-    { "{ name = 'x', tag_prefix = 'x:', greeting = 'hi' }", "unknown option 'greeting'" },
-    { "{ name = 'x', tag_prefix = 'x:' }", "at the top level of a script" },
+    { "{ welcome = {} }",
+      "option 'name' must be a name of 1-64 letters, digits, '_', '.' or '-', got nil" },
+    { "{ name = 'channels', tag_prefix = 'x:' }",
+      "option 'name' must be a name no other definition uses (it is defined twice), got \"channels\"" },
+    { "{ name = 'x', tag_prefix = 'channel:' }",
+      "option 'tag_prefix' must be a prefix no other definition uses ('channels' does), got \"channel:\"" },
+    { "{ name = 'x', tag_prefix = 'x:', welcome = { poster = 3 } }",
+      "option 'welcome.poster' must be a template name of 1-128 bytes, got 3" },
+    { "{ name = 'x', tag_prefix = 'x:', category = 'loud' }",
+      "option 'category' must be \"service\" or \"marketing\", got \"loud\"" },
+    { "{ name = 'x', tag_prefix = 'x:', unknown = 'a b' }",
+      "option 'unknown' must be a channel name of 1-64 letters, digits, '_', '.', '-' or ':', got \"a b\"" },
+    { "{ name = 'x', tag_prefix = 'x:', welcome_rejoin = 'no' }",
+      "option 'welcome_rejoin' must be true or false, got \"no\"" },
+    { "{ name = 'x', tag_prefix = 'x:', greeting = 'hi' }",
+      "option 'greeting' is unknown (known: category, name, tag_prefix, unknown, vars, welcome, welcome_rejoin)" },
+    { "{ name = 'x', tag_prefix = 'x:' }",
+      "call it at the top level of a script, while the scripts load" },
   }
   for _, c in ipairs(cases) do
     local e = err(c[1])
-    if not e:find(c[2], 1, true) or not e:find("channel.define", 1, true) then
-      error(("define %s: expected an error about %s, got %s"):format(c[1], c[2], e))
+    if e ~= "channel.define: " .. c[2] then
+      error(("define %s: expected the error %q, got %s"):format(c[1], "channel.define: " .. c[2], e))
     end
   end
 end)

@@ -2,23 +2,8 @@
 -- variant and for the hold-out (journey_ab.lua). 2026-11-02 is a Monday, zone +08:00.
 use("journey_ab.lua")
 
-local function state(t, member, name)
-  return t:member(member).attrs["_journey." .. name]
-end
-
--- First member id m-1, m-2, ... that journey `name` assigns to `want` ("holdout", "A", ...).
-local function find(t, name, want, skip)
-  return t:eval(([[
-    local j = require "journey"
-    local n = 0
-    for i = 1, 5000 do
-      local id = "m-" .. i
-      if j.assign(%q, id) == %q then
-        n = n + 1
-        if n > %d then return id end
-      end
-    end ]]):format(name, want, skip or 0))
-end
+local helpers = require "journey_helpers"
+local state, find = helpers.state, helpers.find
 
 test("assignment is a stable FNV-1a hash of (journey, member)", function(t)
   t:at("2026-11-02T15:00:00+08:00")

@@ -2,23 +2,7 @@
 -- (journey_misc.lua). 2026-11-02 is a Monday, zone +08:00.
 use("journey_misc.lua")
 
-local function state(t, member, name)
-  return t:member(member).attrs["_journey." .. name]
-end
-
--- First member id m-1, m-2, ... that journey `name` assigns to `want` ("holdout", "A", ...).
-local function find(t, name, want, skip)
-  return t:eval(([[
-    local j = require "journey"
-    local n = 0
-    for i = 1, 5000 do
-      local id = "m-" .. i
-      if j.assign(%q, id) == %q then
-        n = n + 1
-        if n > %d then return id end
-      end
-    end ]]):format(name, want, skip or 0))
-end
+local state = require("journey_helpers").state
 
 test("after without at is exact; at with part days uses whole days; an at earlier than entry fires at entry", function(t)
   t:at("2026-11-02T15:00:00+08:00")

@@ -2,25 +2,9 @@
 -- validation, on the SPEC's SOP (journey_sop.lua). Clock zone Asia/Shanghai (+08:00);
 -- 2026-11-02 is a Monday. Other journey_*_test.lua files: variants and hold-out (ab),
 -- reenter / several actions / timing edges (misc), wait steps (wait), caps (caps).
-use("journey_sop.lua", "journey_helpers.lua")
+use("journey_sop.lua", "journey_tagging.lua")
 
-local function state(t, member, name)
-  return t:member(member).attrs["_journey." .. name]
-end
-
--- First member id m-1, m-2, ... that journey `name` assigns to `want` ("holdout", "A", ...).
-local function find(t, name, want, skip)
-  return t:eval(([[
-    local j = require "journey"
-    local n = 0
-    for i = 1, 5000 do
-      local id = "m-" .. i
-      if j.assign(%q, id) == %q then
-        n = n + 1
-        if n > %d then return id end
-      end
-    end ]]):format(name, want, skip or 0))
-end
+local state = require("journey_helpers").state
 
 test("due at the local wall time on the date of entry plus the step's days (Mon 15:00 + 3d at 10:00 -> Thu 10:00)", function(t)
   t:at("2026-11-02T15:00:00+08:00")
@@ -153,7 +137,7 @@ test("without hold-out and variants nobody is held out and runs have no variant"
   t:eq(state(t, "m-1", "sop").t, t:now(), "entry time")
 end)
 
-test("journey.define validates every option with clear errors", function(t)
+test("journey.define validates every option, naming its path, what it must be and what it got", function(t)
   t:at("2026-11-02T15:00:00+08:00")
   local got = t:eval([[
     local j = require "journey"
@@ -205,22 +189,44 @@ test("journey.define validates every option with clear errors", function(t)
     end
     return out ]])
   local want = {
-    "expected a table", "name is required", "already defined", "enter is required", "enter is required",
-    "exit[2] must be an event type", "goal 'member.joined' is also an exit event", "enter 'member.joined' is also an exit event",
-    "exit_on_goal must be true or false", "reenter must be true or false", "holdout must be a percent",
-    "variants.A must be a positive integer", "must match [A-Za-z0-9_]{1,32} and not be \"holdout\"",
-    "steps must be a non-empty list", "steps[1]: name is required", "step name 'a' is used twice",
-    "steps[1] (a): after must be a duration", "at must be a local time", "at must be a local time",
-    "when must be a function", "needs an action (send, task, tag or points) or a wait",
-    "send per variant needs variants", "send has no template for variant 'B'", "'C', which is not a variant",
-    "unknown option 'unles_tag'", "points must be a positive integer", "category must be",
-    "within is required with wait", "within must be a positive duration", "unknown option 'send'",
-    "within belongs to a wait step", "on_event[1] (b): a step needs an action",
-    "wait event 'friend.deleted' is also an exit event", "unless_tag must be a string or a non-empty list",
+    "expects a table of options, got \"x\"",
+    "option 'name' must be a journey name of 1-56 bytes of [a-z0-9_], got \"Bad Name\"",
+    "option 'name' must be a name no other definition uses (it is defined twice), got \"sop\"",
+    "option 'enter' must be an event type like \"order.paid\" ([a-z0-9_.]{1,64}), got \"Member Joined\"",
+    "option 'enter' must be an event type like \"order.paid\" ([a-z0-9_.]{1,64}), got false",
+    "option 'exit[2]' must be an event type like \"order.paid\" ([a-z0-9_.]{1,64}), got 5",
+    "option 'goal' must be an event type that is not also an exit, got \"member.joined\"",
+    "option 'enter' must be an event type that is not also an exit, got \"member.joined\"",
+    "option 'exit_on_goal' must be true or false, got \"yes\"",
+    "option 'reenter' must be true or false, got 1",
+    "option 'holdout' must be a number in 0-100, got 150",
+    "option 'variants.A' must be a positive integer, got 0",
+    "option 'variants' must be keyed by variant names ([A-Za-z0-9_]{1,32}, not \"holdout\"), got the key \"holdout\"",
+    "option 'steps' must be a non-empty list of steps, got an empty table",
+    "option 'steps[1].name' must be a step name of 1-64 bytes of [A-Za-z0-9_.-], got nil",
+    "option 'steps[2].name' must be a step name not used before in the journey, got \"a\"",
+    "option 'steps[1].after' must be a duration like \"3d\" or \"1d12h\", got \"3x\"",
+    "option 'steps[1].at' must be a local time \"HH:MM\" (00:00-23:59), got \"24:00\"",
+    "option 'steps[1].at' must be a local time \"HH:MM\" (00:00-23:59), got \"10\"",
+    "option 'steps[1].when' must be a function(m, info), got true",
+    "option 'steps[1]' must be a step with an action (send, task, tag or points) or a wait",
+    "option 'steps[1].send' must be a template name (templates per variant need variants = {...} in the journey), got a table",
+    "option 'steps[1].send.B' must be a template name of 1-128 bytes, got nil",
+    "option 'steps[1].send.C' is unknown (known: A)",
+    "option 'steps[1].unles_tag' is unknown (known: after, at, category, channel, name, on_event, on_timeout, points, reason, send, staff, tag, task, unless_tag, vars, wait, when, within)",
+    "option 'steps[1].points' must be a positive integer, got -5",
+    "option 'steps[1].category' must be \"marketing\" or \"service\", got \"promo\"",
+    "option 'steps[1].within' must be a positive duration like \"3d\" or \"1d12h\", got nil",
+    "option 'steps[1].within' must be a positive duration like \"3d\" or \"1d12h\", got \"0s\"",
+    "option 'steps[1].send' is unknown (known: after, at, name, on_event, on_timeout, wait, within)",
+    "option 'steps[1].within' belongs to a wait step (set wait = \"event.type\")",
+    "option 'steps[1].on_event[1]' must be a step with an action (send, task, tag or points) or a wait",
+    "option 'steps[1].wait' must be an event type that is not also an exit (the run would end first), got \"friend.deleted\"",
+    "option 'steps[1].unless_tag' must be a tag or a non-empty list of tags, got an empty table",
   }
   for i, w in ipairs(want) do
-    if type(got[i]) ~= "string" or not got[i]:find(w, 1, true) then
-      error(("case %d: expected an error containing %q, got %s"):format(i, w, tostring(got[i])))
+    if got[i] ~= "journey.define: " .. w then
+      error(("case %d: expected the error %q, got %s"):format(i, "journey.define: " .. w, tostring(got[i])))
     end
   end
   t:eq(#got, #want, "every bad spec rejected")

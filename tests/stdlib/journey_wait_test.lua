@@ -2,23 +2,7 @@
 -- Monday, zone +08:00.
 use("journey_wait.lua")
 
-local function state(t, member, name)
-  return t:member(member).attrs["_journey." .. name]
-end
-
--- First member id m-1, m-2, ... that journey `name` assigns to `want` ("holdout", "A", ...).
-local function find(t, name, want, skip)
-  return t:eval(([[
-    local j = require "journey"
-    local n = 0
-    for i = 1, 5000 do
-      local id = "m-" .. i
-      if j.assign(%q, id) == %q then
-        n = n + 1
-        if n > %d then return id end
-      end
-    end ]]):format(name, want, skip or 0))
-end
+local state = require("journey_helpers").state
 
 test("wait: the event first takes on_event, relative to the event; an event before the wait is ignored", function(t)
   t:at("2026-11-02T15:00:00+08:00")           -- Mon

@@ -156,16 +156,16 @@ test("define rejects bad options with a message naming the option", function(t)
     return t:eval("local ok, e = pcall(require('recall').define, " .. opts .. ") return e")
   end
   t:eq(err("{ name = 'x', sleeping_after = '30d', churned_after = '20d' }"),
-       "recall.define: option 'churned_after' must be longer than 'sleeping_after'", "order")
+       "recall.define: option 'churned_after' must be a duration longer than 'sleeping_after', got \"20d\"", "order")
   t:eq(err("{ name = 'x', sleeping_after = 'soon' }"),
-       "recall.define: option 'sleeping_after' must be a duration like \"30d\" (or seconds)", "duration")
+       "recall.define: option 'sleeping_after' must be a positive duration like \"3d\" or \"1d12h\", got \"soon\"", "duration")
   t:eq(err("{ name = 'Win-Back' }"),
-       "recall.define: option 'name' is required: 1-40 bytes of [a-z0-9_] (it names timer event types)", "name")
+       "recall.define: option 'name' must be a name of 1-40 bytes of [a-z0-9_] (it names timer event types), got \"Win-Back\"", "name")
   t:eq(err("{ name = 'x', active = { 'order.paid', 'Bad Type' } }"),
-       "recall.define: option 'active[2]' must be an event type ([a-z0-9_.]{1,64})", "active")
+       "recall.define: option 'active[2]' must be an event type like \"order.paid\" ([a-z0-9_.]{1,64}), got \"Bad Type\"", "active")
   t:eq(err("{ name = 'x', on_sleeping = { sned = 'x' } }"),
-       "recall.define: option 'on_sleeping' has an unknown field 'sned'", "typo")
+       "recall.define: option 'on_sleeping.sned' is unknown (known: category, points, send, staff, tag, task, vars)", "typo")
   t:eq(err("{ name = 'x', churned_after = false, on_churned = { task = 'x' } }"),
-       "recall.define: option 'on_churned' needs 'churned_after'", "churned")
-  t:eq(err("{ name = 'winback' }"), "recall.define: name 'winback' is already defined", "duplicate")
+       "recall.define: option 'on_churned' needs option 'churned_after'", "churned")
+  t:eq(err("{ name = 'winback' }"), "recall.define: option 'name' must be a name no other definition uses (it is defined twice), got \"winback\"", "duplicate")
 end)

@@ -231,14 +231,14 @@ test("define rejects bad options with a message naming the option", function(t)
   local function err(opts)
     return t:eval("local ok, e = pcall(require('referral').define, " .. opts .. ") return e")
   end
-  t:eq(err("{ name = 'x', max_per_day = 0 }"), "referral.define: option 'max_per_day' must be an integer >= 1", "max")
-  t:eq(err("{ name = 'x', reward = { points = -5 } }"), "referral.define: option 'reward.points' must be an integer > 0", "points")
+  t:eq(err("{ name = 'x', max_per_day = 0 }"), "referral.define: option 'max_per_day' must be a positive integer, got 0", "max")
+  t:eq(err("{ name = 'x', reward = { points = -5 } }"), "referral.define: option 'reward.points' must be a positive integer, got -5", "points")
   t:eq(err("{ name = 'x', tiers = { [0] = {} } }"),
-       "referral.define: option 'tiers' keys must be numbers of invitees (integers >= 1), got 0", "tiers")
+       "referral.define: option 'tiers' must be keyed by numbers of invitees (integers >= 1), got the key 0", "tiers")
   t:eq(err("{ name = 'x', reward_on = 'Order Paid' }"),
-       "referral.define: option 'reward_on' must be an event type ([a-z0-9_.]{1,64})", "reward_on")
-  t:eq(err("{ name = 'invite' }"), "referral.define: name 'invite' is already defined", "duplicate")
+       "referral.define: option 'reward_on' must be an event type like \"order.paid\" ([a-z0-9_.]{1,64}), got \"Order Paid\"", "reward_on")
+  t:eq(err("{ name = 'invite' }"), "referral.define: option 'name' must be a name no other definition uses (it is defined twice), got \"invite\"", "duplicate")
   t:eq(err("{ name = 'x', invitee_reward = { send = 5 } }"),
-       "referral.define: option 'invitee_reward.send' must be a non-empty string", "send")
-  t:eq(err("{ name = 'x', max_daily = 3 }"), "referral.define: unknown option 'max_daily'", "typo")
+       "referral.define: option 'invitee_reward.send' must be a non-empty string, got 5", "send")
+  t:eq(err("{ name = 'x', max_daily = 3 }"), "referral.define: option 'max_daily' is unknown (known: invitee_reward, max_per_day, name, reward, reward_on, tiers)", "typo")
 end)

@@ -157,17 +157,25 @@ test("bad thresholds and options are named", function(t)
     return t:eval("local s = require('segment') local ok, e = pcall(function() return " .. code .. " end) return tostring(e)")
   end
   local cases = {
-    { "s.rfm({ orders = 1, spend = 1 }, { frequency = 3, monetary = 500 })", "thresholds.recency_days" },
-    { "s.rfm({ orders = 1, spend = 1 }, { recency_days = 30, frequency = 0, monetary = 500 })", "thresholds.frequency" },
-    { "s.fan_class({ orders = 1, spend = 1 }, { frequency = 3 })", "thresholds.monetary" },
-    { "s.rfm({ orders = 1 }, nil)", "segment.rfm: expects thresholds" },
-    { "s.lifecycle({ orders = 1 }, { churned_days = 10, decline_days = 20 })", "decline_days" },
-    { "s.lifecycle({ orders = 1 }, { by = 'visits' })", "option 'by'" },
-    { "s.lifecycle({ orders = 1 }, { stable = 3 })", "unknown option 'stable'" },
-    { "s.rfm(42, {})", "member handle" },
+    { "s.rfm({ orders = 1, spend = 1 }, { frequency = 3, monetary = 500 })",
+      "segment.rfm: option 'thresholds.recency_days' must be a number >= 0, got nil" },
+    { "s.rfm({ orders = 1, spend = 1 }, { recency_days = 30, frequency = 0, monetary = 500 })",
+      "segment.rfm: option 'thresholds.frequency' must be a number > 0, got 0" },
+    { "s.fan_class({ orders = 1, spend = 1 }, { frequency = 3 })",
+      "segment.fan_class: option 'thresholds.monetary' must be a number >= 0, got nil" },
+    { "s.rfm({ orders = 1 }, nil)",
+      "segment.rfm: option 'thresholds' must be a table { recency_days =, frequency =, monetary = }, got nil" },
+    { "s.lifecycle({ orders = 1 }, { churned_days = 10, decline_days = 20 })",
+      "segment.lifecycle: option 'decline_days' must be at most 'churned_days' (10), got 20" },
+    { "s.lifecycle({ orders = 1 }, { by = 'visits' })",
+      "segment.lifecycle: option 'by' must be \"activity\" or \"order\", got \"visits\"" },
+    { "s.lifecycle({ orders = 1 }, { stable = 3 })",
+      "segment.lifecycle: option 'stable' is unknown (known: by, churned_days, decline_days, now, stable_days, stable_orders)" },
+    { "s.rfm(42, {})",
+      "segment.rfm: expects a member handle or a table {orders=, spend=, ...}" },
   }
   for _, c in ipairs(cases) do
     local e = err(c[1])
-    if not e:find(c[2], 1, true) then error(("%s: expected an error about %s, got %s"):format(c[1], c[2], e)) end
+    if e ~= c[2] then error(("%s: expected the error %q, got %s"):format(c[1], c[2], e)) end
   end
 end)

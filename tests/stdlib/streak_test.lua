@@ -139,17 +139,17 @@ test("define rejects bad options with a message naming the option", function(t)
   local function err(opts)
     return t:eval("local ok, e = pcall(require('streak').define, " .. opts .. ") return e")
   end
-  t:eq(err("{ name = 'x', points = -1 }"), "streak.define: option 'points' must be an integer >= 0", "points")
-  t:eq(err("{ name = 'x', first_bonus = 1.5 }"), "streak.define: option 'first_bonus' must be an integer >= 0", "bonus")
-  t:eq(err("{ points = 1 }"), "streak.define: option 'name' is required: 1-64 bytes of [A-Za-z0-9_.-]", "name")
-  t:eq(err("{ name = 'daily' }"), "streak.define: name 'daily' is already defined", "duplicate")
-  t:eq(err("{ name = 'x', milestone = {} }"), "streak.define: unknown option 'milestone'", "typo")
+  t:eq(err("{ name = 'x', points = -1 }"), "streak.define: option 'points' must be an integer >= 0, got -1", "points")
+  t:eq(err("{ name = 'x', first_bonus = 1.5 }"), "streak.define: option 'first_bonus' must be an integer >= 0, got 1.5", "bonus")
+  t:eq(err("{ points = 1 }"), "streak.define: option 'name' must be a name of 1-64 letters, digits, '_', '.' or '-', got nil", "name")
+  t:eq(err("{ name = 'daily' }"), "streak.define: option 'name' must be a name no other definition uses (it is defined twice), got \"daily\"", "duplicate")
+  t:eq(err("{ name = 'x', milestone = {} }"), "streak.define: option 'milestone' is unknown (known: event, first_bonus, makeup, milestones, name, points)", "typo")
   t:eq(err("{ name = 'x', milestones = { [0] = { points = 1 } } }"),
-       "streak.define: option 'milestones' keys must be streak lengths (integers >= 1), got 0", "length")
+       "streak.define: option 'milestones' must be keyed by streak lengths (integers >= 1), got the key 0", "length")
   t:eq(err("{ name = 'x', milestones = { [7] = { card = 1 } } }"),
-       "streak.define: option 'milestones[7].card' needs the 'makeup' option", "card")
+       "streak.define: option 'milestones[7].card' needs option 'makeup'", "card")
   t:eq(err("{ name = 'x', milestones = { [7] = { sned = 'a' } } }"),
-       "streak.define: option 'milestones[7]' has an unknown field 'sned'", "reward typo")
+       "streak.define: option 'milestones[7].sned' is unknown (known: card, category, points, send, staff, tag, task, vars)", "reward typo")
   t:eq(err("{ name = 'x', event = 'Check-In' }"),
-       "streak.define: option 'event' must be an event type ([a-z0-9_.]{1,64})", "event")
+       "streak.define: option 'event' must be an event type like \"order.paid\" ([a-z0-9_.]{1,64}), got \"Check-In\"", "event")
 end)

@@ -164,31 +164,45 @@ test("tiers.tier, tiers.multiplier and tiers.value for other scripts", function(
   t:expect_attr("m-1", "info", { tier = "gold", mult = 1.5, value = 5200.0 })
 end)
 
-test("define validates its options and names them", function(t)
+test("define validates its options: the path, what it must be, what it got", function(t)
   t:at(T0)
   local function err(code)
     return t:eval("local ok, e = pcall(require('tiers').define, " .. code .. ") return tostring(e)")
   end
   local cases = {
-    { "{ levels = { { name = 'a', min = 1 } } }", "option 'name'" },
-    { "{ name = 'vip', levels = { { name = 'a', min = 1 } } }", "defined twice" },
-    { "{ name = 'x', by = 'visits', levels = { { name = 'a', min = 1 } } }", "option 'by'" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = {} }", "option 'levels'" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 5 }, { name = 'b', min = 5 } } }", "levels'[2].min" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1, multiplier = 0 } } }", "multiplier" },
-    { "{ name = 'x', levels = { { name = 'a', min = 1 } } }", "option 'tag_prefix'" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', window = 'soon', levels = { { name = 'a', min = 1 } } }", "option 'window'" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', window = '36h', levels = { { name = 'a', min = 1 } } }", "whole number of days" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', downgrade = 'two', levels = { { name = 'a', min = 1 } } }", "option 'downgrade'" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1, points = 1.5 } } }", "points" },
-    { "{ name = 'x', tag_prefix = 'q:', levels = { { name = 'a', min = 1 } } }", "option 'attr'" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1 } } }", "at the top level of a script" },
-    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', colour = 'red', levels = { { name = 'a', min = 1 } } }", "unknown option 'colour'" },
+    { "{ levels = { { name = 'a', min = 1 } } }",
+      "option 'name' must be a name of 1-64 letters, digits, '_', '.' or '-', got nil" },
+    { "{ name = 'vip', levels = { { name = 'a', min = 1 } } }",
+      "option 'name' must be a name no other definition uses (it is defined twice), got \"vip\"" },
+    { "{ name = 'x', by = 'visits', levels = { { name = 'a', min = 1 } } }",
+      "option 'by' must be \"spend\" or \"orders\", got \"visits\"" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = {} }",
+      "option 'levels' must be a list of 1-20 levels { name =, min = }, got an empty table" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 5 }, { name = 'b', min = 5 } } }",
+      "option 'levels[2].min' must be greater than the previous level's (5), got 5" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1, multiplier = 0 } } }",
+      "option 'levels[1].multiplier' must be a number in (0, 100], got 0" },
+    { "{ name = 'x', levels = { { name = 'a', min = 1 } } }",
+      "option 'tag_prefix' must be a prefix no other tiers use (tiers 'vip' does), got \"tier:\"" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', window = 'soon', levels = { { name = 'a', min = 1 } } }",
+      "option 'window' must be a positive duration like \"3d\" or \"1d12h\", got \"soon\"" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', window = '36h', levels = { { name = 'a', min = 1 } } }",
+      "option 'window' must be a whole number of days like \"365d\" (the window counts local dates), got \"36h\"" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', downgrade = 'two', levels = { { name = 'a', min = 1 } } }",
+      "option 'downgrade' must be \"qualifying\" or \"one\", got \"two\"" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1, points = 1.5 } } }",
+      "option 'levels[1].points' must be a positive integer, got 1.5" },
+    { "{ name = 'x', tag_prefix = 'q:', levels = { { name = 'a', min = 1 } } }",
+      "option 'attr' must be an attribute no other tiers use (tiers 'vip' does), got \"tier\"" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', levels = { { name = 'a', min = 1 } } }",
+      "call it at the top level of a script, while the scripts load" },
+    { "{ name = 'x', tag_prefix = 'q:', attr = 'q', colour = 'red', levels = { { name = 'a', min = 1 } } }",
+      "option 'colour' is unknown (known: attr, by, chunk, downgrade, hold, levels, name, on_downgrade, review, reward_once, tag_prefix, window)" },
   }
   for _, c in ipairs(cases) do
     local e = err(c[1])
-    if not e:find(c[2], 1, true) or not e:find("tiers.define", 1, true) then
-      error(("define %s: expected an error about %s, got %s"):format(c[1], c[2], e))
+    if e ~= "tiers.define: " .. c[2] then
+      error(("define %s: expected the error %q, got %s"):format(c[1], "tiers.define: " .. c[2], e))
     end
   end
 end)
