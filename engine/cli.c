@@ -47,6 +47,7 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "stdlib")) return &c->stdlib;
   if (!strcmp(name, "events")) return &c->events;
   if (!strcmp(name, "until")) return &c->until;
+  if (!strcmp(name, "stale-after")) return &c->stale_after;
   if (!strcmp(name, "listen")) return &c->listen;
   if (!strcmp(name, "token-file")) return &c->token_file;
   if (!strcmp(name, "requeue")) return &c->requeue;

@@ -13,8 +13,8 @@
 /* Timers read and fired per batch. */
 #define TIMER_BATCH 1000
 
-const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed",
-                                                   "deferred", "skipped", "limited"};
+const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed", "deferred",
+                                                   "skipped", "limited", "expired"};
 
 const double handler_bucket_bounds[HANDLER_BUCKETS - 1] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                           0.01, 0.025, 0.05, 0.1, 0.5};
@@ -83,6 +83,7 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   *errp = NULL;
   engine_t *e = xcalloc(1, sizeof *e);
   e->dedupe_window = o->dedupe_window;
+  e->expire_before = INT64_MIN;
   e->earliest_timer = INT64_MAX;
   clock_init_real(&e->clock);
   if (o->limits.max_instructions)
@@ -150,6 +151,13 @@ void engine_close(engine_t *e) {
 void engine_use_virtual_clock(engine_t *e) {
   assert(!e->started);
   clock_init_virtual(&e->clock, e->now, 1);
+}
+
+void engine_use_history_clock(engine_t *e, int64_t stale_after) {
+  assert(stale_after > 0);
+  int64_t real_now = clock_now(&e->clock);
+  engine_use_virtual_clock(e);
+  e->expire_before = real_now - stale_after;
 }
 
 int engine_reload(engine_t *e, char **err) {
@@ -689,6 +697,13 @@ int engine_set_attr(engine_t *e, engine_call_t *c, const char *key, json_t *valu
   return 0;
 }
 
+/* Release what a spec still owns (its change was not made). */
+static void spec_release(action_spec_t *a) {
+  json_decref(a->fields);
+  json_decref(a->reason);
+  a->fields = a->reason = NULL;
+}
+
 static void hold(engine_t *e, json_t *body, int status, const char *channel) {
   if (e->npending == e->cappending)
     e->pending = xrealloc(e->pending, (size_t)(e->cappending = e->cappending ? e->cappending * 2 : 64) * sizeof *e->pending);
@@ -708,10 +723,21 @@ static char *action_id(engine_t *e, engine_call_t *c, const action_spec_t *a, in
 int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
   assert(c->m && a->status >= 0 && a->status < AS_COUNT);
   *recorded = 0;
-  json_t *fields = a->fields;
-  a->fields = NULL;
+  json_t *fields = a->fields, *reason = a->reason;
+  a->fields = a->reason = NULL;
+  int status = a->status;
+  if (status == AS_QUEUED && e->now < e->expire_before) {
+    /* history: judged at its time like any action (the script sees `queued`), stored as
+     * expired: due long before the import, it is never delivered now */
+    char due[32], cut[32];
+    json_decref(reason);
+    reason = json_pack("{s:s, s:s, s:s}", "rule", "stale", "due", engine_fmt_time(e, e->now, due),
+                       "deliver_after", engine_fmt_time(e, e->expire_before, cut));
+    status = AS_EXPIRED;
+  }
   if (call_write(e, c) < 0) {
     json_decref(fields);
+    json_decref(reason);
     return -1;
   }
   char *id = action_id(e, c, a, 1), tbuf[32];
@@ -723,30 +749,32 @@ int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
   json_object_set_new(body, "campaign", json_string(campaign));
   if (a->step) json_object_set_new(body, "step", json_string(a->step));
   json_object_set_new(body, "action", json_string(a->kind));
-  json_object_set_new(body, "status", json_string(action_status_names[a->status]));
+  json_object_set_new(body, "status", json_string(action_status_names[status]));
   json_object_update(body, fields);
   json_decref(fields);
+  if (reason) json_object_set_new(body, "reason", reason);
 
   int rc = -1;
-  char status[16];
-  int found = store_action_status(e->store, id, status, sizeof status);
+  char stored[16];
+  int found = store_action_status(e->store, id, stored, sizeof stored);
   if (found < 0) goto out;
-  int existing = found ? action_status_parse(status) : -1;
-  if (found && !(existing == AS_DEFERRED && a->status != AS_DEFERRED)) {
-    rc = existing < 0 ? AS_QUEUED : existing; /* the same cause again: nothing twice */
+  int existing = found ? action_status_parse(stored) : -1;
+  if (found && !(existing == AS_DEFERRED && status != AS_DEFERRED)) {
+    /* the same cause again: nothing twice */
+    rc = existing < 0 || existing == AS_EXPIRED ? AS_QUEUED : existing;
     goto out;
   }
   char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (!text) goto out;
   action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step,
-                      .kind = a->kind, .status = action_status_names[a->status], .channel = a->channel,
-                      .time = e->now, .body = text, .deliverable = a->status == AS_QUEUED};
+                      .kind = a->kind, .status = action_status_names[status], .channel = a->channel,
+                      .time = e->now, .body = text, .deliverable = status == AS_QUEUED};
   int w = found ? store_action_rejudge(e->store, &row) : store_action_add(e->store, &row);
   free(text);
   if (w < 0) goto out;
-  hold(e, body, a->status, a->channel);
+  hold(e, body, status, a->channel);
   *recorded = 1;
-  rc = a->status;
+  rc = status == AS_EXPIRED ? AS_QUEUED : status;
 out:
   if (rc < 0) c->db_failed = 1;
   free(id);
@@ -764,15 +792,13 @@ static int tag_change(engine_t *e, engine_call_t *c, const char *tag, action_spe
   json_t *tags = member_tags(c->m);
   int has = json_object_get(tags, tag) != NULL;
   if (has == add) {
-    json_decref(a->fields);
-    a->fields = NULL;
+    spec_release(a);
     return 0;
   }
   if (call_write(e, c) < 0) return -1;
   int rc = add ? store_tag_add(e->store, c->m->id, tag) : store_tag_del(e->store, c->m->id, tag);
   if (rc < 0) {
-    json_decref(a->fields);
-    a->fields = NULL;
+    spec_release(a);
     return db_error(c);
   }
   member_undo_key(&c->undo, MP_TAGS, tag);
@@ -799,24 +825,21 @@ int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reas
     int found = store_action_status(e->store, id, status, sizeof status);
     free(id);
     if (found != 0) {
-      json_decref(a->fields);
-      a->fields = NULL;
+      spec_release(a);
       return found < 0 ? db_error(c) : 0;
     }
   }
   int range = n < 0 && m->points + n < 0 ? POINTS_BELOW_ZERO
               : n > 0 && m->points > INT64_MAX - n ? POINTS_OVERFLOW : 0;
   if (range || call_write(e, c) < 0) {
-    json_decref(a->fields);
-    a->fields = NULL;
+    spec_release(a);
     return range ? range : -1;
   }
   ledger_row_t row = {.member = m->id, .n = m->ledger_n + 1, .time = e->now, .delta = n,
                       .balance = m->points + n, .reason = reason,
                       .campaign = a->campaign ? a->campaign : c->campaign, .cause = c->event_key};
   if (store_ledger_add(e->store, &row) < 0) {
-    json_decref(a->fields);
-    a->fields = NULL;
+    spec_release(a);
     return db_error(c);
   }
   m->ledger_n++;

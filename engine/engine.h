@@ -33,8 +33,9 @@
 /* Generation stored with rows from hearth.emit: m:cancel never applies to them. */
 #define TIMER_NOT_CANCELLABLE (-1)
 
-/* Action statuses, in the order counters are kept. */
-enum { AS_QUEUED, AS_CAPPED, AS_SUPPRESSED, AS_DEFERRED, AS_SKIPPED, AS_LIMITED, AS_COUNT };
+/* Action statuses, in the order counters are kept. `expired`: came due during a history
+ * import too long before the import to be delivered; kept for audit, never delivered. */
+enum { AS_QUEUED, AS_CAPPED, AS_SUPPRESSED, AS_DEFERRED, AS_SKIPPED, AS_LIMITED, AS_EXPIRED, AS_COUNT };
 extern const char *const action_status_names[AS_COUNT];
 int action_status_parse(const char *s);
 
@@ -97,6 +98,8 @@ typedef struct engine {
   char **script_files;         /* NULL: every script in scripts_dir */
   budget_t limits;
   int64_t dedupe_window;
+  int64_t expire_before;       /* history import: a queued action judged before this time is
+                                  `expired`; INT64_MIN otherwise */
   hclock_t clock;              /* what time it is: real, or virtual (dry-run, tests) */
   int64_t now;                 /* the time the work in hand is judged at */
   int started;                 /* the clock driver has set `now` and scheduled cron */
@@ -122,6 +125,9 @@ engine_t *engine_open(const engine_opts_t *opts, char **err);
 void engine_close(engine_t *e);
 /* Switch to a virtual clock (before the first event): dry-run and tests. */
 void engine_use_virtual_clock(engine_t *e);
+/* History: a virtual clock on the durable store (hearth import). What comes due more
+ * than stale_after seconds before the real time now is recorded as `expired`. */
+void engine_use_history_clock(engine_t *e, int64_t stale_after);
 
 /* Load the scripts again; on failure keep the old ones and return -1 with *err. */
 int engine_reload(engine_t *e, char **err);
@@ -185,9 +191,11 @@ typedef struct {
   const char *step, *channel;
   int status;            /* AS_* asked for */
   json_t *fields;
+  json_t *reason;        /* why the status is not `queued` (stolen; may be NULL) */
 } action_spec_t;
 /* Record an action. An id seen before records nothing and returns its status, except
- * that a `deferred` one is judged again. Returns the status that holds, -1 on error;
+ * that a `deferred` one is judged again. Returns the status that holds (an action stored
+ * as `expired` shows as `queued`: the scripts judge history as it happened), -1 on error;
  * *recorded says whether anything was written now. */
 int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded);
 /* Tag or untag the member (and record the tag/untag action, fields stolen as in

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -344,7 +345,6 @@ hearth.on("order.paid", function(m, ev)
 end)
 hearth.on("member.joined", function(m, ev)
   m:add_points(100, "welcome")
-  -- relative to the event's own time (hearth import runs on the wall clock)
   m:at(ev.time + hearth.duration("2d"), "followup")
 end)
 hearth.on("followup", function(m, ev) m:send("followup", { key = "followup" }) end)
@@ -368,11 +368,19 @@ def snapshot_state(directory):
     return out
 
 
+def ago(seconds):
+    """An RFC 3339 time `seconds` before the real time now, Asia/Shanghai."""
+    t0 = int(time.time()) - seconds
+    return time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(t0 + 8 * 3600))
+
+
 def test_db_snapshot_is_used_and_left_byte_identical():
     with Workspace({"pts.lua": POINTS}) as w:
+        # import is history run up to now: joined a day ago, the followup (2 days after
+        # joining) is still pending in the database afterwards
         r = w.import_events([
-            {"id": "j-1", "type": "member.joined", "member": "m-1", "time": t(3, 1, 10)},
-            {"id": "o-1", "type": "order.paid", "member": "m-1", "time": t(3, 1, 11),
+            {"id": "j-1", "type": "member.joined", "member": "m-1", "time": ago(86400 + 60)},
+            {"id": "o-1", "type": "order.paid", "member": "m-1", "time": ago(86400),
              "data": {"amount": 42, "order_id": "o-1"}},
         ])
         eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
@@ -387,9 +395,9 @@ def test_db_snapshot_is_used_and_left_byte_identical():
                 os.rename(w.db + suffix, snap + suffix)
         before = snapshot_state(snapdir)
         events = [
-            {"id": "o-1", "type": "order.paid", "member": "m-1", "time": t(3, 2, 10),
+            {"id": "o-1", "type": "order.paid", "member": "m-1", "time": ago(600),
              "data": {"amount": 999, "order_id": "dup"}},           # imported before: duplicate
-            {"id": "o-2", "type": "order.paid", "member": "m-1", "time": t(3, 2, 11),
+            {"id": "o-2", "type": "order.paid", "member": "m-1", "time": ago(300),
              "data": {"amount": 8, "order_id": "o-2"}},
         ]
         rc, actions, out, err = dry_run(w, events, "--db", snap, "--until", "3d")
@@ -400,7 +408,7 @@ def test_db_snapshot_is_used_and_left_byte_identical():
         pts = [a for a in actions if a["action"] == "points"]
         eq([(a["delta"], a["balance"]) for a in pts], [(8, 150)],
            "points continue from the snapshot's balance (142 + 8); o-1 is a known duplicate")
-        # the imported member's pending timer (due 3 March 10:00) fires in the dry-run
+        # the imported member's pending timer (due a day from now) fires in the dry-run
         eq([a["id"] for a in actions if a["action"] == "send"], ["pts/m-1/followup"],
            "the snapshot's pending timer fires on the virtual clock")
         contains(err, "1 duplicates", "dry-run summary: the snapshot's event ids are known")

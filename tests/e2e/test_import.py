@@ -4,6 +4,7 @@ imports; rejected lines; handler failures rolled back alone; `hearth member`; th
 version guard; usage errors and --help."""
 
 import calendar
+import json
 import os
 import sqlite3
 import sys
@@ -58,6 +59,11 @@ def t(day, hour, minute=0):
     return "2026-11-%02dT%02d:%02d:00+08:00" % (day, hour, minute)
 
 
+# Import is history: an action due more than --stale-after before now is stored as
+# `expired`. Tests about other things keep November 2026 current with this bound.
+CURRENT = ("--stale-after", "36500d")
+
+
 # ---------------------------------------------------------------- tests
 
 def test_events_drive_points_ledger_attrs_tags_and_actions():
@@ -75,7 +81,7 @@ def test_events_drive_points_ledger_attrs_tags_and_actions():
             {"id": "e-5", "type": "member.updated", "member": "m-1", "time": t(24, 8),
              "data": {"vip": True, "store": None, "birthday": "05-17"}},
         ]
-        r = w.import_events(events)
+        r = w.import_events(events, *CURRENT)
         eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
         s = r.summary
         eq((s["lines"], s["accepted"], s["duplicates"], s["rejected"], s["failed"]),
@@ -189,7 +195,7 @@ def test_action_ids_statuses_and_keyed_actions_recorded_once():
         r = w.import_events([
             {"id": "c-1", "type": "checkin", "member": "m-4", "time": t(10, 9)},
             {"type": "checkin", "member": "m-4", "time": t(11, 9)},
-        ])
+        ], *CURRENT)
         eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
         eq(r.summary["actions"]["queued"], 1, "one queued action (the keyed tip, once)")
         eq(r.summary["actions"]["skipped"], 2, "two skipped tasks")
@@ -233,13 +239,13 @@ def test_duplicate_ids_across_two_imports():
             {"id": "p-1", "type": "order.paid", "member": "m-6", "time": t(6, 11),
              "data": {"amount": 40, "order_id": "o-1"}},
         ]
-        r1 = w.import_events(events)
+        r1 = w.import_events(events, *CURRENT)
         eq(r1.rc, 0, "first import exit status (stderr: %s)" % r1.err)
         eq((r1.summary["accepted"], r1.summary["duplicates"]), (2, 0), "first import counts")
         before = w.member("m-6")
         r2 = w.import_events(events + [
             {"id": "p-2", "type": "order.paid", "member": "m-6", "time": t(6, 12),
-             "data": {"amount": 2, "order_id": "o-2"}}])
+             "data": {"amount": 2, "order_id": "o-2"}}], *CURRENT)
         eq(r2.rc, 0, "second import exit status (stderr: %s)" % r2.err)
         eq((r2.summary["accepted"], r2.summary["duplicates"], r2.summary["failed"]), (1, 2, 0),
            "second import: only p-2 is new")
@@ -428,7 +434,7 @@ def test_summary_counts_only_committed_actions():
     # action is recorded, and is not undone when the handler then fails and its savepoint
     # is rolled back; so `import --json` reports actions that were never committed.
     with Workspace({"a.lua": A_FAILS, "b.lua": B_WORKS}) as w:
-        r = w.import_events([{"id": "p", "type": "promo", "member": "m-10", "time": t(10, 10)}])
+        r = w.import_events([{"id": "p", "type": "promo", "member": "m-10", "time": t(10, 10)}], *CURRENT)
         eq(r.rc, 1, "exit status when a handler failed (stderr: %s)" % r.err)
         m = w.member("m-10")
         stored = len([a for a in m["actions"] if a["status"] == "queued"])
@@ -574,6 +580,96 @@ def test_import_from_stdin_and_plain_summary():
         contains(out, "1 events accepted, 1 duplicates, 0 rejected, 0 failed", "plain summary")
         m = w.member("m-11")
         eq((m["orders"], m["points"]), (1, 12), "orders/points from stdin")
+
+
+# ---------------------------------------------------------------- history on event time
+
+HISTORY = r"""
+hearth.on("member.joined", function(m, ev)
+  m:send("welcome", { key = "welcome" })
+  m:after("3d", "day3")
+  m:after("40d", "day40")
+end)
+hearth.on("day3", function(m, ev) m:send("tips", { key = "day3", vars = { at = hearth.now() } }) end)
+hearth.on("day40", function(m, ev) m:send("coupon", { key = "day40" }) end)
+"""
+
+
+def harness_epoch(rfc3339_utc):
+    return calendar.timegm(__import__("time").strptime(rfc3339_utc, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def utc(seconds_from_now):
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(time.time()) + seconds_from_now))
+
+
+def test_import_runs_history_on_event_time_and_expires_what_is_stale():
+    # Regression (engine/cmd_import.c): import ran the scripts on the wall clock, so m:after
+    # counted from the import, timers due in the history never fired, and `hearth run`
+    # afterwards sent a month of welcomes at once.
+    with Workspace({"h.lua": HISTORY}) as w:
+        joined = utc(-10 * 86400)
+        r = w.import_events([{"id": "j", "type": "member.joined", "member": "m-h", "time": joined}])
+        eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
+        m = w.member("m-h")
+        acts = {a["id"]: a for a in m["actions"]}
+        welcome, day3 = acts.get("h/m-h/welcome"), acts.get("h/m-h/day3")
+        assert welcome and day3, "welcome and day3 recorded: %r" % sorted(acts)
+        eq(welcome["status"], "expired", "the welcome of ten days ago")
+        eq(welcome["reason"]["rule"], "stale", "its reason names the rule")
+        # day3 fired in the history, at its own time (3 days after joining), not at the import
+        eq(day3["status"], "expired", "day 3, a week ago")
+        eq(day3["vars"]["at"] - harness_epoch(joined), 3 * 86400, "day3 ran 3 days after joining")
+        assert "h/m-h/day40" not in acts, "day 40 is still in the future: pending, not fired"
+        eq(r.summary["actions"]["expired"], 2, "summary: expired actions")
+        eq(r.summary["actions"]["queued"], 0, "summary: nothing to deliver")
+
+
+def test_import_keeps_recent_actions_deliverable():
+    with Workspace({"h.lua": HISTORY}) as w:
+        r = w.import_events([{"id": "j", "type": "member.joined", "member": "m-r", "time": utc(-3600)}])
+        eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
+        acts = {a["id"]: a for a in w.member("m-r")["actions"]}
+        eq(acts["h/m-r/welcome"]["status"], "queued", "an hour-old welcome is within --stale-after 1d")
+        r = w.import_events([{"id": "j2", "type": "member.joined", "member": "m-s", "time": utc(-3600)}],
+                            "--stale-after", "30m")
+        acts = {a["id"]: a for a in w.member("m-s")["actions"]}
+        eq(acts["h/m-s/welcome"]["status"], "expired", "the same welcome with --stale-after 30m")
+        rc, out, err = w.run("import", w.write_events([]), "--stale-after", "0")
+        eq(rc, 2, "--stale-after 0 is a usage error (stderr %s)" % err)
+
+
+def test_import_gives_the_same_actions_as_dry_run_apart_from_expired():
+    month = os.path.join(harness.ROOT, "examples", "events", "month.ndjson")
+    scripts = os.path.join(harness.ROOT, "scripts")
+    with Workspace({}) as w:
+        now = utc(0)
+        rc, out, err = w.run("import", month, "--db", w.db, "--scripts", scripts, "--quiet")
+        eq(rc, 0, "import of the month (stderr: %s)" % err[-2000:])
+        rc, out, err = harness.run(["dry-run", "--events", month, "--scripts", scripts, "--until", now])
+        eq(rc, 0, "dry-run of the month (stderr: %s)" % err[-2000:])
+        dry = {}
+        for line in out.splitlines():
+            a = json.loads(line)
+            dry[a["id"]] = a  # a deferred action judged again: the last judgement holds
+        db = sqlite3.connect(w.db)
+        members = [r[0] for r in db.execute("SELECT id FROM members")]
+        db.close()
+        imported = {}
+        for mid in members:
+            for a in w.member(mid, "--limit", "100000")["actions"]:
+                imported[a["id"]] = a
+
+        def same(a):
+            a = {k: v for k, v in a.items() if k not in ("reason", "delivery")}
+            if a["status"] == "expired":
+                a["status"] = "queued"
+            return a
+        eq(sorted(imported), sorted(dry), "action ids under import and dry-run")
+        differ = [k for k in dry if same(dry[k]) != same(imported[k])]
+        eq(differ[:3], [], "actions that differ apart from the stale status")
+        assert any(a["status"] == "expired" for a in imported.values()), "November is stale now"
 
 
 if __name__ == "__main__":
