@@ -758,7 +758,8 @@ def test_limits_431_413_idle_close_and_503_over_backlog():
             s.close()
         eq(status_of(raw), 413, "status for a 2400-byte chunked body over --max-body 2000")
         # a body within the limit is taken
-        st, _, body = d.request("POST", "/v1/events", json.dumps([order(1)]) + " " * 10)
+        st, _, body = d.request("POST", "/v1/events", json.dumps([order(1)]) + " " * 10,
+                                {"Content-Type": "application/json"})
         eq(st, 202, "status for a small body (body %r)" % body)
 
         # Backlog: actions for a closed port stay queued; past 2 the daemon sheds load.
