@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--body", type=int, default=8000000)
     ap.add_argument("--send", type=int, default=7500000)
     a = ap.parse_args()
+    a.bin = os.path.abspath(a.bin)
     d = tempfile.mkdtemp(prefix="hearth-rss-")
     os.mkdir(os.path.join(d, "scripts"))
     with open(os.path.join(d, "token"), "w") as f:

@@ -751,7 +751,8 @@ def test_limits_431_413_idle_close_and_503_over_backlog():
         s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
         try:
             chunk = b" " * 1200
-            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n"
                       + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
             raw = read_response(s)
         finally:
