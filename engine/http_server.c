@@ -624,7 +624,7 @@ static void maybe_send_continue(conn_t *c) {
   uv_write(&c->continue_req, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written);
 }
 
-/* The callbacks below only pause the parser; conn_feed does the work (see its comment). */
+/* The callbacks below only pause the parser; conn_paused does the work. */
 static int pause_at(http_parser *p, int at) {
   conn_of(p)->paused_at = at;
   http_parser_pause(p, 1);
@@ -764,6 +764,9 @@ static int count_chunk_line(conn_t *c, size_t n) {
   return framing_error(c, "bad request: chunk-size line over 4096 bytes");
 }
 
+/* Parse input. The parser pauses at the end of the headers, at each chunk boundary and
+ * at the end of a message, and conn_paused acts on each; a whole message stays paused,
+ * with any input after it kept aside, until its answer has been written. */
 static void conn_feed(conn_t *c, const char *data, size_t len) {
   while (len > 0 && !c->closing && !c->busy && !c->lingering) {
     size_t n;
