@@ -101,8 +101,22 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       if (slot == &c->db) c->db_set = 1;
     } else if (!strcmp(name, "dedupe-window")) {
       char err[200];
-      if (duration_parse(val, &c->dedupe_window, err, sizeof err) < 0)
+      if (!strcmp(val, "0")) c->dedupe_window = 0; /* forever, as the help says */
+      else if (duration_parse(val, &c->dedupe_window, err, sizeof err) < 0)
         return cli_usage_error(usage, "--dedupe-window: %s", err);
+    } else if (!strcmp(name, "header-timeout") || !strcmp(name, "body-timeout")) {
+      char err[200];
+      int64_t secs;
+      if (duration_parse(val, &secs, err, sizeof err) < 0)
+        return cli_usage_error(usage, "--%s: %s", name, err);
+      if (secs < 1 || secs > 3600) return cli_usage_error(usage, "--%s must be from 1s to 1h", name);
+      if (!strcmp(name, "header-timeout")) c->header_timeout = secs; else c->body_timeout = secs;
+    } else if (!strcmp(name, "max-connections") || !strcmp(name, "max-connections-per-client")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || end == val || v < 1 || v > 1000000)
+        return cli_usage_error(usage, "--%s must be a number from 1 to 1000000", name);
+      if (!strcmp(name, "max-connections")) c->max_connections = v; else c->max_per_client = v;
     } else if (!strcmp(name, "log-level")) {
       int lv = log_level_parse(val);
       if (lv < 0) return cli_usage_error(usage, "--log-level must be debug, info, warn or error");

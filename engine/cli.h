@@ -20,6 +20,8 @@ typedef struct {
   int requeue_all;
   int batch, limit, json, quiet, batch_set;
   long max_body, max_backlog;
+  long max_connections, max_per_client;   /* 0 when not given */
+  int64_t header_timeout, body_timeout;   /* seconds; 0 when not given */
   const char *positional[16];
   int npositional;
 } cli_t;

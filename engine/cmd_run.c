@@ -12,7 +12,7 @@
 #include "http_auth.h"
 
 static const char *usage =
-    "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES]\n\n"
+    "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES] [limits]\n\n"
     "The daemon: HTTP ingest (POST /v1/events), durable timers and cron in real time,\n"
     "delivery of queued actions, and the operations API (GET /healthz, /v1/members/ID,\n"
     "/v1/campaigns, /metrics). SIGTERM or SIGINT stops it cleanly; SIGHUP reloads the\n"
@@ -20,9 +20,23 @@ static const char *usage =
     "  --listen ADDR:PORT   where to listen (default 127.0.0.1:8707; [::1]:8707 for IPv6;\n"
     "                       port 0 picks a free one and logs it)\n"
     "  --token-file PATH    require 'Authorization: Bearer <token>' with the token in PATH\n"
-    "  --max-body BYTES     largest accepted request body (default 8388608)\n"
+    "                       (checked on the headers: a request without it gets 401 and\n"
+    "                       the connection closes before its body is read)\n"
+    "  --max-body BYTES     largest accepted request body (default 8388608); a larger\n"
+    "                       declared Content-Length gets 413 before the body is read\n"
     "  --max-backlog N      answer 503 with Retry-After while more than N queued actions\n"
-    "                       wait for delivery (default 100000; 0 = no bound)\n";
+    "                       wait for delivery (default 100000; 0 = no bound)\n"
+    "  --max-connections N  connections held at once (default 1024); at the cap a new\n"
+    "                       client evicts the connection idle longest (connected, no\n"
+    "                       request in progress), and is refused when none is idle\n"
+    "  --max-connections-per-client N\n"
+    "                       connections from one source address (default 64); more are\n"
+    "                       closed at once\n"
+    "  --header-timeout DUR a request's line and headers must arrive within DUR\n"
+    "                       (default 10s; 408 and close, or a quiet close when idle)\n"
+    "  --body-timeout DUR   its body within DUR after the headers (default 30s; 408)\n"
+    "POST /v1/events takes Content-Type application/json, application/x-ndjson or\n"
+    "application/ndjson (parameters such as charset allowed); anything else gets 415.\n";
 
 /* Split "host:port" / "[v6]:port". 0 ok, -1 bad. */
 static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
@@ -70,7 +84,10 @@ static int lock_database(const char *db) {
 
 int cmd_run(int argc, char **argv) {
   cli_t c;
-  int rc = cli_parse(&c, argc, argv, "listen token-file max-body max-backlog", usage);
+  int rc = cli_parse(&c, argc, argv,
+                     "listen token-file max-body max-backlog max-connections "
+                     "max-connections-per-client header-timeout body-timeout",
+                     usage);
   if (rc) return c.help ? 0 : rc;
   if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
   char host[64];
@@ -78,7 +95,11 @@ int cmd_run(int argc, char **argv) {
   if (parse_listen(c.listen ? c.listen : "127.0.0.1:8707", host, sizeof host, &port) < 0)
     return cli_usage_error(usage, "--listen must be ADDR:PORT, got '%s'", c.listen);
   daemon_opts_t o = {.host = host, .port = port, .max_body = c.max_body ? (size_t)c.max_body : 8u << 20,
-                     .max_connections = 1024, .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000};
+                     .max_connections = c.max_connections ? (int)c.max_connections : 1024,
+                     .max_connections_per_client = c.max_per_client ? (int)c.max_per_client : 64,
+                     .header_timeout_ms = (unsigned)(c.header_timeout ? c.header_timeout : 10) * 1000u,
+                     .body_timeout_ms = (unsigned)(c.body_timeout ? c.body_timeout : 30) * 1000u,
+                     .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000};
   char err[512];
   char *token = NULL;
   if (c.token_file && !(token = http_auth_read_token(c.token_file, err, sizeof err))) {

@@ -92,9 +92,29 @@ static void reply_error(http_response_t *res, int status, const char *msg) {
   reply(res, status, json_pack("{s:s}", "error", msg));
 }
 
+/* Events come as JSON or NDJSON, said so in Content-Type: a browser page can post
+ * text/plain across origins without asking, never these. 1 when res holds the 415. */
+static int refuse_content_type(const http_request_t *req, http_response_t *res) {
+  if (http_content_type_is(req->content_type, "application/json") ||
+      http_content_type_is(req->content_type, "application/x-ndjson") ||
+      http_content_type_is(req->content_type, "application/ndjson"))
+    return 0;
+  reply_error(res, 415, "Content-Type must be application/json or application/x-ndjson");
+  return 1;
+}
+
+/* Everything but /healthz needs the bearer token when one is set. 1 when res holds the 401. */
+static int refuse_token(daemon_t *d, const http_request_t *req, http_response_t *res) {
+  if (http_auth_ok(req->authorization, d->o->token)) return 0;
+  snprintf(res->extra_headers, sizeof res->extra_headers, "WWW-Authenticate: Bearer\r\n");
+  reply_error(res, 401, "missing or wrong bearer token");
+  return 1;
+}
+
 static void post_events(daemon_t *d, const http_request_t *req, http_response_t *res) {
   event_list_t evs;
   char err[512];
+  if (refuse_content_type(req, res)) return;
   if (d->o->max_backlog > 0 && delivery_backlog(d->delivery) > d->o->max_backlog) {
     snprintf(res->extra_headers, sizeof res->extra_headers, "Retry-After: 5\r\n");
     reply_error(res, 503, "delivery backlog over its bound: retry later");
@@ -130,10 +150,7 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     if (!get) return reply_error(res, 405, "use GET");
     return reply(res, 200, json_pack("{s:s}", "status", d->stopping ? "stopping" : "ok"));
   }
-  if (!http_auth_ok(req->authorization, d->o->token)) {
-    snprintf(res->extra_headers, sizeof res->extra_headers, "WWW-Authenticate: Bearer\r\n");
-    return reply_error(res, 401, "missing or wrong bearer token");
-  }
+  if (refuse_token(d, req, res)) return;
   if (!strcmp(req->path, "/v1/events")) {
     if (!post) return reply_error(res, 405, "use POST");
     return post_events(d, req, res);
@@ -161,6 +178,17 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     return;
   }
   reply_error(res, 404, "not found");
+}
+
+/* A request with a body, before any of it is read: refused here when on_request would
+ * refuse it on the headers alone (token, content type), so that nobody without the token
+ * makes the daemon buffer a body. 1 when res holds the answer. */
+static int on_request_head(const http_request_t *req, http_response_t *res, void *ud) {
+  daemon_t *d = ud;
+  if (!strcmp(req->path, "/healthz")) return 0;
+  if (refuse_token(d, req, res)) return 1;
+  return !strcmp(req->path, "/v1/events") && !strcmp(req->method, "POST") &&
+         refuse_content_type(req, res);
 }
 
 /* ---- signals and shutdown ---- */
@@ -205,7 +233,11 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&d.loop);
   http_server_opts_t ho = {.host = o->host, .port = o->port, .max_body = o->max_body,
-                           .max_connections = o->max_connections, .handler = on_request, .ud = &d};
+                           .max_connections = o->max_connections,
+                           .max_per_client = o->max_connections_per_client,
+                           .header_timeout_ms = o->header_timeout_ms,
+                           .body_timeout_ms = o->body_timeout_ms,
+                           .handler = on_request, .gate = on_request_head, .ud = &d};
   char err[256];
   d.http = http_server_start(&d.loop, &ho, err, sizeof err);
   if (!d.http) {

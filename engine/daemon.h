@@ -17,6 +17,8 @@ typedef struct {
   const char *token;        /* bearer token, or NULL for none */
   size_t max_body;
   int max_connections;
+  int max_connections_per_client;
+  unsigned header_timeout_ms, body_timeout_ms;
   long max_backlog;         /* queued-but-undelivered actions before 503 (0 = no limit) */
 } daemon_opts_t;
 

@@ -5,11 +5,26 @@
  * done by http-parser; this file collects what its callbacks report, enforces the limits
  * and writes the responses. Memory is released only from close callbacks: a connection
  * once both of its handles have closed, the server once its listener and every
- * connection are gone after http_server_close. */
+ * connection are gone after http_server_close.
+ *
+ * The parser is paused at the end of the headers, at each chunk boundary and at the end
+ * of a message, so that the work needing the exact position in the input happens outside
+ * its callbacks: the gate and the body limits before any body byte is read, and the
+ * framing bytes the system http-parser (built without HTTP_PARSER_STRICT) lets through —
+ * CRLF after chunk data, LF after CR at the end of a chunk-size line, of the headers and
+ * of the trailers (RFC 9112 sections 2.2 and 7.1). Chunk extensions are ignored, as RFC
+ * 9112 7.1.1 asks, but a chunk-size line is bounded (4 KiB, the bound Go's net/http
+ * applies to its chunk lines); trailer fields are counted against the header limit and
+ * never captured (7.1.2: not merged into the header section). The lingering close after
+ * a last response discards at most 256 KiB (the idea of Go's net/http, which reads at
+ * most 256 KiB of an unread body before closing). Idle eviction at the connection cap
+ * and a per-source-address cap are our own policy against idle-socket lock-out. */
 
 #include "http_server.h"
 
+#include <assert.h>
 #include <http_parser.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,7 +38,10 @@
 #define DEFAULT_HEADER_TIMEOUT_MS 10000u
 #define DEFAULT_BODY_TIMEOUT_MS 30000u
 #define LISTEN_BACKLOG 511
+#define DEFAULT_MAX_PER_CLIENT 64
 #define LINGER_MS 2000u          /* how long a closing connection drains unread input */
+#define LINGER_MAX_BYTES (256u * 1024) /* and how much of it, at most */
+#define MAX_CHUNK_LINE 4096u     /* a chunk size with its extensions and CRLF */
 #define HEADER_LINE_OVERHEAD 4u  /* ": " and CRLF, which the parser does not report */
 
 typedef struct {
@@ -37,6 +55,15 @@ static const char *const k_captured[CAP_COUNT] = {"authorization", "content-type
 
 /* Where the header callbacks are: before any header, inside a name, inside a value. */
 enum { HS_NONE, HS_FIELD, HS_VALUE };
+
+/* Why the parser paused (see conn_feed). */
+enum { AT_NONE, AT_HEADERS, AT_CHUNK_HEADER, AT_CHUNK_END, AT_MESSAGE };
+
+/* A source address, for the per-client cap: IPv4-mapped IPv6 counts as IPv4. */
+typedef struct {
+  int family;                /* AF_INET, AF_INET6, or 0 when unknown */
+  unsigned char addr[16];
+} peer_t;
 
 typedef struct conn conn_t;
 
@@ -61,13 +88,22 @@ struct conn {
   int capture;               /* index into captured for the current value, or -1 */
   size_t header_bytes;
   int reject;                /* status to answer with, set by a failing parser callback */
-  int message_begun, message_ready;
+  int message_begun;
+  int paused_at;             /* AT_*: what made the parser pause */
+  int last_chunk;            /* the chunk being read is the zero-size one */
+  int in_chunk_line;         /* the parser is inside a chunk-size line */
+  size_t chunk_line_bytes;
+  const char *want_lf;       /* the next input byte must be LF; the error if not */
+  char tail[2];              /* the last two bytes the parser consumed */
 
   /* Connection state. */
   char *pending;             /* input received after a request that is being answered */
   size_t pending_len;
   char *out_head, *out_body; /* the response being written */
   unsigned long served;
+  peer_t peer;
+  uint64_t idle_since;       /* uv_now when it last had no request in progress */
+  size_t discarded;          /* bytes thrown away while lingering */
   int keep_alive, busy, reading, lingering, closing;
 };
 
@@ -79,8 +115,9 @@ struct http_server {
   int listening, draining, close_requested;
   unsigned long live;        /* listener + connections + refused sockets not yet freed */
   conn_t *conns;
-  unsigned long nconns;
-  unsigned long requests, rejected_413, rejected_431, timed_out, refused;
+  unsigned long nconns;      /* connections held, including ones being closed */
+  unsigned long nopen;       /* connections not being closed: what the caps count */
+  unsigned long requests, rejected_413, rejected_431, timed_out, refused, evicted;
 };
 
 static void conn_close(conn_t *c);
@@ -269,6 +306,7 @@ static void on_response_written(uv_write_t *req, int status) {
     return;
   }
   http_parser_pause(&c->parser, 0);
+  c->idle_since = uv_now(c->srv->loop);
   conn_arm(c, c->srv->opts.header_timeout_ms);
   conn_resume(c);
 }
@@ -350,7 +388,11 @@ static void request_reset(conn_t *c) {
   c->header_bytes = 0;
   c->reject = 0;
   c->message_begun = 0;
-  c->message_ready = 0;
+  c->paused_at = AT_NONE;
+  c->last_chunk = 0;
+  c->in_chunk_line = 0;
+  c->chunk_line_bytes = 0;
+  c->want_lf = NULL;
 }
 
 static int split_pair(const char *p, size_t plen, const char *q, size_t qlen,
@@ -398,49 +440,97 @@ static void response_sanitize(http_response_t *res) {
   res->extra_headers[sizeof res->extra_headers - 1] = '\0';
 }
 
+/* The request as the handler and the gate see it. path and query are malloc'd for the
+ * caller to free (also on failure); -1 when they could not be made. */
+static int request_view(conn_t *c, http_request_t *req, char **path, char **query) {
+  if (split_url(c->url.data ? c->url.data : "", c->url.len,
+                c->parser.method == HTTP_CONNECT, path, query) != 0)
+    return -1;
+  memset(req, 0, sizeof *req);
+  req->method = http_method_str((enum http_method)c->parser.method);
+  req->path = *path;
+  req->query = *query;
+  req->body = c->body.data ? c->body.data : "";
+  req->body_len = c->body.len;
+  req->authorization = c->captured[CAP_AUTHORIZATION].data;
+  req->content_type = c->captured[CAP_CONTENT_TYPE].data;
+  return 0;
+}
+
+static void response_init(http_response_t *res) {
+  memset(res, 0, sizeof *res);
+  res->status = 200;
+  res->content_type = "application/json";
+}
+
+/* Send what a handler or the gate filled in, unless the callback closed the server. */
+static void conn_answer(conn_t *c, http_response_t *res, int keep_alive) {
+  if (c->closing) {
+    free(res->body);
+    return;
+  }
+  response_sanitize(res);
+  c->keep_alive = keep_alive;
+  conn_send(c, res->status, res->content_type, res->body, res->body_len, res->extra_headers,
+            c->parser.method == HTTP_HEAD);
+}
+
 /* A whole request has been parsed (the parser is paused): call the handler, answer. */
 static void conn_dispatch(conn_t *c) {
   http_server_t *s = c->srv;
   http_request_t req;
   http_response_t res;
-  char *path, *query;
+  char *path = NULL, *query = NULL;
 
-  c->message_ready = 0;
   c->served++;
   s->requests++;
-  if (split_url(c->url.data ? c->url.data : "", c->url.len,
-                c->parser.method == HTTP_CONNECT, &path, &query) != 0) {
+  if (request_view(c, &req, &path, &query) != 0) {
     free(path);
     free(query);
     request_reset(c);
     conn_reject_status(c, 500);
     return;
   }
-  memset(&req, 0, sizeof req);
-  req.method = http_method_str((enum http_method)c->parser.method);
-  req.path = path;
-  req.query = query;
-  req.body = c->body.data ? c->body.data : "";
-  req.body_len = c->body.len;
-  req.authorization = c->captured[CAP_AUTHORIZATION].data;
-  req.content_type = c->captured[CAP_CONTENT_TYPE].data;
-  memset(&res, 0, sizeof res);
-  res.status = 200;
-  res.content_type = "application/json";
-
+  response_init(&res);
   s->opts.handler(&req, &res, s->opts.ud);
-
-  if (c->closing) { /* the handler closed the server */
-    free(res.body);
-  } else {
-    response_sanitize(&res);
-    c->keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade && !s->draining;
-    conn_send(c, res.status, res.content_type, res.body, res.body_len, res.extra_headers,
-              c->parser.method == HTTP_HEAD);
-  }
+  conn_answer(c, &res, http_should_keep_alive(&c->parser) && !c->parser.upgrade && !s->draining);
   free(path);
   free(query);
   request_reset(c);
+}
+
+/* The headers of a request with a body are in: ask the gate. 1 when it answered (the
+ * answer is on its way and the connection closes after it: the body is never read). */
+static int conn_gate(conn_t *c) {
+  http_server_t *s = c->srv;
+  http_request_t req;
+  http_response_t res;
+  char *path = NULL, *query = NULL;
+  int answered;
+
+  if (!s->opts.gate) return 0;
+  if (request_view(c, &req, &path, &query) != 0) {
+    free(path);
+    free(query);
+    conn_reject_status(c, 500);
+    return 1;
+  }
+  req.body = "";
+  req.body_len = 0;
+  response_init(&res);
+  answered = s->opts.gate(&req, &res, s->opts.ud);
+  if (answered) {
+    s->requests++;
+    c->served++;
+    uv_timer_stop(&c->timer);
+    conn_drop_pending(c);
+    conn_answer(c, &res, 0);
+  } else {
+    free(res.body); /* a gate that lets the request through answers nothing */
+  }
+  free(path);
+  free(query);
+  return answered;
 }
 
 /* ---- parser callbacks ---- */
@@ -498,10 +588,11 @@ static int captured_index(const conn_t *c) {
   return -1;
 }
 
-/* The first occurrence of a captured header wins; repeats are ignored. */
+/* The first occurrence of a captured header wins; repeats are ignored, and so are
+ * trailer fields (after a chunked body), which must not stand in for headers. */
 static int start_value(conn_t *c) {
   c->hstate = HS_VALUE;
-  c->capture = captured_index(c);
+  c->capture = (c->parser.flags & F_TRAILING) ? -1 : captured_index(c);
   if (c->capture < 0) return 0;
   if (c->captured[c->capture].data) {
     c->capture = -1;
@@ -533,21 +624,21 @@ static void maybe_send_continue(conn_t *c) {
   uv_write(&c->continue_req, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written);
 }
 
-static int on_headers_complete(http_parser *p) {
-  conn_t *c = conn_of(p);
-  const http_server_opts_t *o = &c->srv->opts;
-  int chunked = (p->flags & F_CHUNKED) != 0;
-  int sized = !chunked && (p->flags & F_CONTENTLENGTH) && p->content_length > 0;
-  if (sized && p->content_length > o->max_body) return fail(c, 413);
-  if (sized && buf_reserve(&c->body, (size_t)p->content_length + 1) != 0) return fail(c, 500);
-  if (!chunked && !sized) {
-    uv_timer_stop(&c->timer);
-    return 0;
-  }
-  conn_arm(c, o->body_timeout_ms);
-  maybe_send_continue(c);
+/* The callbacks below only pause the parser; conn_paused does the work. */
+static int pause_at(http_parser *p, int at) {
+  conn_of(p)->paused_at = at;
+  http_parser_pause(p, 1);
   return 0;
 }
+
+static int on_headers_complete(http_parser *p) { return pause_at(p, AT_HEADERS); }
+
+static int on_chunk_header(http_parser *p) {
+  conn_of(p)->last_chunk = p->content_length == 0;
+  return pause_at(p, AT_CHUNK_HEADER);
+}
+
+static int on_chunk_complete(http_parser *p) { return pause_at(p, AT_CHUNK_END); }
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   conn_t *c = conn_of(p);
@@ -557,11 +648,8 @@ static int on_body(http_parser *p, const char *at, size_t n) {
 
 /* Pause so that pipelined requests wait until this one is answered. */
 static int on_message_complete(http_parser *p) {
-  conn_t *c = conn_of(p);
-  c->message_ready = 1;
-  uv_timer_stop(&c->timer);
-  http_parser_pause(p, 1);
-  return 0;
+  uv_timer_stop(&conn_of(p)->timer);
+  return pause_at(p, AT_MESSAGE);
 }
 
 static const http_parser_settings k_settings = {
@@ -572,6 +660,8 @@ static const http_parser_settings k_settings = {
   .on_headers_complete = on_headers_complete,
   .on_body = on_body,
   .on_message_complete = on_message_complete,
+  .on_chunk_header = on_chunk_header,
+  .on_chunk_complete = on_chunk_complete,
 };
 
 /* ---- reading ---- */
@@ -582,18 +672,124 @@ static void conn_keep_pending(conn_t *c, const char *data, size_t len) {
   else c->keep_alive = 0; /* cannot keep it: close after the current response */
 }
 
+/* The headers are complete. 0 to go on parsing; -1 when the request has been answered
+ * from its headers (by the gate, or 413 for a declared length over the limit) and
+ * nothing more of it is read. */
+static int conn_headers_done(conn_t *c) {
+  const http_parser *p = &c->parser;
+  const http_server_opts_t *o = &c->srv->opts;
+  int chunked = (p->flags & F_CHUNKED) != 0;
+  int sized = !chunked && (p->flags & F_CONTENTLENGTH) && p->content_length > 0;
+  c->want_lf = "bad request: LF expected after CR";
+  if (!chunked && !sized) {
+    uv_timer_stop(&c->timer);
+    return 0;
+  }
+  if (conn_gate(c)) return -1;
+  if (sized && p->content_length > o->max_body) {
+    conn_reject_status(c, 413);
+    return -1;
+  }
+  if (sized && buf_reserve(&c->body, (size_t)p->content_length + 1) != 0) {
+    conn_reject_status(c, 500);
+    return -1;
+  }
+  c->in_chunk_line = chunked;
+  c->chunk_line_bytes = 0;
+  conn_arm(c, o->body_timeout_ms);
+  maybe_send_continue(c);
+  return 0;
+}
+
+static int framing_error(conn_t *c, const char *message) {
+  conn_reject(c, 400, message);
+  return -1;
+}
+
+/* The last two bytes consumed, which may come from different reads. */
+static void remember_tail(conn_t *c, const char *consumed, size_t n) {
+  if (n >= 2) {
+    c->tail[0] = consumed[n - 2];
+    c->tail[1] = consumed[n - 1];
+  } else if (n == 1) {
+    c->tail[0] = c->tail[1];
+    c->tail[1] = consumed[0];
+  }
+}
+
+/* The parser paused at c->paused_at. 0 to go on (the parser is resumed, or stays paused
+ * while a dispatched request is answered); -1 when the connection has been answered and
+ * this input is done. The framing checks: a chunk-size line pauses after its last byte,
+ * which must be LF (the parser checked the CR before it); a data chunk pauses after the
+ * two bytes that must be CRLF; the headers and the trailers pause before their final
+ * byte, which must be LF (checked before the next execute). */
+static int conn_paused(conn_t *c) {
+  int at = c->paused_at;
+  c->paused_at = AT_NONE;
+  switch (at) {
+    case AT_HEADERS:
+      if (conn_headers_done(c) != 0) return -1;
+      break;
+    case AT_CHUNK_HEADER:
+      c->in_chunk_line = 0;
+      if (c->tail[1] != '\n')
+        return framing_error(c, "bad request: LF expected after CR in a chunk-size line");
+      break;
+    case AT_CHUNK_END:
+      if (c->last_chunk) {
+        c->want_lf = "bad request: LF expected after CR";
+        break;
+      }
+      if (c->tail[0] != '\r' || c->tail[1] != '\n')
+        return framing_error(c, "bad request: chunk data must be followed by CRLF");
+      c->in_chunk_line = 1;
+      c->chunk_line_bytes = 0;
+      break;
+    case AT_MESSAGE:
+      conn_dispatch(c); /* the parser stays paused until the answer is written */
+      return 0;
+    default:
+      assert(0 && "paused for no reason");
+      return framing_error(c, "bad request: parser paused");
+  }
+  http_parser_pause(&c->parser, 0);
+  return 0;
+}
+
+/* Chunk extensions are skipped by the parser: bound the line they are on. */
+static int count_chunk_line(conn_t *c, size_t n) {
+  if (!c->in_chunk_line) return 0;
+  c->chunk_line_bytes += n;
+  if (c->chunk_line_bytes <= MAX_CHUNK_LINE) return 0;
+  return framing_error(c, "bad request: chunk-size line over 4096 bytes");
+}
+
+/* Parse input. The parser pauses at the end of the headers, at each chunk boundary and
+ * at the end of a message, and conn_paused acts on each; a whole message stays paused,
+ * with any input after it kept aside, until its answer has been written. */
 static void conn_feed(conn_t *c, const char *data, size_t len) {
   while (len > 0 && !c->closing && !c->busy && !c->lingering) {
-    size_t n = http_parser_execute(&c->parser, &k_settings, data, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    size_t n;
+    enum http_errno e;
+    if (c->want_lf) {
+      if (*data != '\n') {
+        framing_error(c, c->want_lf);
+        return;
+      }
+      c->want_lf = NULL;
+    }
+    n = http_parser_execute(&c->parser, &k_settings, data, len);
+    e = HTTP_PARSER_ERRNO(&c->parser);
+    remember_tail(c, data, n);
     data += n;
     len -= n;
     if (c->reject) {
       conn_reject_status(c, c->reject);
       return;
     }
-    if (e == HPE_PAUSED && c->message_ready) {
-      conn_dispatch(c);
+    if (count_chunk_line(c, n) != 0) return;
+    if (e == HPE_PAUSED && c->paused_at != AT_NONE) {
+      if (conn_paused(c) != 0) return;
     } else if (e != HPE_OK) {
       conn_bad_request(c, e);
       return;
@@ -611,10 +807,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = buf->base ? suggested : 0;
 }
 
+/* Input after the last response is thrown away, up to LINGER_MAX_BYTES. */
+static void conn_discard(conn_t *c, size_t n) {
+  c->discarded += n;
+  if (c->discarded > LINGER_MAX_BYTES) conn_close(c);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = stream->data;
-  if (nread > 0 && !c->closing && !c->lingering) conn_feed(c, buf->base, (size_t)nread);
-  else if (nread < 0) conn_close(c); /* EOF, reset, or no memory */
+  if (nread < 0) conn_close(c); /* EOF, reset, or no memory */
+  else if (c->lingering && !c->closing) conn_discard(c, (size_t)nread);
+  else if (nread > 0 && !c->closing) conn_feed(c, buf->base, (size_t)nread);
   free(buf->base);
 }
 
@@ -657,16 +860,40 @@ static void conn_close(conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
   c->reading = 0;
+  assert(c->srv->nopen > 0);
+  c->srv->nopen--;
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
-static void conn_open(http_server_t *s) {
+static void peer_of(const uv_tcp_t *tcp, peer_t *peer) {
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  memset(peer, 0, sizeof *peer);
+  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET) {
+    peer->family = AF_INET;
+    memcpy(peer->addr, &((const struct sockaddr_in *)&ss)->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a)) {
+      peer->family = AF_INET;
+      memcpy(peer->addr, a->s6_addr + 12, 4);
+    } else {
+      peer->family = AF_INET6;
+      memcpy(peer->addr, a->s6_addr, 16);
+    }
+  }
+}
+
+/* Accept a pending connection into a new conn_t (counted, not yet reading). NULL when it
+ * could not be made or accepted (then it is already being closed). */
+static conn_t *conn_accept(http_server_t *s) {
   conn_t *c = calloc(1, sizeof *c);
-  if (!c) return;
+  if (!c) return NULL;
   if (uv_tcp_init(s->loop, &c->tcp) != 0) {
     free(c);
-    return;
+    return NULL;
   }
   uv_timer_init(s->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
@@ -677,45 +904,70 @@ static void conn_open(http_server_t *s) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
+  s->nopen++;
   s->live++;
   if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
-    return;
+    return NULL;
   }
+  peer_of(&c->tcp, &c->peer);
+  c->idle_since = uv_now(s->loop);
+  return c;
+}
+
+static void conn_begin(conn_t *c) {
   uv_tcp_nodelay(&c->tcp, 1);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
-  conn_arm(c, s->opts.header_timeout_ms);
+  conn_arm(c, c->srv->opts.header_timeout_ms);
   if (conn_read_start(c) != 0) conn_close(c);
 }
 
-static void on_refused_closed(uv_handle_t *h) {
-  http_server_t *s = h->data;
-  free(h);
-  s->live--;
-  server_maybe_free(s);
+static int same_peer(const peer_t *a, const peer_t *b) {
+  return a->family == b->family && memcmp(a->addr, b->addr, sizeof a->addr) == 0;
 }
 
-/* Over the connection cap: accept and close at once. */
-static void server_refuse(http_server_t *s) {
-  uv_tcp_t *t = malloc(sizeof *t);
-  if (!t) return;
-  if (uv_tcp_init(s->loop, t) != 0) {
-    free(t);
-    return;
-  }
-  t->data = s;
-  s->live++;
-  s->refused++;
-  uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t);
-  uv_close((uv_handle_t *)t, on_refused_closed);
+/* Open connections from c's source address, c included. */
+static unsigned long peer_count(const http_server_t *s, const conn_t *c) {
+  unsigned long n = 0;
+  const conn_t *o;
+  for (o = s->conns; o; o = o->next)
+    if (!o->closing && same_peer(&o->peer, &c->peer)) n++;
+  return n;
 }
 
+/* No request in progress: never sent a byte, waiting between keep-alive requests, or
+ * lingering after its last response. */
+static int conn_is_idle(const conn_t *c) {
+  return !c->closing && !c->busy && (c->lingering || !c->message_begun);
+}
+
+/* Close the connection idle longest, other than keep, to make room. 0 when none is idle. */
+static int evict_idle(http_server_t *s, const conn_t *keep) {
+  conn_t *o, *victim = NULL;
+  for (o = s->conns; o; o = o->next)
+    if (o != keep && conn_is_idle(o) && (!victim || o->idle_since <= victim->idle_since)) victim = o;
+  if (!victim) return 0;
+  s->evicted++;
+  conn_close(victim);
+  return 1;
+}
+
+/* Over the per-client cap, or over the total cap with nothing idle to evict: the new
+ * connection is closed at once. */
 static void on_connection(uv_stream_t *listener, int status) {
   http_server_t *s = listener->data;
+  conn_t *c;
   if (status < 0 || !s->listening) return;
-  if (s->nconns >= (unsigned long)s->opts.max_connections) server_refuse(s);
-  else conn_open(s);
+  c = conn_accept(s);
+  if (!c) return;
+  if (peer_count(s, c) > (unsigned long)s->opts.max_per_client ||
+      (s->nopen > (unsigned long)s->opts.max_connections && !evict_idle(s, c))) {
+    s->refused++;
+    conn_close(c);
+    return;
+  }
+  conn_begin(c);
 }
 
 /* ---- server ---- */
@@ -737,6 +989,7 @@ static void opts_apply_defaults(http_server_opts_t *o) {
   if (!o->max_body) o->max_body = DEFAULT_MAX_BODY;
   if (!o->max_header) o->max_header = DEFAULT_MAX_HEADER;
   if (o->max_connections <= 0) o->max_connections = DEFAULT_MAX_CONNECTIONS;
+  if (o->max_per_client <= 0) o->max_per_client = DEFAULT_MAX_PER_CLIENT;
   if (!o->header_timeout_ms) o->header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
   if (!o->body_timeout_ms) o->body_timeout_ms = DEFAULT_BODY_TIMEOUT_MS;
 }
@@ -841,5 +1094,16 @@ void http_server_stats(const http_server_t *s, http_server_stats_t *out) {
   out->rejected_431 = s->rejected_431;
   out->timed_out = s->timed_out;
   out->refused_connections = s->refused;
+  out->evicted_idle = s->evicted;
   out->open_connections = s->nconns;
+}
+
+int http_content_type_is(const char *value, const char *media_type) {
+  size_t n = strlen(media_type);
+  const char *end;
+  if (!value) return 0;
+  while (*value == ' ' || *value == '\t') value++;
+  end = value + strcspn(value, ";");
+  while (end > value && (end[-1] == ' ' || end[-1] == '\t')) end--;
+  return (size_t)(end - value) == n && strncasecmp(value, media_type, n) == 0;
 }

@@ -1,10 +1,13 @@
 /* http_server: a small HTTP/1.1 server on a libuv loop, parsing with the system
  * http-parser library. It owns its listening handle and every connection. Requests are
  * handed to one callback once headers and body are complete; the callback answers
- * synchronously by filling in the response. Limits: body size (413), header size (431),
- * connection cap (new connections beyond it are closed at once), a header deadline and a
- * body deadline after which a slow client is closed (408 when possible). Keep-alive is
- * supported; "Connection: close" is honoured. */
+ * synchronously by filling in the response. An optional gate sees a request's headers
+ * before any byte of its body is read, and may answer at once (401 before an 8 MB body
+ * is buffered). Limits: body size (413, a declared Content-Length before any of it is
+ * read), header size (431), chunk framing checked strictly (400), a connection cap with
+ * a per-client (source address) cap, idle connections evicted oldest first when the
+ * cap is reached, a header deadline and a body deadline after which a slow client is
+ * closed (408 when possible). Keep-alive is supported; "Connection: close" is honoured. */
 #ifndef HEARTH_HTTP_SERVER_H
 #define HEARTH_HTTP_SERVER_H
 
@@ -35,16 +38,26 @@ typedef struct {
  * the call; content_type and extra_headers are copied as soon as the handler returns, so
  * they may point into the request. An out-of-range status becomes 500. */
 typedef void (*http_handler_fn)(const http_request_t *req, http_response_t *res, void *ud);
+/* Called on the loop thread when the headers of a request that announces a body
+ * (Content-Length above 0, or chunked) are complete, before any byte of the body is read;
+ * body is "" and body_len 0. Return 0 to read the body and go on to the handler, or fill
+ * in res (as the handler would) and return 1: that answer goes out at once, the body is
+ * never read into memory, and the connection is closed after the answer. */
+typedef int (*http_gate_fn)(const http_request_t *req, http_response_t *res, void *ud);
 
 typedef struct {
   const char *host;          /* "127.0.0.1" */
   int port;                  /* 0 = pick a free port (see http_server_port) */
   size_t max_body;           /* bytes; default 8 MiB */
   size_t max_header;         /* bytes; default 16 KiB */
-  int max_connections;       /* default 1024 */
+  int max_connections;       /* default 1024; at the cap, a new connection evicts the
+                                connection idle longest (connected, no request begun),
+                                and is refused when none is idle */
+  int max_per_client;        /* connections from one source address; default 64 */
   unsigned header_timeout_ms;/* default 10000 */
   unsigned body_timeout_ms;  /* default 30000 */
   http_handler_fn handler;
+  http_gate_fn gate;         /* optional */
   void *ud;
 } http_server_opts_t;
 
@@ -61,12 +74,21 @@ void http_server_stop_accepting(http_server_t *s);
 /* Close every handle; the memory is freed from the close callbacks, so run the loop
  * afterwards until it has no more active handles. */
 void http_server_close(http_server_t *s);
-/* Counters for /metrics. requests: requests handed to the handler; rejected_413/431:
- * requests refused for body or header size; timed_out: 408s sent on a header or body
+/* Counters for /metrics. requests: requests answered by the handler or the gate;
+ * rejected_413/431: requests refused for body or header size; timed_out: 408s sent on a header or body
  * deadline (an idle keep-alive connection reaching the header deadline is closed quietly
- * and not counted); refused_connections: connections closed at once over the cap;
+ * and not counted); refused_connections: connections closed at once over the cap or the
+ * per-client cap; evicted_idle: idle connections closed to make room for a new one;
  * open_connections: connections currently held, including ones being closed. */
-typedef struct { unsigned long requests, rejected_413, rejected_431, timed_out, refused_connections, open_connections; } http_server_stats_t;
+typedef struct {
+  unsigned long requests, rejected_413, rejected_431, timed_out, refused_connections,
+      evicted_idle, open_connections;
+} http_server_stats_t;
 void http_server_stats(const http_server_t *s, http_server_stats_t *out);
+
+/* 1 when a Content-Type value names media_type ("application/json"): the type and
+ * subtype compared without regard to case, optional whitespace around them, any
+ * parameters after ';' (charset=...) ignored. 0 otherwise, and for NULL. */
+int http_content_type_is(const char *value, const char *media_type);
 
 #endif

@@ -100,6 +100,7 @@ int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text)
     counter(&sb, "hearth_http_rejected_431_total", "Headers over the limit.", hs.rejected_431);
     counter(&sb, "hearth_http_timed_out_total", "Slow clients closed at a deadline.", hs.timed_out);
     counter(&sb, "hearth_http_refused_connections_total", "Connections over the cap.", hs.refused_connections);
+    counter(&sb, "hearth_http_evicted_idle_total", "Idle connections closed to make room at the cap.", hs.evicted_idle);
     gauge(&sb, "hearth_http_open_connections", "Open connections.", (long long)hs.open_connections);
   }
   *text = sb_take(&sb);

@@ -751,14 +751,16 @@ def test_limits_431_413_idle_close_and_503_over_backlog():
         s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
         try:
             chunk = b" " * 1200
-            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            s.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n"
                       + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
             raw = read_response(s)
         finally:
             s.close()
         eq(status_of(raw), 413, "status for a 2400-byte chunked body over --max-body 2000")
         # a body within the limit is taken
-        st, _, body = d.request("POST", "/v1/events", json.dumps([order(1)]) + " " * 10)
+        st, _, body = d.request("POST", "/v1/events", json.dumps([order(1)]) + " " * 10,
+                                {"Content-Type": "application/json"})
         eq(st, 202, "status for a small body (body %r)" % body)
 
         # Backlog: actions for a closed port stay queued; past 2 the daemon sheds load.

@@ -59,6 +59,24 @@ static void test_handler(const http_request_t *req, http_response_t *res, void *
   }
 }
 
+/* The gate: POST /guarded needs "Authorization: Bearer ok" before its body is read. */
+static int gate_calls;
+
+static int test_gate(const http_request_t *req, http_response_t *res, void *ud) {
+  (void)ud;
+  gate_calls++;
+  if (req->body_len != 0 || req->body[0] != '\0') { /* the body is never shown to the gate */
+    res->status = 500;
+    return 1;
+  }
+  if (strcmp(req->path, "/guarded") != 0) return 0;
+  if (req->authorization && strcmp(req->authorization, "Bearer ok") == 0) return 0;
+  res->status = 401;
+  snprintf(res->extra_headers, sizeof res->extra_headers, "WWW-Authenticate: Bearer\r\n");
+  res->body = str_dup("{\"error\":\"no token\"}", &res->body_len);
+  return 1;
+}
+
 /* ---- the server thread ---- */
 
 enum { CMD_NONE, CMD_STATS, CMD_STOP_ACCEPTING, CMD_CLOSE };
@@ -259,7 +277,9 @@ static const http_parser_settings k_client_settings = {
   .on_message_complete = c_on_message_complete,
 };
 
-static int client_open(client_t *cl, int port) {
+/* Connect from source address src (any 127.x.y.z works on Linux loopback), or from the
+ * system's choice when src is NULL. */
+static int client_open_from(client_t *cl, int port, const char *src) {
   struct sockaddr_in a;
   struct timeval tv = {5, 0};
   memset(cl, 0, sizeof *cl);
@@ -270,6 +290,14 @@ static int client_open(client_t *cl, int port) {
   setsockopt(cl->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
+  if (src) { /* port 0: any free source port */
+    inet_pton(AF_INET, src, &a.sin_addr);
+    if (bind(cl->fd, (struct sockaddr *)&a, sizeof a) != 0) {
+      close(cl->fd);
+      cl->fd = -1;
+      return -1;
+    }
+  }
   a.sin_port = htons((uint16_t)port);
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   if (connect(cl->fd, (struct sockaddr *)&a, sizeof a) != 0) {
@@ -279,6 +307,8 @@ static int client_open(client_t *cl, int port) {
   }
   return 0;
 }
+
+static int client_open(client_t *cl, int port) { return client_open_from(cl, port, NULL); }
 
 static void client_close(client_t *cl) {
   if (cl->fd >= 0) close(cl->fd);
@@ -719,6 +749,7 @@ TEST(bad_request) {
   fixture_stop(&f);
 }
 
+/* At the cap with every connection in the middle of a request: a new one is refused. */
 TEST(connection_cap) {
   fixture_t f;
   http_server_opts_t o = default_opts();
@@ -728,30 +759,274 @@ TEST(connection_cap) {
   o.max_connections = 2;
   if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
   CHECK_INT(client_open(&a, f.port), 0);
-  CHECK_INT(roundtrip(&a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
-  CHECK_INT(r.status, 200);
-  resp_free(&r);
+  CHECK_INT(client_send_str(&a, "GET / HTTP/1.1\r\n"), 0);
   CHECK_INT(client_open(&b, f.port), 0);
-  CHECK_INT(roundtrip(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
-  CHECK_INT(r.status, 200);
-  resp_free(&r);
+  CHECK_INT(client_send_str(&b, "GET / HTTP/1.1\r\n"), 0);
+  CHECK(wait_open_connections(&f, 2));
 
   CHECK_INT(client_open(&c, f.port), 0); /* accepted by the kernel, closed by the server */
   CHECK(client_sees_close(&c));
   client_close(&c);
   st = fixture_stats(&f);
   CHECK_INT(st.refused_connections, 1);
+  CHECK_INT(st.evicted_idle, 0);
   CHECK_INT(st.open_connections, 2);
 
+  /* The requests in progress were not disturbed. */
+  CHECK_INT(roundtrip(&a, "Host: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
   client_close(&a); /* frees a slot */
   CHECK(wait_open_connections(&f, 1));
   CHECK_INT(client_open(&d, f.port), 0);
   CHECK_INT(roundtrip(&d, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
   CHECK_INT(r.status, 200);
   resp_free(&r);
+  CHECK_INT(roundtrip(&b, "Host: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
   client_close(&d);
   client_close(&b);
   fixture_stop(&f);
+}
+
+/* Idle lock-out: at the cap, a new client evicts the connection idle longest (here a
+ * keep-alive one that was served first) instead of being refused; one mid-request stays. */
+TEST(idle_connections_evicted_at_cap) {
+  fixture_t f;
+  http_server_opts_t o = default_opts();
+  client_t served, silent, busy, fresh, next;
+  resp_t r;
+  http_server_stats_t st;
+  o.max_connections = 3;
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
+  CHECK_INT(client_open(&served, f.port), 0);
+  CHECK_INT(roundtrip(&served, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
+  CHECK_INT(client_open(&busy, f.port), 0);
+  CHECK_INT(client_send_str(&busy, "GET /info?busy HTTP/1.1\r\n"), 0);
+  CHECK(wait_open_connections(&f, 2));
+  CHECK_INT(client_open(&silent, f.port), 0);
+  CHECK(wait_open_connections(&f, 3));
+
+  CHECK_INT(client_open(&fresh, f.port), 0);
+  CHECK_INT(roundtrip(&fresh, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
+  CHECK(client_sees_close(&served)); /* idle longest */
+  client_close(&served);
+
+  /* Next: the silent one (idle since it connected) goes, the busy one still does not. */
+  CHECK_INT(client_open(&next, f.port), 0);
+  CHECK_INT(roundtrip(&next, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
+  CHECK(client_sees_close(&silent));
+  client_close(&silent);
+  CHECK_INT(roundtrip(&busy, "Host: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  CHECK_STR(r.body, "GET /info busy auth=(none) ctype=(none) len=0");
+  resp_free(&r);
+  st = fixture_stats(&f);
+  CHECK_INT(st.evicted_idle, 2);
+  CHECK_INT(st.refused_connections, 0);
+  client_close(&busy);
+  client_close(&fresh);
+  client_close(&next);
+  fixture_stop(&f);
+}
+
+/* One source address holds at most max_per_client connections; others are not affected. */
+TEST(per_client_cap) {
+  fixture_t f;
+  http_server_opts_t o = default_opts();
+  client_t a, b, over, other;
+  resp_t r;
+  o.max_per_client = 2;
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
+  CHECK_INT(client_open_from(&a, f.port, "127.0.0.1"), 0);
+  CHECK_INT(client_open_from(&b, f.port, "127.0.0.1"), 0);
+  CHECK(wait_open_connections(&f, 2));
+  CHECK_INT(client_open_from(&over, f.port, "127.0.0.1"), 0);
+  CHECK(client_sees_close(&over));
+  client_close(&over);
+  CHECK_INT(fixture_stats(&f).refused_connections, 1);
+
+  CHECK_INT(client_open_from(&other, f.port, "127.0.0.2"), 0);
+  CHECK_INT(roundtrip(&other, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
+  CHECK_INT(roundtrip(&a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
+  CHECK_INT(fixture_stats(&f).refused_connections, 1);
+  client_close(&a);
+  client_close(&b);
+  client_close(&other);
+  fixture_stop(&f);
+}
+
+/* Send n bytes of filler until the server closes; 1 when it did before all were sent. */
+static int server_closes_while_sending(client_t *cl, size_t n) {
+  static char filler[65536];
+  size_t sent = 0;
+  memset(filler, 'x', sizeof filler);
+  while (sent < n) {
+    ssize_t w = send(cl->fd, filler, sizeof filler, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno == EPIPE || errno == ECONNRESET;
+    sent += (size_t)w;
+  }
+  return 0;
+}
+
+/* Authentication after buffering: the gate refuses on the headers alone, before a byte of
+ * the body is read; the connection closes instead of taking the body in. */
+TEST(gate_answers_before_the_body) {
+  fixture_t f;
+  http_server_opts_t o = default_opts();
+  client_t cl;
+  resp_t r;
+  o.gate = test_gate;
+  gate_calls = 0;
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
+
+  /* Only the headers are sent: the 401 comes anyway, then the close. */
+  CHECK_INT(client_open(&cl, f.port), 0);
+  CHECK_INT(roundtrip(&cl, "POST /guarded HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 401);
+  CHECK_STR(r.connection, "close");
+  CHECK_STR(r.body, "{\"error\":\"no token\"}");
+  resp_free(&r);
+  CHECK(client_sees_close(&cl));
+  client_close(&cl);
+
+  /* A client that goes on sending is cut off after a bounded amount (far below 64 MB). */
+  CHECK_INT(client_open(&cl, f.port), 0);
+  CHECK_INT(roundtrip(&cl, "POST /guarded HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 401);
+  resp_free(&r);
+  CHECK(server_closes_while_sending(&cl, 64u << 20));
+  client_close(&cl);
+
+  /* Expect: 100-continue is not answered with 100 when the gate refuses. */
+  CHECK_INT(client_open(&cl, f.port), 0);
+  CHECK_INT(roundtrip(&cl, "POST /guarded HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                           "Content-Length: 5\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 401);
+  resp_free(&r);
+  client_close(&cl);
+
+  /* The right token: the body is read and the handler answers. */
+  CHECK_INT(client_open(&cl, f.port), 0);
+  CHECK_INT(roundtrip(&cl, "POST /guarded HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ok\r\n"
+                           "Content-Length: 5\r\n\r\nhello", &r), 0);
+  CHECK_INT(r.status, 404);
+  CHECK_STR(r.connection, "keep-alive");
+  resp_free(&r);
+  /* Requests without a body do not go through the gate. */
+  gate_calls = 0;
+  CHECK_INT(roundtrip(&cl, "GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_INT(r.status, 404);
+  resp_free(&r);
+  CHECK_INT(gate_calls, 0);
+  CHECK_INT(roundtrip(&cl, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", &r), 0);
+  CHECK_INT(r.status, 200);
+  CHECK_STR(r.body, "abc");
+  resp_free(&r);
+  CHECK_INT(gate_calls, 1);
+  client_close(&cl);
+  CHECK_INT(fixture_stats(&f).requests, 6);
+  fixture_stop(&f);
+}
+
+/* One request on a fresh connection; the status, and the body copied into body. */
+static int one_request(fixture_t *f, const char *request, char *body, size_t cap) {
+  client_t cl;
+  resp_t r;
+  int status = -1;
+  if (client_open(&cl, f->port) != 0) return -1;
+  if (roundtrip(&cl, request, &r) == 0) status = r.status;
+  snprintf(body, cap, "%s", r.body ? r.body : "");
+  resp_free(&r);
+  client_close(&cl);
+  return status;
+}
+
+#define CHUNKED_HEAD "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+/* Strict chunk framing: the system http-parser lets any two bytes stand for the CRLF
+ * after chunk data, and any byte for the LF after some CRs. */
+TEST(chunk_framing_is_strict) {
+  fixture_t f;
+  http_server_opts_t o = default_opts();
+  char body[256], *longext;
+  client_t cl;
+  resp_t r;
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
+  CHECK_INT(one_request(&f, CHUNKED_HEAD "5\r\nhelloXX0\r\n\r\n", body, sizeof body), 400);
+  CHECK_STR(body, "{\"error\":\"bad request: chunk data must be followed by CRLF\"}");
+  CHECK_INT(one_request(&f, CHUNKED_HEAD "5\r\nhello\rX0\r\n\r\n", body, sizeof body), 400);
+  CHECK_STR(body, "{\"error\":\"bad request: chunk data must be followed by CRLF\"}");
+  CHECK_INT(one_request(&f, CHUNKED_HEAD "5\r\nhello\n0\r\n\r\n", body, sizeof body), 400);
+  CHECK_INT(one_request(&f, CHUNKED_HEAD "5\rXhello\r\n0\r\n\r\n", body, sizeof body), 400);
+  CHECK_STR(body, "{\"error\":\"bad request: LF expected after CR in a chunk-size line\"}");
+  CHECK_INT(one_request(&f, CHUNKED_HEAD "5\r\nhello\r\n0\r\nT: v\r\n\rX", body, sizeof body), 400);
+  CHECK_STR(body, "{\"error\":\"bad request: LF expected after CR\"}");
+  CHECK_INT(one_request(&f, CHUNKED_HEAD "0\r\n\rX", body, sizeof body), 400);
+  CHECK_INT(one_request(&f, "GET / HTTP/1.1\r\nHost: x\r\n\rX", body, sizeof body), 400);
+  CHECK_STR(body, "{\"error\":\"bad request: LF expected after CR\"}");
+
+  /* Chunk extensions are ignored (RFC 9112 7.1.1), within a bound on the line. */
+  CHECK_INT(one_request(&f, CHUNKED_HEAD "5;name=value;q=\"a b\"\r\nhello\r\n0;last\r\n\r\n", body,
+                        sizeof body), 200);
+  CHECK_STR(body, "hello");
+  longext = malloc(8192);
+  snprintf(longext, 8192, "%s5;x=", CHUNKED_HEAD);
+  memset(longext + strlen(longext), 'e', 5000);
+  longext[strlen(CHUNKED_HEAD) + 4 + 5000] = '\0';
+  CHECK_INT(one_request(&f, longext, body, sizeof body), 400);
+  CHECK_STR(body, "{\"error\":\"bad request: chunk-size line over 4096 bytes\"}");
+  free(longext);
+
+  /* Trailer fields are read, and never taken for headers. */
+  CHECK_INT(one_request(&f, "POST /info HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "2\r\nab\r\n0\r\nContent-Type: application/json\r\nAuthorization: Bearer t\r\n\r\n",
+                        body, sizeof body), 200);
+  CHECK_STR(body, "POST /info  auth=(none) ctype=(none) len=2");
+
+  /* CR and LF in different reads are fine. */
+  CHECK_INT(client_open(&cl, f.port), 0);
+  CHECK_INT(client_send_str(&cl, CHUNKED_HEAD "5\r\nhello\r"), 0);
+  sleep_ms(20);
+  CHECK_INT(client_send_str(&cl, "\n3\r"), 0);
+  sleep_ms(20);
+  CHECK_INT(client_send_str(&cl, "\nabc\r\n0\r\n\r"), 0);
+  sleep_ms(20);
+  CHECK_INT(roundtrip(&cl, "\n", &r), 0);
+  CHECK_INT(r.status, 200);
+  CHECK_STR(r.body, "helloabc");
+  resp_free(&r);
+  CHECK_INT(roundtrip(&cl, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0); /* still in step */
+  CHECK_INT(r.status, 200);
+  resp_free(&r);
+  client_close(&cl);
+  fixture_stop(&f);
+}
+
+TEST(content_type_is) {
+  CHECK(http_content_type_is("application/json", "application/json"));
+  CHECK(http_content_type_is("Application/JSON", "application/json"));
+  CHECK(http_content_type_is("application/json; charset=utf-8", "application/json"));
+  CHECK(http_content_type_is(" application/x-ndjson ;charset=UTF-8", "application/x-ndjson"));
+  CHECK(http_content_type_is("application/json\t", "application/json"));
+  CHECK(!http_content_type_is("text/plain", "application/json"));
+  CHECK(!http_content_type_is("application/jsonp", "application/json"));
+  CHECK(!http_content_type_is("application/json x", "application/json"));
+  CHECK(!http_content_type_is("application/", "application/json"));
+  CHECK(!http_content_type_is("", "application/json"));
+  CHECK(!http_content_type_is(NULL, "application/json"));
 }
 
 TEST(deadlines) {
@@ -886,6 +1161,11 @@ int main(void) {
   RUN(headers_too_large);
   RUN(bad_request);
   RUN(connection_cap);
+  RUN(idle_connections_evicted_at_cap);
+  RUN(per_client_cap);
+  RUN(gate_answers_before_the_body);
+  RUN(chunk_framing_is_strict);
+  RUN(content_type_is);
   RUN(deadlines);
   RUN(stop_accepting);
   RUN(close_with_open_connections);
