@@ -11,6 +11,8 @@
 #include "daemon.h"
 #include "http_auth.h"
 
+#define VIRTUAL_CLOCK_SEED 0x6865617274680001ull
+
 static const char *usage =
     "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES]\n\n"
     "The daemon: HTTP ingest (POST /v1/events), durable timers and cron in real time,\n"
@@ -22,7 +24,13 @@ static const char *usage =
     "  --token-file PATH    require 'Authorization: Bearer <token>' with the token in PATH\n"
     "  --max-body BYTES     largest accepted request body (default 8388608)\n"
     "  --max-backlog N      answer 503 with Retry-After while more than N queued actions\n"
-    "                       wait for delivery (default 100000; 0 = no bound)\n";
+    "                       wait for delivery (default 100000; 0 = no bound)\n"
+    "  --virtual-clock TIME run on a virtual clock starting at TIME (RFC 3339), for tests\n"
+    "                       and rehearsals: nothing happens by the passage of real time;\n"
+    "                       timers, cron, retries and delivery wait for the clock to be\n"
+    "                       moved with POST /v1/clock {\"advance\":\"2s\"} or\n"
+    "                       {\"to\":\"<RFC 3339>\"}, which answers {\"now\":...} once\n"
+    "                       everything due has run and its deliveries have started\n";
 
 /* Split "host:port" / "[v6]:port". 0 ok, -1 bad. */
 static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
@@ -70,13 +78,17 @@ static int lock_database(const char *db) {
 
 int cmd_run(int argc, char **argv) {
   cli_t c;
-  int rc = cli_parse(&c, argc, argv, "listen token-file max-body max-backlog", usage);
+  int rc = cli_parse(&c, argc, argv, "listen token-file max-body max-backlog virtual-clock", usage);
   if (rc) return c.help ? 0 : rc;
   if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
   char host[64];
   int port;
   if (parse_listen(c.listen ? c.listen : "127.0.0.1:8707", host, sizeof host, &port) < 0)
     return cli_usage_error(usage, "--listen must be ADDR:PORT, got '%s'", c.listen);
+  int64_t virtual_start = 0;
+  char terr[200];
+  if (c.virtual_clock && rfc3339_parse(c.virtual_clock, &virtual_start, terr, sizeof terr) < 0)
+    return cli_usage_error(usage, "--virtual-clock: %s", terr);
   daemon_opts_t o = {.host = host, .port = port, .max_body = c.max_body ? (size_t)c.max_body : 8u << 20,
                      .max_connections = 1024, .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000};
   char err[512];
@@ -101,6 +113,11 @@ int cmd_run(int argc, char **argv) {
     free(token);
     close(lock);
     return 1;
+  }
+  if (c.virtual_clock) {
+    /* a fixed seed: the retry jitter of a rehearsal is the same on every run */
+    clock_init_virtual(&e->clock, virtual_start, VIRTUAL_CLOCK_SEED);
+    e->virtual_clock = 1; /* timers and cron run at their due time as the clock moves */
   }
   int status = daemon_run(e, &o);
   engine_close(e);
