@@ -480,6 +480,7 @@ typedef struct {
   delivery_t *d;
   channel_t *c;
   int64_t now;
+  int skipped;   /* due rows passed over because their transfer is still in flight */
 } pump_t;
 
 /* Hand one due row to its channel: a log line now, or a leased webhook transfer. */
@@ -492,7 +493,10 @@ static int dispatch_row(void *ud, const outbox_row_t *row) {
     c->counts.delivered++;
     return store_outbox_done(p->d->e->store, row->seq);
   }
-  if (in_flight(p->d, row->seq)) return 0;
+  if (in_flight(p->d, row->seq)) {
+    p->skipped++;
+    return 0;
+  }
   if (store_outbox_lease(p->d->e->store, row->seq, p->now + c->timeout + 30) < 0) return -1;
   start_transfer(p->d, c, row->seq, row->id, row->body, row->attempts);
   if (c->rate > 0) c->tokens -= 1;
@@ -529,7 +533,7 @@ static int pump_channel(delivery_t *d, channel_t *c, int64_t now) {
     log_msg(LOG_ERROR, "delivery: commit failed", "error", store_errmsg(st), NULL);
     store_rollback(st);
   }
-  if (n < cap) return PUMP_IDLE;
+  if (n < cap || p.skipped) return PUMP_IDLE; /* rows behind one in flight: its end pumps again */
   return c->type == CH_WEBHOOK && c->rate > 0 && (int)c->tokens < 1 ? PUMP_RATE : PUMP_MORE;
 }
 
@@ -549,16 +553,20 @@ static int pump_all(delivery_t *d) {
   return more ? PUMP_MORE : rate ? PUMP_RATE : PUMP_IDLE;
 }
 
-/* When to look again on a real clock: at the next row due, at most a minute ahead (the
- * wall clock may jump). Rows other processes queue are announced by the daemon, which
- * watches the database for outside changes (delivery_kick). */
-static uint64_t real_recheck_ms(delivery_t *d) {
+/* On a real clock, look again when the next row is due (at most a minute ahead: the wall
+ * clock may jump); with nothing pending, sleep until kicked. New rows come with a kick:
+ * ours from the daemon's requests, timers and cron, other processes' (hearth import,
+ * hearth dead-letters) from the daemon's watch on the database. */
+static void schedule_recheck(delivery_t *d) {
   int64_t next;
-  if (store_outbox_next_due(d->e->store, &next) < 0) return 2000; /* logged; try again soon */
-  if (next == INT64_MAX) return 60000;
+  if (store_outbox_next_due(d->e->store, &next) < 0) { /* logged */
+    schedule_pump(d, 2000);
+    return;
+  }
+  if (next == INT64_MAX) return;
   int64_t delay = next - clock_now(d->clock);
   if (delay > 60) delay = 60;
-  return delay <= 0 ? 200 : (uint64_t)delay * 1000;
+  schedule_pump(d, delay <= 0 ? 200 : (uint64_t)delay * 1000);
 }
 
 static void on_pump(uv_timer_t *t) {
@@ -571,7 +579,10 @@ static void on_pump(uv_timer_t *t) {
     if (left == PUMP_MORE) schedule_pump(d, 0);
     return;
   }
-  schedule_pump(d, left != PUMP_IDLE ? 20 : real_recheck_ms(d));
+  if (left != PUMP_IDLE)
+    schedule_pump(d, 20);
+  else
+    schedule_recheck(d);
 }
 
 static void schedule_pump(delivery_t *d, uint64_t ms) {
