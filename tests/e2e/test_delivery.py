@@ -3,8 +3,10 @@
 - Webhook channels against a receiver on 127.0.0.1 (http.server in a thread): HMAC
   signatures, Idempotency-Key = action id, retries on 503 and on 429 + Retry-After with a
   spaced-out schedule, a 400 as a dead letter after one attempt, an always-500 receiver as
-  a dead letter after exactly `attempts` tries, `hearth dead-letters` and `--requeue`,
-  /metrics against what the receiver saw, and the log channel's NDJSON file.
+  a dead letter after exactly `attempts` tries, `hearth dead-letters` and `--requeue`
+  (picked up by a running daemon with no request), a virtual clock moved past the lease
+  of a request in flight (sent once), /metrics against what the receiver saw, and the
+  log channel's NDJSON file.
 - A crash (SIGKILL) while a request is in flight: the restarted daemon sends the action
   again with the same Idempotency-Key.
 - HTTP limits of `hearth run`: 503 + Retry-After past --max-backlog, 431, 413, and a
