@@ -51,6 +51,7 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "listen")) return &c->listen;
   if (!strcmp(name, "token-file")) return &c->token_file;
   if (!strcmp(name, "requeue")) return &c->requeue;
+  if (!strcmp(name, "virtual-clock")) return &c->virtual_clock;
   return NULL;
 }
 

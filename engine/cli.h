@@ -16,7 +16,7 @@ typedef struct {
   int help;
   int db_set;         /* --db was given */
   /* command-specific */
-  const char *events, *until, *stale_after, *listen, *token_file, *requeue;
+  const char *events, *until, *stale_after, *listen, *token_file, *requeue, *virtual_clock;
   int requeue_all;
   int batch, limit, json, quiet, batch_set;
   long max_body, max_backlog;

@@ -1,7 +1,7 @@
 /* cmd_dead_letters: `hearth dead-letters [--requeue ID | --requeue-all]`. Lists actions
  * whose delivery failed for good, with attempts and the last error; re-queues one or all
  * of them (attempts reset, delivered again by the running daemon with the same
- * Idempotency-Key). */
+ * Idempotency-Key). The rows are read and written through store.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +14,43 @@ static const char *usage =
     "List actions whose delivery failed for good (latest first), or put them back in\n"
     "the queue: the daemon delivers them again with the same Idempotency-Key.\n";
 
-static int requeue(store_t *s, const char *id) {
-  sqlite3_stmt *st;
-  const char *sql = id ? "UPDATE outbox SET delivery = 'pending', attempts = 0, next_at = strftime('%s','now')"
-                         " WHERE delivery = 'dead' AND id = ?1"
-                       : "UPDATE outbox SET delivery = 'pending', attempts = 0, next_at = strftime('%s','now')"
-                         " WHERE delivery = 'dead'";
-  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return -1;
-  if (id) sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return -1;
-  return sqlite3_changes(s->db);
+typedef struct {
+  int json;
+  json_t *list;
+} listing_t;
+
+/* One dead letter: a line of text, or an element of the --json array. */
+static int list_one(void *ud, const dead_letter_t *dl) {
+  listing_t *l = ud;
+  if (!l->json) {
+    printf("%s  channel=%s attempts=%d  %s\n", dl->id, dl->channel, dl->attempts, dl->last_error);
+    return 0;
+  }
+  json_t *a = json_loads(dl->body, 0, NULL);
+  json_array_append_new(l->list, json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", dl->id, "channel", dl->channel,
+                                           "attempts", dl->attempts, "last_error", dl->last_error,
+                                           "action", a ? a : json_null()));
+  return 0;
+}
+
+/* List the latest `limit` dead letters; 0, or 1 when the database could not be read. */
+static int list_dead_letters(store_t *s, int limit, int json) {
+  listing_t l = {.json = json, .list = json_array()};
+  int count = store_dead_letters(s, limit, list_one, &l);
+  if (count < 0) {
+    fprintf(stderr, "hearth: cannot read the dead letters: %s\n", store_errmsg(s));
+    json_decref(l.list);
+    return 1;
+  }
+  if (json) {
+    char *text = json_dumps(l.list, JSON_INDENT(2));
+    printf("%s\n", text);
+    free(text);
+  } else if (count == 0) {
+    printf("no dead letters\n");
+  }
+  json_decref(l.list);
+  return 0;
 }
 
 int cmd_dead_letters(int argc, char **argv) {
@@ -44,7 +69,7 @@ int cmd_dead_letters(int argc, char **argv) {
   }
   int status = 0;
   if (c.requeue || c.requeue_all) {
-    int n = requeue(s, c.requeue);
+    int n = store_dead_requeue(s, c.requeue);
     if (n < 0) {
       fprintf(stderr, "hearth: %s\n", store_errmsg(s));
       status = 1;
@@ -54,38 +79,9 @@ int cmd_dead_letters(int argc, char **argv) {
     } else {
       printf("re-queued %d action%s\n", n, n == 1 ? "" : "s");
     }
-    store_close(s);
-    return status;
+  } else {
+    status = list_dead_letters(s, c.limit, c.json);
   }
-  sqlite3_stmt *st;
-  sqlite3_prepare_v2(s->db, "SELECT id, channel, attempts, coalesce(last_error, ''), body FROM outbox"
-                            " WHERE delivery = 'dead' ORDER BY seq DESC LIMIT ?1", -1, &st, NULL);
-  sqlite3_bind_int(st, 1, c.limit);
-  json_t *list = json_array();
-  int count = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    const char *id = (const char *)sqlite3_column_text(st, 0);
-    const char *ch = (const char *)sqlite3_column_text(st, 1);
-    int attempts = sqlite3_column_int(st, 2);
-    count++;
-    const char *last = (const char *)sqlite3_column_text(st, 3);
-    if (c.json) {
-      json_t *a = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
-      json_array_append_new(list, json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", id, "channel", ch ? ch : "",
-                                            "attempts", attempts, "last_error", last, "action", a ? a : json_null()));
-    } else {
-      printf("%s  channel=%s attempts=%d  %s\n", id, ch ? ch : "", attempts, last);
-    }
-  }
-  sqlite3_finalize(st);
-  if (c.json) {
-    char *text = json_dumps(list, JSON_INDENT(2));
-    printf("%s\n", text);
-    free(text);
-  } else if (count == 0) {
-    printf("no dead letters\n");
-  }
-  json_decref(list);
   store_close(s);
   return status;
 }

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uv.h>
 
 #include "http_auth.h"
@@ -24,21 +23,24 @@ typedef struct {
   http_server_t *http;
   delivery_t *delivery;
   uv_timer_t due_timer;   /* armed for the earliest timer or cron slot */
+  uv_timer_t watch_timer; /* real clock: looks for changes other processes committed */
   uv_idle_t sweep_idle;   /* resumes suspended cron sweeps, a chunk per turn */
   uv_signal_t sig_term, sig_int, sig_hup;
   int64_t armed_for;      /* epoch seconds the due timer is armed for, INT64_MAX if idle */
+  int64_t data_version;   /* the store's data_version at the last look */
   int stopping;
   int status;
 } daemon_t;
 
-static int64_t wall_now(void) { return (int64_t)time(NULL); }
+/* What time it is on the engine's clock (real, or virtual with --virtual-clock). */
+static int64_t clock_time(daemon_t *d) { return clock_now(&d->e->clock); }
 
 static void arm_due_timer(daemon_t *d);
 
 /* Resume a cron sweep by one chunk per loop turn, so ingest is never starved. */
 static void on_sweep_idle(uv_idle_t *h) {
   daemon_t *d = h->data;
-  int rc = engine_run_until(d->e, wall_now(), 1);
+  int rc = engine_run_until(d->e, clock_time(d), 1);
   delivery_kick(d->delivery);
   if (rc < 0) log_msg(LOG_ERROR, "database error in a cron sweep", "error", engine_db_error(d->e), NULL);
   if (rc <= 0 || !engine_cron_pending(d->e)) uv_idle_stop(h);
@@ -49,7 +51,7 @@ static void on_sweep_idle(uv_idle_t *h) {
 static void on_due(uv_timer_t *t) {
   daemon_t *d = t->data;
   d->armed_for = INT64_MAX;
-  int rc = engine_run_until(d->e, wall_now(), 4);
+  int rc = engine_run_until(d->e, clock_time(d), 4);
   delivery_kick(d->delivery);
   if (rc < 0) log_msg(LOG_ERROR, "database error while firing timers", "error", engine_db_error(d->e), NULL);
   if (engine_cron_pending(d->e)) {
@@ -57,13 +59,16 @@ static void on_due(uv_timer_t *t) {
     return;
   }
   if (rc == 1) {
-    d->armed_for = wall_now();
+    d->armed_for = clock_time(d);
     uv_timer_start(&d->due_timer, on_due, 0, 0);
     return;
   }
   arm_due_timer(d);
 }
 
+/* Arm the due timer for the earliest timer or cron slot. On a virtual clock it is armed
+ * only for what is already due (at start, or set in the past by a handler): the rest waits
+ * for the clock to be moved (POST /v1/clock). */
 static void arm_due_timer(daemon_t *d) {
   if (d->stopping) return;
   int64_t next = engine_next_due(d->e);
@@ -72,11 +77,37 @@ static void arm_due_timer(daemon_t *d) {
     d->armed_for = INT64_MAX;
     return;
   }
-  int64_t now = wall_now();
+  int64_t now = clock_time(d);
+  d->armed_for = next;
+  if (d->e->clock.is_virtual && next > now) {
+    uv_timer_stop(&d->due_timer);
+    return;
+  }
   uint64_t delay = next <= now ? 0 : (uint64_t)(next - now) * 1000u;
   if (delay > 3600000u) delay = 3600000u; /* re-check hourly: the wall clock may jump */
-  d->armed_for = next;
   uv_timer_start(&d->due_timer, on_due, delay, 0);
+}
+
+/* Real clock, every second: when another process committed (hearth import setting a
+ * timer or queueing an action, hearth dead-letters re-queueing), re-arm the due timer and
+ * wake delivery. Our own commits do not change data_version. */
+static void on_watch(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  int64_t v;
+  if (d->stopping || store_data_version(d->e->store, &v) < 0) return; /* a failed read is logged */
+  if (v == d->data_version) return;
+  d->data_version = v;
+  arm_due_timer(d);
+  delivery_kick(d->delivery);
+}
+
+/* The virtual clock was moved: run everything due up to the clock's time (cron sweeps in
+ * hand first, then timers and cron in time order) to completion. -1 on a database error
+ * (logged). */
+static int run_due_now(daemon_t *d) {
+  int rc = engine_run_until(d->e, clock_time(d), 0);
+  if (rc < 0) log_msg(LOG_ERROR, "database error while running what is due", "error", engine_db_error(d->e), NULL);
+  return rc < 0 ? -1 : 0;
 }
 
 /* ---- HTTP ---- */
@@ -143,6 +174,47 @@ static void post_events(daemon_t *d, const http_request_t *req, http_response_t 
   event_list_free(&evs);
 }
 
+/* The time a POST /v1/clock body asks for: {"advance":"<duration>"} or {"to":"<RFC 3339>"},
+ * never before now. 0, or -1 with a message for the 400. */
+static int clock_target(daemon_t *d, const http_request_t *req, int64_t *to, char *err, size_t errlen) {
+  json_error_t jerr;
+  json_t *body = json_loadb(req->body ? req->body : "", req->body_len, 0, &jerr);
+  const char *adv = json_string_value(json_object_get(body, "advance"));
+  const char *at = json_string_value(json_object_get(body, "to"));
+  int64_t now = clock_time(d), secs;
+  int rc = -1;
+  char why[200];
+  if (!json_is_object(body) || json_object_size(body) != 1 || !(adv || at))
+    set_err(err, errlen, "the body must be {\"advance\":\"<duration>\"} or {\"to\":\"<RFC 3339 time>\"}");
+  else if (adv && duration_parse(adv, &secs, why, sizeof why) < 0)
+    set_err(err, errlen, "advance: %s", why);
+  else if (at && rfc3339_parse(at, to, why, sizeof why) < 0)
+    set_err(err, errlen, "to: %s", why);
+  else if (at && *to < now) {
+    char buf[32];
+    set_err(err, errlen, "the clock cannot go back (it is %s)", engine_fmt_time(d->e, now, buf));
+  } else {
+    if (adv) *to = now + secs;
+    rc = 0;
+  }
+  json_decref(body);
+  return rc;
+}
+
+/* POST /v1/clock (virtual clock only): move the clock, run everything due up to its new
+ * time, start the deliveries now due, then answer {"now": ...}: whatever was not started
+ * when the answer goes out was not due. */
+static void post_clock(daemon_t *d, const http_request_t *req, http_response_t *res) {
+  int64_t to;
+  char err[300], buf[32];
+  if (clock_target(d, req, &to, err, sizeof err) < 0) return reply_error(res, 400, err);
+  clock_set(&d->e->clock, to);
+  if (run_due_now(d) < 0) return reply_error(res, 500, "database error while running what is due; see the log");
+  arm_due_timer(d);
+  delivery_pump(d->delivery);
+  reply(res, 200, json_pack("{s:s}", "now", engine_fmt_time(d->e, clock_time(d), buf)));
+}
+
 static void on_request(const http_request_t *req, http_response_t *res, void *ud) {
   daemon_t *d = ud;
   int get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
@@ -168,6 +240,10 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     json_t *summary = summary_json(d->e->store);
     if (!summary) return reply_error(res, 500, "database error reading the funnel (see the server log)");
     return reply(res, 200, summary);
+  }
+  if (!strcmp(req->path, "/v1/clock") && d->e->clock.is_virtual) {
+    if (!post) return reply_error(res, 405, "use POST");
+    return post_clock(d, req, res);
   }
   if (!strcmp(req->path, "/metrics")) {
     if (!get) return reply_error(res, 405, "use GET");
@@ -203,6 +279,7 @@ static void begin_stop(daemon_t *d, const char *why) {
   http_server_close(d->http);
   delivery_stop(d->delivery);
   uv_close((uv_handle_t *)&d->due_timer, close_cb);
+  uv_close((uv_handle_t *)&d->watch_timer, close_cb);
   uv_close((uv_handle_t *)&d->sweep_idle, close_cb);
   uv_close((uv_handle_t *)&d->sig_term, close_cb);
   uv_close((uv_handle_t *)&d->sig_int, close_cb);
@@ -256,6 +333,12 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
   }
   uv_timer_init(&d.loop, &d.due_timer);
   d.due_timer.data = &d;
+  uv_timer_init(&d.loop, &d.watch_timer);
+  d.watch_timer.data = &d;
+  if (!e->clock.is_virtual) {
+    if (store_data_version(e->store, &d.data_version) < 0) d.data_version = -1; /* logged */
+    uv_timer_start(&d.watch_timer, on_watch, 1000, 1000);
+  }
   uv_idle_init(&d.loop, &d.sweep_idle);
   d.sweep_idle.data = &d;
   uv_signal_t *sigs[3] = {&d.sig_term, &d.sig_int, &d.sig_hup};
@@ -268,6 +351,11 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
   char addr[128];
   snprintf(addr, sizeof addr, "%s:%d", o->host, http_server_port(d.http));
   log_msg(LOG_INFO, "listening", "addr", addr, "db", store_path(e->store), "tz", tz_name(e->tz), NULL);
+  if (e->clock.is_virtual) {
+    char now[32];
+    log_msg(LOG_INFO, "on a virtual clock: time moves only with POST /v1/clock", "now",
+            engine_fmt_time(e, e->now, now), NULL);
+  }
   arm_due_timer(&d);
   uv_run(&d.loop, UV_RUN_DEFAULT);
   int rc = uv_loop_close(&d.loop);

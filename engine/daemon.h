@@ -3,7 +3,11 @@
  * per loop turn, the signal handles, and the delivery of queued actions. Events are
  * applied and committed before the 202 goes out. SIGTERM/SIGINT: stop accepting, finish
  * what is in hand, close every handle, exit 0. SIGHUP: reload the scripts atomically,
- * keeping the old ones when the new ones fail to load. */
+ * keeping the old ones when the new ones fail to load. Time is the engine's clock: real,
+ * or virtual (`--virtual-clock`, for tests and rehearsals), where nothing happens by the
+ * passage of real time and POST /v1/clock moves the clock, runs what is due and starts
+ * the deliveries due before it answers. On a real clock a one-second tick notices what
+ * other processes committed (PRAGMA data_version) and re-arms timers and delivery. */
 #ifndef HEARTH_DAEMON_H
 #define HEARTH_DAEMON_H
 

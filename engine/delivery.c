@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "lua_api.h"
@@ -48,30 +47,12 @@ typedef struct sock {
   struct sock *prev, *next; /* sockets being polled */
 } sock_t;
 
-enum { Q_DUE, Q_LEASE, Q_DONE, Q_RETRY, Q_DEAD, Q_NEXT, Q_BACKLOG, Q_UNLEASE, Q_COUNT };
-
-static const char *const queries[Q_COUNT] = {
-    [Q_DUE] = "SELECT seq, id, body, attempts FROM outbox WHERE delivery = 'pending'"
-              " AND next_at <= ?1 AND channel = ?2 AND (leased_until IS NULL OR leased_until <= ?1)"
-              " ORDER BY next_at, seq LIMIT ?3",
-    [Q_LEASE] = "UPDATE outbox SET leased_until = ?2 WHERE seq = ?1",
-    [Q_DONE] = "UPDATE outbox SET delivery = 'delivered', attempts = attempts + 1,"
-               " leased_until = NULL, last_error = NULL WHERE seq = ?1",
-    [Q_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3,"
-                " leased_until = NULL WHERE seq = ?1",
-    [Q_DEAD] = "UPDATE outbox SET delivery = 'dead', attempts = attempts + 1, last_error = ?2,"
-               " leased_until = NULL WHERE seq = ?1",
-    [Q_NEXT] = "SELECT MIN(max(next_at, coalesce(leased_until, 0))) FROM outbox WHERE delivery = 'pending'",
-    [Q_UNLEASE] = "UPDATE outbox SET leased_until = NULL WHERE delivery = 'pending' AND leased_until IS NOT NULL",
-    [Q_BACKLOG] = "SELECT count(*) FROM outbox WHERE delivery = 'pending'",
-};
-
 struct delivery {
   uv_loop_t *loop;
   engine_t *e;
+  hclock_t *clock;    /* the engine's: retries, leases and signatures are on its time */
   CURLM *multi;
   uv_timer_t curl_timer, pump_timer;
-  sqlite3_stmt *q[Q_COUNT];
   channel_t *ch;
   int nch;
   int stopping, closes;
@@ -81,7 +62,11 @@ struct delivery {
   uint64_t backlog_ns;
 };
 
-static int64_t wall(void) { return (int64_t)time(NULL); }
+/* Nanoseconds for the rate buckets: monotonic on a real clock; on a virtual one its
+ * time, so sends refill only as the clock is moved. */
+static uint64_t bucket_ns(hclock_t *clock) {
+  return clock->is_virtual ? (uint64_t)clock_now_ms(clock) * 1000000u : mono_ns();
+}
 
 /* ---- channels ---- */
 
@@ -107,7 +92,7 @@ static void channel_free(channel_t *c) {
 }
 
 /* Build a channel from its declaration. 0 ok, -1 with err. */
-static int channel_init(channel_t *c, const char *name, json_t *o, char *err, size_t errlen) {
+static int channel_init(channel_t *c, const char *name, json_t *o, hclock_t *clock, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   c->name = xstrdup(name);
   const char *type = json_string_value(json_object_get(o, "type"));
@@ -144,7 +129,7 @@ static int channel_init(channel_t *c, const char *name, json_t *o, char *err, si
       return -1;
     }
     c->tokens = c->rate > 0 ? (c->rate < 1 ? 1 : c->rate) : 0;
-    c->refill_ns = mono_ns();
+    c->refill_ns = bucket_ns(clock);
   } else {
     c->type = CH_LOG;
     const char *path = json_string_value(json_object_get(o, "path"));
@@ -164,7 +149,7 @@ static int build_channels(engine_t *e, channel_t **out, int *n, char *err, size_
   channel_t *ch = xcalloc((size_t)cap, sizeof *ch);
   int k = 0, has_log = 0;
   for (int i = 0; s && i < s->nchannels; i++) {
-    if (channel_init(&ch[k], s->channels[i].name, s->channels[i].opts, err, errlen) < 0) {
+    if (channel_init(&ch[k], s->channels[i].name, s->channels[i].opts, &e->clock, err, errlen) < 0) {
       channel_free(&ch[k]);
       for (int j = 0; j < k; j++) channel_free(&ch[j]);
       free(ch);
@@ -175,7 +160,7 @@ static int build_channels(engine_t *e, channel_t **out, int *n, char *err, size_
   }
   if (!has_log) {
     json_t *o = json_pack("{s:s}", "type", "log");
-    channel_init(&ch[k++], "log", o, err, errlen);
+    channel_init(&ch[k++], "log", o, &e->clock, err, errlen);
     json_decref(o);
   }
   *out = ch;
@@ -191,25 +176,17 @@ static channel_t *find_channel(delivery_t *d, const char *name) {
 
 /* Rows for channels that no longer exist become dead letters (at start and reload). */
 static void bury_unknown_channels(delivery_t *d) {
-  strbuf_t q;
-  sb_init(&q);
-  sb_adds(&q, "UPDATE outbox SET delivery = 'dead', last_error = 'unknown channel ' || channel"
-              " WHERE delivery = 'pending' AND channel NOT IN (");
-  for (int i = 0; i < d->nch; i++) sb_addf(&q, "%s?%d", i ? "," : "", i + 1);
-  sb_adds(&q, ")");
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(d->e->store->db, q.data, -1, &st, NULL) == SQLITE_OK) {
-    for (int i = 0; i < d->nch; i++) sqlite3_bind_text(st, i + 1, d->ch[i].name, -1, SQLITE_STATIC);
-    sqlite3_step(st);
-    int n = sqlite3_changes(d->e->store->db);
-    sqlite3_finalize(st);
-    if (n > 0) {
-      char buf[32];
-      snprintf(buf, sizeof buf, "%d", n);
-      log_msg(LOG_WARN, "queued actions for undeclared channels moved to dead letters", "count", buf, NULL);
-    }
+  const char **names = xcalloc((size_t)d->nch, sizeof *names);
+  for (int i = 0; i < d->nch; i++) names[i] = d->ch[i].name;
+  int n = 0;
+  if (store_outbox_bury_unknown(d->e->store, names, d->nch, &n) < 0)
+    log_msg(LOG_ERROR, "delivery: queued actions of undeclared channels could not be checked", NULL);
+  free(names);
+  if (n > 0) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d", n);
+    log_msg(LOG_WARN, "queued actions for undeclared channels moved to dead letters", "count", buf, NULL);
   }
-  sb_free(&q);
 }
 
 /* ---- signing ---- */
@@ -252,7 +229,6 @@ static void transfer_free(delivery_t *d, transfer_t *t) {
 }
 
 static void free_all(delivery_t *d) {
-  for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(d->q[i]);
   for (int i = 0; i < d->nch; i++) channel_free(&d->ch[i]);
   free(d->ch);
   free(d);
@@ -265,41 +241,33 @@ static void closed_one(delivery_t *d) {
 
 /* ---- outcomes ---- */
 
-static void exec_or_log(delivery_t *d, sqlite3_stmt *st) {
-  if (sqlite3_step(st) != SQLITE_DONE)
-    log_msg(LOG_ERROR, "delivery: database error", "error", sqlite3_errmsg(d->e->store->db), NULL);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-}
-
+/* Record an outcome; a failed write is logged by the store and the row stays pending
+ * with its lease, so it is tried again once the lease ends (at least once). */
 static void mark_done(delivery_t *d, int64_t seq) {
-  sqlite3_bind_int64(d->q[Q_DONE], 1, seq);
-  exec_or_log(d, d->q[Q_DONE]);
+  if (store_outbox_done(d->e->store, seq) < 0)
+    log_msg(LOG_ERROR, "delivery: outcome not recorded; the action will be sent again", NULL);
 }
 
 static void mark_dead(delivery_t *d, int64_t seq, const char *why) {
-  sqlite3_bind_int64(d->q[Q_DEAD], 1, seq);
-  sqlite3_bind_text(d->q[Q_DEAD], 2, why, -1, SQLITE_STATIC);
-  exec_or_log(d, d->q[Q_DEAD]);
+  if (store_outbox_dead(d->e->store, seq, why) < 0)
+    log_msg(LOG_ERROR, "delivery: dead letter not recorded; the action will be sent again", NULL);
 }
 
-/* Wall clock with sub-second precision. */
-static double wall_precise(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+static void mark_retry(delivery_t *d, int64_t seq, int64_t next_at, const char *why) {
+  if (store_outbox_retry(d->e->store, seq, next_at, why) < 0)
+    log_msg(LOG_ERROR, "delivery: retry not recorded; the action will be sent again", NULL);
 }
 
 /* Next try after `attempts` failures: backoff * 2^(attempts-1), capped, with jitter in
  * [half, full] so retries from many actions spread out. retry_after overrides when larger.
  * Rounded up to the next whole second, so a retry never comes before its delay. */
-static int64_t next_try(const channel_t *c, int attempts, long retry_after) {
+static int64_t next_try(hclock_t *clock, const channel_t *c, int attempts, long retry_after) {
   double delay = (double)c->backoff;
   for (int i = 1; i < attempts && delay < (double)c->max_backoff; i++) delay *= 2;
   if (delay > (double)c->max_backoff) delay = (double)c->max_backoff;
-  delay = delay / 2 + (delay / 2) * ((double)rand() / RAND_MAX);
+  delay = delay / 2 + (delay / 2) * clock_uniform(clock);
   if (retry_after > 0 && (double)retry_after > delay) delay = (double)retry_after;
-  return (int64_t)ceil(wall_precise() + delay);
+  return (int64_t)ceil((double)clock_now_ms(clock) / 1000.0 + delay);
 }
 
 static void schedule_pump(delivery_t *d, uint64_t ms);
@@ -332,10 +300,7 @@ static void finish(delivery_t *d, transfer_t *t, CURLcode res) {
     if (c) c->counts.failed++;
     int max = c ? c->max_attempts : 1;
     if (retry && t->attempts + 1 < max) {
-      sqlite3_bind_int64(d->q[Q_RETRY], 1, t->seq);
-      sqlite3_bind_int64(d->q[Q_RETRY], 2, next_try(c, t->attempts + 1, retry_after));
-      sqlite3_bind_text(d->q[Q_RETRY], 3, why, -1, SQLITE_STATIC);
-      exec_or_log(d, d->q[Q_RETRY]);
+      mark_retry(d, t->seq, next_try(d->clock, c, t->attempts + 1, retry_after), why);
       if (c) c->counts.retried++;
     } else {
       mark_dead(d, t->seq, why);
@@ -459,7 +424,7 @@ static void start_transfer(delivery_t *d, channel_t *c, int64_t seq, const char 
   sb_init(&t->response);
   t->easy = curl_easy_init();
   char ts[64], sig[72], hdr[128];
-  long long now = (long long)wall();
+  long long now = (long long)clock_now(d->clock);
   t->headers = curl_slist_append(NULL, "Content-Type: application/json");
   t->headers = curl_slist_append(t->headers, "User-Agent: hearth/" HEARTH_VERSION);
   t->headers = curl_slist_append(t->headers, "Expect:");
@@ -490,87 +455,134 @@ static void start_transfer(delivery_t *d, channel_t *c, int64_t seq, const char 
 
 /* ---- the pump ---- */
 
-static void refill(channel_t *c) {
+static void refill(delivery_t *d, channel_t *c) {
   if (c->rate <= 0) return;
-  uint64_t now = mono_ns();
-  c->tokens += c->rate * (double)(now - c->refill_ns) / 1e9;
+  uint64_t now = bucket_ns(d->clock);
+  if (now > c->refill_ns) c->tokens += c->rate * (double)(now - c->refill_ns) / 1e9;
   double burst = c->rate < 1 ? 1 : c->rate;
   if (c->tokens > burst) c->tokens = burst;
   c->refill_ns = now;
 }
 
-/* Deliver what is due on one channel. Returns 1 when it stopped at a limit with rows
- * possibly left (pump again soon). */
+/* 1 when a transfer of row seq is in flight in this process. Its lease keeps it from being
+ * picked again, unless the clock passed the lease (a virtual clock moved far, or the wall
+ * clock jumped): then this keeps it from being sent twice at once. */
+static int in_flight(delivery_t *d, int64_t seq) {
+  for (transfer_t *t = d->transfers; t; t = t->next)
+    if (t->seq == seq) return 1;
+  return 0;
+}
+
+/* What pump_channel left behind. */
+enum { PUMP_IDLE, PUMP_MORE, PUMP_RATE };
+
+typedef struct {
+  delivery_t *d;
+  channel_t *c;
+  int64_t now;
+  int skipped;   /* due rows passed over because their transfer is still in flight */
+} pump_t;
+
+/* Hand one due row to its channel: a log line now, or a leased webhook transfer. */
+static int dispatch_row(void *ud, const outbox_row_t *row) {
+  pump_t *p = ud;
+  channel_t *c = p->c;
+  if (c->type == CH_LOG) {
+    fprintf(c->out, "%s\n", row->body);
+    c->counts.attempts++;
+    c->counts.delivered++;
+    return store_outbox_done(p->d->e->store, row->seq);
+  }
+  if (in_flight(p->d, row->seq)) {
+    p->skipped++;
+    return 0;
+  }
+  if (store_outbox_lease(p->d->e->store, row->seq, p->now + c->timeout + 30) < 0) return -1;
+  start_transfer(p->d, c, row->seq, row->id, row->body, row->attempts);
+  if (c->rate > 0) c->tokens -= 1;
+  return 0;
+}
+
+/* Deliver what is due on one channel at `now`. PUMP_MORE when it stopped at its batch
+ * size with rows possibly left, PUMP_RATE when the rate limit holds rows back. */
 static int pump_channel(delivery_t *d, channel_t *c, int64_t now) {
   int cap = 500;
   if (c->type == CH_WEBHOOK) {
-    refill(c);
+    refill(d, c);
     cap = c->concurrency - c->inflight;
+    if (cap <= 0) return PUMP_IDLE; /* a transfer's end pumps again */
     if (c->rate > 0 && (int)c->tokens < cap) cap = (int)c->tokens;
-    if (cap <= 0) return c->inflight < c->concurrency; /* rate-limited: come back soon */
+    if (cap <= 0) return PUMP_RATE;
   }
-  sqlite3_stmt *q = d->q[Q_DUE];
-  sqlite3_bind_int64(q, 1, now);
-  sqlite3_bind_text(q, 2, c->name, -1, SQLITE_STATIC);
-  sqlite3_bind_int(q, 3, cap);
   store_t *st = d->e->store;
   if (store_begin(st) < 0) {
-    sqlite3_reset(q);
-    return 0;
+    log_msg(LOG_ERROR, "delivery: cannot begin a transaction", "error", store_errmsg(st), NULL);
+    return PUMP_IDLE;
   }
-  int n = 0;
-  while (sqlite3_step(q) == SQLITE_ROW) {
-    int64_t seq = sqlite3_column_int64(q, 0);
-    const char *id = (const char *)sqlite3_column_text(q, 1);
-    const char *body = (const char *)sqlite3_column_text(q, 2);
-    int attempts = sqlite3_column_int(q, 3);
-    n++;
-    if (c->type == CH_LOG) {
-      fprintf(c->out, "%s\n", body);
-      c->counts.attempts++;
-      c->counts.delivered++;
-      mark_done(d, seq);
-    } else {
-      sqlite3_bind_int64(d->q[Q_LEASE], 1, seq);
-      sqlite3_bind_int64(d->q[Q_LEASE], 2, now + c->timeout + 30);
-      exec_or_log(d, d->q[Q_LEASE]);
-      start_transfer(d, c, seq, id, body, attempts);
-      if (c->rate > 0) c->tokens -= 1;
-    }
-  }
-  sqlite3_reset(q);
-  sqlite3_clear_bindings(q);
+  pump_t p = {.d = d, .c = c, .now = now};
+  int n = store_outbox_due(st, c->name, now, cap, dispatch_row, &p);
   if (c->type == CH_LOG) fflush(c->out);
+  if (n < 0) {
+    /* logged by the store; leases taken so far are undone, their transfers in flight
+     * are known to in_flight(), and log lines written are written again (at least once) */
+    store_rollback(st);
+    return PUMP_IDLE;
+  }
   /* log lines are written before this commit: a crash in between repeats them (at least once) */
   if (store_commit(st) < 0) {
     log_msg(LOG_ERROR, "delivery: commit failed", "error", store_errmsg(st), NULL);
     store_rollback(st);
   }
-  return n == cap;
+  if (n < cap || p.skipped) return PUMP_IDLE; /* rows behind one in flight: its end pumps again */
+  return c->type == CH_WEBHOOK && c->rate > 0 && (int)c->tokens < 1 ? PUMP_RATE : PUMP_MORE;
+}
+
+/* Start everything due now on every channel. Returns PUMP_MORE / PUMP_RATE if any channel
+ * left rows behind. */
+static int pump_all(delivery_t *d) {
+  int64_t now = clock_now(d->clock);
+  int more = 0, rate = 0;
+  for (int i = 0; i < d->nch; i++) {
+    int r = pump_channel(d, &d->ch[i], now);
+    more |= r == PUMP_MORE;
+    rate |= r == PUMP_RATE;
+  }
+  int running;
+  curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_multi(d);
+  return more ? PUMP_MORE : rate ? PUMP_RATE : PUMP_IDLE;
+}
+
+/* On a real clock, look again when the next row is due (at most a minute ahead: the wall
+ * clock may jump); with nothing pending, sleep until kicked. New rows come with a kick:
+ * ours from the daemon's requests, timers and cron, other processes' (hearth import,
+ * hearth dead-letters) from the daemon's watch on the database. */
+static void schedule_recheck(delivery_t *d) {
+  int64_t next;
+  if (store_outbox_next_due(d->e->store, &next) < 0) { /* logged */
+    schedule_pump(d, 2000);
+    return;
+  }
+  if (next == INT64_MAX) return;
+  int64_t delay = next - clock_now(d->clock);
+  if (delay > 60) delay = 60;
+  schedule_pump(d, delay <= 0 ? 200 : (uint64_t)delay * 1000);
 }
 
 static void on_pump(uv_timer_t *t) {
   delivery_t *d = t->data;
   if (d->stopping) return;
-  int64_t now = wall();
-  int again = 0;
-  for (int i = 0; i < d->nch; i++) again |= pump_channel(d, &d->ch[i], now);
-  int running;
-  curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  check_multi(d);
-  if (again) {
-    schedule_pump(d, 20);
+  int left = pump_all(d);
+  if (d->clock->is_virtual) {
+    /* nothing waits for real time: rows left at the batch size go on at once; rows due
+     * later, retries and the rate limit wait for the clock to be moved (delivery_pump) */
+    if (left == PUMP_MORE) schedule_pump(d, 0);
     return;
   }
-  sqlite3_stmt *q = d->q[Q_NEXT];
-  int64_t next = INT64_MAX;
-  if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) next = sqlite3_column_int64(q, 0);
-  sqlite3_reset(q);
-  /* look again at least every 2 s: another process (hearth dead-letters --requeue) may
-   * have queued rows without waking us */
-  int64_t delay = next == INT64_MAX ? 2 : next - wall();
-  if (delay > 2) delay = 2;
-  schedule_pump(d, delay <= 0 ? 200 : (uint64_t)delay * 1000);
+  if (left != PUMP_IDLE)
+    schedule_pump(d, 20);
+  else
+    schedule_recheck(d);
 }
 
 static void schedule_pump(delivery_t *d, uint64_t ms) {
@@ -581,12 +593,18 @@ static void schedule_pump(delivery_t *d, uint64_t ms) {
 
 void delivery_kick(delivery_t *d) { schedule_pump(d, 0); }
 
+void delivery_pump(delivery_t *d) {
+  if (d->stopping) return;
+  uv_timer_stop(&d->pump_timer);
+  on_pump(&d->pump_timer);
+}
+
 long delivery_backlog(delivery_t *d) {
   uint64_t now = mono_ns();
-  if (now - d->backlog_ns > 500000000ull) {
-    sqlite3_stmt *q = d->q[Q_BACKLOG];
-    if (sqlite3_step(q) == SQLITE_ROW) d->backlog = (long)sqlite3_column_int64(q, 0);
-    sqlite3_reset(q);
+  /* on a virtual clock always fresh: a test reads it right after moving the clock */
+  if (d->clock->is_virtual || now - d->backlog_ns > 500000000ull) {
+    int64_t n;
+    if (store_outbox_backlog(d->e->store, &n) == 0) d->backlog = (long)n; /* else logged: keep the last */
     d->backlog_ns = now;
   }
   return d->backlog;
@@ -605,19 +623,20 @@ delivery_t *delivery_start(uv_loop_t *loop, engine_t *e, char *err, size_t errle
   delivery_t *d = xcalloc(1, sizeof *d);
   d->loop = loop;
   d->e = e;
+  d->clock = &e->clock;
   if (build_channels(e, &d->ch, &d->nch, err, errlen) < 0) {
     free(d);
     return NULL;
   }
-  for (int i = 0; i < Q_COUNT; i++)
-    if (sqlite3_prepare_v3(e->store->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &d->q[i], NULL) != SQLITE_OK) {
-      set_err(err, errlen, "delivery: %s", sqlite3_errmsg(e->store->db));
-      for (int j = 0; j < i; j++) sqlite3_finalize(d->q[j]);
-      for (int j = 0; j < d->nch; j++) channel_free(&d->ch[j]);
-      free(d->ch);
-      free(d);
-      return NULL;
-    }
+  bury_unknown_channels(d);
+  /* no transfer of an earlier process can still be in flight: its leases are void */
+  if (store_outbox_void_leases(e->store) < 0) {
+    set_err(err, errlen, "delivery: cannot void the leases of an earlier run: %s", store_errmsg(e->store));
+    for (int j = 0; j < d->nch; j++) channel_free(&d->ch[j]);
+    free(d->ch);
+    free(d);
+    return NULL;
+  }
   d->multi = curl_multi_init();
   curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
@@ -627,10 +646,6 @@ delivery_t *delivery_start(uv_loop_t *loop, engine_t *e, char *err, size_t errle
   d->curl_timer.data = d;
   uv_timer_init(loop, &d->pump_timer);
   d->pump_timer.data = d;
-  bury_unknown_channels(d);
-  /* no transfer of an earlier process can still be in flight: its leases are void */
-  exec_or_log(d, d->q[Q_UNLEASE]);
-  srand((unsigned)mono_ns());
   schedule_pump(d, 0);
   return d;
 }

@@ -17,7 +17,11 @@
  * the same Idempotency-Key; receivers deduplicate on it. Retries on 5xx, 429 (honouring
  * Retry-After), timeouts and connection errors, with exponential backoff and jitter;
  * other 4xx go straight to dead letters; after `attempts` tries the row is a dead letter
- * keeping its last error (`hearth dead-letters` lists and re-queues them). */
+ * keeping its last error (`hearth dead-letters` lists and re-queues them).
+ * Time and randomness come from the engine's clock (clock.h): retry times, leases, the
+ * signed timestamp and the jitter. On a virtual clock nothing waits for real time: rows
+ * due later, retries and the rate limit wait for the clock to be moved (delivery_pump);
+ * only curl's own network timeouts stay real. All SQL is in store.c. */
 #ifndef HEARTH_DELIVERY_H
 #define HEARTH_DELIVERY_H
 
@@ -37,6 +41,9 @@ typedef struct {
 delivery_t *delivery_start(uv_loop_t *loop, engine_t *e, char *err, size_t errlen);
 /* New queued actions may exist: deliver soon. */
 void delivery_kick(delivery_t *d);
+/* Start now, before returning, every transfer due at the clock's time (leases committed;
+ * the transfers finish later on the loop). Used after a virtual clock was moved. */
+void delivery_pump(delivery_t *d);
 /* The scripts were reloaded: rebuild the channels. 0 ok; -1 keeps the old ones. */
 int delivery_reload(delivery_t *d, char *err, size_t errlen);
 /* Stop: abandon transfers in flight (their leases expire, they are sent again later) and

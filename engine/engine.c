@@ -620,7 +620,7 @@ static void start_clock(engine_t *e, int64_t t) {
 }
 
 int64_t engine_next_due(engine_t *e) {
-  if (!e->clock.is_virtual) start_clock(e, clock_now(&e->clock));
+  start_clock(e, e->clock.is_virtual ? e->now : clock_now(&e->clock));
   if (cron_in_progress(e) >= 0) return e->now;
   int64_t t = next_timer(e), c = next_cron(e);
   return c < t ? c : t;

@@ -927,3 +927,200 @@ int store_backup(store_t *s, const char *path, char *err, size_t errlen) {
 }
 
 /* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */
+
+/* Rows of the outbox due for delivery on `channel` at `now`: pending, next_at reached, no
+ * live lease; oldest due first, at most cap. Each row is handed to each() while the query
+ * is open (its strings live until each returns). Returns the number of rows handed over,
+ * or -1 when the read failed (logged) or each() returned -1. */
+int store_outbox_due(store_t *s, const char *channel, int64_t now, int cap,
+                     int (*each)(void *ud, const outbox_row_t *row), void *ud) {
+  static query_t q = QUERY("SELECT seq, id, body, attempts FROM outbox WHERE delivery = 'pending'"
+                           " AND next_at <= ?1 AND channel = ?2"
+                           " AND (leased_until IS NULL OR leased_until <= ?1)"
+                           " ORDER BY next_at, seq LIMIT ?3");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, now);
+  bind_text(st, 2, channel);
+  bind_int(st, 3, cap);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    outbox_row_t row = {.seq = sqlite3_column_int64(st, 0),
+                        .id = (const char *)sqlite3_column_text(st, 1),
+                        .body = (const char *)sqlite3_column_text(st, 2),
+                        .attempts = sqlite3_column_int(st, 3)};
+    n++;
+    if (each(ud, &row) < 0) {
+      sqlite3_reset(st);
+      return -1;
+    }
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+int store_outbox_lease(store_t *s, int64_t seq, int64_t until) {
+  static query_t q = QUERY("UPDATE outbox SET leased_until = ?2 WHERE seq = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, seq);
+  bind_int(st, 2, until);
+  return run(s, st);
+}
+
+int store_outbox_done(store_t *s, int64_t seq) {
+  static query_t q = QUERY("UPDATE outbox SET delivery = 'delivered', attempts = attempts + 1,"
+                           " leased_until = NULL, last_error = NULL WHERE seq = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, seq);
+  return run(s, st);
+}
+
+int store_outbox_retry(store_t *s, int64_t seq, int64_t next_at, const char *error) {
+  static query_t q = QUERY("UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3,"
+                           " leased_until = NULL WHERE seq = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, seq);
+  bind_int(st, 2, next_at);
+  bind_text(st, 3, error);
+  return run(s, st);
+}
+
+int store_outbox_dead(store_t *s, int64_t seq, const char *error) {
+  static query_t q = QUERY("UPDATE outbox SET delivery = 'dead', attempts = attempts + 1,"
+                           " last_error = ?2, leased_until = NULL WHERE seq = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, seq);
+  bind_text(st, 2, error);
+  return run(s, st);
+}
+
+int store_outbox_void_leases(store_t *s) {
+  static query_t q = QUERY("UPDATE outbox SET leased_until = NULL"
+                           " WHERE delivery = 'pending' AND leased_until IS NOT NULL");
+  return run(s, query(s, &q));
+}
+
+/* Step a query returning one integer (or NULL: dflt) into *out: 0, or -1 (logged). */
+static int one_int(store_t *s, sqlite3_stmt *st, int64_t dflt, int64_t *out) {
+  if (!st) return -1;
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) return failed(s, st);
+  *out = sqlite3_column_type(st, 0) == SQLITE_NULL ? dflt : sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return 0;
+}
+
+int store_outbox_next_due(store_t *s, int64_t *out) {
+  static query_t q = QUERY("SELECT MIN(max(next_at, coalesce(leased_until, 0))) FROM outbox"
+                           " WHERE delivery = 'pending'");
+  return one_int(s, query(s, &q), INT64_MAX, out);
+}
+
+int store_outbox_backlog(store_t *s, int64_t *out) {
+  static query_t q = QUERY("SELECT count(*) FROM outbox WHERE delivery = 'pending'");
+  return one_int(s, query(s, &q), 0, out);
+}
+
+/* The distinct channels of pending rows (malloc'd strings), into *out; count or -1. */
+static int pending_channels(store_t *s, char ***out) {
+  static query_t q = QUERY("SELECT DISTINCT channel FROM outbox"
+                           " WHERE delivery = 'pending' AND channel IS NOT NULL");
+  sqlite3_stmt *st = query(s, &q);
+  *out = NULL;
+  if (!st) return -1;
+  int n = 0, cap = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (n == cap) *out = xrealloc(*out, (size_t)(cap = cap ? cap * 2 : 8) * sizeof **out);
+    (*out)[n++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+  }
+  if (rc != SQLITE_DONE) {
+    for (int i = 0; i < n; i++) free((*out)[i]);
+    free(*out);
+    *out = NULL;
+    return failed(s, st);
+  }
+  sqlite3_reset(st);
+  return n;
+}
+
+static int bury_channel(store_t *s, const char *channel, int *buried) {
+  static query_t q = QUERY("UPDATE outbox SET delivery = 'dead', last_error = 'unknown channel ' || channel"
+                           " WHERE delivery = 'pending' AND channel = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, channel);
+  if (run(s, st) < 0) return -1;
+  *buried += sqlite3_changes(s->db);
+  return 0;
+}
+
+static int is_known(const char *channel, const char *const *known, int nknown) {
+  for (int i = 0; i < nknown; i++)
+    if (!strcmp(known[i], channel)) return 1;
+  return 0;
+}
+
+int store_outbox_bury_unknown(store_t *s, const char *const *known, int nknown, int *buried) {
+  int own_tx = !s->in_tx;
+  *buried = 0;
+  if (own_tx && store_begin(s) < 0) return failed(s, NULL);
+  char **chans;
+  int n = pending_channels(s, &chans), rc = n < 0 ? -1 : 0;
+  for (int i = 0; i < n; i++) {
+    if (rc == 0 && !is_known(chans[i], known, nknown)) rc = bury_channel(s, chans[i], buried);
+    free(chans[i]);
+  }
+  free(chans);
+  if (own_tx && rc == 0 && store_commit(s) < 0) rc = failed(s, NULL);
+  if (own_tx && rc < 0) store_rollback(s);
+  if (rc < 0) *buried = 0;
+  return rc;
+}
+
+int store_dead_requeue(store_t *s, const char *id) {
+  /* next_at is kept: it is the time of the last attempt on the clock of the daemon that
+   * made it, so the row is due at once on that clock, real or virtual */
+  static query_t one = QUERY("UPDATE outbox SET delivery = 'pending', attempts = 0"
+                             " WHERE delivery = 'dead' AND id = ?1");
+  static query_t all = QUERY("UPDATE outbox SET delivery = 'pending', attempts = 0"
+                             " WHERE delivery = 'dead'");
+  sqlite3_stmt *st = query(s, id ? &one : &all);
+  if (!st) return -1;
+  if (id) bind_text(st, 1, id);
+  if (run(s, st) < 0) return -1;
+  return sqlite3_changes(s->db);
+}
+
+int store_dead_letters(store_t *s, int limit, int (*each)(void *ud, const dead_letter_t *dl), void *ud) {
+  static query_t q = QUERY("SELECT id, coalesce(channel, ''), attempts, coalesce(last_error, ''), body"
+                           " FROM outbox WHERE delivery = 'dead' ORDER BY seq DESC LIMIT ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    dead_letter_t dl = {.id = (const char *)sqlite3_column_text(st, 0),
+                        .channel = (const char *)sqlite3_column_text(st, 1),
+                        .attempts = sqlite3_column_int(st, 2),
+                        .last_error = (const char *)sqlite3_column_text(st, 3),
+                        .body = (const char *)sqlite3_column_text(st, 4)};
+    n++;
+    if (each(ud, &dl) < 0) {
+      sqlite3_reset(st);
+      return -1;
+    }
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+int store_data_version(store_t *s, int64_t *out) {
+  static query_t q = QUERY("PRAGMA data_version");
+  return one_int(s, query(s, &q), 0, out);
+}

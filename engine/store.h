@@ -229,4 +229,50 @@ int store_backup(store_t *s, const char *path, char *err, size_t errlen);
 
 /* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */
 
+/* A queued action due for delivery; the strings live only during the callback. */
+typedef struct {
+  int64_t seq;
+  const char *id, *body;
+  int attempts;          /* tries made so far */
+} outbox_row_t;
+
+/* Hand each() every pending row of `channel` due at `now` (next_at reached, no live
+ * lease), oldest due first, at most cap; each() returns 0 to go on, -1 to stop. Returns
+ * the number of rows handed over, or -1 (a failed read is logged). */
+int store_outbox_due(store_t *s, const char *channel, int64_t now, int cap,
+                     int (*each)(void *ud, const outbox_row_t *row), void *ud);
+/* Lease row seq to its dispatcher until epoch second `until`. 0, or -1 (logged). */
+int store_outbox_lease(store_t *s, int64_t seq, int64_t until);
+/* One more attempt, and its outcome: delivered; a retry at next_at with the error; or a
+ * dead letter keeping the error. Each clears the lease. 0, or -1 (logged). */
+int store_outbox_done(store_t *s, int64_t seq);
+int store_outbox_retry(store_t *s, int64_t seq, int64_t next_at, const char *error);
+int store_outbox_dead(store_t *s, int64_t seq, const char *error);
+/* Void every lease (no transfer of an earlier process is still in flight). */
+int store_outbox_void_leases(store_t *s);
+/* Earliest time a pending row is due (lease expiries counted), INT64_MAX when none. */
+int store_outbox_next_due(store_t *s, int64_t *out);
+/* Pending rows (queued, not yet delivered nor dead). */
+int store_outbox_backlog(store_t *s, int64_t *out);
+/* Pending rows of channels not among known[0..nknown) become dead letters ("unknown
+ * channel NAME"), in one transaction; *buried says how many. 0, or -1 (logged). */
+int store_outbox_bury_unknown(store_t *s, const char *const *known, int nknown, int *buried);
+
+/* A dead letter as `hearth dead-letters` lists it; strings live during the callback. */
+typedef struct {
+  const char *id, *channel, *last_error, *body;
+  int attempts;
+} dead_letter_t;
+
+/* Put dead letter `id` (NULL: every one) back in the queue with attempts reset; it is due
+ * at once on the clock of the daemon that tried it. Returns how many, or -1 (logged). */
+int store_dead_requeue(store_t *s, const char *id);
+/* Hand each() the latest `limit` dead letters, newest first; each() returns 0 to go on,
+ * -1 to stop. Returns how many were handed over, or -1 (logged). */
+int store_dead_letters(store_t *s, int limit, int (*each)(void *ud, const dead_letter_t *dl), void *ud);
+
+/* SQLite's data_version of this connection: it changes when another connection (hearth
+ * import, hearth dead-letters) commits. 0, or -1 (logged). */
+int store_data_version(store_t *s, int64_t *out);
+
 #endif

@@ -1,12 +1,17 @@
 """test_daemon: `hearth run` end to end — HTTP ingest (object, array, NDJSON; duplicates;
 400 with line and field and nothing applied; 401 with a token file; 413 past --max-body;
 /healthz), timers firing in real time, durable timers across a clean stop and restart,
-kill -9 after a 202, SIGHUP reloads (a broken script keeps the old ones), and a cron entry
-that missed many slots running once at start-up.
+kill -9 after a 202, SIGHUP reloads (a broken script keeps the old ones), a cron entry
+that missed many slots running once at start-up, the virtual clock (--virtual-clock and
+POST /v1/clock), and timers and actions another process (hearth import) commits while
+the daemon runs.
 
 The daemon listens on 127.0.0.1 with port 0 (the port is read from its "listening" log
-line). Every wait is a bounded poll; no test asserts on how long anything took; every
-daemon is killed in a finally."""
+line). Downtime and "nothing more happened" are shown on the virtual clock: a restart
+starts the clock later, and POST /v1/clock answers only once everything due has run, so
+the state read right after it is final. No test sleeps to show that something did not
+happen; every wait is a bounded poll for something that must happen; no test asserts on
+how long anything took; every daemon is killed in a finally."""
 
 import calendar
 import http.client
@@ -24,6 +29,14 @@ from harness import Workspace, eq, contains  # noqa: E402
 
 START_GUARD = 30      # seconds a daemon may take to log "listening" (a hang guard only)
 STOP_GUARD = 30       # seconds a daemon may take to exit after SIGTERM (a hang guard only)
+
+
+# Where the virtual clock of a test daemon starts (a whole minute, in the engine's zone).
+VSTART = "2026-11-22T10:00:00+08:00"
+
+
+def format_time(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def parse_time(s):
@@ -172,6 +185,14 @@ class Daemon:
         eq(status, 200, "GET /v1/members/%s status (body %r)" % (mid, body))
         assert isinstance(body, dict), "member body is not an object: %r" % (body,)
         return body
+
+    def move(self, token=None, **body):
+        """POST /v1/clock with body (advance="2s" or to="<RFC 3339>"); returns the clock's
+        new time in epoch seconds. The answer comes once everything due has run."""
+        headers = {"Authorization": "Bearer " + token} if token else {}
+        status, _, reply = self.request("POST", "/v1/clock", body, headers)
+        eq(status, 200, "POST /v1/clock %r status (reply %r)" % (body, reply))
+        return parse_time(reply["now"])
 
     def wait_member(self, mid, pred, what, timeout=20, token=None):
         """Poll the member API until pred(member) holds; return the member."""
@@ -412,23 +433,25 @@ def fired_counts(m):
 
 def test_timers_pending_at_stop_fire_once_after_restart():
     with Workspace({"dur.lua": DURABLE}) as w:
-        with start(w) as d:
+        t0 = parse_time(VSTART)
+        with start(w, "--virtual-clock", VSTART) as d:
             d.wait_listening()
             d.post_ok({"id": "a-1", "type": "arm", "member": "m-d"}, accepted=1)
             armed = d.member("m-d")
             d.stop_clean()
         t_event = parse_time(armed["last_active_at"])
+        eq(t_event, t0, "event time (the virtual clock's)")
         m = cli_member(w, "m-d")
         eq(fired_counts(m), {"t1": None, "t2": None, "t3": None},
-           "timers fired before the stop (they were due 3-4 s after the event; "
-           "if this fails the machine is far too slow for this test)")
-        # stay down until every timer is due, then restart
-        while time.time() < t_event + 5.5:
-            time.sleep(0.1)
-        with start(w) as d:
+           "timers fired before the stop (the clock never reached them)")
+        # down while every timer came due: the restarted daemon's clock starts 6 s later
+        with start(w, "--virtual-clock", format_time(t_event + 6)) as d:
             d.wait_listening()
-            m = d.wait_member("m-d", lambda m: all(v is not None for v in fired_counts(m).values()),
-                              "all three timers fired after the restart", timeout=20)
+            d.wait_member("m-d", lambda m: all(v is not None for v in fired_counts(m).values()),
+                          "all three timers fired after the restart", timeout=20)
+            d.move(advance="0s")
+            eq(fired_counts(d.member("m-d")), {"t1": 1, "t2": 1, "t3": 1},
+               "fired counts once everything due has run")
             d.stop_clean()
         m = cli_member(w, "m-d")
         eq(fired_counts(m), {"t1": 1, "t2": 1, "t3": 1}, "each timer fired exactly once")
@@ -441,15 +464,13 @@ def test_timers_pending_at_stop_fire_once_after_restart():
                "due time of %s relative to the event" % a["template"])
             assert parse_time(a["time"]) >= a["vars"]["due"], "%s fired before it was due: %r" % (
                 a["template"], a)
-        # a second restart fires nothing more
-        with start(w) as d:
+        # a second restart, an hour on, fires nothing more
+        with start(w, "--virtual-clock", format_time(t_event + 3600)) as d:
             d.wait_listening()
             d.post_ok({"id": "probe", "type": "probe", "member": "m-probe"}, accepted=1)
-            deadline = time.time() + 2
-            while time.time() < deadline:
-                eq(fired_counts(d.member("m-d")), {"t1": 1, "t2": 1, "t3": 1},
-                   "fired counts while the daemon runs again")
-                time.sleep(0.2)
+            d.move(advance="1h")
+            eq(fired_counts(d.member("m-d")), {"t1": 1, "t2": 1, "t3": 1},
+               "fired counts once everything due up to two hours after the event has run")
             d.stop_clean()
         m2 = cli_member(w, "m-d")
         eq((fired_counts(m2), m2["points"], sorted(a["id"] for a in m2["actions"])),
@@ -477,26 +498,20 @@ def test_timer_set_by_a_timer_firing_after_restart_is_not_lost():
     # unfired. After downtime "a" and "c" are due together and "b" (set by "a", due
     # between them) must still fire, once.
     with Workspace({"chain.lua": CHAIN}) as w:
-        with start(w) as d:
+        with start(w, "--virtual-clock", VSTART) as d:
             d.wait_listening()
             d.post_ok({"id": "arm", "type": "arm", "member": "m-ch"}, accepted=1)
             armed = d.member("m-ch")
             d.stop_clean()
         t_event = parse_time(armed["last_active_at"])
         eq(action_ids(cli_member(w, "m-ch")), [],
-           "actions before the restart (the timers were due 2-4 s after the event; if this "
-           "fails the machine is far too slow for this test)")
-        while time.time() < t_event + 5.5:
-            time.sleep(0.1)
-        with start(w) as d:
+           "actions before the restart (the clock never reached the timers)")
+        # down while "a" and "c" came due: the restarted daemon's clock starts 6 s later
+        with start(w, "--virtual-clock", format_time(t_event + 6)) as d:
             d.wait_listening()
             d.wait_member("m-ch", lambda m: "chain/m-ch/c" in action_ids(m),
                           "the last timer fired after the restart", timeout=20)
-            try:
-                m = d.wait_member("m-ch", lambda m: "chain/m-ch/b" in action_ids(m),
-                                  "the timer set by a timer", timeout=5)
-            except AssertionError:
-                m = d.member("m-ch")
+            d.move(advance="0s")   # everything due has run when this answers
             d.stop_clean()
         m = cli_member(w, "m-ch")
         sends = sorted(a["id"] for a in m["actions"] if a["action"] == "send")
@@ -610,8 +625,9 @@ def test_cron_missed_slots_run_once_at_startup():
     with Workspace({"cr.lua": CRON}) as w:
         r = w.import_events([{"id": "j", "type": "member.joined", "member": "m-c"}])
         eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
-        now = int(time.time())
-        old_slot = now - now % 60 - 3 * 3600          # three hours (180 slots) ago
+        start_at = parse_time(VSTART) + 30               # half a minute past a slot
+        slot = start_at - start_at % 60                  # the latest slot at start-up
+        old_slot = slot - 3 * 3600                       # three hours (180 slots) before it
         # the entry's last run, as the daemon records it: key "<campaign>#<n> <spec>"
         db = sqlite3.connect(w.db)
         try:
@@ -620,32 +636,17 @@ def test_cron_missed_slots_run_once_at_startup():
             db.commit()
         finally:
             db.close()
-        t0 = time.time()
-        with start(w) as d:
+        with start(w, "--virtual-clock", format_time(start_at)) as d:
             d.wait_listening()
-            m = d.wait_member("m-c", lambda m: m["attrs"].get("slots"),
-                              "the catch-up run at start-up", timeout=20)
-            # leave time for wrongly replayed slots to show up
-            end = time.time() + 2
-            while time.time() < end:
-                m = d.member("m-c")
-                time.sleep(0.2)
+            d.wait_member("m-c", lambda m: m["attrs"].get("slots"), "the catch-up run at start-up", timeout=20)
+            d.move(advance="0s")   # everything due at start-up has run when this answers
+            eq(d.member("m-c")["attrs"]["slots"], [slot],
+               "cron runs at start-up: the 180 missed slots run once, for the latest (old slot %d)" % old_slot)
+            # two minutes on: one run per minute boundary crossed, each at its slot
+            d.move(advance="2m")
             d.stop_clean()
-        t1 = time.time()
         slots = cli_member(w, "m-c")["attrs"]["slots"]
-        eq(len(set(slots)), len(slots), "cron slots run (each once): %r" % slots)
-        for s in slots:
-            eq(s % 60, 0, "slot %d is a minute boundary" % s)
-        first = slots[0]
-        assert t0 - 61 <= first <= t1, (
-            "the catch-up run is for the latest missed slot (around %d), got %d (the old "
-            "slot was %d): slots %r" % (int(t0) - int(t0) % 60, first, old_slot, slots))
-        assert first > old_slot, "a slot at or before the recorded last run ran: %r" % slots
-        # besides the one catch-up run, only minutes that began while the daemon ran
-        boundaries = int(t1 // 60) - int(t0 // 60)
-        assert len(slots) <= 1 + boundaries, (
-            "%d cron runs for a daemon that ran across %d minute boundaries (180 missed slots "
-            "must run once, not once each): %r" % (len(slots), boundaries, slots))
+        eq(slots, [slot, slot + 60, slot + 120], "cron slots run after the clock moved two minutes")
         db = sqlite3.connect(w.db)
         try:
             rows = db.execute("SELECT key, last_slot FROM cron_state").fetchall()
@@ -670,6 +671,177 @@ def test_second_daemon_on_the_same_database_is_refused():
         with start(w) as d2:
             d2.wait_listening()
             d2.stop_clean()
+
+
+# ---------------------------------------------------------------- the virtual clock
+
+def test_virtual_clock_route_moves_runs_due_and_refuses_bad_moves():
+    with Workspace({"tm.lua": TIMER}) as w:
+        tok = os.path.join(w.dir, "token")
+        with open(tok, "w") as f:
+            f.write("clock-T0ken\n")
+        rc, out, err = w.run("run", "--help")
+        eq(rc, 0, "hearth run --help exit status")
+        contains(out, "--virtual-clock TIME", "hearth run --help")
+        contains(out, "POST /v1/clock", "hearth run --help")
+        t0 = parse_time(VSTART)
+        with start(w, "--virtual-clock", VSTART, "--token-file", tok) as d:
+            d.wait_listening()
+            status, _, _ = d.request("POST", "/v1/clock", {"advance": "1s"})
+            eq(status, 401, "POST /v1/clock without the token")
+            d.post_ok({"id": "s-1", "type": "start", "member": "m-t"}, accepted=1, token="clock-T0ken")
+            # nothing happens by the passage of real time: only the clock's moves count
+            eq(d.move(token="clock-T0ken", advance="1s"), t0 + 1, "clock after advancing 1s")
+            eq(action_ids(d.member("m-t", token="clock-T0ken")), ["tm/m-t/started"],
+               "actions one second before the 2 s timer is due")
+            eq(d.move(token="clock-T0ken", to="2026-11-22T02:00:02Z"), t0 + 2, "clock after moving to t0 + 2 s")
+            m = d.member("m-t", token="clock-T0ken")
+            eq(action_ids(m), ["tm/m-t/ding", "tm/m-t/started"], "actions once the timer is due")
+            ding = [a for a in m["actions"] if a["id"] == "tm/m-t/ding"][0]
+            eq((ding["vars"]["set_at"], ding["vars"]["due"], ding["time"]),
+               (t0, t0 + 2, "2026-11-22T10:00:02+08:00"), "the timer's action (set at, due, stamped)")
+            status, _, reply = d.request("POST", "/v1/clock", {"advance": "0s"},
+                                         {"Authorization": "Bearer clock-T0ken"})
+            eq((status, reply), (200, {"now": "2026-11-22T10:00:02+08:00"}), "reply to a 0 s move")
+            for label, body in (("a move backwards", {"to": "2026-11-22T10:00:01+08:00"}),
+                                ("a bad duration", {"advance": "soon"}),
+                                ("a bad time", {"to": "tomorrow"}),
+                                ("both keys", {"advance": "1s", "to": "2026-11-23T00:00:00Z"}),
+                                ("an empty object", {}), ("not JSON", "advance 1s"),
+                                ("a number", {"advance": 5})):
+                status, _, reply = d.request("POST", "/v1/clock", body, {"Authorization": "Bearer clock-T0ken"})
+                eq(status, 400, "POST /v1/clock with %s (reply %r)" % (label, reply))
+                assert isinstance(reply, dict) and reply.get("error"), "400 without an error: %r" % (reply,)
+            status, _, _ = d.request("GET", "/v1/clock", headers={"Authorization": "Bearer clock-T0ken"})
+            eq(status, 405, "GET /v1/clock")
+            eq(d.move(token="clock-T0ken", advance="0s"), t0 + 2, "the refused moves left the clock alone")
+            d.stop_clean()
+        # on a real clock the route does not exist
+        with start(w) as d:
+            d.wait_listening()
+            status, _, _ = d.request("POST", "/v1/clock", {"advance": "1s"},
+                                     {"Authorization": "Bearer clock-T0ken"})
+            eq(status, 404, "POST /v1/clock on a real clock")
+            d.stop_clean()
+        rc, out, err = w.run("run", "--virtual-clock", "yesterday", "--db", w.db, "--scripts", w.scripts)
+        eq(rc, 2, "hearth run with a bad --virtual-clock (usage error)")
+        contains(err, "--virtual-clock", "the usage error names the flag")
+
+
+# ---------------------------------------------------------------- work another process commits
+
+OUTSIDE = r'''
+hearth.channel("file", {type = "log", path = %s})
+hearth.on("note", function(m, ev)
+  m:send("note", { key = "note", channel = "file" })
+end)
+hearth.on("arm", function(m, ev)
+  m:at(ev.data.due, "ding")
+end)
+hearth.on("ding", function(m, ev)
+  m:send("ding", { key = "ding", channel = "file" })
+end)
+'''
+
+
+def test_timer_and_action_imported_while_running_are_fired_and_delivered():
+    # Regression: with nothing due, the daemon stopped its due timer for good and re-armed
+    # it only for timers its own requests set, so a timer set by `hearth import` while the
+    # daemon ran never fired; a queued action the import wrote waited for an unrelated
+    # request to wake delivery.
+    with Workspace() as w:
+        out_path = os.path.join(w.dir, "actions.ndjson")
+        w.write_script("out.lua", OUTSIDE % json.dumps(out_path))
+
+        def lines():
+            try:
+                with open(out_path, encoding="utf-8") as f:
+                    return [json.loads(l)["id"] for l in f.read().splitlines()]
+            except OSError:
+                return []
+        with start(w) as d:
+            d.wait_listening()
+            # an action queued by another process, while nothing in the daemon is due:
+            # no timer, no request, nothing pending
+            r = w.import_events([{"id": "note-1", "type": "note", "member": "m-o"}])
+            eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
+            eq(r.summary["actions"].get("queued"), 1, "actions the import queued")
+            d.wait_member("m-o", lambda m: lines() == ["out/m-o/note"],
+                          "the imported action delivered to the log channel's file", timeout=30)
+            # a timer set by another process
+            due = int(time.time()) + 3
+            r = w.import_events([{"id": "arm-1", "type": "arm", "member": "m-o", "data": {"due": due}}])
+            eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
+            assert "out/m-o/ding" not in action_ids(cli_member(w, "m-o")), (
+                "the import itself fired the timer due 3 s after it started (the machine is far "
+                "too slow for this test)")
+            m = d.wait_member("m-o", lambda m: "out/m-o/ding" in action_ids(m),
+                              "the imported timer fired by the running daemon", timeout=30)
+            ding = [a for a in m["actions"] if a["id"] == "out/m-o/ding"][0]
+            assert parse_time(ding["time"]) >= due, "the timer fired before it was due: %r" % ding
+            got = d.wait_member("m-o", lambda m: lines() == ["out/m-o/note", "out/m-o/ding"],
+                                "the timer's action in the log channel's file", timeout=30)
+            eq(sorted((a["id"], a.get("delivery")) for a in got["actions"]),
+               [("out/m-o/ding", "delivered"), ("out/m-o/note", "delivered")], "delivery states")
+            d.stop_clean()
+
+
+def shifted_month(w, end_before_now):
+    """The bundled month, every time moved by one offset so that its last event is
+    end_before_now seconds before the real time now (so the test means the same in any
+    year). Returns the file's path."""
+    src = os.path.join(harness.ROOT, "examples", "events", "month.ndjson")
+    evs = [json.loads(l) for l in open(src, encoding="utf-8") if l.strip()]
+    last = max(parse_time(e["time"]) for e in evs)
+    shift = int(time.time()) - end_before_now - last
+    for e in evs:
+        e["time"] = format_time(parse_time(e["time"]) + shift)
+    path = os.path.join(w.dir, "month-shifted.ndjson")
+    with open(path, "w", encoding="utf-8") as f:
+        for e in evs:
+            f.write(json.dumps(e) + "\n")
+    return path
+
+
+def delivered_lines(d):
+    """The actions the daemon's log channel delivered (its stdout), in order."""
+    with open(d.out_path, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.startswith("{")]
+
+
+def test_import_then_run_delivers_nothing_from_the_history_and_pending_steps_on_time():
+    # Regression (engine/cmd_import.c): `hearth import` of last month then `hearth run`
+    # sent 120 welcomes and 78 day-3 and day-7 messages at once, all a month late.
+    scripts = os.path.join(harness.ROOT, "scripts")
+    with Workspace({}) as w:
+        month = shifted_month(w, 2 * 86400)
+        imported_at = int(time.time())
+        rc, out, err = w.run("import", month, "--db", w.db, "--scripts", scripts, "--quiet",
+                             "--stale-after", "1s")
+        eq(rc, 0, "import of the month (stderr %s)" % err[-2000:])
+        w.scripts = scripts
+        with start(w, "--virtual-clock", format_time(int(time.time()))) as d:
+            d.wait_listening()
+            clock = d.move(advance="0s")
+            d.wait_member("m-0001", lambda m: True, "the daemon answers")
+            early = delivered_lines(d)
+            eq([a["id"] for a in early], [], "delivered right after start: nothing of the history")
+            seen, later = 0, []
+            for day in range(40):                 # forty days on, a day at a time
+                before = clock
+                clock = d.move(advance="1d")   # answers once what came due is delivered
+                lines = delivered_lines(d)
+                for a in lines[seen:]:
+                    t = parse_time(a["time"])
+                    assert before < t <= clock, ("%s (due %s) delivered after the clock moved from %s to %s"
+                                                 % (a["id"], a["time"], format_time(before), format_time(clock)))
+                    later.append(a)
+                seen = len(lines)
+            d.stop_clean()
+        assert later, "the steps still pending after the import went out as they came due"
+        assert all(parse_time(a["time"]) > imported_at for a in later), "nothing dated before the import"
+        kinds = sorted({(a["campaign"], a.get("step")) for a in later})
+        assert ("winback", "sleeping") in kinds, "the sleeping recall of members idle since the history: %r" % kinds
 
 
 if __name__ == "__main__":
