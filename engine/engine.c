@@ -27,6 +27,24 @@ int action_status_parse(const char *s) {
 
 const char *engine_db_error(engine_t *e) { return store_errmsg(e->store); }
 
+const tz_t *engine_member_tz(engine_t *e, const member_t *m) {
+  json_t *v = json_object_get(member_attrs((member_t *)m), "tz");
+  const char *name = json_string_value(v);
+  if (!name || !strcmp(name, tz_name(e->tz))) return e->tz;
+  for (int i = 0; i < e->nzones; i++)
+    if (!strcmp(tz_name(e->zones[i]), name)) return e->zones[i];
+  char err[200];
+  tz_t *z = tz_load(name, err, sizeof err);
+  if (!z) { /* events are checked on the way in; an attribute set by a script may be bad */
+    log_msg(LOG_WARN, "member's tz is not a zone: using the engine's", "member", m->id, "tz", name,
+            "error", err, NULL);
+    return e->tz;
+  }
+  e->zones = xrealloc(e->zones, (size_t)(e->nzones + 1) * sizeof *e->zones);
+  e->zones[e->nzones++] = z;
+  return z;
+}
+
 char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]) {
   return rfc3339_format(t, e->tz ? tz_offset_at(e->tz, t) : 0, buf);
 }
@@ -140,6 +158,8 @@ void engine_close(engine_t *e) {
   free(e->stats.by_channel);
   member_cache_free(&e->members);
   store_close(e->store);
+  for (int i = 0; i < e->nzones; i++) tz_free(e->zones[i]);
+  free(e->zones);
   tz_free(e->tz);
   free(e->scripts_dir);
   free(e->stdlib_dir);

@@ -111,6 +111,8 @@ typedef struct engine {
   engine_stats_t stats;
   int64_t earliest_timer;      /* earliest due time set in this batch, or INT64_MAX */
   cron_slot_t *cron;           /* one per entry of the script set */
+  tz_t **zones;                /* members' zones loaded so far (by name) */
+  int nzones;
   int ncron;
   pending_action_t *pending;   /* this batch's actions, reported at commit */
   int npending, cappending;
@@ -226,6 +228,10 @@ int engine_counter(engine_t *e, const char *metric, const char *campaign, const 
 int engine_member_ids(engine_t *e, const char *tag, const char *after, int limit, char ***ids);
 /* The member, loaded into the batch (created if new). NULL on a database error. */
 member_t *engine_member(engine_t *e, const char *id);
+
+/* The member's zone: her `tz` attribute (an IANA name) when it names a zone, else the
+ * engine's --tz. Zones are loaded once and kept. Never NULL. */
+const tz_t *engine_member_tz(engine_t *e, const member_t *m);
 
 /* The database's message for the last error (already logged where it happened). */
 const char *engine_db_error(engine_t *e);
