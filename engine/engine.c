@@ -9,9 +9,12 @@
 #include <string.h>
 
 #include "log.h"
+#include "restraint.h"
 
 /* Timers read and fired per batch. */
 #define TIMER_BATCH 1000
+/* The reserved timer type that brings a deferred send back at the end of quiet hours. */
+#define RELEASE_TIMER "hearth.deferred"
 
 const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed", "deferred",
                                                    "skipped", "limited", "expired"};
@@ -378,6 +381,10 @@ static void apply_builtins(member_t *m, const event_t *ev) {
   json_t *data = ev->data;
   if (strcmp(t, "member.joined") == 0) {
     if (m->joined_at == NO_TIME) m->joined_at = ev->time;
+    if (json_object_get(member_attrs(m), "friend_deleted")) { /* added as a friend again */
+      member_touch(m, MP_ATTRS);
+      json_object_del(member_attrs(m), "friend_deleted");
+    }
     const char *keys[] = {"channel", "store", "staff", "referrer"};
     for (int i = 0; i < 4; i++) set_attr_string(m, keys[i], json_object_get(data, keys[i]));
   } else if (strcmp(t, "member.updated") == 0 && data) {
@@ -390,6 +397,9 @@ static void apply_builtins(member_t *m, const event_t *ev) {
       else
         json_object_set(member_attrs(m), k, v);
     }
+  } else if (strcmp(t, "friend.deleted") == 0) {
+    member_touch(m, MP_ATTRS); /* no WeCom channel reaches her until she is added again */
+    json_object_set_new(member_attrs(m), "friend_deleted", json_true());
   } else if (strcmp(t, "member.unsubscribed") == 0) {
     member_touch(m, MP_ATTRS);
     json_object_set_new(member_attrs(m), "unsubscribed", json_true());
@@ -455,6 +465,8 @@ static void move_now(engine_t *e, int64_t t) {
   if (e->clock.is_virtual) clock_set(&e->clock, e->now);
 }
 
+static int release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key);
+
 /* Fire one timer row inside the open batch. */
 static int fire_one(engine_t *e, timer_row_t *r) {
   move_now(e, r->due);
@@ -479,7 +491,7 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   char key[48];
   snprintf(key, sizeof key, "timer:%lld", (long long)r->id);
   e->stats.timers_fired++;
-  int rc = dispatch(e, m, &ev, key);
+  int rc = !strcmp(r->type, RELEASE_TIMER) ? release_send(e, m, r, &ev, key) : dispatch(e, m, &ev, key);
   json_decref(ev.data);
   return rc;
 }
@@ -740,41 +752,100 @@ static char *action_id(engine_t *e, engine_call_t *c, const action_spec_t *a, in
   return xasprintf("%s/%s/%s/%d", campaign, c->m->id, c->event_key, count ? ++e->action_n : e->action_n);
 }
 
-int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
+
+static int add_timer(engine_t *e, engine_call_t *c, timer_row_t *row);
+
+/* A deferred send comes back at `until` to be judged again under the same id. */
+static int defer_send(engine_t *e, engine_call_t *c, const action_spec_t *a, const char *id, json_t *fields,
+                      int64_t until) {
+  json_t *d = json_pack("{s:s, s:s, s:s, s:O}", "id", id, "kind", a->kind, "campaign",
+                        a->campaign ? a->campaign : c->campaign, "fields", fields);
+  if (a->key) json_object_set_new(d, "key", json_string(a->key));
+  if (a->step) json_object_set_new(d, "step", json_string(a->step));
+  if (a->channel) json_object_set_new(d, "channel", json_string(a->channel));
+  char *data = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(d);
+  timer_row_t row = {.due = until, .member = c->m->id, .type = RELEASE_TIMER, .data = data,
+                     .gen = TIMER_NOT_CANCELLABLE, .campaign = (char *)c->campaign};
+  int rc = add_timer(e, c, &row);
+  free(data);
+  return rc;
+}
+
+/* Add a queued marketing send to the member's log, dropping what no rule counts any more. */
+static void log_send(engine_t *e, engine_call_t *c, const restraint_t *r, const tz_t *tz, const char *id,
+                     const char *channel, const char *staff) {
+  json_t *sends = member_sends(c->m);
+  int64_t keep = restraint_keep_since(r, tz, e->now);
+  const char *k;
+  json_t *v;
+  void *tmp;
+  json_object_foreach_safe(sends, tmp, k, v) {
+    if (json_integer_value(json_array_get(v, 0)) < keep) {
+      member_undo_key(&c->undo, MP_SENDS, k);
+      json_object_del(sends, k);
+    }
+  }
+  member_undo_key(&c->undo, MP_SENDS, id);
+  json_object_set_new(sends, id, json_pack("[I, s, s]", (json_int_t)e->now, channel ? channel : "", staff ? staff : ""));
+}
+
+static const int verdict_status[] = {
+    [VERDICT_QUEUED] = AS_QUEUED, [VERDICT_DEFERRED] = AS_DEFERRED, [VERDICT_SUPPRESSED] = AS_SUPPRESSED,
+    [VERDICT_CAPPED] = AS_CAPPED, [VERDICT_LIMITED] = AS_LIMITED};
+
+/* Judge a marketing send now (restraint.h), asking the campaign's guard on a second
+ * judgement. Returns AS_*, with *reason (new reference) and *until for a deferral; -1
+ * when the guard raised (*err). */
+static int judge_send(engine_t *e, engine_call_t *c, const action_spec_t *a, const char *id, json_t *fields,
+                      int second, json_t **reason, int64_t *until, char **err) {
+  const restraint_t *r = scripts_restraint(e->scripts);
+  const tz_t *tz = engine_member_tz(e, c->m);
+  json_t *attrs = member_attrs(c->m);
+  const char *staff = json_string_value(json_object_get(fields, "staff"));
+  if (!staff) staff = json_string_value(json_object_get(attrs, "staff"));
+  restraint_send_t send = {.tz = tz, .now = e->now, .channel = a->channel, .staff = staff, .attrs = attrs,
+                           .sends = member_sends(c->m)};
+  verdict_t v;
+  restraint_first(r, &send, &v);
+  if (v.verdict == VERDICT_QUEUED && second) {
+    json_t *seen = json_pack("{s:s, s:s, s:O}", "id", id, "campaign", a->campaign ? a->campaign : c->campaign,
+                             "fields", fields);
+    if (a->key) json_object_set_new(seen, "key", json_string(a->key));
+    if (a->step) json_object_set_new(seen, "step", json_string(a->step));
+    int allow = scripts_guard(e->scripts, a->campaign ? a->campaign : c->campaign, c, seen, err);
+    json_decref(seen);
+    if (allow < 0) return -1;
+    if (!allow) {
+      *reason = json_pack("{s:s, s:s}", "rule", "guard", "campaign", a->campaign ? a->campaign : c->campaign);
+      return AS_SKIPPED;
+    }
+  }
+  if (v.verdict == VERDICT_QUEUED) restraint_limits(r, &send, &v);
+  if (v.verdict == VERDICT_QUEUED) log_send(e, c, r, tz, id, a->channel, staff);
+  *reason = v.reason;
+  *until = v.until;
+  return verdict_status[v.verdict];
+}
+
+static int is_marketing_send(const action_spec_t *a, json_t *fields) {
+  const char *category = json_string_value(json_object_get(fields, "category"));
+  return !strcmp(a->kind, "send") && !(category && !strcmp(category, "service"));
+}
+
+/* Record an action (see engine_act). given_id: the id of a send judged again when its
+ * deferral ends (second = 1), else NULL. Returns the status that holds, -1 on a database
+ * error, ACT_GUARD_FAILED when a guard raised (*err). */
+#define ACT_GUARD_FAILED (-2)
+static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *given_id, int second, int *recorded,
+               char **err) {
   assert(c->m && a->status >= 0 && a->status < AS_COUNT);
   *recorded = 0;
-  json_t *fields = a->fields, *reason = a->reason;
+  json_t *fields = a->fields ? a->fields : json_object(), *reason = a->reason, *body = NULL;
   a->fields = a->reason = NULL;
-  int status = a->status;
-  if (status == AS_QUEUED && e->now < e->expire_before) {
-    /* history: judged at its time like any action (the script sees `queued`), stored as
-     * expired: due long before the import, it is never delivered now */
-    char due[32], cut[32];
-    json_decref(reason);
-    reason = json_pack("{s:s, s:s, s:s}", "rule", "stale", "due", engine_fmt_time(e, e->now, due),
-                       "deliver_after", engine_fmt_time(e, e->expire_before, cut));
-    status = AS_EXPIRED;
-  }
-  if (call_write(e, c) < 0) {
-    json_decref(fields);
-    json_decref(reason);
-    return -1;
-  }
-  char *id = action_id(e, c, a, 1), tbuf[32];
-  const char *campaign = a->campaign ? a->campaign : c->campaign;
-  json_t *body = json_object();
-  json_object_set_new(body, "id", json_string(id));
-  json_object_set_new(body, "time", json_string(engine_fmt_time(e, e->now, tbuf)));
-  json_object_set_new(body, "member", json_string(c->m->id));
-  json_object_set_new(body, "campaign", json_string(campaign));
-  if (a->step) json_object_set_new(body, "step", json_string(a->step));
-  json_object_set_new(body, "action", json_string(a->kind));
-  json_object_set_new(body, "status", json_string(action_status_names[status]));
-  json_object_update(body, fields);
-  json_decref(fields);
-  if (reason) json_object_set_new(body, "reason", reason);
-
-  int rc = -1;
+  int status = a->status, rc = -1;
+  char *id = given_id ? xstrdup(given_id) : action_id(e, c, a, 1);
+  if (call_write(e, c) < 0) goto out;
   char stored[16];
   int found = store_action_status(e->store, id, stored, sizeof stored);
   if (found < 0) goto out;
@@ -784,6 +855,51 @@ int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
     rc = existing < 0 || existing == AS_EXPIRED ? AS_QUEUED : existing;
     goto out;
   }
+  if (!found && second) { /* judged meanwhile under the same id: nothing to do */
+    rc = AS_QUEUED;
+    goto out;
+  }
+  if (status == AS_QUEUED && is_marketing_send(a, fields)) {
+    int64_t until = 0;
+    json_decref(reason);
+    reason = NULL;
+    status = judge_send(e, c, a, id, fields, second, &reason, &until, err);
+    if (status < 0) {
+      rc = ACT_GUARD_FAILED;
+      goto out;
+    }
+    if (status == AS_DEFERRED) {
+      /* once recorded deferred, a send waits for one release timer, set now or when a
+       * release meets quiet hours again */
+      if ((!found || second) && defer_send(e, c, a, id, fields, until) < 0) goto out;
+      if (found) {
+        rc = AS_DEFERRED;
+        goto out;
+      }
+    }
+  }
+  if (status == AS_QUEUED && e->now < e->expire_before) {
+    /* history: judged at its time like any action (the script sees `queued`), stored as
+     * expired: due long before the import, it is never delivered now */
+    char due[32], cut[32];
+    json_decref(reason);
+    reason = json_pack("{s:s, s:s, s:s}", "rule", "stale", "due", engine_fmt_time(e, e->now, due),
+                       "deliver_after", engine_fmt_time(e, e->expire_before, cut));
+    status = AS_EXPIRED;
+  }
+  if (status != AS_QUEUED && !reason) reason = json_pack("{s:s}", "rule", "script"); /* a status the script chose */
+  char tbuf[32];
+  const char *campaign = a->campaign ? a->campaign : c->campaign;
+  body = json_object();
+  json_object_set_new(body, "id", json_string(id));
+  json_object_set_new(body, "time", json_string(engine_fmt_time(e, e->now, tbuf)));
+  json_object_set_new(body, "member", json_string(c->m->id));
+  json_object_set_new(body, "campaign", json_string(campaign));
+  if (a->step) json_object_set_new(body, "step", json_string(a->step));
+  json_object_set_new(body, "action", json_string(a->kind));
+  json_object_set_new(body, "status", json_string(action_status_names[status]));
+  json_object_update(body, fields);
+  if (reason) json_object_set(body, "reason", reason);
   char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (!text) goto out;
   action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step,
@@ -796,10 +912,47 @@ int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
   *recorded = 1;
   rc = status == AS_EXPIRED ? AS_QUEUED : status;
 out:
-  if (rc < 0) c->db_failed = 1;
+  if (rc == -1) c->db_failed = 1;
   free(id);
+  json_decref(fields);
+  json_decref(reason);
   json_decref(body);
   return rc;
+}
+
+int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
+  char *err = NULL;
+  int rc = act(e, c, a, NULL, 0, recorded, &err);
+  assert(rc != ACT_GUARD_FAILED); /* guards are asked only on a second judgement */
+  free(err);
+  return rc;
+}
+
+/* A release timer fired: judge the deferred send again, as a call of its campaign. */
+static int release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key) {
+  json_t *d = r->data ? json_loads(r->data, 0, NULL) : NULL;
+  const char *id = json_string_value(json_object_get(d, "id"));
+  if (!id || !json_is_object(json_object_get(d, "fields"))) {
+    log_msg(LOG_ERROR, "a deferred send's timer has no send: dropped", "member", r->member, "data", r->data, NULL);
+    json_decref(d);
+    return EV_APPLIED;
+  }
+  const char *campaign = json_string_value(json_object_get(d, "campaign"));
+  engine_call_t c = {.m = m, .ev = ev, .event_key = key, .campaign = campaign ? campaign : r->campaign};
+  action_spec_t a = {.kind = json_string_value(json_object_get(d, "kind")),
+                     .key = json_string_value(json_object_get(d, "key")), .campaign = c.campaign,
+                     .step = json_string_value(json_object_get(d, "step")),
+                     .channel = json_string_value(json_object_get(d, "channel")), .status = AS_QUEUED,
+                     .fields = json_incref(json_object_get(d, "fields"))};
+  if (!a.kind) a.kind = "send";
+  call_begin(e, &c);
+  char *err = NULL;
+  int recorded, rc = act(e, &c, &a, id, 1, &recorded, &err);
+  int ended = call_end(e, &c, rc == ACT_GUARD_FAILED ? err : NULL);
+  free(err);
+  json_decref(d);
+  if (ended < 0 || rc == -1) return EV_ERROR;
+  return ended ? EV_FAILED : EV_APPLIED;
 }
 
 /* Record a tag, untag or points action that describes a change already made. */

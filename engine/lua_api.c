@@ -123,11 +123,52 @@ static int l_channel(lua_State *L) {
     return luaL_error(L, "hearth.channel: '%s': type must be \"log\" or \"webhook\"", name);
   lua_pop(L, 1);
   json_t *opts = arg_json(L, 2, "hearth.channel");
+  char qerr[256];
+  if (restraint_channel(s->restraint, name, opts, qerr, sizeof qerr) < 0) {
+    json_decref(opts);
+    return luaL_error(L, "hearth.channel: %s", qerr);
+  }
   if (s->nchannels == s->capchannels)
     s->channels = xrealloc(s->channels, (s->capchannels = s->capchannels ? s->capchannels * 2 : 4) * sizeof *s->channels);
   s->channels[s->nchannels].name = xstrdup(name);
   s->channels[s->nchannels].opts = opts;
   s->nchannels++;
+  return 0;
+}
+
+/* hearth.restraint{ quiet = {from=, to=}, caps = { {max=, per=, channel=}, ... } }: the
+ * rules every marketing send is judged by (restraint.h); the last call wins. */
+static int l_restraint(lua_State *L) {
+  check_loading(L, "hearth.restraint");
+  luaL_checktype(L, 1, LUA_TTABLE);
+  json_t *cfg = arg_json(L, 1, "hearth.restraint");
+  char err[256] = "";
+  int rc = restraint_configure(scripts_of(L)->restraint, cfg, err, sizeof err);
+  json_decref(cfg);
+  if (rc < 0) return luaL_error(L, "hearth.restraint: %s", err);
+  return 0;
+}
+
+/* hearth.guard(campaign, fn): fn(m, send) -> false when a deferred send of that campaign
+ * no longer applies by the time it is judged again (a journey run that has ended). */
+static int l_guard(lua_State *L) {
+  check_loading(L, "hearth.guard");
+  const char *campaign = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!*campaign) luaL_argerror(L, 1, "campaign must not be empty");
+  scripts_t *s = scripts_of(L);
+  lua_pushvalue(L, 2);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (int i = 0; i < s->nguards; i++)
+    if (!strcmp(s->guard_campaigns[i], campaign)) {
+      luaL_unref(L, LUA_REGISTRYINDEX, s->guard_refs[i]);
+      s->guard_refs[i] = ref;
+      return 0;
+    }
+  s->guard_campaigns = xrealloc(s->guard_campaigns, (size_t)(s->nguards + 1) * sizeof *s->guard_campaigns);
+  s->guard_refs = xrealloc(s->guard_refs, (size_t)(s->nguards + 1) * sizeof *s->guard_refs);
+  s->guard_campaigns[s->nguards] = xstrdup(campaign);
+  s->guard_refs[s->nguards++] = ref;
   return 0;
 }
 
@@ -292,7 +333,8 @@ static int l_campaign(lua_State *L) {
 
 static const luaL_Reg hearth_fns[] = {
     {"count", l_count}, {"counter", l_counter}, {"emit", l_emit}, {"campaign", l_campaign},
-    {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"now", l_now},
+    {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"restraint", l_restraint},
+    {"guard", l_guard}, {"now", l_now},
     {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},
     {"local_date", l_local_date}, {"local_time", l_local_time}, {"log", l_log}, {NULL, NULL}};
 
@@ -310,6 +352,7 @@ static void install_api(lua_State *L, void *ud) {
 scripts_t *scripts_load(engine_t *e, strbuf_t *errors) {
   scripts_t *s = xcalloc(1, sizeof *s);
   s->engine = e;
+  s->restraint = restraint_new();
   s->host = luahost_new(&e->limits, e->stdlib_dir, e->scripts_dir, install_api, s);
   if (!s->host) {
     sb_adds(errors, "cannot create the Lua state\n");
@@ -344,6 +387,10 @@ void scripts_free(scripts_t *s) {
   free(s->crons);
   for (int i = 0; i < s->nchannels; i++) free(s->channels[i].name), json_decref(s->channels[i].opts);
   free(s->channels);
+  restraint_free(s->restraint);
+  for (int i = 0; i < s->nguards; i++) free(s->guard_campaigns[i]);
+  free(s->guard_campaigns);
+  free(s->guard_refs);
   free(s);
 }
 
@@ -361,6 +408,40 @@ const char *scripts_handler_campaign(scripts_t *s, const char *type, int i) {
 }
 
 int scripts_channel_count(scripts_t *s) { return s->nchannels; }
+
+const restraint_t *scripts_restraint(scripts_t *s) { return s->restraint; }
+
+typedef struct {
+  int ref;
+  json_t *send;
+  int allow;
+} guard_call_t;
+
+/* Protected body of a guard: fn(m, send) ~= false. */
+static int call_guard(lua_State *L) {
+  guard_call_t *g = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  member_api_push(L, scripts_of(L));
+  jl_push(L, g->send);
+  lua_call(L, 2, 1);
+  g->allow = !(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+  return 0;
+}
+
+int scripts_guard(scripts_t *s, const char *campaign, engine_call_t *call, json_t *send, char **err) {
+  *err = NULL;
+  for (int i = 0; i < s->nguards; i++) {
+    if (strcmp(s->guard_campaigns[i], campaign)) continue;
+    assert(!s->cur);
+    guard_call_t g = {.ref = s->guard_refs[i], .send = send, .allow = 1};
+    s->cur = call;
+    int rc = luahost_call(s->host, call_guard, &g, err);
+    s->cur = NULL;
+    s->gen++;
+    return rc < 0 ? -1 : g.allow;
+  }
+  return 1;
+}
 
 const channel_decl_t *scripts_channel(scripts_t *s, int i) {
   assert(i >= 0 && i < s->nchannels);

@@ -43,6 +43,10 @@ struct scripts {
   int ncrons, capcrons;
   channel_decl_t *channels;
   int nchannels, capchannels;
+  restraint_t *restraint;  /* hearth.restraint and the channels' quotas */
+  char **guard_campaigns;  /* hearth.guard: campaign -> function (registry ref) */
+  int *guard_refs;
+  int nguards;
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
 };

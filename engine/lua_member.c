@@ -93,7 +93,32 @@ static int m_set(lua_State *L) {
 typedef struct {
   const char *key, *step, *campaign, *channel, *status_name;
   int status;
+  json_t *reason;   /* why a status other than queued (read last: it allocates) */
 } action_opts_t;
+
+/* Raise for an option the function does not know (a typo such as `categroy` would
+ * otherwise pass silently). known: NULL-terminated. */
+static void check_known(lua_State *L, int opts, const char *fn, const char *const *known) {
+  if (lua_isnoneornil(L, opts)) return;
+  luaL_checktype(L, opts, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, opts)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int ok = 0;
+    for (int i = 0; k && known[i] && !ok; i++) ok = !strcmp(k, known[i]);
+    if (!ok) {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (int i = 0; known[i]; i++) {
+        if (i) luaL_addstring(&b, ", ");
+        luaL_addstring(&b, known[i]);
+      }
+      luaL_pushresult(&b);
+      luaL_error(L, "%s: unknown option '%s' (known: %s)", fn, k ? k : luaL_typename(L, -2), lua_tostring(L, -1));
+    }
+  }
+}
 
 static const char *opt_string(lua_State *L, int opts, const char *name) {
   if (lua_isnoneornil(L, opts)) return NULL;
@@ -119,6 +144,8 @@ static void refuse_status(lua_State *L, const action_opts_t *o, const char *fn) 
 }
 
 /* Read the options every action kind shares. Raises on bad values; allocates nothing. */
+static void check_reason(lua_State *L, int opts, const action_opts_t *o);
+
 static void read_action_opts(lua_State *L, int opts, action_opts_t *o) {
   if (!lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
   o->key = opt_string(L, opts, "key");
@@ -138,12 +165,25 @@ static void read_action_opts(lua_State *L, int opts, action_opts_t *o) {
     o->channel = default_channel(s);
   }
   if (o->key && (!*o->key || strlen(o->key) > 256)) luaL_error(L, "option 'key' must be 1-256 bytes");
+  o->reason = NULL;
+  check_reason(L, opts, o);
+}
+
+/* Check the `reason` option (a table, with a status other than queued); allocates nothing. */
+static void check_reason(lua_State *L, int opts, const action_opts_t *o) {
+  if (lua_isnoneornil(L, opts)) return;
+  lua_getfield(L, opts, "reason");
+  int t = lua_type(L, -1);
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return;
+  if (t != LUA_TTABLE) luaL_error(L, "option 'reason' must be a table such as { rule = \"when\" }");
+  if (o->status == AS_QUEUED) luaL_error(L, "option 'reason' goes with a status other than queued");
 }
 
 /* The action a script asked for, from its options; `fields` is stolen. */
 static action_spec_t spec_of(const char *kind, const action_opts_t *o, json_t *fields) {
   return (action_spec_t){.kind = kind, .key = o->key, .campaign = o->campaign, .step = o->step,
-                         .channel = o->channel, .status = o->status, .fields = fields};
+                         .channel = o->channel, .status = o->status, .fields = fields, .reason = o->reason};
 }
 
 /* Record the action; `fields` is stolen. Pushes the resulting status and whether it was
@@ -174,23 +214,43 @@ static json_t *opt_json(lua_State *L, int opts, const char *name, char *err, siz
 
 /* m:send(template, opts) -> status, recorded. opts: vars, channel, category ("marketing" or
  * "service"), key, step, campaign, status. */
+static const char *const SEND_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "reason",
+                                            "category", "vars", "staff", NULL};
+static const char *const TASK_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "reason",
+                                           "vars", "staff", NULL};
+static const char *const WEBHOOK_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "reason", NULL};
+static const char *const CHANGE_OPTIONS[] = {"key", "step", "campaign", "channel", "status", NULL};
+
+/* m:send(template, opts) -> status, recorded. opts: vars, channel, category ("marketing",
+ * the default, or "service"), staff (for channel quotas; default her "staff" attribute),
+ * key, step, campaign, status, reason. Every marketing send is judged by the engine's
+ * restraint (restraint.h); only category "service" passes it. */
 static int m_send(lua_State *L) {
   engine_call_t *d = check_member(L);
   const char *tpl = check_name(L, 2, "template");
+  check_known(L, 3, "m:send", SEND_OPTIONS);
   action_opts_t o;
   read_action_opts(L, 3, &o);
   const char *category = opt_string(L, 3, "category");
   if (category && strcmp(category, "marketing") != 0 && strcmp(category, "service") != 0)
     luaL_error(L, "option 'category' must be \"marketing\" or \"service\"");
+  const char *staff = opt_string(L, 3, "staff");
   char err[256];
   int bad;
   json_t *vars = opt_json(L, 3, "vars", err, sizeof err, &bad);
   if (bad) luaL_error(L, "m:send: vars: %s", err);
+  json_t *reason = opt_json(L, 3, "reason", err, sizeof err, &bad);
+  if (bad) {
+    json_decref(vars);
+    luaL_error(L, "m:send: reason: %s", err);
+  }
   json_t *f = json_object();
   json_object_set_new(f, "template", json_string(tpl));
   json_object_set_new(f, "channel", json_string(o.channel));
   json_object_set_new(f, "category", json_string(category ? category : "marketing"));
   json_object_set_new(f, "vars", vars ? vars : json_object());
+  if (staff) json_object_set_new(f, "staff", json_string(staff));
+  o.reason = reason;
   return record_action(L, d, "send", &o, f);
 }
 
@@ -199,6 +259,7 @@ static int m_send(lua_State *L) {
 static int m_task(lua_State *L) {
   engine_call_t *d = check_member(L);
   const char *text = luaL_checkstring(L, 2);
+  check_known(L, 3, "m:task", TASK_OPTIONS);
   action_opts_t o;
   read_action_opts(L, 3, &o);
   const char *staff = opt_string(L, 3, "staff");
@@ -206,6 +267,11 @@ static int m_task(lua_State *L) {
   int bad;
   json_t *vars = opt_json(L, 3, "vars", err, sizeof err, &bad);
   if (bad) luaL_error(L, "m:task: vars: %s", err);
+  o.reason = opt_json(L, 3, "reason", err, sizeof err, &bad);
+  if (bad) {
+    json_decref(vars);
+    luaL_error(L, "m:task: reason: %s", err);
+  }
   json_t *f = json_object();
   json_object_set_new(f, "text", json_string(text));
   json_t *owner = staff ? json_string(staff) : json_incref(json_object_get(member_attrs(d->m), "staff"));
@@ -219,9 +285,19 @@ static int m_task(lua_State *L) {
 static int m_webhook(lua_State *L) {
   engine_call_t *d = check_member(L);
   luaL_checkany(L, 2);
+  check_known(L, 3, "m:webhook", WEBHOOK_OPTIONS);
   action_opts_t o;
   read_action_opts(L, 3, &o);
-  json_t *payload = arg_json(L, 2, "m:webhook");
+  char err[256];
+  int bad;
+  o.reason = opt_json(L, 3, "reason", err, sizeof err, &bad);
+  if (bad) luaL_error(L, "m:webhook: reason: %s", err);
+  char perr[256];
+  json_t *payload = jl_from_lua(L, 2, perr, sizeof perr);
+  if (!payload) {
+    json_decref(o.reason);
+    luaL_error(L, "m:webhook: %s", perr);
+  }
   json_t *f = json_object();
   json_object_set_new(f, "channel", json_string(o.channel));
   json_object_set_new(f, "payload", payload);
@@ -233,6 +309,7 @@ static int m_webhook(lua_State *L) {
 static int change_tag(lua_State *L, const char *kind) {
   engine_call_t *d = check_member(L);
   const char *t = check_name(L, 2, "tag");
+  check_known(L, 3, kind[0] == 't' ? "m:tag" : "m:untag", CHANGE_OPTIONS);
   action_opts_t o;
   read_action_opts(L, 3, &o);
   refuse_status(L, &o, kind[0] == 't' ? "m:tag" : "m:untag");
@@ -291,6 +368,7 @@ static int m_add_points(lua_State *L) {
   const char *reason = luaL_checkstring(L, 3);
   if (!*reason) luaL_argerror(L, 3, "a reason is required");
   if (n == 0) luaL_argerror(L, 2, "points must not be 0");
+  check_known(L, 4, "m:add_points", CHANGE_OPTIONS);
   action_opts_t o;
   read_action_opts(L, 4, &o);
   refuse_status(L, &o, "m:add_points");

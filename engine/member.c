@@ -46,6 +46,7 @@ static int load_row(store_t *s, member_t *m) {
   m->text[MP_ATTRS] = row.attrs;
   m->text[MP_TAGS] = row.tags;
   m->text[MP_GENS] = row.gens;
+  m->text[MP_SENDS] = row.sends;
   return 1;
 }
 
@@ -147,6 +148,7 @@ static int write_member(store_t *s, member_t *m) {
   row.attrs = (char *)part_text(m, MP_ATTRS);
   row.tags = (char *)part_text(m, MP_TAGS);
   row.gens = (char *)part_text(m, MP_GENS);
+  row.sends = (char *)part_text(m, MP_SENDS);
   return store_member_put(s, &row);
 }
 

@@ -13,9 +13,10 @@
 #define NO_TIME STORE_NO_TIME
 
 /* The JSON parts of a member, parsed only when used and written back only when changed:
- * attributes (object), tags (object: tag -> true) and timer generations (object: timer
- * type -> generation; m:cancel bumps it). */
-enum { MP_ATTRS, MP_TAGS, MP_GENS, MP_COUNT };
+ * attributes (object), tags (object: tag -> true), timer generations (object: timer
+ * type -> generation; m:cancel bumps it) and the log of queued marketing sends the caps
+ * and quotas count (object: action id -> [time, channel, staff]). */
+enum { MP_ATTRS, MP_TAGS, MP_GENS, MP_SENDS, MP_COUNT };
 
 typedef struct member {
   char *id;
@@ -34,6 +35,7 @@ json_t *member_part(member_t *m, int which);
 #define member_attrs(m) member_part((m), MP_ATTRS)
 #define member_tags(m) member_part((m), MP_TAGS)
 #define member_gens(m) member_part((m), MP_GENS)
+#define member_sends(m) member_part((m), MP_SENDS)
 
 /* One key's value before a handler changed it (old NULL: the key was absent). */
 typedef struct {

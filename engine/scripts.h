@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cron.h"
+#include "restraint.h"
 #include "util.h"
 
 typedef struct scripts scripts_t;
@@ -35,6 +36,13 @@ typedef struct {
 } channel_decl_t;
 int scripts_channel_count(scripts_t *s);
 const channel_decl_t *scripts_channel(scripts_t *s, int i);
+
+/* The restraint rules declared with hearth.restraint and the channels' quotas. */
+const restraint_t *scripts_restraint(scripts_t *s);
+/* Ask the guard `campaign` declared with hearth.guard whether a deferred send (the action
+ * as JSON) still applies when it is judged again: 1 yes (or no guard), 0 no, -1 when the
+ * guard raised (*err: message and traceback). */
+int scripts_guard(scripts_t *s, const char *campaign, struct engine_call *call, json_t *send, char **err);
 
 /* Cron entries. */
 int scripts_cron_count(scripts_t *s);

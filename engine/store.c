@@ -54,8 +54,12 @@ static const char *const migrations[] = {
     "CREATE TABLE funnel(campaign TEXT NOT NULL, step TEXT NOT NULL, variant TEXT NOT NULL,"
     "  metric TEXT NOT NULL, n INTEGER NOT NULL,"
     "  PRIMARY KEY (campaign, step, variant, metric)) WITHOUT ROWID;",
+    /* 2: each member's log of queued marketing sends, for caps and channel quotas */
+    "ALTER TABLE members ADD COLUMN sends TEXT NOT NULL DEFAULT '{}';",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
 
 static void bind_text(sqlite3_stmt *st, int idx, const char *s) {
   if (s)
@@ -339,7 +343,7 @@ static int step_row(store_t *s, sqlite3_stmt *st) {
 
 int store_member_get(store_t *s, const char *id, member_row_t *row) {
   static query_t q = QUERY("SELECT created_at, joined_at, last_active_at, orders, spend, points,"
-                           " attrs, tags, timer_gens, ledger_n FROM members WHERE id = ?1");
+                           " attrs, tags, timer_gens, ledger_n, sends FROM members WHERE id = ?1");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, id);
@@ -356,19 +360,21 @@ int store_member_get(store_t *s, const char *id, member_row_t *row) {
   row->tags = column_text(st, 7);
   row->gens = column_text(st, 8);
   row->ledger_n = sqlite3_column_int64(st, 9);
+  row->sends = column_text(st, 10);
   sqlite3_reset(st);
   return 1;
 }
 
 int store_member_put(store_t *s, const member_row_t *r) {
   static query_t q = QUERY("INSERT INTO members(id, created_at, joined_at, last_active_at, orders,"
-                           " spend, points, attrs, tags, timer_gens, ledger_n)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                           " spend, points, attrs, tags, timer_gens, ledger_n, sends)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                            " ON CONFLICT(id) DO UPDATE SET joined_at = excluded.joined_at,"
                            " last_active_at = excluded.last_active_at, orders = excluded.orders,"
                            " spend = excluded.spend, points = excluded.points,"
                            " attrs = excluded.attrs, tags = excluded.tags,"
-                           " timer_gens = excluded.timer_gens, ledger_n = excluded.ledger_n");
+                           " timer_gens = excluded.timer_gens, ledger_n = excluded.ledger_n,"
+                           " sends = excluded.sends");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, r->id);
@@ -382,6 +388,7 @@ int store_member_put(store_t *s, const member_row_t *r) {
   bind_text(st, 9, r->tags ? r->tags : "{}");
   bind_text(st, 10, r->gens ? r->gens : "{}");
   bind_int(st, 11, r->ledger_n);
+  bind_text(st, 12, r->sends ? r->sends : "{}");
   int rc = run(s, st);
   sqlite3_clear_bindings(st); /* the texts are the caller's */
   return rc;

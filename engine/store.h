@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 typedef struct store {
   sqlite3 *db;
@@ -65,7 +65,7 @@ typedef struct {
   int64_t created_at, joined_at, last_active_at; /* STORE_NO_TIME when unset */
   int64_t orders, points, ledger_n;
   double spend;
-  char *attrs, *tags, *gens;  /* malloc'd by store_member_get; read-only in store_member_put */
+  char *attrs, *tags, *gens, *sends; /* malloc'd by store_member_get; read-only in store_member_put */
 } member_row_t;
 
 /* Read member `id`: 1 found (texts malloc'd into row), 0 absent, -1 error. */

@@ -334,16 +334,17 @@ end
 local function run_step(def, m, st, step)
   if st.variant == "holdout" then return end
   local key = st.run .. "/" .. step.name
-  local skip = false
+  local skip = nil -- why the step is skipped: the reason recorded with it
   for _, tg in ipairs(step.unless_tags) do
-    if m:has(tg) then skip = true break end
+    if m:has(tg) then skip = { rule = "unless_tag", tag = tg } break end
   end
   if not skip and step.when then
     local info = { journey = def.name, run = st.run, variant = st.variant, entered_at = st.t }
-    if not step.when(m, info) then skip = true end
+    if not step.when(m, info) then skip = { rule = "when" } end
   end
   if skip then
-    local o = { key = key, campaign = def.name, step = step.name, status = "skipped", channel = step.channel }
+    local o = { key = key, campaign = def.name, step = step.name, status = "skipped", channel = step.channel,
+                reason = skip }
     if step.send then
       o.category, o.vars = step.category, step.vars
       m:send(template_for(step, st.variant), o)

@@ -131,9 +131,10 @@ local function give(m, def, r, base, step, vars, reason)
 end
 
 -- Record a limited reward: only what can be recorded without effect.
-local function record_limited(m, def, r, base, vars)
+local function record_limited(m, def, r, base, vars, today)
   local function opts(kind)
-    return { key = base .. "/" .. kind, campaign = def.name, step = "reward", status = "limited" }
+    return { key = base .. "/" .. kind, campaign = def.name, step = "reward", status = "limited",
+             reason = { rule = "max_per_day", max = def.max_per_day, rewarded = today } }
   end
   if r.send then
     local o = opts("send")
@@ -292,7 +293,7 @@ local function on_reward(def, m, ev)
     s.limited = s.limited + 1
     m:set(referrer_attr(def), s)
     count(def, "limited")
-    record_limited(m, def, def.reward, base, vars)
+    record_limited(m, def, def.reward, base, vars, today)
     return
   end
   s.days[dk] = today + 1

@@ -73,7 +73,11 @@ test("only queued sends count toward the cap", function(t)
   t:at("2026-11-09T10:00:00+08:00")
   promo(t, "m-1", "e")
   t:expect_action { id = "promo/m-1/e", status = "queued" }
-  t:eq(#t:member("m-1").attrs["_caps.sent"], 2, "queued sends remembered (pruned to the window)")
+  -- and the cap holds again: "b" and "e" are in the window
+  promo(t, "m-1", "f")
+  t:expect_action { id = "promo/m-1/f", status = "capped" }
+  t:eq(t:actions { id = "promo/m-1/f" }[1].reason, { rule = "cap", max = 2, per = "7d", sent = 2 },
+       "the capped send's reason names the rule and its numbers")
 end)
 
 test("the same key twice is recorded once and counted once", function(t)
@@ -209,15 +213,18 @@ test("service sends pass the cap, quiet hours and unsubscription", function(t)
   t:expect_action { id = "promo/m-1/mkt", status = "deferred" }
 end)
 
-test("a deferred send without key or campaign is judged again under a made-up id", function(t)
+test("a deferred send without key or campaign is judged again under its own id", function(t)
   t:at("2026-11-02T22:00:00+08:00")
   t:event("m-1", "promo", { no_campaign = true })
   t:event("m-1", "promo", { no_campaign = true, tpl = "second" })
-  t:expect_action { id = "caps/m-1/deferred-1", status = "deferred", template = "promo" }
-  t:expect_action { id = "caps/m-1/deferred-2", status = "deferred", template = "second" }
+  local first = t:actions { template = "promo", status = "deferred" }
+  local second = t:actions { template = "second", status = "deferred" }
+  t:eq({ #first, #second }, { 1, 1 }, "each deferred once")
+  t:eq(first[1].reason.rule, "quiet", "deferred by quiet hours")
+  t:eq(first[1].reason["until"], "2026-11-03T09:00:00+08:00", "until the end of them")
   t:at("2026-11-03T09:00:00+08:00")
-  t:expect_action { id = "caps/m-1/deferred-1", status = "queued" }
-  t:expect_action { id = "caps/m-1/deferred-2", status = "queued" }
+  t:expect_action { id = first[1].id, status = "queued" }
+  t:expect_action { id = second[1].id, status = "queued" }
   -- in the day, without a campaign the send belongs to the calling script
   t:event("m-1", "promo", { no_campaign = true, key = "day" })
   t:expect_action { id = "caps_promo/m-1/day", status = "capped" }
@@ -253,7 +260,7 @@ test("caps.set validates every option: the path, what it must be, what it got", 
     return out
   ]])
   local want = {
-    "caps.set: option '1' is unknown (known: marketing, quiet)",
+    "caps.set: option '1' is unknown (known: channels, marketing, quiet)",
     "caps.set: expects a table { marketing = { max = 2, per = \"7d\" }, quiet = { from = \"21:00\", to = \"09:00\" } }, got \"nope\"",
     "caps.set: option 'marketing' must be a table { max = n, per = \"7d\" }, got 3",
     "caps.set: option 'marketing.per' must be a positive duration like \"3d\" or \"1d12h\", got nil",
@@ -266,7 +273,7 @@ test("caps.set validates every option: the path, what it must be, what it got", 
     "caps.set: option 'quiet.from' must be a local time \"HH:MM\" (00:00-23:59), got \"25:00\"",
     "caps.set: option 'quiet.to' must be a local time \"HH:MM\" (00:00-23:59), got \"9\"",
     "caps.set: option 'quiet.to' must be a time other than quiet.from, got \"09:00\"",
-    "caps.set: option 'quite' is unknown (known: marketing, quiet)",
+    "caps.set: option 'quite' is unknown (known: channels, marketing, quiet)",
   }
   for i, w in ipairs(want) do
     if got[i] ~= w then error(("case %d: expected the error %q, got %s"):format(i, w, tostring(got[i]))) end

@@ -18,16 +18,28 @@ test("a step due in quiet hours is deferred to 09:00; tasks are not marketing; t
   t:eq(t:member("m-1").attrs["_journey.capj"].ended, "done", "run completed")
 end)
 
-test("an exit during quiet hours: the deferred step is skipped at the end of them", function(t)
+test("an exit by friend.deleted during quiet hours: the deferred step cannot reach her", function(t)
   t:at("2026-11-02T15:00:00+08:00")
   t:event("m-1", "member.joined")
   t:at("2026-11-02T23:00:00+08:00")
   t:event("m-1", "friend.deleted")
   t:at("2026-11-10T00:00:00+08:00")
   local recs = t:actions { id = "capj/m-1/1/night" }
-  t:eq({ recs[1].status, recs[2].status, recs[2].time },
-       { "deferred", "skipped", "2026-11-03T09:00:00+08:00" }, "night step")
+  t:eq({ recs[1].status, recs[2].status, recs[2].time, recs[2].reason },
+       { "deferred", "suppressed", "2026-11-03T09:00:00+08:00", { rule = "friend_deleted" } }, "night step")
   t:expect_no_action { id = "capj/m-1/1/d1" }
+end)
+
+test("the goal reached during quiet hours: the guard skips the deferred step at their end", function(t)
+  t:at("2026-11-02T15:00:00+08:00")
+  t:event("m-1", "member.joined")
+  t:at("2026-11-02T23:00:00+08:00")
+  t:event("m-1", "order.paid", { amount = 10 })
+  t:at("2026-11-10T00:00:00+08:00")
+  local recs = t:actions { id = "capj/m-1/1/night" }
+  t:eq({ recs[1].status, recs[2].status, recs[2].time, recs[2].reason },
+       { "deferred", "skipped", "2026-11-03T09:00:00+08:00", { rule = "guard", campaign = "capj" } },
+       "night step")
 end)
 
 test("the goal during quiet hours: the deferred step is skipped too", function(t)

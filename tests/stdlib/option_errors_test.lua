@@ -43,7 +43,7 @@ test("caps.set: a duration, a wall time, an unknown part", function(t)
   expect(t, [[require("caps").set { quiet = { from = "21:00", to = "9" } }]],
     [[t:eval:3: caps.set: option 'quiet.to' must be a local time "HH:MM" (00:00-23:59), got "9"]])
   expect(t, [[require("caps").set { quite = {} }]],
-    "t:eval:3: caps.set: option 'quite' is unknown (known: marketing, quiet)")
+    "t:eval:3: caps.set: option 'quite' is unknown (known: channels, marketing, quiet)")
   t:eq(t:eval("return require('caps').config().marketing.max"), 2, "the configuration is unchanged")
 end)
 
