@@ -12,12 +12,13 @@
 #include "log.h"
 
 static const char *usage =
-    "usage: hearth import FILE|- [--batch N] [--json] [--quiet]\n\n"
+    "usage: hearth import FILE|- [--batch N] [--max-future DUR] [--json] [--quiet]\n\n"
     "Ingest NDJSON events (one JSON object per line) into the database, running the\n"
     "scripts for each. Bad lines are reported with their number and field and skip\n"
     "nothing else; event ids already seen are counted as duplicates and not run again.\n\n"
     "  --batch N   events per transaction (default 5000; a crash loses nothing: run the\n"
     "              same import again and what was committed counts as duplicates)\n"
+    CLI_MAX_FUTURE_HELP
     "  --json      print the summary as JSON on stdout\n"
     "  --quiet     no progress lines\n"
     "Exit status: 0 all lines taken, 1 some lines rejected or failed (or a database\n"
@@ -69,7 +70,7 @@ static void print_summary(importer_t *im, const char *name, double secs, int jso
 
 int cmd_import(int argc, char **argv) {
   cli_t c;
-  int rc = cli_parse(&c, argc, argv, "batch json quiet", usage);
+  int rc = cli_parse(&c, argc, argv, "batch json quiet max-future", usage);
   if (rc) return c.help ? 0 : rc;
   if (!c.batch_set) c.batch = 5000;
   if (c.npositional != 1) return cli_usage_error(usage, "import takes one FILE (or - for standard input)");
@@ -102,7 +103,9 @@ int cmd_import(int argc, char **argv) {
     im.lines = rd.lineno;
     char msg[400];
     event_t *ev = event_list_push(&im.batch);
-    if (event_parse(line, len, ev, msg, sizeof msg) < 0) {
+    if (event_parse(line, len, ev, msg, sizeof msg) < 0 ||
+        event_check_time(ev, clock_now(&e->clock), c.max_future, msg, sizeof msg) < 0) {
+      event_clear(ev);
       im.batch.n--;
       im.rejected++;
       fprintf(stderr, "%s:%lu: rejected: %s\n", name, rd.lineno, msg);

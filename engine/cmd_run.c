@@ -12,7 +12,8 @@
 #include "http_auth.h"
 
 static const char *usage =
-    "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES]\n\n"
+    "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES]\n"
+    "                  [--max-backlog N] [--max-future DUR]\n\n"
     "The daemon: HTTP ingest (POST /v1/events), durable timers and cron in real time,\n"
     "delivery of queued actions, and the operations API (GET /healthz, /v1/members/ID,\n"
     "/v1/campaigns, /metrics). SIGTERM or SIGINT stops it cleanly; SIGHUP reloads the\n"
@@ -22,7 +23,8 @@ static const char *usage =
     "  --token-file PATH    require 'Authorization: Bearer <token>' with the token in PATH\n"
     "  --max-body BYTES     largest accepted request body (default 8388608)\n"
     "  --max-backlog N      answer 503 with Retry-After while more than N queued actions\n"
-    "                       wait for delivery (default 100000; 0 = no bound)\n";
+    "                       wait for delivery (default 100000; 0 = no bound)\n"
+    CLI_MAX_FUTURE_HELP;
 
 /* Split "host:port" / "[v6]:port". 0 ok, -1 bad. */
 static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
@@ -70,7 +72,7 @@ static int lock_database(const char *db) {
 
 int cmd_run(int argc, char **argv) {
   cli_t c;
-  int rc = cli_parse(&c, argc, argv, "listen token-file max-body max-backlog", usage);
+  int rc = cli_parse(&c, argc, argv, "listen token-file max-body max-backlog max-future", usage);
   if (rc) return c.help ? 0 : rc;
   if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
   char host[64];
@@ -78,7 +80,8 @@ int cmd_run(int argc, char **argv) {
   if (parse_listen(c.listen ? c.listen : "127.0.0.1:8707", host, sizeof host, &port) < 0)
     return cli_usage_error(usage, "--listen must be ADDR:PORT, got '%s'", c.listen);
   daemon_opts_t o = {.host = host, .port = port, .max_body = c.max_body ? (size_t)c.max_body : 8u << 20,
-                     .max_connections = 1024, .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000};
+                     .max_connections = 1024, .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000,
+                     .max_future = c.max_future};
   char err[512];
   char *token = NULL;
   if (c.token_file && !(token = http_auth_read_token(c.token_file, err, sizeof err))) {

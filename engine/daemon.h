@@ -8,6 +8,7 @@
 #define HEARTH_DAEMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine.h"
 
@@ -18,6 +19,7 @@ typedef struct {
   size_t max_body;
   int max_connections;
   long max_backlog;         /* queued-but-undelivered actions before 503 (0 = no limit) */
+  int64_t max_future;       /* seconds an event may be dated after receipt (0 = no bound) */
 } daemon_opts_t;
 
 /* Run until a stop signal. Returns the process exit status. */
