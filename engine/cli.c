@@ -70,6 +70,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
   c->batch = 1000;
   c->limit = 20;
   c->max_backlog = -1;
+  c->max_future = 3600;
   for (int i = 1; i < argc; i++) {
     char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -122,6 +123,12 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       int lv = log_level_parse(val);
       if (lv < 0) return cli_usage_error(usage, "--log-level must be debug, info, warn or error");
       log_set_level(lv);
+    } else if (!strcmp(name, "max-future")) {
+      char err[200];
+      if (strcmp(val, "0") == 0)
+        c->max_future = 0;
+      else if (duration_parse(val, &c->max_future, err, sizeof err) < 0)
+        return cli_usage_error(usage, "--max-future: %s (0 = no bound)", err);
     } else if (!strcmp(name, "max-body")) {
       char *end;
       long v = strtol(val, &end, 10);

@@ -22,6 +22,7 @@ typedef struct {
   long max_body, max_backlog;
   long max_connections, max_per_client;   /* 0 when not given */
   int64_t header_timeout, body_timeout;   /* seconds; 0 when not given */
+  int64_t max_future;  /* --max-future: seconds an event may be dated ahead (0 = no bound) */
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -31,6 +32,15 @@ typedef struct {
 int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *usage);
 /* Fill engine options from the shared flags. */
 void cli_engine_opts(const cli_t *c, engine_opts_t *o);
+/* The help lines of --max-future, for the usage text of the commands that read events.
+ * The default, 1h, leaves room for the clock skew between senders (seconds to minutes);
+ * an event dated later comes from a wrong clock or a typo and would keep its member
+ * active until that date. */
+#define CLI_MAX_FUTURE_HELP                                                                  \
+  "  --max-future DUR     refuse an event dated more than DUR after the present\n"        \
+  "                       (default 1h: room for clock skew between senders; a later\n"    \
+  "                       date is a wrong clock or a typo that would keep the member\n"   \
+  "                       active until then; 0 = no bound)\n"
 /* Print "hearth: <msg>" and return EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -16,12 +16,15 @@
 #include "summary.h"
 
 static const char *usage =
-    "usage: hearth dry-run --events FILE|- [--until DURATION|TIME] [--db SNAPSHOT]\n\n"
+    "usage: hearth dry-run --events FILE|- [--until DURATION|TIME] [--db SNAPSHOT]\n"
+    "                      [--max-future DUR]\n\n"
     "Run the scripts against the events on a virtual clock and print every action as\n"
     "NDJSON on stdout, with a summary per campaign and step on stderr. Timers and cron\n"
     "fire in virtual time up to --until: a duration after the last event (default 30d)\n"
     "or an RFC 3339 time. With --db the run starts from a copy of that database, which\n"
     "is never changed. Nothing is delivered.\n"
+    CLI_MAX_FUTURE_HELP
+    "                       (the present is the real time of reading, not the virtual clock)\n"
     "Exit status: 0 ok, 1 when a line was rejected, a handler failed or the database\n"
     "failed, 2 usage error.\n";
 
@@ -40,7 +43,7 @@ static void on_action(void *ud, json_t *a) {
 
 int cmd_dry_run(int argc, char **argv) {
   cli_t c;
-  int rc = cli_parse(&c, argc, argv, "events until", usage);
+  int rc = cli_parse(&c, argc, argv, "events until max-future", usage);
   if (rc) return c.help ? 0 : rc;
   if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
   if (!c.events) return cli_usage_error(usage, "--events FILE is required");
@@ -73,6 +76,8 @@ int cmd_dry_run(int argc, char **argv) {
     return 1;
   }
   engine_use_virtual_clock(e);
+  hclock_t wall; /* the real present, for --max-future: the engine's clock is virtual */
+  clock_init_real(&wall);
   e->on_action = on_action;
   e->on_action_ud = stdout;
   ndjson_reader_t rd;
@@ -84,7 +89,9 @@ int cmd_dry_run(int argc, char **argv) {
   while ((more = ndjson_next(&rd, &line, &len)) > 0) {
     event_t ev;
     char msg[400];
-    if (event_parse(line, len, &ev, msg, sizeof msg) < 0) {
+    if (event_parse(line, len, &ev, msg, sizeof msg) < 0 ||
+        event_check_time(&ev, clock_now(&wall), c.max_future, msg, sizeof msg) < 0) {
+      event_clear(&ev);
       fprintf(stderr, "%s:%lu: rejected: %s\n", c.events, rd.lineno, msg);
       rejected++;
       continue;

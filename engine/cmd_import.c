@@ -12,7 +12,8 @@
 #include "log.h"
 
 static const char *usage =
-    "usage: hearth import FILE|- [--stale-after DURATION] [--batch N] [--json] [--quiet]\n\n"
+    "usage: hearth import FILE|- [--stale-after DURATION] [--batch N] [--max-future DUR]\n"
+    "                           [--json] [--quiet]\n\n"
     "Ingest NDJSON events (one JSON object per line) into the database as history, on\n"
     "event time: each event runs the scripts at its own time, after every timer and cron\n"
     "slot due before it; then the clock runs on to now. What comes due is judged at its\n"
@@ -26,6 +27,7 @@ static const char *usage =
     "              1d: a day-3 touchpoint sent a week late is not that touchpoint any more)\n"
     "  --batch N   events per transaction (default 5000; a crash loses nothing: run the\n"
     "              same import again and what was committed counts as duplicates)\n"
+    CLI_MAX_FUTURE_HELP
     "  --json      print the summary as JSON on stdout\n"
     "  --quiet     no progress lines\n"
     "Exit status: 0 all lines taken, 1 some lines rejected or failed (or a database\n"
@@ -77,7 +79,7 @@ static void print_summary(importer_t *im, const char *name, double secs, int jso
 
 int cmd_import(int argc, char **argv) {
   cli_t c;
-  int rc = cli_parse(&c, argc, argv, "batch json quiet stale-after", usage);
+  int rc = cli_parse(&c, argc, argv, "batch json quiet stale-after max-future", usage);
   if (rc) return c.help ? 0 : rc;
   int64_t stale_after = 86400;
   if (c.stale_after) {
@@ -118,7 +120,9 @@ int cmd_import(int argc, char **argv) {
     im.lines = rd.lineno;
     char msg[400];
     event_t *ev = event_list_push(&im.batch);
-    if (event_parse(line, len, ev, msg, sizeof msg) < 0) {
+    if (event_parse(line, len, ev, msg, sizeof msg) < 0 ||
+        event_check_time(ev, clock_now(&e->clock), c.max_future, msg, sizeof msg) < 0) {
+      event_clear(ev);
       im.batch.n--;
       im.rejected++;
       fprintf(stderr, "%s:%lu: rejected: %s\n", name, rd.lineno, msg);

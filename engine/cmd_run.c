@@ -13,7 +13,8 @@
 
 
 static const char *usage =
-    "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES] [limits]\n\n"
+    "usage: hearth run [--listen ADDR:PORT] [--token-file PATH] [--max-body BYTES]\n"
+    "                  [--max-backlog N] [--max-future DUR] [limits]\n\n"
     "The daemon: HTTP ingest (POST /v1/events), durable timers and cron in real time,\n"
     "delivery of queued actions, and the operations API (GET /healthz, /v1/members/ID,\n"
     "/v1/campaigns, /metrics). SIGTERM or SIGINT stops it cleanly; SIGHUP reloads the\n"
@@ -46,7 +47,8 @@ static const char *usage =
     "                       {\"to\":\"<RFC 3339>\"}, which answers {\"now\":...} once\n"
     "                       everything due has run and its deliveries have started\n"
     "POST /v1/events takes Content-Type application/json, application/x-ndjson or\n"
-    "application/ndjson (parameters such as charset allowed); anything else gets 415.\n";
+    "application/ndjson (parameters such as charset allowed); anything else gets 415.\n"
+    CLI_MAX_FUTURE_HELP;
 
 /* Split "host:port" / "[v6]:port". 0 ok, -1 bad. */
 static int parse_listen(const char *s, char *host, size_t hostlen, int *port) {
@@ -96,7 +98,7 @@ int cmd_run(int argc, char **argv) {
   cli_t c;
   int rc = cli_parse(&c, argc, argv,
                      "listen token-file max-body max-backlog max-connections "
-                     "max-connections-per-client header-timeout body-timeout virtual-clock",
+                     "max-connections-per-client header-timeout body-timeout virtual-clock max-future",
                      usage);
   if (rc) return c.help ? 0 : rc;
   if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
@@ -113,7 +115,8 @@ int cmd_run(int argc, char **argv) {
                      .max_connections_per_client = c.max_per_client ? (int)c.max_per_client : 64,
                      .header_timeout_ms = (unsigned)(c.header_timeout ? c.header_timeout : 10) * 1000u,
                      .body_timeout_ms = (unsigned)(c.body_timeout ? c.body_timeout : 30) * 1000u,
-                     .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000};
+                     .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000,
+                     .max_future = c.max_future};
   char err[512];
   char *token = NULL;
   if (c.token_file && !(token = http_auth_read_token(c.token_file, err, sizeof err))) {

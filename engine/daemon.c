@@ -151,7 +151,8 @@ static void post_events(daemon_t *d, const http_request_t *req, http_response_t 
     reply_error(res, 503, "delivery backlog over its bound: retry later");
     return;
   }
-  if (ingest_parse_body(req->body, req->body_len, &evs, err, sizeof err) < 0) {
+  if (ingest_parse_body(req->body, req->body_len, clock_now(&d->e->clock), d->o->max_future, &evs, err,
+                        sizeof err) < 0) {
     d->e->stats.rejected++;
     reply_error(res, 400, err);
     return;

@@ -12,6 +12,7 @@
 #define HEARTH_DAEMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine.h"
 
@@ -24,6 +25,7 @@ typedef struct {
   int max_connections_per_client;
   unsigned header_timeout_ms, body_timeout_ms;
   long max_backlog;         /* queued-but-undelivered actions before 503 (0 = no limit) */
+  int64_t max_future;       /* seconds an event may be dated after receipt (0 = no bound) */
 } daemon_opts_t;
 
 /* Run until a stop signal. Returns the process exit status. */

@@ -1,8 +1,13 @@
 /* event: owns parsing and validation of one member event (SPEC §1) from JSON into an
- * event_t, and the shared checks for event types and member ids. Every rejection names the
- * field ("type: missing"); on failure the event is left cleared and nothing leaks. */
+ * event_t, the checks of the data that the engine's built-in effects rely on (an
+ * order's amount, a join's referrer and attributes, a member's time zone), the bound on
+ * how far in the future an event may be dated, and the shared checks for event types
+ * and member ids. Every rejection names the field ("type: missing", "data.amount: ...");
+ * on failure the event is left cleared and nothing leaks. */
 #include "event.h"
 
+#include <assert.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +215,123 @@ static int take_data(json_t *v, event_t *ev, char *err, size_t errlen) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- data of well-known types */
+
+/* A data value as shown after "got" in a message: its JSON text, cut and sanitized. */
+static void shown_json(char out[QUOTE_SHOWN + 4], json_t *v) {
+  char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+  if (!text) {
+    snprintf(out, QUOTE_SHOWN + 4, "(a JSON value)");
+    return;
+  }
+  sanitize(out, QUOTE_SHOWN, text, strlen(text));
+  free(text);
+}
+
+/* A string field with no NUL inside it (a C string equal to the JSON one). */
+static int is_plain_string(json_t *v) {
+  return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+/* order.paid, order.refunded: data.amount is required, a finite JSON number >= 0 (0 is
+ * a free order or an empty refund: counted, no spend change). */
+static int check_amount(json_t *data, char *err, size_t errlen) {
+  json_t *a = data ? json_object_get(data, "amount") : NULL;
+  char shown[QUOTE_SHOWN + 4];
+  if (!a) return fail(err, errlen, "data.amount: missing");
+  if (json_is_number(a) && isfinite(json_number_value(a)) && json_number_value(a) >= 0) return 0;
+  shown_json(shown, a);
+  return fail(err, errlen, "data.amount: must be a number >= 0, got %s", shown);
+}
+
+/* An optional string attribute of member.joined; null counts as present and wrong. */
+static int check_string_field(json_t *data, const char *key, char *err, size_t errlen) {
+  json_t *v = json_object_get(data, key);
+  char shown[QUOTE_SHOWN + 4];
+  if (!v || json_is_string(v)) return 0;
+  shown_json(shown, v);
+  return fail(err, errlen, "data.%s: must be a string, got %s", key, shown);
+}
+
+/* member.joined: data.referrer, when present, is a member id. */
+static int check_referrer(json_t *data, char *err, size_t errlen) {
+  json_t *v = json_object_get(data, "referrer");
+  char shown[QUOTE_SHOWN + 4];
+  const char *problem;
+  if (!v) return 0;
+  if (!json_is_string(v)) {
+    shown_json(shown, v);
+    return fail(err, errlen, "data.referrer: must be a member id (a string), got %s", shown);
+  }
+  problem = id_problem(json_string_value(v), json_string_length(v));
+  return problem ? fail(err, errlen, "data.referrer: %s", problem) : 0;
+}
+
+/* data.tz, when present, names an IANA zone that loads. null is allowed only where it
+ * means "remove the attribute" (member.updated). The zone file is read once per event
+ * that carries the field; nothing is cached. */
+static int check_tz(json_t *data, int null_allowed, char *err, size_t errlen) {
+  json_t *v = json_object_get(data, "tz");
+  char shown[QUOTE_SHOWN + 4], why[256];
+  tz_t *tz;
+  if (!v || (null_allowed && json_is_null(v))) return 0;
+  if (!is_plain_string(v)) {
+    shown_json(shown, v);
+    return fail(err, errlen, "data.tz: must be an IANA time zone name (a string), got %s", shown);
+  }
+  tz = tz_load(json_string_value(v), why, sizeof why);
+  if (!tz) {
+    char safe[sizeof why + 4];
+    sanitize(safe, sizeof why - 1, why, strnlen(why, sizeof why));
+    return fail(err, errlen, "data.tz: %s", safe);
+  }
+  tz_free(tz);
+  return 0;
+}
+
+/* The data fields that the built-in effects of well-known types rely on. */
+static int check_known_data(const event_t *ev, char *err, size_t errlen) {
+  json_t *d = ev->data;
+  if (!strcmp(ev->type, "order.paid") || !strcmp(ev->type, "order.refunded"))
+    return check_amount(d, err, errlen);
+  if (!d) return 0;
+  if (!strcmp(ev->type, "member.joined")) {
+    if (check_referrer(d, err, errlen) != 0 || check_string_field(d, "channel", err, errlen) != 0 ||
+        check_string_field(d, "store", err, errlen) != 0 ||
+        check_string_field(d, "staff", err, errlen) != 0)
+      return -1;
+    return check_tz(d, 0, err, errlen);
+  }
+  if (!strcmp(ev->type, "member.updated")) return check_tz(d, 1, err, errlen);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- the bound on time */
+
+/* A bound in seconds as a duration string ("1h", "1d12h", "90s"). buf holds 48 bytes. */
+static const char *fmt_duration(int64_t secs, char buf[48]) {
+  static const struct { char unit; int64_t secs; } units[] = {
+      {'w', 604800}, {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
+  size_t o = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < sizeof units / sizeof units[0] && secs > 0; i++) {
+    int64_t n = secs / units[i].secs;
+    if (n == 0) continue;
+    o += (size_t)snprintf(buf + o, 48 - o, "%lld%c", (long long)n, units[i].unit);
+    secs -= n * units[i].secs;
+  }
+  return buf;
+}
+
+int event_check_time(const event_t *ev, int64_t now, int64_t max_future, char *err, size_t errlen) {
+  char when[32], at[32], bound[48];
+  assert(max_future >= 0);
+  if (!ev->has_time || max_future == 0 || ev->time <= now || ev->time - now <= max_future) return 0;
+  return fail(err, errlen, "time: %s is more than %s after the present (%s); see --max-future",
+              rfc3339_format(ev->time, 0, when), fmt_duration(max_future, bound),
+              rfc3339_format(now, 0, at));
+}
+
 /* ---------------------------------------------------------------- parsing */
 
 int event_from_json(json_t *v, event_t *ev, char *err, size_t errlen) {
@@ -221,7 +343,8 @@ int event_from_json(json_t *v, event_t *ev, char *err, size_t errlen) {
       take_id_field(v, "member", 1, &ev->member, err, errlen) != 0 ||
       take_id_field(v, "id", 0, &ev->id, err, errlen) != 0 ||
       take_time(v, ev, err, errlen) != 0 ||
-      take_data(v, ev, err, errlen) != 0) {
+      take_data(v, ev, err, errlen) != 0 ||
+      check_known_data(ev, err, errlen) != 0) {
     event_clear(ev);
     return -1;
   }

@@ -1,6 +1,10 @@
 /* event: one member event as SPEC §1 defines it, parsed and validated from JSON.
  * Validation is strict: unknown top-level fields, wrong types and out-of-range values are
- * rejected with a message naming the field. */
+ * rejected with a message naming the field. The data of well-known types is checked for
+ * what the engine's built-in effects rely on: order.paid / order.refunded need
+ * data.amount, a finite number >= 0; member.joined's data.referrer is a member id and
+ * data.channel, data.store, data.staff are strings; data.tz of member.joined and
+ * member.updated names an IANA zone (member.updated may send null to remove it). */
 #ifndef HEARTH_EVENT_H
 #define HEARTH_EVENT_H
 
@@ -23,6 +27,10 @@ int event_from_json(json_t *v, event_t *ev, char *err, size_t errlen);
 /* Decode one line of NDJSON and validate it. Same contract as event_from_json. */
 int event_parse(const char *text, size_t len, event_t *ev, char *err, size_t errlen);
 void event_clear(event_t *ev);
+/* The bound on the future, judged where input is read: an event whose time is more than
+ * max_future seconds after now (the real present) is refused with "time: ..." in err
+ * and -1. max_future 0 means no bound; an event without a time always passes. */
+int event_check_time(const event_t *ev, int64_t now, int64_t max_future, char *err, size_t errlen);
 /* Checks used elsewhere too (timer event types, hearth.on). */
 int event_type_valid(const char *type);
 int member_id_valid(const char *id, size_t len);

@@ -88,13 +88,21 @@ static const char *skip_ws(const char *p, const char *end) {
   return p;
 }
 
-static int parse_array(json_t *arr, event_list_t *out, char *err, size_t errlen) {
+/* The bound on the future for one parsed event; a refused event is cleared. */
+static int within_bound(event_t *ev, int64_t now, int64_t max_future, char *msg, size_t msglen) {
+  if (event_check_time(ev, now, max_future, msg, msglen) == 0) return 0;
+  event_clear(ev);
+  return -1;
+}
+
+static int parse_array(json_t *arr, int64_t now, int64_t max_future, event_list_t *out, char *err,
+                       size_t errlen) {
   size_t i;
   json_t *v;
   char msg[400];
   json_array_foreach(arr, i, v) {
     event_t *ev = event_list_push(out);
-    if (event_from_json(v, ev, msg, sizeof msg) < 0) {
+    if (event_from_json(v, ev, msg, sizeof msg) < 0 || within_bound(ev, now, max_future, msg, sizeof msg) < 0) {
       out->n--;
       set_err(err, errlen, "item %zu: %s", i + 1, msg);
       return -1;
@@ -103,7 +111,8 @@ static int parse_array(json_t *arr, event_list_t *out, char *err, size_t errlen)
   return 0;
 }
 
-int ingest_parse_body(const char *body, size_t len, event_list_t *out, char *err, size_t errlen) {
+int ingest_parse_body(const char *body, size_t len, int64_t now, int64_t max_future, event_list_t *out,
+                      char *err, size_t errlen) {
   const char *end = body + len, *p = skip_ws(body, end);
   memset(out, 0, sizeof *out);
   if (p == end) {
@@ -117,7 +126,7 @@ int ingest_parse_body(const char *body, size_t len, event_list_t *out, char *err
       set_err(err, errlen, "invalid JSON array at line %d column %d: %s", je.line, je.column, je.text);
       return -1;
     }
-    int rc = parse_array(arr, out, err, errlen);
+    int rc = parse_array(arr, now, max_future, out, err, errlen);
     json_decref(arr);
     if (rc < 0) event_list_free(out);
     return rc;
@@ -129,6 +138,7 @@ int ingest_parse_body(const char *body, size_t len, event_list_t *out, char *err
       char msg[400];
       event_t *ev = event_list_push(out);
       int rc = event_from_json(one, ev, msg, sizeof msg);
+      if (rc == 0) rc = within_bound(ev, now, max_future, msg, sizeof msg);
       json_decref(one);
       if (rc < 0) {
         event_list_free(out);
@@ -145,7 +155,7 @@ int ingest_parse_body(const char *body, size_t len, event_list_t *out, char *err
   while (ndjson_next(&r, &line, &n) > 0) {
     char msg[400];
     event_t *ev = event_list_push(out);
-    if (event_parse(line, n, ev, msg, sizeof msg) < 0) {
+    if (event_parse(line, n, ev, msg, sizeof msg) < 0 || within_bound(ev, now, max_future, msg, sizeof msg) < 0) {
       out->n--;
       event_list_free(out);
       set_err(err, errlen, "line %lu: %s", r.lineno, msg);

@@ -7,6 +7,7 @@
 #define HEARTH_INGEST_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "engine.h"
@@ -40,9 +41,12 @@ void event_list_free(event_list_t *l);
 void event_list_reset(event_list_t *l);
 event_t *event_list_push(event_list_t *l);
 
-/* Parse a body. All or nothing: on the first bad event returns -1 with
- * "line N: field: problem" (or "item N: ..." in an array) in err and an empty list. */
-int ingest_parse_body(const char *body, size_t len, event_list_t *out, char *err, size_t errlen);
+/* Parse a body received at `now` (the real present). All or nothing: on the first bad
+ * event, one dated more than max_future seconds after now included (0 = no bound),
+ * returns -1 with "line N: field: problem" (or "item N: ..." in an array) in err and an
+ * empty list. */
+int ingest_parse_body(const char *body, size_t len, int64_t now, int64_t max_future, event_list_t *out,
+                      char *err, size_t errlen);
 
 /* Feed events to the engine in one transaction (engine_feed, then engine_commit). results
  * (may be NULL) gets one EV_* per event. Returns 0, or -1 on a database error (the batch

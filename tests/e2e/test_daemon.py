@@ -1,5 +1,6 @@
 """test_daemon: `hearth run` end to end — HTTP ingest (object, array, NDJSON; duplicates;
-400 with line and field and nothing applied; 401 with a token file; 413 past --max-body;
+400 with line and field and nothing applied, the data of well-known types and the bound
+on future times (--max-future) included; 401 with a token file; 413 past --max-body;
 /healthz), timers firing in real time, durable timers across a clean stop and restart,
 kill -9 after a 202, SIGHUP reloads (a broken script keeps the old ones), a cron entry
 that missed many slots running once at start-up, the virtual clock (--virtual-clock and
@@ -14,6 +15,7 @@ happen; every wait is a bounded poll for something that must happen; no test ass
 how long anything took; every daemon is killed in a finally."""
 
 import calendar
+import datetime
 import http.client
 import json
 import os
@@ -326,6 +328,59 @@ def test_bad_line_400_names_line_and_field_and_applies_nothing():
             # the rejected bodies' event ids were not recorded either: they are new now
             d.post_ok("\n".join([lines[0], lines[1], lines[3]]), accepted=3, duplicates=0)
             eq(action_ids(d.member("m-b1")), ["ing/m-b1/pong-b-1"], "m-b1 after the good retry")
+            d.stop_clean()
+
+
+def from_now(**delta):
+    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(**delta)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_bad_amount_referrer_tz_and_future_time_400_with_line_and_field():
+    # Regression: these were accepted with 202 (an order counted with no spend, an event
+    # dated 2031 keeping the member active for five years).
+    bad = [
+        ({"type": "order.paid", "member": "m-x1", "data": {"amount": "12.5"}},
+         'data.amount: must be a number >= 0, got "12.5"'),
+        ({"type": "order.paid", "member": "m-x2", "data": {"amount": -5}},
+         "data.amount: must be a number >= 0, got -5"),
+        ({"type": "order.paid", "member": "m-x3", "data": {}}, "data.amount: missing"),
+        ({"type": "member.joined", "member": "m-x4", "data": {"referrer": ""}},
+         "data.referrer: must not be empty"),
+        ({"type": "member.joined", "member": "m-x5", "data": {"tz": "Mars/Olympus"}},
+         "data.tz: unknown time zone 'Mars/Olympus'"),
+        ({"type": "ping", "member": "m-x6", "time": "2031-06-01T10:00:00+08:00", "data": {}},
+         "time: 2031-06-01T02:00:00+00:00 is more than 2d after the present"),
+        ({"type": "ping", "member": "m-x7", "time": from_now(days=3), "data": {}},
+         "time: "),
+    ]
+    with Workspace({"ing.lua": INGEST}) as w:
+        with start(w, "--max-future", "2d") as d:
+            d.wait_listening()
+            good = json.dumps(ping("g-1", "m-g1"))
+            for ev, want in bad:
+                status, _, body = d.post(good + "\n" + json.dumps(ev) + "\n")
+                eq(status, 400, "status for %r on line 2 (body %r)" % (ev, body))
+                assert body["error"].startswith("line 2: " + want), \
+                    "400 error %r, want 'line 2: %s...'" % (body["error"], want)
+                eq(d.member(ev["member"]), None, "nothing of the body with %r applied" % ev)
+            status, _, body = d.post([ping("g-2", "m-g2"), bad[-2][0]])
+            eq(status, 400, "status for an array with a far date (body %r)" % (body,))
+            contains(body["error"], "item 2: time:", "the array item and field named")
+            status, _, body = d.post(bad[-2][0])
+            eq(status, 400, "status for one object with a far date (body %r)" % (body,))
+            contains(body["error"], "line 1: time:", "the single object is line 1")
+            for mid in ("m-g1", "m-g2"):
+                eq(d.member(mid), None, "member %s: nothing of a refused body applied" % mid)
+
+            d.post_ok([{"type": "order.paid", "member": "m-ok", "data": {"amount": 0, "order_id": "o-0"}},
+                       {"type": "order.paid", "member": "m-ok", "data": {"amount": 12.5, "order_id": "o-1"}},
+                       {"type": "member.updated", "member": "m-ok", "data": {"tz": "Europe/Berlin"}},
+                       {"type": "member.joined", "member": "m-ok", "data": {"referrer": "m-g1"}},
+                       dict(ping("g-3", "m-ok"), time=from_now(days=1))], accepted=5)
+            m = d.member("m-ok")
+            eq((m["orders"], m["spend"], m["attrs"].get("tz")), (2, 12.5, "Europe/Berlin"),
+               "orders/spend/tz of the accepted body")
             d.stop_clean()
 
 

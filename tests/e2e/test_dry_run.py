@@ -1,9 +1,11 @@
 """test_dry_run: `hearth dry-run` end to end — durable timers (m:after, m:at, m:cancel) on
 the virtual clock, their order relative to events and to each other, cron sweeps over
 tagged members, --db snapshots left untouched, determinism, --tz across a DST change,
-and usage errors."""
+lines refused for the data of well-known types or a time past --max-future (judged
+against the real present), and usage errors."""
 
 import calendar
+import datetime
 import hashlib
 import json
 import os
@@ -538,6 +540,44 @@ def test_tz_new_york_cron_keeps_wall_time_across_dst():
 
 
 # ---------------------------------------------------------------- usage errors
+
+def test_bad_amount_referrer_tz_and_future_time_rejected_with_line_and_field():
+    # Regression: these lines were applied without a word (an order with no spend, a
+    # member active until 2031).
+    future = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2))
+    events = [
+        {"type": "member.joined", "member": "m-1", "time": t(11, 2, 9)},
+        {"type": "order.paid", "member": "m-2", "time": t(11, 2, 10), "data": {"amount": "12.5"}},
+        {"type": "order.paid", "member": "m-3", "time": t(11, 2, 10), "data": {"amount": -5}},
+        {"type": "order.refunded", "member": "m-4", "time": t(11, 2, 10), "data": {"note": "x"}},
+        {"type": "member.joined", "member": "m-5", "time": t(11, 2, 10), "data": {"referrer": 42}},
+        {"type": "member.joined", "member": "m-6", "time": t(11, 2, 10), "data": {"tz": "Asia/Nowhere"}},
+        {"type": "checkin", "member": "m-7", "time": "2031-06-01T10:00:00+08:00"},
+        {"type": "checkin", "member": "m-8", "time": future.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        {"type": "order.paid", "member": "m-9", "time": t(11, 2, 11), "data": {"amount": 0}},
+    ]
+    with Workspace({"noop.lua": 'hearth.on("checkin", function(m, ev) end)\n'}) as w:
+        rc, _actions, _out, err = dry_run(w, events, "--until", "1d")
+        eq(rc, 1, "exit status with rejected lines (stderr: %s)" % err[-3000:])
+        got = {line: msg for (_f, line, msg) in harness.parse_rejections(err)}
+        eq(sorted(got), [2, 3, 4, 5, 6, 7, 8], "rejected line numbers (stderr: %s)" % err[-3000:])
+        wants = {2: 'data.amount: must be a number >= 0, got "12.5"',
+                 3: "data.amount: must be a number >= 0, got -5",
+                 4: "data.amount: missing",
+                 5: "data.referrer: must be a member id (a string), got 42",
+                 6: "data.tz: unknown time zone 'Asia/Nowhere'",
+                 7: "time: 2031-06-01T02:00:00+00:00 is more than 1h after the present",
+                 8: "time: "}
+        for n, want in wants.items():
+            assert got[n].startswith(want), "line %d: got %r, want %r..." % (n, got[n], want)
+        contains(err, "events: 2 accepted, 0 duplicates, 7 rejected", "summary counts")
+
+        # the bound is judged against the real present, whatever the virtual clock says
+        _actions, _out, err = ok_run(w, events[-2:], "--max-future", "1d", "--until", "1d")
+        contains(err, "events: 2 accepted, 0 duplicates, 0 rejected", "2h ahead passes a 1d bound")
+        _actions, _out, err = ok_run(w, events[6:7], "--max-future", "0", "--until", "1d")
+        contains(err, "events: 1 accepted, 0 duplicates, 0 rejected", "0 = no bound")
+
 
 def test_bad_until_exits_2():
     with Workspace({"drip.lua": AFTER}) as w:

@@ -1,10 +1,12 @@
 """test_import: `hearth import` end to end — scripts turn events into points, ledger
 entries, attributes, tags and actions; the built-in member fields; dedupe within and across
-imports; rejected lines; handler failures rolled back alone; `hearth member`; the schema
-version guard; usage errors and --help."""
+imports; rejected lines; the data of well-known types and the bound on future times
+(--max-future); handler failures rolled back alone; `hearth member`; the schema version
+guard; usage errors and --help."""
 
 import calendar
 import json
+import datetime
 import os
 import sqlite3
 import sys
@@ -167,7 +169,7 @@ def test_member_builtins_joined_updated_subscription():
     with Workspace({"other.lua": 'hearth.on("checkin", function(m, ev) end)\n'}) as w:
         r = w.import_events([
             {"type": "member.joined", "member": "m-3", "time": t(1, 9),
-             "data": {"channel": "wecom", "store": "bj-2", "staff": 42}},
+             "data": {"channel": "wecom", "store": "bj-2"}},
             {"type": "member.updated", "member": "m-3", "time": t(2, 9),
              "data": {"a": 1, "b": {"x": [1, 2]}, "channel": "app"}},
             {"type": "member.joined", "member": "m-3", "time": t(3, 9),
@@ -670,6 +672,97 @@ def test_import_gives_the_same_actions_as_dry_run_apart_from_expired():
         differ = [k for k in dry if same(dry[k]) != same(imported[k])]
         eq(differ[:3], [], "actions that differ apart from the stale status")
         assert any(a["status"] == "expired" for a in imported.values()), "November is stale now"
+def from_now(**delta):
+    """An RFC 3339 time at the real present plus delta (the bound on the future is judged
+    against the real clock)."""
+    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(**delta)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Lines the engine must refuse for what its built-ins rely on, and the start of the
+# message each gets. Shared by the dry-run and HTTP tests.
+BAD_DATA = [
+    ({"type": "order.paid", "member": "bad-string", "time": t(2, 9), "data": {"amount": "12.5"}},
+     'data.amount: must be a number >= 0, got "12.5"'),
+    ({"type": "order.paid", "member": "bad-negative", "time": t(2, 9), "data": {"amount": -5}},
+     "data.amount: must be a number >= 0, got -5"),
+    ({"type": "order.paid", "member": "bad-missing", "time": t(2, 9), "data": {"order_id": "o-1"}},
+     "data.amount: missing"),
+    ({"type": "order.refunded", "member": "bad-refund", "time": t(2, 9)}, "data.amount: missing"),
+    ({"type": "member.joined", "member": "bad-referrer", "time": t(2, 9), "data": {"referrer": ""}},
+     "data.referrer: must not be empty"),
+    ({"type": "member.joined", "member": "bad-channel", "time": t(2, 9), "data": {"channel": 7}},
+     "data.channel: must be a string, got 7"),
+    ({"type": "member.updated", "member": "bad-tz", "time": t(2, 9), "data": {"tz": "Mars/Olympus"}},
+     "data.tz: unknown time zone 'Mars/Olympus'"),
+    ({"type": "checkin", "member": "bad-future", "time": "2031-06-01T10:00:00+08:00"},
+     "time: 2031-06-01T02:00:00+00:00 is more than 1h after the present"),
+]
+
+
+def test_order_amount_referrer_tz_and_future_time_rejected_with_line_and_field():
+    # Regression: "amount":"12.5", -5 or none counted an order with no spend, and an
+    # event dated 2031 moved last_active_at five years ahead; all were accepted silently.
+    with Workspace({"other.lua": 'hearth.on("checkin", function(m, ev) end)\n'}) as w:
+        lines = [{"type": "checkin", "member": "m-ok", "time": t(1, 9)}]
+        lines += [ev for ev, _msg in BAD_DATA]
+        r = w.import_events(lines)
+        eq(r.rc, 1, "exit status with rejected lines (stderr: %s)" % r.err)
+        eq((r.summary["accepted"], r.summary["rejected"]), (1, len(BAD_DATA)), "accepted/rejected")
+        got = {line: msg for (_f, line, msg) in r.rejections}
+        eq(sorted(got), list(range(2, 2 + len(BAD_DATA))), "rejected line numbers")
+        for n, (ev, want) in enumerate(BAD_DATA, 2):
+            assert got[n].startswith(want), "line %d: got %r, want %r..." % (n, got[n], want)
+            rc, out, _err = w.member_raw(ev["member"])
+            eq(rc, 1, "nothing of rejected line %d applied (stdout %r)" % (n, out))
+
+
+def test_valid_forms_of_checked_data_accepted():
+    with Workspace({"other.lua": 'hearth.on("checkin", function(m, ev) end)\n'}) as w:
+        r = w.import_events([
+            {"type": "member.joined", "member": "m-1", "time": t(1, 9),
+             "data": {"channel": "poster", "store": "sh-01", "staff": "s-7", "referrer": "m-0",
+                      "tz": "Asia/Shanghai", "extra": 5}},
+            {"type": "order.paid", "member": "m-1", "time": t(1, 10), "data": {"amount": 12}},
+            {"type": "order.paid", "member": "m-1", "time": t(1, 11), "data": {"amount": 0.5}},
+            {"type": "order.paid", "member": "m-1", "time": t(1, 12), "data": {"amount": 0}},
+            {"type": "order.refunded", "member": "m-1", "time": t(1, 13), "data": {"amount": 0}},
+            {"type": "member.updated", "member": "m-1", "time": t(1, 14),
+             "data": {"tz": "America/New_York", "vip": True}},
+            {"type": "member.updated", "member": "m-1", "time": t(1, 15), "data": {"tz": None}},
+            # the data of other types, and other attributes of member.updated, are not checked
+            {"type": "member.updated", "member": "m-1", "time": t(1, 16),
+             "data": {"channel": 3, "amount": "x"}},
+            {"type": "order.created", "member": "m-1", "time": t(1, 17), "data": {"amount": "12.5"}},
+            {"type": "checkin", "member": "m-1", "time": from_now(minutes=30)},  # inside 1h
+            {"type": "checkin", "member": "m-1"},  # no time: the time of the import
+        ])
+        eq(r.rc, 0, "exit status (stderr: %s)" % r.err)
+        eq((r.summary["accepted"], r.summary["rejected"]), (11, 0), "accepted/rejected")
+        m = w.member("m-1")
+        eq((m["orders"], m["spend"]), (3, 12.5), "orders/spend: a 0 amount counts an order")
+        eq(m["attrs"], {"channel": 3, "store": "sh-01", "staff": "s-7", "referrer": "m-0",
+                        "vip": True, "amount": "x"}, "attributes")
+
+
+def test_max_future_flag_sets_or_lifts_the_bound():
+    with Workspace({"other.lua": 'hearth.on("checkin", function(m, ev) end)\n'}) as w:
+        ahead = [{"type": "checkin", "member": "m-1", "time": from_now(days=3)},
+                 {"type": "checkin", "member": "m-2", "time": from_now(days=5)}]
+        r = w.import_events(ahead, "--max-future", "4d")
+        eq((r.rc, r.summary["accepted"], r.summary["rejected"]), (1, 1, 1), "rc/accepted/rejected with 4d")
+        eq([(line, msg.split(" is ")[0][:5]) for (_f, line, msg) in r.rejections], [(2, "time:")],
+           "line 2 refused for its time")
+        contains(r.rejections[0][2], "is more than 4d after the present", "the bound in the message")
+        r = w.import_events([{"type": "checkin", "member": "m-3", "time": "2031-06-01T10:00:00Z"}],
+                            "--max-future", "0")
+        eq((r.rc, r.summary["accepted"]), (0, 1), "0 = no bound (stderr: %s)" % r.err)
+        eq(w.member("m-3")["last_active_at"], "2031-06-01T18:00:00+08:00", "the far date applied")
+        for bad in ("soon", "-1h", ""):
+            rc, _out, err = w.run("import", w.write_events([]), "--scripts", w.scripts,
+                                  "--db", w.db, "--max-future", bad)
+            eq(rc, 2, "--max-future %r is a usage error (stderr: %s)" % (bad, err))
+            contains(err, "--max-future", "the message names the flag")
 
 
 if __name__ == "__main__":

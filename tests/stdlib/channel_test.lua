@@ -34,8 +34,10 @@ test("a channel without its own welcome gets the default; no channel is 'direct'
   -- a value that is not a usable channel name counts as unknown
   t:event("m-3", "member.joined", { channel = "bad channel!" })
   t:expect_tag("m-3", "channel:direct")
-  t:event("m-4", "member.joined", { channel = 42 })
-  t:expect_tag("m-4", "channel:direct")
+  -- a channel that is not a string never reaches the module: the event is refused
+  local ok, err = pcall(t.event, t, "m-4", "member.joined", { channel = 42 })
+  t:eq(ok, false, "member.joined with channel 42 refused")
+  t:eq(tostring(err):find("data.channel: must be a string", 1, true) ~= nil, true, "the message names data.channel")
 end)
 
 test("the source does not change on a re-join; the re-join is welcomed for the code scanned", function(t)

@@ -1,6 +1,8 @@
 /* test_event: unit tests for engine/event.c — valid events, every rejection with its exact
- * message, unknown fields, duplicate keys, bad JSON, the data field, and the boundary
- * lengths of type (64/65) and member/id (128/129). */
+ * message, unknown fields, duplicate keys, bad JSON, the data field, the boundary
+ * lengths of type (64/65) and member/id (128/129), the data of well-known types (amount,
+ * referrer, join attributes, tz) and the bound on future times (event_check_time). */
+#include <math.h>
 #include <stdlib.h>
 
 #include "event.h"
@@ -114,7 +116,7 @@ TEST(valid_minimal_event) {
 }
 
 TEST(event_from_json_direct) {
-  json_t *v = json_pack("{s:s, s:s, s:{s:i}}", "type", "member.joined", "member", "m-1",
+  json_t *v = json_pack("{s:s, s:s, s:{s:i}}", "type", "checkin", "member", "m-1",
                         "data", "channel", 3);
   event_t ev;
   char err[256];
@@ -324,6 +326,124 @@ TEST(shared_checks) {
   CHECK(member_id_valid("\xe4\xbc\x9a\xe5\x91\x98", 6));
 }
 
+/* ---------------------------------------------------------------- data of well-known types */
+
+#define EV(type, data) "{\"type\":\"" type "\",\"member\":\"m\",\"data\":" data "}"
+
+/* Regression: an order.paid with "amount":"12.5", -5 or no amount was accepted and
+ * counted an order with no spend. */
+TEST(order_amount_checked) {
+  EXPECT_ERROR(EV("order.paid", "{\"amount\":\"12.5\"}"), "data.amount: must be a number >= 0, got \"12.5\"");
+  EXPECT_ERROR(EV("order.paid", "{\"amount\":-5}"), "data.amount: must be a number >= 0, got -5");
+  EXPECT_ERROR(EV("order.paid", "{\"amount\":-0.01}"), "data.amount: must be a number >= 0, got -0.01");
+  EXPECT_ERROR(EV("order.paid", "{\"amount\":null}"), "data.amount: must be a number >= 0, got null");
+  EXPECT_ERROR(EV("order.paid", "{\"amount\":true}"), "data.amount: must be a number >= 0, got true");
+  EXPECT_ERROR(EV("order.paid", "{\"amount\":{\"v\":1}}"), "data.amount: must be a number >= 0, got {\"v\":1}");
+  EXPECT_ERROR(EV("order.paid", "{\"order_id\":\"o-1\"}"), "data.amount: missing");
+  EXPECT_ERROR(EV("order.paid", "{}"), "data.amount: missing");
+  EXPECT_ERROR("{\"type\":\"order.paid\",\"member\":\"m\"}", "data.amount: missing");
+  EXPECT_ERROR(EV("order.refunded", "{\"amount\":\"3\"}"), "data.amount: must be a number >= 0, got \"3\"");
+  EXPECT_ERROR(EV("order.refunded", "{\"amount\":-1}"), "data.amount: must be a number >= 0, got -1");
+  EXPECT_ERROR("{\"type\":\"order.refunded\",\"member\":\"m\"}", "data.amount: missing");
+  /* a long string is cut like any shown value */
+  EXPECT_ERROR_PREFIX(EV("order.paid", "{\"amount\":\"1111111111111111111111111111111111111111111111111111111111111111111111\"}"),
+                      "data.amount: must be a number >= 0, got \"111");
+
+  CHECK(accepts(EV("order.paid", "{\"amount\":128.5,\"order_id\":\"o-9\"}")));
+  CHECK(accepts(EV("order.paid", "{\"amount\":12}")));
+  CHECK(accepts(EV("order.paid", "{\"amount\":0}")));   /* a free order: counted, no spend */
+  CHECK(accepts(EV("order.paid", "{\"amount\":0.0}")));
+  CHECK(accepts(EV("order.paid", "{\"amount\":-0.0}"))); /* -0 == 0 */
+  CHECK(accepts(EV("order.refunded", "{\"amount\":0}")));
+  CHECK(accepts(EV("order.refunded", "{\"amount\":1e3}")));
+  /* other types' data is not checked */
+  CHECK(accepts(EV("order.created", "{\"amount\":\"12.5\"}")));
+  CHECK(accepts(EV("checkin", "{\"amount\":-5,\"tz\":\"Mars/Base\",\"referrer\":\"\"}")));
+}
+
+TEST(order_amount_not_finite) {
+  /* a number too large for a double is refused by the JSON reader, so no amount is
+   * infinite (jansson holds no non-finite real either) */
+  EXPECT_ERROR_PREFIX(EV("order.paid", "{\"amount\":1e400}"), "invalid JSON at column");
+  CHECK(json_real(HUGE_VAL) == NULL);
+}
+
+TEST(member_joined_data_checked) {
+  /* Regression: a member.joined with a referrer that is no member id was accepted */
+  EXPECT_ERROR(EV("member.joined", "{\"referrer\":\"\"}"), "data.referrer: must not be empty");
+  EXPECT_ERROR(EV("member.joined", "{\"referrer\":42}"), "data.referrer: must be a member id (a string), got 42");
+  EXPECT_ERROR(EV("member.joined", "{\"referrer\":null}"), "data.referrer: must be a member id (a string), got null");
+  EXPECT_ERROR(EV("member.joined", "{\"referrer\":\"a\\u0001b\"}"), "data.referrer: contains a control character");
+  char text[400];
+  snprintf(text, sizeof text, EV("member.joined", "{\"referrer\":\"%0129d\"}"), 0);
+  EXPECT_ERROR(text, "data.referrer: longer than 128 bytes");
+  snprintf(text, sizeof text, EV("member.joined", "{\"referrer\":\"%0128d\"}"), 0);
+  CHECK(accepts(text));
+  EXPECT_ERROR(EV("member.joined", "{\"channel\":3}"), "data.channel: must be a string, got 3");
+  EXPECT_ERROR(EV("member.joined", "{\"store\":[\"sh-01\"]}"), "data.store: must be a string, got [\"sh-01\"]");
+  EXPECT_ERROR(EV("member.joined", "{\"staff\":null}"), "data.staff: must be a string, got null");
+
+  CHECK(accepts(EV("member.joined", "{\"channel\":\"poster\",\"store\":\"sh-01\",\"staff\":\"s-7\",\"referrer\":\"m-1\"}")));
+  CHECK(accepts(EV("member.joined", "{\"channel\":\"\",\"other\":5}")));
+  CHECK(accepts(EV("member.joined", "{}")));
+  CHECK(accepts("{\"type\":\"member.joined\",\"member\":\"m\"}"));
+  /* member.updated sets any attribute to any value, as before */
+  CHECK(accepts(EV("member.updated", "{\"channel\":3,\"referrer\":null,\"staff\":[1],\"amount\":\"x\"}")));
+}
+
+TEST(tz_checked) {
+  EXPECT_ERROR_PREFIX(EV("member.joined", "{\"tz\":\"Mars/Base\"}"), "data.tz: unknown time zone 'Mars/Base'");
+  EXPECT_ERROR_PREFIX(EV("member.updated", "{\"tz\":\"Mars/Base\"}"), "data.tz: unknown time zone 'Mars/Base'");
+  EXPECT_ERROR_PREFIX(EV("member.updated", "{\"tz\":\"../etc/passwd\"}"), "data.tz: invalid time zone name");
+  EXPECT_ERROR_PREFIX(EV("member.updated", "{\"tz\":\"\"}"), "data.tz: invalid time zone name");
+  EXPECT_ERROR(EV("member.updated", "{\"tz\":8}"), "data.tz: must be an IANA time zone name (a string), got 8");
+  /* a NUL inside the name is refused by the JSON reader; built by a caller, here */
+  json_t *v = json_pack("{s:s, s:s, s:{s:s#}}", "type", "member.updated", "member", "m", "data", "tz", "UTC\0x", 5);
+  event_t ev;
+  char err[256];
+  CHECK_INT(event_from_json(v, &ev, err, sizeof err), -1);
+  CHECK_STR(err, "data.tz: must be an IANA time zone name (a string), got \"UTC\\u0000x\"");
+  CHECK(is_cleared(&ev));
+  json_decref(v);
+  EXPECT_ERROR(EV("member.joined", "{\"tz\":null}"), "data.tz: must be an IANA time zone name (a string), got null");
+
+  CHECK(accepts(EV("member.joined", "{\"tz\":\"Asia/Shanghai\"}")));
+  CHECK(accepts(EV("member.updated", "{\"tz\":\"America/New_York\",\"city\":\"NYC\"}")));
+  CHECK(accepts(EV("member.updated", "{\"tz\":\"UTC\"}")));
+  CHECK(accepts(EV("member.updated", "{\"tz\":null}"))); /* null removes the attribute */
+}
+
+/* ---------------------------------------------------------------- the bound on time */
+
+/* Regression: an event dated 2031 was accepted and moved last_active_at five years on. */
+TEST(future_time_bounded) {
+  event_t ev;
+  char err[256];
+  const int64_t now = 1795313700; /* 2026-11-22T02:15:00Z */
+  CHECK_INT(parse("{\"type\":\"a\",\"member\":\"m\",\"time\":\"2031-11-22T02:15:00Z\"}", &ev, err, sizeof err), 0);
+  CHECK_INT(event_check_time(&ev, now, 3600, err, sizeof err), -1);
+  CHECK_STR(err, "time: 2031-11-22T02:15:00+00:00 is more than 1h after the present "
+                 "(2026-11-22T02:15:00+00:00); see --max-future");
+  CHECK_INT(event_check_time(&ev, now, 0, err, sizeof err), 0); /* 0: no bound */
+  event_clear(&ev);
+
+  /* the edge: exactly the bound passes, one second more does not */
+  ev = (event_t){.type = "a", .member = "m", .time = now + 5400, .has_time = 1};
+  CHECK_INT(event_check_time(&ev, now, 5400, err, sizeof err), 0);
+  ev.time++;
+  CHECK_INT(event_check_time(&ev, now, 5400, err, sizeof err), -1);
+  CHECK_STR(err, "time: 2026-11-22T03:45:01+00:00 is more than 1h30m after the present "
+                 "(2026-11-22T02:15:00+00:00); see --max-future");
+  ev.time = now - 10 * 365 * 86400; /* the past is never bounded */
+  CHECK_INT(event_check_time(&ev, now, 1, err, sizeof err), 0);
+  ev.time = now + 2 * 86400 + 1;
+  CHECK_INT(event_check_time(&ev, now, 86400 + 1, err, sizeof err), -1);
+  CHECK_STR(err, "time: 2026-11-24T02:15:01+00:00 is more than 1d1s after the present "
+                 "(2026-11-22T02:15:00+00:00); see --max-future");
+  ev.has_time = 0; /* no time: the receiver fills in the present */
+  CHECK_INT(event_check_time(&ev, now, 1, err, sizeof err), 0);
+}
+
 int main(void) {
   RUN(valid_full_event);
   RUN(valid_minimal_event);
@@ -339,5 +459,10 @@ int main(void) {
   RUN(bad_json);
   RUN(err_buffer_tolerance);
   RUN(shared_checks);
+  RUN(order_amount_checked);
+  RUN(order_amount_not_finite);
+  RUN(member_joined_data_checked);
+  RUN(tz_checked);
+  RUN(future_time_bounded);
   return UNIT_DONE();
 }
