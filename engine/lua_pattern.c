@@ -37,9 +37,9 @@
  * memchr or a bit test.
  *
  * Drivers. find and match make one search(); gmatch and gsub search repeatedly from the
- * end of the previous match and refuse an empty match at that same position (the
- * manual's "an empty match immediately after the previous one is not counted"), moving
- * on to the next start instead.
+ * end of the previous match and refuse a match that ends where the previous one ended
+ * (an empty match right after it), moving on to the next start instead, as Lua 5.4
+ * does (the differential tests pin it).
  *
  * Budget: one step for each instruction executed (backtracking included), each
  * character a repetition or %b scans, each 64 bytes a back-reference compares and each
