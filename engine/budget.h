@@ -7,11 +7,10 @@
 #include <stddef.h>
 
 typedef struct {
-  long max_instructions;      /* per call; default 10,000,000 */
+  long max_instructions;      /* per call, C work charged by luahost_charge included; default 10,000,000 */
   unsigned max_call_ms;       /* wall clock per call; default 2000 */
   size_t max_call_bytes;      /* memory a call may add; default 64 MiB */
   size_t max_state_bytes;     /* whole state; default 1 GiB */
-  long max_pattern_steps;     /* per string.find/match/gsub call or gmatch step; default 10,000,000 */
 } budget_t;
 
 void budget_default(budget_t *b);

@@ -18,7 +18,6 @@ void budget_default(budget_t *lim) {
   lim->max_call_ms = 2000;
   lim->max_call_bytes = 64u << 20;
   lim->max_state_bytes = (size_t)1 << 30;
-  lim->max_pattern_steps = 10000000;
 }
 
 /* The allocator: refuse growth past the ceiling (per call while armed, overall always). */
@@ -42,22 +41,45 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 luahost_t *luahost_of(lua_State *L) { return *(luahost_t **)lua_getextraspace(L); }
 
-/* Count hook: once over budget, re-arm to fire on every instruction and raise each time,
- * so a pcall inside the script only delays the end by one instruction. */
+static void cpu_hook(lua_State *L, lua_Debug *ar);
+
+/* Has the running call spent its instructions or passed its deadline? */
+static int budget_spent(const luahost_t *h) {
+  return h->instructions > h->lim.max_instructions || mono_ns() > h->deadline_ns;
+}
+
+/* Trip the budget and raise: from now on the hook fires on every instruction of this
+ * thread and raises again, so a pcall inside the script only delays the end by one
+ * instruction. */
+static void raise_over_budget(lua_State *L, luahost_t *h) {
+  h->cpu_tripped = 1;
+  lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+  if (h->instructions > h->lim.max_instructions)
+    luaL_error(L, "handler stopped: ran over its CPU budget of %I instructions",
+               (lua_Integer)h->lim.max_instructions);
+  luaL_error(L, "handler stopped: ran over its time budget of %I ms", (lua_Integer)h->lim.max_call_ms);
+}
+
+/* Count hook: every HOOK_EVERY instructions, pay for them and check the deadline. */
 static void cpu_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   luahost_t *h = luahost_of(L);
   if (!h->armed) return;
   if (!h->cpu_tripped) {
     h->instructions += HOOK_EVERY;
-    if (h->instructions <= h->lim.max_instructions && mono_ns() <= h->deadline_ns) return;
-    h->cpu_tripped = 1;
-    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+    if (!budget_spent(h)) return;
   }
-  if (h->instructions > h->lim.max_instructions)
-    luaL_error(L, "handler stopped: ran over its CPU budget of %I instructions",
-               (lua_Integer)h->lim.max_instructions);
-  luaL_error(L, "handler stopped: ran over its time budget of %I ms", (lua_Integer)h->lim.max_call_ms);
+  raise_over_budget(L, h);
+}
+
+void luahost_charge(lua_State *L, long n) {
+  luahost_t *h = luahost_of(L);
+  if (!h->armed) return;
+  if (!h->cpu_tripped) {
+    h->instructions += n;
+    if (!budget_spent(h)) return;
+  }
+  raise_over_budget(L, h);
 }
 
 /* Message handler: append a traceback to the error message. */
@@ -357,7 +379,9 @@ static int build_sandbox(lua_State *L) {
   lua_getfield(L, -1, "string"); /* no bytecode out either */
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
-  lua_pattern_install_budget(L, -1, h->lim.max_pattern_steps); /* budgeted find/match/gmatch/gsub: the hook never fires in C */
+  /* find/match/gmatch/gsub whose steps are paid from the call's budget (the hook never
+   * fires inside C): one matcher step costs one instruction, see luahost_charge */
+  lua_pattern_install(L, -1, luahost_charge);
   lua_pop(L, 1);
   lua_newtable(L); /* os: time, date, clock only */
   lua_getfield(L, -2, "os");

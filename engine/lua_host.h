@@ -1,6 +1,7 @@
 /* lua_host: the one Lua 5.4 state, built as a sandbox. Owns the state, its allocator
  * (memory bounded per call and overall), the instruction-count hook that bounds CPU per
- * call and stays armed once it fires (so a script's pcall cannot swallow it), the single
+ * call and stays armed once it fires (so a script's pcall cannot swallow it), the charge
+ * through which C code (the pattern matcher) pays from the same budget, the single
  * protected-call wrapper whose message handler adds a traceback, script loading in
  * file-name order, and `require` limited to stdlib/ and the scripts folder. It knows
  * nothing about members or events: the `hearth` API is installed by lua_api.c. */
@@ -57,6 +58,17 @@ int luahost_is_test_helper(const char *name);
 int luahost_load_scripts(luahost_t *h, const char *dir, strbuf_t *errors);
 /* Load and run one file as a campaign script (used by the loader and by `hearth test`). */
 int luahost_load_file(luahost_t *h, const char *path, strbuf_t *errors);
+
+/* Charge n units of work done in C (pattern steps; later also bytes produced by library
+ * functions) to the running call's instruction budget and check its wall-clock deadline.
+ * When either is exceeded this trips the budget exactly as the instruction hook does
+ * (every later instruction raises too, so a script's pcall cannot swallow it) and raises
+ * the same error message. Does nothing outside a budgeted call.
+ *
+ * The sandbox's string.find/match/gmatch/gsub (lua_pattern.c) charge one unit per matcher
+ * step, in blocks of 1024: a step (one pattern item tried, one character scanned) takes
+ * about as long as one VM instruction of a simple loop. */
+void luahost_charge(lua_State *L, long n);
 
 /* Push a fresh environment table whose missing names come from the sandbox base. */
 void luahost_push_env(lua_State *L);

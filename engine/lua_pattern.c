@@ -1,71 +1,172 @@
-/* lua_pattern: Lua 5.4 string patterns with a step budget (see lua_pattern.h).
+/* lua_pattern: Lua 5.4 string patterns whose work is charged to a budget (see
+ * lua_pattern.h).
  *
- * Written for Hearth from the Lua 5.4 reference manual (§6.4 string.find, string.match,
- * string.gmatch, string.gsub; §6.4.1 patterns); no code is taken from lstrlib.c.
+ * Where the ideas come from. The semantics are the Lua 5.4 reference manual's (§6.4
+ * string.find, string.match, string.gmatch, string.gsub; §6.4.1 patterns), held to the
+ * real library case by case by the differential tests in tests/unit/test_lua_pattern.c.
+ * The design is the backtracking virtual machine Russ Cox describes in "Regular
+ * Expression Matching: the Virtual Machine Approach" (2009): the pattern is compiled
+ * into an array of instructions and one loop runs them, keeping the alternatives still
+ * to try on an explicit stack of choice points instead of the C stack. Capture changes
+ * are undone from a trail, the way Prolog machines (Warren's abstract machine) undo
+ * variable bindings on backtracking. No code is taken from Lua's lstrlib.c.
  *
- * How it works. A pattern is first translated into an array of items (one per pattern
- * item: a single-character class with its quantifier, a capture open or close, %b, %f,
- * a back-reference, the final '$'), bracket classes becoming 256-bit sets, so that every
- * matcher step costs O(1) whatever the pattern looks like. A malformed item becomes an
- * error item: like the standard library, the error is raised only when matching reaches
- * it ("x[" finds nothing in "abc" but raises in "xyz"). Matching is the usual
- * backtracking over that array: match() walks items and recurses only where a choice
- * must be undone (after a repetition that matched, '?', a capture open or close); the
- * recursion structure, and so the depth cap of 200 ("pattern too complex"), mirrors the
- * standard library's.
+ * Compiling. compile() turns the pattern into instructions: a single-character class
+ * with its quantifier (OP_ONE, OP_OPT '?', OP_STAR '*', OP_PLUS '+', OP_LAZY '-'), a
+ * capture open, position capture or close, %b, %f, a back-reference, the final '$', and
+ * OP_END. Every class is either any character, one character, or a 256-bit set: bracket
+ * classes are built into the program's own sets, and %a, %d, ... point at sets the
+ * library fills once at install time, so testing a character is one bit test. A
+ * malformed item becomes an OP_ERROR instruction and ends the program: like the standard
+ * library, the error is raised only when matching reaches it ("x[" finds nothing in
+ * "abc" but raises in "xyz"). The program is compiled twice, once to size it and once to
+ * fill it, on the C stack when small, otherwise in a userdata.
  *
- * Budget: one step for each call of match(), each item it handles, each character a
- * repetition ('*', '+', '-') or %b examines, and one per 64 bytes a back-reference
- * compares. Plain finds (the `plain` argument, or a pattern without special characters)
- * are budgeted too (one string.find of a 64 KiB needle in a 24 MiB subject is otherwise
- * minutes of memcmp): memchr skips to each position holding the needle's first byte,
- * free, then one step per such candidate and one per further 64 bytes compared.
+ * Matching. run() executes the program from one subject position. Where the pattern
+ * allows a choice it pushes a choice point and goes on with the first alternative; a
+ * failing instruction resumes the newest choice point: '?' retries without the
+ * character, a greedy '*' or '+' gives back one character at a time, a lazy '-' takes
+ * one more. Each choice point remembers how many captures were open and how long the
+ * trail (the list of captures closed since) was, and resuming it restores both. Along
+ * the current path the program counter only moves forward and each instruction pushes at
+ * most one choice point, so the stack never holds more entries than the program has
+ * instructions; it is sized so, and no depth limit is needed (the standard library's
+ * recursion gives up at 200 nested calls with "pattern too complex"; this one does not).
+ * search() tries start positions in turn; when the first instruction must consume a
+ * given character or set member, positions that cannot start a match are skipped with
+ * memchr or a bit test.
+ *
+ * Drivers. find and match make one search(); gmatch and gsub search repeatedly from the
+ * end of the previous match and refuse a match that ends where the previous one ended
+ * (an empty match right after it), moving on to the next start instead, as Lua 5.4
+ * does (the differential tests pin it).
+ *
+ * Budget: one step for each instruction executed (backtracking included), each
+ * character a repetition or %b scans, each 64 bytes a back-reference compares and each
+ * 64 bytes skipped looking for a start; for plain finds one per candidate position (a
+ * position holding the needle's first byte, found by memchr), one per further 64 bytes
+ * compared and one per 1024 bytes memchr skips. Steps are paid in advance in blocks of
+ * LUA_PATTERN_CHARGE_EVERY through the charge function given at install time; the blocks
+ * paid for and not yet used carry over to the next call (so up to 1023 steps of one call
+ * are paid by an earlier one). The sandbox counts a step as one VM instruction: on the
+ * machine this was written on (Release build) a step took 1.4 to 3.5 ns (the
+ * exponential ("a*"):rep(n) .. "b" case being the slowest) and an instruction of a
+ * simple Lua loop 2.6 to 3.6 ns, so the handler's 10 million instructions bound a
+ * pattern to a few tens of milliseconds. tests/bench/bench_patterns.c compares typical
+ * calls with the standard library's.
  *
  * Known differences from the standard library:
- *  - the budget error itself, for calls the standard library would finish (slowly),
- *    plain finds included (about 10 million candidate positions per call at most);
+ *  - when the charge function raises (the budget is spent), the call stops with its
+ *    error instead of finishing slowly; plain finds included;
+ *  - no "pattern too complex": patterns the standard library refuses for nesting deeper
+ *    than 200 (e.g. string.rep('a?', 250)) are matched;
  *  - a gmatch iterator raises its errors in the coroutine that calls it (the standard
  *    one uses the state that created it);
  *  - %b counts nesting in a long instead of an int (only differs past 2^31 opens);
+ *  - %a, %d, ... are tested against sets taken from <ctype.h> at install time, so a
+ *    later setlocale() would not change them (Hearth never calls setlocale);
  *  - when called without a name (e.g. through pcall) from a table other than the one
  *    in package.loaded, "bad argument" messages say '?' instead of 'string.find' (the
  *    sandbox installs into the real string table, so there they match).
  */
 #include "lua_pattern.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <lauxlib.h>
 #include <stdint.h>
 #include <string.h>
 
-#define MAX_CAPTURES 32 /* as the standard library's LUA_MAXCAPTURES */
-#define MAX_DEPTH 200   /* nested match() calls, as its MAXCCALLS */
-#define SMALL_ITEMS 48  /* compiled patterns up to this size live on the C stack */
+#define MAX_CAPTURES 32 /* the standard library's limit (LUA_MAXCAPTURES) */
+#define SMALL_CODE 48   /* programs up to this many instructions live on the C stack */
 #define SMALL_SETS 8
+#define OPEN_CAPTURE (-1)     /* capture_t.len of a capture not closed yet */
+#define POSITION_CAPTURE (-2) /* capture_t.len of a () capture */
+#define NO_REJECT SIZE_MAX
 
-#define CAP_UNFINISHED (-1)
-#define CAP_POSITION (-2)
+typedef unsigned char set_t[32];
 
-/* ---------------------------------------------------------------- compiled patterns */
+#define SET_HAS(set, c) (((set)[(unsigned char)(c) >> 3] >> ((unsigned char)(c) & 7)) & 1u)
+#define SET_ADD(set, c) ((set)[(c) >> 3] |= (unsigned char)(1u << ((c) & 7)))
 
-enum {
-  K_END,      /* end of the pattern: success */
-  K_EOS,      /* '$' as the last pattern character: end of subject */
-  K_SINGLE,   /* a single-character class with quantifier (0, '*', '+', '-', '?') */
-  K_OPEN,     /* '(' */
-  K_POSITION, /* '()' */
-  K_CLOSE,    /* ')' */
-  K_BALANCE,  /* %bxy */
-  K_FRONTIER, /* %f[set] */
-  K_BACKREF,  /* %0 .. %9 */
-  K_ERROR,    /* a malformed item: raise error_text[set] when reached */
+/* ---------------------------------------------------------------- the library */
+
+/* One per install: shared by the four functions (an upvalue of each). */
+typedef struct {
+  lua_pattern_charge_fn charge; /* NULL: unbounded */
+  long prepaid;                 /* steps paid for and not used yet */
+  set_t lower[26], upper[26];   /* %a ... %z and %A ... %Z (class letters only) */
+  uint32_t letters;             /* bit (letter - 'a') set for the class letters */
+} library_t;
+
+static int is_zero(int c) { return c == 0; }
+
+static const struct {
+  char letter;
+  int (*test)(int);
+} NAMED_CLASSES[] = {
+    {'a', isalpha}, {'c', iscntrl}, {'d', isdigit}, {'g', isgraph},  {'l', islower}, {'p', ispunct},
+    {'s', isspace}, {'u', isupper}, {'w', isalnum}, {'x', isxdigit}, {'z', is_zero},
 };
 
-enum { C_ANY, C_CHAR, C_CLASS, C_SET };
+static void library_fill_classes(library_t *lib) {
+  lib->letters = 0;
+  for (size_t i = 0; i < sizeof NAMED_CLASSES / sizeof NAMED_CLASSES[0]; i++) {
+    int k = NAMED_CLASSES[i].letter - 'a';
+    lib->letters |= 1u << k;
+    memset(lib->lower[k], 0, sizeof(set_t));
+    for (int c = 0; c < 256; c++)
+      if (NAMED_CLASSES[i].test(c)) SET_ADD(lib->lower[k], c);
+    for (int b = 0; b < 32; b++) lib->upper[k][b] = (unsigned char)~lib->lower[k][b];
+  }
+}
 
-enum { E_ENDS_WITH_ESC, E_MISSING_CLOSE, E_BALANCE_ARGS, E_FRONTIER_OPEN };
+/* The set of %letter, or NULL when the letter names no class (then it stands for itself). */
+static const unsigned char *named_class(const library_t *lib, unsigned char letter) {
+  if (letter >= 'a' && letter <= 'z' && (lib->letters >> (letter - 'a') & 1u))
+    return lib->lower[letter - 'a'];
+  if (letter >= 'A' && letter <= 'Z' && (lib->letters >> (letter - 'A') & 1u))
+    return lib->upper[letter - 'A'];
+  return NULL;
+}
 
-static const char *const error_text[] = {
+/* Slow path of spend(): pay for whole blocks until the credit is positive again. The
+ * credit is updated before charging, so a charge that raises leaves it consistent. */
+static void prepay(lua_State *L, library_t *lib) {
+  long blocks = -lib->prepaid / LUA_PATTERN_CHARGE_EVERY + 1;
+  lib->prepaid += blocks * LUA_PATTERN_CHARGE_EVERY;
+  if (lib->charge) lib->charge(L, blocks * LUA_PATTERN_CHARGE_EVERY);
+}
+
+static inline void spend(lua_State *L, library_t *lib, long steps) {
+  lib->prepaid -= steps;
+  if (lib->prepaid < 0) prepay(L, lib);
+}
+
+/* ---------------------------------------------------------------- programs */
+
+enum {
+  OP_END,      /* the pattern matched */
+  OP_EOS,      /* '$' as the last pattern character: only at the end of the subject */
+  OP_ONE,      /* a single-character class, exactly once */
+  OP_OPT,      /* ... with '?' */
+  OP_STAR,     /* ... with '*' (greedy) */
+  OP_PLUS,     /* ... with '+' (greedy) */
+  OP_LAZY,     /* ... with '-' */
+  OP_OPEN,     /* '(' */
+  OP_POSITION, /* '()' */
+  OP_CLOSE,    /* ')' */
+  OP_BALANCE,  /* %bxy */
+  OP_FRONTIER, /* %f[set] */
+  OP_BACKREF,  /* %1 .. %9 (and %0, an error when reached) */
+  OP_ERROR,    /* a malformed item: raise MALFORMED[a] when reached */
+};
+
+enum { CL_ANY, CL_CHAR, CL_SET }; /* what a single-character class accepts */
+
+enum { E_ENDS_WITH_ESCAPE, E_MISSING_BRACKET, E_BALANCE_ARGS, E_FRONTIER_BRACKET };
+
+static const char *const MALFORMED[] = {
     "malformed pattern (ends with '%')",
     "malformed pattern (missing ']')",
     "malformed pattern (missing arguments to '%b')",
@@ -73,664 +174,723 @@ static const char *const error_text[] = {
 };
 
 typedef struct {
-  unsigned set;        /* set index (C_SET, K_FRONTIER) or error number (K_ERROR) */
-  unsigned char kind;  /* K_* */
-  unsigned char cls;   /* C_* for K_SINGLE */
-  unsigned char quant; /* 0 or the quantifier character */
-  unsigned char c1;    /* the character, class letter, %b opener, back-reference digit */
-  unsigned char c2;    /* %b closer */
-} item_t;
+  const unsigned char *set; /* CL_SET and OP_FRONTIER: the set (NULL while sizing) */
+  unsigned char op;         /* OP_* */
+  unsigned char cl;         /* CL_* for the single-character operations */
+  unsigned char a;          /* CL_CHAR: the character; %b: opener; back-reference: digit;
+                               OP_ERROR: index in MALFORMED */
+  unsigned char b;          /* %b: closer */
+} insn_t;
 
-typedef unsigned char set_t[32];
+enum { RETRY_OPTION, RETRY_GREEDY, RETRY_LAZY };
+
+/* An alternative still to try. */
+typedef struct {
+  const char *pos;   /* OPTION: where to resume; GREEDY: the end last tried; LAZY: the
+                        end of the repetition last tried */
+  const char *floor; /* GREEDY: the shortest end allowed */
+  uint32_t resume;   /* the instruction to resume at (the one after the choice) */
+  unsigned char kind, level, ntrail; /* RETRY_*; capture state when pushed */
+} choice_t;
 
 typedef struct {
-  item_t *items; /* NULL while counting */
+  insn_t *code;
+  choice_t *stack; /* room for one choice point per instruction */
   set_t *sets;
-  size_t nitems, nsets;
-} prog_t;
+  size_t ncode, nsets;
+} program_t;
 
-#define IN_SET(set, c) (((set)[(c) >> 3] >> ((c) & 7)) & 1u)
+/* Room for a small program on the C stack. */
+typedef struct {
+  insn_t code[SMALL_CODE];
+  choice_t stack[SMALL_CODE];
+  set_t sets[SMALL_SETS];
+} small_program_t;
 
-/* Does c belong to the class %cl? A letter that names no class stands for itself. */
-static int class_has(int c, int cl) {
-  int r;
-  switch (tolower(cl)) {
-  case 'a': r = isalpha(c); break;
-  case 'c': r = iscntrl(c); break;
-  case 'd': r = isdigit(c); break;
-  case 'g': r = isgraph(c); break;
-  case 'l': r = islower(c); break;
-  case 'p': r = ispunct(c); break;
-  case 's': r = isspace(c); break;
-  case 'u': r = isupper(c); break;
-  case 'w': r = isalnum(c); break;
-  case 'x': r = isxdigit(c); break;
-  case 'z': r = c == 0; break; /* deprecated in the manual, still accepted by 5.4 */
-  default: return cl == c;
+/* ---------------------------------------------------------------- compiling */
+
+typedef struct {
+  const library_t *lib;
+  const char *p;
+  size_t len, at;  /* the pattern and the cursor */
+  insn_t *code;    /* NULL while sizing */
+  set_t *sets;
+  size_t ncode, nsets;
+} compiler_t;
+
+static void emit(compiler_t *c, insn_t in) {
+  if (c->code) c->code[c->ncode] = in;
+  c->ncode++;
+}
+
+/* Emit the error instruction that ends the program; returns 0 (stop compiling). */
+static int emit_error(compiler_t *c, unsigned char which) {
+  emit(c, (insn_t){.op = OP_ERROR, .a = which});
+  return 0;
+}
+
+/* p[open] is '['. Find the ']' that ends the class: the first member (after an optional
+ * '^') is literal even when it is ']', and '%' escapes the character after it. 0 when
+ * the pattern ends first. */
+static int bracket_end(const compiler_t *c, size_t open, size_t *close) {
+  size_t k = open + 1;
+  if (k < c->len && c->p[k] == '^') k++;
+  for (;;) {
+    if (k >= c->len) return 0;
+    if (c->p[k] == '%') k++;
+    k++;
+    if (k < c->len && c->p[k] == ']') {
+      *close = k;
+      return 1;
+    }
   }
-  if (isupper(cl)) r = !r;
-  return r != 0;
 }
 
-static int is_class_letter(int cl) {
-  int l = tolower(cl);
-  return l && strchr("acdglpsuwxz", l) != NULL;
+/* Add what %x stands for inside a bracket class. */
+static void set_add_escape(unsigned char *set, const library_t *lib, unsigned char x) {
+  const unsigned char *named = named_class(lib, x);
+  if (!named) {
+    SET_ADD(set, x);
+    return;
+  }
+  for (int b = 0; b < 32; b++) set[b] |= named[b];
 }
 
-/* p[i] is '['; find the ']' that closes the set. The first character (after an optional
- * '^') never closes it, and '%' escapes the next one. 0 when the pattern ends first. */
-static int set_close(const char *p, size_t lp, size_t i, size_t *close) {
-  size_t j = i + 1;
-  if (j < lp && p[j] == '^') j++;
-  do {
-    if (j >= lp) return 0;
-    if (p[j++] == '%' && j < lp) j++;
-  } while (j >= lp || p[j] != ']');
-  *close = j;
+/* Take a set for the bracket class p[open..close]; NULL while sizing. */
+static const unsigned char *compile_set(compiler_t *c, size_t open, size_t close) {
+  size_t index = c->nsets++;
+  if (!c->sets) return NULL;
+  unsigned char *set = c->sets[index];
+  const unsigned char *p = (const unsigned char *)c->p;
+  memset(set, 0, sizeof(set_t));
+  size_t k = open + 1;
+  int negated = p[k] == '^';
+  if (negated) k++;
+  while (k < close) {
+    if (p[k] == '%') { /* the escaped character may be the closing ']' itself */
+      set_add_escape(set, c->lib, p[k + 1]);
+      k += 2;
+    } else if (k + 2 < close && p[k + 1] == '-') {
+      for (int x = p[k]; x <= p[k + 2]; x++) SET_ADD(set, x);
+      k += 3;
+    } else {
+      SET_ADD(set, p[k]);
+      k++;
+    }
+  }
+  if (negated)
+    for (int b = 0; b < 32; b++) set[b] = (unsigned char)~set[b];
+  return set;
+}
+
+static unsigned char quantifier_op(char q) {
+  switch (q) {
+  case '?': return OP_OPT;
+  case '*': return OP_STAR;
+  case '+': return OP_PLUS;
+  case '-': return OP_LAZY;
+  default: return OP_ONE;
+  }
+}
+
+/* A single-character class at the cursor and its quantifier. */
+static int compile_single(compiler_t *c) {
+  insn_t in = {.op = OP_ONE, .cl = CL_CHAR};
+  size_t k = c->at;
+  unsigned char ch = (unsigned char)c->p[k];
+  if (ch == '%') {
+    if (k + 1 >= c->len) return emit_error(c, E_ENDS_WITH_ESCAPE);
+    unsigned char x = (unsigned char)c->p[k + 1];
+    in.set = named_class(c->lib, x);
+    in.cl = in.set ? CL_SET : CL_CHAR;
+    in.a = x;
+    k += 2;
+  } else if (ch == '[') {
+    size_t close;
+    if (!bracket_end(c, k, &close)) return emit_error(c, E_MISSING_BRACKET);
+    in.cl = CL_SET;
+    in.set = compile_set(c, k, close);
+    k = close + 1;
+  } else {
+    in.cl = ch == '.' ? CL_ANY : CL_CHAR;
+    in.a = ch;
+    k++;
+  }
+  if (k < c->len) in.op = quantifier_op(c->p[k]);
+  if (in.op != OP_ONE) k++;
+  c->at = k;
+  emit(c, in);
   return 1;
 }
 
-/* Fill set from the bracket class p[open..close]. */
-static void set_build(set_t set, const char *p, size_t open, size_t close) {
-  size_t k = open;
-  int negate = 0;
-  memset(set, 0, sizeof(set_t));
-  if (p[k + 1] == '^') {
-    negate = 1;
-    k++;
-  }
-  while (++k < close) {
-    unsigned char ch = (unsigned char)p[k];
-    if (ch == '%') {
-      int cl = (unsigned char)p[++k];
-      for (int c = 0; c < 256; c++)
-        if (class_has(c, cl)) set[c >> 3] |= (unsigned char)(1u << (c & 7));
-    } else if (p[k + 1] == '-' && k + 2 < close) {
-      unsigned char hi = (unsigned char)p[k + 2];
-      for (int c = ch; c <= hi; c++) set[c >> 3] |= (unsigned char)(1u << (c & 7));
-      k += 2;
-    } else {
-      set[ch >> 3] |= (unsigned char)(1u << (ch & 7));
-    }
-  }
-  if (negate)
-    for (int b = 0; b < 32; b++) set[b] = (unsigned char)~set[b];
+static int compile_frontier(compiler_t *c) {
+  size_t open = c->at + 2, close;
+  if (open >= c->len || c->p[open] != '[') return emit_error(c, E_FRONTIER_BRACKET);
+  if (!bracket_end(c, open, &close)) return emit_error(c, E_MISSING_BRACKET);
+  emit(c, (insn_t){.op = OP_FRONTIER, .set = compile_set(c, open, close)});
+  c->at = close + 1;
+  return 1;
 }
 
-/* Translate p into items (and sets). With pr->items NULL, only count them. Stops at the
- * end of the pattern (K_END) or at the first malformed item (K_ERROR). */
-static void compile(const char *p, size_t lp, prog_t *pr) {
-  size_t i = 0, ni = 0, ns = 0;
-  int fill = pr->items != NULL;
-  for (;;) {
-    item_t it = {0, K_END, 0, 0, 0, 0};
-    int last = 0;
-    if (i >= lp) {
-      last = 1;
-    } else {
-      unsigned char c = (unsigned char)p[i];
-      unsigned char next = i + 1 < lp ? (unsigned char)p[i + 1] : 0;
-      if (c == '(') {
-        it.kind = next == ')' ? K_POSITION : K_OPEN;
-        i += next == ')' ? 2 : 1;
-      } else if (c == ')') {
-        it.kind = K_CLOSE;
-        i++;
-      } else if (c == '$' && i + 1 == lp) {
-        it.kind = K_EOS;
-        i++;
-      } else if (c == '%' && i + 1 < lp && next == 'b') {
-        if (lp - i < 4) {
-          it.kind = K_ERROR;
-          it.set = E_BALANCE_ARGS;
-        } else {
-          it.kind = K_BALANCE;
-          it.c1 = (unsigned char)p[i + 2];
-          it.c2 = (unsigned char)p[i + 3];
-          i += 4;
-        }
-      } else if (c == '%' && i + 1 < lp && next == 'f') {
-        size_t close;
-        if (i + 2 >= lp || p[i + 2] != '[') {
-          it.kind = K_ERROR;
-          it.set = E_FRONTIER_OPEN;
-        } else if (!set_close(p, lp, i + 2, &close)) {
-          it.kind = K_ERROR;
-          it.set = E_MISSING_CLOSE;
-        } else {
-          it.kind = K_FRONTIER;
-          it.set = (unsigned)ns;
-          if (fill) set_build(pr->sets[ns], p, i + 2, close);
-          ns++;
-          i = close + 1;
-        }
-      } else if (c == '%' && i + 1 < lp && next >= '0' && next <= '9') {
-        it.kind = K_BACKREF;
-        it.c1 = next;
-        i += 2;
-      } else {
-        size_t end; /* just past the class */
-        it.kind = K_SINGLE;
-        if (c == '%') {
-          if (i + 1 >= lp) {
-            it.kind = K_ERROR;
-            it.set = E_ENDS_WITH_ESC;
-          } else {
-            it.cls = is_class_letter(next) ? C_CLASS : C_CHAR;
-            it.c1 = next;
-          }
-          end = i + 2;
-        } else if (c == '[') {
-          size_t close = 0;
-          if (!set_close(p, lp, i, &close)) {
-            it.kind = K_ERROR;
-            it.set = E_MISSING_CLOSE;
-          } else {
-            it.cls = C_SET;
-            it.set = (unsigned)ns;
-            if (fill) set_build(pr->sets[ns], p, i, close);
-            ns++;
-          }
-          end = close + 1;
-        } else {
-          it.cls = c == '.' ? C_ANY : C_CHAR;
-          it.c1 = c;
-          end = i + 1;
-        }
-        if (it.kind == K_SINGLE) {
-          i = end;
-          if (i < lp && (p[i] == '*' || p[i] == '+' || p[i] == '-' || p[i] == '?'))
-            it.quant = (unsigned char)p[i++];
-        }
-      }
-      last = it.kind == K_ERROR;
-    }
-    if (fill) pr->items[ni] = it;
-    ni++;
-    if (last) break;
+/* One pattern item at the cursor; 0 when it was malformed (the program ends there). */
+static int compile_item(compiler_t *c) {
+  const char *p = c->p + c->at;
+  size_t left = c->len - c->at;
+  switch (p[0]) {
+  case '(': {
+    int position = left > 1 && p[1] == ')';
+    emit(c, (insn_t){.op = position ? OP_POSITION : OP_OPEN});
+    c->at += position ? 2 : 1;
+    return 1;
   }
-  pr->nitems = ni;
-  pr->nsets = ns;
+  case ')':
+    emit(c, (insn_t){.op = OP_CLOSE});
+    c->at++;
+    return 1;
+  case '$':
+    if (left != 1) break; /* elsewhere '$' is an ordinary character */
+    emit(c, (insn_t){.op = OP_EOS});
+    c->at++;
+    return 1;
+  case '%':
+    if (left < 2) break; /* compile_single reports it */
+    if (p[1] == 'b') {
+      if (left < 4) return emit_error(c, E_BALANCE_ARGS);
+      emit(c, (insn_t){.op = OP_BALANCE, .a = (unsigned char)p[2], .b = (unsigned char)p[3]});
+      c->at += 4;
+      return 1;
+    }
+    if (p[1] == 'f') return compile_frontier(c);
+    if (p[1] >= '0' && p[1] <= '9') {
+      emit(c, (insn_t){.op = OP_BACKREF, .a = (unsigned char)p[1]});
+      c->at += 2;
+      return 1;
+    }
+    break;
+  }
+  return compile_single(c);
 }
 
-/* Room for a small compiled pattern on the C stack. */
-typedef struct {
-  item_t items[SMALL_ITEMS];
-  set_t sets[SMALL_SETS];
-} small_prog_t;
+/* Compile p[0..len) into code and sets, or only count them when code is NULL. */
+static void compile(const library_t *lib, const char *p, size_t len, program_t *prog) {
+  compiler_t c = {lib, p, len, 0, prog->code, prog->sets, 0, 0};
+  int ok = 1;
+  while (ok && c.at < len) ok = compile_item(&c);
+  if (ok) emit(&c, (insn_t){.op = OP_END});
+  prog->ncode = c.ncode;
+  prog->nsets = c.nsets;
+}
+
+static size_t program_bytes(const program_t *sized) {
+  return sized->ncode * (sizeof(insn_t) + sizeof(choice_t)) + sized->nsets * sizeof(set_t);
+}
+
+/* Lay a program of the sized shape out in mem (code, then stack, then sets). */
+static void program_place(program_t *prog, const program_t *sized, void *mem) {
+  prog->code = mem;
+  prog->stack = (choice_t *)(void *)(prog->code + sized->ncode);
+  prog->sets = (set_t *)(void *)(prog->stack + sized->ncode);
+}
 
 /* Compile p into small, or into a new userdata pushed on the stack when it is bigger. */
-static void prog_build(lua_State *L, const char *p, size_t lp, prog_t *pr, small_prog_t *small) {
-  prog_t count = {NULL, NULL, 0, 0};
-  compile(p, lp, &count);
-  if (count.nitems <= SMALL_ITEMS && count.nsets <= SMALL_SETS) {
-    pr->items = small->items;
-    pr->sets = small->sets;
+static void program_build(lua_State *L, const library_t *lib, const char *p, size_t len,
+                          small_program_t *small, program_t *prog) {
+  program_t sized = {NULL, NULL, NULL, 0, 0};
+  compile(lib, p, len, &sized);
+  if (sized.ncode <= SMALL_CODE && sized.nsets <= SMALL_SETS) {
+    prog->code = small->code;
+    prog->stack = small->stack;
+    prog->sets = small->sets;
   } else {
-    size_t isz = count.nitems * sizeof(item_t);
-    char *mem = lua_newuserdatauv(L, isz + count.nsets * sizeof(set_t), 0);
-    pr->items = (item_t *)(void *)mem;
-    pr->sets = (set_t *)(void *)(mem + isz);
+    program_place(prog, &sized, lua_newuserdatauv(L, program_bytes(&sized), 0));
   }
-  compile(p, lp, pr);
+  compile(lib, p, len, prog);
+  assert(prog->ncode == sized.ncode && prog->nsets == sized.nsets);
 }
 
-/* ---------------------------------------------------------------- matching */
+/* ---------------------------------------------------------------- the machine */
+
+typedef struct {
+  const char *at;
+  ptrdiff_t len; /* a length, OPEN_CAPTURE or POSITION_CAPTURE */
+} capture_t;
 
 typedef struct {
   lua_State *L;
-  const char *src, *end; /* the whole subject */
-  const item_t *items;
-  const set_t *sets;
-  long steps, budget;
-  int level, depth;
-  struct {
-    const char *init;
-    ptrdiff_t len; /* length, CAP_UNFINISHED or CAP_POSITION */
-  } cap[MAX_CAPTURES];
-} mstate_t;
+  library_t *lib;
+  const char *subject, *end;
+  const insn_t *code;
+  choice_t *stack;
+  size_t ncode;
+  int level;                         /* captures opened */
+  int ntrail;                        /* entries in trail */
+  unsigned char trail[MAX_CAPTURES]; /* captures closed on the current path, in order */
+  capture_t cap[MAX_CAPTURES];
+} machine_t;
 
-static void over_budget(mstate_t *ms) {
-  luaL_error(ms->L,
-             "string pattern ran over its budget of %I steps (simplify the pattern or "
-             "shorten the subject)",
-             (lua_Integer)ms->budget);
+static void machine_init(machine_t *m, lua_State *L, library_t *lib, const char *s, size_t len,
+                         const program_t *prog) {
+  m->L = L;
+  m->lib = lib;
+  m->subject = s;
+  m->end = s + len;
+  m->code = prog->code;
+  m->stack = prog->stack;
+  m->ncode = prog->ncode;
+  m->level = m->ntrail = 0;
 }
 
-#define SPEND(ms, n)                                        \
-  do {                                                      \
-    if (((ms)->steps -= (long)(n)) < 0) over_budget(ms);    \
-  } while (0)
-
-static void ms_init(mstate_t *ms, lua_State *L, const char *s, size_t ls, const prog_t *pr,
-                    long budget) {
-  ms->L = L;
-  ms->src = s;
-  ms->end = s + ls;
-  ms->items = pr->items;
-  ms->sets = (const set_t *)pr->sets;
-  ms->budget = budget;
-  ms->steps = budget;
-  ms->level = 0;
-  ms->depth = MAX_DEPTH;
+static inline int accepts(const insn_t *in, unsigned char c) {
+  if (in->cl == CL_CHAR) return c == in->a;
+  if (in->cl == CL_SET) return (int)SET_HAS(in->set, c);
+  return 1;
 }
 
-/* Before each attempt at a new subject position. */
-static void ms_reset(mstate_t *ms) {
-  ms->level = 0;
-  ms->depth = MAX_DEPTH;
-}
-
-static int single(const mstate_t *ms, const char *s, const item_t *it) {
-  if (s >= ms->end) return 0;
-  unsigned char c = (unsigned char)*s;
-  switch (it->cls) {
-  case C_ANY: return 1;
-  case C_CHAR: return c == it->c1;
-  case C_CLASS: return class_has(c, it->c1);
-  default: return IN_SET(ms->sets[it->set], c);
+/* How far a greedy repetition of in reaches from s. */
+static const char *reach(machine_t *m, const insn_t *in, const char *s) {
+  const char *e = m->end;
+  if (in->cl != CL_ANY) {
+    e = s;
+    while (e < m->end && accepts(in, (unsigned char)*e)) e++;
   }
+  spend(m->L, m->lib, e - s);
+  return e;
 }
 
-static const char *match(mstate_t *ms, const char *s, size_t i);
-
-/* Item i repeats as often as possible from s, then gives back one character at a time
- * until the rest of the pattern matches. */
-static const char *max_expand(mstate_t *ms, const char *s, size_t i) {
-  const item_t *it = &ms->items[i];
-  size_t n = 0;
-  if (it->cls == C_ANY) {
-    n = (size_t)(ms->end - s);
-    SPEND(ms, n);
-  } else {
-    while (single(ms, s + n, it)) {
-      SPEND(ms, 1);
-      n++;
-    }
-  }
-  for (;;) {
-    const char *r = match(ms, s + n, i + 1);
-    if (r) return r;
-    if (n == 0) return NULL;
-    n--;
-  }
+static void push_choice(machine_t *m, size_t *top, unsigned char kind, size_t resume,
+                        const char *pos, const char *floor) {
+  /* the program counter only moves forward along a path and each instruction pushes at
+   * most one choice point, so the stack never outgrows the program */
+  assert(*top < m->ncode);
+  choice_t *c = &m->stack[(*top)++];
+  c->pos = pos;
+  c->floor = floor;
+  c->resume = (uint32_t)resume;
+  c->kind = kind;
+  c->level = (unsigned char)m->level;
+  c->ntrail = (unsigned char)m->ntrail;
 }
 
-/* Item i repeats as few times as possible: try the rest first, then one more. */
-static const char *min_expand(mstate_t *ms, const char *s, size_t i) {
-  const item_t *it = &ms->items[i];
-  for (;;) {
-    const char *r = match(ms, s, i + 1);
-    if (r) return r;
-    SPEND(ms, 1);
-    if (!single(ms, s, it)) return NULL;
-    s++;
-  }
+static void open_capture(machine_t *m, const char *s, ptrdiff_t kind) {
+  if (m->level >= MAX_CAPTURES) luaL_error(m->L, "too many captures");
+  m->cap[m->level].at = s;
+  m->cap[m->level].len = kind;
+  m->level++;
 }
 
-static const char *balance(mstate_t *ms, const char *s, const item_t *it) {
-  if (s >= ms->end || (unsigned char)*s != it->c1) return NULL;
+static void close_capture(machine_t *m, const char *s) {
+  int l = m->level - 1;
+  while (l >= 0 && m->cap[l].len != OPEN_CAPTURE) l--;
+  if (l < 0) luaL_error(m->L, "invalid pattern capture");
+  m->cap[l].len = s - m->cap[l].at;
+  assert(m->ntrail < MAX_CAPTURES); /* each entry closes a different open capture */
+  m->trail[m->ntrail++] = (unsigned char)l;
+}
+
+/* Back to the capture state a choice point saw. */
+static void undo_captures(machine_t *m, int level, int ntrail) {
+  while (m->ntrail > ntrail) m->cap[m->trail[--m->ntrail]].len = OPEN_CAPTURE;
+  m->level = level;
+}
+
+static const char *balance(machine_t *m, const insn_t *in, const char *s) {
+  if (s >= m->end || (unsigned char)*s != in->a) return NULL;
   long open = 1;
-  while (++s < ms->end) {
-    SPEND(ms, 1);
-    unsigned char c = (unsigned char)*s;
-    if (c == it->c2) {
-      if (--open == 0) return s + 1;
-    } else if (c == it->c1) {
+  for (const char *q = s + 1; q < m->end; q++) {
+    unsigned char c = (unsigned char)*q;
+    if (c == in->b) {
+      if (--open == 0) {
+        spend(m->L, m->lib, q - s);
+        return q + 1;
+      }
+    } else if (c == in->a) {
       open++;
     }
   }
+  spend(m->L, m->lib, m->end - s);
   return NULL;
 }
 
-static const char *backref(mstate_t *ms, const char *s, int digit) {
-  int l = digit - '1';
-  if (l < 0 || l >= ms->level || ms->cap[l].len == CAP_UNFINISHED)
-    luaL_error(ms->L, "invalid capture index %%%d", l + 1);
-  ptrdiff_t len = ms->cap[l].len;
-  if (len == CAP_POSITION) return NULL; /* a position never matches text */
-  SPEND(ms, len / 64);
-  if (ms->end - s >= len && memcmp(ms->cap[l].init, s, (size_t)len) == 0) return s + len;
-  return NULL;
+static int at_frontier(const machine_t *m, const insn_t *in, const char *s) {
+  unsigned char before = s > m->subject ? (unsigned char)s[-1] : 0;
+  unsigned char here = s < m->end ? (unsigned char)*s : 0;
+  return !SET_HAS(in->set, before) && SET_HAS(in->set, here);
 }
 
-static const char *open_capture(mstate_t *ms, const char *s, size_t i, ptrdiff_t what) {
-  if (ms->level >= MAX_CAPTURES) luaL_error(ms->L, "too many captures");
-  ms->cap[ms->level].init = s;
-  ms->cap[ms->level].len = what;
-  ms->level++;
-  const char *r = match(ms, s, i);
-  if (!r) ms->level--;
-  return r;
+static const char *backref(machine_t *m, const insn_t *in, const char *s) {
+  int l = in->a - '1';
+  if (l < 0 || l >= m->level || m->cap[l].len == OPEN_CAPTURE)
+    luaL_error(m->L, "invalid capture index %%%d", l + 1);
+  ptrdiff_t len = m->cap[l].len;
+  if (len == POSITION_CAPTURE) return NULL; /* a position is no text */
+  spend(m->L, m->lib, len >> 6);
+  if (m->end - s < len || memcmp(s, m->cap[l].at, (size_t)len) != 0) return NULL;
+  return s + len;
 }
 
-static const char *close_capture(mstate_t *ms, const char *s, size_t i) {
-  int l = ms->level - 1;
-  while (l >= 0 && ms->cap[l].len != CAP_UNFINISHED) l--;
-  if (l < 0) luaL_error(ms->L, "invalid pattern capture");
-  ms->cap[l].len = s - ms->cap[l].init;
-  const char *r = match(ms, s, i);
-  if (!r) ms->cap[l].len = CAP_UNFINISHED;
-  return r;
-}
-
-/* Match items i.. against the subject from s: the end of the match, or NULL. */
-static const char *match(mstate_t *ms, const char *s, size_t i) {
-  if (ms->depth-- == 0) luaL_error(ms->L, "pattern too complex");
-  for (;;) {
-    SPEND(ms, 1);
-    const item_t *it = &ms->items[i];
-    switch (it->kind) {
-    case K_END:
-      goto done;
-    case K_EOS:
-      if (s != ms->end) s = NULL;
-      goto done;
-    case K_OPEN:
-      s = open_capture(ms, s, i + 1, CAP_UNFINISHED);
-      goto done;
-    case K_POSITION:
-      s = open_capture(ms, s, i + 1, CAP_POSITION);
-      goto done;
-    case K_CLOSE:
-      s = close_capture(ms, s, i + 1);
-      goto done;
-    case K_BALANCE:
-      s = balance(ms, s, it);
-      if (!s) goto done;
-      i++;
-      continue;
-    case K_FRONTIER: {
-      unsigned prev = s == ms->src ? 0u : (unsigned char)s[-1];
-      unsigned cur = s < ms->end ? (unsigned char)*s : 0u;
-      const unsigned char *set = ms->sets[it->set];
-      if (!IN_SET(set, prev) && IN_SET(set, cur)) {
-        i++;
-        continue;
+/* Resume the newest choice point: sets *pc and *s and returns 1, or 0 when none is left. */
+static int backtrack(machine_t *m, size_t *top, size_t *pc, const char **s) {
+  while (*top > 0) {
+    choice_t *c = &m->stack[*top - 1];
+    undo_captures(m, c->level, c->ntrail);
+    *pc = c->resume;
+    switch (c->kind) {
+    case RETRY_OPTION: /* without the optional character */
+      *s = c->pos;
+      --*top;
+      return 1;
+    case RETRY_GREEDY: /* one character shorter */
+      *s = --c->pos;
+      if (c->pos == c->floor) --*top;
+      return 1;
+    default: /* RETRY_LAZY: one character longer, if the class takes it */
+      spend(m->L, m->lib, 1);
+      if (c->pos < m->end && accepts(&m->code[c->resume - 1], (unsigned char)*c->pos)) {
+        *s = ++c->pos;
+        return 1;
       }
-      s = NULL;
-      goto done;
-    }
-    case K_BACKREF:
-      s = backref(ms, s, it->c1);
-      if (!s) goto done;
-      i++;
-      continue;
-    case K_ERROR:
-      luaL_error(ms->L, "%s", error_text[it->set]);
-      s = NULL;
-      goto done;
-    default: { /* K_SINGLE */
-      int hit = single(ms, s, it);
-      switch (it->quant) {
-      case '?':
-        if (hit) {
-          const char *r = match(ms, s + 1, i + 1);
-          if (r) {
-            s = r;
-            goto done;
-          }
-        }
-        i++;
-        continue;
-      case '*':
-        if (!hit) {
-          i++;
-          continue;
-        }
-        s = max_expand(ms, s, i);
-        goto done;
-      case '+':
-        s = hit ? max_expand(ms, s + 1, i) : NULL;
-        goto done;
-      case '-':
-        if (!hit) {
-          i++;
-          continue;
-        }
-        s = min_expand(ms, s, i);
-        goto done;
-      default:
-        if (!hit) {
-          s = NULL;
-          goto done;
-        }
-        s++;
-        i++;
-        continue;
-      }
-    }
+      --*top;
     }
   }
-done:
-  ms->depth++;
-  return s;
+  return 0;
+}
+
+/* Run the program from s: the end of the match, or NULL. */
+static const char *run(machine_t *m, const char *s) {
+  size_t pc = 0, top = 0;
+  m->level = m->ntrail = 0;
+  for (;;) {
+    const insn_t *in = &m->code[pc];
+    spend(m->L, m->lib, 1);
+    switch (in->op) {
+    case OP_END:
+      return s;
+    case OP_EOS:
+      if (s == m->end) return s;
+      break;
+    case OP_ONE:
+      if (s < m->end && accepts(in, (unsigned char)*s)) {
+        s++;
+        pc++;
+        continue;
+      }
+      break;
+    case OP_OPT:
+      if (s < m->end && accepts(in, (unsigned char)*s)) {
+        push_choice(m, &top, RETRY_OPTION, pc + 1, s, NULL);
+        s++;
+      }
+      pc++;
+      continue;
+    case OP_PLUS:
+    case OP_STAR: {
+      if (in->op == OP_PLUS) { /* one compulsory character, then as for '*' */
+        if (s >= m->end || !accepts(in, (unsigned char)*s)) break;
+        s++;
+      }
+      const char *e = reach(m, in, s);
+      if (e > s) push_choice(m, &top, RETRY_GREEDY, pc + 1, e, s);
+      s = e;
+      pc++;
+      continue;
+    }
+    case OP_LAZY:
+      push_choice(m, &top, RETRY_LAZY, pc + 1, s, NULL);
+      pc++;
+      continue;
+    case OP_OPEN:
+    case OP_POSITION:
+      open_capture(m, s, in->op == OP_POSITION ? POSITION_CAPTURE : OPEN_CAPTURE);
+      pc++;
+      continue;
+    case OP_CLOSE:
+      close_capture(m, s);
+      pc++;
+      continue;
+    case OP_BALANCE:
+      if (!(s = balance(m, in, s))) break;
+      pc++;
+      continue;
+    case OP_FRONTIER:
+      if (!at_frontier(m, in, s)) break;
+      pc++;
+      continue;
+    case OP_BACKREF:
+      if (!(s = backref(m, in, s))) break;
+      pc++;
+      continue;
+    default:
+      assert(in->op == OP_ERROR);
+      luaL_error(m->L, "%s", MALFORMED[in->a]);
+      return NULL;
+    }
+    if (!backtrack(m, &top, &pc, &s)) return NULL;
+  }
+}
+
+/* ---------------------------------------------------------------- searching */
+
+typedef struct {
+  size_t start, stop; /* offsets of a match */
+} hit_t;
+
+/* The first offset >= from where the program can start a match, or len + 1 when none
+ * can. Only a program whose first instruction must consume a character or a set member
+ * rules positions out; the others may start anywhere. */
+static size_t next_start(machine_t *m, size_t from) {
+  const insn_t *first = &m->code[0];
+  size_t len = (size_t)(m->end - m->subject);
+  if ((first->op != OP_ONE && first->op != OP_PLUS) || first->cl == CL_ANY || from >= len)
+    return from;
+  const char *s = m->subject + from, *q;
+  if (first->cl == CL_CHAR) {
+    q = memchr(s, first->a, len - from);
+    if (!q) q = m->end;
+  } else {
+    for (q = s; q < m->end && !SET_HAS(first->set, *q); q++) {
+    }
+  }
+  spend(m->L, m->lib, (q - s) >> 6);
+  return q == m->end ? len + 1 : (size_t)(q - m->subject);
+}
+
+/* The first match starting at from or later (only at from when anchored) that does not
+ * end at offset reject. */
+static int search(machine_t *m, size_t from, int anchored, size_t reject, hit_t *hit) {
+  size_t len = (size_t)(m->end - m->subject);
+  for (size_t at = from; at <= len; at++) {
+    if (!anchored && (at = next_start(m, at)) > len) break;
+    const char *e = run(m, m->subject + at);
+    if (e && (size_t)(e - m->subject) != reject) {
+      hit->start = at;
+      hit->stop = (size_t)(e - m->subject);
+      return 1;
+    }
+    if (anchored) break;
+  }
+  return 0;
 }
 
 /* ---------------------------------------------------------------- captures */
 
-/* Capture i of a match s..e: its text in *cap and its length, or CAP_POSITION with the
- * position's pointer in *cap. With no captures, "capture 0" is the whole match. */
-static ptrdiff_t capture_get(mstate_t *ms, int i, const char *s, const char *e, const char **cap) {
-  if (i >= ms->level) {
-    if (i != 0) luaL_error(ms->L, "invalid capture index %%%d", i + 1);
-    *cap = s;
-    return e - s;
-  }
-  ptrdiff_t len = ms->cap[i].len;
-  *cap = ms->cap[i].init;
-  if (len == CAP_UNFINISHED) luaL_error(ms->L, "unfinished capture");
-  return len;
+static capture_t whole_match(const machine_t *m, hit_t hit) {
+  capture_t c = {m->subject + hit.start, (ptrdiff_t)(hit.stop - hit.start)};
+  return c;
 }
 
-static void push_capture(mstate_t *ms, int i, const char *s, const char *e) {
-  const char *cap;
-  ptrdiff_t len = capture_get(ms, i, s, e, &cap);
-  if (len == CAP_POSITION)
-    lua_pushinteger(ms->L, (lua_Integer)(cap - ms->src) + 1);
+/* Capture i (0-based) of the last match; with no captures, capture 0 is the whole one. */
+static capture_t capture_of(const machine_t *m, int i, capture_t whole) {
+  if (m->level == 0 && i == 0) return whole;
+  if (i >= m->level) luaL_error(m->L, "invalid capture index %%%d", i + 1);
+  if (m->cap[i].len == OPEN_CAPTURE) luaL_error(m->L, "unfinished capture");
+  return m->cap[i];
+}
+
+static void push_capture(const machine_t *m, capture_t c) {
+  if (c.len == POSITION_CAPTURE)
+    lua_pushinteger(m->L, (lua_Integer)(c.at - m->subject) + 1);
   else
-    lua_pushlstring(ms->L, cap, (size_t)len);
+    lua_pushlstring(m->L, c.at, (size_t)c.len);
 }
 
-/* Push every capture (the whole match s..e when there are none and s is given). */
-static int push_captures(mstate_t *ms, const char *s, const char *e) {
-  int n = (ms->level == 0 && s) ? 1 : ms->level;
-  luaL_checkstack(ms->L, n, "too many captures");
-  for (int i = 0; i < n; i++) push_capture(ms, i, s, e);
+/* Push the captures of the last match, or the whole match when there are none and
+ * with_whole is set; returns how many were pushed. */
+static int push_captures(const machine_t *m, capture_t whole, int with_whole) {
+  int n = m->level > 0 ? m->level : with_whole;
+  luaL_checkstack(m->L, n, "too many captures");
+  for (int i = 0; i < n; i++) push_capture(m, capture_of(m, i, whole));
   return n;
 }
 
-/* ---------------------------------------------------------------- the library functions */
+/* ---------------------------------------------------------------- find and match */
 
-static long budget_of(lua_State *L) {
-  lua_Integer b = lua_tointeger(L, lua_upvalueindex(1));
-  return b > 0 ? (long)b : LUA_PATTERN_DEFAULT_STEPS;
+static library_t *library_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+/* The 0-based offset for a 1-based init, negative counting from the end; past the end
+ * gives an offset > len. */
+static size_t start_offset(lua_Integer init, size_t len) {
+  if (init > 0) return (size_t)(init - 1);
+  if (init < 0 && init >= -(lua_Integer)len) return len - (size_t)(-init);
+  return 0;
 }
 
-/* The 0-based start for a 1-based, possibly negative init (may be past the end). */
-static size_t start_of(lua_Integer pos, size_t len) {
-  if (pos > 0) return (size_t)pos - 1;
-  if (pos == 0 || pos < -(lua_Integer)len) return 0;
-  return len + (size_t)pos;
-}
-
-static int no_specials(const char *p, size_t lp) {
-  for (size_t i = 0; i < lp; i++)
-    if (p[i] && strchr("^$*+?.([%-", p[i])) return 0;
-  return 1;
-}
-
-/* The first occurrence of n (nl > 0) in h, spending steps as described at the top. */
-static const char *plain_find(mstate_t *ms, const char *h, size_t hl, const char *n, size_t nl) {
-  if (nl > hl) return NULL;
-  const char *cand = h, *last = h + (hl - nl); /* the last possible start */
-  while (cand <= last) {
-    cand = memchr(cand, (unsigned char)n[0], (size_t)(last - cand) + 1);
-    if (!cand) return NULL;
-    SPEND(ms, 1);
-    size_t k = 1;
-    while (k < nl) {
-      size_t chunk = nl - k < 64 ? nl - k : 64;
-      if (memcmp(cand + k, n + k, chunk) != 0) break;
-      k += chunk;
-      if (k < nl) SPEND(ms, 1);
+static int has_specials(const char *p, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    switch (p[i]) {
+    case '^': case '$': case '*': case '+': case '?': case '.': case '(': case '[': case '%': case '-':
+      return 1;
     }
-    if (k >= nl) return cand;
-    cand++;
+  }
+  return 0;
+}
+
+/* The first occurrence of needle (nlen > 0) in hay, budgeted as described at the top. */
+static const char *plain_search(lua_State *L, library_t *lib, const char *hay, size_t hlen,
+                                const char *needle, size_t nlen) {
+  if (nlen > hlen) return NULL;
+  const char *from = hay, *last = hay + (hlen - nlen); /* the last possible start */
+  while (from <= last) {
+    const char *cand = memchr(from, (unsigned char)needle[0], (size_t)(last - from) + 1);
+    if (!cand) {
+      spend(L, lib, (last - from) >> 10);
+      return NULL;
+    }
+    spend(L, lib, 1 + ((cand - from) >> 10));
+    size_t same = 1;
+    while (same < nlen) {
+      size_t chunk = nlen - same < 64 ? nlen - same : 64;
+      if (memcmp(cand + same, needle + same, chunk) != 0) break;
+      same += chunk;
+      if (same < nlen) spend(L, lib, 1);
+    }
+    if (same == nlen) return cand;
+    from = cand + 1;
   }
   return NULL;
 }
 
-static int find_aux(lua_State *L, int find) {
-  size_t ls, lp;
-  const char *s = luaL_checklstring(L, 1, &ls);
-  const char *p = luaL_checklstring(L, 2, &lp);
-  size_t init = start_of(luaL_optinteger(L, 3, 1), ls);
-  if (init > ls) {
+static int push_plain_find(lua_State *L, const char *s, size_t len, size_t from, const char *p,
+                           size_t plen) {
+  const char *hit = plen == 0 ? s + from : plain_search(L, library_of(L), s + from, len - from, p, plen);
+  if (!hit) {
     lua_pushnil(L);
     return 1;
   }
-  if (find && (lua_toboolean(L, 4) || no_specials(p, lp))) {
-    mstate_t ms;
-    prog_t none = {NULL, NULL, 0, 0};
-    ms_init(&ms, L, s, ls, &none, budget_of(L));
-    const char *hit = lp == 0 ? s + init : plain_find(&ms, s + init, ls - init, p, lp);
-    if (hit) {
-      lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
-      lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)lp);
-      return 2;
-    }
-  } else {
-    int anchor = lp > 0 && p[0] == '^';
-    if (anchor) {
-      p++;
-      lp--;
-    }
-    small_prog_t small;
-    prog_t pr;
-    prog_build(L, p, lp, &pr, &small);
-    mstate_t ms;
-    ms_init(&ms, L, s, ls, &pr, budget_of(L));
-    const char *s1 = s + init;
-    do {
-      ms_reset(&ms);
-      const char *e = match(&ms, s1, 0);
-      if (e) {
-        if (find) {
-          lua_pushinteger(L, (lua_Integer)(s1 - s) + 1);
-          lua_pushinteger(L, (lua_Integer)(e - s));
-          return push_captures(&ms, NULL, NULL) + 2;
-        }
-        return push_captures(&ms, s1, e);
-      }
-    } while (s1++ < ms.end && !anchor);
-  }
-  lua_pushnil(L);
-  return 1;
+  lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
+  lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)plen);
+  return 2;
 }
 
-static int pat_find(lua_State *L) { return find_aux(L, 1); }
-static int pat_match(lua_State *L) { return find_aux(L, 0); }
-
-/* gmatch: the iterator's state, followed in the same userdata by the compiled pattern. */
-typedef struct {
-  size_t pos;         /* where the next search starts (may be len + 1: done) */
-  ptrdiff_t last;     /* end of the last match, -1 before the first */
-  long budget;
-  prog_t pr;
-} gmatch_t;
-
-static int gmatch_step(lua_State *L) {
-  size_t ls;
-  const char *s = lua_tolstring(L, lua_upvalueindex(1), &ls);
-  gmatch_t *g = lua_touserdata(L, lua_upvalueindex(3));
-  mstate_t ms;
-  ms_init(&ms, L, s, ls, &g->pr, g->budget);
-  for (size_t pos = g->pos; pos <= ls; pos++) {
-    ms_reset(&ms);
-    const char *e = match(&ms, s + pos, 0);
-    if (e && e - s != g->last) {
-      g->pos = (size_t)(e - s);
-      g->last = e - s;
-      return push_captures(&ms, s + pos, e);
-    }
+static int find_or_match(lua_State *L, int find) {
+  size_t len, plen;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const char *p = luaL_checklstring(L, 2, &plen);
+  size_t from = start_offset(luaL_optinteger(L, 3, 1), len);
+  if (from > len) {
+    lua_pushnil(L);
+    return 1;
   }
-  g->pos = ls + 1;
-  return 0;
+  if (find && (lua_toboolean(L, 4) || !has_specials(p, plen)))
+    return push_plain_find(L, s, len, from, p, plen);
+  int anchored = plen > 0 && p[0] == '^';
+  small_program_t small;
+  program_t prog;
+  library_t *lib = library_of(L);
+  program_build(L, lib, p + anchored, plen - (size_t)anchored, &small, &prog);
+  machine_t m;
+  machine_init(&m, L, lib, s, len, &prog);
+  hit_t hit;
+  if (!search(&m, from, anchored, NO_REJECT, &hit)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (!find) return push_captures(&m, whole_match(&m, hit), 1);
+  lua_pushinteger(L, (lua_Integer)hit.start + 1);
+  lua_pushinteger(L, (lua_Integer)hit.stop);
+  return 2 + push_captures(&m, whole_match(&m, hit), 0);
+}
+
+static int pat_find(lua_State *L) { return find_or_match(L, 1); }
+static int pat_match(lua_State *L) { return find_or_match(L, 0); }
+
+/* ---------------------------------------------------------------- gmatch */
+
+/* The iterator's state; its program follows it in the same userdata. */
+typedef struct {
+  size_t next;   /* where the next search starts; > len when finished */
+  size_t reject; /* the end of the last match (NO_REJECT before the first) */
+  program_t prog;
+} iterator_t;
+
+/* Upvalues: the subject, the iterator_t, the library. */
+static int gmatch_next(lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, lua_upvalueindex(1), &len);
+  iterator_t *it = lua_touserdata(L, lua_upvalueindex(2));
+  machine_t m;
+  machine_init(&m, L, lua_touserdata(L, lua_upvalueindex(3)), s, len, &it->prog);
+  hit_t hit;
+  if (it->next > len || !search(&m, it->next, 0, it->reject, &hit)) {
+    it->next = len + 1;
+    return 0;
+  }
+  it->next = it->reject = hit.stop;
+  return push_captures(&m, whole_match(&m, hit), 1);
 }
 
 static int pat_gmatch(lua_State *L) {
-  size_t ls, lp;
-  luaL_checklstring(L, 1, &ls);
-  const char *p = luaL_checklstring(L, 2, &lp);
-  size_t init = start_of(luaL_optinteger(L, 3, 1), ls);
-  long budget = budget_of(L);
-  lua_settop(L, 2); /* the subject and pattern stay alive as upvalues */
-  prog_t count = {NULL, NULL, 0, 0};
-  compile(p, lp, &count);
-  size_t isz = count.nitems * sizeof(item_t);
-  gmatch_t *g = lua_newuserdatauv(L, sizeof *g + isz + count.nsets * sizeof(set_t), 0);
-  g->pos = init > ls ? ls + 1 : init;
-  g->last = -1;
-  g->budget = budget;
-  g->pr.items = (item_t *)(void *)(g + 1);
-  g->pr.sets = (set_t *)(void *)((char *)(g + 1) + isz);
-  compile(p, lp, &g->pr);
-  lua_pushcclosure(L, gmatch_step, 3);
+  size_t len, plen;
+  luaL_checklstring(L, 1, &len);
+  const char *p = luaL_checklstring(L, 2, &plen);
+  size_t from = start_offset(luaL_optinteger(L, 3, 1), len);
+  library_t *lib = library_of(L);
+  lua_settop(L, 2); /* the pattern stays on the stack while it is compiled */
+  program_t sized = {NULL, NULL, NULL, 0, 0};
+  compile(lib, p, plen, &sized); /* '^' is an ordinary character here (manual §6.4) */
+  iterator_t *it = lua_newuserdatauv(L, sizeof *it + program_bytes(&sized), 0);
+  it->next = from;
+  it->reject = NO_REJECT;
+  program_place(&it->prog, &sized, it + 1);
+  compile(lib, p, plen, &it->prog);
+  lua_remove(L, 2); /* the program needs no pattern text; the subject stays as an upvalue */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, gmatch_next, 3);
   return 1;
 }
 
-/* gsub: append the replacement string (argument 3) for the match s..e. */
-static void add_replacement_string(mstate_t *ms, luaL_Buffer *b, const char *s, const char *e) {
-  lua_State *L = ms->L;
-  size_t l;
-  const char *r = lua_tolstring(L, 3, &l);
-  const char *rend = r + l;
-  while (r < rend) {
-    const char *esc = memchr(r, '%', (size_t)(rend - r));
-    if (!esc) {
-      luaL_addlstring(b, r, (size_t)(rend - r));
-      break;
-    }
-    luaL_addlstring(b, r, (size_t)(esc - r));
-    unsigned char d = esc + 1 < rend ? (unsigned char)esc[1] : 0;
-    if (d == '%') {
-      luaL_addchar(b, '%');
-    } else if (d == '0') {
-      luaL_addlstring(b, s, (size_t)(e - s));
-    } else if (isdigit(d)) {
-      const char *cap;
-      ptrdiff_t len = capture_get(ms, d - '1', s, e, &cap);
-      if (len == CAP_POSITION) {
-        lua_pushinteger(L, (lua_Integer)(cap - ms->src) + 1);
-        luaL_addvalue(b);
-      } else {
-        luaL_addlstring(b, cap, (size_t)len);
-      }
-    } else {
-      luaL_error(L, "invalid use of '%c' in replacement string", '%');
-    }
-    r = esc + 2;
+/* ---------------------------------------------------------------- gsub */
+
+static void add_capture(const machine_t *m, luaL_Buffer *b, capture_t c) {
+  if (c.len == POSITION_CAPTURE) {
+    lua_pushinteger(m->L, (lua_Integer)(c.at - m->subject) + 1);
+    luaL_addvalue(b);
+  } else {
+    luaL_addlstring(b, c.at, (size_t)c.len);
   }
 }
 
-/* gsub: append the replacement for the match s..e; 1 if it changed the text. */
-static int add_replacement(mstate_t *ms, luaL_Buffer *b, const char *s, const char *e, int tr) {
-  lua_State *L = ms->L;
-  if (tr == LUA_TFUNCTION) {
-    lua_pushvalue(L, 3);
-    int n = push_captures(ms, s, e);
-    lua_call(L, n, 1);
-  } else if (tr == LUA_TTABLE) {
-    push_capture(ms, 0, s, e);
-    lua_gettable(L, 3);
-  } else {
-    add_replacement_string(ms, b, s, e);
+/* Append the replacement string (argument 3) with its %0 .. %9 and %% expanded. */
+static void add_expansion(const machine_t *m, luaL_Buffer *b, capture_t whole) {
+  size_t rlen;
+  const char *r = lua_tolstring(m->L, 3, &rlen), *rend = r + rlen;
+  for (;;) {
+    const char *pct = memchr(r, '%', (size_t)(rend - r));
+    if (!pct) {
+      luaL_addlstring(b, r, (size_t)(rend - r));
+      return;
+    }
+    luaL_addlstring(b, r, (size_t)(pct - r));
+    int d = pct + 1 < rend ? (unsigned char)pct[1] : -1;
+    if (d == '%')
+      luaL_addchar(b, '%');
+    else if (d == '0')
+      add_capture(m, b, whole);
+    else if (d >= '1' && d <= '9')
+      add_capture(m, b, capture_of(m, d - '1', whole));
+    else
+      luaL_error(m->L, "invalid use of '%c' in replacement string", '%');
+    r = pct + 2;
+  }
+}
+
+/* Append the replacement for the last match; 0 when the original text was kept (a
+ * function or table gave false or nil). */
+static int add_replacement(const machine_t *m, luaL_Buffer *b, int kind, capture_t whole) {
+  lua_State *L = m->L;
+  if (kind == LUA_TSTRING || kind == LUA_TNUMBER) {
+    add_expansion(m, b, whole);
     return 1;
   }
-  if (!lua_toboolean(L, -1)) { /* nil or false: keep the original text */
+  if (kind == LUA_TFUNCTION) {
+    lua_pushvalue(L, 3);
+    lua_call(L, push_captures(m, whole, 1), 1);
+  } else {
+    push_capture(m, capture_of(m, 0, whole));
+    lua_gettable(L, 3);
+  }
+  if (!lua_toboolean(L, -1)) {
     lua_pop(L, 1);
-    luaL_addlstring(b, s, (size_t)(e - s));
+    luaL_addlstring(b, whole.at, (size_t)whole.len);
     return 0;
   }
   if (!lua_isstring(L, -1))
@@ -740,49 +900,39 @@ static int add_replacement(mstate_t *ms, luaL_Buffer *b, const char *s, const ch
 }
 
 static int pat_gsub(lua_State *L) {
-  size_t ls, lp;
-  const char *src = luaL_checklstring(L, 1, &ls);
-  const char *p = luaL_checklstring(L, 2, &lp);
-  int tr = lua_type(L, 3);
-  lua_Integer max_n = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
-  luaL_argexpected(L, tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION ||
-                          tr == LUA_TTABLE,
+  size_t len, plen;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const char *p = luaL_checklstring(L, 2, &plen);
+  int kind = lua_type(L, 3);
+  lua_Integer max_n = luaL_optinteger(L, 4, (lua_Integer)len + 1);
+  luaL_argexpected(L, kind == LUA_TNUMBER || kind == LUA_TSTRING || kind == LUA_TFUNCTION ||
+                          kind == LUA_TTABLE,
                    3, "string/function/table");
-  if (tr == LUA_TNUMBER) lua_tolstring(L, 3, NULL); /* now a string, before the buffer */
-  int anchor = lp > 0 && p[0] == '^';
-  if (anchor) {
-    p++;
-    lp--;
-  }
-  small_prog_t small;
-  prog_t pr;
-  prog_build(L, p, lp, &pr, &small);
-  mstate_t ms;
-  ms_init(&ms, L, src, ls, &pr, budget_of(L));
+  int anchored = plen > 0 && p[0] == '^';
+  small_program_t small;
+  program_t prog;
+  library_t *lib = library_of(L);
+  program_build(L, lib, p + anchored, plen - (size_t)anchored, &small, &prog);
+  machine_t m;
+  machine_init(&m, L, lib, s, len, &prog);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  const char *s = src, *last = NULL;
+  size_t done = 0, reject = NO_REJECT; /* copied up to done; the last match ended at reject */
   lua_Integer n = 0;
   int changed = 0;
-  while (n < max_n) {
-    ms_reset(&ms);
-    const char *e = match(&ms, s, 0);
-    if (e && e != last) {
-      n++;
-      changed |= add_replacement(&ms, &b, s, e, tr);
-      s = last = e;
-    } else if (s < ms.end) {
-      luaL_addchar(&b, *s++);
-    } else {
-      break;
-    }
-    if (anchor) break;
+  hit_t hit;
+  while (n < max_n && search(&m, done, anchored, reject, &hit)) {
+    luaL_addlstring(&b, s + done, hit.start - done);
+    changed |= add_replacement(&m, &b, kind, whole_match(&m, hit));
+    n++;
+    done = reject = hit.stop;
+    if (anchored) break;
   }
-  if (!changed) {
-    lua_pushvalue(L, 1);
-  } else {
-    luaL_addlstring(&b, s, (size_t)(ms.end - s));
+  if (changed) {
+    luaL_addlstring(&b, s + done, len - done);
     luaL_pushresult(&b);
+  } else {
+    lua_pushvalue(L, 1);
   }
   lua_pushinteger(L, n);
   return 2;
@@ -790,21 +940,18 @@ static int pat_gsub(lua_State *L) {
 
 /* ---------------------------------------------------------------- installing */
 
-void lua_pattern_install_budget(lua_State *L, int string_table_index, long max_steps) {
-  static const luaL_Reg fns[] = {{"find", pat_find},
-                                 {"match", pat_match},
-                                 {"gmatch", pat_gmatch},
-                                 {"gsub", pat_gsub},
-                                 {NULL, NULL}};
+void lua_pattern_install(lua_State *L, int string_table_index, lua_pattern_charge_fn charge) {
+  static const luaL_Reg fns[] = {
+      {"find", pat_find}, {"match", pat_match}, {"gmatch", pat_gmatch}, {"gsub", pat_gsub}, {NULL, NULL}};
   int t = lua_absindex(L, string_table_index);
-  if (max_steps <= 0) max_steps = LUA_PATTERN_DEFAULT_STEPS;
+  library_t *lib = lua_newuserdatauv(L, sizeof *lib, 0);
+  lib->charge = charge;
+  lib->prepaid = 0;
+  library_fill_classes(lib);
   for (const luaL_Reg *f = fns; f->name; f++) {
-    lua_pushinteger(L, (lua_Integer)max_steps);
+    lua_pushvalue(L, -1);
     lua_pushcclosure(L, f->func, 1);
     lua_setfield(L, t, f->name);
   }
-}
-
-void lua_pattern_install(lua_State *L, int string_table_index) {
-  lua_pattern_install_budget(L, string_table_index, LUA_PATTERN_DEFAULT_STEPS);
+  lua_pop(L, 1);
 }

@@ -248,8 +248,15 @@ HANG_PROBES = {
     # Regression (engine/lua_pattern.c): the count hook never runs inside a C
     # function, and the time budget is only checked by the hook, so one backtracking
     # string.find/match/gmatch/gsub call runs unbounded (string patterns are exponential).
+    # The matcher's steps are charged to the handler's instruction budget.
     "pattern_backtracking": (
         "local s = string.rep('a', 40)\n  s:find(string.rep('a*', 40) .. 'b')"),
+    # The same from inside pcall: the budget stays tripped, so the handler still fails
+    # (its points are rolled back) instead of carrying on after the caught error.
+    "pattern_backtracking_pcall": (
+        "local s = string.rep('a', 40)\n"
+        "  for i = 1, 3 do pcall(string.gsub, s, string.rep('a*', 40) .. 'b', '') end\n"
+        "  m:add_points(7, 'after the pattern')"),
     # Same cause: a plain string.find (no pattern) is one C call too, and Lua's own naive
     # search is O(len(s) * len(needle)): 24 MiB searched for a 64 KiB needle took minutes
     # with no budget check (the test passes if it finishes, stopped or not).
@@ -296,11 +303,26 @@ def test_gc_finalizer_cannot_run_unbounded():
     eq(w.member("m-ok")["points"], 1, "the next event went in")
 
 
+# A loaded machine under ASan may reach the 2 s deadline before 10 million steps.
+PATTERN_BUDGET_ERRORS = ("handler stopped: ran over its CPU budget of 10000000 instructions",
+                         "handler stopped: ran over its time budget of 2000 ms")
+
+
 def test_pattern_backtracking_cannot_escape_budget():
     w, r = hang_probe("pattern_backtracking")
     eq(r.summary["failed"], 1, "the probe failed")
     err = w.member("m-probe")["failed"][0]["error"]
-    assert "budget" in err, "stored error: %r" % err
+    assert any(e in err for e in PATTERN_BUDGET_ERRORS), "stored error: %r" % err
+    eq(w.member("m-probe")["points"], 0, "the probe's points rolled back")
+    eq(w.member("m-ok")["points"], 1, "the next event went in")
+
+
+def test_pattern_backtracking_budget_cannot_be_caught_by_pcall():
+    w, r = hang_probe("pattern_backtracking_pcall")
+    eq(r.summary["failed"], 1, "the probe failed")
+    err = w.member("m-probe")["failed"][0]["error"]
+    assert any(e in err for e in PATTERN_BUDGET_ERRORS), "stored error: %r" % err
+    eq(w.member("m-probe")["points"], 0, "the probe's points rolled back")
     eq(w.member("m-ok")["points"], 1, "the next event went in")
 
 

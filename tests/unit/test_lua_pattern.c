@@ -1,12 +1,16 @@
 /* test_lua_pattern: unit tests for engine/lua_pattern.c — differential testing against
  * the real Lua 5.4 string.find, string.match, string.gmatch and string.gsub on a fixed
  * table of subjects x patterns x init/plain/replacement arguments covering every pattern
- * feature and error, targeted cases (argument errors, capture and depth limits, embedded
- * zeros, frontier and balance edges, gsub replacement kinds) and seeded random patterns
- * and subjects; results and error messages must be identical. Then the budget: the
- * catastrophic backtracking example stops quickly with the budget error, a configured
- * budget is honoured, normal work on a 1 MB subject fits in the default budget, and the
- * sandbox built by lua_host.c uses these functions. */
+ * feature and error, targeted cases (argument errors, capture limits, capture undo on
+ * backtracking, embedded zeros, frontier and balance edges, gsub replacement kinds,
+ * gmatch inits and empty matches) and seeded random patterns and subjects; results and
+ * error messages must be identical, except that patterns nested too deep for the real
+ * library's recursion must give the result it would give with a deeper stack. Then the
+ * budget: catastrophic patterns stop when the charge function raises, steps are charged
+ * in blocks across calls, normal work on a 1 MB subject fits in a handler's budget; and
+ * in the sandbox built by lua_host.c, a catastrophic pattern fails the call with the
+ * standard CPU (or time) budget error that pcall cannot swallow, and luahost_charge
+ * counts only inside a budgeted call. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -63,6 +67,19 @@ static const char HARNESS[] =
     "local function args(...)\n"
     "  local r = pack(...)\n"
     "  return showall(r)\n"
+    "end\n"
+    "\n"
+    "-- Where the real library gives up with \"pattern too complex\" (its recursion stops at 200\n"
+    "-- nested calls) ours has no such limit and must give `want`, the result a deeper stack\n"
+    "-- would give (a table.pack of the values).\n"
+    "H.deeper = 0\n"
+    "function H.deep(what, want, ...)\n"
+    "  local a, b = call(real[what], ...), call(mine[what], ...)\n"
+    "  if a:find('pattern too complex', 1, true) then\n"
+    "    H.deeper = H.deeper + 1\n"
+    "    a = showall(want)\n"
+    "  end\n"
+    "  compare(what .. args(...), a, b)\n"
     "end\n"
     "\n"
     "function H.find(...)\n"
@@ -152,7 +169,7 @@ static const char HARNESS[] =
     "  '  trim me  ', 'x(a(b)c)y', 'f(a, (b), c) (d', '[[x]] [y]', 'key = val; k2=v2',\n"
     "  '123abc456', '3.14 and 42', 'a.b.c', 'a+b-c*d?', 'a\\0b\\0c', '\\0', 'a]b[c^d$e%f',\n"
     "  'THE (quick) Fox_1', 'one two  three', '\\n\\t x \\r\\v', 'caf\\195\\169 \\200\\255', '%%',\n"
-    "  '$^', '\"\"x\"\"', 'aXbXc',\n"
+    "  '$^', '\"\"x\"\"', 'aXbXc', 'aaa bbb aaa', '(()())', 'x=1,y=22;z=333',\n"
     "}\n"
     "\n"
     "H.patterns = {\n"
@@ -180,16 +197,18 @@ static const char HARNESS[] =
     "  '(()', '(a)(', '((a)', '(a))', '(a*(.)%w(%s*))', '()$', '(%s*)$', '(a)?', '(a)*',\n"
     "  -- back-references\n"
     "  '(a)%1', '(%a+) %1', '(.)%1', '()%1', '(a)%2', '%1', '%0', '(a%1)', '(.)(.)%2%1',\n"
-    "  '(%w+).-%1', '(a*)%1', '%9', '(a)%1*', '(.).-%1', '()(a)%2',\n"
+    "  '(%w+).-%1', '(a*)%1', '%9', '(a)%1*', '(.).-%1', '()(a)%2', '%3', '(a)(b)(c)%3',\n"
+    "  '(.)%1%1', '(%a)(%a)%2%1', '(a*)(a)', '(a-)(a+)', '(.-)(%w)%2', '((a)(b))%2',\n"
     "  -- balance\n"
     "  '%b()', '%b[]', '%b\"\"', '%bxx', '%b((', '%b)(', '%b(', '%b', '%b(x', '(%b())', 'f%b()',\n"
-    "  '%b()*', '%b\\0\\0', '%bab', '%b[]%b[]',\n"
+    "  '%b()*', '%b\\0\\0', '%bab', '%b[]%b[]', '%b()%b()', '(%b())(%b())', '%b((%b))',\n"
     "  -- frontier\n"
     "  '%f[%w]%w+', '%f[%W]', '%f[%a]', '%f[%z]', '%f[^%z]', '%f[%s]', '%f[a]', '%f[^a]', '%f',\n"
     "  '%fa', '%f[a', '%f[%w]', '%f[]]', '%f[%d]%d+%f[%D]', '%f[%l]', '%f[\\0]', '%f[^\\0]',\n"
-    "  '%f[%w]*', '%f[',\n"
+    "  '%f[%w]*', '%f[', '%f[%w](%w+)', '%f[%w]%f[%a]', '()%f[%s]()',\n"
     "  -- malformed\n"
-    "  '%', 'a%', 'abc%', '%%%', 'a[', '%g[', 'x[', '(%', 'a(%b',\n"
+    "  '%', 'a%', 'abc%', '%%%', 'a[', '%g[', 'x[', '(%', 'a(%b', '(a)b%', 'a%f', 'b[^',\n"
+    "  '((((((((((a))))))))))', '()()()', '((()))', '^(.-)$', 'a-$', '.-$', '(.-)%s*=%s*(.-)$',\n"
     "}\n"
     "\n"
     "H.inits = {NONE, 1, 2, 0, -1, -3, 4, 100, -100}\n"
@@ -256,12 +275,17 @@ static const char HARNESS[] =
     "      H.find(subject, needle .. 'c', 1, true)\n"
     "    end\n"
     "  end\n"
-    "  -- capture limits and depth\n"
+    "  -- capture limits and depth (see H.deep)\n"
     "  local deep = rep('a', 300)\n"
-    "  for _, n in ipairs({197, 198, 199, 200, 201, 250}) do\n"
-    "    H.find(deep, rep('a?', n)); H.match(deep, rep('a*', n)); H.match(deep, rep('a-', n) .. '$')\n"
+    "  local pack = table.pack\n"
+    "  for _, n in ipairs({150, 197, 198, 199, 200, 201, 250, 299, 300, 301}) do\n"
+    "    local m = math.min(n, 300)\n"
+    "    H.deep('find', pack(1, m), deep, rep('a?', n)); H.deep('match', pack(deep), deep, rep('a*', n))\n"
+    "    H.deep('match', pack(deep), deep, rep('a-', n) .. '$')\n"
+    "    H.deep('gsub', n < 300 and pack('xx', 2) or pack('x', 1), deep, rep('a?', n), 'x')\n"
+    "    H.deep('match', pack(rep('a', 300 - m)), deep, rep('a?', n) .. '(.*)$')\n"
+    "    H.deep('match', pack(1, math.min(n - 10, 300) + 1), deep, '()' .. rep('a?', n - 10) .. '()')\n"
     "    H.match(deep, rep('(a)', n % 40)); H.match(deep, rep('a', n))\n"
-    "    H.gsub(deep, rep('a?', n), 'x')\n"
     "  end\n"
     "  for _, n in ipairs({31, 32, 33, 40}) do\n"
     "    H.match(deep, rep('(', n) .. 'a' .. rep(')', n)); H.match(deep, rep('()', n))\n"
@@ -292,6 +316,22 @@ static const char HARNESS[] =
     "  H.gsub('hello world', '%w+', TAB); H.gsub('a b', '%w+', TAB); H.gsub('abc', '(b)', '%0-%1')\n"
     "  H.gsub('abc', '(b)', '%%1'); H.gsub('abc', 'b', '%'); H.gsub('abc', 'x', '%')\n"
     "  H.gsub('abc', '(a)(b)(c)', '%3%2%1%0'); H.gsub('abc', '((a)(b))', '%1|%2|%3|%4')\n"
+    "  H.gsub('abcdefghij', '(a)(b)(c)(d)(e)(f)(g)(h)(i)', '%9%8%7%6%5%4%3%2%1%0')\n"
+    "  H.gsub('abcdefghij', '(a)(b)(c)(d)(e)(f)(g)(h)', '%9'); H.gsub('abc', '()b()', '[%1,%2]')\n"
+    "  H.gsub('abc', '()', TAB); H.gsub('abc', '()', FN); H.gsub('a b c', '%s*', '-')\n"
+    "  H.gsub('hello world', '%w+', '%0 %0', 1); H.gsub('abc', '.', {a = 'x', c = 7})\n"
+    "  -- backtracking must undo the captures closed after a choice\n"
+    "  H.match('aaa', '(a*)(a)'); H.match('xaaay', '(a-)(a+)y'); H.match('aaab', '((a*)a)b')\n"
+    "  H.match('key = value = x', '(.-)%s*=%s*(.-)$'); H.match('abcabc', '(.-)c(.-)c')\n"
+    "  H.match('aXbXc', '(.*)X(.*)'); H.match('aXbXc', '(.-)X(.*)'); H.match('abab', '((a)(b))*')\n"
+    "  H.match('aaaa', '(a?)(a?)(a?)%1%2%3$'); H.find('abcab', '(a)(b)(.-)%1%2', 1)\n"
+    "  -- gmatch with init before the start, past the end, and at every empty match\n"
+    "  H.gmatch('hello', 'l', -2); H.gmatch('hello', '.', 10); H.gmatch('hello', '()', -10)\n"
+    "  H.gmatch('hello', '', 6); H.gmatch('hello', '', 7); H.gmatch('^^x', '^'); H.gmatch('a a', 'a*')\n"
+    "  H.gmatch('abc', '()', 0); H.gmatch('abc', '(%w*)'); H.gmatch('x=1, y=2', '(%w)=()')\n"
+    "  -- find and match with init past the end, and malformed items reached late\n"
+    "  H.find('abc', 'x*', 4); H.find('abc', 'x*', 5); H.match('abc', '$', 4); H.match('abc', '^', 4)\n"
+    "  H.match('ab', '(a)b%'); H.gsub('ab', 'b[', 'x'); H.gmatch('xyz', 'y%f'); H.gmatch('ab ab', 'b%')\n"
     "  return H.count\n"
     "end\n"
     "\n"
@@ -344,13 +384,33 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The test meter: what lua_pattern charges in a plain state. Units charged so far, and
+ * a limit past which the charge raises (0: none), like luahost_charge in the sandbox. */
+static long charged, charge_limit;
+
+static void test_charge(lua_State *L, long units) {
+  CHECK_INT(units % LUA_PATTERN_CHARGE_EVERY, 0);
+  charged += units;
+  if (charge_limit && charged > charge_limit)
+    luaL_error(L, "test budget of %I units spent", (lua_Integer)charge_limit);
+}
+
+/* charged() from Lua: the units charged so far. */
+static int lua_charged(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)charged);
+  return 1;
+}
+
 /* A plain state with the standard libraries; globals `real` (the standard find, match,
- * gmatch, gsub), `mine` (a copy of the string table with ours installed, budget steps;
- * 0 = lua_pattern_install's default) and `H` (the harness). */
-static lua_State *new_state(long budget) {
+ * gmatch, gsub), `mine` (a copy of the string table with ours installed, charging
+ * test_charge with the given limit), `charged` and `H` (the harness). */
+static lua_State *new_state(long limit) {
   static const char *const names[] = {"find", "match", "gmatch", "gsub", NULL};
+  charged = 0;
+  charge_limit = limit;
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
+  lua_register(L, "charged", lua_charged);
   lua_getglobal(L, "string");
   int str = lua_gettop(L);
   lua_newtable(L);
@@ -366,10 +426,7 @@ static lua_State *new_state(long budget) {
     lua_insert(L, -2);
     lua_settable(L, -4);
   }
-  if (budget)
-    lua_pattern_install_budget(L, -1, budget);
-  else
-    lua_pattern_install(L, -1);
+  lua_pattern_install(L, -1, test_charge);
   lua_setglobal(L, "mine");
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, HARNESS, sizeof HARNESS - 1, "=harness") != LUA_OK) {
@@ -443,7 +500,9 @@ TEST(fixed_table_matches_the_real_library) {
 TEST(targeted_cases_match_the_real_library) {
   lua_State *L = new_state(0);
   CHECK_INT(run(L, "H.extra()"), 0);
-  CHECK(report(L, "targeted cases") > 150);
+  /* the depth cases did reach the standard library's recursion limit */
+  CHECK_INT(run(L, "assert(H.deeper >= 30, H.deeper)"), 0);
+  CHECK(report(L, "targeted cases") > 250);
   lua_close(L);
 }
 
@@ -461,19 +520,28 @@ TEST(error_messages) {
   } cases[] = {
       {"mine.find('a', 'a%')", "malformed pattern (ends with '%')"},
       {"mine.find('a', '[a')", "malformed pattern (missing ']')"},
+      {"mine.find('a', '[%]')", "malformed pattern (missing ']')"},
       {"mine.match('a', '%f[a')", "malformed pattern (missing ']')"},
       {"mine.match('a', '%b(')", "malformed pattern (missing arguments to '%b')"},
       {"mine.match('a', '%fa')", "missing '[' after '%f' in pattern"},
+      {"mine.match('a', '%f')", "missing '[' after '%f' in pattern"},
       {"mine.match('a', '%1')", "invalid capture index %1"},
       {"mine.match('a', '(a%1)')", "invalid capture index %1"},
       {"mine.match('a', '%0')", "invalid capture index %0"},
+      {"mine.match('aa', '(a)%2')", "invalid capture index %2"},
       {"mine.gsub('a', 'a', '%2')", "invalid capture index %2"},
+      {"mine.gsub('a', '(a)', '%3')", "invalid capture index %3"},
       {"mine.gsub('a', 'a', '%x')", "invalid use of '%' in replacement string"},
+      {"mine.gsub('a', 'a', 'x%')", "invalid use of '%' in replacement string"},
       {"mine.match('a', 'a)')", "invalid pattern capture"},
+      {"mine.match('a', '(a))')", "invalid pattern capture"},
       {"mine.match('a', '(a')", "unfinished capture"},
+      {"mine.find('a', '(a')", "unfinished capture"},
+      {"mine.gsub('a', '(a', '%1')", "unfinished capture"},
       {"mine.match('a', string.rep('()', 33))", "too many captures"},
-      {"mine.match(string.rep('a', 300), string.rep('a?', 250))", "pattern too complex"},
+      {"for _ in mine.gmatch('xa', 'a%') do end", "malformed pattern (ends with '%')"},
       {"mine.gsub('a', 'a', function() return {} end)", "invalid replacement value (a table)"},
+      {"mine.gsub('a', 'a', {a = true})", "invalid replacement value (a boolean)"},
       {"mine.gsub('a', 'a')", "bad argument #3 to 'gsub' (string/function/table expected, got no value)"},
   };
   lua_State *L = new_state(0);
@@ -487,7 +555,24 @@ TEST(error_messages) {
     free(got);
   }
   /* patterns are checked only as far as matching reaches, like the standard library */
-  CHECK_INT(run(L, "assert(mine.find('abc', 'x[') == nil) assert(mine.find('abc', 'x%') == nil)"), 0);
+  CHECK_INT(run(L, "assert(mine.find('abc', 'x[') == nil) assert(mine.find('abc', 'x%') == nil)\n"
+                   "assert(mine.match('abc', '^b%1') == nil) assert(mine.gsub('abc', 'x)', '') == 'abc')"),
+            0);
+  lua_close(L);
+}
+
+/* No recursion, so no depth limit: thousands of items, choices and captures. */
+TEST(deep_patterns_match_without_a_depth_limit) {
+  lua_State *L = new_state(0);
+  CHECK_INT(run(L, "local s = string.rep('a', 6000)\n"
+                   "local i, j = mine.find(s, string.rep('a?', 5000)) assert(i == 1 and j == 5000)\n"
+                   "assert(mine.match(s, string.rep('a-', 5000) .. '$') == s)\n"
+                   "assert(mine.match(s, string.rep('a*', 5000) .. '$') == s)\n"
+                   "assert(mine.match(s .. 'b', string.rep('(a)', 32) .. string.rep('a?', 4000) .. 'a*b$') == 'a')\n"
+                   "local t = {mine.match(s, string.rep('()a?', 32))} assert(#t == 32 and t[32] == 32)\n"
+                   "assert(mine.gsub(s, string.rep('a?', 5000), 'x') == 'xx')\n"
+                   "assert(select(2, pcall(real.find, s, string.rep('a?', 5000))):find('too complex'))\n"),
+            0);
   lua_close(L);
 }
 
@@ -496,8 +581,8 @@ TEST(error_messages) {
 static const char BACKTRACK[] = "local s = string.rep('a', 40)\n"
                                 "return s:find(string.rep('a*', 40) .. 'b')";
 
-TEST(backtracking_stops_with_the_budget_error) {
-  lua_State *L = new_state(0);
+TEST(catastrophic_patterns_stop_when_the_charge_raises) {
+  lua_State *L = new_state(10000000);
   /* s:find goes through the string metatable's __index: point it at `mine` */
   CHECK_INT(run(L, "getmetatable('').__index = mine"), 0);
   const char *fns[] = {
@@ -505,6 +590,8 @@ TEST(backtracking_stops_with_the_budget_error) {
       "return mine.match(string.rep('a', 40), string.rep('a*', 40) .. 'b')",
       "return mine.gsub(string.rep('a', 40), string.rep('a*', 40) .. 'b', '')",
       "for x in mine.gmatch(string.rep('a', 40), string.rep('a*', 40) .. 'b') do end",
+      "return mine.find(string.rep('a', 40), string.rep('a-', 40) .. 'b')",
+      "return mine.find(string.rep('a', 40), string.rep('(a?)', 20) .. string.rep('a-', 20) .. 'b')",
       "return mine.find(string.rep('(', 100000), '%b()')",
       "return mine.match(string.rep('a', 100000), '(.-)%1$')",
       /* a plain find is one C call too: 24 MiB searched for a 64 KiB needle */
@@ -512,52 +599,55 @@ TEST(backtracking_stops_with_the_budget_error) {
       "return mine.find(string.rep('a', 24 << 20), string.rep('a', 1 << 16) .. 'b')",
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    charged = 0;
     double t0 = now_s();
     char *err = error_of(L, fns[i]);
     double dt = now_s() - t0;
     CHECK(err != NULL);
-    if (err && strcmp(err, "string pattern ran over its budget of 10000000 steps (simplify the "
-                           "pattern or shorten the subject)") != 0) {
+    if (err && strcmp(err, "test budget of 10000000 units spent") != 0) {
       fprintf(stderr, "  case %zu: %s\n", i, err);
       unit_failed_checks++;
     }
-    if (dt > 5.0) {
+    if (dt > 5.0) { /* a guard against a hang, not a speed test */
       fprintf(stderr, "  case %zu took %.2f s\n", i, dt);
       unit_failed_checks++;
     }
     free(err);
   }
-  /* a script's pcall catches it like any error, and the state is still usable */
-  CHECK_INT(run(L, "local ok, e = pcall(mine.find, string.rep('a', 30), string.rep('a*', 30) .. 'b')\n"
-                   "assert(not ok and e:find('budget', 1, true))\n"
-                   "assert(mine.find('hello', 'l+') == 3)"), 0);
   lua_close(L);
 }
 
-TEST(configured_budget_is_honoured) {
-  lua_State *L = new_state(1000);
-  char *err = error_of(L, "return mine.find(string.rep('a', 2000), '.-b')");
-  CHECK_STR(err, "string pattern ran over its budget of 1000 steps (simplify the pattern or "
-                 "shorten the subject)");
-  free(err);
-  /* the budget is per call: many small calls are fine */
-  CHECK_INT(run(L, "for i = 1, 1000 do assert(mine.find('hello world', '(o)%s*(w)') == 5) end\n"
-                   "local n = 0 for w in mine.gmatch(string.rep('ab ', 2000), '%a+') do n = n + 1 end\n"
-                   "assert(n == 2000)"), 0);
-  /* gmatch's budget is per iterator step */
-  err = error_of(L, "for w in mine.gmatch(string.rep('a', 2000), '.-b') do end");
-  CHECK(err && strstr(err, "budget of 1000 steps"));
-  free(err);
+TEST(steps_are_charged_in_blocks_across_calls) {
+  lua_State *L = new_state(0);
+  /* one slow call: about 3000 * 3000 / 2 lazy steps */
+  CHECK_INT(run(L, "assert(mine.find(string.rep('a', 3000), '.-b') == nil)"), 0);
+  CHECK(charged >= 3000L * 3000 / 2);
+  CHECK(charged < 3000L * 3000 * 4);
+  /* many cheap calls: their few steps add up (the unused part of a block carries over) */
+  long before = charged;
+  CHECK_INT(run(L, "for i = 1, 20000 do assert(mine.find('hello world', '(o)%s*(w)') == 5) end"), 0);
+  CHECK(charged - before >= 20000L * 6);
+  before = charged;
+  CHECK_INT(run(L, "for i = 1, 20000 do assert(mine.find('hello world', 'o w', 1, true) == 5) end"), 0);
+  CHECK(charged - before >= 20000L);
+  before = charged;
+  CHECK_INT(run(L, "local n = 0 for w in mine.gmatch(string.rep('ab ', 20000), '%a+') do n = n + 1 end\n"
+                   "assert(n == 20000)"), 0);
+  CHECK(charged - before >= 20000L * 2);
   lua_close(L);
 }
 
-TEST(one_megabyte_subject_within_default_budget) {
+/* Ordinary work on a 1 MB subject: the same results as the real library, each call well
+ * inside a handler's default budget of 10 million instructions. */
+TEST(one_megabyte_subject_within_the_default_budget) {
   lua_State *L = new_state(0);
   CHECK_INT(run(L,
                 "local s = string.rep('lorem ipsum dolor sit amet, ', 37450) .. 'needle42 end'\n"
                 "assert(#s > 1048576)\n"
                 "local function same(what, ...)\n"
+                "  local before = charged()\n"
                 "  local a, b = table.pack(real[what](...)), table.pack(mine[what](...))\n"
+                "  assert(charged() - before < 10000000, what .. ' charged ' .. (charged() - before))\n"
                 "  assert(a.n == b.n, what)\n"
                 "  for i = 1, a.n do assert(a[i] == b[i], what .. ' result ' .. i) end\n"
                 "  return table.unpack(b, 1, b.n)\n"
@@ -588,11 +678,18 @@ static int run_script(lua_State *L) {
   return 0;
 }
 
-TEST(sandbox_uses_budgeted_patterns) {
-  budget_t lim;
-  budget_default(&lim);
-  CHECK_INT(lim.max_pattern_steps, 10000000);
-  luahost_t *h = luahost_new(&lim, NULL, NULL, NULL, NULL);
+/* Run code in h as a handler would run; its error (caller frees) or NULL. */
+static char *call_script(luahost_t *h, const char *code) {
+  char *err = NULL;
+  if (luahost_call(h, run_script, (void *)code, &err) == 0) {
+    CHECK(err == NULL);
+    return NULL;
+  }
+  return err ? err : strdup("(failed without a message)");
+}
+
+TEST(sandbox_uses_our_patterns) {
+  luahost_t *h = luahost_new(NULL, NULL, NULL, NULL, NULL);
   CHECK(h != NULL);
   if (!h) return;
   /* the string table (also the string metatable's __index) no longer holds the standard
@@ -614,24 +711,99 @@ TEST(sandbox_uses_budgeted_patterns) {
   lua_settop(h->L, 0);
   lua_close(plain);
 
-  char *err = NULL;
-  int rc = luahost_call(h, run_script,
-                        "assert(('hello world'):find('o w') == 5)\n"
-                        "assert(string.find == ('').find and string.gsub == ('').gsub)\n"
-                        "assert(string.gsub('abc', '%w', '%0%0') == 'aabbcc')\n"
-                        "local t = {} for k, v in ('a=1, b=2'):gmatch('(%w+)=(%w+)') do t[k] = v end\n"
-                        "assert(t.a == '1' and t.b == '2')\n"
-                        "assert(select(2, pcall(string.find, nil)):find(\"bad argument #1 to 'string.find'\", 1, true))\n",
-                        &err);
-  CHECK_INT(rc, 0);
+  char *err = call_script(h, "assert(('hello world'):find('o w') == 5)\n"
+                             "assert(string.find == ('').find and string.gsub == ('').gsub)\n"
+                             "assert(string.gsub('abc', '%w', '%0%0') == 'aabbcc')\n"
+                             "local t = {} for k, v in ('a=1, b=2'):gmatch('(%w+)=(%w+)') do t[k] = v end\n"
+                             "assert(t.a == '1' and t.b == '2')\n"
+                             "assert(select(2, pcall(string.find, nil)):find(\"bad argument #1 to 'string.find'\", 1, true))\n");
+  CHECK(err == NULL);
   if (err) fprintf(stderr, "  %s\n", err);
   free(err);
-  err = NULL;
+  luahost_free(h);
+}
+
+static const char CPU_BUDGET_ERROR[] = "handler stopped: ran over its CPU budget of 10000000 instructions";
+
+TEST(catastrophic_pattern_spends_the_handler_budget) {
+  luahost_t *h = luahost_new(NULL, NULL, NULL, NULL, NULL);
+  CHECK(h != NULL);
+  if (!h) return;
   double t0 = now_s();
-  rc = luahost_call(h, run_script, (void *)BACKTRACK, &err);
-  CHECK(now_s() - t0 < 5.0);
-  CHECK_INT(rc, -1);
-  CHECK(err && strstr(err, "string pattern ran over its budget of 10000000 steps"));
+  char *err = call_script(h, BACKTRACK);
+  CHECK(now_s() - t0 < 5.0); /* a guard against a hang, not a speed test */
+  CHECK(err && strstr(err, CPU_BUDGET_ERROR));
+  free(err);
+  /* a script's pcall cannot swallow it: the next instruction raises again */
+  err = call_script(h, "local s = string.rep('a', 40)\n"
+                       "local ok, e = pcall(string.find, s, string.rep('a*', 40) .. 'b')\n"
+                       "assert(not ok and e:find('CPU budget', 1, true))\n"
+                       "for i = 1, 10 do pcall(string.rep, 'x', 1) end\n"
+                       "error('survived the budget')\n");
+  CHECK(err && strstr(err, CPU_BUDGET_ERROR));
+  CHECK(err && !strstr(err, "survived"));
+  free(err);
+  /* matcher steps and Lua instructions come out of the same budget: a loop of about 6
+   * million instructions and patterns of about 5 million steps (each find about 1 million)
+   * both fit alone, not together */
+  static const char LOOP[] = "for i = 1, 6000000 do end\n";
+  static const char FINDS[] = "for i = 1, 5 do string.find(string.rep('a', 1000), '.-b') end\n";
+  char both[sizeof LOOP + sizeof FINDS];
+  snprintf(both, sizeof both, "%s%s", LOOP, FINDS);
+  err = call_script(h, LOOP);
+  CHECK(err == NULL);
+  free(err);
+  err = call_script(h, FINDS);
+  CHECK(err == NULL);
+  free(err);
+  err = call_script(h, both);
+  CHECK(err && strstr(err, CPU_BUDGET_ERROR));
+  free(err);
+  /* the state is still usable, and a new call has its whole budget again */
+  err = call_script(h, "assert(string.find('hello', 'l+') == 3)");
+  CHECK(err == NULL);
+  free(err);
+  luahost_free(h);
+}
+
+TEST(catastrophic_pattern_stops_at_the_deadline) {
+  budget_t lim;
+  budget_default(&lim);
+  lim.max_instructions = 1L << 50; /* only the clock can stop it */
+  lim.max_call_ms = 100;
+  luahost_t *h = luahost_new(&lim, NULL, NULL, NULL, NULL);
+  CHECK(h != NULL);
+  if (!h) return;
+  char *err = call_script(h, BACKTRACK);
+  CHECK(err && strstr(err, "handler stopped: ran over its time budget of 100 ms"));
+  free(err);
+  luahost_free(h);
+}
+
+static int charge_from_c(lua_State *L) {
+  luahost_charge(L, *(long *)lua_touserdata(L, 1));
+  return 0;
+}
+
+TEST(luahost_charge_outside_and_inside_a_call) {
+  luahost_t *h = luahost_new(NULL, NULL, NULL, NULL, NULL);
+  CHECK(h != NULL);
+  if (!h) return;
+  /* outside a budgeted call: nothing happens */
+  long before = h->instructions;
+  luahost_charge(h->L, 1L << 40);
+  CHECK_INT(h->instructions, before);
+  CHECK_INT(h->cpu_tripped, 0);
+  /* inside one: counted with the instructions */
+  long n = 5000;
+  char *err = NULL;
+  CHECK_INT(luahost_call(h, charge_from_c, &n, &err), 0);
+  CHECK(err == NULL);
+  CHECK(h->instructions >= 5000);
+  free(err);
+  n = 20000000;
+  CHECK_INT(luahost_call(h, charge_from_c, &n, &err), -1);
+  CHECK(err && strstr(err, CPU_BUDGET_ERROR));
   free(err);
   luahost_free(h);
 }
@@ -641,9 +813,13 @@ int main(void) {
   RUN(targeted_cases_match_the_real_library);
   RUN(random_cases_match_the_real_library);
   RUN(error_messages);
-  RUN(backtracking_stops_with_the_budget_error);
-  RUN(configured_budget_is_honoured);
-  RUN(one_megabyte_subject_within_default_budget);
-  RUN(sandbox_uses_budgeted_patterns);
+  RUN(deep_patterns_match_without_a_depth_limit);
+  RUN(catastrophic_patterns_stop_when_the_charge_raises);
+  RUN(steps_are_charged_in_blocks_across_calls);
+  RUN(one_megabyte_subject_within_the_default_budget);
+  RUN(sandbox_uses_our_patterns);
+  RUN(catastrophic_pattern_spends_the_handler_budget);
+  RUN(catastrophic_pattern_stops_at_the_deadline);
+  RUN(luahost_charge_outside_and_inside_a_call);
   return UNIT_DONE();
 }
