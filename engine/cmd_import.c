@@ -107,6 +107,8 @@ int cmd_import(int argc, char **argv) {
     return 1;
   }
   engine_use_history_clock(e, stale_after);
+  hclock_t wall; /* the real present: the engine's clock is history's */
+  clock_init_real(&wall);
   importer_t im = {.e = e};
   im.results = xcalloc((size_t)c.batch, sizeof *im.results);
   ndjson_reader_t rd;
@@ -121,7 +123,7 @@ int cmd_import(int argc, char **argv) {
     char msg[400];
     event_t *ev = event_list_push(&im.batch);
     if (event_parse(line, len, ev, msg, sizeof msg) < 0 ||
-        event_check_time(ev, clock_now(&e->clock), c.max_future, msg, sizeof msg) < 0) {
+        event_check_time(ev, clock_now(&wall), c.max_future, msg, sizeof msg) < 0) {
       event_clear(ev);
       im.batch.n--;
       im.rejected++;
@@ -145,8 +147,6 @@ int cmd_import(int argc, char **argv) {
   flush_batch(&im);
   ndjson_close(&rd);
   /* the history is in: run the clock on to now; what is due later waits for the daemon */
-  hclock_t wall;
-  clock_init_real(&wall);
   int64_t now = clock_now(&wall);
   if (!im.db_error && engine_run_until(e, now > e->now ? now : e->now, 0) < 0) {
     fprintf(stderr, "hearth: database error while running the clock to now: %s\n", engine_db_error(e));
@@ -154,7 +154,8 @@ int cmd_import(int argc, char **argv) {
   }
   if (in != stdin) fclose(in);
   print_summary(&im, name, (double)(mono_ns() - start) / 1e9, c.json);
-  int status = im.db_error ? 1 : (im.rejected || im.failed_events) ? 1 : 0;
+  /* handlers of timers and cron runs fail too (a causal chain cut short, a cron run) */
+  int status = im.db_error || im.rejected || im.failed_events || e->stats.handler_errors ? 1 : 0;
   event_list_free(&im.batch);
   free(im.results);
   engine_close(e);

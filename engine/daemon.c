@@ -105,7 +105,8 @@ static void on_watch(uv_timer_t *t) {
  * hand first, then timers and cron in time order) to completion. -1 on a database error
  * (logged). */
 static int run_due_now(daemon_t *d) {
-  int rc = engine_run_until(d->e, clock_time(d), 0);
+  int rc;
+  while ((rc = engine_run_until(d->e, clock_time(d), 0)) == 1) continue; /* slice after slice */
   if (rc < 0) log_msg(LOG_ERROR, "database error while running what is due", "error", engine_db_error(d->e), NULL);
   return rc < 0 ? -1 : 0;
 }
@@ -306,8 +307,13 @@ static void on_signal(uv_signal_t *s, int signum) {
   begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* Timers and cron run in slices of this much wall time; the loop serves HTTP, signals
+ * and /healthz between them. */
+#define DAEMON_SLICE_MS 50
+
 int daemon_run(engine_t *e, const daemon_opts_t *o) {
   daemon_t d = {.e = e, .o = o, .armed_for = INT64_MAX};
+  e->slice_ns = (uint64_t)DAEMON_SLICE_MS * 1000000u;
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&d.loop);
   http_server_opts_t ho = {.host = o->host, .port = o->port, .max_body = o->max_body,

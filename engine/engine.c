@@ -339,7 +339,8 @@ static int call_end(engine_t *e, engine_call_t *c, const char *err) {
 
 /* Run every handler for ev on member m: the type's, then the catch-all ones, each in
  * declaration order. Returns EV_APPLIED, EV_FAILED (one or more failed) or EV_ERROR. */
-static int dispatch(engine_t *e, member_t *m, const event_t *ev, const char *key) {
+static int dispatch(engine_t *e, member_t *m, const event_t *ev, const char *key, int64_t depth,
+                    const char *chain) {
   if (!e->scripts) return EV_APPLIED;
   const char *types[2] = {ev->type, "*"};
   int failed = 0;
@@ -347,7 +348,7 @@ static int dispatch(engine_t *e, member_t *m, const event_t *ev, const char *key
   for (int k = 0; k < 2; k++) {
     int n = scripts_handler_count(e->scripts, types[k]);
     for (int i = 0; i < n; i++) {
-      engine_call_t c = {.m = m, .ev = ev, .event_key = key,
+      engine_call_t c = {.m = m, .ev = ev, .event_key = key, .depth = depth, .chain = chain,
                          .campaign = scripts_handler_campaign(e->scripts, types[k], i)};
       call_begin(e, &c);
       char *err = NULL;
@@ -448,7 +449,7 @@ static int apply_event(engine_t *e, event_t *ev) {
   apply_builtins(m, ev);
   e->stats.accepted++;
   e->batch_work++;
-  return dispatch(e, m, ev, key);
+  return dispatch(e, m, ev, key, 0, NULL);
 }
 
 /* ---- timers ---- */
@@ -466,6 +467,22 @@ static void move_now(engine_t *e, int64_t t) {
 }
 
 static int release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key);
+
+/* An event at the end of too long a causal chain: recorded as failed, with the chain. */
+static int refuse_chain(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev) {
+  (void)m;
+  char *msg = xasprintf("causal chain too long: '%s' would be event %lld of a chain in which each was caused at "
+                        "once by the one before (hearth.emit, or a timer due at once); the limit is %d, so it "
+                        "is not applied. The chain ended: %s > %s:%s",
+                        r->type, (long long)r->depth + 1, MAX_CAUSAL_DEPTH, r->chain ? r->chain : "?",
+                        r->campaign ? r->campaign : "?", r->type);
+  engine_call_t c = {.m = NULL, .ev = ev, .event_key = "chain", .campaign = r->campaign ? r->campaign : ""};
+  record_failure(e, &c, msg);
+  free(msg);
+  e->stats.handler_errors++;
+  e->stats.failed++;
+  return c.db_failed ? EV_ERROR : EV_FAILED;
+}
 
 /* Fire one timer row inside the open batch. */
 static int fire_one(engine_t *e, timer_row_t *r) {
@@ -491,7 +508,13 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   char key[48];
   snprintf(key, sizeof key, "timer:%lld", (long long)r->id);
   e->stats.timers_fired++;
-  int rc = !strcmp(r->type, RELEASE_TIMER) ? release_send(e, m, r, &ev, key) : dispatch(e, m, &ev, key);
+  int rc;
+  if (r->depth > MAX_CAUSAL_DEPTH)
+    rc = refuse_chain(e, m, r, &ev);
+  else if (!strcmp(r->type, RELEASE_TIMER))
+    rc = release_send(e, m, r, &ev, key);
+  else
+    rc = dispatch(e, m, &ev, key, r->depth, r->chain);
   json_decref(ev.data);
   return rc;
 }
@@ -501,7 +524,7 @@ static int fire_one(engine_t *e, timer_row_t *r) {
  * the next row, so the order stays earliest first. Only rows that existed when the batch
  * was read (id <= the sequence at that moment) are deleted: timers set by the batch's
  * own handlers stay. Returns the number fired, -1 on a database error. */
-static int fire_timers(engine_t *e, int64_t upto, int max) {
+static int fire_timers(engine_t *e, int64_t upto, int max, uint64_t deadline_ns) {
   assert(e->in_batch);
   timer_row_t *rows;
   int64_t seq_at_read = e->timer_seq, earliest_before = e->earliest_timer;
@@ -513,6 +536,7 @@ static int fire_timers(engine_t *e, int64_t upto, int max) {
     if (fire_one(e, &rows[fired]) == EV_ERROR) rc = -1;
     fired++;
     if (fired < n && e->earliest_timer < rows[fired].due) break;
+    if (deadline_ns && mono_ns() > deadline_ns) break; /* the slice is spent: commit what fired */
   }
   if (rc == 0 && fired > 0 &&
       store_timers_delete_upto(e->store, rows[fired - 1].due, rows[fired - 1].id, seq_at_read) < 0)
@@ -661,16 +685,17 @@ int64_t engine_next_due(engine_t *e) {
 int engine_run_until(engine_t *e, int64_t upto, int max_batches) {
   assert(!e->in_batch);
   start_clock(e, e->clock.is_virtual ? upto : clock_now(&e->clock));
+  uint64_t deadline = e->slice_ns ? mono_ns() + e->slice_ns : 0;
   for (int batches = 0;; batches++) {
     int i = cron_in_progress(e);
     int64_t t = i >= 0 ? INT64_MAX : next_timer(e), c = i >= 0 ? INT64_MAX : next_cron(e);
     if (i < 0 && t > upto && c > upto) break;
-    if (max_batches && batches >= max_batches) return 1;
+    if ((max_batches && batches >= max_batches) || (deadline && batches && mono_ns() > deadline)) return 1;
     if (i >= 0) {
       if (cron_step(e, i) < 0) return -1;
     } else if (t <= c) {
       if (engine_begin(e) < 0) return -1;
-      if (fire_timers(e, c < upto ? c : upto, TIMER_BATCH) < 0) {
+      if (fire_timers(e, c < upto ? c : upto, TIMER_BATCH, deadline) < 0) {
         engine_rollback(e);
         return -1;
       }
@@ -700,7 +725,7 @@ int engine_feed(engine_t *e, event_t *ev) {
     /* timers due before the event fire inside the open batch, earliest first */
     int64_t t;
     while ((t = next_timer(e)) <= ev->time) {
-      if (t == INT64_MIN || fire_timers(e, ev->time, TIMER_BATCH) < 0) goto fail;
+      if (t == INT64_MIN || fire_timers(e, ev->time, TIMER_BATCH, 0) < 0) goto fail;
     }
     if (ev->time > e->now) move_now(e, ev->time);
   }
@@ -1027,10 +1052,30 @@ int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reas
   return act_done(e, c, a);
 }
 
+/* The chain a timer due at once continues: the call's, with this step at its end (only
+ * the last few steps are kept). */
+static char *continue_chain(const engine_call_t *c, const char *type) {
+  const char *prev = c->chain ? c->chain : "";
+  int steps = 1;
+  for (const char *p = prev; *p; p++) steps += *p == '>';
+  while (steps > 7 && strchr(prev, '>')) { /* with this step, the last eight */
+    prev = strchr(prev, '>') + 2;
+    steps--;
+  }
+  return xasprintf("%s%s%s:%s", prev, *prev ? " > " : "", c->campaign ? c->campaign : "", type);
+}
+
 static int add_timer(engine_t *e, engine_call_t *c, timer_row_t *row) {
   if (call_write(e, c) < 0) return -1;
+  char *chain = NULL;
+  if (row->due <= e->now) { /* caused at once: the chain goes on */
+    row->depth = c->depth + 1;
+    row->chain = chain = continue_chain(c, row->type);
+  }
   row->id = ++e->timer_seq;
-  if (store_timer_add(e->store, row) < 0) return db_error(c);
+  int rc = store_timer_add(e->store, row);
+  free(chain);
+  if (rc < 0) return db_error(c);
   if (row->due < e->earliest_timer) e->earliest_timer = row->due;
   return 0;
 }

@@ -33,6 +33,11 @@
 /* Generation stored with rows from hearth.emit: m:cancel never applies to them. */
 #define TIMER_NOT_CANCELLABLE (-1)
 
+/* How many events may follow one another, each caused at once by the one before (an emit,
+ * a timer due at once): the next is recorded as failed with the chain, not applied. A
+ * script whose handler emits its own event stops here instead of freezing the daemon. */
+#define MAX_CAUSAL_DEPTH 32
+
 /* Action statuses, in the order counters are kept. `expired`: came due during a history
  * import too long before the import to be delivered; kept for audit, never delivered. */
 enum { AS_QUEUED, AS_CAPPED, AS_SUPPRESSED, AS_DEFERRED, AS_SKIPPED, AS_LIMITED, AS_EXPIRED, AS_COUNT };
@@ -104,6 +109,8 @@ typedef struct engine {
   int64_t now;                 /* the time the work in hand is judged at */
   int started;                 /* the clock driver has set `now` and scheduled cron */
   int in_batch;                /* a transaction is open */
+  uint64_t slice_ns;           /* engine_run_until's slice of wall time (0 = none): the daemon
+                                  serves HTTP and signals between slices */
   unsigned long batch_work;    /* events applied and timers fired in the open batch */
   int64_t event_seq, timer_seq;
   int action_n;                /* actions recorded for the current event (default ids) */
@@ -151,8 +158,9 @@ int engine_feed(engine_t *e, event_t *ev);
 /* Run timers and cron slots due at or before t, in time order (timers first on a tie),
  * each timer batch and each sweep chunk its own transaction; no batch may be open. On a
  * virtual clock `now` follows what fires and ends at t. At most max_batches timer
- * batches and sweep chunks (0 = no limit): returns 1 when more is due (call again), 0
- * when done, -1 on a database error. */
+ * batches and sweep chunks (0 = no limit), and no more than e->slice_ns of wall time
+ * (a timer batch stops between two timers when it is spent): returns 1 when more is due
+ * (call again), 0 when done, -1 on a database error. */
 int engine_run_until(engine_t *e, int64_t t, int max_batches);
 /* Earliest time anything is due (timer or cron slot), INT64_MAX if nothing; -1 is never
  * returned: a read error is logged and reported as "due now" so the caller retries. */
@@ -168,6 +176,8 @@ typedef struct engine_call {
   const event_t *ev;         /* the event handled; NULL in a cron run */
   const char *event_key;     /* its id, or @seq, timer:N, cron:KEY@SLOT */
   const char *campaign;      /* the script that declared the handler or cron entry */
+  int64_t depth;             /* events before this one, each caused at once by the one before */
+  const char *chain;         /* the last of them ("campaign:type > ..."), or NULL */
   int cron;                  /* a cron run: one transaction per sweep chunk, no savepoint */
   int savepoint;             /* the call's savepoint is open */
   int db_failed;             /* a database error: the batch must be rolled back */

@@ -56,6 +56,9 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (campaign, step, variant, metric)) WITHOUT ROWID;",
     /* 2: each member's log of queued marketing sends, for caps and channel quotas */
     "ALTER TABLE members ADD COLUMN sends TEXT NOT NULL DEFAULT '{}';",
+    /* 3: how many events, each caused at once by the one before, led to a timer */
+    "ALTER TABLE timers ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE timers ADD COLUMN chain TEXT;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -527,8 +530,8 @@ int store_action_rejudge(store_t *s, const action_row_t *r) {
 }
 
 int store_timer_add(store_t *s, const timer_row_t *r) {
-  static query_t q = QUERY("INSERT INTO timers(due, id, member, type, data, gen, campaign)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  static query_t q = QUERY("INSERT INTO timers(due, id, member, type, data, gen, campaign, depth, chain)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_int(st, 1, r->due);
@@ -538,18 +541,21 @@ int store_timer_add(store_t *s, const timer_row_t *r) {
   bind_text(st, 5, r->data);
   bind_int(st, 6, r->gen);
   bind_text(st, 7, r->campaign);
+  bind_int(st, 8, r->depth);
+  bind_text(st, 9, r->chain);
   int rc = run(s, st);
   sqlite3_clear_bindings(st);
   return rc;
 }
 
 void store_timer_rows_free(timer_row_t *rows, int n) {
-  for (int i = 0; i < n; i++) free(rows[i].member), free(rows[i].type), free(rows[i].data), free(rows[i].campaign);
+  for (int i = 0; i < n; i++)
+    free(rows[i].member), free(rows[i].type), free(rows[i].data), free(rows[i].campaign), free(rows[i].chain);
   free(rows);
 }
 
 int store_timers_due(store_t *s, int64_t upto, int max, timer_row_t **out) {
-  static query_t q = QUERY("SELECT due, id, member, type, data, gen, campaign FROM timers"
+  static query_t q = QUERY("SELECT due, id, member, type, data, gen, campaign, depth, chain FROM timers"
                            " WHERE due <= ?1 ORDER BY due, id LIMIT ?2");
   assert(max > 0);
   *out = NULL;
@@ -568,6 +574,8 @@ int store_timers_due(store_t *s, int64_t upto, int max, timer_row_t **out) {
     r->data = column_text(st, 4);
     r->gen = sqlite3_column_int64(st, 5);
     r->campaign = column_text(st, 6);
+    r->depth = sqlite3_column_int64(st, 7);
+    r->chain = column_text(st, 8);
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     store_timer_rows_free(rows, n);

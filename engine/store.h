@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 typedef struct store {
   sqlite3 *db;
@@ -108,6 +108,8 @@ int store_action_rejudge(store_t *s, const action_row_t *row);
 typedef struct {
   int64_t due, id, gen;   /* gen: the member's generation for `type` when set, or -1 */
   char *member, *type, *data, *campaign; /* data: JSON text or NULL */
+  int64_t depth;          /* events before it, each caused at once by the one before */
+  char *chain;            /* the last of them, "campaign:type > ...", or NULL */
 } timer_row_t;
 int store_timer_add(store_t *s, const timer_row_t *row);
 /* Up to max timers due at or before upto, in (due, id) order, malloc'd into *rows (free

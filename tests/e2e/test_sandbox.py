@@ -492,6 +492,44 @@ def cleanup():
         w.cleanup()
 
 
+# ---------------------------------------------------------------- causal chains
+
+LOOPS = r"""
+hearth.on("c", function(m, ev) m:add_points(1, "c") hearth.emit(m.id, "c", {}) end)
+hearth.on("t", function(m, ev) m:add_points(1, "t") m:at(0, "t") end)
+hearth.on("later", function(m, ev)
+  m:add_points(1, "later")
+  if (m:get("n") or 0) < 40 then m:set("n", (m:get("n") or 0) + 1) m:after("1d", "later") end
+end)
+"""
+
+
+def test_causal_loops_are_bounded_and_recorded_with_their_chain():
+    # Regression (engine/engine.c): a handler that emits its own event (or sets a timer due
+    # at once) never stopped: the daemon froze at ~6,000 events/s and ignored SIGTERM.
+    with Workspace({"loops.lua": LOOPS}) as w:
+        r = w.import_events([{"id": "e-c", "type": "c", "member": "m-c"},
+                             {"id": "e-t", "type": "t", "member": "m-t"}])
+        eq(r.rc, 1, "import exits 1: the end of each chain is a failed event (stderr %s)" % r.err[-1500:])
+        for mid, kind in (("m-c", "c"), ("m-t", "t")):
+            m = w.member(mid)
+            eq(m["points"], 33, "%s: the event and the 32 that followed at once were applied" % mid)
+            eq(len(m["failed"]), 1, "%s: the 34th is recorded as failed" % mid)
+            err = m["failed"][0]["error"]
+            contains(err, "causal chain too long", "%s: the failure says why" % mid)
+            contains(err, "loops:%s > loops:%s" % (kind, kind), "%s: the failure names the chain" % mid)
+
+
+def test_timers_due_later_are_not_a_chain():
+    with Workspace({"loops.lua": LOOPS}) as w:
+        import time as _t
+        start = _t.strftime("%Y-%m-%dT%H:%M:%SZ", _t.gmtime(int(_t.time()) - 60 * 86400))
+        r = w.import_events([{"id": "e-l", "type": "later", "member": "m-l", "time": start}])
+        eq(r.rc, 0, "import (stderr %s)" % r.err[-1500:])
+        m = w.member("m-l")
+        eq((m["points"], m["failed"]), (41, []), "41 daily events, each set a day ahead: no chain")
+
+
 if __name__ == "__main__":
     try:
         harness.main()
