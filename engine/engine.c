@@ -847,7 +847,7 @@ static int judge_send(engine_t *e, engine_call_t *c, const action_spec_t *a, con
     }
   }
   if (v.verdict == VERDICT_QUEUED) restraint_limits(r, &send, &v);
-  if (v.verdict == VERDICT_QUEUED) log_send(e, c, r, tz, id, a->channel, staff);
+  if (v.verdict == VERDICT_QUEUED && restraint_counts_sends(r)) log_send(e, c, r, tz, id, a->channel, staff);
   *reason = v.reason;
   *until = v.until;
   return verdict_status[v.verdict];

@@ -303,6 +303,8 @@ void restraint_limits(const restraint_t *r, const restraint_send_t *s, verdict_t
   v->verdict = VERDICT_QUEUED;
 }
 
+int restraint_counts_sends(const restraint_t *r) { return r->ncaps > 0 || r->nquotas > 0; }
+
 int64_t restraint_keep_since(const restraint_t *r, const tz_t *tz, int64_t now) {
   int64_t since = now;
   cap_t month = {.per_kind = PER_MONTH};

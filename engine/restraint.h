@@ -56,6 +56,8 @@ typedef struct {
 void restraint_first(const restraint_t *r, const restraint_send_t *s, verdict_t *v);
 /* Cap windows and quotas: VERDICT_CAPPED or _LIMITED, else _QUEUED. */
 void restraint_limits(const restraint_t *r, const restraint_send_t *s, verdict_t *v);
+/* 1 when a cap window or a quota counts sends (the engine keeps the log only then). */
+int restraint_counts_sends(const restraint_t *r);
 /* The earliest time a rule may still count a send at `now`: log entries before it can go. */
 int64_t restraint_keep_since(const restraint_t *r, const tz_t *tz, int64_t now);
 
