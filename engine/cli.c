@@ -15,6 +15,7 @@ static const char *common_help =
     "  --db PATH            database (default: hearth.db)\n"
     "  --tz ZONE            IANA time zone of the engine (default: Asia/Shanghai)\n"
     "  --dedupe-window DUR  how long an event id is remembered (default 30d, 0 = forever)\n"
+    "  --max-member-bytes N the attributes and tags one member may hold (default 262144)\n"
     "  --log-level LEVEL    debug, info, warn or error (default: info; env HEARTH_LOG)\n"
     "  -h, --help           this help\n";
 
@@ -57,7 +58,8 @@ static const char **slot_for(cli_t *c, const char *name) {
 
 static int is_common(const char *name) {
   return !strcmp(name, "scripts") || !strcmp(name, "db") || !strcmp(name, "tz") ||
-         !strcmp(name, "stdlib") || !strcmp(name, "dedupe-window") || !strcmp(name, "log-level");
+         !strcmp(name, "stdlib") || !strcmp(name, "dedupe-window") || !strcmp(name, "log-level") ||
+         !strcmp(name, "max-member-bytes");
 }
 
 int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *usage) {
@@ -129,6 +131,12 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
         c->max_future = 0;
       else if (duration_parse(val, &c->max_future, err, sizeof err) < 0)
         return cli_usage_error(usage, "--max-future: %s (0 = no bound)", err);
+    } else if (!strcmp(name, "max-member-bytes")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || v < 1024 || v > (1L << 30))
+        return cli_usage_error(usage, "--max-member-bytes must be a byte count from 1024 to 1073741824");
+      c->max_member_bytes = v;
     } else if (!strcmp(name, "max-body")) {
       char *end;
       long v = strtol(val, &end, 10);
@@ -158,4 +166,5 @@ void cli_engine_opts(const cli_t *c, engine_opts_t *o) {
   o->stdlib_dir = c->stdlib;
   o->tz_name = c->tz;
   o->dedupe_window = c->dedupe_window;
+  o->max_member_bytes = c->max_member_bytes;
 }

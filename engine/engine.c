@@ -104,6 +104,7 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   *errp = NULL;
   engine_t *e = xcalloc(1, sizeof *e);
   e->dedupe_window = o->dedupe_window;
+  e->max_member_bytes = o->max_member_bytes > 0 ? o->max_member_bytes : MEMBER_BYTES_DEFAULT;
   e->expire_before = INT64_MIN;
   e->earliest_timer = INT64_MAX;
   clock_init_real(&e->clock);
@@ -739,18 +740,33 @@ fail:
 
 /* ---- the changes a script may ask for ---- */
 
+/* Bytes one attribute or tag takes in the member's JSON: "key":value, (approximately:
+ * the quotes and separators of a key cost 4). */
+static int64_t entry_bytes(const char *key, json_t *value) {
+  return (int64_t)strlen(key) + 4 + (value ? (int64_t)json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0);
+}
+
+/* Grow the member by delta bytes, unless that takes her past the cap. */
+static int grow(engine_t *e, member_t *m, int64_t delta) {
+  int64_t now = member_bytes(m);
+  if (delta > 0 && now + delta > e->max_member_bytes) return MEMBER_TOO_BIG;
+  m->bytes = now + delta;
+  return 0;
+}
+
 int engine_set_attr(engine_t *e, engine_call_t *c, const char *key, json_t *value) {
-  (void)e;
-  json_t *attrs = member_attrs(c->m);
-  if (!value) {
-    if (json_object_get(attrs, key)) {
-      member_undo_key(&c->undo, MP_ATTRS, key);
-      json_object_del(attrs, key);
-    }
-    return 0;
+  json_t *attrs = member_attrs(c->m), *old = json_object_get(attrs, key);
+  if (!value && !old) return 0;
+  int64_t delta = (value ? entry_bytes(key, value) : 0) - (old ? entry_bytes(key, old) : 0);
+  if (grow(e, c->m, delta) < 0) {
+    json_decref(value);
+    return MEMBER_TOO_BIG;
   }
   member_undo_key(&c->undo, MP_ATTRS, key);
-  json_object_set_new(attrs, key, value);
+  if (value)
+    json_object_set_new(attrs, key, value);
+  else
+    json_object_del(attrs, key);
   return 0;
 }
 
@@ -992,6 +1008,11 @@ static int tag_change(engine_t *e, engine_call_t *c, const char *tag, action_spe
   if (has == add) {
     spec_release(a);
     return 0;
+  }
+  int64_t size = entry_bytes(tag, json_true());
+  if (grow(e, c->m, add ? size : -size) < 0) {
+    spec_release(a);
+    return MEMBER_TOO_BIG;
   }
   if (call_write(e, c) < 0) return -1;
   int rc = add ? store_tag_add(e->store, c->m->id, tag) : store_tag_del(e->store, c->m->id, tag);

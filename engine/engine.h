@@ -50,6 +50,7 @@ typedef struct {
   const char *stdlib_dir;
   const char *tz_name;
   int64_t dedupe_window;  /* seconds; 0 = forever */
+  long max_member_bytes;  /* attributes and tags of one member, as JSON; 0 = the default */
   budget_t limits;
   int memory_db;          /* dry-run: work on an in-memory copy of db_path (if it exists) */
   int no_scripts;         /* open the store only (member, stats) */
@@ -103,6 +104,7 @@ typedef struct engine {
   char **script_files;         /* NULL: every script in scripts_dir */
   budget_t limits;
   int64_t dedupe_window;
+  long max_member_bytes;
   int64_t expire_before;       /* history import: a queued action judged before this time is
                                   `expired`; INT64_MIN otherwise */
   hclock_t clock;              /* what time it is: real, or virtual (dry-run, tests) */
@@ -192,7 +194,11 @@ void engine_call_member(engine_t *e, engine_call_t *c, member_t *m);
 /* Every change below is made inside the call and rolled back with it. They return -1 on
  * a database error (logged; the call is marked failed and the batch rolls back). */
 
-/* Set attribute key (value stolen; NULL removes it). */
+/* What one member may hold in attributes and tags, as compact JSON, unless configured. */
+#define MEMBER_BYTES_DEFAULT (256 * 1024)
+/* Set attribute key (value stolen; NULL removes it). MEMBER_TOO_BIG (nothing changed)
+ * when her attributes and tags would grow past the cap. */
+enum { MEMBER_TOO_BIG = -2 };
 int engine_set_attr(engine_t *e, engine_call_t *c, const char *key, json_t *value);
 
 /* An action a script asks for. `fields` (stolen) are the kind's own members. */
@@ -211,7 +217,8 @@ typedef struct {
  * *recorded says whether anything was written now. */
 int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded);
 /* Tag or untag the member (and record the tag/untag action, fields stolen as in
- * engine_act). 1 changed, 0 nothing to change (fields released), -1 error. */
+ * engine_act). 1 changed, 0 nothing to change (fields released), -1 error,
+ * MEMBER_TOO_BIG when a new tag would take her past the cap. */
 int engine_tag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a);
 int engine_untag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a);
 /* Grant (n > 0) or spend (n < 0) points with a ledger entry and a points action. A keyed

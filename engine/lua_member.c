@@ -70,6 +70,12 @@ static int m_tostring(lua_State *L) {
   return 1;
 }
 
+/* The Lua error for a change that would take a member past the size cap. */
+static int too_big(lua_State *L, engine_t *e, const char *fn, const char *key) {
+  return luaL_error(L, "%s('%s'): member would hold more than %d bytes of attributes and tags "
+                    "(--max-member-bytes); nothing was stored", fn, key, (int)e->max_member_bytes);
+}
+
 /* m:get(key) */
 static int m_get(lua_State *L) {
   engine_call_t *d = check_member(L);
@@ -84,7 +90,10 @@ static int m_set(lua_State *L) {
   const char *k = check_name(L, 2, "attribute name");
   luaL_checkany(L, 3);
   json_t *v = lua_isnil(L, 3) ? NULL : arg_json(L, 3, "m:set");
-  if (engine_set_attr(scripts_of(L)->engine, d, k, v) < 0) return raise_db_error(L);
+  engine_t *e = scripts_of(L)->engine;
+  int rc = engine_set_attr(e, d, k, v);
+  if (rc == MEMBER_TOO_BIG) return too_big(L, e, "m:set", k);
+  if (rc < 0) return raise_db_error(L);
   return 0;
 }
 
@@ -318,6 +327,7 @@ static int change_tag(lua_State *L, const char *kind) {
   action_spec_t a = spec_of(kind, &o, f);
   engine_t *e = scripts_of(L)->engine;
   int rc = kind[0] == 't' ? engine_tag(e, d, t, &a) : engine_untag(e, d, t, &a);
+  if (rc == MEMBER_TOO_BIG) return too_big(L, e, "m:tag", t);
   if (rc < 0) return raise_db_error(L);
   lua_pushboolean(L, rc);
   return 1;

@@ -25,7 +25,22 @@ json_t *member_part(member_t *m, int which) {
   return m->part[which];
 }
 
+int64_t member_bytes(member_t *m) {
+  if (m->bytes < 0) {
+    int64_t n = 0;
+    for (int which = MP_ATTRS; which <= MP_TAGS; which++) {
+      if (m->part[which])
+        n += (int64_t)json_dumpb(m->part[which], NULL, 0, JSON_COMPACT);
+      else
+        n += m->text[which] ? (int64_t)strlen(m->text[which]) : 2;
+    }
+    m->bytes = n;
+  }
+  return m->bytes;
+}
+
 void member_touch(member_t *m, int which) {
+  if (which == MP_ATTRS || which == MP_TAGS) m->bytes = -1; /* a built-in change: measure again */
   member_part(m, which);
   m->part_dirty |= 1u << which;
   m->dirty = 1;
@@ -55,6 +70,7 @@ static member_t *member_new(const char *id, int64_t now) {
   m->id = xstrdup(id);
   m->created_at = now;
   m->joined_at = m->last_active_at = NO_TIME;
+  m->bytes = -1;
   return m;
 }
 
@@ -189,6 +205,7 @@ void member_undo_begin(member_undo_t *u, member_t *m) {
   u->orders = m->orders;
   u->points = m->points;
   u->ledger_n = m->ledger_n;
+  u->bytes = m->bytes;
   u->spend = m->spend;
   u->dirty = m->dirty;
   u->part_dirty = m->part_dirty;
@@ -215,6 +232,7 @@ void member_undo_restore(member_undo_t *u) {
   m->orders = u->orders;
   m->points = u->points;
   m->ledger_n = u->ledger_n;
+  m->bytes = u->bytes;
   m->spend = u->spend;
   m->dirty = u->dirty;
   m->part_dirty = u->part_dirty;

@@ -27,6 +27,7 @@ typedef struct member {
   char *text[MP_COUNT];    /* as loaded (NULL for a new member) */
   unsigned part_dirty;     /* bit per part: changed since loaded */
   int dirty;
+  int64_t bytes;           /* attributes and tags as compact JSON, or -1 until measured */
   struct member *next; /* hash chain */
 } member_t;
 
@@ -48,7 +49,7 @@ typedef struct {
  * parts only the keys it changes (so a large attribute costs nothing until touched). */
 typedef struct {
   member_t *m;
-  int64_t joined_at, last_active_at, orders, points, ledger_n;
+  int64_t joined_at, last_active_at, orders, points, ledger_n, bytes;
   double spend;
   undo_entry_t *log;
   int n, cap;
@@ -80,6 +81,10 @@ void member_undo_begin(member_undo_t *u, member_t *m);
 /* Call before changing `key` of a part (MP_*) so the undo can restore it; marks the
  * part dirty. */
 void member_undo_key(member_undo_t *u, int which, const char *key);
+/* Her attributes and tags as compact JSON, in bytes (measured once, then kept up to date
+ * by the engine's changes). */
+int64_t member_bytes(member_t *m);
+
 /* Mark a part changed outside any handler (built-in fields). */
 void member_touch(member_t *m, int which);
 void member_undo_restore(member_undo_t *u);

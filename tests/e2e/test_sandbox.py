@@ -530,6 +530,38 @@ def test_timers_due_later_are_not_a_chain():
         eq((m["points"], m["failed"]), (41, []), "41 daily events, each set a day ahead: no chain")
 
 
+# ---------------------------------------------------------------- the member size cap
+
+BIG = r"""
+hearth.on("big", function(m, ev) m:set("blob", ("x"):rep(ev.data.n)) end)
+hearth.on("many", function(m, ev) for i = 1, ev.data.n do m:tag("t" .. i) end end)
+hearth.on("small", function(m, ev) m:set("note", "ok") end)
+"""
+
+
+def test_member_size_cap_refuses_a_set_and_stores_nothing_of_it():
+    # Regression (engine/engine.c): a member record had no size cap; one handler left a
+    # member with 16.8 MB of attributes and the next 100 events took 11 s.
+    with Workspace({"big.lua": BIG}) as w:
+        r = w.import_events([{"id": "b1", "type": "big", "member": "m-b", "data": {"n": 300 * 1024}},
+                             {"id": "s1", "type": "small", "member": "m-b"}])
+        eq(r.rc, 1, "import exits 1: the big set failed (stderr %s)" % r.err[-1500:])
+        m = w.member("m-b")
+        eq(m["attrs"], {"note": "ok"}, "nothing of the big set is stored; the later event is")
+        contains(m["failed"][0]["error"], "m:set('blob'): member would hold more than 262144 bytes",
+                 "the error names the attribute and the cap")
+        r = w.import_events([{"id": "b2", "type": "big", "member": "m-c", "data": {"n": 3000}}],
+                            "--max-member-bytes", "2048")
+        eq(r.rc, 1, "over a smaller cap (stderr %s)" % r.err[-1500:])
+        r = w.import_events([{"id": "b3", "type": "big", "member": "m-d", "data": {"n": 1000}}],
+                            "--max-member-bytes", "2048")
+        eq(r.rc, 0, "under it (stderr %s)" % r.err[-1500:])
+        r = w.import_events([{"id": "t1", "type": "many", "member": "m-t", "data": {"n": 500}}],
+                            "--max-member-bytes", "2048")
+        eq(r.rc, 1, "tags count too")
+        eq(w.member("m-t")["tags"], [], "and none of the handler's tags stay")
+
+
 if __name__ == "__main__":
     try:
         harness.main()
