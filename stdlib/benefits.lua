@@ -492,8 +492,9 @@ local function member_day_run(d)
       local st = load_state(m, d)
       local z = own_zone(m)
       if z then
-        -- on her own clock: make sure her timer is armed for her zone
-        if st.md_at == nil or st.md_tz ~= z then member_day_arm(m, d, st, slot) end
+        -- on her own clock: make sure her timer is armed for her zone (from this very
+        -- slot on: a zone that reads it as her slot too is served now)
+        if st.md_at == nil or st.md_tz ~= z then member_day_arm(m, d, st, slot - 1) end
         return
       end
       member_day_grant(m, d, st, date)

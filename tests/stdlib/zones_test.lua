@@ -207,3 +207,25 @@ test("member day: a member back on the engine's clock gets it from the sweep aga
   t:at("2026-11-12T12:00:00+08:00")
   t:eq(md(t, "m-1"), { "2026-11-04T23:00:00+08:00", "2026-11-11T10:00:00+08:00" }, "then the sweep")
 end)
+
+test("member day: a zone set by a script that reads the slot as hers is served at the slot", function(t)
+  t:at("2026-11-02T12:00:00+08:00")
+  join(t, "m-1")
+  t:event("m-1", "test.set", { k = "tz", v = "Asia/Singapore" }) -- +08:00 too
+  t:at("2026-11-05T12:00:00+08:00")
+  t:eq(md(t, "m-1"), { "2026-11-04T10:00:00+08:00" }, "this Wednesday, not next week's")
+end)
+
+test("segment days on her clock: a handle's zone, a snapshot's tz", function(t)
+  t:at("2026-11-11T13:30:00+08:00")
+  -- last order 11 Nov 12:30 +08:00 = 10 Nov 23:30 in New York: one day ago on her clock
+  local rfm = [[
+    local segment = require "segment"
+    local th = { recency_days = 0, frequency = 1, monetary = 1, now = hearth.time("2026-11-11T13:30:00+08:00") }
+    local snap = { orders = 1, spend = 10, last_order_at = hearth.time("2026-11-11T12:30:00+08:00"), tz = %s }
+    local _, r = segment.rfm(snap, th)
+    return r
+  ]]
+  t:eq(t:eval(rfm:format("nil")), true, "engine's zone: the same day, recent")
+  t:eq(t:eval(rfm:format('"America/New_York"')), false, "New York: yesterday, not recent with 0 days")
+end)
