@@ -113,7 +113,8 @@ typedef struct engine {
   cron_slot_t *cron;           /* one per entry of the script set */
   tz_t **zones;                /* members' zones loaded so far (by name) */
   int nzones;
-  char **bad_zones;            /* names found not to be zones (each logged once) */
+  struct bad_zone { char *name; int logged; } *bad_zones; /* names found not to be zones;
+                                  `logged`: a member's tz named it (said once) */
   int nbad_zones;
   int ncron;
   pending_action_t *pending;   /* this batch's actions, reported at commit */
