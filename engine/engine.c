@@ -30,22 +30,55 @@ int action_status_parse(const char *s) {
 
 const char *engine_db_error(engine_t *e) { return store_errmsg(e->store); }
 
-const tz_t *engine_member_tz(engine_t *e, const member_t *m) {
-  json_t *v = json_object_get(member_attrs((member_t *)m), "tz");
-  const char *name = json_string_value(v);
-  if (!name || !strcmp(name, tz_name(e->tz))) return e->tz;
+/* Bad zone names remembered at most (past it a bad name is read and reported each time). */
+#define MAX_BAD_ZONES 256
+
+/* The loaded zone NAME, loading it the first time; NULL when NAME is not a zone (kept as
+ * such: never looked up again), with *bad set to its entry (NULL past MAX_BAD_ZONES) and
+ * the reason in err. */
+static const tz_t *zone_named(engine_t *e, const char *name, struct bad_zone **bad, char *err,
+                              size_t errlen) {
+  *bad = NULL;
+  if (!strcmp(name, tz_name(e->tz))) return e->tz;
   for (int i = 0; i < e->nzones; i++)
     if (!strcmp(tz_name(e->zones[i]), name)) return e->zones[i];
-  char err[200];
-  tz_t *z = tz_load(name, err, sizeof err);
-  if (!z) { /* events are checked on the way in; an attribute set by a script may be bad */
-    log_msg(LOG_WARN, "member's tz is not a zone: using the engine's", "member", m->id, "tz", name,
-            "error", err, NULL);
-    return e->tz;
+  for (int i = 0; i < e->nbad_zones; i++)
+    if (!strcmp(e->bad_zones[i].name, name)) {
+      snprintf(err, errlen, "'%s' is not a zone (found so before)", name);
+      *bad = &e->bad_zones[i];
+      return NULL;
+    }
+  tz_t *z = tz_load(name, err, errlen);
+  if (!z) {
+    if (e->nbad_zones == MAX_BAD_ZONES) return NULL;
+    e->bad_zones = xrealloc(e->bad_zones, (size_t)(e->nbad_zones + 1) * sizeof *e->bad_zones);
+    *bad = &e->bad_zones[e->nbad_zones++];
+    **bad = (struct bad_zone){.name = xstrdup(name), .logged = 0};
+    return NULL;
   }
   e->zones = xrealloc(e->zones, (size_t)(e->nzones + 1) * sizeof *e->zones);
   e->zones[e->nzones++] = z;
   return z;
+}
+
+const tz_t *engine_zone(engine_t *e, const char *name) {
+  struct bad_zone *bad;
+  char err[200];
+  return zone_named(e, name, &bad, err, sizeof err);
+}
+
+const tz_t *engine_member_tz(engine_t *e, const member_t *m) {
+  const char *name = json_string_value(json_object_get(member_attrs((member_t *)m), "tz"));
+  if (!name) return e->tz;
+  struct bad_zone *bad;
+  char err[200];
+  const tz_t *z = zone_named(e, name, &bad, err, sizeof err);
+  if (z) return z;
+  if (!bad || !bad->logged) /* events are checked on the way in; a script may set a bad name */
+    log_msg(LOG_WARN, "member's tz is not a zone: using the engine's (said once per name)", "member", m->id,
+            "tz", name, "error", err, NULL);
+  if (bad) bad->logged = 1;
+  return e->tz;
 }
 
 char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]) {
@@ -164,6 +197,8 @@ void engine_close(engine_t *e) {
   store_close(e->store);
   for (int i = 0; i < e->nzones; i++) tz_free(e->zones[i]);
   free(e->zones);
+  for (int i = 0; i < e->nbad_zones; i++) free(e->bad_zones[i].name);
+  free(e->bad_zones);
   tz_free(e->tz);
   free(e->scripts_dir);
   free(e->stdlib_dir);
@@ -387,8 +422,8 @@ static void apply_builtins(member_t *m, const event_t *ev) {
       member_touch(m, MP_ATTRS);
       json_object_del(member_attrs(m), "friend_deleted");
     }
-    const char *keys[] = {"channel", "store", "staff", "referrer"};
-    for (int i = 0; i < 4; i++) set_attr_string(m, keys[i], json_object_get(data, keys[i]));
+    const char *keys[] = {"channel", "store", "staff", "referrer", "tz"};
+    for (int i = 0; i < 5; i++) set_attr_string(m, keys[i], json_object_get(data, keys[i]));
   } else if (strcmp(t, "member.updated") == 0 && data) {
     const char *k;
     json_t *v;

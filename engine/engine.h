@@ -122,6 +122,9 @@ typedef struct engine {
   cron_slot_t *cron;           /* one per entry of the script set */
   tz_t **zones;                /* members' zones loaded so far (by name) */
   int nzones;
+  struct bad_zone { char *name; int logged; } *bad_zones; /* names found not to be zones;
+                                  `logged`: a member's tz named it (said once) */
+  int nbad_zones;
   int ncron;
   pending_action_t *pending;   /* this batch's actions, reported at commit */
   int npending, cappending;
@@ -247,8 +250,12 @@ int engine_member_ids(engine_t *e, const char *tag, const char *after, int limit
 member_t *engine_member(engine_t *e, const char *id);
 
 /* The member's zone: her `tz` attribute (an IANA name) when it names a zone, else the
- * engine's --tz. Zones are loaded once and kept. Never NULL. */
+ * engine's --tz (a bad name is logged the first time it is met). Zones are loaded once
+ * and kept, and so are bad names. Never NULL. */
 const tz_t *engine_member_tz(engine_t *e, const member_t *m);
+/* The zone NAME (the engine's, or one loaded once and kept); NULL when NAME is not a
+ * zone (remembered: not read from disk again). */
+const tz_t *engine_zone(engine_t *e, const char *name);
 
 /* The database's message for the last error (already logged where it happened). */
 const char *engine_db_error(engine_t *e);

@@ -197,12 +197,23 @@ static int l_format_time(lua_State *L) {
   return 1;
 }
 
-/* hearth.local_date(t) -> {year, month, day, hour, min, sec, wday (1 = Sunday), yday, day_number} */
-static int l_local_date(lua_State *L) {
+/* A zone argument: none or nil is the engine's zone, a string an IANA name, a member
+ * handle that member's zone (engine_member_tz). Raises on a name that is not a zone. */
+const tz_t *arg_zone(lua_State *L, int idx) {
   engine_t *e = scripts_of(L)->engine;
-  int64_t t = lua_isnoneornil(L, 1) ? e->now : arg_time(L, 1);
+  if (lua_isnoneornil(L, idx)) return e->tz;
+  const member_t *m = member_handle_arg(L, idx);
+  if (m) return engine_member_tz(e, m);
+  if (lua_type(L, idx) != LUA_TSTRING) luaL_argerror(L, idx, "a zone name or a member handle expected");
+  const char *name = lua_tostring(L, idx);
+  const tz_t *z = engine_zone(e, name);
+  if (!z) luaL_argerror(L, idx, lua_pushfstring(L, "'%s' is not a time zone", name));
+  return z;
+}
+
+void push_local_date(lua_State *L, const tz_t *tz, int64_t t) {
   civil_t c;
-  tz_to_civil(e->tz, t, &c);
+  tz_to_civil(tz, t, &c);
   lua_createtable(L, 0, 9);
   lua_pushinteger(L, c.year), lua_setfield(L, -2, "year");
   lua_pushinteger(L, c.month), lua_setfield(L, -2, "month");
@@ -212,17 +223,49 @@ static int l_local_date(lua_State *L) {
   lua_pushinteger(L, c.sec), lua_setfield(L, -2, "sec");
   lua_pushinteger(L, c.wday + 1), lua_setfield(L, -2, "wday");
   lua_pushinteger(L, c.yday + 1), lua_setfield(L, -2, "yday");
-  lua_pushinteger(L, tz_local_day(e->tz, t)), lua_setfield(L, -2, "day_number");
+  lua_pushinteger(L, tz_local_day(tz, t)), lua_setfield(L, -2, "day_number");
+}
+
+int64_t arg_local_time(lua_State *L, int first, const tz_t *tz) {
+  int y = (int)luaL_checkinteger(L, first), mo = (int)luaL_checkinteger(L, first + 1);
+  int d = (int)luaL_checkinteger(L, first + 2);
+  int h = (int)luaL_optinteger(L, first + 3, 0), mi = (int)luaL_optinteger(L, first + 4, 0);
+  int s = (int)luaL_optinteger(L, first + 5, 0);
+  return tz_from_local(tz, y, mo, d, h, mi, s);
+}
+
+/* hearth.local_date([t [, zone]]) -> {year, month, day, hour, min, sec, wday (1 = Sunday),
+ * yday, day_number} in the engine's zone, or in `zone` (a name or a member handle). */
+static int l_local_date(lua_State *L) {
+  engine_t *e = scripts_of(L)->engine;
+  int64_t t = lua_isnoneornil(L, 1) ? e->now : arg_time(L, 1);
+  push_local_date(L, arg_zone(L, 2), t);
   return 1;
 }
 
-/* hearth.local_time(year, month, day [, hour, min, sec]) -> epoch seconds in the engine's
- * zone (a wall time in a DST gap moves forward, one in an overlap takes the first). */
+/* hearth.local_time(year, month, day [, hour, min, sec [, zone]]) -> epoch seconds in the
+ * engine's zone or `zone` (a wall time in a DST gap moves forward, one in an overlap
+ * takes the first). */
 static int l_local_time(lua_State *L) {
-  engine_t *e = scripts_of(L)->engine;
-  int y = (int)luaL_checkinteger(L, 1), mo = (int)luaL_checkinteger(L, 2), d = (int)luaL_checkinteger(L, 3);
-  int h = (int)luaL_optinteger(L, 4, 0), mi = (int)luaL_optinteger(L, 5, 0), s = (int)luaL_optinteger(L, 6, 0);
-  lua_pushinteger(L, tz_from_local(e->tz, y, mo, d, h, mi, s));
+  const tz_t *tz = arg_zone(L, 7);
+  lua_pushinteger(L, arg_local_time(L, 1, tz));
+  return 1;
+}
+
+/* hearth.cron_next(spec, after [, zone]) -> the first slot of the cron spec strictly after
+ * `after`, its wall times read in the engine's zone or `zone`; nil when none within 5 years. */
+static int l_cron_next(lua_State *L) {
+  const char *spec = luaL_checkstring(L, 1);
+  int64_t after = arg_time(L, 2);
+  const tz_t *tz = arg_zone(L, 3);
+  cron_t c;
+  char err[200];
+  if (cron_parse(spec, &c, err, sizeof err) < 0) luaL_argerror(L, 1, err);
+  int64_t next = cron_next(&c, tz, after);
+  if (next < 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, next);
   return 1;
 }
 
@@ -336,7 +379,8 @@ static const luaL_Reg hearth_fns[] = {
     {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"restraint", l_restraint},
     {"guard", l_guard}, {"now", l_now},
     {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},
-    {"local_date", l_local_date}, {"local_time", l_local_time}, {"log", l_log}, {NULL, NULL}};
+    {"local_date", l_local_date}, {"local_time", l_local_time}, {"cron_next", l_cron_next},
+    {"log", l_log}, {NULL, NULL}};
 
 /* Installed into the sandbox base (on top of the stack). */
 static void install_api(lua_State *L, void *ud) {

@@ -63,10 +63,19 @@ void cron_api_install(lua_State *L);
 /* lua_member.c */
 void member_api_install(lua_State *L);
 void member_api_push(lua_State *L, scripts_t *s);
+/* The member behind a member handle at idx; NULL when the value is not a member handle.
+ * Raises when the handle is stale. */
+const member_t *member_handle_arg(lua_State *L, int idx);
 
 /* Shared argument helpers. */
 int64_t arg_duration(lua_State *L, int idx);
 int64_t arg_time(lua_State *L, int idx);
 json_t *arg_json(lua_State *L, int idx, const char *what);
+/* A zone: none/nil the engine's, a string an IANA name, a member handle her zone. */
+const tz_t *arg_zone(lua_State *L, int idx);
+/* year, month, day [, hour, min, sec] from index `first` on, as an instant in tz. */
+int64_t arg_local_time(lua_State *L, int first, const tz_t *tz);
+/* The hearth.local_date table of instant t in tz. */
+void push_local_date(lua_State *L, const tz_t *tz, int64_t t);
 
 #endif

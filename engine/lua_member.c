@@ -1,7 +1,7 @@
 /* lua_member: the member handle `m` a handler receives. Fields (id, joined_at,
- * last_active_at, orders, spend, points) and methods: get/set, tag/untag/has,
+ * last_active_at, orders, spend, points, tz) and methods: get/set, tag/untag/has,
  * add_points, send/task/webhook (actions with stable ids), after/at/cancel (durable
- * timers). A handle is valid only during the handler call it was made for. Every method
+ * timers), local_date/local_time (her own clock: engine_member_tz). A handle is valid only during the handler call it was made for. Every method
  * checks its arguments before it allocates anything in C, so a Lua error never leaks,
  * and then asks the engine (engine.h) for the change: nothing here writes state. */
 #include <lauxlib.h>
@@ -25,6 +25,14 @@ static engine_call_t *check_member(lua_State *L) {
   if (!s->cur || h->gen != s->gen)
     luaL_error(L, "member handle used outside the handler it was given to");
   return s->cur;
+}
+
+const member_t *member_handle_arg(lua_State *L, int idx) {
+  mhandle_t *h = luaL_testudata(L, idx, MEMBER_MT);
+  if (!h) return NULL;
+  scripts_t *s = scripts_of(L);
+  if (!s->cur || h->gen != s->gen) luaL_error(L, "member handle used outside the handler it was given to");
+  return s->cur->m;
 }
 
 static const char *check_name(lua_State *L, int idx, const char *what) {
@@ -52,6 +60,7 @@ static int m_index(lua_State *L) {
   else if (strcmp(k, "orders") == 0) lua_pushinteger(L, m->orders);
   else if (strcmp(k, "spend") == 0) lua_pushnumber(L, m->spend);
   else if (strcmp(k, "points") == 0) lua_pushinteger(L, m->points);
+  else if (strcmp(k, "tz") == 0) lua_pushstring(L, tz_name(engine_member_tz(scripts_of(L)->engine, m)));
   else lua_getfield(L, lua_upvalueindex(1), k); /* a method, or nil */
   return 1;
 }
@@ -95,6 +104,25 @@ static int m_set(lua_State *L) {
   if (rc == MEMBER_TOO_BIG) return too_big(L, e, "m:set", k);
   if (rc < 0) return raise_db_error(L);
   return 0;
+}
+
+/* ---- her own clock ---- */
+
+/* m:local_date([t]) -> hearth.local_date(t) in the member's zone (t defaults to now). */
+static int m_local_date(lua_State *L) {
+  engine_call_t *d = check_member(L);
+  engine_t *e = scripts_of(L)->engine;
+  int64_t t = lua_isnoneornil(L, 2) ? e->now : arg_time(L, 2);
+  push_local_date(L, engine_member_tz(e, d->m), t);
+  return 1;
+}
+
+/* m:local_time(year, month, day [, hour, min, sec]) -> that wall time in the member's zone. */
+static int m_local_time(lua_State *L) {
+  engine_call_t *d = check_member(L);
+  const tz_t *tz = engine_member_tz(scripts_of(L)->engine, d->m);
+  lua_pushinteger(L, arg_local_time(L, 2, tz));
+  return 1;
 }
 
 /* ---- actions ---- */
@@ -446,7 +474,7 @@ static const luaL_Reg methods[] = {
     {"get", m_get}, {"set", m_set}, {"tag", m_tag}, {"untag", m_untag}, {"has", m_has},
     {"tags", m_tags}, {"add_points", m_add_points}, {"send", m_send}, {"task", m_task},
     {"webhook", m_webhook}, {"after", m_after}, {"at", m_at}, {"cancel", m_cancel},
-    {NULL, NULL}};
+    {"local_date", m_local_date}, {"local_time", m_local_time}, {NULL, NULL}};
 
 void member_api_install(lua_State *L) {
   luaL_newmetatable(L, MEMBER_MT);

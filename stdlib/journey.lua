@@ -28,7 +28,10 @@ Steps (each due relative to the entry, never to the previous step):
   after       duration, default 0: due at T + after
   at          "HH:MM": due at that local wall time on the local date of T plus the whole
               days of `after` (joined Mon 15:00, after "3d" at "10:00" -> Thu 10:00). A due
-              time before T (after < 1d and `at` earlier than T's time) is T.
+              time before T (after < 1d and `at` earlier than T's time) is T. "Local" is
+              the member's own zone (m.tz: her `tz` attribute, else the engine's --tz), read
+              when the step is scheduled: a wall time in a DST gap moves forward, one in an
+              overlap takes the first occurrence.
   when        function(m, info) -> truthy; evaluated at the due time
   unless_tag  a tag or a list of tags: the member having any of them skips the step
   send        a template, or per variant { A = "tpl_a", B = "tpl_b" } (one per variant)
@@ -284,18 +287,19 @@ local function count(def, metric, variant, step)
   if variant and not step then hearth.count(metric, { campaign = def.name, variant = variant }) end
 end
 
--- Due time of a step taken at base (the entry time, or the moment its branch was taken).
-local function due_time(step, base)
+-- Due time of a step taken at base (the entry time, or the moment its branch was taken);
+-- `at` is a wall time on the member's own clock.
+local function due_time(m, step, base)
   if not step.at_h then return base + step.after end
-  local d = hearth.local_date(base)
-  local t = hearth.local_time(d.year, d.month, d.day + step.after // 86400, step.at_h, step.at_m, 0)
+  local d = m:local_date(base)
+  local t = m:local_time(d.year, d.month, d.day + step.after // 86400, step.at_h, step.at_m, 0)
   if t < base then t = base end
   return t
 end
 
 local function schedule(def, m, st, steps, base)
   for _, step in ipairs(steps) do
-    m:at(due_time(step, base), def.timer, { run = st.run, step = step.name })
+    m:at(due_time(m, step, base), def.timer, { run = st.run, step = step.name })
     st.pending = st.pending + 1
   end
 end

@@ -62,7 +62,8 @@ Rules (SPEC §5 referral) and how they are kept:
     second order never rewards again. A reward_on event that arrives while the invitation
     is still pending is remembered and the reward follows the validation.
   - max_per_day: rewards are counted per referrer per local date of the invitee's reward_on
-    event. Beyond max_per_day on that date the reward is `limited`: NOTHING is granted
+    event, on the referrer's own clock (her `tz` attribute's zone, else the engine's).
+    Beyond max_per_day on that date the reward is `limited`: NOTHING is granted
     (no points, no tag) and it does not count toward tiers; the reward's send and task are
     recorded with status "limited" (keys "reward/<invitee>/send|task", never delivered) and
     the "limited" counter goes up. A points-only reward leaves no action when limited: the
@@ -272,7 +273,7 @@ end
 local function on_reward(def, m, ev)
   local data = ev.data
   local invitee = data.invitee
-  local day = hearth.local_date(data.time).day_number
+  local day = m:local_date(data.time).day_number -- the referrer's own days
   local s = referrer_state(m, def)
   -- per-date counts, keyed by the day number as a string (JSON object keys); keep a week
   local newest = day

@@ -20,7 +20,9 @@ Example:
   end)
 
 Functions (m is a member handle, or a plain table {orders=, spend=, joined_at=,
-last_active_at=, last_order_at=} for a snapshot; times in epoch seconds):
+last_active_at=, last_order_at=, tz=} for a snapshot; times in epoch seconds; days are
+counted on the member's own clock: a handle's m.tz, a snapshot's tz (an IANA name), else
+the engine's zone):
   segment.track()                    register the order.paid handler (load time only; a
                                      second call does nothing)
   segment.last_order_at(m)           time of the last order, see "Recency" below
@@ -39,7 +41,7 @@ fan_class needs frequency and monetary). An optional th.now (epoch) replaces hea
 
 Definitions and the choices where the SPEC is silent:
   Recency  days = local calendar days between the last order and now (hearth.local_date
-           day_number difference). R is high when the member has ordered and days <=
+           day_number difference, in the member's zone). R is high when the member has ordered and days <=
            recency_days (an order exactly recency_days days ago is still recent).
            The last order time is "_segment.last_order", kept by segment.track(). m.last_active_at
            moves with every event, so it is NOT used when that attribute exists; for a member
@@ -123,8 +125,18 @@ local function now_of(t, path)
   return hearth.now()
 end
 
-local function days_between(a, b)
-  return hearth.local_date(b).day_number - hearth.local_date(a).day_number
+-- The member's zone for hearth.local_date: the handle itself (her own clock), a snapshot's
+-- tz = "<IANA name>", or nil (the engine's zone).
+local function zone_of(m)
+  if is_handle(m) then return m end
+  local z = m.tz
+  if type(z) == "string" then return z end
+  return nil
+end
+
+local function days_between(m, a, b)
+  local z = zone_of(m)
+  return hearth.local_date(b, z).day_number - hearth.local_date(a, z).day_number
 end
 
 local function need(th, k, min, fn, strict)
@@ -157,7 +169,7 @@ function M.rfm(m, th)
   local ok, now = pcall(now_of, th, "thresholds.now")
   if not ok then error("segment.rfm: " .. tostring(now), 2) end
   local last = M.last_order_at(m)
-  local r = last ~= nil and days_between(last, now) <= rd
+  local r = last ~= nil and days_between(m, last, now) <= rd
   local f = (tonumber(field(m, "orders")) or 0) >= fq
   local mm = (tonumber(field(m, "spend")) or 0) >= mo
   local key = (r and "1" or "0") .. (f and "1" or "0") .. (mm and "1" or "0")
@@ -214,11 +226,11 @@ function M.lifecycle(m, opts)
     last = field(m, "last_active_at")
     if type(last) ~= "number" then last = joined end
   end
-  local inactive = last and days_between(last, o.now) or 0
+  local inactive = last and days_between(m, last, o.now) or 0
   if inactive >= o.churned_days then return "churned" end
   if inactive >= o.decline_days then return "decline" end
   if orders <= 0 then return "introduction" end
-  local tenure = joined and days_between(joined, o.now) or math.huge
+  local tenure = joined and days_between(m, joined, o.now) or math.huge
   if orders < o.stable_orders or tenure < o.stable_days then return "growth" end
   return "stable"
 end

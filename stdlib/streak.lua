@@ -44,7 +44,9 @@ Options (defaults):
                  max_cards nil (no limit)    cards held at most; extra grants are dropped.
 
 Rules (SPEC §5 streak):
-  - Days are the local calendar dates of the event times (hearth.local_date(t).day_number).
+  - Days are the local calendar dates of the event times on the member's own clock
+    (m:local_date(t).day_number: her `tz` attribute's zone, else the engine's). A member
+    whose zone changes keeps her streak days as they were counted.
   - A second check-in on the same local date is ignored (no points, nothing recorded); so is
     a check-in dated before the member's latest streak day (a late, out-of-order event).
   - A check-in on the day after the streak's last day continues it (length + 1); anything
@@ -215,7 +217,7 @@ end
 -- ---- handlers ----
 
 local function on_checkin(def, m, ev)
-  local day = hearth.local_date(ev.time).day_number
+  local day = m:local_date(ev.time).day_number
   local s = load_state(m, def)
   if s.last and day <= s.last then
     count(def, "ignored")
@@ -255,7 +257,7 @@ local function reject(def, m, why)
 end
 
 local function on_makeup(def, m, ev)
-  local today = hearth.local_date(ev.time).day_number
+  local today = m:local_date(ev.time).day_number
   local day = today - 1
   local data = type(ev.data) == "table" and ev.data or {}
   if data.date ~= nil then
@@ -363,7 +365,7 @@ function M.get(m, name)
   local def = defs[name]
   if not def then error("streak.get: no streak named '" .. tostring(name) .. "'", 2) end
   local s = load_state(m, def)
-  local today = hearth.local_date(hearth.now()).day_number
+  local today = m:local_date().day_number
   local alive = s.last and s.last >= today - 1
   return { length = alive and s.len or 0, last_date = s.last and date_string(s.last) or nil,
            best = s.best, total = s.total, cards = s.cards }

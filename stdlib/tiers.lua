@@ -71,7 +71,8 @@ Windows (window = N days):
     (one per date with orders, however many orders), plus the order ids of its latest 20
     orders (IDS_KEPT) with their date and amount, for refunds.
   - The window at a reference time (the event's time, the review's slot, hearth.now() for
-    tiers.value) is the N local dates ending with the reference's local date. An order
+    tiers.value) is the N local dates ending with the reference's local date. Local dates
+    are the member's own (her `tz` attribute's zone, else the engine's). An order
     counts on its own local date and the N - 1 dates after it; from the N-th date after it
     on it no longer counts, whatever the time of day: an order exactly `window` old no
     longer counts, and neither does one paid 23:59 on 10 January at 00:00 on 10 January a
@@ -206,7 +207,8 @@ local function state_key(d) return "_tiers." .. d.name end
 -- short JSON integers instead of 17-digit reals in an attribute parsed on every event.
 local IDS_KEPT = 20
 
-local function day_of(t) return hearth.local_date(t).day_number end
+-- Days are the member's own local dates (her `tz` attribute's zone, else the engine's).
+local function day_of(m, t) return m:local_date(t).day_number end
 
 -- Yuan -> integer cents (the engine keeps m.spend in whole cents too).
 local function to_cents(x) return math.floor(x * 100 + 0.5) end
@@ -251,7 +253,7 @@ local function load_state(m, d)
     -- the list of (time, amount, order_id) kept by earlier versions: fold it into buckets
     for _, e in ipairs(st.win) do
       if type(e) == "table" and type(e[1]) == "number" and type(e[2]) == "number" then
-        local day, c = day_of(math.floor(e[1])), to_cents(math.max(e[2], 0))
+        local day, c = day_of(m, math.floor(e[1])), to_cents(math.max(e[2], 0))
         add_to_bucket(st, day, c)
         local oid = valid_oid(e[3])
         if oid then remember_id(st, oid, day, c) end
@@ -276,13 +278,13 @@ end
 
 -- The first local day number still inside the window at reference time ref: the window
 -- holds the local dates (ref's date - window_days, ref's date].
-local function first_day(d, ref) return day_of(ref) - d.window_days + 1 end
+local function first_day(m, d, ref) return day_of(m, ref) - d.window_days + 1 end
 
 -- Drop the buckets (and remembered order ids) of local dates before the window at ref.
 -- Returns true when something was dropped.
-local function prune(d, st, ref)
+local function prune(m, d, st, ref)
   if not d.window then return false end
-  local first, dropped = first_day(d, ref), false
+  local first, dropped = first_day(m, d, ref), false
   local kept = {}
   for _, e in ipairs(st.days) do
     if type(e) == "table" and type(e[1]) == "number" and e[1] >= first then
@@ -310,7 +312,7 @@ local function value_of(m, d, st, ref)
     if d.by == "spend" then return m.spend end
     return m.orders
   end
-  local last = day_of(ref)
+  local last = day_of(m, ref)
   local first, v = last - d.window_days + 1, 0
   for _, e in ipairs(st.days) do
     if type(e) == "table" and type(e[1]) == "number" and e[1] >= first and e[1] <= last then
@@ -429,9 +431,9 @@ local function on_paid(d)
   return function(m, ev)
     local st = load_state(m, d)
     if d.window then
-      prune(d, st, ev.time)
+      prune(m, d, st, ev.time)
       local c = to_cents(positive_amount(ev) or 0)
-      local day = day_of(ev.time)
+      local day = day_of(m, ev.time)
       add_to_bucket(st, day, c)
       local oid = valid_oid(ev.data and ev.data.order_id)
       if oid ~= nil then remember_id(st, oid, day, c) end
@@ -454,7 +456,7 @@ local function on_refunded(d)
     if not amount then return end
     amount = to_cents(amount)
     local st = load_state(m, d)
-    prune(d, st, ev.time)
+    prune(m, d, st, ev.time)
     local oid = valid_oid(ev.data and ev.data.order_id)
     if oid ~= nil then
       -- a remembered order: off its own day's bucket, at most what is left of that order
@@ -499,7 +501,7 @@ local function review(d)
         -- the swept tag is the truth about the member's level
         local changed = st.tier ~= l.name
         st.tier = l.name
-        if prune(d, st, slot) then changed = true end
+        if prune(m, d, st, slot) then changed = true end
         local held = d.hold and type(st.since) == "number" and slot - st.since < d.hold
         local q = qualifying(d, value_of(m, d, st, slot))
         if q > i then

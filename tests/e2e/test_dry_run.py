@@ -2,7 +2,8 @@
 the virtual clock, their order relative to events and to each other, cron sweeps over
 tagged members, --db snapshots left untouched, determinism, --tz across a DST change,
 lines refused for the data of well-known types or a time past --max-future (judged
-against the real present), and usage errors."""
+against the real present), a member's own zone (member.updated data.tz) and usage
+errors."""
 
 import calendar
 import datetime
@@ -537,6 +538,58 @@ def test_tz_new_york_cron_keeps_wall_time_across_dst():
            ["2026-03-07T10:00:00-05:00", "2026-03-08T10:00:00-04:00",
             "2026-03-09T10:00:00-04:00", "2026-03-10T10:00:00-04:00"],
            "a daily 10:00 cron in America/New_York across the DST change")
+
+
+ZONED = r"""
+local journey = require "journey"
+journey.define {
+  name = "thanks", enter = "order.paid",
+  steps = { { name = "next_day", after = "1d", at = "10:00", send = "thanks", category = "service" } },
+}
+hearth.on("zone.set", function(m, ev) m:set("tz", ev.data.tz) end)
+hearth.on("zone.probe", function(m, ev) m:set("probe", pcall(hearth.local_date, nil, ev.data.tz)) end)
+hearth.on("zone.read", function(m, ev)
+  m:send("seen", { key = ev.id, vars = { tz = m.tz }, category = "service" })
+end)
+"""
+
+
+def test_member_updated_tz_moves_the_at_of_a_later_entry():
+    with Workspace({"zoned.lua": ZONED}) as w:
+        def ev(n, type_, member, time, data=None):
+            e = {"id": "e%d" % n, "type": type_, "member": member, "time": time}
+            if data is not None:
+                e["data"] = data
+            return e
+        events = [
+            ev(1, "member.joined", "m-1", t(11, 9, 12)),
+            ev(2, "member.joined", "m-2", t(11, 9, 12)),
+            ev(3, "member.updated", "m-1", t(11, 9, 13), {"tz": "America/New_York"}),
+            # 10 Nov 12:00 +08:00 = 9 Nov 23:00 in New York
+            ev(4, "order.paid", "m-1", t(11, 10, 12), {"amount": 10}),
+            ev(5, "order.paid", "m-2", t(11, 10, 12), {"amount": 10}),
+        ]
+        actions, _, _ = ok_run(w, events, "--until", "3d")
+        eq(by_id(actions, "thanks/m-1/1/next_day")["time"], t(11, 10, 23),
+           "10:00 EST on 10 November (her next day): 23:00 +08:00")
+        eq(by_id(actions, "thanks/m-2/1/next_day")["time"], t(11, 11, 10),
+           "without a tz: 10:00 +08:00 on 11 November")
+
+
+def test_a_bad_tz_set_by_a_script_is_logged_once():
+    with Workspace({"zoned.lua": ZONED}) as w:
+        # a script asking for the name first (it raises there) does not use up the warning
+        events = [{"id": "p", "type": "zone.probe", "member": "m-1", "time": t(11, 9, 11),
+                   "data": {"tz": "Mars/Olympus_Mons"}},
+                  {"id": "s", "type": "zone.set", "member": "m-1", "time": t(11, 9, 12),
+                   "data": {"tz": "Mars/Olympus_Mons"}}]
+        events += [{"id": "r%d" % i, "type": "zone.read", "member": "m-1", "time": t(11, 9, 13, i)}
+                   for i in range(3)]
+        actions, _, err = ok_run(w, events)
+        warned = [r for r in harness.parse_log(err) if r.get("tz") == "Mars/Olympus_Mons"]
+        eq(len(warned), 1, "warnings about the bad zone (stderr: %s)" % err[-2000:])
+        eq([a["vars"]["tz"] for a in actions if a["action"] == "send"], ["Asia/Shanghai"] * 3,
+           "m.tz: the engine's zone")
 
 
 # ---------------------------------------------------------------- usage errors

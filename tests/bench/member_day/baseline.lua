@@ -1,0 +1,2 @@
+-- member_day/baseline.lua: no member day at all (run_member_day.sh): the cost of the joins
+-- and of running the clock, to subtract from the other two.
