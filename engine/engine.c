@@ -909,6 +909,86 @@ static int is_marketing_send(const action_spec_t *a, json_t *fields) {
   return !strcmp(a->kind, "send") && !(category && !strcmp(category, "service"));
 }
 
+/* The records of changes already made: points, tag, untag. */
+static int is_change(const char *kind) {
+  return !strcmp(kind, "points") || !strcmp(kind, "tag") || !strcmp(kind, "untag");
+}
+
+/* 1 when `channel` delivers actions of `kind`: its `kinds` option, else sends, tasks and
+ * webhooks. */
+static int channel_delivers(engine_t *e, const char *channel, const char *kind) {
+  json_t *kinds = NULL;
+  for (int i = 0; e->scripts && channel && i < scripts_channel_count(e->scripts); i++) {
+    const channel_decl_t *ch = scripts_channel(e->scripts, i);
+    if (!strcmp(ch->name, channel)) kinds = json_object_get(ch->opts, "kinds");
+  }
+  if (!kinds) return !is_change(kind);
+  size_t i;
+  json_t *k;
+  json_array_foreach(kinds, i, k) if (json_is_string(k) && !strcmp(json_string_value(k), kind)) return 1;
+  return 0;
+}
+
+static json_t *action_body(engine_t *e, engine_call_t *c, const action_spec_t *a, const char *id, int status,
+                           json_t *fields, json_t *reason) {
+  char tbuf[32];
+  json_t *body = json_object();
+  json_object_set_new(body, "id", json_string(id));
+  json_object_set_new(body, "time", json_string(engine_fmt_time(e, e->now, tbuf)));
+  json_object_set_new(body, "member", json_string(c->m->id));
+  json_object_set_new(body, "campaign", json_string(a->campaign ? a->campaign : c->campaign));
+  if (a->step) json_object_set_new(body, "step", json_string(a->step));
+  json_object_set_new(body, "action", json_string(a->kind));
+  json_object_set_new(body, "status", json_string(action_status_names[status]));
+  json_object_update(body, fields);
+  if (reason) json_object_set(body, "reason", reason);
+  return body;
+}
+
+/* Record a change already made (points, tag, untag): queued, as it happened. An outbox
+ * row only for a channel that delivers its kind (never from a stale history); else a
+ * funnel count under its kind. A keyed one applies once: its key is claimed. */
+static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
+  json_t *fields = a->fields ? a->fields : json_object();
+  json_decref(a->reason);
+  a->fields = a->reason = NULL;
+  int rc = -1;
+  char *id = action_id(e, c, a, 1);
+  json_t *body = NULL;
+  if (call_write(e, c) < 0) goto out;
+  if (a->key && !a->key_claimed) {
+    int claimed = store_action_key_claim(e->store, id);
+    if (claimed < 0) goto out;
+    if (!claimed) { /* the same key again: nothing twice */
+      rc = AS_QUEUED;
+      goto out;
+    }
+  }
+  const char *campaign = a->campaign ? a->campaign : c->campaign;
+  body = action_body(e, c, a, id, AS_QUEUED, fields, NULL);
+  if (channel_delivers(e, a->channel, a->kind) && e->now >= e->expire_before) {
+    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text) goto out;
+    action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step, .kind = a->kind,
+                        .status = action_status_names[AS_QUEUED], .channel = a->channel, .time = e->now,
+                        .body = text, .deliverable = 1};
+    int w = store_action_add(e->store, &row);
+    free(text);
+    if (w < 0) goto out;
+  } else if (store_funnel_add(e->store, campaign, a->step ? a->step : "", "", a->kind, 1) < 0) {
+    goto out;
+  }
+  hold(e, body, AS_QUEUED, a->channel);
+  *recorded = 1;
+  rc = AS_QUEUED;
+out:
+  if (rc == -1) c->db_failed = 1;
+  free(id);
+  json_decref(fields);
+  json_decref(body);
+  return rc;
+}
+
 /* Record an action (see engine_act). given_id: the id of a send judged again when its
  * deferral ends (second = 1), else NULL. Returns the status that holds, -1 on a database
  * error, ACT_GUARD_FAILED when a guard raised (*err). */
@@ -917,6 +997,7 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
                char **err) {
   assert(c->m && a->status >= 0 && a->status < AS_COUNT);
   *recorded = 0;
+  if (is_change(a->kind)) return record_change(e, c, a, recorded);
   json_t *fields = a->fields ? a->fields : json_object(), *reason = a->reason, *body = NULL;
   a->fields = a->reason = NULL;
   int status = a->status, rc = -1;
@@ -964,18 +1045,8 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
     status = AS_EXPIRED;
   }
   if (status != AS_QUEUED && !reason) reason = json_pack("{s:s}", "rule", "script"); /* a status the script chose */
-  char tbuf[32];
   const char *campaign = a->campaign ? a->campaign : c->campaign;
-  body = json_object();
-  json_object_set_new(body, "id", json_string(id));
-  json_object_set_new(body, "time", json_string(engine_fmt_time(e, e->now, tbuf)));
-  json_object_set_new(body, "member", json_string(c->m->id));
-  json_object_set_new(body, "campaign", json_string(campaign));
-  if (a->step) json_object_set_new(body, "step", json_string(a->step));
-  json_object_set_new(body, "action", json_string(a->kind));
-  json_object_set_new(body, "status", json_string(action_status_names[status]));
-  json_object_update(body, fields);
-  if (reason) json_object_set(body, "reason", reason);
+  body = action_body(e, c, a, id, status, fields, reason);
   char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (!text) goto out;
   action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step,
@@ -1074,14 +1145,19 @@ int engine_untag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *
 int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reason, action_spec_t *a) {
   member_t *m = c->m;
   assert(n != 0);
-  if (a->key) { /* a keyed grant or spend applies once */
-    char *id = action_id(e, c, a, 0), status[16];
-    int found = store_action_status(e->store, id, status, sizeof status);
-    free(id);
-    if (found != 0) {
+  if (a->key) { /* a keyed grant or spend applies once: claim its key */
+    if (call_write(e, c) < 0) {
       spec_release(a);
-      return found < 0 ? db_error(c) : 0;
+      return -1;
     }
+    char *id = action_id(e, c, a, 0);
+    int claimed = store_action_key_claim(e->store, id);
+    free(id);
+    if (claimed != 1) {
+      spec_release(a);
+      return claimed < 0 ? db_error(c) : 0;
+    }
+    a->key_claimed = 1;
   }
   int range = n < 0 && m->points + n < 0 ? POINTS_BELOW_ZERO
               : n > 0 && m->points > INT64_MAX - n ? POINTS_OVERFLOW : 0;

@@ -213,9 +213,13 @@ typedef struct {
   int status;            /* AS_* asked for */
   json_t *fields;
   json_t *reason;        /* why the status is not `queued` (stolen; may be NULL) */
+  int key_claimed;       /* the engine claimed the key already (a keyed grant) */
 } action_spec_t;
-/* Record an action. An id seen before records nothing and returns its status, except
- * that a `deferred` one is judged again. Returns the status that holds (an action stored
+/* Record an action. Sends, tasks and webhooks are outbox rows for their channel; the
+ * records of changes already made (points, tag, untag) are rows only for a channel that
+ * asks for their kind (`kinds` option), and otherwise counted in the funnel (the ledger
+ * and the member keep the change; a keyed one keeps its key). An id seen before records
+ * nothing and returns its status, except that a `deferred` one is judged again. Returns the status that holds (an action stored
  * as `expired` shows as `queued`: the scripts judge history as it happened), -1 on error;
  * *recorded says whether anything was written now. */
 int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded);

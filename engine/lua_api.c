@@ -122,6 +122,23 @@ static int l_channel(lua_State *L) {
   if (!type || (strcmp(type, "log") != 0 && strcmp(type, "webhook") != 0))
     return luaL_error(L, "hearth.channel: '%s': type must be \"log\" or \"webhook\"", name);
   lua_pop(L, 1);
+  lua_getfield(L, 2, "kinds"); /* which kinds of action it delivers */
+  if (!lua_isnil(L, -1)) {
+    static const char *const kinds[] = {"send", "task", "webhook", "points", "tag", "untag"};
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "hearth.channel: '%s': option 'kinds' must be a list such as { \"send\", \"points\" }", name);
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+      const char *k = lua_tostring(L, -1);
+      int ok = 0;
+      for (size_t j = 0; k && j < sizeof kinds / sizeof kinds[0]; j++) ok |= !strcmp(k, kinds[j]);
+      if (!ok)
+        return luaL_error(L, "hearth.channel: '%s': option 'kinds[%d]' must be send, task, webhook, points, "
+                             "tag or untag", name, (int)i);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   json_t *opts = arg_json(L, 2, "hearth.channel");
   char qerr[256];
   if (restraint_channel(s->restraint, name, opts, qerr, sizeof qerr) < 0) {

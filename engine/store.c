@@ -59,6 +59,10 @@ static const char *const migrations[] = {
     /* 3: how many events, each caused at once by the one before, led to a timer */
     "ALTER TABLE timers ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE timers ADD COLUMN chain TEXT;",
+    /* 4: ids of keyed changes (points, tags) that no channel delivers, so that a key
+     * recorded again changes nothing without an outbox row */
+    "CREATE TABLE action_keys(id TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "INSERT INTO action_keys(id) SELECT id FROM outbox WHERE kind IN ('points', 'tag', 'untag');",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -489,6 +493,15 @@ int store_action_status(store_t *s, const char *id, char *status, size_t n) {
   snprintf(status, n, "%s", t ? (const char *)t : "");
   sqlite3_reset(st);
   return 1;
+}
+
+int store_action_key_claim(store_t *s, const char *id) {
+  static query_t q = QUERY("INSERT OR IGNORE INTO action_keys(id) VALUES (?1)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  if (run(s, st) < 0) return -1;
+  return sqlite3_changes(s->db) > 0;
 }
 
 int store_action_add(store_t *s, const action_row_t *r) {

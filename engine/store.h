@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef struct store {
   sqlite3 *db;
@@ -102,6 +102,9 @@ typedef struct {
 /* The status of action `id` into status (at most n bytes): 1 found, 0 absent, -1 error. */
 int store_action_status(store_t *s, const char *id, char *status, size_t n);
 int store_action_add(store_t *s, const action_row_t *row);
+/* Claim the id of a keyed change (points, tag) no channel delivers: 1 claimed now, 0
+ * claimed before (the same key again), -1 error. */
+int store_action_key_claim(store_t *s, const char *id);
 /* Judge an existing action again (a deferred action coming due): new status, time, body. */
 int store_action_rejudge(store_t *s, const action_row_t *row);
 

@@ -54,6 +54,8 @@ PROBES = {
 
 def probe_script():
     parts = ['''-- probes: each handler first changes its member, then misbehaves.
+-- a channel that delivers every kind: the probes check the records of points too
+hearth.channel("log", { type = "log", kinds = { "send", "task", "webhook", "points", "tag", "untag" } })
 local function taint(m)
   m:add_points(100, "before misbehaving")
   m:tag("tainted")
