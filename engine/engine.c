@@ -183,6 +183,7 @@ fail:
 }
 
 static void drop_pending(engine_t *e, int mark);
+static int funnel_flush(engine_t *e, int write);
 
 void engine_close(engine_t *e) {
   if (!e) return;
@@ -190,6 +191,10 @@ void engine_close(engine_t *e) {
   adopt_scripts(e, NULL);
   free(e->cron);
   drop_pending(e, 0);
+  funnel_flush(e, 0);
+  free(e->funnel.buckets);
+  free(e->funnel.log);
+  free(e->funnel.log_n);
   free(e->pending);
   for (int i = 0; i < e->stats.nchannels; i++) free(e->stats.by_channel[i].channel);
   free(e->stats.by_channel);
@@ -235,6 +240,87 @@ int engine_reload(engine_t *e, char **err) {
   return 0;
 }
 
+/* ---- funnel counters of the batch ---- */
+
+#define FUNNEL_BUCKETS 256
+
+static uint64_t funnel_hash(const char *a, const char *b, const char *c, const char *d) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a over the four parts, 0-separated */
+  const char *parts[4] = {a, b, c, d};
+  for (int i = 0; i < 4; i++) {
+    for (const char *p = parts[i]; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+  }
+  return h;
+}
+
+/* Add n to a counter of the batch (logged, so that a failing call can take it back). */
+static void funnel_add(engine_t *e, const char *campaign, const char *step, const char *variant,
+                       const char *metric, int64_t n) {
+  funnel_batch_t *f = &e->funnel;
+  if (!f->buckets) f->buckets = xcalloc(FUNNEL_BUCKETS, sizeof *f->buckets);
+  funnel_sum_t **b = &f->buckets[funnel_hash(campaign, step, variant, metric) % FUNNEL_BUCKETS], *x;
+  for (x = *b; x; x = x->next)
+    if (!strcmp(x->metric, metric) && !strcmp(x->step, step) && !strcmp(x->variant, variant) &&
+        !strcmp(x->campaign, campaign))
+      break;
+  if (!x) {
+    x = xcalloc(1, sizeof *x);
+    x->campaign = xstrdup(campaign), x->step = xstrdup(step), x->variant = xstrdup(variant);
+    x->metric = xstrdup(metric);
+    x->next = *b;
+    *b = x;
+  }
+  x->n += n;
+  if (f->nlog == f->caplog) {
+    f->caplog = f->caplog ? f->caplog * 2 : 256;
+    f->log = xrealloc(f->log, (size_t)f->caplog * sizeof *f->log);
+    f->log_n = xrealloc(f->log_n, (size_t)f->caplog * sizeof *f->log_n);
+  }
+  f->log[f->nlog] = x;
+  f->log_n[f->nlog++] = n;
+}
+
+/* Take back the additions made since mark (a failed handler's). */
+static void funnel_undo(engine_t *e, int mark) {
+  funnel_batch_t *f = &e->funnel;
+  while (f->nlog > mark) {
+    f->nlog--;
+    f->log[f->nlog]->n -= f->log_n[f->nlog];
+  }
+}
+
+/* Write the batch's counters (at commit) or forget them; 0, or -1 on a database error. */
+static int funnel_flush(engine_t *e, int write) {
+  funnel_batch_t *f = &e->funnel;
+  int rc = 0;
+  for (int i = 0; f->buckets && i < FUNNEL_BUCKETS; i++) {
+    funnel_sum_t *x = f->buckets[i], *next;
+    for (; x; x = next) {
+      next = x->next;
+      if (write && rc == 0 && x->n && store_funnel_add(e->store, x->campaign, x->step, x->variant, x->metric, x->n) < 0)
+        rc = -1;
+      free(x->campaign), free(x->step), free(x->variant), free(x->metric), free(x);
+    }
+    f->buckets[i] = NULL;
+  }
+  f->nlog = 0;
+  return rc;
+}
+
+/* The batch's part of a sum (NULL parts: any). */
+static int64_t funnel_pending(engine_t *e, const char *metric, const char *campaign, const char *step,
+                              const char *variant) {
+  int64_t n = 0;
+  funnel_batch_t *f = &e->funnel;
+  for (int i = 0; f->buckets && i < FUNNEL_BUCKETS; i++)
+    for (funnel_sum_t *x = f->buckets[i]; x; x = x->next)
+      if (!strcmp(x->metric, metric) && (!campaign || !strcmp(x->campaign, campaign)) &&
+          (!step || !strcmp(x->step, step)) && (!variant || !strcmp(x->variant, variant)))
+        n += x->n;
+  return n;
+}
+
 /* ---- batches ---- */
 
 static void drop_pending(engine_t *e, int mark) {
@@ -251,7 +337,7 @@ static void report_pending(engine_t *e) {
     pending_action_t *p = &e->pending[i];
     e->stats.actions[p->status]++;
     count_channel_action(&e->stats, p->channel, p->status);
-    if (e->on_action) e->on_action(e->on_action_ud, p->body);
+    if (e->on_action && p->body) e->on_action(e->on_action_ud, p->body);
   }
   drop_pending(e, 0);
 }
@@ -268,7 +354,7 @@ int engine_begin(engine_t *e) {
 
 int engine_commit(engine_t *e) {
   assert(e->in_batch);
-  if (member_cache_flush(&e->members, e->store) < 0 ||
+  if (funnel_flush(e, 1) < 0 || member_cache_flush(&e->members, e->store) < 0 ||
       store_meta_set(e->store, "event_seq", e->event_seq) < 0 ||
       store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 || store_commit(e->store) < 0) {
     log_msg(LOG_ERROR, "commit failed", "error", store_errmsg(e->store), NULL);
@@ -284,6 +370,7 @@ int engine_commit(engine_t *e) {
 
 void engine_rollback(engine_t *e) {
   drop_pending(e, 0);
+  funnel_flush(e, 0);
   store_rollback(e->store);
   e->in_batch = 0;
   e->batch_work = 0;
@@ -296,6 +383,7 @@ void engine_rollback(engine_t *e) {
 static void call_begin(engine_t *e, engine_call_t *c) {
   assert(e->in_batch);
   c->pending_mark = e->npending;
+  c->funnel_mark = e->funnel.nlog;
   c->action_n_mark = e->action_n;
   c->savepoint = c->cron; /* a cron run's chunk is its own transaction */
   c->db_failed = 0;
@@ -366,6 +454,7 @@ static int call_end(engine_t *e, engine_call_t *c, const char *err) {
   member_undo_restore(&c->undo);
   member_undo_end(&c->undo);
   drop_pending(e, c->pending_mark);
+  funnel_undo(e, c->funnel_mark);
   e->action_n = c->action_n_mark; /* default ids of later handlers do not depend on this failure */
   if (c->savepoint && store_rollback_to(e->store) < 0) return -1;
   record_failure(e, c, err);
@@ -965,8 +1054,9 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
     }
   }
   const char *campaign = a->campaign ? a->campaign : c->campaign;
-  body = action_body(e, c, a, id, AS_QUEUED, fields, NULL);
-  if (channel_delivers(e, a->channel, a->kind) && e->now >= e->expire_before) {
+  int deliver = channel_delivers(e, a->channel, a->kind) && e->now >= e->expire_before;
+  if (deliver || e->on_action) body = action_body(e, c, a, id, AS_QUEUED, fields, NULL); /* else no one reads it */
+  if (deliver) {
     char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!text) goto out;
     action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step, .kind = a->kind,
@@ -975,8 +1065,8 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
     int w = store_action_add(e->store, &row);
     free(text);
     if (w < 0) goto out;
-  } else if (store_funnel_add(e->store, campaign, a->step ? a->step : "", "", a->kind, 1) < 0) {
-    goto out;
+  } else {
+    funnel_add(e, campaign, a->step ? a->step : "", "", a->kind, 1);
   }
   hold(e, body, AS_QUEUED, a->channel);
   *recorded = 1;
@@ -1236,15 +1326,17 @@ int engine_emit(engine_t *e, engine_call_t *c, const char *member, const char *t
 
 int engine_count(engine_t *e, engine_call_t *c, const char *campaign, const char *step,
                  const char *variant, const char *metric, int64_t n) {
-  if (call_write(e, c) < 0) return -1;
-  if (store_funnel_add(e->store, campaign, step, variant, metric, n) < 0) return db_error(c);
+  (void)c; /* held in the batch; a failing call takes its own back */
+  funnel_add(e, campaign, step, variant, metric, n);
   return 0;
 }
 
 int engine_counter(engine_t *e, const char *metric, const char *campaign, const char *step,
                    const char *variant, int64_t *sum) {
   funnel_key_t key = {.metric = metric, .campaign = campaign, .step = step, .variant = variant};
-  return store_funnel_total(e->store, &key, sum);
+  if (store_funnel_total(e->store, &key, sum) < 0) return -1;
+  *sum += funnel_pending(e, metric, campaign, step, variant);
+  return 0;
 }
 
 int engine_member_ids(engine_t *e, const char *tag, const char *after, int limit, char ***ids) {

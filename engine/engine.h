@@ -89,6 +89,20 @@ typedef struct {
   char *channel;
 } pending_action_t;
 
+/* Funnel counters added in the open batch, by key, written once each at commit. */
+typedef struct funnel_sum {
+  char *campaign, *step, *variant, *metric;
+  int64_t n;
+  struct funnel_sum *next;     /* hash chain */
+} funnel_sum_t;
+
+typedef struct {
+  funnel_sum_t **buckets;      /* FUNNEL_BUCKETS chains */
+  funnel_sum_t **log;          /* each addition, in order: a failing call undoes its own */
+  int64_t *log_n;
+  int nlog, caplog;
+} funnel_batch_t;
+
 /* Cron entries as the clock driver sees them. */
 typedef struct {
   int64_t next_slot;   /* INT64_MAX until scheduled, or when the expression never fires */
@@ -126,6 +140,7 @@ typedef struct engine {
                                   `logged`: a member's tz named it (said once) */
   int nbad_zones;
   int ncron;
+  funnel_batch_t funnel;       /* this batch's funnel counters, written at commit */
   pending_action_t *pending;   /* this batch's actions, reported at commit */
   int npending, cappending;
   /* Called at commit for every action recorded or re-judged (dry-run prints them). */
@@ -186,7 +201,7 @@ typedef struct engine_call {
   int cron;                  /* a cron run: one transaction per sweep chunk, no savepoint */
   int savepoint;             /* the call's savepoint is open */
   int db_failed;             /* a database error: the batch must be rolled back */
-  int pending_mark, action_n_mark;
+  int pending_mark, action_n_mark, funnel_mark;
   uint64_t started_ns;
   member_undo_t undo;
 } engine_call_t;
