@@ -34,10 +34,12 @@ test("a member who comes back within 14 days is recalled and starts a new spell"
   t:event("m-2", "member.joined")
   t:at(T0 + 40 * D + 12 * 3600)
   t:event("m-1", "message.replied") -- 10 days after miss_you: recalled
-  t:expect_attr("m-1", "_recall.winback", { stage = "active", base = T0 + 40 * D + 12 * 3600, recalled = 1 })
+  local s1 = t:member("m-1").attrs["_recall.winback"]
+  t:eq({ s1.stage, s1.base, s1.recalled }, { "active", T0 + 40 * D + 12 * 3600, 1 }, "m-1 recalled")
   t:at(T0 + 45 * D)
   t:event("m-2", "message.replied") -- 15 days after miss_you: active again, not recalled
-  t:expect_attr("m-2", "_recall.winback", { stage = "active", base = T0 + 45 * D })
+  local s2 = t:member("m-2").attrs["_recall.winback"]
+  t:eq({ s2.stage, s2.base, s2.recalled }, { "active", T0 + 45 * D, nil }, "m-2 active, not recalled")
   t:at(T0 + 70 * D + 12 * 3600)
   local sends = t:actions({ member = "m-1", template = "miss_you" })
   t:eq(#sends, 2, "a second spell, a second touch")

@@ -125,15 +125,21 @@ local function untag_stage(m, def, stage_actions, spell, why)
   end
 end
 
--- (Re)start the clock at time t.
+-- (Re)start the clock at time t. One timer per stage stays pending: a later activity
+-- does not set another, the pending one (due earlier) finds the spell moved when it
+-- fires and is set again for the new time (see on_stage). So an active member costs a
+-- timer per spell, not two per event.
+local function arm_stage(m, s, field, timer, due)
+  if s[field] and s[field] <= due then return end -- the pending one comes first
+  m:cancel(timer) -- a timer due later than the new time (a clock moved back): replace it
+  m:at(due, timer, { base = s.base })
+  s[field] = due
+end
+
 local function arm(m, def, s, t)
   s.base = t
-  m:cancel(def.t_sleeping)
-  m:at(t + def.sleeping_after, def.t_sleeping, { base = t })
-  if def.churned_after then
-    m:cancel(def.t_churned)
-    m:at(t + def.churned_after, def.t_churned, { base = t })
-  end
+  arm_stage(m, s, "due_s", def.t_sleeping, t + def.sleeping_after)
+  if def.churned_after then arm_stage(m, s, "due_c", def.t_churned, t + def.churned_after) end
 end
 
 local function on_active(def, m, ev)
@@ -167,8 +173,19 @@ end
 
 local function on_stage(def, stage, m, ev)
   local s = get_state(m, def)
-  if not s or type(ev.data) ~= "table" or ev.data.base ~= s.base then return end
-  if s.stage == stage or s.stage == "churned" then return end
+  if not s or type(ev.data) ~= "table" then return end
+  local field, timer = "due_s", def.t_sleeping
+  local after = def.sleeping_after
+  if stage == "churned" then field, timer, after = "due_c", def.t_churned, def.churned_after end
+  if s[field] == ev.time then s[field] = nil end -- this is the pending one
+  local due = s.base + after
+  if due > ev.time then -- active since it was set: wait for the spell's own time
+    if not s[field] then m:at(due, timer, { base = s.base }) s[field] = due end
+    m:set(attr(def), s)
+    return
+  end
+  if ev.data.base ~= s.base then m:set(attr(def), s) return end
+  if s.stage == stage or s.stage == "churned" or s.stage == "gone" then m:set(attr(def), s) return end
   local spell = hearth.format_time(s.base)
   local actions = stage == "sleeping" and def.on_sleeping or def.on_churned
   if stage == "churned" then untag_stage(m, def, def.on_sleeping, spell, "churned") end
@@ -184,6 +201,13 @@ end
 
 local function on_friend_deleted(def, m, ev)
   count(def, "friend_deleted")
+  -- no WeCom channel reaches her any more: no sleeping or churned touch until she is
+  -- active again
+  local s = get_state(m, def)
+  if s and s.stage ~= "gone" then
+    s.stage, s.touch, s.touch_stage = "gone", nil, nil
+    m:set(attr(def), s)
+  end
   fire(m, def, def.on_friend_deleted, "friend_deleted/" .. hearth.format_time(ev.time), "friend_deleted",
        def.name .. ": friend deleted")
 end

@@ -122,15 +122,21 @@ test("joining again does not restart the clock; an active event without joining 
   t:expect_action({ member = "m-2", template = "miss_you" }, 1)
 end)
 
-test("friend.deleted makes a task for the staff owner and changes no stage", function(t)
+test("friend.deleted makes a task for the staff owner and ends the spell's touches", function(t)
   t:at(T0)
   t:event("m-1", "member.joined", { staff = "guide-3" })
   t:event("m-1", "friend.deleted", nil, { time = T0 + 3 * D })
   local task = t:expect_action({ member = "m-1", action = "task", text = "friend deleted" }, 1)
   t:eq({ task.staff, task.time, task.id }, { "guide-3", ts(T0 + 3 * D), "winback/m-1/friend_deleted/" .. ts(T0 + 3 * D) .. "/task" }, "task")
-  t:eq(stage(t, "m-1").winback, "active", "stage")
-  t:at(T0 + 30 * D)
-  t:expect_action({ member = "m-1", template = "miss_you" }, 1) -- the clock went on from the join
+  t:eq(stage(t, "m-1").winback, "gone", "stage: no channel reaches her")
+  t:at(T0 + 100 * D)
+  t:expect_no_action({ member = "m-1", template = "miss_you" }) -- no sleeping touch
+  t:expect_no_action({ member = "m-1", action = "task", text = "personal call" }) -- no churn task
+  t:event("m-1", "member.joined") -- added again, and active: a new spell
+  t:event("m-1", "message.replied")
+  t:eq(stage(t, "m-1").winback, "active", "active again")
+  t:at(T0 + 131 * D)
+  t:expect_action({ member = "m-1", template = "miss_you" }, 1)
 end)
 
 test("definitions are independent; a stage without actions is no recall touch", function(t)
