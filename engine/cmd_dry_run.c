@@ -28,13 +28,13 @@ static const char *usage =
     "Exit status: 0 ok, 1 when a line was rejected, a handler failed or the database\n"
     "failed, 2 usage error.\n";
 
-static void on_action(void *ud, json_t *a) {
-  char *line = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (line) {
-    fputs(line, (FILE *)ud);
+static void on_action(void *ud, json_t *a, const char *text) {
+  char *line = text ? NULL : json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (text || line) {
+    fputs(text ? text : line, (FILE *)ud);
     fputc('\n', (FILE *)ud);
-    free(line);
   }
+  free(line);
 }
 
 /* Batches of the in-memory store commit every so often, so the actions they hold are

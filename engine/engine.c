@@ -327,6 +327,7 @@ static void drop_pending(engine_t *e, int mark) {
   while (e->npending > mark) {
     pending_action_t *p = &e->pending[--e->npending];
     json_decref(p->body);
+    free(p->text);
     free(p->channel);
   }
 }
@@ -337,7 +338,7 @@ static void report_pending(engine_t *e) {
     pending_action_t *p = &e->pending[i];
     e->stats.actions[p->status]++;
     count_channel_action(&e->stats, p->channel, p->status);
-    if (e->on_action && p->body) e->on_action(e->on_action_ud, p->body);
+    if (e->on_action && p->body) e->on_action(e->on_action_ud, p->body, p->text);
   }
   drop_pending(e, 0);
 }
@@ -864,10 +865,32 @@ fail:
 
 /* ---- the changes a script may ask for ---- */
 
-/* Bytes one attribute or tag takes in the member's JSON: "key":value, (approximately:
- * the quotes and separators of a key cost 4). */
+/* About the bytes a value takes as compact JSON, by walking it (no formatting: the cap is
+ * a bound on memory, not an exact size): strings their length and quotes, numbers 8. */
+static int64_t value_bytes(json_t *v) {
+  int64_t n = 0;
+  const char *k;
+  json_t *x;
+  size_t i;
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    n = 2;
+    json_object_foreach(v, k, x) n += (int64_t)strlen(k) + 4 + value_bytes(x);
+    return n;
+  case JSON_ARRAY:
+    n = 2;
+    json_array_foreach(v, i, x) n += 1 + value_bytes(x);
+    return n;
+  case JSON_STRING: return (int64_t)json_string_length(v) + 2;
+  case JSON_INTEGER:
+  case JSON_REAL: return 8;
+  default: return 5;
+  }
+}
+
+/* Bytes one attribute or tag takes in the member's JSON: "key":value, */
 static int64_t entry_bytes(const char *key, json_t *value) {
-  return (int64_t)strlen(key) + 4 + (value ? (int64_t)json_dumpb(value, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0);
+  return (int64_t)strlen(key) + 4 + (value ? value_bytes(value) : 0);
 }
 
 /* Grow the member by delta bytes, unless that takes her past the cap. */
@@ -901,11 +924,13 @@ static void spec_release(action_spec_t *a) {
   a->fields = a->reason = NULL;
 }
 
-static void hold(engine_t *e, json_t *body, int status, const char *channel) {
+/* Hold an action for the commit's report; text (taken, may be NULL) is its stored form. */
+static void hold(engine_t *e, json_t *body, char *text, int status, const char *channel) {
   if (e->npending == e->cappending)
     e->pending = xrealloc(e->pending, (size_t)(e->cappending = e->cappending ? e->cappending * 2 : 64) * sizeof *e->pending);
   pending_action_t *p = &e->pending[e->npending++];
   p->body = json_incref(body);
+  p->text = text;
   p->status = status;
   p->channel = channel ? xstrdup(channel) : NULL;
 }
@@ -1056,19 +1081,21 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
   const char *campaign = a->campaign ? a->campaign : c->campaign;
   int deliver = channel_delivers(e, a->channel, a->kind) && e->now >= e->expire_before;
   if (deliver || e->on_action) body = action_body(e, c, a, id, AS_QUEUED, fields, NULL); /* else no one reads it */
+  char *text = NULL;
   if (deliver) {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!text) goto out;
     action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step, .kind = a->kind,
                         .status = action_status_names[AS_QUEUED], .channel = a->channel, .time = e->now,
                         .body = text, .deliverable = 1};
-    int w = store_action_add(e->store, &row);
-    free(text);
-    if (w < 0) goto out;
+    if (store_action_add(e->store, &row) < 0) {
+      free(text);
+      goto out;
+    }
   } else {
     funnel_add(e, campaign, a->step ? a->step : "", "", a->kind, 1);
   }
-  hold(e, body, AS_QUEUED, a->channel);
+  hold(e, body, text, AS_QUEUED, a->channel);
   *recorded = 1;
   rc = AS_QUEUED;
 out:
@@ -1143,9 +1170,11 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
                       .kind = a->kind, .status = action_status_names[status], .channel = a->channel,
                       .time = e->now, .body = text, .deliverable = status == AS_QUEUED};
   int w = found ? store_action_rejudge(e->store, &row) : store_action_add(e->store, &row);
-  free(text);
-  if (w < 0) goto out;
-  hold(e, body, status, a->channel);
+  if (w < 0) {
+    free(text);
+    goto out;
+  }
+  hold(e, body, text, status, a->channel);
   *recorded = 1;
   rc = status == AS_EXPIRED ? AS_QUEUED : status;
 out:

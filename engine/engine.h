@@ -85,6 +85,7 @@ enum { EV_APPLIED, EV_DUPLICATE, EV_FAILED, EV_ERROR };
 /* An action recorded in the open batch, reported (on_action, counters) at commit. */
 typedef struct {
   json_t *body;
+  char *text;       /* the body as stored (compact JSON), or NULL when it was not stored */
   int status;
   char *channel;
 } pending_action_t;
@@ -144,7 +145,7 @@ typedef struct engine {
   pending_action_t *pending;   /* this batch's actions, reported at commit */
   int npending, cappending;
   /* Called at commit for every action recorded or re-judged (dry-run prints them). */
-  void (*on_action)(void *ud, json_t *action);
+  void (*on_action)(void *ud, json_t *action, const char *text); /* text: compact JSON or NULL */
   void *on_action_ud;
 } engine_t;
 

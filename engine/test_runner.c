@@ -91,7 +91,8 @@ static case_ctx_t *check_t(lua_State *L) {
   return *p;
 }
 
-static void on_action(void *ud, json_t *a) {
+static void on_action(void *ud, json_t *a, const char *text) {
+  (void)text;
   case_ctx_t *c = ud;
   json_array_append(c->actions, a);
 }
