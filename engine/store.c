@@ -337,7 +337,8 @@ static void bind_time(sqlite3_stmt *st, int i, int64_t t) {
     sqlite3_bind_int64(st, i, t);
 }
 
-/* Step a query expected to return at most one row: 1 row, 0 none, -1 error (logged). */
+/* Step a query expected to return at most one row: 1 (st stays on the row: read it, then
+ * reset), 0 none, -1 error (logged). */
 static int step_row(store_t *s, sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) return 1;
@@ -684,11 +685,6 @@ static const char *report_col(sqlite3_stmt *st, int i) {
   return t ? t : "";
 }
 
-/* Column i as a time, STORE_NO_TIME when the column is NULL. */
-static int64_t report_time(sqlite3_stmt *st, int i) {
-  return sqlite3_column_type(st, i) == SQLITE_NULL ? STORE_NO_TIME : sqlite3_column_int64(st, i);
-}
-
 /* After stepping st through its rows (rc: the last step's code): n, the number of rows,
  * when the statement finished; -1 (logged) when a step failed. Resets st. */
 static int report_end(store_t *s, sqlite3_stmt *st, int rc, int n) {
@@ -697,18 +693,11 @@ static int report_end(store_t *s, sqlite3_stmt *st, int rc, int n) {
   return n;
 }
 
-/* Step st to its one row: 1 (st stays on the row: read it, then reset), 0 when there is
- * none, -1 (logged) when the step failed. */
-static int report_one(store_t *s, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) return 1;
-  return report_end(s, st, rc, 0);
-}
 
 /* Step st, an aggregate query, to its one row: 0 (st on the row: read it, then reset),
  * -1 (logged). An aggregate without a row would be a bug, not an empty result. */
 static int aggregate_row(store_t *s, sqlite3_stmt *st) {
-  int rc = report_one(s, st);
+  int rc = step_row(s, st);
   assert(rc != 0);
   return rc < 0 ? -1 : 0;
 }
@@ -719,12 +708,12 @@ int store_member_view(store_t *s, const char *id, void (*each)(void *ud, const m
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, id);
-  int rc = report_one(s, st);
+  int rc = step_row(s, st);
   if (rc != 1) return rc;
   member_view_t m = {
       .created_at = sqlite3_column_int64(st, 0),
-      .joined_at = report_time(st, 1),
-      .last_active_at = report_time(st, 2),
+      .joined_at = column_time(st, 1),
+      .last_active_at = column_time(st, 2),
       .orders = sqlite3_column_int64(st, 3),
       .spend = sqlite3_column_double(st, 4),
       .points = sqlite3_column_int64(st, 5),
@@ -808,7 +797,7 @@ int store_first_failure(store_t *s, char **error) {
   *error = NULL;
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  int rc = report_one(s, st);
+  int rc = step_row(s, st);
   if (rc != 1) return rc;
   *error = xstrdup(report_col(st, 0));
   sqlite3_reset(st);
