@@ -1,4 +1,5 @@
-/* daemon: the libuv event loop of `hearth run` (see daemon.h). */
+/* daemon: the libuv event loop of `hearth run` (see daemon.h): the routes, the queue of
+ * POST bodies applied a slice at a time, the due timer and the stop sequence. */
 #include "daemon.h"
 
 #include <assert.h>
@@ -218,6 +219,9 @@ static void job_failed(daemon_t *d, int status, const char *why) {
            "order), the rest were not; sending the body again is safe for events with ids (those "
            "applied are duplicates within the dedupe window)",
            why, j->applied, j->evs.n, j->applied);
+  char counts[64];
+  snprintf(counts, sizeof counts, "%d of %d", j->applied, j->evs.n);
+  log_msg(LOG_WARN, "a body not applied to its end", "why", why, "applied", counts, NULL);
   http_response_init(&res);
   reply(&res, status, json_pack("{s:s, s:i, s:i}", "error", msg, "applied", j->applied, "events", j->evs.n));
   job_finish(d, &res);
