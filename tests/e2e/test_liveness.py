@@ -3,7 +3,8 @@ every event of a large POST /v1/events body. The body is validated whole, then a
 slice at a time, each slice committed; /healthz, /metrics and GET routes are answered
 between slices; a POST that arrives meanwhile waits its turn (and over the bound gets
 503 with Retry-After); SIGTERM during the body answers it 503 naming how many events were
-applied, and exactly those are in the database; a bad line still refuses the whole body.
+applied, and exactly those are in the database; a bad line still refuses the whole body;
+/healthz is answered between the slices of hostile timers too.
 
 Every check is an order of events, never a duration: "GET /healthz was answered while the
 POST still had no answer" is read from the POST's socket (nothing to read yet) right
@@ -193,6 +194,34 @@ def test_bodies_wait_their_turn_and_one_over_the_bound_gets_503():
             eq((status, reply), (202, {"accepted": 1, "duplicates": 0}), "waiting body %d" % i)
         status, _, m = d.request("GET", "/v1/members/p-99")
         eq(status, 404, "the member of the refused body")
+        d.stop_clean()
+
+
+# Each `arm` sets a timer due at once; each `tick` burns its whole budget.
+HOSTILE_TIMERS = r'''
+hearth.on("arm", function(m, ev) m:after("0s", "tick") end)
+hearth.on("tick", function(m, ev)
+  local x = 0
+  while true do x = x + 1 end
+end)
+'''
+
+
+def test_healthz_answered_while_hostile_timers_fire_zero_delay_timer_starved_io():
+    # A due timer restarted with delay 0 from its own callback runs again before any I/O
+    # on libuv 1.44: the slices of timers went on back to back and /healthz waited for all.
+    n = 30
+    with Workspace({"timers.lua": HOSTILE_TIMERS}) as w, start(w) as d:
+        d.wait_listening()
+        status, _, reply = read_answer(send_post(d.port, ndjson(
+            [{"id": "a-%d" % i, "type": "arm", "member": "m-%d" % i} for i in range(n)])))
+        eq((status, reply), (202, {"accepted": n, "duplicates": 0}), "the body arming the timers")
+        wait_failures(d, 1, "the first timer fired")
+        status, _, body = d.request("GET", "/healthz")
+        fired = failures_logged(d)
+        eq((status, body), (200, {"status": "ok"}), "GET /healthz while the timers fire")
+        assert fired < n, "GET /healthz was answered only after all %d timers had fired" % n
+        wait_failures(d, n, "every timer fired")
         d.stop_clean()
 
 
