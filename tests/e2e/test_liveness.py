@@ -3,7 +3,8 @@ every event of a large POST /v1/events body. The body is validated whole, then a
 slice at a time, each slice committed; /healthz, /metrics and GET routes are answered
 between slices; a POST that arrives meanwhile waits its turn (and over the bound gets
 503 with Retry-After); SIGTERM during the body answers it 503 naming how many events were
-applied, and exactly those are in the database; a bad line still refuses the whole body;
+applied, and exactly those are in the database; a database error answers 500 naming what
+was applied; a bad line still refuses the whole body;
 /healthz is answered between the slices of hostile timers too.
 
 Every check is an order of events, never a duration: "GET /healthz was answered while the
@@ -194,6 +195,26 @@ def test_bodies_wait_their_turn_and_one_over_the_bound_gets_503():
             eq((status, reply), (202, {"accepted": 1, "duplicates": 0}), "waiting body %d" % i)
         status, _, m = d.request("GET", "/v1/members/p-99")
         eq(status, 404, "the member of the refused body")
+        d.stop_clean()
+
+
+def test_database_error_answers_500_naming_what_was_applied():
+    # Another process holds the write lock: the slice cannot begin (after SQLite's busy
+    # timeout) and the body is answered 500 with the count applied, here none.
+    n = 5
+    with Workspace({"burn.lua": HOSTILE}) as w, start(w) as d:
+        d.wait_listening()
+        con = sqlite3.connect(w.db, isolation_level=None, timeout=GUARD)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            status, _, reply = read_answer(send_post(d.port, ndjson([ping(i) for i in range(n)])))
+        finally:
+            con.close()
+        eq(status, 500, "a body whose slice hit a database error (reply %r)" % (reply,))
+        eq((reply["applied"], reply["events"]), (0, n), "applied and events in the 500")
+        contains(reply["error"], "database error: 0 of the %d events" % n, "the 500's message")
+        status, _, reply = read_answer(send_post(d.port, ndjson([ping(i) for i in range(n)])))
+        eq((status, reply), (202, {"accepted": n, "duplicates": 0}), "the body sent again once the lock is gone")
         d.stop_clean()
 
 
