@@ -1,6 +1,8 @@
-/* daemon: the libuv event loop of `hearth run` (see daemon.h). */
+/* daemon: the libuv event loop of `hearth run` (see daemon.h): the routes, the queue of
+ * POST bodies applied a slice at a time, the due timer and the stop sequence. */
 #include "daemon.h"
 
+#include <assert.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,26 @@
 #include "metrics.h"
 #include "summary.h"
 
+/* Timers, cron and POST bodies run in slices of this much wall time (the engine stops
+ * between two events or timers once it is spent); the loop serves HTTP, signals and
+ * /healthz between them. */
+#define DAEMON_SLICE_MS 50
+/* POST /v1/events bodies parsed and waiting behind the one being applied; one more gets
+ * 503 with Retry-After. */
+#define DAEMON_MAX_WAITING_BODIES 8
+/* After SIGTERM, how long answers already given may take to be written and read before
+ * every connection is closed. */
+#define DAEMON_STOP_DRAIN_MS 1000
+
+/* A POST /v1/events body, validated whole, being applied a slice at a time. */
+typedef struct post_job {
+  struct post_job *next;
+  http_deferred_t *reply;  /* the answer, given once the last slice has committed */
+  event_list_t evs;
+  int *results;            /* one EV_* per event applied */
+  int applied;             /* events applied and committed so far */
+} post_job_t;
+
 typedef struct {
   uv_loop_t loop;
   engine_t *e;
@@ -24,7 +46,12 @@ typedef struct {
   delivery_t *delivery;
   uv_timer_t due_timer;   /* armed for the earliest timer or cron slot */
   uv_timer_t watch_timer; /* real clock: looks for changes other processes committed */
-  uv_idle_t sweep_idle;   /* resumes suspended cron sweeps, a chunk per turn */
+  uv_idle_t due_idle;     /* goes on with what is due, a slice per loop turn */
+  uv_idle_t apply_idle;   /* applies the POST bodies in hand, a slice per loop turn */
+  uv_timer_t stop_timer;  /* after SIGTERM: closes the HTTP server once answers are out */
+  post_job_t *jobs, *jobs_last; /* the body being applied first, then those waiting */
+  int njobs;
+  uint64_t stop_deadline; /* uv_now after which the HTTP server is closed regardless */
   uv_signal_t sig_term, sig_int, sig_hup;
   int64_t armed_for;      /* epoch seconds the due timer is armed for, INT64_MAX if idle */
   int64_t data_version;   /* the store's data_version at the last look */
@@ -37,30 +64,32 @@ static int64_t clock_time(daemon_t *d) { return clock_now(&d->e->clock); }
 
 static void arm_due_timer(daemon_t *d);
 
-/* Resume a cron sweep by one chunk per loop turn, so ingest is never starved. */
-static void on_sweep_idle(uv_idle_t *h) {
-  daemon_t *d = h->data;
-  int rc = engine_run_until(d->e, clock_time(d), 1);
-  delivery_kick(d->delivery);
-  if (rc < 0) log_msg(LOG_ERROR, "database error in a cron sweep", "error", engine_db_error(d->e), NULL);
-  if (rc <= 0 || !engine_cron_pending(d->e)) uv_idle_stop(h);
-  arm_due_timer(d);
-}
-
-/* Fire what is due: a few timer batches per loop turn, so ingest is never starved. */
-static void on_due(uv_timer_t *t) {
-  daemon_t *d = t->data;
-  d->armed_for = INT64_MAX;
+/* One slice of what is due: a few timer batches or sweep chunks, within the slice of
+ * wall time. Returns engine_run_until's 1 (more is due), 0 or -1 (logged). */
+static int run_due_slice(daemon_t *d) {
   int rc = engine_run_until(d->e, clock_time(d), 4);
   delivery_kick(d->delivery);
   if (rc < 0) log_msg(LOG_ERROR, "database error while firing timers", "error", engine_db_error(d->e), NULL);
-  if (engine_cron_pending(d->e)) {
-    uv_idle_start(&d->sweep_idle, on_sweep_idle);
-    return;
-  }
-  if (rc == 1) {
+  return rc;
+}
+
+/* More was due than one slice ran: go on a slice per loop turn. An idle handle, so that
+ * the loop polls for I/O between slices (a zero-delay timer restarted from its own
+ * callback runs again before any I/O on libuv before 1.45). */
+static void on_due_idle(uv_idle_t *h) {
+  daemon_t *d = h->data;
+  if (run_due_slice(d) == 1) return;
+  uv_idle_stop(h);
+  arm_due_timer(d);
+}
+
+/* Fire what is due; what does not fit in one slice goes on from due_idle. */
+static void on_due(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  d->armed_for = INT64_MAX;
+  if (run_due_slice(d) == 1) {
     d->armed_for = clock_time(d);
-    uv_timer_start(&d->due_timer, on_due, 0, 0);
+    uv_idle_start(&d->due_idle, on_due_idle);
     return;
   }
   arm_due_timer(d);
@@ -143,37 +172,136 @@ static int refuse_token(daemon_t *d, const http_request_t *req, http_response_t 
   return 1;
 }
 
+/* ---- POST /v1/events: bodies applied a slice at a time ---- */
+
+static void on_apply_idle(uv_idle_t *h);
+
+static void job_free(post_job_t *j) {
+  event_list_free(&j->evs);
+  free(j->results);
+  free(j);
+}
+
+/* Take the first job off the queue and give its answer. */
+static void job_finish(daemon_t *d, http_response_t *res) {
+  post_job_t *j = d->jobs;
+  assert(j);
+  d->jobs = j->next;
+  if (!d->jobs) d->jobs_last = NULL;
+  d->njobs--;
+  http_server_respond(j->reply, res);
+  job_free(j);
+}
+
+/* The 202 once the last slice has committed: every event is durable. */
+static void job_accepted(daemon_t *d) {
+  post_job_t *j = d->jobs;
+  json_int_t accepted = 0, dup = 0;
+  http_response_t res;
+  for (int i = 0; i < j->evs.n; i++) {
+    if (j->results[i] == EV_DUPLICATE) dup++;
+    else accepted++;
+  }
+  http_response_init(&res);
+  reply(&res, 202, json_pack("{s:I, s:I}", "accepted", accepted, "duplicates", dup));
+  job_finish(d, &res);
+}
+
+/* A body not applied to its end: status (500 after a database error, 503 when stopping)
+ * with what was applied. The slices committed before stay; events with ids are
+ * duplicates when the whole body is sent again within the dedupe window. */
+static void job_failed(daemon_t *d, int status, const char *why) {
+  post_job_t *j = d->jobs;
+  char msg[400];
+  http_response_t res;
+  snprintf(msg, sizeof msg,
+           "%s: %d of the %d events of this body were applied and committed (the first %d, in "
+           "order), the rest were not; sending the body again is safe for events with ids (those "
+           "applied are duplicates within the dedupe window)",
+           why, j->applied, j->evs.n, j->applied);
+  char counts[64];
+  snprintf(counts, sizeof counts, "%d of %d", j->applied, j->evs.n);
+  log_msg(LOG_WARN, "a body not applied to its end", "why", why, "applied", counts, NULL);
+  http_response_init(&res);
+  reply(&res, status, json_pack("{s:s, s:i, s:i}", "error", msg, "applied", j->applied, "events", j->evs.n));
+  job_finish(d, &res);
+}
+
+/* One slice of the body in hand: its own transaction, committed before the loop turns. */
+static void on_apply_idle(uv_idle_t *h) {
+  daemon_t *d = h->data;
+  post_job_t *j = d->jobs;
+  if (!j || d->stopping) {
+    uv_idle_stop(h);
+    return;
+  }
+  int n = ingest_slice(d->e, j->evs.v + j->applied, j->evs.n - j->applied, d->e->slice_ns,
+                       j->results + j->applied);
+  if (n < 0) {
+    log_msg(LOG_ERROR, "database error: the rest of a body not applied", "error", engine_db_error(d->e), NULL);
+    job_failed(d, 500, "database error");
+  } else {
+    j->applied += n;
+    if (d->e->earliest_timer < d->armed_for) arm_due_timer(d);
+    delivery_kick(d->delivery);
+    if (j->applied == j->evs.n) job_accepted(d);
+  }
+  if (!d->jobs) uv_idle_stop(h);
+}
+
+/* SIGTERM: the body in hand and those waiting get 503 with what was applied. */
+static void fail_jobs(daemon_t *d) {
+  while (d->jobs) job_failed(d, 503, "stopping");
+}
+
+static void refuse_busy(daemon_t *d, http_response_t *res) {
+  char msg[160];
+  snprintf(res->extra_headers, sizeof res->extra_headers, "Retry-After: 1\r\n");
+  snprintf(msg, sizeof msg, "busy: %d bodies are waiting to be applied; nothing of this one was applied, retry later",
+           d->njobs - 1);
+  reply_error(res, 503, msg);
+}
+
 static void post_events(daemon_t *d, const http_request_t *req, http_response_t *res) {
   event_list_t evs;
   char err[512];
   if (refuse_content_type(req, res)) return;
+  if (d->stopping) {
+    reply_error(res, 503, "stopping: nothing of this body was applied; send it again once the daemon is back");
+    return;
+  }
   if (d->o->max_backlog > 0 && delivery_backlog(d->delivery) > d->o->max_backlog) {
     snprintf(res->extra_headers, sizeof res->extra_headers, "Retry-After: 5\r\n");
     reply_error(res, 503, "delivery backlog over its bound: retry later");
     return;
   }
+  if (d->njobs > DAEMON_MAX_WAITING_BODIES) return refuse_busy(d, res);
   if (ingest_parse_body(req->body, req->body_len, clock_now(&d->e->clock), d->o->max_future, &evs, err,
                         sizeof err) < 0) {
     d->e->stats.rejected++;
     reply_error(res, 400, err);
     return;
   }
-  int *results = xcalloc((size_t)evs.n, sizeof *results);
-  if (ingest_batch(d->e, evs.v, evs.n, results) < 0) {
-    log_msg(LOG_ERROR, "database error: batch not applied", "error", engine_db_error(d->e), NULL);
-    reply_error(res, 500, "database error: nothing of this batch was applied; retry");
-  } else {
-    json_int_t accepted = 0, dup = 0;
-    for (int i = 0; i < evs.n; i++) {
-      if (results[i] == EV_DUPLICATE) dup++;
-      else accepted++;
-    }
-    reply(res, 202, json_pack("{s:I, s:I}", "accepted", accepted, "duplicates", dup));
-    if (d->e->earliest_timer < d->armed_for) arm_due_timer(d);
-    delivery_kick(d->delivery);
+  if (evs.n == 0) { /* "[]": nothing to apply */
+    event_list_free(&evs);
+    reply(res, 202, json_pack("{s:i, s:i}", "accepted", 0, "duplicates", 0));
+    return;
   }
-  free(results);
-  event_list_free(&evs);
+  http_deferred_t *later = http_server_defer(d->http);
+  if (!later) {
+    event_list_free(&evs);
+    reply_error(res, 500, "out of memory: nothing of this body was applied; retry");
+    return;
+  }
+  post_job_t *j = xcalloc(1, sizeof *j);
+  j->reply = later;
+  j->evs = evs;
+  j->results = xcalloc((size_t)evs.n, sizeof *j->results);
+  if (d->jobs_last) d->jobs_last->next = j;
+  else d->jobs = j;
+  d->jobs_last = j;
+  d->njobs++;
+  uv_idle_start(&d->apply_idle, on_apply_idle);
 }
 
 /* The time a POST /v1/clock body asks for: {"advance":"<duration>"} or {"to":"<RFC 3339>"},
@@ -273,19 +401,35 @@ static int on_request_head(const http_request_t *req, http_response_t *res, void
 
 static void close_cb(uv_handle_t *h) { (void)h; }
 
+/* After SIGTERM: close the HTTP server once every connection has closed (its answer
+ * written and read) or DAEMON_STOP_DRAIN_MS have passed; then the loop runs out. */
+static void on_stop_timer(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  http_server_stats_t st;
+  http_server_stats(d->http, &st);
+  if (st.open_connections > 0 && uv_now(&d->loop) < d->stop_deadline) return;
+  http_server_close(d->http);
+  uv_close((uv_handle_t *)&d->stop_timer, close_cb);
+}
+
+/* Stop taking work, answer what is pending, close every handle. The slice in hand (if
+ * any) has committed: signals are handled between slices. */
 static void begin_stop(daemon_t *d, const char *why) {
   if (d->stopping) return;
   d->stopping = 1;
   log_msg(LOG_INFO, "stopping", "signal", why, NULL);
   http_server_stop_accepting(d->http);
-  http_server_close(d->http);
+  fail_jobs(d);
   delivery_stop(d->delivery);
   uv_close((uv_handle_t *)&d->due_timer, close_cb);
   uv_close((uv_handle_t *)&d->watch_timer, close_cb);
-  uv_close((uv_handle_t *)&d->sweep_idle, close_cb);
+  uv_close((uv_handle_t *)&d->due_idle, close_cb);
+  uv_close((uv_handle_t *)&d->apply_idle, close_cb);
   uv_close((uv_handle_t *)&d->sig_term, close_cb);
   uv_close((uv_handle_t *)&d->sig_int, close_cb);
   uv_close((uv_handle_t *)&d->sig_hup, close_cb);
+  d->stop_deadline = uv_now(&d->loop) + DAEMON_STOP_DRAIN_MS;
+  uv_timer_start(&d->stop_timer, on_stop_timer, 0, 10);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -306,10 +450,6 @@ static void on_signal(uv_signal_t *s, int signum) {
   }
   begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
-
-/* Timers and cron run in slices of this much wall time; the loop serves HTTP, signals
- * and /healthz between them. */
-#define DAEMON_SLICE_MS 50
 
 int daemon_run(engine_t *e, const daemon_opts_t *o) {
   daemon_t d = {.e = e, .o = o, .armed_for = INT64_MAX};
@@ -346,8 +486,12 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
     if (store_data_version(e->store, &d.data_version) < 0) d.data_version = -1; /* logged */
     uv_timer_start(&d.watch_timer, on_watch, 1000, 1000);
   }
-  uv_idle_init(&d.loop, &d.sweep_idle);
-  d.sweep_idle.data = &d;
+  uv_idle_init(&d.loop, &d.due_idle);
+  d.due_idle.data = &d;
+  uv_idle_init(&d.loop, &d.apply_idle);
+  d.apply_idle.data = &d;
+  uv_timer_init(&d.loop, &d.stop_timer);
+  d.stop_timer.data = &d;
   uv_signal_t *sigs[3] = {&d.sig_term, &d.sig_int, &d.sig_hup};
   int nums[3] = {SIGTERM, SIGINT, SIGHUP};
   for (int i = 0; i < 3; i++) {

@@ -1,8 +1,13 @@
 /* daemon: `hearth run`. One libuv loop owning the HTTP server, one uv_timer armed for
  * the earliest due timer or cron slot, an idle handle that resumes cron sweeps a chunk
- * per loop turn, the signal handles, and the delivery of queued actions. Events are
- * applied and committed before the 202 goes out. SIGTERM/SIGINT: stop accepting, finish
- * what is in hand, close every handle, exit 0. SIGHUP: reload the scripts atomically,
+ * per loop turn, the signal handles, and the delivery of queued actions. Nothing runs
+ * longer than a slice (50 ms of wall time plus the handler calls of one event or timer,
+ * each bounded by its budget): timers, cron and POST bodies go on a slice per loop turn,
+ * and HTTP and signals are served between slices. A POST /v1/events body is validated
+ * whole, queued (8 may wait; one more gets 503), applied a slice at a time, each slice
+ * committed, and answered 202 after its last slice (a deferred HTTP answer). SIGTERM/SIGINT:
+ * stop accepting, let the slice in hand commit, answer pending bodies 503 with what was
+ * applied, give written answers up to a second to be read, close every handle, exit 0. SIGHUP: reload the scripts atomically,
  * keeping the old ones when the new ones fail to load. Time is the engine's clock: real,
  * or virtual (`--virtual-clock`, for tests and rehearsals), where nothing happens by the
  * passage of real time and POST /v1/clock moves the clock, runs what is due and starts

@@ -5,7 +5,10 @@
  * done by http-parser; this file collects what its callbacks report, enforces the limits
  * and writes the responses. Memory is released only from close callbacks: a connection
  * once both of its handles have closed, the server once its listener and every
- * connection are gone after http_server_close.
+ * connection are gone after http_server_close. A deferred answer's handle is the one
+ * exception: the application owns it until http_server_respond frees it; the connection
+ * only points at it, and forgets it when it starts closing, so neither outlives the
+ * other's memory.
  *
  * The parser is paused at the end of the headers, at each chunk boundary and at the end
  * of a message, so that the work needing the exact position in the input happens outside
@@ -67,6 +70,10 @@ typedef struct {
 
 typedef struct conn conn_t;
 
+struct http_deferred {
+  conn_t *conn;              /* NULL once the connection started closing */
+};
+
 struct conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
@@ -100,6 +107,7 @@ struct conn {
   char *pending;             /* input received after a request that is being answered */
   size_t pending_len;
   char *out_head, *out_body; /* the response being written */
+  http_deferred_t *deferred; /* the answer to the request in hand comes later */
   unsigned long served;
   peer_t peer;
   uint64_t idle_since;       /* uv_now when it last had no request in progress */
@@ -115,6 +123,8 @@ struct http_server {
   int listening, draining, close_requested;
   unsigned long live;        /* listener + connections + refused sockets not yet freed */
   conn_t *conns;
+  conn_t *dispatching;       /* the connection whose request the handler is handling */
+  unsigned long ndeferred;   /* deferred answers on open connections */
   unsigned long nconns;      /* connections held, including ones being closed */
   unsigned long nopen;       /* connections not being closed: what the caps count */
   unsigned long requests, rejected_413, rejected_431, timed_out, refused, evicted;
@@ -457,7 +467,7 @@ static int request_view(conn_t *c, http_request_t *req, char **path, char **quer
   return 0;
 }
 
-static void response_init(http_response_t *res) {
+void http_response_init(http_response_t *res) {
   memset(res, 0, sizeof *res);
   res->status = 200;
   res->content_type = "application/json";
@@ -475,12 +485,23 @@ static void conn_answer(conn_t *c, http_response_t *res, int keep_alive) {
             c->parser.method == HTTP_HEAD);
 }
 
-/* A whole request has been parsed (the parser is paused): call the handler, answer. */
+/* The handler deferred its answer: keep the connection as it is until
+ * http_server_respond; pipelined input stays aside (conn_feed), no deadline runs. */
+static void conn_hold(conn_t *c, int keep_alive) {
+  c->keep_alive = keep_alive;
+  c->busy = 1;
+  conn_read_stop(c);
+  uv_timer_stop(&c->timer);
+}
+
+/* A whole request has been parsed (the parser is paused): call the handler, answer now
+ * or hold the connection for a deferred answer. */
 static void conn_dispatch(conn_t *c) {
   http_server_t *s = c->srv;
   http_request_t req;
   http_response_t res;
   char *path = NULL, *query = NULL;
+  int keep_alive;
 
   c->served++;
   s->requests++;
@@ -491,9 +512,17 @@ static void conn_dispatch(conn_t *c) {
     conn_reject_status(c, 500);
     return;
   }
-  response_init(&res);
+  http_response_init(&res);
+  s->dispatching = c;
   s->opts.handler(&req, &res, s->opts.ud);
-  conn_answer(c, &res, http_should_keep_alive(&c->parser) && !c->parser.upgrade && !s->draining);
+  s->dispatching = NULL;
+  keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade && !s->draining;
+  if (c->deferred) {
+    free(res.body);
+    conn_hold(c, keep_alive);
+  } else {
+    conn_answer(c, &res, keep_alive);
+  }
   free(path);
   free(query);
   request_reset(c);
@@ -517,7 +546,7 @@ static int conn_gate(conn_t *c) {
   }
   req.body = "";
   req.body_len = 0;
-  response_init(&res);
+  http_response_init(&res);
   answered = s->opts.gate(&req, &res, s->opts.ud);
   if (answered) {
     s->requests++;
@@ -862,6 +891,11 @@ static void conn_close(conn_t *c) {
   c->reading = 0;
   assert(c->srv->nopen > 0);
   c->srv->nopen--;
+  if (c->deferred) { /* its answer will be dropped: the handle stays the application's */
+    c->deferred->conn = NULL;
+    c->deferred = NULL;
+    c->srv->ndeferred--;
+  }
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
@@ -1086,6 +1120,37 @@ void http_server_close(http_server_t *s) {
   server_maybe_free(s);
 }
 
+http_deferred_t *http_server_defer(http_server_t *s) {
+  conn_t *c = s ? s->dispatching : NULL;
+  assert(c && "http_server_defer called outside the handler");
+  if (!c || c->closing) return NULL;
+  if (c->deferred) return c->deferred;
+  c->deferred = calloc(1, sizeof *c->deferred);
+  if (!c->deferred) return NULL;
+  c->deferred->conn = c;
+  s->ndeferred++;
+  return c->deferred;
+}
+
+void http_server_respond(http_deferred_t *h, http_response_t *res) {
+  conn_t *c;
+  assert(h);
+  c = h->conn;
+  free(h);
+  if (!c) { /* closed while the answer was being prepared */
+    free(res->body);
+    return;
+  }
+  assert(c->srv->dispatching != c && "a deferred answer given inside its own handler");
+  assert(c->deferred == h && c->busy && !c->closing);
+  c->deferred = NULL;
+  c->srv->ndeferred--;
+  c->busy = 0; /* conn_send sets it again while the answer is written */
+  conn_answer(c, res, c->keep_alive && !c->srv->draining);
+}
+
+int http_deferred_open(const http_deferred_t *h) { return h && h->conn != NULL; }
+
 void http_server_stats(const http_server_t *s, http_server_stats_t *out) {
   memset(out, 0, sizeof *out);
   if (!s) return;
@@ -1096,6 +1161,7 @@ void http_server_stats(const http_server_t *s, http_server_stats_t *out) {
   out->refused_connections = s->refused;
   out->evicted_idle = s->evicted;
   out->open_connections = s->nconns;
+  out->deferred = s->ndeferred;
 }
 
 int http_content_type_is(const char *value, const char *media_type) {

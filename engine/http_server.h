@@ -1,7 +1,8 @@
 /* http_server: a small HTTP/1.1 server on a libuv loop, parsing with the system
  * http-parser library. It owns its listening handle and every connection. Requests are
  * handed to one callback once headers and body are complete; the callback answers
- * synchronously by filling in the response. An optional gate sees a request's headers
+ * synchronously by filling in the response, or defers the answer (http_server_defer) and
+ * gives it later on the loop (http_server_respond). An optional gate sees a request's headers
  * before any byte of its body is read, and may answer at once (401 before an 8 MB body
  * is buffered). Limits: body size (413, a declared Content-Length before any of it is
  * read), header size (431), chunk framing checked strictly (400), a connection cap with
@@ -36,7 +37,8 @@ typedef struct {
 
 /* Called on the loop thread once a request is complete. The request strings live only for
  * the call; content_type and extra_headers are copied as soon as the handler returns, so
- * they may point into the request. An out-of-range status becomes 500. */
+ * they may point into the request. An out-of-range status becomes 500. The handler may
+ * instead defer its answer (http_server_defer). */
 typedef void (*http_handler_fn)(const http_request_t *req, http_response_t *res, void *ud);
 /* Called on the loop thread when the headers of a request that announces a body
  * (Content-Length above 0, or chunked) are complete, before any byte of the body is read;
@@ -74,15 +76,39 @@ void http_server_stop_accepting(http_server_t *s);
 /* Close every handle; the memory is freed from the close callbacks, so run the loop
  * afterwards until it has no more active handles. */
 void http_server_close(http_server_t *s);
+/* A response given later: the handler calls http_server_defer and keeps the handle; the
+ * server keeps the connection until http_server_respond. */
+typedef struct http_deferred http_deferred_t;
+
+/* Only from inside the handler, for the request it is handling: its answer comes later,
+ * through http_server_respond on the handle returned (calling it again returns the same
+ * handle). Whatever the handler leaves in res is then dropped (its body freed). Until the
+ * answer, the connection reads nothing more (pipelined requests behind it wait and are
+ * answered after it, in order) and no deadline applies to it; other connections are
+ * served as usual. NULL when out of memory: the handler then answers at once. */
+http_deferred_t *http_server_defer(http_server_t *s);
+/* Give a deferred answer, res filled in as a handler does (body taken; content_type and
+ * extra_headers copied), and release the handle: call it exactly once per handle, never
+ * from inside the handler that deferred it. When the connection was closed meanwhile
+ * (the client reset it, http_server_close), the answer is dropped and only the handle is
+ * freed. The connection is kept alive after the answer as the request asked, unless the
+ * server has stopped accepting meanwhile. */
+void http_server_respond(http_deferred_t *h, http_response_t *res);
+/* 1 while the connection of a deferred answer is open, 0 once it was closed. */
+int http_deferred_open(const http_deferred_t *h);
+/* A response as the server hands it to a handler: status 200, JSON, no body. */
+void http_response_init(http_response_t *res);
+
 /* Counters for /metrics. requests: requests answered by the handler or the gate;
  * rejected_413/431: requests refused for body or header size; timed_out: 408s sent on a header or body
  * deadline (an idle keep-alive connection reaching the header deadline is closed quietly
  * and not counted); refused_connections: connections closed at once over the cap or the
  * per-client cap; evicted_idle: idle connections closed to make room for a new one;
- * open_connections: connections currently held, including ones being closed. */
+ * open_connections: connections currently held, including ones being closed;
+ * deferred: answers deferred and not yet given on connections still open. */
 typedef struct {
   unsigned long requests, rejected_413, rejected_431, timed_out, refused_connections,
-      evicted_idle, open_connections;
+      evicted_idle, open_connections, deferred;
 } http_server_stats_t;
 void http_server_stats(const http_server_t *s, http_server_stats_t *out);
 

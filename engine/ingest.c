@@ -165,12 +165,21 @@ int ingest_parse_body(const char *body, size_t len, int64_t now, int64_t max_fut
   return 0;
 }
 
-int ingest_batch(engine_t *e, event_t *evs, int n, int *results) {
+int ingest_slice(engine_t *e, event_t *evs, int n, uint64_t slice_ns, int *results) {
   assert(!e->in_batch);
-  for (int i = 0; i < n; i++) {
+  uint64_t started = slice_ns ? mono_ns() : 0;
+  int i = 0;
+  while (i < n) {
     int rc = engine_feed(e, &evs[i]);
     if (rc == EV_ERROR) return -1; /* the engine rolled the batch back */
     if (results) results[i] = rc;
+    i++;
+    if (slice_ns && mono_ns() - started >= slice_ns) break;
   }
-  return e->in_batch ? engine_commit(e) : 0;
+  if (e->in_batch && engine_commit(e) < 0) return -1;
+  return i;
+}
+
+int ingest_batch(engine_t *e, event_t *evs, int n, int *results) {
+  return ingest_slice(e, evs, n, 0, results) < 0 ? -1 : 0;
 }

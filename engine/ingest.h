@@ -1,7 +1,8 @@
 /* ingest: from text to events. Owns reading input: the one NDJSON reader (line numbers,
  * blank lines, CRLF) for files, standard input and HTTP bodies, request bodies (one JSON
  * object, a JSON array, or NDJSON) into validated events, and applying a batch of events
- * in one transaction through the engine's clock driver. Shared by import, dry-run, the
+ * in one transaction through the engine's clock driver, whole or a slice of wall time at
+ * a time. Shared by import, dry-run, the
  * daemon and hearth test. */
 #ifndef HEARTH_INGEST_H
 #define HEARTH_INGEST_H
@@ -52,5 +53,11 @@ int ingest_parse_body(const char *body, size_t len, int64_t now, int64_t max_fut
  * (may be NULL) gets one EV_* per event. Returns 0, or -1 on a database error (the batch
  * was rolled back and nothing of it is applied). */
 int ingest_batch(engine_t *e, event_t *evs, int n, int *results);
+/* The first events of evs in one transaction: as many as fit in slice_ns of wall time
+ * (checked after each event, so at least one; 0 = all n), then commit. results (may be
+ * NULL) gets one EV_* per event applied. Returns how many were applied and committed,
+ * or -1 on a database error (that transaction was rolled back: nothing of it is
+ * applied; transactions committed by earlier calls stay). */
+int ingest_slice(engine_t *e, event_t *evs, int n, uint64_t slice_ns, int *results);
 
 #endif

@@ -102,6 +102,8 @@ int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text)
     counter(&sb, "hearth_http_refused_connections_total", "Connections over the cap.", hs.refused_connections);
     counter(&sb, "hearth_http_evicted_idle_total", "Idle connections closed to make room at the cap.", hs.evicted_idle);
     gauge(&sb, "hearth_http_open_connections", "Open connections.", (long long)hs.open_connections);
+    gauge(&sb, "hearth_http_deferred", "Requests waiting for their answer (POST bodies being applied or queued).",
+          (long long)hs.deferred);
   }
   *text = sb_take(&sb);
   return db_ok ? 0 : -1;

@@ -27,6 +27,10 @@ static char *str_dup(const char *s, size_t *len) {
   return p;
 }
 
+/* GET /later defers its answer (ud is then the server's fixture); the test gives it. */
+static http_deferred_t *later;
+static http_server_t **later_server;
+
 static void test_handler(const http_request_t *req, http_response_t *res, void *ud) {
   char text[512];
   (void)ud;
@@ -49,6 +53,9 @@ static void test_handler(const http_request_t *req, http_response_t *res, void *
     res->status = 429;
     snprintf(res->extra_headers, sizeof res->extra_headers, "Retry-After: 3\r\n");
     res->body = str_dup("{\"error\":\"slow down\"}", &res->body_len);
+  } else if (strcmp(req->path, "/later") == 0 && later_server) {
+    later = http_server_defer(*later_server);
+    res->body = str_dup("{\"dropped\":true}", &res->body_len); /* freed by the server */
   } else if (strcmp(req->path, "/empty") == 0) {
     res->status = 204;
   } else if (strcmp(req->path, "/") == 0) {
@@ -79,7 +86,7 @@ static int test_gate(const http_request_t *req, http_response_t *res, void *ud) 
 
 /* ---- the server thread ---- */
 
-enum { CMD_NONE, CMD_STATS, CMD_STOP_ACCEPTING, CMD_CLOSE };
+enum { CMD_NONE, CMD_STATS, CMD_STOP_ACCEPTING, CMD_CLOSE, CMD_RESPOND, CMD_CLOSE_THEN_RESPOND };
 
 typedef struct {
   uv_loop_t loop;
@@ -91,12 +98,31 @@ typedef struct {
   int port;
   int cmd;
   http_server_stats_t stats;
+  int deferred_open;  /* http_deferred_open(later) just before the last respond_later */
 } fixture_t;
+
+/* Give the deferred answer of GET /later: 201 with "later" (on the loop thread). */
+static void respond_later(fixture_t *f) {
+  http_response_t res;
+  http_response_init(&res);
+  res.status = 201;
+  res.content_type = "text/plain";
+  res.body = str_dup("later", &res.body_len);
+  f->deferred_open = http_deferred_open(later);
+  http_server_respond(later, &res);
+  later = NULL;
+}
 
 static void on_wake(uv_async_t *a) {
   fixture_t *f = a->data;
   pthread_mutex_lock(&f->mu);
   switch (f->cmd) {
+    case CMD_RESPOND: respond_later(f); break;
+    case CMD_CLOSE_THEN_RESPOND:
+      http_server_close(f->srv);
+      respond_later(f);
+      uv_close((uv_handle_t *)&f->wake, NULL);
+      break;
     case CMD_STATS: http_server_stats(f->srv, &f->stats); break;
     case CMD_STOP_ACCEPTING: http_server_stop_accepting(f->srv); break;
     case CMD_CLOSE:
@@ -159,17 +185,29 @@ static http_server_stats_t fixture_stats(fixture_t *f) {
 }
 
 /* Close the server, let the loop run out, and check that nothing is left on it. */
-static void fixture_stop(fixture_t *f) {
-  fixture_cmd(f, CMD_CLOSE);
+static void fixture_stop_with(fixture_t *f, int cmd) {
+  fixture_cmd(f, cmd);
   pthread_join(f->thread, NULL);
   CHECK_INT(uv_loop_close(&f->loop), 0);
   pthread_mutex_destroy(&f->mu);
   pthread_cond_destroy(&f->cv);
 }
 
+static void fixture_stop(fixture_t *f) { fixture_stop_with(f, CMD_CLOSE); }
+
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
+}
+
+/* Waits (bounded) for the server to hold exactly n deferred answers. */
+static int wait_deferred(fixture_t *f, unsigned long n) {
+  int i;
+  for (i = 0; i < 500; i++) {
+    if (fixture_stats(f).deferred == n) return 1;
+    sleep_ms(10);
+  }
+  return 0;
 }
 
 /* Waits (bounded) for the server to hold exactly n connections. */
@@ -1122,6 +1160,79 @@ TEST(close_with_open_connections) {
   client_close(&fresh);
 }
 
+/* A deferred answer: other connections are served meanwhile; the request pipelined
+ * behind it on its own connection is answered after it, in order. */
+TEST(deferred_answer) {
+  fixture_t f;
+  http_server_opts_t o = default_opts();
+  client_t waiting, other;
+  resp_t r;
+  later_server = &f.srv;
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
+  CHECK_INT(client_open(&waiting, f.port), 0);
+  CHECK_INT(client_send_str(&waiting, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n"
+                                      "GET /info HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  CHECK(wait_deferred(&f, 1));
+  CHECK_INT(client_open(&other, f.port), 0);
+  CHECK_INT(roundtrip(&other, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_STR(r.body, "{\"ok\":true}");
+  resp_free(&r);
+  client_close(&other);
+  fixture_cmd(&f, CMD_RESPOND);
+  CHECK(f.deferred_open);
+  CHECK_INT(client_read(&waiting, &r, 0), 0);
+  CHECK_INT(r.status, 201);
+  CHECK_STR(r.connection, "keep-alive");
+  CHECK_STR(r.body, "later");
+  resp_free(&r);
+  CHECK_INT(client_read(&waiting, &r, 0), 0);
+  CHECK_STR(r.body, "GET /info  auth=(none) ctype=(none) len=0");
+  resp_free(&r);
+  CHECK_INT(roundtrip(&waiting, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r), 0);
+  CHECK_STR(r.body, "{\"ok\":true}");
+  resp_free(&r);
+  client_close(&waiting);
+  CHECK_INT(fixture_stats(&f).deferred, 0);
+  fixture_stop(&f);
+  later_server = NULL;
+}
+
+/* The client goes away while its answer is deferred: the answer is written to nobody,
+ * and the connection is closed once the server sees it gone. */
+TEST(deferred_answer_client_gone) {
+  fixture_t f;
+  http_server_opts_t o = default_opts();
+  client_t cl;
+  later_server = &f.srv;
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
+  CHECK_INT(client_open(&cl, f.port), 0);
+  CHECK_INT(client_send_str(&cl, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  CHECK(wait_deferred(&f, 1));
+  client_close(&cl);
+  fixture_cmd(&f, CMD_RESPOND);
+  CHECK(wait_open_connections(&f, 0));
+  fixture_stop(&f);
+  later_server = NULL;
+}
+
+/* The server is closed while an answer is deferred: the handle says so, and answering
+ * afterwards only frees it (ASan: no leak, no use after free). */
+TEST(deferred_answer_server_closed) {
+  fixture_t f;
+  http_server_opts_t o = default_opts();
+  client_t cl;
+  later_server = &f.srv;
+  if (fixture_start(&f, &o) != 0) { CHECK(0); return; }
+  CHECK_INT(client_open(&cl, f.port), 0);
+  CHECK_INT(client_send_str(&cl, "GET /later HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  CHECK(wait_deferred(&f, 1));
+  fixture_stop_with(&f, CMD_CLOSE_THEN_RESPOND);
+  CHECK(!f.deferred_open);
+  CHECK(client_sees_close(&cl));
+  client_close(&cl);
+  later_server = NULL;
+}
+
 TEST(listen_errors) {
   uv_loop_t loop;
   http_server_opts_t o = default_opts();
@@ -1169,6 +1280,9 @@ int main(void) {
   RUN(deadlines);
   RUN(stop_accepting);
   RUN(close_with_open_connections);
+  RUN(deferred_answer);
+  RUN(deferred_answer_client_gone);
+  RUN(deferred_answer_server_closed);
   RUN(listen_errors);
   return UNIT_DONE();
 }
