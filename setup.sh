@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES="build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libuv1-dev
-libjansson-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev tzdata python3"
+libjansson-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev libjemalloc-dev tzdata python3"
 
 install_missing() {
   local missing=()
