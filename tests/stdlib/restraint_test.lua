@@ -96,6 +96,27 @@ test("quiet hours are hers: 22:00 in Shanghai is 09:00 in New York", function(t)
        { "deferred", "America/New_York", "2026-11-03T09:00:00-05:00" }, "deferred to her 09:00")
 end)
 
+test("her quiet hours across a DST change: London on 25 October 2026", function(t)
+  t:at("2026-10-24T12:00:00+08:00")
+  t:event("m-ldn", "member.updated", { tz = "Europe/London" })
+  -- 21:30 BST on the 24th (UTC+1) is 04:30 in Shanghai on the 25th
+  t:at("2026-10-25T04:30:00+08:00")
+  promo(t, "m-ldn", "before")
+  local a = t:actions { id = "restraint_rules/m-ldn/before" }[1]
+  -- her 09:00 on the 25th is GMT (UTC+0) after the change: 17:00 in Shanghai
+  t:eq({ a.status, a.reason["until"] }, { "deferred", "2026-10-25T09:00:00+00:00" }, "deferred to her 09:00 GMT")
+  t:at("2026-10-25T16:59:00+08:00") -- 08:59 GMT: still quiet
+  t:expect_action { id = "restraint_rules/m-ldn/before", status = "deferred" }
+  t:at("2026-10-25T17:00:00+08:00")
+  t:expect_action { id = "restraint_rules/m-ldn/before", status = "queued", time = "2026-10-25T17:00:00+08:00" }
+  -- 20:30 GMT (04:30 Shanghai on the 26th) is not quiet for her, and still her 25th: the
+  -- one-a-day window counts her local day
+  t:at("2026-10-26T04:30:00+08:00")
+  promo(t, "m-ldn", "after", { channel = "sms" })
+  local after = t:actions { id = "restraint_rules/m-ldn/after" }[1]
+  t:eq({ after.status, after.reason.per }, { "capped", "day" }, "her day, not Shanghai's 26th")
+end)
+
 test("after friend.deleted no marketing reaches her, until she is added again", function(t)
   t:at("2026-11-02T10:00:00+08:00")
   t:event("m-1", "member.joined")
