@@ -381,7 +381,7 @@ static int build_sandbox(lua_State *L) {
   lua_setfield(L, -2, "dump");
   /* find/match/gmatch/gsub whose steps are paid from the call's budget (the hook never
    * fires inside C): one matcher step costs one instruction, see luahost_charge */
-  lua_pattern_install(L, -1, luahost_charge);
+  pattern_install(L, -1, luahost_charge);
   lua_pop(L, 1);
   lua_newtable(L); /* os: time, date, clock only */
   lua_getfield(L, -2, "os");
