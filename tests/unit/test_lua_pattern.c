@@ -793,7 +793,7 @@ TEST(luahost_charge_outside_and_inside_a_call) {
   long before = h->instructions;
   luahost_charge(h->L, 1L << 40);
   CHECK_INT(h->instructions, before);
-  CHECK_INT(h->cpu_tripped, 0);
+  CHECK_INT(h->trip, 0);
   /* inside one: counted with the instructions */
   long n = 5000;
   char *err = NULL;
