@@ -74,10 +74,13 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize > old) {
     int retry = h->refused.pending && h->refused.ptr == ptr && h->refused.size == nsize;
     h->refused.pending = 0;
-    if (retry && h->used - old + nsize <= h->refused.ceiling) { /* rescued */
+    if (retry && h->used - old + nsize <= h->refused.ceiling) {
+      /* rescued; the full collection it took is seen by the clock */
       h->trip = h->refused.trip;
       h->ceiling = h->refused.ceiling;
       if (!h->trip && h->running) lua_sethook(h->running, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+      int why = h->trip ? 0 : budget_spent(h);
+      if (why) trip(h, why);
     } else if (h->used - old + nsize > (retry ? h->refused.ceiling : h->ceiling)) {
       if (h->armed && !retry && h->trip != LUAHOST_TRIP_MEMORY) {
         h->refused.pending = 1;
