@@ -90,25 +90,24 @@ int luahost_load_file(luahost_t *h, const char *path, strbuf_t *errors);
  * xpcall and coroutine functions raise it again, so a script cannot swallow it) and raises
  * the budget error. Does nothing outside a budgeted call.
  *
- * Who pays what (one unit is about one VM instruction of a simple loop; the figures are in
- * lua_host.c and measured by tests/bench/bench_budget.c):
+ * Who pays what (one unit is about one VM instruction of a simple loop; measured by
+ * tests/bench/bench_budget.c):
  *  - the sandbox's string.find/match/gmatch/gsub (lua_pattern.c): one unit per matcher
- *    step, in blocks of 1024;
+ *    step, 16 per gsub replacement, in blocks of 1024;
  *  - every byte the allocator hands out during the call (strings built by `..`, rep,
  *    format, concat, gsub, char, tables, ...): one unit per LUAHOST_BYTES_PER_UNIT bytes,
- *    settled every 64 KiB; when that spends the budget the call is stopped at its next
- *    instruction;
+ *    settled every 64 KiB (the deadline is checked then too); when that spends the budget
+ *    the call is stopped at its next instruction;
  *  - load: LUAHOST_LOAD_UNITS_PER_BYTE units per byte of source, before parsing;
- *  - string.rep: one unit per two copies (a copy of a short string costs about half an
- *    instruction), unless its result cannot fit the call's memory (then the memory budget
- *    stops it); table.concat: 5 units per element; table.move: 4; table.insert/remove at
- *    a position: 2 per element shifted; table.unpack: 1 per value; table.sort: 5 per
- *    comparison (n log2 n of them); utf8.len, utf8.offset, utf8.codepoint: one per
- *    LUAHOST_SCAN_BYTES_PER_UNIT bytes scanned; all before the work.
- * The prices keep one unit near the cost of one instruction (about 3-5 ns on the machine
- * this was written on), so the 10 million units of a call are some 30-50 ms of work of
- * any kind, and no single library call can start that would cost more than what is
- * left. */
+ *  - string.rep: one unit per copy, unless its result cannot fit the call's memory (then
+ *    the memory budget stops it); string.upper/lower/reverse: one per 4 bytes;
+ *    table.concat: 8 per element; table.move: 6; table.insert/remove at a position: 2 per
+ *    element shifted; table.unpack: 1 per value; table.sort: 5 per comparison (n log2 n
+ *    of them); utf8.len, utf8.offset, utf8.codepoint: one per LUAHOST_SCAN_BYTES_PER_UNIT
+ *    bytes scanned; all before the work.
+ * The prices keep one unit near the cost of one instruction (3-7 ns on the machine this
+ * was written on), so the 10 million units of a call are some 30-70 ms of work of any
+ * kind, and no single library call can start that would cost more than what is left. */
 void luahost_charge(lua_State *L, long n);
 
 /* If the running call has tripped its budget, raise its budget error (again): what every
@@ -123,7 +122,7 @@ void luahost_leave(lua_State *L, lua_State *prev);
 
 #define LUAHOST_BYTES_PER_UNIT 16
 #define LUAHOST_LOAD_UNITS_PER_BYTE 8
-#define LUAHOST_SCAN_BYTES_PER_UNIT 2
+#define LUAHOST_SCAN_BYTES_PER_UNIT 1
 
 /* Push a fresh environment table whose missing names come from a base of its own: copies
  * of every library table and of `hearth` (a chunk that changes string.upper changes its

@@ -41,8 +41,8 @@
  * (an empty match right after it), moving on to the next start instead, as Lua 5.4
  * does (the differential tests pin it).
  *
- * Budget: one step for each instruction executed (backtracking included), each
- * character a repetition or %b scans, each 64 bytes a back-reference compares and each
+ * Budget: one step for each instruction executed (backtracking included), 16 for each
+ * replacement gsub makes, each character a repetition or %b scans, each 64 bytes a back-reference compares and each
  * 64 bytes skipped looking for a start; for plain finds one per candidate position (a
  * position holding the needle's first byte, found by memchr), one per further 64 bytes
  * compared and one per 1024 bytes memchr skips. Steps are paid in advance in blocks of
@@ -83,6 +83,9 @@
 #define OPEN_CAPTURE (-1)     /* capture_t.len of a capture not closed yet */
 #define POSITION_CAPTURE (-2) /* capture_t.len of a () capture */
 #define NO_REJECT SIZE_MAX
+/* what one gsub replacement costs beyond its matcher steps (appending the text before it
+ * and the replacement, expanding %n): about 16 VM instructions, bench_budget.c */
+#define GSUB_STEPS_PER_REPLACEMENT 16
 
 typedef unsigned char set_t[32];
 
@@ -924,6 +927,7 @@ static int pat_gsub(lua_State *L) {
   while (n < max_n && search(&m, done, anchored, reject, &hit)) {
     luaL_addlstring(&b, s + done, hit.start - done);
     changed |= add_replacement(&m, &b, kind, whole_match(&m, hit));
+    spend(L, lib, GSUB_STEPS_PER_REPLACEMENT);
     n++;
     done = reject = hit.stop;
     if (anchored) break;

@@ -192,6 +192,13 @@ static long cost_sort(lua_State *L) {
 
 static long scan_units(lua_Integer bytes) { return clamp_units(bytes / LUAHOST_SCAN_BYTES_PER_UNIT); }
 
+/* string.upper, lower and reverse go over every byte of s: one unit per 4 bytes (the
+ * result's bytes are the allocator's to charge as well). */
+static long cost_string_bytes(lua_State *L) {
+  size_t len = 0;
+  return lua_tolstring(L, 1, &len) ? clamp_units((lua_Integer)(len / 4)) : 0;
+}
+
 /* utf8.len(s [, i [, j]]) and utf8.codepoint(s [, i [, j]]) decode bytes i..j. */
 static long cost_utf8_len(lua_State *L) {
   size_t len = 0;
@@ -223,9 +230,12 @@ typedef struct {
 } charged_t;
 
 static const charged_t CHARGED[] = {
-    {"table", "concat", cost_concat, 5},
+    {"string", "upper", cost_string_bytes, 1},
+    {"string", "lower", cost_string_bytes, 1},
+    {"string", "reverse", cost_string_bytes, 1},
+    {"table", "concat", cost_concat, 8},
     {"table", "unpack", cost_unpack, 1},
-    {"table", "move", cost_move, 4},
+    {"table", "move", cost_move, 6},
     {"table", "insert", cost_insert, 2},
     {"table", "remove", cost_remove, 2},
     {"table", "sort", cost_sort, 5},
@@ -246,7 +256,7 @@ static int charged_call(lua_State *L) {
   return lua_gettop(L);
 }
 
-/* string.rep(s, n [, sep]): one unit per two copies before the work (the bytes are the
+/* string.rep(s, n [, sep]): one unit per copy before the work (the bytes are the
  * allocator's to charge); with an empty s and sep it produces nothing, and the standard
  * one would still loop n times, so the result ("") is given at once. Upvalue 1: the
  * standard rep. */
@@ -262,7 +272,7 @@ static int safe_rep(lua_State *L) {
   /* a result that cannot fit the call's memory is left to the memory budget */
   luahost_t *h = luahost_of(L);
   size_t room = h->ceiling > h->used ? h->ceiling - h->used : 0;
-  if ((size_t)n <= room / (l + lsep)) luahost_charge(L, (long)(n / 2));
+  if ((size_t)n <= room / (l + lsep)) luahost_charge(L, (long)n);
   int top = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);

@@ -5,7 +5,7 @@
  *   budget error (CPU, time, memory) of a call that tripped, instead of handing it back
  *   to the script as a value (luahost_reraise); xpcall's message handler runs after the
  *   stack unwound, as ordinary hooked code;
- * - string.rep, table.concat, table.move, table.insert/remove at a position,
+ * - string.rep, string.upper/lower/reverse, table.concat, table.move, table.insert/remove at a position,
  *   table.unpack, table.sort, utf8.len, utf8.offset and utf8.codepoint pay for their work
  *   with luahost_charge before they start (what each costs is in lua_host.h); string.rep
  *   gives "" at once when it would produce nothing (the standard one loops n times even

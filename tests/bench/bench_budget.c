@@ -83,6 +83,9 @@ static const calib_t CALIB[] = {
     {"table.move element (nil copies)", "units = 3e7 table.move({}, 1, units, 1)"},
     {"table.insert shifted element", "local t = {} for i = 1, 1e6 do t[i] = i end units = 0"
      " for i = 1, 20 do table.insert(t, 1, i) units = units + #t end"},
+    {"string.upper byte", "local s = string.rep('x', 1 << 12):rep(1 << 12) units = 0 for i = 1, 10 do s:upper() units = units + #s end"},
+    {"string.rep copy (1-byte string)", "units = 0 for i = 1, 20 do local s = string.rep('x', 1 << 20) units = units + (1 << 20) end"},
+    {"gsub replacement ('x' -> 'yy')", "local s = string.rep('x', 1 << 20) units = 0 for i = 1, 5 do s:gsub('x', 'yy') units = units + #s end"},
     {"utf8.len byte", "local s = string.rep('\\u{e9}', 8 << 20) units = 0 for i = 1, 3 do utf8.len(s) units = units + #s end"},
 };
 
@@ -92,8 +95,10 @@ static void calibrate(void) {
   lim.max_instructions = 1L << 60;
   lim.max_call_ms = 600000;
   lim.max_call_bytes = (size_t)1 << 29;
-  printf("calibration: ns per unit of work (prices: 1 unit per instruction, per %d bytes allocated,\n"
-         "%d per byte of load source, per comparison/element, per %d utf8 bytes)\n",
+  printf("calibration: ns per item of work, to compare with the prices in engine/lua_host.h\n"
+         "(units per item: instruction 1, byte allocated 1/%d, load byte %d, rep copy 1, upper byte\n"
+         "1/4, sort comparison 5, concat element 8, move element 6, insert shift 2, gsub\n"
+         "replacement 16 + its steps, utf8 byte 1/%d)\n",
          LUAHOST_BYTES_PER_UNIT, LUAHOST_LOAD_UNITS_PER_BYTE, LUAHOST_SCAN_BYTES_PER_UNIT);
   for (size_t i = 0; i < sizeof CALIB / sizeof CALIB[0]; i++) {
     char code[1024], why[512];
@@ -142,15 +147,15 @@ static const snippet_t SNIPPETS[] = {
     {"load", "local s = ('a=1;'):rep(1e6) for i = 1, 1e4 do load(s) end"},
     {"rep", "for i = 1, 1e9 do local s = ('x'):rep(16 << 20) end"},
     {"rep_empty", "for i = 1, 1e9 do local s = (''):rep(1e12) end"},
-    {"concat_op", "local s = ('x'):rep(8 << 20) for i = 1, 1e9 do local t = s .. i end"},
-    {"format", "local s = ('x'):rep(8 << 20) for i = 1, 1e9 do local t = string.format('%s%s', s, s) end"},
-    {"upper", "local s = ('x'):rep(16 << 20) for i = 1, 1e9 do local t = s:upper() end"},
+    {"concat_op", "local s = ('x'):rep(1 << 12):rep(1 << 11) for i = 1, 1e9 do local t = s .. i end"},
+    {"format", "local s = ('x'):rep(1 << 12):rep(1 << 11) for i = 1, 1e9 do local t = string.format('%s%s', s, s) end"},
+    {"upper", "local s = ('x'):rep(1 << 12):rep(1 << 12) for i = 1, 1e9 do local t = s:upper() end"},
     {"gsub", "local s = ('x'):rep(1 << 20) for i = 1, 1e9 do local t = s:gsub('x', 'yy') end"},
     {"table_concat", "local t = {} for i = 1, 1e6 do t[i] = 'abcdefgh' end for i = 1, 1e9 do local s = table.concat(t) end"},
     {"table_move", "for i = 1, 1e9 do table.move({}, 1, 1e8, 1) end"},
     {"table_sort", "local t = {} for i = 1, 1e6 do t[i] = (i * 7919) % 1000003 end for i = 1, 1e9 do table.sort(t) end"},
     {"table_insert", "local t = {} for i = 1, 2e6 do t[i] = i end for i = 1, 1e9 do table.insert(t, 1, i) end"},
-    {"utf8_len", "local s = ('\\u{e9}'):rep(8 << 20) for i = 1, 1e9 do utf8.len(s) end"},
+    {"utf8_len", "local s = ('\\u{e9}'):rep(1 << 12):rep(1 << 11) for i = 1, 1e9 do utf8.len(s) end"},
     {"string_eq", "local a = ('x'):rep(1 << 12):rep(1 << 12) local b = a:sub(1, -2) .. 'y'"
                   " for i = 1, 1e9 do local e = a == b end"},
 };
