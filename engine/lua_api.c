@@ -496,6 +496,7 @@ int scripts_guard(scripts_t *s, const char *campaign, engine_call_t *call, json_
     assert(!s->cur);
     guard_call_t g = {.ref = s->guard_refs[i], .send = send, .allow = 1};
     s->cur = call;
+    luahost_activate(s->host, campaign);
     int rc = luahost_call(s->host, call_guard, &g, err);
     s->cur = NULL;
     s->gen++;
@@ -550,6 +551,7 @@ int scripts_run_handler(scripts_t *s, const char *type, int i, engine_call_t *ca
   int ref = l->v[i].ref;
   s->cur = call;
   *err = NULL;
+  luahost_activate(s->host, l->v[i].campaign);
   int rc = luahost_call(s->host, call_handler, &ref, err);
   s->cur = NULL;
   s->gen++;

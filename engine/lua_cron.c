@@ -57,6 +57,7 @@ static int step(scripts_t *s, int i, int nargs, engine_call_t *call, char **err)
   cron_entry_t *c = entry(s, i);
   assert(c->co && !s->cur);
   s->cur = call;
+  luahost_activate(s->host, c->campaign);
   int rc = luahost_resume(s->host, c->co, nargs, err);
   s->cur = NULL;
   s->gen++;

@@ -2,9 +2,12 @@
  * (see lua_host.h). */
 #include "lua_host.h"
 #include "lua_pattern.h"
+#include "lua_safe.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -12,6 +15,8 @@
 #include <string.h>
 
 #define HOOK_EVERY 1000
+#define SETTLE_BYTES_EVERY ((size_t)64 << 10) /* the allocator charges bytes this often */
+#define MEMORY_RESERVE ((size_t)256 << 10)    /* lent past the ceiling to report a trip */
 
 void budget_default(budget_t *lim) {
   lim->max_instructions = 10000000;
@@ -20,7 +25,44 @@ void budget_default(budget_t *lim) {
   lim->max_state_bytes = (size_t)1 << 30;
 }
 
-/* The allocator: refuse growth past the ceiling (per call while armed, overall always). */
+luahost_t *luahost_of(lua_State *L) { return *(luahost_t **)lua_getextraspace(L); }
+
+static void cpu_hook(lua_State *L, lua_Debug *ar);
+
+/* Has the running call spent its instructions or passed its deadline? Which, or 0. */
+static int budget_spent(const luahost_t *h) {
+  if (h->instructions > h->lim.max_instructions) return LUAHOST_TRIP_CPU;
+  if (mono_ns() > h->deadline_ns) return LUAHOST_TRIP_TIME;
+  return 0;
+}
+
+/* Make the thread running script code stop at its next instruction (the hook raises the
+ * budget error there). Safe from the allocator: lua_sethook only sets fields. */
+static void stop_at_next_instruction(luahost_t *h) {
+  if (h->running) lua_sethook(h->running, cpu_hook, LUA_MASKCOUNT, 1);
+}
+
+/* Record the first reason the running call is stopped. */
+static void trip(luahost_t *h, int why) {
+  if (!h->trip) h->trip = why;
+  stop_at_next_instruction(h);
+}
+
+/* Lend the memory reserve: the ceiling is lifted a little so that the budget error and
+ * its traceback can still be built; the call is stopped at its next instruction anyway. */
+static void trip_memory(luahost_t *h) {
+  if (h->trip == LUAHOST_TRIP_MEMORY) return;
+  h->trip = 0; /* the memory message wins: it says what to fix */
+  trip(h, LUAHOST_TRIP_MEMORY);
+  size_t lifted = h->used + MEMORY_RESERVE;
+  h->ceiling = lifted < h->lim.max_state_bytes ? lifted : h->lim.max_state_bytes;
+}
+
+/* The allocator: refuse growth past the ceiling (per call while armed, overall always);
+ * while armed, charge the bytes handed out to the call's budget every 64 KiB. A refusal
+ * trips the memory budget, except when Lua's emergency collection rescues it: Lua asks
+ * again for the same block right after collecting, and if that fits under the ceiling
+ * the call had, the trip is undone. */
 static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   luahost_t *h = ud;
   size_t old = ptr ? osize : 0;
@@ -29,9 +71,36 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     h->used -= old;
     return NULL;
   }
-  if (nsize > old && h->used - old + nsize > h->ceiling) {
-    h->mem_tripped = 1;
-    return NULL;
+  if (nsize > old) {
+    int retry = h->refused.pending && h->refused.ptr == ptr && h->refused.size == nsize;
+    h->refused.pending = 0;
+    if (retry && h->used - old + nsize <= h->refused.ceiling) {
+      /* rescued; the full collection it took is seen by the clock */
+      h->trip = h->refused.trip;
+      h->ceiling = h->refused.ceiling;
+      if (!h->trip && h->running) lua_sethook(h->running, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+      int why = h->trip ? 0 : budget_spent(h);
+      if (why) trip(h, why);
+    } else if (h->used - old + nsize > (retry ? h->refused.ceiling : h->ceiling)) {
+      if (h->armed && !retry && h->trip != LUAHOST_TRIP_MEMORY) {
+        h->refused.pending = 1;
+        h->refused.ptr = ptr;
+        h->refused.size = nsize;
+        h->refused.trip = h->trip;
+        h->refused.ceiling = h->ceiling;
+        trip_memory(h);
+      }
+      return NULL;
+    }
+    if (h->armed) {
+      h->unpaid_bytes += nsize - old;
+      if (h->unpaid_bytes >= SETTLE_BYTES_EVERY) {
+        h->instructions += (long)(h->unpaid_bytes / LUAHOST_BYTES_PER_UNIT);
+        h->unpaid_bytes %= LUAHOST_BYTES_PER_UNIT;
+        int why = h->trip ? 0 : budget_spent(h);
+        if (why) trip(h, why);
+      }
+    }
   }
   void *p = realloc(ptr, nsize);
   if (!p) return NULL;
@@ -39,35 +108,50 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-luahost_t *luahost_of(lua_State *L) { return *(luahost_t **)lua_getextraspace(L); }
-
-static void cpu_hook(lua_State *L, lua_Debug *ar);
-
-/* Has the running call spent its instructions or passed its deadline? */
-static int budget_spent(const luahost_t *h) {
-  return h->instructions > h->lim.max_instructions || mono_ns() > h->deadline_ns;
+/* "file:line: " of the innermost Lua frame of L, or "" when it has none. */
+static void where_of(lua_State *L, char *buf, size_t size) {
+  lua_Debug ar;
+  buf[0] = '\0';
+  for (int level = 0; lua_getstack(L, level, &ar); level++)
+    if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+      snprintf(buf, size, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
 }
 
-/* Trip the budget and raise: from now on the hook fires on every instruction of this
- * thread and raises again, so a pcall inside the script only delays the end by one
- * instruction. */
-static void raise_over_budget(lua_State *L, luahost_t *h) {
-  h->cpu_tripped = 1;
+/* The message of the budget error for why. */
+static void budget_message(const luahost_t *h, int why, char *buf, size_t size) {
+  if (why == LUAHOST_TRIP_MEMORY)
+    snprintf(buf, size, "handler stopped: ran over its memory budget of %zu MiB", h->lim.max_call_bytes >> 20);
+  else if (why == LUAHOST_TRIP_CPU)
+    snprintf(buf, size, "handler stopped: ran over its CPU budget of %ld instructions", h->lim.max_instructions);
+  else
+    snprintf(buf, size, "handler stopped: ran over its time budget of %u ms", h->lim.max_call_ms);
+}
+
+/* Raise the budget error: from now on the hook fires on every instruction of this thread
+ * and raises again, so a pcall inside the script only delays the end by one instruction. */
+static int raise_over_budget(lua_State *L, luahost_t *h) {
+  assert(h->trip);
   lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
-  if (h->instructions > h->lim.max_instructions)
-    luaL_error(L, "handler stopped: ran over its CPU budget of %I instructions",
-               (lua_Integer)h->lim.max_instructions);
-  luaL_error(L, "handler stopped: ran over its time budget of %I ms", (lua_Integer)h->lim.max_call_ms);
+  char where[256], msg[128];
+  where_of(L, where, sizeof where);
+  budget_message(h, h->trip, msg, sizeof msg);
+  lua_pushfstring(L, "%s%s", where, msg);
+  return lua_error(L);
 }
 
-/* Count hook: every HOOK_EVERY instructions, pay for them and check the deadline. */
+/* Count hook: every HOOK_EVERY instructions, pay for them and check the deadline; once
+ * tripped, raise at every instruction. */
 static void cpu_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   luahost_t *h = luahost_of(L);
   if (!h->armed) return;
-  if (!h->cpu_tripped) {
+  if (!h->trip) {
     h->instructions += HOOK_EVERY;
-    if (!budget_spent(h)) return;
+    int why = budget_spent(h);
+    if (!why) return;
+    h->trip = why;
   }
   raise_over_budget(L, h);
 }
@@ -75,112 +159,169 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
 void luahost_charge(lua_State *L, long n) {
   luahost_t *h = luahost_of(L);
   if (!h->armed) return;
-  if (!h->cpu_tripped) {
-    h->instructions += n;
-    if (!budget_spent(h)) return;
+  if (!h->trip) {
+    h->instructions = n > LONG_MAX - h->instructions ? LONG_MAX : h->instructions + n;
+    int why = budget_spent(h);
+    if (!why) return;
+    h->trip = why;
   }
   raise_over_budget(L, h);
 }
 
-/* Message handler: append a traceback to the error message. */
-static int msghandler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
+void luahost_reraise(lua_State *L, int status) {
+  luahost_t *h = luahost_of(L);
+  if (!h->armed) return;
+  if (status == LUA_ERRMEM) trip_memory(h); /* refused once, no collection could help */
+  if (h->trip) raise_over_budget(L, h);
 }
 
-static void arm_thread(luahost_t *h, lua_State *L) {
-  h->armed = 1;
-  h->cpu_tripped = h->mem_tripped = 0;
-  h->instructions = 0;
-  h->deadline_ns = mono_ns() + (uint64_t)h->lim.max_call_ms * 1000000u;
-  size_t c = h->used + h->lim.max_call_bytes;
-  h->ceiling = c < h->lim.max_state_bytes ? c : h->lim.max_state_bytes;
-  lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+lua_State *luahost_enter(lua_State *L, lua_State *co) {
+  luahost_t *h = luahost_of(L);
+  lua_State *prev = h->running;
+  h->running = co;
+  if (h->armed && h->trip) lua_sethook(co, cpu_hook, LUA_MASKCOUNT, 1);
+  return prev;
 }
+
+void luahost_leave(lua_State *L, lua_State *prev) { luahost_of(L)->running = prev; }
 
 static void arm(luahost_t *h) {
   h->armed = 1;
-  h->cpu_tripped = h->mem_tripped = 0;
+  h->trip = 0;
   h->instructions = 0;
+  h->unpaid_bytes = 0;
+  h->refused.pending = 0;
   h->deadline_ns = mono_ns() + (uint64_t)h->lim.max_call_ms * 1000000u;
   size_t c = h->used + h->lim.max_call_bytes;
   h->ceiling = c < h->lim.max_state_bytes ? c : h->lim.max_state_bytes;
-  lua_sethook(h->L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
 }
 
 static void disarm(luahost_t *h) {
   h->armed = 0;
   h->ceiling = h->lim.max_state_bytes;
-  lua_sethook(h->L, NULL, 0, 0);
+}
+
+/* ---- running a call in a thread of its own ---- */
+
+static int push_new_thread(lua_State *L) {
+  lua_newthread(L);
+  return 1;
+}
+
+/* A new thread on top of L's stack (protected: it allocates), or NULL. */
+static lua_State *new_thread(lua_State *L) {
+  if (!lua_checkstack(L, 4)) return NULL;
+  lua_pushcfunction(L, push_new_thread);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  return lua_tothread(L, -1);
+}
+
+/* Protected: luaL_tolstring of the value on top (runs a __tostring metamethod). */
+static int to_string(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* The failed thread co's error object as text, pushed on L. A table with __tostring is
+ * described by it, run on L with the budget still armed. */
+static void push_error_text(luahost_t *h, lua_State *co) {
+  lua_State *L = h->L;
+  if (lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER) {
+    lua_pushstring(L, lua_tostring(co, -1));
+    return;
+  }
+  if (lua_checkstack(co, 2) && luaL_getmetafield(co, -1, "__tostring") != LUA_TNIL) {
+    lua_pop(co, 1);
+    lua_pushcfunction(L, to_string);
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, h->trip ? 1 : HOOK_EVERY);
+    int rc = lua_pcall(L, 1, 1, 0);
+    lua_sethook(L, NULL, 0, 0);
+    if (rc == LUA_OK && lua_type(L, -1) == LUA_TSTRING) return;
+    lua_pop(L, 1);
+  }
+  lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
+}
+
+/* Settle how the thread co ended (rc from lua_resume): 0 finished, 1 yielded (when
+ * may_yield), -1 failed with *err set. On failure the traceback is built with the ceiling
+ * lifted, then co's pending to-be-closed variables are closed, still armed. */
+static int settle(luahost_t *h, lua_State *co, int rc, int may_yield, char **err) {
+  lua_State *L = h->L;
+  if (rc == LUA_ERRMEM && h->armed) trip_memory(h);
+  if ((rc == LUA_OK || (rc == LUA_YIELD && may_yield)) && !h->trip) return rc == LUA_YIELD;
+  char where[256], msg[128];
+  where_of(co, where, sizeof where);
+  if (h->trip) {
+    budget_message(h, h->trip, msg, sizeof msg);
+    lua_pushfstring(L, "%s%s", where, msg);
+  } else if (rc == LUA_YIELD) {
+    lua_pushfstring(L, "%sattempt to yield from outside a coroutine", where);
+  } else if (rc == LUA_ERRMEM) {
+    lua_pushfstring(L, "%shandler stopped: out of memory", where);
+  } else {
+    push_error_text(h, co);
+  }
+  int armed = h->armed;
+  size_t ceiling = h->ceiling;
+  h->armed = 0;
+  h->ceiling = h->lim.max_state_bytes;
+  luaL_traceback(L, co, lua_tostring(L, -1), 0);
+  *err = xstrdup(lua_tostring(L, -1));
+  lua_pop(L, 2);
+  h->armed = armed;
+  h->ceiling = ceiling;
+  lua_resetthread(co);
+  return -1;
 }
 
 int luahost_resume(luahost_t *h, lua_State *co, int nargs, char **err) {
   *err = NULL;
-  arm_thread(h, co);
+  arm(h);
+  h->running = co;
+  lua_sethook(co, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
   int nres = 0;
   int rc = lua_resume(co, h->L, nargs, &nres);
-  int tripped_mem = h->mem_tripped;
-  if ((rc == LUA_OK || rc == LUA_YIELD) && tripped_mem) {
-    lua_pop(co, nres);
-    rc = LUA_ERRMEM;
-  }
-  h->armed = 0;
-  h->ceiling = h->lim.max_state_bytes;
+  if (rc == LUA_OK || rc == LUA_YIELD) lua_pop(co, nres);
+  int settled = settle(h, co, rc, 1, err);
+  int tripped = h->trip;
+  h->running = NULL;
+  disarm(h);
   lua_sethook(co, NULL, 0, 0);
-  if (rc == LUA_OK || rc == LUA_YIELD) {
-    lua_pop(co, nres);
-    return rc;
-  }
-  if (rc == LUA_ERRMEM || tripped_mem) {
-    *err = tripped_mem ? xasprintf("stopped: ran over its memory budget of %zu MiB", h->lim.max_call_bytes >> 20)
-                       : xstrdup("stopped: out of memory");
-    lua_gc(h->L, LUA_GCCOLLECT);
-  } else {
-    const char *msg = lua_tostring(co, -1);
-    luaL_traceback(h->L, co, msg ? msg : "(error without a message)", 0);
-    *err = xstrdup(lua_tostring(h->L, -1));
-    lua_pop(h->L, 1);
-  }
-  return -1;
+  if (tripped == LUAHOST_TRIP_MEMORY) lua_gc(h->L, LUA_GCCOLLECT);
+  return settled < 0 ? -1 : settled ? LUA_YIELD : LUA_OK;
 }
 
 int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err) {
   lua_State *L = h->L;
   int base = lua_gettop(L);
   *err = NULL;
-  if (!lua_checkstack(L, 4)) {
-    *err = xstrdup("Lua stack exhausted");
+  lua_State *co = new_thread(L);
+  if (!co || !lua_checkstack(co, 2)) {
+    lua_settop(L, base);
+    *err = xstrdup("handler stopped: out of memory");
     return -1;
   }
-  lua_pushcfunction(L, msghandler);
-  lua_pushcfunction(L, fn);
-  lua_pushlightuserdata(L, ud);
+  lua_pushcfunction(co, fn);
+  lua_pushlightuserdata(co, ud);
   int nested = h->armed; /* a call from inside a call keeps the outer budget */
   if (!nested) arm(h);
-  int rc = lua_pcall(L, 1, 0, base + 1);
-  int tripped_mem = h->mem_tripped;
-  if (rc == LUA_OK && tripped_mem && !nested) rc = LUA_ERRMEM; /* caught by the script's pcall: still over */
+  lua_State *outer = h->running;
+  h->running = co;
+  lua_sethook(co, cpu_hook, LUA_MASKCOUNT, h->trip ? 1 : HOOK_EVERY);
+  int nres = 0;
+  int rc = lua_resume(co, L, 1, &nres);
+  int settled = settle(h, co, rc, 0, err);
+  int tripped = h->trip;
+  h->running = outer;
   if (!nested) disarm(h);
-  if (rc != LUA_OK) {
-    if (rc == LUA_ERRMEM || tripped_mem) {
-      if (tripped_mem)
-        *err = xasprintf("handler stopped: ran over its memory budget of %zu MiB",
-                         h->lim.max_call_bytes >> 20);
-      else
-        *err = xstrdup("handler stopped: out of memory");
-    } else {
-      const char *msg = lua_tostring(L, -1);
-      *err = xstrdup(msg ? msg : "(error without a message)");
-    }
-  }
   lua_settop(L, base);
-  if (rc != LUA_OK && tripped_mem) lua_gc(L, LUA_GCCOLLECT);
-  return rc == LUA_OK ? 0 : -1;
+  if (tripped == LUAHOST_TRIP_MEMORY && !nested) lua_gc(L, LUA_GCCOLLECT);
+  return settled < 0 ? -1 : 0;
 }
 
 /* ---- the sandbox ---- */
@@ -197,7 +338,100 @@ static const luaL_Reg libs_allowed[] = {
 
 static const char *const os_allowed[] = {"time", "date", "clock", NULL};
 
-/* load(chunk [, name [, mode [, env]]]) for scripts: text only, default env a fresh one. */
+/* ---- each chunk's own copies of the shared tables ---- */
+
+struct luahost_scope {
+  char *name;     /* campaign, or "" for the host's default */
+  int string_ref; /* its string table: what string methods find */
+  int meta_ref;   /* what getmetatable("") gives it: {__index = its string table} */
+};
+
+/* Replace the table on top of the stack by a shallow copy of it. */
+static void copy_table_on_top(lua_State *L) {
+  int t = lua_gettop(L);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, t + 1);
+  }
+  lua_remove(L, t);
+}
+
+/* Push a copy of the master base in which every table (each library, hearth) is copied
+ * too: what one chunk changes in it, no other chunk sees. */
+static void push_base_copy(lua_State *L) {
+  luahost_t *h = luahost_of(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->sandbox_ref);
+  int master = lua_gettop(L);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, master)) {
+    if (lua_type(L, -1) == LUA_TTABLE) copy_table_on_top(L);
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, master + 1);
+  }
+  lua_remove(L, master);
+}
+
+/* Push a fresh environment over a base copy of its own; with_string also pushes that
+ * copy's string table (above the environment). */
+static void push_env(lua_State *L, int with_string) {
+  push_base_copy(L);
+  int base = lua_gettop(L);
+  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, base);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "_G");
+  if (with_string) lua_getfield(L, base, "string");
+  lua_remove(L, base);
+}
+
+void luahost_push_env(lua_State *L) { push_env(L, 0); }
+
+/* The string table on top becomes campaign's (popped); replaces an earlier one. */
+static void set_scope(lua_State *L, luahost_t *h, const char *campaign) {
+  int string_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 0, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, string_ref);
+  lua_setfield(L, -2, "__index");
+  int meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int k = 0;
+  while (k < h->nscopes && strcmp(h->scopes[k].name, campaign) != 0) k++;
+  if (k == h->nscopes) {
+    h->scopes = xrealloc(h->scopes, (size_t)(h->nscopes + 1) * sizeof *h->scopes);
+    h->scopes[h->nscopes++] = (struct luahost_scope){xstrdup(campaign), LUA_NOREF, LUA_NOREF};
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, h->scopes[k].string_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->scopes[k].meta_ref);
+  h->scopes[k].string_ref = string_ref;
+  h->scopes[k].meta_ref = meta_ref;
+}
+
+/* The string metatable is shared by every string, so it cannot be copied: its __index and
+ * __metatable are switched to the running campaign's own (two table stores per handler;
+ * a string method call costs what it did: one table lookup). */
+void luahost_activate(luahost_t *h, const char *campaign) {
+  assert(h->nscopes > 0);
+  int k = 0; /* the default */
+  for (int i = 1; i < h->nscopes && campaign; i++)
+    if (strcmp(h->scopes[i].name, campaign) == 0) k = i;
+  lua_State *L = h->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->string_mt_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->scopes[k].string_ref);
+  lua_setfield(L, -2, "__index");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->scopes[k].meta_ref);
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+}
+
+/* load(chunk [, name [, mode [, env]]]) for scripts: text only, default env a fresh one;
+ * parsing is paid for before it starts (LUAHOST_LOAD_UNITS_PER_BYTE). */
 static int safe_load(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
@@ -205,6 +439,8 @@ static int safe_load(lua_State *L) {
   const char *mode = luaL_optstring(L, 3, "t");
   if (strcmp(mode, "t") != 0) return luaL_error(L, "load: only text chunks are allowed (mode \"t\")");
   int has_env = !lua_isnone(L, 4);
+  luahost_charge(L, len > (size_t)(LONG_MAX / LUAHOST_LOAD_UNITS_PER_BYTE)
+                        ? LONG_MAX : (long)len * LUAHOST_LOAD_UNITS_PER_BYTE);
   if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
     lua_pushnil(L);
     lua_insert(L, -2);
@@ -218,19 +454,9 @@ static int safe_load(lua_State *L) {
   return 1;
 }
 
-void luahost_push_env(lua_State *L) {
-  luahost_t *h = luahost_of(L);
-  lua_createtable(L, 0, 4);
-  lua_createtable(L, 0, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->sandbox_ref);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "_G");
-}
-
-/* Load path as a text chunk named after its real path, with a fresh environment. */
-static int load_chunk(lua_State *L, const char *path) {
+/* Load path as a text chunk named after its real path, with a fresh environment; a
+ * campaign script's string table becomes the campaign's scope, and is activated. */
+static int load_chunk(lua_State *L, const char *path, const char *campaign) {
   size_t len;
   char *text = read_file(path, &len);
   if (!text) {
@@ -242,7 +468,12 @@ static int load_chunk(lua_State *L, const char *path) {
   free(text);
   lua_remove(L, -2);
   if (rc != LUA_OK) return -1;
-  luahost_push_env(L);
+  push_env(L, campaign != NULL);
+  if (campaign) {
+    luahost_t *h = luahost_of(L);
+    set_scope(L, h, campaign);
+    luahost_activate(h, campaign);
+  }
   lua_setupvalue(L, -2, 1);
   return 0;
 }
@@ -281,7 +512,7 @@ static int safe_require(lua_State *L) {
                       "only Lua modules from the standard library and the scripts folder "
                       "can be required)", name, h->stdlib_dir ? h->stdlib_dir : "stdlib", rel,
                       h->scripts_dir ? h->scripts_dir : "scripts", rel);
-  if (load_chunk(L, path) < 0) return lua_error(L);
+  if (load_chunk(L, path, NULL) < 0) return lua_error(L);
   lua_pushstring(L, name);
   lua_call(L, 1, 1);
   if (lua_isnil(L, -1)) {
@@ -291,34 +522,6 @@ static int safe_require(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, name);
   return 1;
-}
-
-/* xpcall(f, msgh, ...) for scripts: Lua runs a message handler with hooks disabled, so a
- * looping handler would escape the CPU budget. Here f runs under pcall and msgh is
- * called afterwards with the error, as ordinary (hooked) code. Scripts have no debug
- * library, so the difference (msgh runs after the stack unwound) cannot be observed. */
-static int xpcall_finish(lua_State *L, int status, lua_KContext base) {
-  if (status == LUA_OK || status == LUA_YIELD) {
-    lua_pushboolean(L, 1);
-    lua_insert(L, (int)base + 1);
-    return lua_gettop(L) - (int)base;
-  }
-  lua_pushvalue(L, 2); /* msgh */
-  lua_insert(L, -2);
-  lua_call(L, 1, 1);
-  lua_pushboolean(L, 0);
-  lua_insert(L, -2);
-  return 2;
-}
-
-static int safe_xpcall(lua_State *L) {
-  int n = lua_gettop(L);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_pushvalue(L, 1);
-  for (int i = 3; i <= n; i++) lua_pushvalue(L, i);
-  int base = n; /* results start above the arguments */
-  int status = lua_pcallk(L, n - 2 > 0 ? n - 2 : 0, LUA_MULTRET, 0, base, xpcall_finish);
-  return xpcall_finish(L, status, base);
 }
 
 /* setmetatable for scripts: no __gc (finalizers run outside any budget). */
@@ -371,18 +574,21 @@ static int build_sandbox(lua_State *L) {
     lua_getfield(L, -1, *n);
     lua_setfield(L, -3, *n);
   }
-  const char *libnames[] = {"table", "string", "math", "utf8", "coroutine", NULL};
-  for (const char **n = libnames; *n; n++) {
-    lua_getfield(L, -1, *n);
-    lua_setfield(L, -3, *n);
-  }
   lua_getfield(L, -1, "string"); /* no bytecode out either */
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
   /* find/match/gmatch/gsub whose steps are paid from the call's budget (the hook never
    * fires inside C): one matcher step costs one instruction, see luahost_charge */
-  lua_pattern_install(L, -1, luahost_charge);
+  pattern_install(L, -1, luahost_charge);
   lua_pop(L, 1);
+  /* the base holds copies of the libraries: the sandbox's wrappers (lua_safe.c) go into
+   * the copies, the real tables keep the originals they call */
+  const char *libnames[] = {"table", "string", "math", "utf8", "coroutine", NULL};
+  for (const char **n = libnames; *n; n++) {
+    lua_getfield(L, -1, *n);
+    copy_table_on_top(L);
+    lua_setfield(L, -3, *n);
+  }
   lua_newtable(L); /* os: time, date, clock only */
   lua_getfield(L, -2, "os");
   for (const char *const *n = os_allowed; *n; n++) {
@@ -398,13 +604,22 @@ static int build_sandbox(lua_State *L) {
   lua_setfield(L, -2, "require");
   lua_pushcfunction(L, safe_print);
   lua_setfield(L, -2, "print");
-  lua_pushcfunction(L, safe_xpcall);
-  lua_setfield(L, -2, "xpcall");
   lua_pushcfunction(L, safe_setmetatable);
   lua_setfield(L, -2, "setmetatable");
+  safe_lib_install(L, lua_gettop(L));
   lua_pushvalue(L, -1);
   h->sandbox_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (ctx->install) ctx->install(L, ctx->ud);
+  /* the string metatable, and the default scope its __index starts with */
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1);
+  h->string_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  push_base_copy(L);
+  lua_getfield(L, -1, "string");
+  set_scope(L, h, "");
+  lua_pop(L, 1);
+  luahost_activate(h, NULL);
   return 0;
 }
 
@@ -441,6 +656,8 @@ void luahost_free(luahost_t *h) {
   free(h->stdlib_dir);
   free(h->scripts_dir);
   free(h->campaign);
+  for (int i = 0; i < h->nscopes; i++) free(h->scopes[i].name);
+  free(h->scopes);
   free(h);
 }
 
@@ -449,7 +666,8 @@ void luahost_free(luahost_t *h) {
 /* Protected body: load the file named by the light userdata argument and run it. */
 static int load_and_run(lua_State *L) {
   const char *path = lua_touserdata(L, 1);
-  if (load_chunk(L, path) < 0) return lua_error(L);
+  luahost_t *h = luahost_of(L);
+  if (load_chunk(L, path, h->campaign ? h->campaign : "main") < 0) return lua_error(L);
   lua_call(L, 0, 0);
   return 0;
 }

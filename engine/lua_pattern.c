@@ -41,12 +41,12 @@
  * (an empty match right after it), moving on to the next start instead, as Lua 5.4
  * does (the differential tests pin it).
  *
- * Budget: one step for each instruction executed (backtracking included), each
- * character a repetition or %b scans, each 64 bytes a back-reference compares and each
+ * Budget: one step for each instruction executed (backtracking included), 16 for each
+ * replacement gsub makes, each character a repetition or %b scans, each 64 bytes a back-reference compares and each
  * 64 bytes skipped looking for a start; for plain finds one per candidate position (a
  * position holding the needle's first byte, found by memchr), one per further 64 bytes
  * compared and one per 1024 bytes memchr skips. Steps are paid in advance in blocks of
- * LUA_PATTERN_CHARGE_EVERY through the charge function given at install time; the blocks
+ * PATTERN_CHARGE_EVERY through the charge function given at install time; the blocks
  * paid for and not yet used carry over to the next call (so up to 1023 steps of one call
  * are paid by an earlier one). The sandbox counts a step as one VM instruction: on the
  * machine this was written on (Release build) a step took 1.4 to 3.5 ns (the
@@ -83,6 +83,9 @@
 #define OPEN_CAPTURE (-1)     /* capture_t.len of a capture not closed yet */
 #define POSITION_CAPTURE (-2) /* capture_t.len of a () capture */
 #define NO_REJECT SIZE_MAX
+/* what one gsub replacement costs beyond its matcher steps (appending the text before it
+ * and the replacement, expanding %n): about 16 VM instructions, bench_budget.c */
+#define GSUB_STEPS_PER_REPLACEMENT 16
 
 typedef unsigned char set_t[32];
 
@@ -93,7 +96,7 @@ typedef unsigned char set_t[32];
 
 /* One per install: shared by the four functions (an upvalue of each). */
 typedef struct {
-  lua_pattern_charge_fn charge; /* NULL: unbounded */
+  pattern_charge_fn charge; /* NULL: unbounded */
   long prepaid;                 /* steps paid for and not used yet */
   set_t lower[26], upper[26];   /* %a ... %z and %A ... %Z (class letters only) */
   uint32_t letters;             /* bit (letter - 'a') set for the class letters */
@@ -133,9 +136,9 @@ static const unsigned char *named_class(const library_t *lib, unsigned char lett
 /* Slow path of spend(): pay for whole blocks until the credit is positive again. The
  * credit is updated before charging, so a charge that raises leaves it consistent. */
 static void prepay(lua_State *L, library_t *lib) {
-  long blocks = -lib->prepaid / LUA_PATTERN_CHARGE_EVERY + 1;
-  lib->prepaid += blocks * LUA_PATTERN_CHARGE_EVERY;
-  if (lib->charge) lib->charge(L, blocks * LUA_PATTERN_CHARGE_EVERY);
+  long blocks = -lib->prepaid / PATTERN_CHARGE_EVERY + 1;
+  lib->prepaid += blocks * PATTERN_CHARGE_EVERY;
+  if (lib->charge) lib->charge(L, blocks * PATTERN_CHARGE_EVERY);
 }
 
 static inline void spend(lua_State *L, library_t *lib, long steps) {
@@ -924,6 +927,7 @@ static int pat_gsub(lua_State *L) {
   while (n < max_n && search(&m, done, anchored, reject, &hit)) {
     luaL_addlstring(&b, s + done, hit.start - done);
     changed |= add_replacement(&m, &b, kind, whole_match(&m, hit));
+    spend(L, lib, GSUB_STEPS_PER_REPLACEMENT);
     n++;
     done = reject = hit.stop;
     if (anchored) break;
@@ -940,7 +944,7 @@ static int pat_gsub(lua_State *L) {
 
 /* ---------------------------------------------------------------- installing */
 
-void lua_pattern_install(lua_State *L, int string_table_index, lua_pattern_charge_fn charge) {
+void pattern_install(lua_State *L, int string_table_index, pattern_charge_fn charge) {
   static const luaL_Reg fns[] = {
       {"find", pat_find}, {"match", pat_match}, {"gmatch", pat_gmatch}, {"gsub", pat_gsub}, {NULL, NULL}};
   int t = lua_absindex(L, string_table_index);

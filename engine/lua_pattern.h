@@ -8,7 +8,7 @@
  * hours inside the standard library. These replacements count the steps of their matcher
  * (each compiled pattern item handled, each character a repetition or %b scans, each
  * candidate position and each 64 bytes compared by a plain find; see lua_pattern.c) and
- * hand them to a charge function in blocks of LUA_PATTERN_CHARGE_EVERY steps. The
+ * hand them to a charge function in blocks of PATTERN_CHARGE_EVERY steps. The
  * sandbox passes luahost_charge, so pattern work is paid from the handler's one
  * instruction budget (one step = one instruction) and its wall-clock deadline, and a
  * runaway pattern stops the handler with the standard budget error.
@@ -22,15 +22,15 @@
 #include <lua.h>
 
 /* Steps are paid in advance, this many at a time. */
-#define LUA_PATTERN_CHARGE_EVERY 1024
+#define PATTERN_CHARGE_EVERY 1024
 
 /* Called with L (the running thread) and a number of steps; may raise a Lua error to stop
  * the matcher. */
-typedef void (*lua_pattern_charge_fn)(lua_State *L, long steps);
+typedef void (*pattern_charge_fn)(lua_State *L, long steps);
 
 /* Replace find, match, gmatch and gsub in the table at string_table_index (the `string`
  * library table, which is also the string metatable's __index, so both string.find(s, p)
  * and s:find(p) use them). charge may be NULL: then nothing bounds a call. */
-void lua_pattern_install(lua_State *L, int string_table_index, lua_pattern_charge_fn charge);
+void pattern_install(lua_State *L, int string_table_index, pattern_charge_fn charge);
 
 #endif

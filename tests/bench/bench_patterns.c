@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
   luaL_openlibs(std);
   luaL_openlibs(ours);
   lua_getglobal(ours, "string");
-  lua_pattern_install(ours, -1, bench_charge);
+  pattern_install(ours, -1, bench_charge);
   lua_pop(ours, 1);
   run(std, n);
   run(ours, n);

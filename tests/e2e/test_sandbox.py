@@ -23,8 +23,8 @@ PROBES = {
                    ["CPU budget", "time budget"]),
     "coroutine_loop": ("while true do pcall(coroutine.wrap(function() while true do end end)) end",
                        ["CPU budget", "time budget"]),
-    "alloc": ("local t, i = {}, 0\n"
-              "  while true do i = i + 1; t[i] = string.rep('y', 1 << 20) .. i end",
+    "alloc": ("local t, i, piece = {}, 0, string.rep('y', 1 << 20)\n"
+              "  while true do i = i + 1; t[i] = piece .. i end",
               # touching 64 MiB of fresh pages can outlast the 2 s wall-clock budget on a
               # loaded machine under ASan; either budget stopping it is right (big_string
               # checks the memory ceiling deterministically)
@@ -489,9 +489,206 @@ return M
 def cleanup():
     if _batch:
         _batch[0].cleanup()
+    if _c_work:
+        _c_work[0].cleanup()
     for w, pending in _hang.values():
         pending.kill()
         w.cleanup()
+
+
+# ---------------------------------------------------------------- isolation between scripts
+
+EVIL = r"""
+-- a_evil: changes every shared table it can reach, at load time and in a handler
+string.lower = function() return "HACKED at load" end
+local function hack()
+  string.upper = function() return "HACKED" end
+  rawset(string, "rep", function() return "HACKED" end)
+  getmetatable("").__index.len = function() return -1 end
+  getmetatable("").__index = { upper = function() return "HACKED meta" end }
+  hearth.now = function() return 0 end
+  hearth.emit = function() error("HACKED emit") end
+  table.insert = nil
+  math.floor = function() return "HACKED" end
+  os.time = function() return 0 end
+  coroutine.wrap = nil
+  pcall = nil
+  local base = getmetatable(_G).__index
+  setmetatable(_G, { __index = function(_, k) return k == "no_such_global" and "HACKED" or base[k] end })
+end
+hearth.on("hack", function(m, ev) hack() end)
+-- the evil script breaks itself: its own later handlers see its own changes
+hearth.on("self", function(m, ev) m:set("upper", ("x"):upper()) m:set("now", hearth.now()) end)
+"""
+
+VICTIM = r"""
+-- b_victim: what it sees of the libraries and of hearth, recorded on its member
+local at_load = ("Q"):lower()
+hearth.on("probe", function(m, ev)
+  m:set("at_load", at_load)
+  m:set("upper_method", ("x"):upper())
+  m:set("upper_fn", string.upper("y"))
+  m:set("lower", ("A"):lower())
+  m:set("rep", ("ab"):rep(2))
+  m:set("len", ("abc"):len())
+  m:set("now_positive", hearth.now() > 0)
+  m:set("floor", math.floor(1.5))
+  m:set("time_positive", os.time() > 0)
+  local t = {} table.insert(t, "ok")
+  m:set("insert", t[1])
+  m:set("wrap", coroutine.wrap(function() return "ok" end)())
+  m:set("pcall", (pcall(function() end)))
+  m:set("missing_global", type(no_such_global))
+  hearth.emit(m.id, "echo", {})
+end)
+hearth.on("echo", function(m, ev) m:tag("echoed") end)
+"""
+
+
+def test_a_script_cannot_change_what_another_sees():
+    # Regression (engine/lua_host.c): the string table, the string metatable's __index and
+    # the hearth table were shared by every script: one handler replacing string.upper,
+    # hearth.now or hearth.emit changed every other campaign until a restart.
+    with Workspace({"a_evil.lua": EVIL, "b_victim.lua": VICTIM}) as w:
+        r = w.import_events([{"id": "h1", "type": "hack", "member": "m-evil"},
+                             {"id": "s1", "type": "self", "member": "m-evil"}])
+        eq(r.summary["failed"], 0, "the evil handlers ran (stderr %s)" % r.err[-2000:])
+        evil = w.member("m-evil")["attrs"]
+        eq((evil["upper"], evil["now"]), ("HACKED", 0), "the evil script broke only itself")
+        # later events, in a later import and in the same one
+        r = w.import_events([{"id": "p1", "type": "probe", "member": "m-victim"},
+                             {"id": "h2", "type": "hack", "member": "m-evil"},
+                             {"id": "p2", "type": "probe", "member": "m-victim2"}])
+        eq(r.summary["failed"], 0, "no handler failed (stderr %s)" % r.err[-2000:])
+        for mid in ("m-victim", "m-victim2"):
+            m = w.member(mid)
+            eq(m["attrs"], {"at_load": "q", "upper_method": "X", "upper_fn": "Y", "lower": "a",
+                            "rep": "abab", "len": 3, "now_positive": True, "floor": 1,
+                            "time_positive": True, "insert": "ok", "wrap": "ok", "pcall": True,
+                            "missing_global": "nil"},
+               "%s: what the victim sees" % mid)
+            eq(m["tags"], ["echoed"], "%s: the victim's hearth.emit still delivers" % mid)
+
+
+# ---------------------------------------------------------------- C work pays from the budget
+
+C_WORK = {
+    "load_loop": "local s = ('a=1;'):rep(1e6) for i = 1, 1e4 do load(s) end",
+    "rep_loop": "for i = 1, 1e9 do local s = ('x'):rep(16 << 20) end",
+    "rep_empty_loop": "for i = 1, 1e9 do local s = (''):rep(1e12) end",
+    "concat_op_loop": "local s = ('x'):rep(1 << 22) for i = 1, 1e9 do local t = s .. i end",
+    "format_loop": "local s = ('x'):rep(1 << 22) for i = 1, 1e9 do local t = string.format('%s%s', s, s) end",
+    "upper_loop": "local s = ('x'):rep(1 << 12):rep(1 << 12) for i = 1, 1e9 do local t = s:upper() end",
+    "gsub_loop": "local s = ('x'):rep(1 << 16) for i = 1, 1e9 do local t = s:gsub('x', 'yy') end",
+    "table_concat_loop": ("local t = {} for i = 1, 1e5 do t[i] = 'abcdefgh' end\n"
+                          "  for i = 1, 1e9 do local s = table.concat(t) end"),
+    "table_move": "table.move({}, 1, 1e12, 1)",
+    "table_sort_loop": ("local t = {} for i = 1, 1e5 do t[i] = (i * 7919) % 100003 end\n"
+                        "  for i = 1, 1e9 do table.sort(t) end"),
+    "table_insert_loop": ("local t = {} for i = 1, 1e5 do t[i] = i end\n"
+                          "  for i = 1, 1e9 do table.insert(t, 1, i) end"),
+    "utf8_len_loop": "local s = ('\\u{e9}'):rep(1 << 20) for i = 1, 1e9 do utf8.len(s) end",
+}
+
+
+def c_work_batch():
+    """Every C-work probe in one import (each a handler of its own, followed by an ok
+    event); return (workspace, ImportResult)."""
+    global _c_work
+    if _c_work is None:
+        parts = ['hearth.on("ok", function(m, ev) m:add_points(1, "ok") end)\n']
+        for name, body in C_WORK.items():
+            parts.append('hearth.on("c.%s", function(m, ev)\n  m:add_points(100, "probe")\n  %s\n'
+                         '  hearth.log("info", "survived %s")\nend)\n' % (name, body, name))
+        w = Workspace({"cwork.lua": "".join(parts)})
+        events = []
+        for name in C_WORK:
+            events.append({"id": "c-" + name, "type": "c." + name, "member": "m-" + name})
+            events.append({"id": "ok-" + name, "type": "ok", "member": "m-" + name})
+        _c_work = (w, w.import_events(events))
+    return _c_work
+
+
+_c_work = None
+
+
+def test_library_work_outside_the_vm_is_paid_from_the_budget():
+    # Regression (engine/lua_host.c, lua_safe.c): the instruction hook never fires inside a
+    # C function, so a loop of load() of a 4 MB source ran 28-46 s against a 2 s budget and
+    # a loop of 16 MiB string.rep stalled the daemon 9.6 s.
+    w, r = c_work_batch()
+    eq(r.summary["failed"], len(C_WORK), "every probe failed (log: %r)" % r.failures())
+    for name in C_WORK:
+        m = w.member("m-" + name)
+        eq(len(m["failed"]), 1, "%s: one failed event" % name)
+        err = m["failed"][0]["error"]
+        assert re.search(r"handler stopped: ran over its (CPU|time|memory) budget", err), \
+            "%s: stored error %r" % (name, err)
+        eq(m["points"], 1, "%s: the probe's points rolled back, the ok event went in" % name)
+        assert "survived " + name not in r.err, "%s: the handler went on after the budget" % name
+
+
+# ---------------------------------------------------------------- no path swallows a budget error
+
+CLOSE_LOOP = "setmetatable({}, { __close = function() while true do end end })"
+REENTRY = {
+    # Regression: a CPU-budget error raised inside __close came back as a return value of
+    # coroutine.close, and the handler committed.
+    "coroutine_close": ("local co = coroutine.create(function()\n"
+                        "    local x <close> = %s\n    coroutine.yield()\n  end)\n"
+                        "  coroutine.resume(co)\n  local ok, err = coroutine.close(co)" % CLOSE_LOOP),
+    "coroutine_resume": "local ok, err = coroutine.resume(coroutine.create(function() while true do end end))",
+    "coroutine_wrap": "local ok, err = pcall(coroutine.wrap(function() while true do end end))",
+    "pcall": "local ok, err = pcall(function() while true do end end)",
+    "xpcall": "local ok, err = xpcall(function() while true do end end, function(e) return e end)",
+    "close_in_pcall": "local ok, err = pcall(function() local x <close> = %s end)" % CLOSE_LOOP,
+    "memory_in_coroutine": ("local ok, err = coroutine.resume(coroutine.create(function()\n"
+                            "    return string.rep('x', 1 << 30) end))"),
+    "memory_in_pcall": ("local piece = ('y'):rep(1 << 16)\n"
+                        "  local ok, err = pcall(function() local t = {} for i = 1, 1e9 do t[i] = piece .. i end end)"),
+    "memory_in_wrap": "local ok, err = pcall(coroutine.wrap(function() return ('x'):rep(1 << 30) end))",
+}
+
+
+def test_no_path_back_into_the_script_swallows_a_budget_error():
+    parts = ['hearth.on("ok", function(m, ev) m:add_points(1, "ok") end)\n']
+    for name, body in REENTRY.items():
+        parts.append('hearth.on("r.%s", function(m, ev)\n  m:add_points(100, "probe")\n  %s\n'
+                     '  hearth.log("info", "survived %s", tostring(err))\nend)\n' % (name, body, name))
+    with Workspace({"reentry.lua": "".join(parts)}) as w:
+        events = []
+        for name in REENTRY:
+            events.append({"id": "r-" + name, "type": "r." + name, "member": "m-" + name})
+            events.append({"id": "ok-" + name, "type": "ok", "member": "m-" + name})
+        r = w.import_events(events)
+        for name in REENTRY:
+            m = w.member("m-" + name)
+            eq(len(m["failed"]), 1, "%s: the handler failed (stderr %s)" % (name, r.err[-1500:]))
+            err = m["failed"][0]["error"]
+            assert re.search(r"handler stopped: ran over its (CPU|time|memory) budget", err), \
+                "%s: stored error %r" % (name, err)
+            if name.startswith("memory"):
+                contains(err, "memory budget", "%s: the memory budget" % name)
+            eq(m["points"], 1, "%s: the probe's points rolled back" % name)
+            assert "survived " + name not in r.err, "%s: the script went on after the budget" % name
+
+
+# ---------------------------------------------------------------- every failure says where
+
+def test_every_budget_failure_has_file_line_and_traceback():
+    # Regression (engine/lua_host.c): a memory error skips Lua's message handler, so the
+    # memory-budget failures (17 of 100 stored ones) had no file:line and no traceback.
+    w, _ = probe_batch()
+    path = w.script_path("probes.lua")
+    for name in ("loop", "pcall_loop", "coroutine_loop", "alloc", "big_string", "recursion"):
+        fe = w.member("m-" + name)["failed"][0]
+        err = fe["error"]
+        assert re.match(re.escape(path) + r":\d+: ", err), "%s: no file:line first: %r" % (name, err)
+        contains(err, "stack traceback", "%s: a traceback" % name)
+        eq(fe["campaign"], "probes", "%s: the campaign" % name)
+    big = w.member("m-big_string")["failed"][0]["error"]
+    contains(big, "handler stopped: ran over its memory budget of 64 MiB", "big_string: the budget")
+    contains(big, "'rep'", "big_string: the traceback names the call that allocated")
 
 
 # ---------------------------------------------------------------- causal chains

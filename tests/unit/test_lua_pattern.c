@@ -389,14 +389,14 @@ static double now_s(void) {
 static long charged, charge_limit;
 
 static void test_charge(lua_State *L, long units) {
-  CHECK_INT(units % LUA_PATTERN_CHARGE_EVERY, 0);
+  CHECK_INT(units % PATTERN_CHARGE_EVERY, 0);
   charged += units;
   if (charge_limit && charged > charge_limit)
     luaL_error(L, "test budget of %I units spent", (lua_Integer)charge_limit);
 }
 
 /* charged() from Lua: the units charged so far. */
-static int lua_charged(lua_State *L) {
+static int charged_so_far(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)charged);
   return 1;
 }
@@ -410,7 +410,7 @@ static lua_State *new_state(long limit) {
   charge_limit = limit;
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
-  lua_register(L, "charged", lua_charged);
+  lua_register(L, "charged", charged_so_far);
   lua_getglobal(L, "string");
   int str = lua_gettop(L);
   lua_newtable(L);
@@ -426,7 +426,7 @@ static lua_State *new_state(long limit) {
     lua_insert(L, -2);
     lua_settable(L, -4);
   }
-  lua_pattern_install(L, -1, test_charge);
+  pattern_install(L, -1, test_charge);
   lua_setglobal(L, "mine");
   lua_pop(L, 1);
   if (luaL_loadbuffer(L, HARNESS, sizeof HARNESS - 1, "=harness") != LUA_OK) {
@@ -793,7 +793,7 @@ TEST(luahost_charge_outside_and_inside_a_call) {
   long before = h->instructions;
   luahost_charge(h->L, 1L << 40);
   CHECK_INT(h->instructions, before);
-  CHECK_INT(h->cpu_tripped, 0);
+  CHECK_INT(h->trip, 0);
   /* inside one: counted with the instructions */
   long n = 5000;
   char *err = NULL;
