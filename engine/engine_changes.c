@@ -364,6 +364,20 @@ int eng_release_send(engine_t *e, member_t *m, const timer_row_t *r, const event
   int recorded, rc = act(e, &c, &a, id, 1, &recorded, &err);
   int ended = eng_call_end(e, &c, rc == ACT_GUARD_FAILED ? err : NULL);
   free(err);
+  if (ended == 1 && rc == ACT_GUARD_FAILED) {
+    /* the guard raised (recorded with its traceback): the send does not wait for ever,
+     * it is skipped, saying why, in a call of its own */
+    engine_call_t again = {.m = m, .ev = ev, .event_key = key, .campaign = c.campaign};
+    action_spec_t s2 = a;
+    s2.status = AS_SKIPPED;
+    s2.fields = json_incref(json_object_get(d, "fields"));
+    s2.reason = json_pack("{s:s, s:s}", "rule", "guard_failed", "campaign", c.campaign);
+    eng_call_begin(e, &again);
+    char *err2 = NULL;
+    int rc2 = act(e, &again, &s2, id, 1, &recorded, &err2);
+    if (eng_call_end(e, &again, NULL) < 0 || rc2 == -1) ended = -1;
+    free(err2);
+  }
   json_decref(d);
   if (ended < 0 || rc == -1) return EV_ERROR;
   return ended ? EV_FAILED : EV_APPLIED;

@@ -19,3 +19,7 @@ hearth.on("promo", function(m, ev)
 end)
 
 hearth.on("typo", function(m, ev) m:send("promo", { categroy = "service" }) end)
+
+-- a guard that raises: its deferred send is skipped, not left waiting
+hearth.guard("broken_guard", function(m, send) error("the guard's own bug") end)
+hearth.on("guarded", function(m, ev) m:send("late", { key = "g", campaign = "broken_guard" }) end)

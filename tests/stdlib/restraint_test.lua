@@ -132,6 +132,19 @@ test("after friend.deleted no marketing reaches her, until she is added again", 
   t:expect_action { id = "restraint_rules/m-1/back", status = "queued" }
 end)
 
+test("a guard that raises: the failure is kept and the deferred send is skipped, not stranded", function(t)
+  t:at("2026-11-02T23:00:00+08:00")
+  t:event("m-g", "guarded")
+  t:expect_action { id = "broken_guard/m-g/g", status = "deferred" }
+  t:at("2026-11-03T09:00:00+08:00")
+  t:expect_failures(1)
+  local recs = t:actions { id = "broken_guard/m-g/g" }
+  t:eq({ recs[#recs].status, recs[#recs].reason }, { "skipped", { rule = "guard_failed", campaign = "broken_guard" } },
+       "judged again: skipped, with why")
+  local err = t:member("m-g").failed[1].error
+  t:eq(err:find("the guard's own bug", 1, true) ~= nil, true, "the guard's error is kept: " .. err)
+end)
+
 test("every action that is not queued carries a reason", function(t)
   t:at("2026-11-02T10:00:00+08:00")
   for i = 1, 3 do promo(t, "m-1", "r" .. i) end
