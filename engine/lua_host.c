@@ -300,7 +300,12 @@ int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err) {
   lua_State *L = h->L;
   int base = lua_gettop(L);
   *err = NULL;
-  lua_State *co = new_thread(L);
+  /* the thread of the last call, when it finished (a call nested in a call needs its
+   * own): one thread a call would be an allocation and garbage for every handler */
+  lua_State *co = h->spare;
+  int reused = co != NULL;
+  h->spare = NULL;
+  if (!co) co = new_thread(L);
   if (!co || !lua_checkstack(co, 2)) {
     lua_settop(L, base);
     *err = xstrdup("handler stopped: out of memory");
@@ -319,6 +324,19 @@ int luahost_call(luahost_t *h, lua_CFunction fn, void *ud, char **err) {
   int tripped = h->trip;
   h->running = outer;
   if (!nested) disarm(h);
+  /* Keep it only after a clean finish: a thread that failed is reset by settle, but Lua
+   * 5.4.4's lua_resetthread does not restore the hooks a budget error raised inside the
+   * count hook turned off, so it would run the next call with no budget at all. */
+  if (!nested && rc == LUA_OK && settled == 0 && !tripped && lua_status(co) == LUA_OK) {
+    lua_settop(co, 0);
+    if (!reused) { /* anchor the new thread (at base + 1) instead of the old spare */
+      assert(lua_tothread(L, base + 1) == co);
+      lua_pushvalue(L, base + 1);
+      if (h->spare_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->spare_ref);
+      h->spare_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    h->spare = co;
+  }
   lua_settop(L, base);
   if (tripped == LUAHOST_TRIP_MEMORY && !nested) lua_gc(L, LUA_GCCOLLECT);
   return settled < 0 ? -1 : 0;
@@ -626,6 +644,7 @@ static int build_sandbox(lua_State *L) {
 luahost_t *luahost_new(const budget_t *lim, const char *stdlib_dir, const char *scripts_dir,
                        void (*install)(lua_State *L, void *ud), void *ud) {
   luahost_t *h = xcalloc(1, sizeof *h);
+  h->spare_ref = LUA_NOREF;
   if (lim)
     h->lim = *lim;
   else

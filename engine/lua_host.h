@@ -41,6 +41,8 @@ typedef struct luahost {
   } refused;
   uint64_t deadline_ns;
   lua_State *running;         /* the thread running the call's script code now */
+  lua_State *spare;           /* a finished call's thread, kept for the next one (or NULL) */
+  int spare_ref;              /* its anchor in the registry */
   char *stdlib_dir, *scripts_dir;
   int loading;                /* 1 while scripts load: declarations allowed */
   char *campaign;             /* campaign (script stem) being loaded */

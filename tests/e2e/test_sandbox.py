@@ -761,6 +761,19 @@ def test_member_size_cap_refuses_a_set_and_stores_nothing_of_it():
         eq(w.member("m-t")["tags"], [], "and none of the handler's tags stay")
 
 
+def test_every_call_keeps_its_budget_after_one_ran_over():
+    # Regression (engine/lua_host.c, luahost_call reusing the last call's thread): a thread
+    # reset after a budget error (raised inside the count hook) kept its hooks off, so the
+    # next handler on it ran with no budget and never stopped.
+    with Workspace({"burn.lua": 'hearth.on("burn", function(m) while true do end end)\n'}) as w:
+        r = w.import_events([{"id": "b%d" % i, "type": "burn", "member": "m-%d" % i} for i in range(4)])
+        eq(r.rc, 1, "import exits 1 (stderr %s)" % r.err[-1000:])
+        eq(r.summary["failed"], 4, "each of the four calls stopped by its budget")
+        for i in range(4):
+            contains(w.member("m-%d" % i)["failed"][0]["error"], "ran over its CPU budget",
+                     "call %d stopped by the CPU budget" % i)
+
+
 if __name__ == "__main__":
     try:
         harness.main()
