@@ -9,22 +9,8 @@
 
 #include "lua_host.h"
 #include "unit.h"
+#include "unit_sandbox.h"
 
-static int run_script(lua_State *L) {
-  const char *code = lua_touserdata(L, 1);
-  if (luaL_loadstring(L, code) != LUA_OK) return lua_error(L);
-  luahost_push_env(L);
-  lua_setupvalue(L, -2, 1);
-  lua_call(L, 0, 0);
-  return 0;
-}
-
-/* Run code in h as a handler would; its error (caller frees) or NULL. */
-static char *call_script(luahost_t *h, const char *code) {
-  char *err = NULL;
-  if (luahost_call(h, run_script, (void *)code, &err) == 0) return NULL;
-  return err ? err : strdup("(failed without a message)");
-}
 
 static luahost_t *new_host(void) {
   luahost_t *h = luahost_new(NULL, NULL, NULL, NULL, NULL);

@@ -19,6 +19,7 @@
 #include "lua_host.h"
 #include "lua_pattern.h"
 #include "unit.h"
+#include "unit_sandbox.h"
 
 /* The Lua side of the differential tests: called with the real functions and ours, it
  * returns a table H whose functions run both and record differences in H.bad. */
@@ -669,24 +670,6 @@ TEST(one_megabyte_subject_within_the_default_budget) {
 
 /* ---------------------------------------------------------------- the sandbox */
 
-static int run_script(lua_State *L) {
-  const char *code = lua_touserdata(L, 1);
-  if (luaL_loadstring(L, code) != LUA_OK) return lua_error(L);
-  luahost_push_env(L);
-  lua_setupvalue(L, -2, 1);
-  lua_call(L, 0, 0);
-  return 0;
-}
-
-/* Run code in h as a handler would run; its error (caller frees) or NULL. */
-static char *call_script(luahost_t *h, const char *code) {
-  char *err = NULL;
-  if (luahost_call(h, run_script, (void *)code, &err) == 0) {
-    CHECK(err == NULL);
-    return NULL;
-  }
-  return err ? err : strdup("(failed without a message)");
-}
 
 TEST(sandbox_uses_our_patterns) {
   luahost_t *h = luahost_new(NULL, NULL, NULL, NULL, NULL);
