@@ -379,12 +379,6 @@ static const char HARNESS[] =
 
 /* ---------------------------------------------------------------- helpers */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The test meter: what lua_pattern charges in a plain state. Units charged so far, and
  * a limit past which the charge raises (0: none), like luahost_charge in the sandbox. */
 static long charged, charge_limit;
@@ -601,16 +595,10 @@ TEST(catastrophic_patterns_stop_when_the_charge_raises) {
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     charged = 0;
-    double t0 = now_s();
     char *err = error_of(L, fns[i]);
-    double dt = now_s() - t0;
     CHECK(err != NULL);
     if (err && strcmp(err, "test budget of 10000000 units spent") != 0) {
       fprintf(stderr, "  case %zu: %s\n", i, err);
-      unit_failed_checks++;
-    }
-    if (dt > 5.0) { /* a guard against a hang, not a speed test */
-      fprintf(stderr, "  case %zu took %.2f s\n", i, dt);
       unit_failed_checks++;
     }
     free(err);
@@ -712,9 +700,7 @@ TEST(catastrophic_pattern_spends_the_handler_budget) {
   luahost_t *h = luahost_new(NULL, NULL, NULL, NULL, NULL);
   CHECK(h != NULL);
   if (!h) return;
-  double t0 = now_s();
   char *err = call_script(h, BACKTRACK);
-  CHECK(now_s() - t0 < 5.0); /* a guard against a hang, not a speed test */
   CHECK(err && strstr(err, CPU_BUDGET_ERROR));
   free(err);
   /* a script's pcall cannot swallow it: the next instruction raises again */
