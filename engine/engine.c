@@ -345,6 +345,15 @@ int engine_begin(engine_t *e) {
   e->earliest_timer = INT64_MAX;
   if (!e->clock.is_virtual) e->now = clock_now(&e->clock);
   if (store_begin(e->store) < 0) return -1;
+  /* the write lock is ours now: members kept from our last batch are current unless
+   * another connection committed in between (our own commits leave data_version alone) */
+  int64_t version;
+  if (store_data_version(e->store, &version) < 0) {
+    store_rollback(e->store);
+    return -1;
+  }
+  if (version != e->data_version) member_cache_clear(&e->members);
+  e->data_version = version;
   e->in_batch = 1;
   load_seqs(e);
   return 0;
@@ -361,7 +370,7 @@ int engine_commit(engine_t *e) {
   }
   e->in_batch = 0;
   e->batch_work = 0;
-  member_cache_clear(&e->members);
+  member_cache_trim(&e->members, MEMBER_CACHE_KEEP);
   report_pending(e);
   return 0;
 }

@@ -132,6 +132,7 @@ typedef struct engine {
   int64_t event_seq, timer_seq;
   int action_n;                /* actions recorded for the current event (default ids) */
   member_cache_t members;
+  int64_t data_version;        /* the store's data_version when our last batch began */
   engine_stats_t stats;
   int64_t earliest_timer;      /* earliest due time set in this batch, or INT64_MAX */
   cron_slot_t *cron;           /* one per entry of the script set */

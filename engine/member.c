@@ -1,6 +1,7 @@
 /* member: member records, the per-batch member cache and handler undo (see member.h). */
 #include "member.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,15 +120,19 @@ static void cache_grow(member_cache_t *c) {
 member_t *member_cache_find(member_cache_t *c, const char *id) {
   size_t k = hash_str(id) & (c->nbuckets - 1);
   for (member_t *m = c->buckets[k]; m; m = m->next)
-    if (strcmp(m->id, id) == 0) return m;
+    if (strcmp(m->id, id) == 0) {
+      m->used = 1;
+      return m;
+    }
   return NULL;
 }
 
 member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now) {
+  member_t *m = member_cache_find(c, id);
+  if (m) return m;
   size_t k = hash_str(id) & (c->nbuckets - 1);
-  for (member_t *m = c->buckets[k]; m; m = m->next)
-    if (strcmp(m->id, id) == 0) return m;
-  member_t *m = member_new(id, now);
+  m = member_new(id, now);
+  m->used = 1;
   int found = load_row(s, m);
   if (found < 0) {
     member_free(m);
@@ -190,6 +195,32 @@ void member_cache_clear(member_cache_t *c) {
     c->buckets[i] = NULL;
   }
   c->count = 0;
+}
+
+/* Free every member (only_unused: those not looked up since the last call, clearing the
+ * mark on the rest); returns how many are left. */
+static size_t drop_members(member_cache_t *c, int only_unused) {
+  for (size_t i = 0; i < c->nbuckets; i++) {
+    member_t **link = &c->buckets[i];
+    while (*link) {
+      member_t *m = *link;
+      assert(!m->dirty);
+      if (!only_unused || !m->used) {
+        *link = m->next;
+        member_free(m);
+        c->count--;
+      } else {
+        m->used = 0;
+        link = &m->next;
+      }
+    }
+  }
+  return c->count;
+}
+
+void member_cache_trim(member_cache_t *c, size_t keep) {
+  if (c->count <= keep) return;
+  if (drop_members(c, 1) > keep) member_cache_clear(c);
 }
 
 void member_cache_free(member_cache_t *c) {

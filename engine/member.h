@@ -1,7 +1,10 @@
-/* member: one member's state in memory while a batch runs, the per-batch cache that maps
+/* member: one member's state in memory while a batch runs, the member cache that maps
  * member ids to loaded records, and the undo snapshot that lets one failing handler be
- * rolled back without touching what other handlers did. Rows are read on first use in a
- * batch and written back once, at commit, when dirty. */
+ * rolled back without touching what other handlers did. Rows are read on first use and
+ * written back once per batch, at commit, when dirty. After a commit the cache keeps the
+ * members it holds, parsed, for the next batches (up to a bound, the least recently used
+ * leaving first); the engine forgets them all on a rollback or when another connection
+ * has committed, so a kept member always equals her row. */
 #ifndef HEARTH_MEMBER_H
 #define HEARTH_MEMBER_H
 
@@ -28,6 +31,7 @@ typedef struct member {
   unsigned part_dirty;     /* bit per part: changed since loaded */
   int dirty;
   int64_t bytes;           /* attributes and tags as compact JSON, or -1 until measured */
+  int used;                /* looked up since the cache last made room */
   struct member *next; /* hash chain */
 } member_t;
 
@@ -62,6 +66,9 @@ typedef struct {
   size_t nbuckets, count;
 } member_cache_t;
 
+/* How many members the cache keeps between batches. */
+#define MEMBER_CACHE_KEEP 50000
+
 void member_cache_init(member_cache_t *c);
 /* Find or load (or create, at time `now`) the member. NULL on a database error. */
 member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now);
@@ -69,8 +76,11 @@ member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_
 member_t *member_cache_find(member_cache_t *c, const char *id);
 /* Write every dirty member back. 0 ok, -1 on a database error. */
 int member_cache_flush(member_cache_t *c, store_t *s);
-/* Forget every member (after commit or rollback). */
+/* Forget every member (after a rollback, or when the store changed under the cache). */
 void member_cache_clear(member_cache_t *c);
+/* After a commit (nothing dirty): when more than `keep` members are held, let go of those
+ * not looked up since the last time room was made, then of any, until `keep` are left. */
+void member_cache_trim(member_cache_t *c, size_t keep);
 void member_cache_free(member_cache_t *c);
 
 /* Read one member straight from the store; NULL when absent. Caller frees with member_free. */

@@ -841,6 +841,30 @@ def test_timer_and_action_imported_while_running_are_fired_and_delivered():
             d.stop_clean()
 
 
+def test_member_kept_between_batches_sees_an_import_in_between():
+    # Regression guard for the member cache kept across commits: a member the daemon holds
+    # from its last batch must be read again when another process (here `hearth import`)
+    # committed in between, or the daemon's next write would put back her old balance.
+    with Workspace({"ing.lua": INGEST}) as w:
+        def order(eid, amount):
+            return {"id": eid, "type": "order.paid", "member": "m-1",
+                    "data": {"amount": amount, "order_id": eid}}
+        with start(w) as d:
+            d.wait_listening()
+            d.post_ok(order("o-1", 10), accepted=1)
+            eq(d.member("m-1")["points"], 10, "points after the daemon's first order")
+            r = w.import_events([order("o-2", 5)])
+            eq(r.rc, 0, "import exit status (stderr: %s)" % r.err)
+            eq(cli_member(w, "m-1")["points"], 15, "points after the import's order")
+            d.post_ok(order("o-3", 1), accepted=1)
+            m1 = d.member("m-1")
+            eq(m1["points"], 16, "points after the daemon's second order (10 + 5 + 1)")
+            eq(m1["orders"], 3, "orders")
+            eq([(l["reason"], l["balance"]) for l in m1["ledger"]],
+               [("order o-3", 16), ("order o-2", 15), ("order o-1", 10)], "ledger")
+            d.stop_clean()
+
+
 def shifted_month(w, end_before_now):
     """The bundled month, every time moved by one offset so that its last event is
     end_before_now seconds before the real time now (so the test means the same in any
