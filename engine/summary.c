@@ -1,7 +1,11 @@
-/* summary: funnel per campaign, step and variant (see summary.h). */
+/* summary: funnel per campaign, step and variant, and each experiment's lift against its
+ * hold-out (see summary.h). */
 #include "summary.h"
 
+#include <math.h>
 #include <string.h>
+
+#include "lift.h"
 
 /* Find or add the object with "name" == name in array arr. */
 static json_t *named(json_t *arr, const char *name) {
@@ -54,6 +58,54 @@ static void add_funnel_row(void *ud, const funnel_row_t *r) {
   else add(json_object_get(c, "metrics"), r->metric, r->n);
 }
 
+static json_int_t count(json_t *obj, const char *key) {
+  return obj ? json_integer_value(json_object_get(obj, key)) : 0;
+}
+
+/* {entered, converted, conversion} of a group */
+static json_t *group(json_int_t entered, json_int_t converted) {
+  json_t *g = json_pack("{s:I, s:I}", "entered", entered, "converted", converted);
+  set_conversion(g);
+  return g;
+}
+
+/* {diff, low, high, relative, significant} of treated over the hold-out, or NULL when a
+ * group is empty (or the counters disagree, as after a hand-edited database). */
+static json_t *lift_json(json_int_t ct, json_int_t nt, json_int_t ch, json_int_t nh) {
+  lift_t l;
+  if (lift_compute(ct, nt, ch, nh, LIFT_Z95, &l) < 0) return NULL;
+  json_t *j = json_pack("{s:f, s:f, s:f, s:b}", "diff", l.diff, "low", l.diff_ci.low, "high", l.diff_ci.high,
+                        "significant", l.significant);
+  json_object_set_new(j, "relative", isnan(l.relative) ? json_null() : json_real(l.relative));
+  return j;
+}
+
+/* A campaign with a "holdout" variant is an experiment: its conversion counts the treated
+ * members only, "experiment" holds both groups and the lift, and each variant its own lift
+ * against the same hold-out. */
+static void add_experiment(json_t *c) {
+  json_t *variants = json_object_get(c, "variants"), *metrics = json_object_get(c, "metrics"), *holdout = NULL, *v;
+  size_t i;
+  json_array_foreach(variants, i, v) if (!strcmp(json_string_value(json_object_get(v, "name")), "holdout")) holdout = v;
+  json_int_t nh = count(holdout, "entered"), ch = count(holdout, "converted");
+  if (!holdout || nh <= 0) return;
+  json_int_t nt = count(metrics, "entered") - nh, ct = count(metrics, "converted") - ch;
+  json_t *x = json_object();
+  json_object_set_new(x, "treated", group(nt, ct));
+  json_object_set_new(x, "holdout", group(nh, ch));
+  json_t *l = lift_json(ct, nt, ch, nh);
+  if (l) json_object_set_new(x, "lift", l);
+  json_object_set_new(x, "method", json_string("newcombe-wilson-95"));
+  json_object_set_new(c, "experiment", x);
+  if (nt > 0) json_object_set_new(metrics, "conversion", json_real((double)ct / (double)nt));
+  else json_object_del(metrics, "conversion");
+  json_array_foreach(variants, i, v) {
+    if (v == holdout) continue;
+    json_t *vl = lift_json(count(v, "converted"), count(v, "entered"), ch, nh);
+    if (vl) json_object_set_new(v, "lift", vl);
+  }
+}
+
 json_t *summary_json(store_t *s) {
   json_t *list = json_array();
   if (store_outbox_counts(s, add_outbox_count, list) < 0 || store_funnel_rows(s, add_funnel_row, list) < 0) {
@@ -66,13 +118,29 @@ json_t *summary_json(store_t *s) {
   json_array_foreach(list, i, c) {
     set_conversion(json_object_get(c, "metrics"));
     json_array_foreach(json_object_get(c, "variants"), k, v) set_conversion(v);
+    add_experiment(c);
   }
   json_t *root = json_object();
   json_object_set_new(root, "campaigns", list);
   return root;
 }
 
-/* "queued 12, skipped 3" from the integer members of obj (name excluded). */
+/* "+12.5 pp (95% CI -3.1 to +28.0 pp), not significant" */
+static void print_lift(FILE *out, json_t *lift) {
+  fprintf(out, "%+.1f pp (95%% CI %+.1f to %+.1f pp), %s", 100.0 * json_real_value(json_object_get(lift, "diff")),
+          100.0 * json_real_value(json_object_get(lift, "low")), 100.0 * json_real_value(json_object_get(lift, "high")),
+          json_is_true(json_object_get(lift, "significant")) ? "significant" : "not significant");
+}
+
+/* "treated 116 entered, 71 converted (61.2%)" */
+static void print_group(FILE *out, const char *name, json_t *g) {
+  fprintf(out, "%s %lld entered, %lld converted", name, (long long)count(g, "entered"), (long long)count(g, "converted"));
+  json_t *cv = json_object_get(g, "conversion");
+  if (cv) fprintf(out, " (%.1f%%)", 100.0 * json_real_value(cv));
+}
+
+/* "queued 12, skipped 3" from the integer members of obj (name excluded); a variant's lift
+ * after them. */
 static void print_counts(FILE *out, json_t *obj) {
   const char *k;
   json_t *v;
@@ -83,6 +151,14 @@ static void print_counts(FILE *out, json_t *obj) {
       fprintf(out, "%s%s %lld", first ? "" : ", ", k, (long long)json_integer_value(v));
     else if (json_is_real(v))
       fprintf(out, "%s%s %.1f%%", first ? "" : ", ", k, 100.0 * json_real_value(v));
+    else
+      continue;
+    first = 0;
+  }
+  json_t *lift = json_object_get(obj, "lift");
+  if (lift) {
+    fprintf(out, "%slift vs hold-out ", first ? "" : "; ");
+    print_lift(out, lift);
     first = 0;
   }
   fputs(first ? "-\n" : "\n", out);
@@ -101,6 +177,18 @@ void summary_print_doc(json_t *root, const engine_stats_t *stats, unsigned long 
     json_array_foreach(json_object_get(c, "variants"), k, v) {
       fprintf(out, "  variant %s: ", json_string_value(json_object_get(v, "name")));
       print_counts(out, v);
+    }
+    json_t *x = json_object_get(c, "experiment");
+    if (x) {
+      fputs("  experiment: ", out);
+      print_group(out, "treated", json_object_get(x, "treated"));
+      print_group(out, "; hold-out", json_object_get(x, "holdout"));
+      json_t *lift = json_object_get(x, "lift");
+      if (lift) {
+        fputs("; lift ", out);
+        print_lift(out, lift);
+      }
+      fputs("\n", out);
     }
   }
   if (stats)
