@@ -10,6 +10,8 @@ What it owns
     completed, each for the campaign and for the member's variant ("A", "B", ...) or
     "holdout"; per wait step: wait_event, wait_timeout. Actions are counted per step by
     status by the engine (sent, skipped, capped, suppressed, deferred, task, tag, points).
+    Per split step: one counter per arm taken ("<arm>", "otherwise", "none"). With
+    revenue: revenue_cents, for the campaign and the variant.
 
 journey.define {
   name = "onboarding",           -- required, [a-z0-9_]{1,56}: campaign name of its actions
@@ -17,7 +19,11 @@ journey.define {
   exit = { "member.unsubscribed", "friend.deleted" }, -- optional, a type or a list
   goal = "order.paid",           -- optional, a type or a list
   exit_on_goal = true,           -- default true: the goal also ends the run
-  reenter = false,               -- default false: at most one run per member, ever
+  reenter = false,               -- default false: at most one run per member, ever; true;
+                                 -- or { cooldown = "30d", max_runs = 3 }
+  goal_within = "14d",           -- optional: the goal window [T, T + 14d), beyond the run
+  revenue = true,                -- optional: count the goal event's data.amount (or the
+                                 -- data field named) per conversion, in cents
   holdout = 10,                  -- default 0: percent (0-100, up to 2 decimals) kept out
   variants = { A = 50, B = 50 }, -- optional: positive integer weights, names [A-Za-z0-9_]+
   steps = { ... },               -- required, non-empty
@@ -51,6 +57,15 @@ Steps (each due relative to the entry, never to the previous step):
               Unnamed branch steps are called "<wait>.event" / "<wait>.timeout" (a single
               step) or "<wait>.event.<i>" / "<wait>.timeout.<i>" (in a list). Branch steps
               may be waits again. A wait step takes no when/unless_tag/actions.
+  split       an attribute name, or function(m, info) -> arm name: makes a split step
+  arms        required with split: { name = steps, ... } (names [A-Za-z0-9_]{1,32}, not
+              "none"/"otherwise"), each a step table or a list of them
+  otherwise   the steps for a member whose value names no arm
+              The member takes one arm (the attribute's value as text, or the function's
+              result), else otherwise, else none; arms not taken record nothing. Arm steps
+              are timed from the split's own start (the entry, or its wait branch's
+              moment), and their after may not be shorter than the split's. Unnamed arm
+              steps are "<split>.<arm>" / "<split>.<arm>.<i>". A split takes no actions.
 
 Runs and ids
   Runs are numbered per member from 1; every action key is "<run>/<step>", so ids look
@@ -60,19 +75,22 @@ Runs and ids
 
 Rules
   * enter: starts run n+1 unless a run is active (the enter event is ignored) or
-    reenter = false and the member ran the journey before.
+    reenter = false and the member ran the journey before, or (reenter = { ... }) less
+    than cooldown passed since the previous run ended, or she had max_runs runs.
   * exit: an exit event during a run (dated at or after T) ends it at once ("exited");
     pending steps never fire (the timers are cancelled, and each timer carries its run
     number, checked when it fires).
   * goal: the first goal event dated at or after T during the run counts one conversion for
     the run, the campaign and the variant / hold-out; with exit_on_goal it ends the run.
-    A goal after the run ended (completed, exited) counts nothing.
+    A goal after the run ended (completed, exited) counts nothing; with goal_within the
+    window is [T, T + goal_within) instead, also after the run completed, until an exit.
+    With revenue, the converting event's amount (in cents) is counted in revenue_cents.
   * a step whose member has an unless_tag, or whose when(m) is false, is recorded
     "skipped" (one action under "<run>/<step>": the send, else the task, else a webhook
     {journey, step, skipped = true}) and the run goes on.
   * hold-out members enter, are counted, run the same timeline (so their goal window
     is the same) and get no actions at all, not even skipped ones; their conversions
-    are counted (variant "holdout").
+    are counted (variant "holdout"). They take split arms silently, not counted per arm.
   * a run completes after its last step (and the branch of its last wait) ("completed");
     then, with reenter = true, the next enter event starts a new run.
   * Assignment: FNV-1a 32-bit of "<name>/<member id>": h % 10000 < holdout*100 is the

@@ -3,7 +3,7 @@ wake-up touches, recall measurement, and a staff alert when the member deletes t
 brand's WeCom friend.
 
 Owns, per definition `name`:
-  - the private attribute "_recall.<name>" = { stage ("active" | "sleeping" | "churned"),
+  - the private attribute "_recall.<name>" = { stage ("new" | "active" | "sleeping" | "churned"),
     base (time of the last active event, or of joining), touch (time of the latest recall
     touch of this inactivity spell), touch_stage, recalled (how many times the member was
     recalled) }. recall.stage(m, name) reads the stage.
@@ -13,7 +13,9 @@ Owns, per definition `name`:
     a recall touch: counted at the spell's first touch), "reactivated" (a sleeping or
     churned member active again), "recalled" and "converted" (reactivated within
     success_within of the recall touch; "recalled" also per step "sleeping"/"churned": the
-    stage whose touch it answered), "friend_deleted". So the campaign's conversion
+    stage whose touch it answered), "friend_deleted"; with the option new: "new" (members
+    tracked from their joining) and "activated" (a new member's first active event while
+    still new). So the campaign's conversion
     (converted / entered) is the recall rate.
 
 Example:
@@ -39,6 +41,10 @@ Options (defaults):
   on_churned         nil; the same.
   on_friend_deleted  nil; the same, at each friend.deleted event.
   success_within     "14d"; a duration >= 0.
+  new                nil / false: no new stage (a joined member is active at once). true: a
+                     member tracked from her joining is "new" until her first active
+                     event. A duration > 0 ("7d"): the same, but she reads as "active" from
+                     that long after joining on.
   Sends go through require("caps").send (marketing unless category = "service").
 
 Rules (SPEC §5 recall):
@@ -67,6 +73,11 @@ Choices where the SPEC is silent:
   - A `tag` in on_sleeping / on_churned marks the stage: it is removed when the member
     leaves that stage (churned, or active again).
   - friend.deleted does not change the stage; timers go on.
+  - New stage: only a member tracked from member.joined is new (one first seen at another
+    active event is active). Her first active event makes her active: "activated" when
+    she was still new, nothing when the period had passed; never "reactivated". A new
+    member without activity still becomes sleeping at sleeping_after. The stored stage
+    stays "new" past the period; recall.stage reads it as "active" then.
 ]]
 
 local M = {}

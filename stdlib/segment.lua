@@ -1,6 +1,9 @@
 --[==[ segment: member segmentation (分层分群) as functions a script can call: RFM (8 classes),
 fan classes (粉丝分层) and lifecycle stage (生命周期), plus helpers that keep one tag per
-scheme ("rfm:important_value", "fan:iron", "lifecycle:stable").
+scheme ("rfm:important_value", "fan:iron", "lifecycle:stable"), and named segment
+definitions (segment.define / matches / where): a conjunction of conditions on tags,
+attribute values, lists and ranges, inactivity, classes and a function, held in the
+script's own state (no attribute, no counter, no action).
 
 Owns: the private attributes "_segment.last_order" and "_segment.first_order" (epoch
 seconds of the member's latest / first order.paid), kept by the handler segment.track()
@@ -35,6 +38,18 @@ the engine's zone):
                                      and remove any other tag with that prefix. opts: prefix,
                                      key (the tag actions' keys become key.."/tag/<tag>" and
                                      key.."/untag/<tag>"), campaign, step.
+
+Named segments:
+  segment.define{ name, tags, any_tags, not_tags, attrs = { k = value | {values} |
+                  {min=, max=} }, rfm = {classes}, fan = {classes}, thresholds = th,
+                  lifecycle = {stages}, inactive = "30d", active_within = "7d",
+                  where = function(m) } -> name
+  segment.matches(name, m) -> boolean: every condition given holds
+  segment.where(name) -> function(m) -> boolean (a broadcast audience, a sweep's filter)
+  attrs keys are the handle's fields (orders, spend, points, joined_at, last_active_at,
+  tz, id), else attributes; ranges are inclusive at both ends; a value that is no number
+  is outside a range. Inactivity: now - (last_active_at, else joined_at) >= inactive (a
+  member with neither time is not inactive); active_within: that difference < it.
 
 Thresholds th = { recency_days =, frequency =, monetary = } (all required for rfm;
 fan_class needs frequency and monetary). An optional th.now (epoch) replaces hearth.now().
