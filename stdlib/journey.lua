@@ -213,7 +213,7 @@ local function build_split(def, s, path, step)
     names[#names + 1] = k
   end
   table.sort(names)
-  step.arm_names, step.arms = names, {}
+  step.arms = {}
   for _, k in ipairs(names) do
     local p = field(apath, k)
     step.arms[k] = build_branch(def, s.arms[k], p, step.name .. "." .. k)
