@@ -44,3 +44,20 @@ journey.define {
   name = "again", enter = "again.start", reenter = { cooldown = "30d", max_runs = 3 },
   steps = { { name = "s", send = "again_tpl" } },
 }
+
+-- a split inside a wait branch: its arms are timed from the moment the branch was taken
+journey.define {
+  name = "branchy", enter = "br.start",
+  steps = {
+    { name = "w", wait = "order.paid", within = "2d",
+      on_event = { name = "by_tier", split = "tier",
+        arms = { gold = { name = "gold_thanks", after = "1d", send = "gold_tpl" } },
+        otherwise = { name = "plain_thanks", after = "1d", send = "plain_tpl" } } },
+  },
+}
+
+-- hold-out members take their arm silently and are not counted per arm
+journey.define {
+  name = "hsplit", enter = "hs.start", holdout = 50,
+  steps = { { name = "route", split = "city", arms = { sh = { name = "sh_hi", after = "1d", send = "sh_hi" } } } },
+}

@@ -120,3 +120,33 @@ test("reenter = { cooldown, max_runs }: no new run within 30 days of the last on
   t:expect_no_action { id = "again/m-1/4/s" }
   t:eq(t:counter("entered", { campaign = "again" }), 3, "entered three times")
 end)
+
+test("a split in a wait branch: arms are timed from the moment the branch was taken", function(t)
+  t:at(T0)
+  t:event("m-1", "member.updated", { tier = "gold" })
+  t:event("m-1", "br.start")
+  t:event("m-2", "br.start")
+  t:at("2026-11-02T15:00:00+08:00")
+  t:event("m-1", "order.paid", { amount = 5 })
+  t:event("m-2", "order.paid", { amount = 5 })
+  t:at("2026-11-05T00:00:00+08:00")
+  t:expect_action { id = "branchy/m-1/1/gold_thanks", time = "2026-11-03T15:00:00+08:00" }
+  t:expect_action { id = "branchy/m-2/1/plain_thanks", time = "2026-11-03T15:00:00+08:00" }
+  t:eq({ t:counter("gold", { campaign = "branchy", step = "by_tier" }),
+         t:counter("otherwise", { campaign = "branchy", step = "by_tier" }) }, { 1, 1 }, "gold, otherwise")
+end)
+
+test("hold-out members take their arm silently: no action, not counted per arm, the run completes", function(t)
+  t:at(T0)
+  -- journey.assign gives nil for a treated member of a journey without variants
+  local treated, held = H.find(t, "hsplit", nil), H.find(t, "hsplit", "holdout")
+  for _, id in ipairs({ treated, held }) do
+    t:event(id, "member.updated", { city = "sh" })
+    t:event(id, "hs.start")
+  end
+  t:at("2026-11-04T00:00:00+08:00")
+  t:expect_action { id = "hsplit/" .. treated .. "/1/sh_hi" }
+  t:expect_no_action { member = held }
+  t:eq(t:counter("sh", { campaign = "hsplit", step = "route" }), 1, "the treated member only")
+  t:eq({ state(t, held, "hsplit").ended, state(t, treated, "hsplit").ended }, { "done", "done" }, "both completed")
+end)
