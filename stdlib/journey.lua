@@ -10,6 +10,8 @@ What it owns
     completed, each for the campaign and for the member's variant ("A", "B", ...) or
     "holdout"; per wait step: wait_event, wait_timeout. Actions are counted per step by
     status by the engine (sent, skipped, capped, suppressed, deferred, task, tag, points).
+    Per split step: one counter per arm taken ("<arm>", "otherwise", "none"). With
+    revenue: revenue_cents, for the campaign and the variant.
 
 journey.define {
   name = "onboarding",           -- required, [a-z0-9_]{1,56}: campaign name of its actions
@@ -17,7 +19,11 @@ journey.define {
   exit = { "member.unsubscribed", "friend.deleted" }, -- optional, a type or a list
   goal = "order.paid",           -- optional, a type or a list
   exit_on_goal = true,           -- default true: the goal also ends the run
-  reenter = false,               -- default false: at most one run per member, ever
+  reenter = false,               -- default false: at most one run per member, ever; true;
+                                 -- or { cooldown = "30d", max_runs = 3 }
+  goal_within = "14d",           -- optional: the goal window [T, T + 14d), beyond the run
+  revenue = true,                -- optional: count the goal event's data.amount (or the
+                                 -- data field named) per conversion, in cents
   holdout = 10,                  -- default 0: percent (0-100, up to 2 decimals) kept out
   variants = { A = 50, B = 50 }, -- optional: positive integer weights, names [A-Za-z0-9_]+
   steps = { ... },               -- required, non-empty
@@ -51,6 +57,15 @@ Steps (each due relative to the entry, never to the previous step):
               Unnamed branch steps are called "<wait>.event" / "<wait>.timeout" (a single
               step) or "<wait>.event.<i>" / "<wait>.timeout.<i>" (in a list). Branch steps
               may be waits again. A wait step takes no when/unless_tag/actions.
+  split       an attribute name, or function(m, info) -> arm name: makes a split step
+  arms        required with split: { name = steps, ... } (names [A-Za-z0-9_]{1,32}, not
+              "none"/"otherwise"), each a step table or a list of them
+  otherwise   the steps for a member whose value names no arm
+              The member takes one arm (the attribute's value as text, or the function's
+              result), else otherwise, else none; arms not taken record nothing. Arm steps
+              are timed from the split's own start (the entry, or its wait branch's
+              moment), and their after may not be shorter than the split's. Unnamed arm
+              steps are "<split>.<arm>" / "<split>.<arm>.<i>". A split takes no actions.
 
 Runs and ids
   Runs are numbered per member from 1; every action key is "<run>/<step>", so ids look
@@ -60,19 +75,22 @@ Runs and ids
 
 Rules
   * enter: starts run n+1 unless a run is active (the enter event is ignored) or
-    reenter = false and the member ran the journey before.
+    reenter = false and the member ran the journey before, or (reenter = { ... }) less
+    than cooldown passed since the previous run ended, or she had max_runs runs.
   * exit: an exit event during a run (dated at or after T) ends it at once ("exited");
     pending steps never fire (the timers are cancelled, and each timer carries its run
     number, checked when it fires).
   * goal: the first goal event dated at or after T during the run counts one conversion for
     the run, the campaign and the variant / hold-out; with exit_on_goal it ends the run.
-    A goal after the run ended (completed, exited) counts nothing.
+    A goal after the run ended (completed, exited) counts nothing; with goal_within the
+    window is [T, T + goal_within) instead, also after the run completed, until an exit.
+    With revenue, the converting event's amount (in cents) is counted in revenue_cents.
   * a step whose member has an unless_tag, or whose when(m) is false, is recorded
     "skipped" (one action under "<run>/<step>": the send, else the task, else a webhook
     {journey, step, skipped = true}) and the run goes on.
   * hold-out members enter, are counted, run the same timeline (so their goal window
     is the same) and get no actions at all, not even skipped ones; their conversions
-    are counted (variant "holdout").
+    are counted (variant "holdout"). They take split arms silently, not counted per arm.
   * a run completes after its last step (and the branch of its last wait) ("completed");
     then, with reenter = true, the next enter event starts a new run.
   * Assignment: FNV-1a 32-bit of "<name>/<member id>": h % 10000 < holdout*100 is the
@@ -126,13 +144,26 @@ end
 local field, index = options.field, options.index
 
 local JOURNEY_KEYS = { name = 1, enter = 1, exit = 1, goal = 1, exit_on_goal = 1, reenter = 1,
-                       holdout = 1, variants = 1, steps = 1 }
+                       holdout = 1, variants = 1, steps = 1, goal_within = 1, revenue = 1 }
+local REENTER_KEYS = { cooldown = 1, max_runs = 1 }
 local STEP_KEYS = { name = 1, after = 1, at = 1, when = 1, unless_tag = 1, send = 1, category = 1,
                     channel = 1, vars = 1, task = 1, staff = 1, tag = 1, points = 1, reason = 1,
-                    wait = 1, within = 1, on_event = 1, on_timeout = 1 }
+                    wait = 1, within = 1, on_event = 1, on_timeout = 1, split = 1, arms = 1, otherwise = 1 }
 local WAIT_KEYS = { name = 1, after = 1, at = 1, wait = 1, within = 1, on_event = 1, on_timeout = 1 }
+local SPLIT_KEYS = { name = 1, after = 1, at = 1, split = 1, arms = 1, otherwise = 1 }
+-- names an arm may not take: the split's own counters for "no arm" and its fallback arm
+local RESERVED_ARMS = { none = true, otherwise = true }
 
 local build_steps
+
+-- A branch (a wait's on_event / on_timeout, a split's arm): a single step table or a list
+-- of them; nil is no step. Unnamed steps are called prefix (single) or prefix.<i> (list).
+local function build_branch(def, b, path, prefix)
+  if b == nil then return {} end
+  if type(b) ~= "table" then options.fail(path, "a step table or a list of step tables", b) end
+  if b[1] == nil and next(b) ~= nil then return build_steps(def, { b }, path, prefix, true) end
+  return build_steps(def, b, path, prefix, false)
+end
 
 local function build_wait(def, s, path, step)
   options.known(s, WAIT_KEYS, path)
@@ -142,20 +173,57 @@ local function build_wait(def, s, path, step)
   end
   step.within = options.duration(s.within, field(path, "within"), 1)
   def.wait_types[s.wait] = true
-  for _, which in ipairs({ "on_event", "on_timeout" }) do
-    local b = s[which]
-    local short = which == "on_event" and "event" or "timeout"
-    local bpath = field(path, which)
-    if b == nil then
-      step[which] = {}
-    elseif type(b) ~= "table" then
-      options.fail(bpath, "a step table or a list of step tables", b)
-    elseif b[1] == nil and next(b) ~= nil then
-      step[which] = build_steps(def, { b }, bpath, step.name .. "." .. short, true)
-    else
-      step[which] = build_steps(def, b, bpath, step.name .. "." .. short, false)
+  step.on_event = build_branch(def, s.on_event, field(path, "on_event"), step.name .. ".event")
+  step.on_timeout = build_branch(def, s.on_timeout, field(path, "on_timeout"), step.name .. ".timeout")
+  return step
+end
+
+-- An arm's steps are timed from the split's own start: no `after` shorter than the split's.
+-- raw: the branch as written (a single step table or a list), steps: as built.
+local function check_arm_timing(raw, steps, split, path)
+  local single = type(raw) == "table" and raw[1] == nil
+  for i, a in ipairs(steps) do
+    if a.after < split.after then
+      options.fail(field(single and path or index(path, i), "after"),
+                   ("a duration not shorter than its split's after (%s): arm steps are timed from the same start")
+                   :format(options.show(split.after_given)), a.after_given)
     end
   end
+end
+
+local function build_split(def, s, path, step)
+  options.known(s, SPLIT_KEYS, path)
+  local spath = field(path, "split")
+  if type(s.split) == "function" then
+    step.split_fn = s.split
+  elseif type(s.split) == "string" then
+    step.split_attr = options.string(s.split, spath, "an attribute name", 128)
+  else
+    options.fail(spath, "an attribute name or a function(m, info) -> arm name", s.split)
+  end
+  local apath = field(path, "arms")
+  options.table(s.arms, apath, "of arms like { sh = { steps }, bj = { steps } }")
+  if next(s.arms) == nil then options.fail(apath, "a table of arms like { sh = { steps }, bj = { steps } }", s.arms) end
+  local names = {}
+  for k in pairs(s.arms) do
+    if type(k) ~= "string" or not k:match("^[A-Za-z0-9_]+$") or #k > 32 or RESERVED_ARMS[k] then
+      options.reject(apath, 'must be keyed by arm names ([A-Za-z0-9_]{1,32}, not "none" or "otherwise"), got the key '
+                     .. options.show(k))
+    end
+    names[#names + 1] = k
+  end
+  table.sort(names)
+  step.arms = {}
+  for _, k in ipairs(names) do
+    local p = field(apath, k)
+    step.arms[k] = build_branch(def, s.arms[k], p, step.name .. "." .. k)
+    check_arm_timing(s.arms[k], step.arms[k], step, p)
+  end
+  if s.otherwise ~= nil then
+    step.otherwise = build_branch(def, s.otherwise, field(path, "otherwise"), step.name .. ".otherwise")
+    check_arm_timing(s.otherwise, step.otherwise, step, field(path, "otherwise"))
+  end
+  step.split = true
   return step
 end
 
@@ -183,11 +251,16 @@ local function build_step(def, s, path, default_name)
   local step = { name = name }
   def.steps_by_name[name] = step
   step.after = s.after == nil and 0 or options.duration(s.after, field(path, "after"), 0)
+  step.after_given = s.after == nil and 0 or s.after -- as written, for messages
   if s.at ~= nil then step.at_h, step.at_m = options.hhmm(s.at, field(path, "at")) end
   if s.wait ~= nil then return build_wait(def, s, path, step) end
+  if s.split ~= nil then return build_split(def, s, path, step) end
   options.known(s, STEP_KEYS, path)
   for _, k in ipairs({ "within", "on_event", "on_timeout" }) do
     if s[k] ~= nil then options.reject(field(path, k), 'belongs to a wait step (set wait = "event.type")') end
+  end
+  for _, k in ipairs({ "arms", "otherwise" }) do
+    if s[k] ~= nil then options.reject(field(path, k), 'belongs to a split step (set split = "attribute" or a function)') end
   end
   if s.when ~= nil then options.func(s.when, field(path, "when"), "a function(m, info)") end
   step.when = s.when
@@ -246,6 +319,40 @@ local function build_variants(def, variants)
   table.sort(def.variants, function(a, b) return a.name < b.name end)
 end
 
+-- reenter: true / false (default), or a table { cooldown =, max_runs = } (re-entry allowed,
+-- after a rest since the previous run ended, up to a number of runs in all).
+local function build_reenter(def, r)
+  def.reenter, def.cooldown, def.max_runs = r == true, 0, nil
+  if type(r) ~= "table" then
+    if r ~= nil and type(r) ~= "boolean" then
+      options.fail("reenter", 'true, false or a table { cooldown = "30d", max_runs = 3 }', r)
+    end
+    return
+  end
+  options.known(r, REENTER_KEYS, "reenter")
+  def.reenter = true
+  if r.cooldown ~= nil then def.cooldown = options.duration(r.cooldown, "reenter.cooldown", 0) end
+  if r.max_runs ~= nil then def.max_runs = options.integer(r.max_runs, "reenter.max_runs", 1) end
+end
+
+-- goal_within (a duration > 0: the goal window from the entry) and revenue (true: the goal
+-- event's data.amount; a string: that data field) need a goal.
+local function build_goal_options(def, spec)
+  if spec.goal_within ~= nil then
+    if #def.goals == 0 then options.reject("goal_within", "needs option 'goal'") end
+    def.goal_within = options.duration(spec.goal_within, "goal_within", 1)
+  end
+  local r = spec.revenue
+  if r == nil or r == false then return end
+  if #def.goals == 0 then options.reject("revenue", "needs option 'goal'") end
+  if r == true then
+    def.revenue = "amount"
+  else
+    def.revenue = options.matching(r, "revenue", "^[A-Za-z0-9_]+$", 64,
+                                   'true (data.amount) or the name of a data field like "amount"')
+  end
+end
+
 local function check_name(v, path)
   return options.matching(v, path, "^[a-z0-9_]+$", 56, "a journey name of 1-56 bytes of [a-z0-9_]")
 end
@@ -266,10 +373,10 @@ local function build(spec)
     def.goal_set[t] = true
   end
   if def.exit_set[def.enter] then options.fail("enter", "an event type that is not also an exit", def.enter) end
+  build_goal_options(def, spec)
   if spec.exit_on_goal ~= nil then options.boolean(spec.exit_on_goal, "exit_on_goal") end
   def.exit_on_goal = spec.exit_on_goal ~= false
-  if spec.reenter ~= nil then options.boolean(spec.reenter, "reenter") end
-  def.reenter = spec.reenter == true
+  build_reenter(def, spec.reenter)
   local ho = spec.holdout
   if ho == nil then ho = 0 end
   def.holdout = options.number(ho, "holdout", 0, 100)
@@ -282,9 +389,9 @@ end
 
 -- ---------------------------------------------------------------- runs
 
-local function count(def, metric, variant, step)
-  hearth.count(metric, { campaign = def.name, step = step })
-  if variant and not step then hearth.count(metric, { campaign = def.name, variant = variant }) end
+local function count(def, metric, variant, step, n)
+  hearth.count(metric, { campaign = def.name, step = step, n = n })
+  if variant and not step then hearth.count(metric, { campaign = def.name, variant = variant, n = n }) end
 end
 
 -- Due time of a step taken at base (the entry time, or the moment its branch was taken);
@@ -297,9 +404,12 @@ local function due_time(m, step, base)
   return t
 end
 
+-- A split's timer carries its start (base), from which its arms are timed.
 local function schedule(def, m, st, steps, base)
   for _, step in ipairs(steps) do
-    m:at(due_time(m, step, base), def.timer, { run = st.run, step = step.name })
+    local data = { run = st.run, step = step.name }
+    if step.split then data.base = base end
+    m:at(due_time(m, step, base), def.timer, data)
     st.pending = st.pending + 1
   end
 end
@@ -330,6 +440,10 @@ local function save_or_complete(def, m, st)
   end
 end
 
+local function info_of(def, st)
+  return { journey = def.name, run = st.run, variant = st.variant, entered_at = st.t }
+end
+
 local function template_for(step, variant)
   if type(step.send) == "table" then return step.send[variant] end
   return step.send
@@ -343,8 +457,7 @@ local function run_step(def, m, st, step)
     if m:has(tg) then skip = { rule = "unless_tag", tag = tg } break end
   end
   if not skip and step.when then
-    local info = { journey = def.name, run = st.run, variant = st.variant, entered_at = st.t }
-    if not step.when(m, info) then skip = { rule = "when" } end
+    if not step.when(m, info_of(def, st)) then skip = { rule = "when" } end
   end
   if skip then
     local o = { key = key, campaign = def.name, step = step.name, status = "skipped", channel = step.channel,
@@ -382,6 +495,31 @@ local function run_step(def, m, st, step)
   end
 end
 
+-- The arm a split takes: its function's result, or the attribute's value as text (a string
+-- as is, an integer or a boolean written out), when an arm has that name; else
+-- "otherwise" when the split has one; else nil.
+local function arm_of(def, m, st, step)
+  local v
+  if step.split_fn then v = step.split_fn(m, info_of(def, st)) else v = m:get(step.split_attr) end
+  local name
+  if type(v) == "string" then name = v
+  elseif math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and v == v and math.abs(v) < 2^53) then
+    name = string.format("%d", v)
+  elseif type(v) == "boolean" then name = tostring(v) end
+  if name and step.arms[name] then return name end
+  if step.otherwise then return "otherwise" end
+  return nil
+end
+
+-- Take a split: count the arm (hold-outs are not counted: the counters are the members the
+-- arm's steps reach) and schedule its steps from the split's start.
+local function take_split(def, m, st, step, base)
+  local arm = arm_of(def, m, st, step)
+  if st.variant ~= "holdout" then hearth.count(arm or "none", { campaign = def.name, step = step.name }) end
+  if not arm then return end
+  schedule(def, m, st, arm == "otherwise" and step.otherwise or step.arms[arm], base)
+end
+
 local function start_wait(def, m, st, step, now)
   st.waits = st.waits or {}
   st.waits[step.name] = { event = step.wait, from = now, deadline = now + step.within }
@@ -410,11 +548,52 @@ local function on_timer(def, m, ev)
       hearth.log("warn", ("journey %s: step '%s' is no longer defined; dropped"):format(def.name, tostring(d.step)))
     elseif step.wait then
       start_wait(def, m, st, step, ev.time)
+    elseif step.split then
+      take_split(def, m, st, step, d.base or st.t)
     else
       run_step(def, m, st, step)
     end
   end
   save_or_complete(def, m, st)
+end
+
+-- With goal_within, a run that completed keeps its goal window open until entry +
+-- goal_within, unless an exit event closed it since.
+local function window_open_after_run(def, st)
+  return def.goal_within ~= nil and st.ended == "done" and not st.goal_closed
+end
+
+-- The goal event's revenue in cents (data[def.revenue], a finite number > 0), or nil.
+local function revenue_cents(def, ev)
+  local a = def.revenue and type(ev.data) == "table" and ev.data[def.revenue]
+  if type(a) ~= "number" or a ~= a or a <= 0 or a == math.huge then return nil end
+  return math.floor(a * 100 + 0.5)
+end
+
+local function convert(def, m, st, ev, active)
+  st.converted = true
+  st.converted_at = ev.time
+  count(def, "converted", st.variant)
+  local cents = revenue_cents(def, ev)
+  if cents then
+    st.revenue_cents = cents
+    count(def, "revenue_cents", st.variant, nil, cents)
+  end
+  if active and def.exit_on_goal then
+    end_run(def, m, st, "goal")
+    return false
+  end
+  m:set(def.attr, st)
+  return active
+end
+
+-- May an enter event at time t start the next run after st (the member's last run)?
+local function may_reenter(def, st, t)
+  if not st or not st.run then return true end
+  if not def.reenter then return false end
+  if def.max_runs and st.run >= def.max_runs then return false end
+  if def.cooldown > 0 and t < (st.ended_at or st.t) + def.cooldown then return false end
+  return true
 end
 
 local function on_event(def, m, ev)
@@ -424,16 +603,15 @@ local function on_event(def, m, ev)
     end_run(def, m, st, "exit")
     return
   end
-  if active and def.goal_set[ev.type] and ev.time >= st.t and not st.converted then
-    st.converted = true
-    st.converted_at = ev.time
-    count(def, "converted", st.variant)
-    if def.exit_on_goal then
-      end_run(def, m, st, "goal")
-      active = false
-    else
-      m:set(def.attr, st)
-    end
+  if not active and st and def.exit_set[ev.type] and window_open_after_run(def, st) and ev.time >= st.t then
+    st.goal_closed = true -- an exit after the last step still ends the goal window
+    m:set(def.attr, st)
+    return
+  end
+  if st and def.goal_set[ev.type] and ev.time >= st.t and not st.converted
+     and (active or window_open_after_run(def, st))
+     and (not def.goal_within or ev.time < st.t + def.goal_within) then
+    active = convert(def, m, st, ev, active)
   end
   if active and st.waits and next(st.waits) ~= nil then
     local names = {}
@@ -457,7 +635,7 @@ local function on_event(def, m, ev)
   end
   if ev.type == def.enter then
     if st and st.active then return end -- an enter event during a run is ignored
-    if st and st.run and not def.reenter then return end
+    if not may_reenter(def, st, ev.time) then return end
     local variant = assign(def, m.id)
     local new = { run = (st and st.run or 0) + 1, active = true, t = ev.time, variant = variant,
                   converted = false, pending = 0, waits = {}, stopped = st and st.stopped or nil }

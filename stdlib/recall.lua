@@ -3,7 +3,7 @@ wake-up touches, recall measurement, and a staff alert when the member deletes t
 brand's WeCom friend.
 
 Owns, per definition `name`:
-  - the private attribute "_recall.<name>" = { stage ("active" | "sleeping" | "churned"),
+  - the private attribute "_recall.<name>" = { stage ("new" | "active" | "sleeping" | "churned"),
     base (time of the last active event, or of joining), touch (time of the latest recall
     touch of this inactivity spell), touch_stage, recalled (how many times the member was
     recalled) }. recall.stage(m, name) reads the stage.
@@ -13,7 +13,9 @@ Owns, per definition `name`:
     a recall touch: counted at the spell's first touch), "reactivated" (a sleeping or
     churned member active again), "recalled" and "converted" (reactivated within
     success_within of the recall touch; "recalled" also per step "sleeping"/"churned": the
-    stage whose touch it answered), "friend_deleted". So the campaign's conversion
+    stage whose touch it answered), "friend_deleted"; with the option new: "new" (members
+    tracked from their joining) and "activated" (a new member's first active event while
+    still new). So the campaign's conversion
     (converted / entered) is the recall rate.
 
 Example:
@@ -39,6 +41,10 @@ Options (defaults):
   on_churned         nil; the same.
   on_friend_deleted  nil; the same, at each friend.deleted event.
   success_within     "14d"; a duration >= 0.
+  new                nil / false: no new stage (a joined member is active at once). true: a
+                     member tracked from her joining is "new" until her first active
+                     event. A duration > 0 ("7d"): the same, but she reads as "active" from
+                     that long after joining on.
   Sends go through require("caps").send (marketing unless category = "service").
 
 Rules (SPEC §5 recall):
@@ -67,6 +73,11 @@ Choices where the SPEC is silent:
   - A `tag` in on_sleeping / on_churned marks the stage: it is removed when the member
     leaves that stage (churned, or active again).
   - friend.deleted does not change the stage; timers go on.
+  - New stage: only a member tracked from member.joined is new (one first seen at another
+    active event is active). Her first active event makes her active: "activated" when
+    she was still new, nothing when the period had passed; never "reactivated". A new
+    member without activity still becomes sleeping at sleeping_after. The stored stage
+    stays "new" past the period; recall.stage reads it as "active" then.
 ]]
 
 local M = {}
@@ -142,13 +153,27 @@ local function arm(m, def, s, t)
   if def.churned_after then arm_stage(m, s, "due_c", def.t_churned, t + def.churned_after) end
 end
 
+-- Is the member in her new stage at time t: tracked from her joining, no active event
+-- since, and (with new = <duration>) less than that since she joined?
+local function is_new(def, s, t)
+  if s.stage ~= "new" or not def.new_for then return false end
+  return def.new_for == true or t < s.base + def.new_for
+end
+
 local function on_active(def, m, ev)
   local s = get_state(m, def)
   if not s then
     s = { stage = "active" }
     count(def, "tracked")
+    if def.new_for and ev.type == "member.joined" then
+      s.stage = "new"
+      count(def, "new")
+    end
   elseif ev.time < s.base then
     return -- late: older than the activity already known
+  elseif s.stage == "new" then
+    if is_new(def, s, ev.time) then count(def, "activated") end
+    s.stage = "active"
   elseif s.stage ~= "active" then
     local spell = hearth.format_time(s.base)
     count(def, "reactivated")
@@ -213,7 +238,7 @@ local function on_friend_deleted(def, m, ev)
 end
 
 local KNOWN = { name = true, active = true, sleeping_after = true, churned_after = true, on_sleeping = true,
-                on_churned = true, on_friend_deleted = true, success_within = true }
+                on_churned = true, on_friend_deleted = true, success_within = true, new = true }
 
 local function check_name(v, path)
   return options.matching(v, path, "^[a-z0-9_]+$", 40, "a name of 1-40 bytes of [a-z0-9_] (it names timer event types)")
@@ -239,6 +264,15 @@ local function build(o)
     end
   end
   def.success_within = check_duration(o.success_within, "success_within", "14d", 0)
+  -- new: nil / false (no new stage), true (new until the first active event), or a
+  -- duration > 0 (new until the first active event, at most that long after joining)
+  if o.new == true then
+    def.new_for = true
+  elseif o.new ~= nil and o.new ~= false then
+    local ok, secs = pcall(options.duration, o.new, "new", 1)
+    if not ok then options.fail("new", 'true, false or a positive duration like "7d"', o.new) end
+    def.new_for = secs
+  end
   def.on_sleeping = check_actions(o.on_sleeping, "on_sleeping")
   def.on_churned = check_actions(o.on_churned, "on_churned")
   def.on_friend_deleted = check_actions(o.on_friend_deleted, "on_friend_deleted")
@@ -265,12 +299,15 @@ function M.define(o)
   return def
 end
 
--- recall.stage(m, name) -> "active" | "sleeping" | "churned", or nil when not tracked.
+-- recall.stage(m, name) -> "new" | "active" | "sleeping" | "churned", or nil when not
+-- tracked ("new" only with the option new; a new stage past its period reads "active").
 function M.stage(m, name)
   local def = defs[name]
   if not def then error("recall.stage: no recall named '" .. tostring(name) .. "'", 2) end
   local s = get_state(m, def)
-  return s and s.stage or nil
+  if not s then return nil end
+  if s.stage == "new" and not is_new(def, s, hearth.now()) then return "active" end
+  return s.stage
 end
 
 return M

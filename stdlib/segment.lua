@@ -1,6 +1,9 @@
 --[==[ segment: member segmentation (分层分群) as functions a script can call: RFM (8 classes),
 fan classes (粉丝分层) and lifecycle stage (生命周期), plus helpers that keep one tag per
-scheme ("rfm:important_value", "fan:iron", "lifecycle:stable").
+scheme ("rfm:important_value", "fan:iron", "lifecycle:stable"), and named segment
+definitions (segment.define / matches / where): a conjunction of conditions on tags,
+attribute values, lists and ranges, inactivity, classes and a function, held in the
+script's own state (no attribute, no counter, no action).
 
 Owns: the private attributes "_segment.last_order" and "_segment.first_order" (epoch
 seconds of the member's latest / first order.paid), kept by the handler segment.track()
@@ -35,6 +38,18 @@ the engine's zone):
                                      and remove any other tag with that prefix. opts: prefix,
                                      key (the tag actions' keys become key.."/tag/<tag>" and
                                      key.."/untag/<tag>"), campaign, step.
+
+Named segments:
+  segment.define{ name, tags, any_tags, not_tags, attrs = { k = value | {values} |
+                  {min=, max=} }, rfm = {classes}, fan = {classes}, thresholds = th,
+                  lifecycle = {stages}, inactive = "30d", active_within = "7d",
+                  where = function(m) } -> name
+  segment.matches(name, m) -> boolean: every condition given holds
+  segment.where(name) -> function(m) -> boolean (a broadcast audience, a sweep's filter)
+  attrs keys are the handle's fields (orders, spend, points, joined_at, last_active_at,
+  tz, id), else attributes; ranges are inclusive at both ends; a value that is no number
+  is outside a range. Inactivity: now - (last_active_at, else joined_at) >= inactive (a
+  member with neither time is not inactive); active_within: that difference < it.
 
 Thresholds th = { recency_days =, frequency =, monetary = } (all required for rfm;
 fan_class needs frequency and monetary). An optional th.now (epoch) replaces hearth.now().
@@ -292,6 +307,214 @@ function M.tag_lifecycle(m, lopts, opts)
   options.checked("segment.tag_lifecycle", lifecycle_opts, lopts)
   local class = M.lifecycle(m, lopts)
   return class, retag(m, p, class, o, "segment.tag_lifecycle")
+end
+
+-- ---------------------------------------------------------------- segment definitions
+
+-- Named segments: a conjunction of conditions on a member, checked once at define time
+-- and evaluated by segment.matches / the predicate segment.where returns.
+
+local segments = {}
+
+local SEG_KEYS = { name = 1, tags = 1, any_tags = 1, not_tags = 1, attrs = 1, rfm = 1, fan = 1, thresholds = 1,
+                   lifecycle = 1, inactive = 1, active_within = 1, where = 1 }
+local RANGE_KEYS = { min = 1, max = 1 }
+local RFM_CLASSES = { "general_develop", "general_keep", "general_recall", "general_value", "important_develop",
+                      "important_keep", "important_recall", "important_value" }
+local FAN_CLASSES = { "iron", "ordinary", "potential", "strength", "true_love" }
+local LC_STAGES = { "churned", "decline", "growth", "introduction", "stable" }
+-- the fields a member handle has itself; any other attrs key is an attribute (m:get)
+local HANDLE_FIELDS = { id = true, joined_at = true, last_active_at = true, orders = true, spend = true,
+                        points = true, tz = true }
+
+-- A list of names out of `choices` -> a set.
+local function class_set(v, path, choices)
+  options.list(v, path, "a non-empty list of names")
+  if #v == 0 then options.fail(path, "a non-empty list of names", v) end
+  local set = {}
+  for i, c in ipairs(v) do set[options.enum(c, options.index(path, i), choices)] = true end
+  return set
+end
+
+local function tag_list(v, path)
+  if v == nil then return nil end
+  return options.tags(v, path)
+end
+
+local function is_scalar(v)
+  local t = type(v)
+  return t == "string" or t == "boolean" or (t == "number" and v == v)
+end
+
+-- One attrs condition: a value (equal), a list of values (any of them), or a range
+-- { min =, max = } of numbers (inclusive, either side optional).
+local function attr_condition(v, path)
+  if is_scalar(v) then return { eq = v } end
+  if type(v) ~= "table" or next(v) == nil then
+    options.fail(path, "a value, a list of values or a range { min =, max = }", v)
+  end
+  if v[1] ~= nil then
+    options.list(v, path, "a value, a list of values or a range { min =, max = }")
+    for i, x in ipairs(v) do
+      if not is_scalar(x) then options.fail(options.index(path, i), "a string, a number or a boolean", x) end
+    end
+    return { any = v }
+  end
+  options.known(v, RANGE_KEYS, path)
+  local c = {}
+  for _, k in ipairs({ "min", "max" }) do
+    local x = v[k]
+    if x ~= nil and (type(x) ~= "number" or x ~= x) then options.fail(options.field(path, k), "a number", x) end
+    c[k] = x
+  end
+  if c.min and c.max and c.min > c.max then
+    options.fail(options.field(path, "max"), "at least 'min' (" .. options.show(c.min) .. ")", c.max)
+  end
+  return c
+end
+
+local function build_segment(spec)
+  local name = options.definition(spec, SEG_KEYS, segments)
+  local d = { name = name }
+  d.tags, d.any_tags, d.not_tags = tag_list(spec.tags, "tags"), tag_list(spec.any_tags, "any_tags"),
+                                   tag_list(spec.not_tags, "not_tags")
+  if spec.attrs ~= nil then
+    options.table(spec.attrs, "attrs", 'of conditions like { city = "sh", spend = { min = 500 } }')
+    d.attrs = {}
+    local keys = {}
+    for k in pairs(spec.attrs) do
+      if type(k) ~= "string" or k == "" or #k > 128 then
+        options.reject("attrs", "must be keyed by attribute names (1-128 bytes), got the key " .. options.show(k))
+      end
+      keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    for _, k in ipairs(keys) do d.attrs[#d.attrs + 1] = { key = k, cond = attr_condition(spec.attrs[k], options.field("attrs", k)) } end
+  end
+  if spec.rfm ~= nil then d.rfm = class_set(spec.rfm, "rfm", RFM_CLASSES) end
+  if spec.fan ~= nil then d.fan = class_set(spec.fan, "fan", FAN_CLASSES) end
+  if spec.lifecycle ~= nil then d.lifecycle = class_set(spec.lifecycle, "lifecycle", LC_STAGES) end
+  if d.rfm or d.fan then
+    local th = spec.thresholds
+    if th == nil then options.reject(d.rfm and "rfm" or "fan", "needs option 'thresholds'") end
+    options.table(th, "thresholds", "{ recency_days =, frequency =, monetary = }")
+    options.known(th, { recency_days = 1, frequency = 1, monetary = 1 }, "thresholds")
+    if d.rfm then options.number(th.recency_days, "thresholds.recency_days", 0) end
+    options.number(th.frequency, "thresholds.frequency", 0, nil, true)
+    options.number(th.monetary, "thresholds.monetary", 0)
+    d.thresholds = { recency_days = th.recency_days, frequency = th.frequency, monetary = th.monetary }
+  elseif spec.thresholds ~= nil then
+    options.reject("thresholds", "is used by 'rfm' or 'fan' only (neither is set)")
+  end
+  if spec.inactive ~= nil then d.inactive = options.duration(spec.inactive, "inactive", 1) end
+  if spec.active_within ~= nil then d.active_within = options.duration(spec.active_within, "active_within", 1) end
+  if spec.where ~= nil then d.where = options.func(spec.where, "where", "a function(m) -> boolean") end
+  return d
+end
+
+local function has_tag(m, tag)
+  if is_handle(m) then return m:has(tag) end
+  for _, t in ipairs(type(m.tags) == "table" and m.tags or {}) do
+    if t == tag then return true end
+  end
+  return false
+end
+
+-- A handle's own field, else its attribute; a snapshot's field, else snapshot.attrs[k].
+local function attr_value(m, k)
+  if is_handle(m) then
+    if HANDLE_FIELDS[k] then return m[k] end
+    return m:get(k)
+  end
+  local v = m[k]
+  if v == nil and type(m.attrs) == "table" then v = m.attrs[k] end
+  return v
+end
+
+local function attr_holds(v, c)
+  if c.eq ~= nil then return v == c.eq end
+  if c.any then
+    for _, x in ipairs(c.any) do
+      if v == x then return true end
+    end
+    return false
+  end
+  if type(v) ~= "number" then return false end
+  return (not c.min or v >= c.min) and (not c.max or v <= c.max)
+end
+
+-- The time of the member's last activity: last_active_at, else joined_at; nil if neither.
+local function last_activity(m)
+  local t = attr_value(m, "last_active_at")
+  if type(t) ~= "number" then t = attr_value(m, "joined_at") end
+  return type(t) == "number" and t or nil
+end
+
+local function tags_hold(d, m)
+  for _, t in ipairs(d.tags or {}) do
+    if not has_tag(m, t) then return false end
+  end
+  for _, t in ipairs(d.not_tags or {}) do
+    if has_tag(m, t) then return false end
+  end
+  if d.any_tags then
+    for _, t in ipairs(d.any_tags) do
+      if has_tag(m, t) then return true end
+    end
+    return false
+  end
+  return true
+end
+
+local function matches(d, m)
+  if not tags_hold(d, m) then return false end
+  for _, a in ipairs(d.attrs or {}) do
+    if not attr_holds(attr_value(m, a.key), a.cond) then return false end
+  end
+  if d.inactive or d.active_within then
+    local last = last_activity(m)
+    if not last then return false end
+    local idle = hearth.now() - last
+    if d.inactive and idle < d.inactive then return false end
+    if d.active_within and idle >= d.active_within then return false end
+  end
+  if d.rfm and not d.rfm[(M.rfm(m, d.thresholds))] then return false end
+  if d.fan and not d.fan[M.fan_class(m, d.thresholds)] then return false end
+  if d.lifecycle and not d.lifecycle[M.lifecycle(m)] then return false end
+  if d.where and not d.where(m) then return false end
+  return true
+end
+
+--- segment.define{ name, tags, any_tags, not_tags, attrs, rfm, fan, thresholds, lifecycle,
+--- inactive, active_within, where } -> name. A member is in the segment when every
+--- condition given holds.
+function M.define(spec)
+  local d = options.checked("segment.define", build_segment, spec)
+  segments[d.name] = d
+  return d.name
+end
+
+local function segment_of(name, fn)
+  local d = segments[name]
+  if not d then error(("%s: no segment named %s"):format(fn, options.show(name)), 3) end
+  return d
+end
+
+--- segment.matches(name, m) -> true / false.
+function M.matches(name, m)
+  local d = segment_of(name, "segment.matches")
+  check_member(m, "segment.matches")
+  return matches(d, m)
+end
+
+--- segment.where(name) -> function(m) -> true / false (for a broadcast audience, a sweep's
+--- filter, a test).
+function M.where(name)
+  local d = segment_of(name, "segment.where")
+  return function(m)
+    check_member(m, "segment.where")
+    return matches(d, m)
+  end
 end
 
 return M

@@ -32,8 +32,8 @@ test("journey: a step's duration, its wait branch, an unknown option; the define
     [[t:eval:3: journey.define: option 'steps[1].on_timeout.at' must be a local time "HH:MM" (00:00-23:59), got "25:00"]])
   expect(t, [[require("journey").define { name = "bad", enter = "member.joined", exits = "friend.deleted",
   steps = { { name = "a", send = "x" } } }]],
-    "t:eval:3: journey.define: option 'exits' is unknown (known: enter, exit, exit_on_goal, goal, holdout, "
-    .. "name, reenter, steps, variants)")
+    "t:eval:3: journey.define: option 'exits' is unknown (known: enter, exit, exit_on_goal, goal, goal_within, "
+    .. "holdout, name, reenter, revenue, steps, variants)")
 end)
 
 test("caps.set: a duration, a wall time, an unknown part", function(t)
