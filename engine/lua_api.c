@@ -3,10 +3,12 @@
 
 #include <assert.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json_lua.h"
+#include "lift.h"
 #include "log.h"
 
 scripts_t *scripts_of(lua_State *L) { return luahost_of(L)->owner; }
@@ -379,6 +381,39 @@ static int l_counter(lua_State *L) {
   return 1;
 }
 
+/* hearth.lift(converted, entered, base_converted, base_entered [, confidence]) ->
+ * {diff, low, high, relative, significant}, or nil when a group is empty: the first group's
+ * conversion minus the second's with its interval (lift.c; confidence 80, 90, 95 (default)
+ * or 99 percent). */
+static int l_lift(lua_State *L) {
+  lua_Integer c1 = luaL_checkinteger(L, 1), n1 = luaL_checkinteger(L, 2);
+  lua_Integer c2 = luaL_checkinteger(L, 3), n2 = luaL_checkinteger(L, 4);
+  lua_Integer conf = luaL_optinteger(L, 5, 95);
+  double z = conf == 80 ? 1.2815515655446004 : conf == 90 ? 1.6448536269514722 : conf == 95 ? LIFT_Z95
+           : conf == 99 ? 2.5758293035489004 : 0;
+  if (z == 0) luaL_argerror(L, 5, "confidence must be 80, 90, 95 or 99 (percent)");
+  if (c1 < 0 || c1 > n1 || c2 < 0 || c2 > n2) luaL_error(L, "hearth.lift: converted must be within 0..entered");
+  lift_t l;
+  if (lift_compute(c1, n1, c2, n2, z, &l) < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 5);
+  lua_pushnumber(L, l.diff);
+  lua_setfield(L, -2, "diff");
+  lua_pushnumber(L, l.diff_ci.low);
+  lua_setfield(L, -2, "low");
+  lua_pushnumber(L, l.diff_ci.high);
+  lua_setfield(L, -2, "high");
+  if (!isnan(l.relative)) {
+    lua_pushnumber(L, l.relative);
+    lua_setfield(L, -2, "relative");
+  }
+  lua_pushboolean(L, l.significant);
+  lua_setfield(L, -2, "significant");
+  return 1;
+}
+
 /* hearth.campaign() -> the campaign running now: the handler's (or cron entry's) script,
  * or the script being loaded. */
 static int l_campaign(lua_State *L) {
@@ -392,7 +427,7 @@ static int l_campaign(lua_State *L) {
 }
 
 static const luaL_Reg hearth_fns[] = {
-    {"count", l_count}, {"counter", l_counter}, {"emit", l_emit}, {"campaign", l_campaign},
+    {"count", l_count}, {"counter", l_counter}, {"lift", l_lift}, {"emit", l_emit}, {"campaign", l_campaign},
     {"on", l_on}, {"cron", l_cron}, {"channel", l_channel}, {"restraint", l_restraint},
     {"guard", l_guard}, {"now", l_now},
     {"duration", l_duration}, {"time", l_time}, {"format_time", l_format_time},

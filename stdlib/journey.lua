@@ -144,7 +144,9 @@ end
 local field, index = options.field, options.index
 
 local JOURNEY_KEYS = { name = 1, enter = 1, exit = 1, goal = 1, exit_on_goal = 1, reenter = 1,
-                       holdout = 1, variants = 1, steps = 1, goal_within = 1, revenue = 1 }
+                       holdout = 1, variants = 1, steps = 1, goal_within = 1, revenue = 1, winner = 1 }
+local WINNER_KEYS = { min_entered = 1, confidence = 1 }
+local CONFIDENCES = { [80] = true, [90] = true, [95] = true, [99] = true }
 local REENTER_KEYS = { cooldown = 1, max_runs = 1 }
 local STEP_KEYS = { name = 1, after = 1, at = 1, when = 1, unless_tag = 1, send = 1, category = 1,
                     channel = 1, vars = 1, task = 1, staff = 1, tag = 1, points = 1, reason = 1,
@@ -319,6 +321,21 @@ local function build_variants(def, variants)
   table.sort(def.variants, function(a, b) return a.name < b.name end)
 end
 
+-- winner: { min_entered = 100, confidence = 95 }: once every variant has min_entered
+-- entrants and the best one's conversion beats each other's by an interval that excludes 0
+-- at that confidence, new entrants (not the hold-out) get the best variant.
+local function build_winner(def, w)
+  options.table(w, "winner", "like { min_entered = 100, confidence = 95 }")
+  options.known(w, WINNER_KEYS, "winner")
+  if not def.variants or #def.variants < 2 then
+    options.fail("winner", "used with two or more variants (there is nothing to choose from)", w)
+  end
+  local conf = w.confidence == nil and 95 or w.confidence
+  if not CONFIDENCES[conf] then options.fail("winner.confidence", "80, 90, 95 or 99 (percent)", conf) end
+  local min = w.min_entered == nil and 100 or options.integer(w.min_entered, "winner.min_entered", 1)
+  def.winner = { min_entered = min, confidence = conf }
+end
+
 -- reenter: true / false (default), or a table { cooldown =, max_runs = } (re-entry allowed,
 -- after a rest since the previous run ended, up to a number of runs in all).
 local function build_reenter(def, r)
@@ -382,6 +399,7 @@ local function build(spec)
   def.holdout = options.number(ho, "holdout", 0, 100)
   def.holdout_bp = math.floor(ho * 100 + 0.5)
   if spec.variants ~= nil then build_variants(def, spec.variants) end
+  if spec.winner ~= nil then build_winner(def, spec.winner) end
   if type(spec.steps) ~= "table" or #spec.steps == 0 then options.fail("steps", "a non-empty list of steps", spec.steps) end
   def.steps = build_steps(def, spec.steps, "steps", nil, false)
   return def
@@ -392,6 +410,44 @@ end
 local function count(def, metric, variant, step, n)
   hearth.count(metric, { campaign = def.name, step = step, n = n })
   if variant and not step then hearth.count(metric, { campaign = def.name, variant = variant, n = n }) end
+end
+
+-- The decided variant of a journey with `winner`, deciding it now when the numbers allow:
+-- every variant has min_entered entrants and the best converts better than each other one
+-- with an interval (hearth.lift) above 0. The decision is a counter "winner" on the
+-- variant, with each variant's decided_entered / decided_converted at that moment, so
+-- `hearth stats` shows it and every later entry reads it back.
+local function winner(def)
+  local c = { campaign = def.name }
+  for _, v in ipairs(def.variants) do
+    c.variant = v.name
+    if hearth.counter("winner", c) > 0 then return v.name end
+  end
+  local stats, best = {}, nil
+  for _, v in ipairs(def.variants) do
+    c.variant = v.name
+    local n = hearth.counter("entered", c)
+    if n < def.winner.min_entered then return nil end
+    local s = { n = n, c = hearth.counter("converted", c) }
+    stats[v.name] = s
+    if not best or s.c * stats[best].n > stats[best].c * s.n then best = v.name end
+  end
+  for _, v in ipairs(def.variants) do
+    if v.name ~= best then
+      local b, o = stats[best], stats[v.name]
+      local l = hearth.lift(b.c, b.n, o.c, o.n, def.winner.confidence)
+      if not l or l.low <= 0 then return nil end
+    end
+  end
+  for _, v in ipairs(def.variants) do
+    local s = stats[v.name]
+    hearth.count("decided_entered", { campaign = def.name, variant = v.name, n = s.n })
+    hearth.count("decided_converted", { campaign = def.name, variant = v.name, n = s.c })
+  end
+  hearth.count("winner", { campaign = def.name, variant = best })
+  hearth.log("info", ("journey %s: variant %s wins (%d entered, %d converted); new entrants get it")
+             :format(def.name, best, stats[best].n, stats[best].c))
+  return best
 end
 
 -- Due time of a step taken at base (the entry time, or the moment its branch was taken);
@@ -637,6 +693,7 @@ local function on_event(def, m, ev)
     if st and st.active then return end -- an enter event during a run is ignored
     if not may_reenter(def, st, ev.time) then return end
     local variant = assign(def, m.id)
+    if def.winner and variant ~= "holdout" then variant = winner(def) or variant end
     local new = { run = (st and st.run or 0) + 1, active = true, t = ev.time, variant = variant,
                   converted = false, pending = 0, waits = {}, stopped = st and st.stopped or nil }
     count(def, "entered", variant)
