@@ -57,14 +57,6 @@ static int64_t lot_due(const lot_row_t *l) {
   return l->notice_at != STORE_NO_TIME && l->notice_at < l->expires ? l->notice_at : l->expires;
 }
 
-/* The earliest moment any of the lots needs the clock (STORE_NEVER: none). */
-static int64_t lots_due(const lot_row_t *lots, int n) {
-  int64_t due = STORE_NEVER;
-  for (int i = 0; i < n; i++)
-    if (lot_due(&lots[i]) < due) due = lot_due(&lots[i]);
-  return due;
-}
-
 /* Arm the member's one points timer for `due`, voiding the one armed before. */
 static int arm(engine_t *e, engine_call_t *c, int64_t due) {
   if (engine_cancel_timers(e, c, POINTS_TIMER) < 0) return -1;
@@ -82,13 +74,7 @@ static int add_lot(engine_t *e, engine_call_t *c, int64_t n, int64_t ledger_n, i
     lot.notice = rule->notice_send;
   }
   int64_t due = lot_due(&lot), before = STORE_NEVER;
-  if (due != STORE_NEVER) {
-    lot_row_t *live;
-    int k = store_lots_live(e->store, c->m->id, &live);
-    if (k < 0) return eng_db_error(c);
-    before = lots_due(live, k);
-    store_lots_free(live, k);
-  }
+  if (due != STORE_NEVER && store_lots_next_due(e->store, c->m->id, &before) < 0) return eng_db_error(c);
   if (store_lot_add(e->store, &lot) < 0) return eng_db_error(c);
   return due < before ? arm(e, c, due) : 0;
 }

@@ -125,8 +125,12 @@ int member_json_read(store_t *s, const tz_t *tz, const char *id, int limit, json
     json_decref(j);
     return found;
   }
+  if (add_lots(s, tz, id, j) < 0) {
+    json_decref(j);
+    return -1;
+  }
   doc_t ledger = rows_of(j, "ledger", tz), actions = rows_of(j, "actions", tz), failed = rows_of(j, "failed", tz);
-  if (add_lots(s, tz, id, j) < 0 || store_member_ledger(s, id, limit, add_ledger_entry, &ledger) < 0 ||
+  if (store_member_ledger(s, id, limit, add_ledger_entry, &ledger) < 0 ||
       store_member_actions(s, id, limit, add_action, &actions) < 0 ||
       store_member_failures(s, id, limit, add_failure, &failed) < 0) {
     json_decref(j);

@@ -1219,6 +1219,15 @@ int store_lots_live(store_t *s, const char *member, lot_row_t **out) {
   return n;
 }
 
+int store_lots_next_due(store_t *s, const char *member, int64_t *due) {
+  static query_t q = QUERY("SELECT MIN(MIN(expires), COALESCE(MIN(notice_at), 9223372036854775807))"
+                           " FROM point_lots WHERE member = ?1 AND remaining > 0");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  return one_int(s, st, STORE_NEVER, due);
+}
+
 int store_lot_update(store_t *s, const char *member, int64_t n, int64_t remaining, int64_t notice_at) {
   static query_t q = QUERY("UPDATE point_lots SET remaining = ?3, notice_at = ?4 WHERE member = ?1 AND n = ?2");
   sqlite3_stmt *st = query(s, &q);

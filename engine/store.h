@@ -303,6 +303,9 @@ int store_lot_add(store_t *s, const lot_row_t *r);
  * malloc'd into *out (free with store_lots_free). Returns the count, -1 (logged). */
 int store_lots_live(store_t *s, const char *member, lot_row_t **out);
 void store_lots_free(lot_row_t *rows, int n);
+/* The earliest expiry or pending notice among her lots with points left (STORE_NEVER:
+ * none). 0, -1 (logged). */
+int store_lots_next_due(store_t *s, const char *member, int64_t *due);
 int store_lot_update(store_t *s, const char *member, int64_t n, int64_t remaining, int64_t notice_at);
 
 /* Units of `item` redeemed, net of refunds (0 when none). 0, -1 (logged). */
