@@ -116,5 +116,29 @@ def test_redemption_stock_is_shared_and_a_refund_applies_once_across_imports():
             con.close()
 
 
+def test_a_balance_from_before_lots_becomes_one_lot_that_never_expires():
+    with Workspace({"points.lua": EXPIRING}) as w:
+        eq(w.import_events([{"id": "g-1", "type": "grant", "member": "m-1", "time": t(11, 20),
+                             "data": {"n": 50, "expire": "never"}}], *CURRENT).rc, 0, "grant")
+        # take the database back to schema 4: no lots, no ledger types, no stock
+        con = sqlite3.connect(w.db)
+        try:
+            con.executescript("DROP TABLE point_lots; DROP TABLE item_stock; DROP TABLE redemptions;"
+                              "ALTER TABLE ledger DROP COLUMN type; ALTER TABLE ledger DROP COLUMN lots;"
+                              "PRAGMA user_version = 4;")
+        finally:
+            con.close()
+        r = w.import_events([{"id": "r-1", "type": "mall.redeem", "member": "m-1", "time": t(11, 21),
+                              "data": {"order": "o-1"}}], *CURRENT)
+        eq(r.rc, 0, "import after the migration (stderr: %s)" % r.err)
+        m = w.member("m-1")
+        eq([(l["n"], l["expires"], l["amount"], l["left"]) for l in m["lots"]], [(0, None, 50, 10)],
+           "the balance from before lots: lot 0, never expiring")
+        eq([(e["type"], e.get("lots")) for e in m["ledger"]], [("redeem", [[0, 40]]), ("grant", None)],
+           "the redemption took from it; the old entry reads as a grant")
+        eq(m["points"], 10, "balance")
+        eq(audit(w.db)[1], [], "ledger, lots and balance agree")
+
+
 if __name__ == "__main__":
     harness.main()
