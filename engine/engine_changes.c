@@ -1,7 +1,8 @@
 /* engine_changes: every change a script may ask for (see engine.h): attributes within the
  * member size cap, actions with their stable ids (marketing sends judged by restraint.c,
  * deferred ones judged again when their release timer fires), the records of tags and
- * points, the points ledger, timers and emits with their causal depth, funnel counters. */
+ * points, the points ledger (a grant's lot and a spend's lots are engine_points.c's),
+ * timers and emits with their causal depth, funnel counters. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
