@@ -43,7 +43,7 @@ expiry_t arg_expiry(lua_State *L, int idx) {
   if (!strcmp(s, "never")) return x;
   if (!strcmp(s, "month_end")) return (expiry_t){EXPIRE_MONTH_END, 0};
   if (!strcmp(s, "year_end")) return (expiry_t){EXPIRE_YEAR_END, 0};
-  if (len > 2 && len < 6 && !strcmp(s + len - 2, "mo")) {
+  if (len > 2 && len <= 6 && !strcmp(s + len - 2, "mo")) {
     char *end;
     long months = strtol(s, &end, 10);
     if (end == s + len - 2 && months > 0 && months <= 1200) return (expiry_t){EXPIRE_MONTHS, months};
