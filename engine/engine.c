@@ -581,6 +581,7 @@ int eng_apply_event(engine_t *e, event_t *ev) {
   apply_builtins(m, ev);
   e->stats.accepted++;
   e->batch_work++;
+  if (!strcmp(ev->type, "redemption.refunded") && eng_refund(e, m, ev, key) == EV_ERROR) return EV_ERROR;
   return eng_dispatch(e, m, ev, key, 0, NULL);
 }
 

@@ -250,7 +250,18 @@ int engine_untag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *
  * error, or POINTS_BELOW_ZERO / POINTS_OVERFLOW when the balance would leave its range
  * (nothing changed). */
 enum { POINTS_BELOW_ZERO = -2, POINTS_OVERFLOW = -3 };
-int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reason, action_spec_t *a);
+/* A grant becomes a lot that expires as `expire` says (NULL: as the campaign's points
+ * rule says, else never); a spend takes from the lots that expire soonest. */
+int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reason, const expiry_t *expire,
+                      action_spec_t *a);
+/* Redeem qty units of `item` for the call's member (engine_points.c): in the call's
+ * transaction, the points (ledger entry of type redeem, taken from the lots that expire
+ * soonest), the item's shared stock and a `redeem` action (fields item, qty, cost, balance)
+ * under the action id of `a` (key, or the default). `limited` with a reason naming the rule
+ * (window, stock, per_member, balance) and its numbers when it cannot be done. The same id
+ * again changes nothing: *recorded 0 and the earlier status. Returns AS_*, -1 on error. */
+int engine_redeem(engine_t *e, engine_call_t *c, const item_decl_t *item, int64_t qty, action_spec_t *a,
+                  int *recorded);
 /* A durable timer delivering an event of `type` (data: JSON text or NULL) to the call's
  * member at `due`; m:cancel(type) voids it. */
 int engine_set_timer(engine_t *e, engine_call_t *c, int64_t due, const char *type, const char *data);

@@ -1,7 +1,8 @@
 /* engine_changes: every change a script may ask for (see engine.h): attributes within the
  * member size cap, actions with their stable ids (marketing sends judged by restraint.c,
  * deferred ones judged again when their release timer fires), the records of tags and
- * points, the points ledger, timers and emits with their causal depth, funnel counters. */
+ * points, the points ledger (a grant's lot and a spend's lots are engine_points.c's),
+ * timers and emits with their causal depth, funnel counters. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,7 @@ static void hold(engine_t *e, json_t *body, char *text, int status, const char *
 }
 
 /* The stable id of an action: campaign/member/key, or campaign/member/event/n. */
-static char *action_id(engine_t *e, engine_call_t *c, const action_spec_t *a, int count) {
+char *eng_action_id(engine_t *e, engine_call_t *c, const action_spec_t *a, int count) {
   const char *campaign = a->campaign ? a->campaign : c->campaign;
   if (a->key) return xasprintf("%s/%s/%s", campaign, c->m->id, a->key);
   return xasprintf("%s/%s/%s/%d", campaign, c->m->id, c->event_key, count ? ++e->action_n : e->action_n);
@@ -215,7 +216,7 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
   json_decref(a->reason);
   a->fields = a->reason = NULL;
   int rc = -1;
-  char *id = action_id(e, c, a, 1);
+  char *id = eng_action_id(e, c, a, 1);
   json_t *body = NULL;
   if (eng_call_write(e, c) < 0) goto out;
   if (a->key && !a->key_claimed) {
@@ -266,7 +267,7 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
   json_t *fields = a->fields ? a->fields : json_object(), *reason = a->reason, *body = NULL;
   a->fields = a->reason = NULL;
   int status = a->status, rc = -1;
-  char *id = given_id ? xstrdup(given_id) : action_id(e, c, a, 1);
+  char *id = given_id ? xstrdup(given_id) : eng_action_id(e, c, a, 1);
   if (eng_call_write(e, c) < 0) goto out;
   /* Only a key, or a send judged again, can name an id recorded before: a default id
    * (campaign/member/event/n) is new by construction, and if it were not, the outbox's
@@ -334,6 +335,14 @@ out:
   json_decref(fields);
   json_decref(reason);
   json_decref(body);
+  return rc;
+}
+
+int eng_act_with_id(engine_t *e, engine_call_t *c, action_spec_t *a, const char *id, int *recorded) {
+  char *err = NULL;
+  int rc = act(e, c, a, id, 0, recorded, &err);
+  assert(rc != ACT_GUARD_FAILED);
+  free(err);
   return rc;
 }
 
@@ -426,7 +435,8 @@ int engine_untag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *
   return tag_change(e, c, tag, a, 0);
 }
 
-int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reason, action_spec_t *a) {
+int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reason, const expiry_t *expire,
+                      action_spec_t *a) {
   member_t *m = c->m;
   assert(n != 0);
   if (a->key) { /* a keyed grant or spend applies once: claim its key */
@@ -434,7 +444,7 @@ int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reas
       spec_release(a);
       return -1;
     }
-    char *id = action_id(e, c, a, 0);
+    char *id = eng_action_id(e, c, a, 0);
     int claimed = store_action_key_claim(e->store, id);
     free(id);
     if (claimed != 1) {
@@ -449,10 +459,18 @@ int engine_add_points(engine_t *e, engine_call_t *c, int64_t n, const char *reas
     spec_release(a);
     return range ? range : -1;
   }
+  const char *campaign = a->campaign ? a->campaign : c->campaign;
+  char *lots = NULL; /* a spend: the lots it took from, soonest expiry first */
+  if (n < 0 && eng_lots_take(e, c, -n, &lots, NULL) < 0) {
+    spec_release(a);
+    return -1;
+  }
   ledger_row_t row = {.member = m->id, .n = m->ledger_n + 1, .time = e->now, .delta = n,
-                      .balance = m->points + n, .reason = reason,
-                      .campaign = a->campaign ? a->campaign : c->campaign, .cause = c->event_key};
-  if (store_ledger_add(e->store, &row) < 0) {
+                      .balance = m->points + n, .reason = reason, .campaign = campaign,
+                      .cause = c->event_key, .type = n > 0 ? "grant" : "spend", .lots = lots};
+  int added = store_ledger_add(e->store, &row);
+  free(lots);
+  if (added < 0 || (n > 0 && eng_lot_grant(e, c, n, row.n, expire, campaign) < 0)) {
     spec_release(a);
     return eng_db_error(c);
   }

@@ -10,6 +10,9 @@
 /* The reserved timer type that brings a deferred send back at the end of quiet hours. */
 #define RELEASE_TIMER "hearth.deferred"
 
+/* The reserved timer type that brings a member's next points expiry or expiry notice. */
+#define POINTS_TIMER "hearth.points"
+
 /* engine.c: handler calls. */
 void eng_call_begin(engine_t *e, engine_call_t *c);
 /* Keep the call's changes (err NULL) or undo them alone and record the failure: 0 kept,
@@ -38,5 +41,21 @@ void eng_schedule_cron(engine_t *e, int64_t now);
 
 /* engine_changes.c: a release timer fired: judge its deferred send again. EV_*. */
 int eng_release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key);
+/* engine_changes.c: an action's stable id (count: a default id takes the next number),
+ * and recording an action under an id already made (engine_act otherwise). */
+char *eng_action_id(engine_t *e, engine_call_t *c, const action_spec_t *a, int count);
+int eng_act_with_id(engine_t *e, engine_call_t *c, action_spec_t *a, const char *id, int *recorded);
+
+/* engine_points.c: lots. A grant of n points (ledger entry ledger_n) of `campaign` becomes
+ * a lot expiring as `expire` says (NULL: the campaign's rule, else never); a spend takes
+ * `amount` from the lots, soonest expiry first, and gives the lots it took from as JSON
+ * text (*lots, malloc'd). 0, or -1 (the call is marked failed). */
+int eng_lot_grant(engine_t *e, engine_call_t *c, int64_t n, int64_t ledger_n, const expiry_t *expire,
+                  const char *campaign);
+int eng_lots_take(engine_t *e, engine_call_t *c, int64_t amount, char **lots, int64_t *latest_expiry);
+/* A POINTS_TIMER fired: expire what is due, send the notices due, arm the next. EV_*. */
+int eng_points_due(engine_t *e, member_t *m, const event_t *ev, const char *key);
+/* A redemption.refunded event: return the redemption's points and stock, once. EV_*. */
+int eng_refund(engine_t *e, member_t *m, const event_t *ev, const char *key);
 
 #endif

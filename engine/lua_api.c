@@ -126,7 +126,7 @@ static int l_channel(lua_State *L) {
   lua_pop(L, 1);
   lua_getfield(L, 2, "kinds"); /* which kinds of action it delivers */
   if (!lua_isnil(L, -1)) {
-    static const char *const kinds[] = {"send", "task", "webhook", "points", "tag", "untag"};
+    static const char *const kinds[] = {"send", "task", "webhook", "points", "tag", "untag", "redeem"};
     if (!lua_istable(L, -1))
       return luaL_error(L, "hearth.channel: '%s': option 'kinds' must be a list such as { \"send\", \"points\" }", name);
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
@@ -135,7 +135,7 @@ static int l_channel(lua_State *L) {
       for (size_t j = 0; k && j < sizeof kinds / sizeof kinds[0]; j++) ok |= !strcmp(k, kinds[j]);
       if (!ok)
         return luaL_error(L, "hearth.channel: '%s': option 'kinds[%d]' must be send, task, webhook, points, "
-                             "tag or untag", name, (int)i);
+                             "tag, untag or redeem", name, (int)i);
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -441,6 +441,7 @@ static void install_api(lua_State *L, void *ud) {
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   cron_api_install(L);
+  points_api_install(L);
   lua_setfield(L, -2, "hearth");
   member_api_install(L);
 }
@@ -487,6 +488,7 @@ void scripts_free(scripts_t *s) {
   for (int i = 0; i < s->nguards; i++) free(s->guard_campaigns[i]);
   free(s->guard_campaigns);
   free(s->guard_refs);
+  points_decls_free(s);
   free(s);
 }
 

@@ -47,6 +47,10 @@ struct scripts {
   char **guard_campaigns;  /* hearth.guard: campaign -> function (registry ref) */
   int *guard_refs;
   int nguards;
+  points_rule_t *rules;   /* hearth.points_rule, in declaration order */
+  int nrules;
+  item_decl_t *items;     /* hearth.item */
+  int nitems;
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
 };
@@ -59,6 +63,13 @@ scripts_t *scripts_of(lua_State *L);
 
 /* lua_cron.c */
 void cron_api_install(lua_State *L);
+
+/* lua_points.c: hearth.points_rule, hearth.item, the `expire` option */
+void points_api_install(lua_State *L);
+void points_decls_free(scripts_t *s);
+/* The expiry at idx: "never", "month_end", "year_end", "<N>mo", a duration string or
+ * seconds; false is "never". Raises on anything else. */
+expiry_t arg_expiry(lua_State *L, int idx);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

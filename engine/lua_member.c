@@ -1,6 +1,6 @@
 /* lua_member: the member handle `m` a handler receives. Fields (id, joined_at,
  * last_active_at, orders, spend, points, tz) and methods: get/set, tag/untag/has,
- * add_points, send/task/webhook (actions with stable ids), after/at/cancel (durable
+ * add_points, redeem, send/task/webhook (actions with stable ids), after/at/cancel (durable
  * timers), local_date/local_time (her own clock: engine_member_tz). A handle is valid only during the handler call it was made for. Every method
  * checks its arguments before it allocates anything in C, so a Lua error never leaks,
  * and then asks the engine (engine.h) for the change: nothing here writes state. */
@@ -257,6 +257,8 @@ static const char *const TASK_OPTIONS[] = {"key", "step", "campaign", "channel",
                                            "vars", "staff", NULL};
 static const char *const WEBHOOK_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "reason", NULL};
 static const char *const CHANGE_OPTIONS[] = {"key", "step", "campaign", "channel", "status", NULL};
+static const char *const POINTS_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "expire", NULL};
+static const char *const REDEEM_OPTIONS[] = {"key", "step", "campaign", "channel", "qty", NULL};
 
 /* m:send(template, opts) -> status, recorded. opts: vars, channel, category ("marketing",
  * the default, or "service"), staff (for channel quotas; default her "staff" attribute),
@@ -399,26 +401,69 @@ static int m_tags(lua_State *L) {
 /* ---- points ---- */
 
 /* m:add_points(n, reason [, opts]) -> new balance. Never below zero: raises instead.
- * With opts.key, a key already recorded changes nothing (the grant is idempotent). */
+ * With opts.key, a key already recorded changes nothing (the grant is idempotent).
+ * opts.expire (grants only): when this grant's lot expires, instead of the campaign's
+ * hearth.points_rule (see arg_expiry). */
 static int m_add_points(lua_State *L) {
   engine_call_t *d = check_member(L);
   lua_Integer n = luaL_checkinteger(L, 2);
   const char *reason = luaL_checkstring(L, 3);
   if (!*reason) luaL_argerror(L, 3, "a reason is required");
   if (n == 0) luaL_argerror(L, 2, "points must not be 0");
-  check_known(L, 4, "m:add_points", CHANGE_OPTIONS);
+  check_known(L, 4, "m:add_points", POINTS_OPTIONS);
   action_opts_t o;
   read_action_opts(L, 4, &o);
   refuse_status(L, &o, "m:add_points");
+  expiry_t x, *expire = NULL;
+  if (!lua_isnoneornil(L, 4)) {
+    lua_getfield(L, 4, "expire");
+    if (!lua_isnil(L, -1)) {
+      if (n < 0) luaL_error(L, "m:add_points: option 'expire' is for grants (a spend takes the soonest to expire)");
+      x = arg_expiry(L, lua_gettop(L));
+      expire = &x;
+    }
+    lua_pop(L, 1);
+  }
   member_t *m = d->m;
   action_spec_t a = spec_of("points", &o, NULL);
-  int rc = engine_add_points(scripts_of(L)->engine, d, n, reason, &a);
+  int rc = engine_add_points(scripts_of(L)->engine, d, n, reason, expire, &a);
   if (rc == POINTS_BELOW_ZERO)
     return luaL_error(L, "add_points: balance %I would go below zero (%I)", (lua_Integer)m->points, n);
   if (rc == POINTS_OVERFLOW) return luaL_error(L, "add_points: balance overflow");
   if (rc < 0) return raise_db_error(L);
   lua_pushinteger(L, m->points);
   return 1;
+}
+
+/* m:redeem(item [, opts]) -> status, recorded. opts: qty (default 1), key (the stable
+ * id: the same key again changes nothing and returns the earlier status), step,
+ * campaign, channel. `limited` when the item's window, stock, per-member limit or her
+ * balance does not allow it (the action's reason names the rule and its numbers). */
+static int m_redeem(lua_State *L) {
+  engine_call_t *d = check_member(L);
+  const char *name = check_name(L, 2, "item");
+  check_known(L, 3, "m:redeem", REDEEM_OPTIONS);
+  const item_decl_t *item = scripts_item(scripts_of(L), name);
+  if (!item) return luaL_error(L, "m:redeem: unknown item '%s' (declare it with hearth.item)", name);
+  lua_Integer qty = 1;
+  if (!lua_isnoneornil(L, 3)) {
+    lua_getfield(L, 3, "qty");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 1000000)
+        luaL_error(L, "m:redeem: option 'qty' must be an integer 1-1000000");
+      qty = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  action_opts_t o;
+  read_action_opts(L, 3, &o);
+  action_spec_t a = spec_of("redeem", &o, NULL);
+  int recorded;
+  int status = engine_redeem(scripts_of(L)->engine, d, item, qty, &a, &recorded);
+  if (status < 0) return raise_db_error(L);
+  lua_pushstring(L, action_status_names[status]);
+  lua_pushboolean(L, recorded);
+  return 2;
 }
 
 /* ---- timers ---- */
@@ -472,7 +517,7 @@ static int m_cancel(lua_State *L) {
 
 static const luaL_Reg methods[] = {
     {"get", m_get}, {"set", m_set}, {"tag", m_tag}, {"untag", m_untag}, {"has", m_has},
-    {"tags", m_tags}, {"add_points", m_add_points}, {"send", m_send}, {"task", m_task},
+    {"tags", m_tags}, {"add_points", m_add_points}, {"redeem", m_redeem}, {"send", m_send}, {"task", m_task},
     {"webhook", m_webhook}, {"after", m_after}, {"at", m_at}, {"cancel", m_cancel},
     {"local_date", m_local_date}, {"local_time", m_local_time}, {NULL, NULL}};
 

@@ -1,4 +1,4 @@
-/* member_json: a member's state, ledger, actions and failures as JSON (see member_json.h).
+/* member_json: a member's state, points lots, ledger, actions and failures as JSON (see member_json.h).
  * Reads through the store's typed member reads (store.h, the reports section). */
 #include "member_json.h"
 
@@ -63,10 +63,33 @@ static void add_fields(void *ud, const member_view_t *m) {
 
 static void add_ledger_entry(void *ud, const ledger_entry_t *e) {
   doc_t *d = ud;
-  json_array_append_new(d->obj, json_pack("{s:o, s:I, s:I, s:s, s:s, s:s}", "time", time_json(d->tz, e->time),
-                                          "delta", (json_int_t)e->delta, "balance", (json_int_t)e->balance,
-                                          "reason", e->reason, "campaign", or_empty(e->campaign),
-                                          "cause", or_empty(e->cause)));
+  const char *type = e->type ? e->type : e->delta > 0 ? "grant" : "spend"; /* before types were kept */
+  json_t *j = json_pack("{s:o, s:s, s:I, s:I, s:s, s:s, s:s}", "time", time_json(d->tz, e->time), "type", type,
+                        "delta", (json_int_t)e->delta, "balance", (json_int_t)e->balance, "reason", e->reason,
+                        "campaign", or_empty(e->campaign), "cause", or_empty(e->cause));
+  json_t *lots = e->lots ? json_loads(e->lots, 0, NULL) : NULL;
+  if (lots) json_object_set_new(j, "lots", lots);
+  json_array_append_new(d->obj, j);
+}
+
+/* The member's lots with points left, soonest expiry first (expires null: never). */
+static int add_lots(store_t *s, const tz_t *tz, const char *id, json_t *j) {
+  lot_row_t *lots;
+  int n = store_lots_live(s, id, &lots);
+  if (n < 0) return -1;
+  json_t *arr = json_array();
+  for (int i = 0; i < n; i++) {
+    json_t *l = json_pack("{s:I, s:o, s:o, s:I, s:I, s:s}", "n", (json_int_t)lots[i].n, "granted",
+                          time_json(tz, lots[i].granted), "expires",
+                          lots[i].expires == STORE_NEVER ? json_null() : time_json(tz, lots[i].expires), "amount",
+                          (json_int_t)lots[i].amount, "left", (json_int_t)lots[i].remaining, "campaign",
+                          or_empty(lots[i].campaign));
+    if (lots[i].notice_at != STORE_NO_TIME) json_object_set_new(l, "notice_at", time_json(tz, lots[i].notice_at));
+    json_array_append_new(arr, l);
+  }
+  store_lots_free(lots, n);
+  json_object_set_new(j, "lots", arr);
+  return 0;
 }
 
 static void add_action(void *ud, const action_view_t *r) {
@@ -101,6 +124,10 @@ int member_json_read(store_t *s, const tz_t *tz, const char *id, int limit, json
   if (found <= 0) {
     json_decref(j);
     return found;
+  }
+  if (add_lots(s, tz, id, j) < 0) {
+    json_decref(j);
+    return -1;
   }
   doc_t ledger = rows_of(j, "ledger", tz), actions = rows_of(j, "actions", tz), failed = rows_of(j, "failed", tz);
   if (store_member_ledger(s, id, limit, add_ledger_entry, &ledger) < 0 ||

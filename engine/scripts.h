@@ -62,4 +62,35 @@ int scripts_cron_resume(scripts_t *s, int i, struct engine_call *call, char **er
 /* Drop the suspended run of entry i, if any. */
 void scripts_cron_drop(scripts_t *s, int i);
 
+/* ---- points expiry rules and redemption items (hearth.points_rule, hearth.item) ---- */
+
+/* When a grant expires: never, a duration after the grant, N calendar months after it
+ * (same local wall time, the day clamped to the month's end), or at the start of the next
+ * local month or year (the lot lasts through the month's or year's last day). */
+enum { EXPIRE_NEVER, EXPIRE_AFTER, EXPIRE_MONTHS, EXPIRE_MONTH_END, EXPIRE_YEAR_END };
+typedef struct {
+  int kind;
+  int64_t n;      /* EXPIRE_AFTER: seconds; EXPIRE_MONTHS: months */
+} expiry_t;
+
+typedef struct {
+  char *campaign;          /* NULL: the global rule (grants of campaigns without their own) */
+  expiry_t expire;
+  int64_t notice_before;   /* seconds before expiry the notice is due */
+  char *notice_send;       /* the notice's template, or NULL for none */
+} points_rule_t;
+/* The rule for grants of `campaign`: its own, else the global one, else NULL. */
+const points_rule_t *scripts_points_rule(scripts_t *s, const char *campaign);
+
+/* An item of the points mall. */
+typedef struct {
+  char *name, *campaign;
+  int64_t cost;            /* points per unit, > 0 */
+  int64_t stock;           /* units in all, shared across members; -1: unlimited */
+  int64_t per_member;      /* units one member may hold; -1: unlimited */
+  int64_t from, to;        /* redeemable in [from, to); INT64_MIN / INT64_MAX when open */
+} item_decl_t;
+/* The item declared under `name`, or NULL. */
+const item_decl_t *scripts_item(scripts_t *s, const char *name);
+
 #endif

@@ -10,7 +10,10 @@
  *   timers        durable timers clustered on (due, id)
  *   failed_events events whose handler failed, with the traceback
  *   cron_state    the last slot each cron entry ran for
- *   funnel        counters scripts keep per campaign, step and variant (hearth.count) */
+ *   funnel        counters scripts keep per campaign, step and variant (hearth.count)
+ *   point_lots    each grant's remainder and expiry (5)
+ *   item_stock    units of each declared item redeemed, net of refunds (5)
+ *   redemptions   every m:redeem by its action id: result, cost, refund (5) */
 #include "store.h"
 
 #include <assert.h>
@@ -63,6 +66,22 @@ static const char *const migrations[] = {
      * recorded again changes nothing without an outbox row */
     "CREATE TABLE action_keys(id TEXT PRIMARY KEY) WITHOUT ROWID;"
     "INSERT INTO action_keys(id) SELECT id FROM outbox WHERE kind IN ('points', 'tag', 'untag');",
+    /* 5: points lots (each grant's remainder and expiry; a member's balance before lots is
+     * one lot that never expires), the ledger entry's type and the lots it touched, item
+     * stock shared across members, and redemptions by their action id */
+    "CREATE TABLE point_lots(member TEXT NOT NULL, n INTEGER NOT NULL, granted INTEGER NOT NULL,"
+    "  expires INTEGER NOT NULL, notice_at INTEGER, notice TEXT, amount INTEGER NOT NULL,"
+    "  remaining INTEGER NOT NULL CHECK (remaining >= 0), campaign TEXT,"
+    "  PRIMARY KEY (member, n)) WITHOUT ROWID;"
+    "INSERT INTO point_lots(member, n, granted, expires, amount, remaining)"
+    "  SELECT id, 0, created_at, 9223372036854775807, points, points FROM members WHERE points > 0;"
+    "ALTER TABLE ledger ADD COLUMN type TEXT;"
+    "ALTER TABLE ledger ADD COLUMN lots TEXT;"
+    "CREATE TABLE item_stock(item TEXT PRIMARY KEY, used INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE redemptions(id TEXT PRIMARY KEY, member TEXT NOT NULL, item TEXT NOT NULL,"
+    "  campaign TEXT NOT NULL, time INTEGER NOT NULL, qty INTEGER NOT NULL, cost INTEGER NOT NULL,"
+    "  status TEXT NOT NULL, reason TEXT, expires INTEGER, refunded INTEGER) WITHOUT ROWID;"
+    "CREATE INDEX redemptions_member ON redemptions(member, item);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -456,7 +475,7 @@ int store_member_ids(store_t *s, const char *tag, const char *after, int limit, 
 
 int store_ledger_add(store_t *s, const ledger_row_t *r) {
   static query_t q = QUERY("INSERT INTO ledger(member, n, time, delta, balance, reason, campaign,"
-                           " cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+                           " cause, type, lots) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, r->member);
@@ -467,6 +486,8 @@ int store_ledger_add(store_t *s, const ledger_row_t *r) {
   bind_text(st, 6, r->reason);
   bind_text(st, 7, r->campaign);
   bind_text(st, 8, r->cause);
+  bind_text(st, 9, r->type);
+  bind_text(st, 10, r->lots);
   return run(s, st);
 }
 
@@ -727,7 +748,7 @@ int store_member_view(store_t *s, const char *id, void (*each)(void *ud, const m
 
 int store_member_ledger(store_t *s, const char *member, int limit,
                         void (*each)(void *ud, const ledger_entry_t *e), void *ud) {
-  static query_t q = QUERY("SELECT time, delta, balance, reason, campaign, cause FROM ledger"
+  static query_t q = QUERY("SELECT time, delta, balance, reason, campaign, cause, type, lots FROM ledger"
                            " WHERE member = ?1 ORDER BY n DESC LIMIT ?2");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
@@ -742,6 +763,8 @@ int store_member_ledger(store_t *s, const char *member, int limit,
         .reason = report_col(st, 3),
         .campaign = report_col_or_null(st, 4),
         .cause = report_col_or_null(st, 5),
+        .type = report_col_or_null(st, 6),
+        .lots = report_col_or_null(st, 7),
     };
     each(ud, &e);
     n++;
@@ -1140,4 +1163,163 @@ int store_dead_letters(store_t *s, int limit, int (*each)(void *ud, const dead_l
 int store_data_version(store_t *s, int64_t *out) {
   static query_t q = QUERY("PRAGMA data_version");
   return one_int(s, query(s, &q), 0, out);
+}
+
+/* ==== points lots, expiry and redemptions ====
+ * A lot is what is left of one grant (keyed by the grant's ledger n) and when it expires
+ * (STORE_NEVER: never); notice_at is when its expiry notice is due (NULL: none, or sent).
+ * Item stock counts units redeemed net of refunds; a redemption row is the result of one
+ * m:redeem, found again by its action id. */
+
+int store_lot_add(store_t *s, const lot_row_t *r) {
+  static query_t q = QUERY("INSERT INTO point_lots(member, n, granted, expires, notice_at, notice, amount,"
+                           " remaining, campaign) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->member);
+  bind_int(st, 2, r->n);
+  bind_int(st, 3, r->granted);
+  bind_int(st, 4, r->expires);
+  bind_time(st, 5, r->notice_at);
+  bind_text(st, 6, r->notice);
+  bind_int(st, 7, r->amount);
+  bind_int(st, 8, r->remaining);
+  bind_text(st, 9, r->campaign);
+  return run(s, st);
+}
+
+void store_lots_free(lot_row_t *rows, int n) {
+  for (int i = 0; i < n; i++) free(rows[i].notice), free(rows[i].campaign);
+  free(rows);
+}
+
+int store_lots_live(store_t *s, const char *member, lot_row_t **out) {
+  static query_t q = QUERY("SELECT n, granted, expires, notice_at, notice, amount, remaining, campaign"
+                           " FROM point_lots WHERE member = ?1 AND remaining > 0 ORDER BY expires, n");
+  *out = NULL;
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  lot_row_t *v = NULL;
+  int n = 0, cap = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (n == cap) v = xrealloc(v, (size_t)(cap = cap ? cap * 2 : 8) * sizeof *v);
+    v[n++] = (lot_row_t){.member = member, .n = sqlite3_column_int64(st, 0),
+                         .granted = sqlite3_column_int64(st, 1), .expires = sqlite3_column_int64(st, 2),
+                         .notice_at = column_time(st, 3), .notice = column_text(st, 4),
+                         .amount = sqlite3_column_int64(st, 5), .remaining = sqlite3_column_int64(st, 6),
+                         .campaign = column_text(st, 7)};
+  }
+  if (rc != SQLITE_DONE) {
+    store_lots_free(v, n);
+    return failed(s, st);
+  }
+  sqlite3_reset(st);
+  *out = v;
+  return n;
+}
+
+int store_lots_next_due(store_t *s, const char *member, int64_t *due) {
+  static query_t q = QUERY("SELECT MIN(MIN(expires), COALESCE(MIN(notice_at), 9223372036854775807))"
+                           " FROM point_lots WHERE member = ?1 AND remaining > 0");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  return one_int(s, st, STORE_NEVER, due);
+}
+
+int store_lot_update(store_t *s, const char *member, int64_t n, int64_t remaining, int64_t notice_at) {
+  static query_t q = QUERY("UPDATE point_lots SET remaining = ?3, notice_at = ?4 WHERE member = ?1 AND n = ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_int(st, 2, n);
+  bind_int(st, 3, remaining);
+  bind_time(st, 4, notice_at);
+  return run(s, st);
+}
+
+int store_item_used(store_t *s, const char *item, int64_t *used) {
+  static query_t q = QUERY("SELECT MAX(used) FROM item_stock WHERE item = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, item);
+  return one_int(s, st, 0, used);
+}
+
+int store_item_add_used(store_t *s, const char *item, int64_t delta) {
+  static query_t q = QUERY("INSERT INTO item_stock(item, used) VALUES (?1, ?2)"
+                           " ON CONFLICT(item) DO UPDATE SET used = used + excluded.used");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, item);
+  bind_int(st, 2, delta);
+  return run(s, st);
+}
+
+int store_redeemed_qty(store_t *s, const char *member, const char *item, int64_t *qty) {
+  static query_t q = QUERY("SELECT COALESCE(SUM(qty), 0) FROM redemptions WHERE member = ?1 AND item = ?2"
+                           " AND status = 'queued' AND refunded IS NULL");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_text(st, 2, item);
+  return one_int(s, st, 0, qty);
+}
+
+int store_redemption_add(store_t *s, const redemption_row_t *r) {
+  static query_t q = QUERY("INSERT INTO redemptions(id, member, item, campaign, time, qty, cost, status,"
+                           " reason, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->id);
+  bind_text(st, 2, r->member);
+  bind_text(st, 3, r->item);
+  bind_text(st, 4, r->campaign);
+  bind_int(st, 5, r->time);
+  bind_int(st, 6, r->qty);
+  bind_int(st, 7, r->cost);
+  bind_text(st, 8, r->status);
+  bind_text(st, 9, r->reason);
+  bind_int(st, 10, r->expires);
+  return run(s, st);
+}
+
+void store_redemption_free(redemption_row_t *r) {
+  free(r->id), free(r->member), free(r->item), free(r->campaign), free(r->status), free(r->reason);
+  memset(r, 0, sizeof *r);
+}
+
+int store_redemption_get(store_t *s, const char *id, redemption_row_t *r) {
+  static query_t q = QUERY("SELECT member, item, campaign, time, qty, cost, status, reason, expires, refunded"
+                           " FROM redemptions WHERE id = ?1");
+  memset(r, 0, sizeof *r);
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  int found = step_row(s, st);
+  if (found <= 0) return found;
+  r->id = xstrdup(id);
+  r->member = column_text(st, 0);
+  r->item = column_text(st, 1);
+  r->campaign = column_text(st, 2);
+  r->time = sqlite3_column_int64(st, 3);
+  r->qty = sqlite3_column_int64(st, 4);
+  r->cost = sqlite3_column_int64(st, 5);
+  r->status = column_text(st, 6);
+  r->reason = column_text(st, 7);
+  r->expires = sqlite3_column_int64(st, 8);
+  r->refunded = column_time(st, 9);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_redemption_refund(store_t *s, const char *id, int64_t at) {
+  static query_t q = QUERY("UPDATE redemptions SET refunded = ?2 WHERE id = ?1 AND refunded IS NULL");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  bind_int(st, 2, at);
+  if (run(s, st) < 0) return -1;
+  return sqlite3_changes(s->db);
 }

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct store {
   sqlite3 *db;
@@ -86,6 +86,8 @@ typedef struct {
   const char *member;
   int64_t n, time, delta, balance;
   const char *reason, *campaign, *cause;
+  const char *type;   /* NULL (a grant or spend) or expire, redeem, refund */
+  const char *lots;   /* JSON [[lot n, points], ...] the entry took from, or NULL */
 } ledger_row_t;
 int store_ledger_add(store_t *s, const ledger_row_t *row);
 
@@ -157,6 +159,7 @@ typedef struct {
 typedef struct {
   int64_t time, delta, balance;
   const char *reason, *campaign, *cause;
+  const char *type, *lots; /* may be NULL (see ledger_row_t) */
 } ledger_entry_t;
 
 /* One action of a member: its JSON body, its status (queued, skipped, ...) and its delivery
@@ -279,5 +282,51 @@ int store_dead_letters(store_t *s, int limit, int (*each)(void *ud, const dead_l
 /* SQLite's data_version of this connection: it changes when another connection (hearth
  * import, hearth dead-letters) commits. 0, or -1 (logged). */
 int store_data_version(store_t *s, int64_t *out);
+
+/* ==== points lots, expiry and redemptions ==== */
+
+/* Expiry of a lot that never expires (sorts after every real time). */
+#define STORE_NEVER INT64_MAX
+
+/* One lot: what is left of the grant with ledger entry n. */
+typedef struct {
+  const char *member;
+  int64_t n, granted, expires;   /* expires: STORE_NEVER when it never does */
+  int64_t notice_at;             /* STORE_NO_TIME: no notice (or sent) */
+  char *notice;                  /* the notice's template, or NULL */
+  int64_t amount, remaining;
+  char *campaign;
+} lot_row_t;
+/* Add a lot (notice and campaign are only read). */
+int store_lot_add(store_t *s, const lot_row_t *r);
+/* The member's lots with points left, soonest expiry first (ties: oldest grant first),
+ * malloc'd into *out (free with store_lots_free). Returns the count, -1 (logged). */
+int store_lots_live(store_t *s, const char *member, lot_row_t **out);
+void store_lots_free(lot_row_t *rows, int n);
+/* The earliest expiry or pending notice among her lots with points left (STORE_NEVER:
+ * none). 0, -1 (logged). */
+int store_lots_next_due(store_t *s, const char *member, int64_t *due);
+int store_lot_update(store_t *s, const char *member, int64_t n, int64_t remaining, int64_t notice_at);
+
+/* Units of `item` redeemed, net of refunds (0 when none). 0, -1 (logged). */
+int store_item_used(store_t *s, const char *item, int64_t *used);
+int store_item_add_used(store_t *s, const char *item, int64_t delta);
+/* Units of `item` the member holds: queued redemptions not refunded. */
+int store_redeemed_qty(store_t *s, const char *member, const char *item, int64_t *qty);
+
+/* One m:redeem, by its action id. */
+typedef struct {
+  char *id, *member, *item, *campaign, *status;
+  char *reason;        /* JSON, or NULL when queued */
+  int64_t time, qty, cost;
+  int64_t expires;     /* the expiry the refund lot gets (STORE_NEVER: none) */
+  int64_t refunded;    /* when it was refunded, STORE_NO_TIME if not */
+} redemption_row_t;
+int store_redemption_add(store_t *s, const redemption_row_t *r);
+/* 1 found (strings malloc'd: store_redemption_free), 0 absent, -1 (logged). */
+int store_redemption_get(store_t *s, const char *id, redemption_row_t *r);
+void store_redemption_free(redemption_row_t *r);
+/* Mark it refunded at `at`: 1 now, 0 refunded before, -1 (logged). */
+int store_redemption_refund(store_t *s, const char *id, int64_t at);
 
 #endif

@@ -4,7 +4,13 @@
 -- breaks the streak, unless the member spends a make-up card (补签卡) on yesterday with a
 -- "checkin.makeup" event (cards are also granted by "checkin.card" events, data.n cards).
 -- The milestone message goes through caps (scripts/00_caps.lua). See docs/modules/streak.md.
+-- Check-in points last 12 months (to the same local time in the member's own zone); the
+-- "points_expiring" message goes out 7 days before (a marketing send: caps and quiet hours
+-- apply). Spending takes the points that expire soonest first. See docs/GUIDE.md, points.
 local streak = require "streak"
+
+hearth.points_rule { campaign = "checkin", expire = "12mo",
+  notice = { before = "7d", send = "points_expiring" } }
 
 streak.define {
   name = "checkin", event = "checkin", points = 5, first_bonus = 20,

@@ -545,6 +545,70 @@ TEST(report_reads_return_typed_rows) {
 }
 
 /* The member document of member_json_read over the same rows. */
+/* Points lots come back soonest expiry first (never last), the next due moment is the
+ * earliest expiry or pending notice of a lot with points left, and a redemption is
+ * refunded once. */
+TEST(points_lots_order_next_due_and_refund_once) {
+  store_t *s = mem_store();
+  if (!s) return;
+  CHECK_INT(store_begin(s), 0);
+  lot_row_t a = {.member = "m-1", .n = 1, .granted = 10, .expires = STORE_NEVER, .notice_at = STORE_NO_TIME,
+                 .amount = 5, .remaining = 5};
+  lot_row_t b = {.member = "m-1", .n = 2, .granted = 20, .expires = 900, .notice_at = 800, .notice = "soon",
+                 .amount = 7, .remaining = 7, .campaign = "c"};
+  lot_row_t c = {.member = "m-1", .n = 3, .granted = 30, .expires = 500, .notice_at = STORE_NO_TIME,
+                 .amount = 9, .remaining = 9};
+  CHECK_INT(store_lot_add(s, &a), 0);
+  CHECK_INT(store_lot_add(s, &b), 0);
+  CHECK_INT(store_lot_add(s, &c), 0);
+  lot_row_t *lots;
+  int n = store_lots_live(s, "m-1", &lots);
+  CHECK_INT(n, 3);
+  if (n == 3) {
+    CHECK_INT(lots[0].n * 100 + lots[1].n * 10 + lots[2].n, 321);
+    CHECK_STR(lots[1].notice, "soon");
+    CHECK_INT(lots[1].notice_at, 800);
+    CHECK(lots[2].notice == NULL && lots[2].notice_at == STORE_NO_TIME);
+  }
+  store_lots_free(lots, n);
+  int64_t due = 0;
+  CHECK_INT(store_lots_next_due(s, "m-1", &due), 0);
+  CHECK_INT(due, 500);
+  CHECK_INT(store_lot_update(s, "m-1", 3, 0, STORE_NO_TIME), 0); /* spent: no longer live */
+  CHECK_INT(store_lots_next_due(s, "m-1", &due), 0);
+  CHECK_INT(due, 800);
+  CHECK_INT(store_lots_next_due(s, "nobody", &due), 0);
+  CHECK(due == STORE_NEVER);
+  int64_t used = -1;
+  CHECK_INT(store_item_used(s, "cup", &used), 0);
+  CHECK_INT(used, 0);
+  CHECK_INT(store_item_add_used(s, "cup", 2), 0);
+  CHECK_INT(store_item_add_used(s, "cup", -1), 0);
+  CHECK_INT(store_item_used(s, "cup", &used), 0);
+  CHECK_INT(used, 1);
+  redemption_row_t r = {.id = "c/m-1/o-1", .member = "m-1", .item = "cup", .campaign = "c", .status = "queued",
+                        .time = 40, .qty = 1, .cost = 7, .expires = 900};
+  CHECK_INT(store_redemption_add(s, &r), 0);
+  int64_t held = -1;
+  CHECK_INT(store_redeemed_qty(s, "m-1", "cup", &held), 0);
+  CHECK_INT(held, 1);
+  redemption_row_t got;
+  CHECK_INT(store_redemption_get(s, "c/m-1/o-1", &got), 1);
+  CHECK(got.refunded == STORE_NO_TIME && got.cost == 7 && got.expires == 900);
+  CHECK_STR(got.status, "queued");
+  store_redemption_free(&got);
+  CHECK_INT(store_redemption_refund(s, "c/m-1/o-1", 50), 1);
+  CHECK_INT(store_redemption_refund(s, "c/m-1/o-1", 60), 0);
+  CHECK_INT(store_redeemed_qty(s, "m-1", "cup", &held), 0);
+  CHECK_INT(held, 0);
+  CHECK_INT(store_redemption_get(s, "c/m-1/o-1", &got), 1);
+  CHECK_INT(got.refunded, 50);
+  store_redemption_free(&got);
+  CHECK_INT(store_redemption_get(s, "c/m-1/o-2", &got), 0);
+  CHECK_INT(store_commit(s), 0);
+  store_close(s);
+}
+
 TEST(report_member_json_found_absent) {
   store_t *s = report_store();
   if (!s) return;
@@ -562,7 +626,7 @@ TEST(report_member_json_found_absent) {
     CHECK_STR(d, "{\"id\":\"m-1\",\"created_at\":\"1970-01-01T00:01:40+00:00\",\"joined_at\":null,"
                  "\"last_active_at\":\"1970-01-01T00:05:00+00:00\",\"orders\":2,\"spend\":12.5,\"points\":7,"
                  "\"attrs\":{\"city\":\"Hangzhou\"},\"tags\":[\"a\",\"vip\"],"
-                 "\"ledger\":[{\"time\":\"1970-01-01T00:02:00+00:00\",\"delta\":-3,\"balance\":7,\"reason\":\"spend\","
+                 "\"lots\":[],\"ledger\":[{\"time\":\"1970-01-01T00:02:00+00:00\",\"type\":\"spend\",\"delta\":-3,\"balance\":7,\"reason\":\"spend\","
                  "\"campaign\":\"\",\"cause\":\"\"}],"
                  "\"actions\":[{\"id\":\"a-2\",\"status\":\"queued\"}],"
                  "\"failed\":[{\"at\":\"1970-01-01T00:02:40+00:00\",\"event\":{\"type\":\"y\"},\"campaign\":\"\","
@@ -999,6 +1063,7 @@ int main(void) {
   RUN(timers_ordered_and_deleted_up_to);
   RUN(store_open_copy_snapshot_not_written);
   RUN(report_reads_return_typed_rows);
+  RUN(points_lots_order_next_due_and_refund_once);
   RUN(report_member_json_found_absent);
   RUN(report_reads_fail_on_a_missing_table);
   RUN(report_metrics_leave_out_unreadable_gauges);
