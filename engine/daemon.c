@@ -126,6 +126,7 @@ static void on_watch(uv_timer_t *t) {
   if (d->stopping || store_data_version(d->e->store, &v) < 0) return; /* a failed read is logged */
   if (v == d->data_version) return;
   d->data_version = v;
+  if (!d->e->in_batch) engine_broadcasts_reload(d->e); /* `hearth broadcast start` */
   arm_due_timer(d);
   delivery_kick(d->delivery);
 }

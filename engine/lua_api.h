@@ -47,6 +47,8 @@ struct scripts {
   char **guard_campaigns;  /* hearth.guard: campaign -> function (registry ref) */
   int *guard_refs;
   int nguards;
+  broadcast_decl_t *broadcasts; /* hearth.broadcast, in declaration order (lua_broadcast.c) */
+  int nbroadcasts, capbroadcasts;
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
 };
@@ -59,6 +61,10 @@ scripts_t *scripts_of(lua_State *L);
 
 /* lua_cron.c */
 void cron_api_install(lua_State *L);
+
+/* lua_broadcast.c: hearth.broadcast (into the hearth table on top of the stack) */
+void broadcast_api_install(lua_State *L);
+void broadcast_api_free(scripts_t *s);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

@@ -10,7 +10,8 @@
  *   timers        durable timers clustered on (due, id)
  *   failed_events events whose handler failed, with the traceback
  *   cron_state    the last slot each cron entry ran for
- *   funnel        counters scripts keep per campaign, step and variant (hearth.count) */
+ *   funnel        counters scripts keep per campaign, step and variant (hearth.count)
+ * Version 5 adds broadcasts: each dated one-off send's time, state and sweep cursor. */
 #include "store.h"
 
 #include <assert.h>
@@ -63,6 +64,12 @@ static const char *const migrations[] = {
      * recorded again changes nothing without an outbox row */
     "CREATE TABLE action_keys(id TEXT PRIMARY KEY) WITHOUT ROWID;"
     "INSERT INTO action_keys(id) SELECT id FROM outbox WHERE kind IN ('points', 'tag', 'untag');",
+    /* 5: dated one-off audience sends (hearth.broadcast): when each runs, how far its
+     * sweep has gone (the last member id done, committed with that chunk's actions) and
+     * whether it is done, so a restart resumes it and never runs it twice */
+    "CREATE TABLE broadcasts(name TEXT PRIMARY KEY, at INTEGER NOT NULL, state TEXT NOT NULL,"
+    "  cursor TEXT NOT NULL DEFAULT '', seen INTEGER NOT NULL DEFAULT 0,"
+    "  matched INTEGER NOT NULL DEFAULT 0, started_at INTEGER, finished_at INTEGER) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -1140,4 +1147,82 @@ int store_dead_letters(store_t *s, int limit, int (*each)(void *ud, const dead_l
 int store_data_version(store_t *s, int64_t *out) {
   static query_t q = QUERY("PRAGMA data_version");
   return one_int(s, query(s, &q), 0, out);
+}
+
+/* ==== broadcasts: dated one-off audience sends (hearth.broadcast) ==== */
+
+static void broadcast_from_row(sqlite3_stmt *st, broadcast_row_t *row) {
+  row->name = column_text(st, 0);
+  row->at = sqlite3_column_int64(st, 1);
+  row->state = column_text(st, 2);
+  row->cursor = column_text(st, 3);
+  row->seen = sqlite3_column_int64(st, 4);
+  row->matched = sqlite3_column_int64(st, 5);
+  row->started_at = column_time(st, 6);
+  row->finished_at = column_time(st, 7);
+}
+
+#define BROADCAST_COLUMNS "name, at, state, cursor, seen, matched, started_at, finished_at"
+
+int store_broadcast_get(store_t *s, const char *name, broadcast_row_t *row) {
+  static query_t q = QUERY("SELECT " BROADCAST_COLUMNS " FROM broadcasts WHERE name = ?1");
+  memset(row, 0, sizeof *row);
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, name);
+  int found = step_row(s, st);
+  if (found != 1) return found;
+  broadcast_from_row(st, row);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_broadcast_put(store_t *s, const broadcast_row_t *row) {
+  static query_t q = QUERY("INSERT INTO broadcasts(" BROADCAST_COLUMNS ")"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO UPDATE SET"
+                           " at = excluded.at, state = excluded.state, cursor = excluded.cursor,"
+                           " seen = excluded.seen, matched = excluded.matched,"
+                           " started_at = excluded.started_at, finished_at = excluded.finished_at");
+  assert(row->name && row->state);
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, row->name);
+  bind_int(st, 2, row->at);
+  bind_text(st, 3, row->state);
+  bind_text(st, 4, row->cursor ? row->cursor : "");
+  bind_int(st, 5, row->seen);
+  bind_int(st, 6, row->matched);
+  bind_time(st, 7, row->started_at);
+  bind_time(st, 8, row->finished_at);
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+int store_broadcast_list(store_t *s, int (*each)(void *ud, const broadcast_row_t *row), void *ud) {
+  static query_t q = QUERY("SELECT " BROADCAST_COLUMNS " FROM broadcasts ORDER BY at, name");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    broadcast_row_t row;
+    broadcast_from_row(st, &row);
+    int stop = each(ud, &row) < 0;
+    store_broadcast_row_free(&row);
+    n++;
+    if (stop) {
+      sqlite3_reset(st);
+      return -1;
+    }
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+void store_broadcast_row_free(broadcast_row_t *row) {
+  free(row->name);
+  free(row->state);
+  free(row->cursor);
+  row->name = row->state = row->cursor = NULL;
 }
