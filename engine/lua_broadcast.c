@@ -66,7 +66,16 @@ static int l_broadcast(lua_State *L) {
   if (scripts_broadcast_find(s, name) >= 0)
     return luaL_error(L, "hearth.broadcast: broadcast '%s' is declared twice", name);
   lua_getfield(L, 1, "at"); /* 3 */
-  int64_t at = lua_isnil(L, 3) ? BROADCAST_NO_TIME : arg_time(L, 3);
+  int64_t at = BROADCAST_NO_TIME;
+  if (lua_isinteger(L, 3)) {
+    at = lua_tointeger(L, 3);
+  } else if (!lua_isnil(L, 3)) {
+    char err[200];
+    const char *text = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : NULL;
+    if (!text || rfc3339_parse(text, &at, err, sizeof err) < 0)
+      return luaL_error(L, "hearth.broadcast: at must be an RFC 3339 time such as 2026-11-11T10:00:00+08:00 "
+                           "or epoch seconds");
+  }
   lua_getfield(L, 1, "chunk"); /* 4 */
   lua_Integer chunk = luaL_optinteger(L, 4, BROADCAST_CHUNK);
   if (chunk < 1 || chunk > 100000) return luaL_error(L, "hearth.broadcast: chunk must be 1-100000");
