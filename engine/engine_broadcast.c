@@ -19,8 +19,10 @@
 #include "log.h"
 
 /* On the real clock, a broadcast whose time passed more than this long ago when it comes
- * to run (the daemon was down, or the script was deployed late) is not sent: `expired`.
- * History import uses its --stale-after instead. */
+ * to run (the daemon was down, or the script was deployed late) is not swept: `expired`.
+ * On a history import it runs at its time like the rest of the history, and its sends,
+ * judged then, are `expired` when that is before --stale-after (engine_changes.c), so an
+ * import records what a dry-run of the same file does. */
 #define BROADCAST_STALE_REAL (24 * 3600)
 
 static const char *const ST_SCHEDULED = "scheduled", *const ST_RUNNING = "running", *const ST_DONE = "done",
@@ -181,10 +183,8 @@ static void set_state(broadcast_row_t *row, const char *state) {
   row->state = xstrdup(state);
 }
 
-/* Too late to be the campaign it was: on a history import, before --stale-after; on the
- * real clock, a day after its time. */
+/* Too late to be the campaign it was: on the real clock, a day after its time. */
 static int is_stale(engine_t *e, int64_t at) {
-  if (e->expire_before != INT64_MIN) return at < e->expire_before;
   return !e->clock.is_virtual && at < e->now - BROADCAST_STALE_REAL;
 }
 

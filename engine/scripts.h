@@ -1,8 +1,8 @@
 /* scripts: what the engine needs of a loaded script set, and nothing of Lua. A script set
  * is the campaigns' declarations (handlers by event type, cron entries, broadcasts,
- * channels) and the sandboxed state that runs them; script_api.c and its neighbours implement it. The
- * engine decides when a handler or a cron run happens and what its transaction is; the
- * script set only runs the Lua and reports how it ended. */
+ * channels) and the sandboxed state that runs them; script_api.c and its neighbours
+ * implement it. The engine decides when a handler, a cron run or a broadcast happens and
+ * what its transaction is; the script set only runs the Lua and reports how it ended. */
 #ifndef HEARTH_SCRIPTS_H
 #define HEARTH_SCRIPTS_H
 

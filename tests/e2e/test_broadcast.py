@@ -42,22 +42,39 @@ hearth.broadcast {
 
 hearth.broadcast {
   name = "city",
-  at = "2020-01-01T10:00:00+08:00",
+  at = CITY_AT,
   audience = { attrs = { n = 4 } },
   fn = function(m) m:send("old_news", { category = "service" }) end,
+}
+'''
+
+# Added after an import, so that the daemon is the first to meet it.
+LATE = r'''
+hearth.broadcast {
+  name = "late",
+  at = LATE_AT,
+  fn = function(m) m:send("late_news", { category = "service" }) end,
 }
 '''
 
 GUARD = harness.HANG_GUARD
 
 
-def workspace(spin=200):
-    return Workspace({"promo.lua": SCRIPT.replace("SPIN", str(spin))})
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def join_events(n):
-    return [{"id": "j-%05d" % i, "type": "member.joined", "member": "m-%05d" % i,
-             "data": {"n": i, "vip": i % 2 == 0}} for i in range(n)]
+def workspace(spin=200, city_at="2099-01-01T10:00:00+08:00"):
+    return Workspace({"promo.lua": SCRIPT.replace("SPIN", str(spin)).replace("CITY_AT", '"%s"' % city_at)})
+
+
+def join_events(n, at=None):
+    evs = [{"id": "j-%05d" % i, "type": "member.joined", "member": "m-%05d" % i,
+            "data": {"n": i, "vip": i % 2 == 0}} for i in range(n)]
+    for ev in evs:
+        if at is not None:
+            ev["time"] = rfc3339(at)
+    return evs
 
 
 def audience(n):
@@ -134,19 +151,36 @@ def test_count_counts_the_audience_and_sends_nothing():
         contains(err, "no broadcast 'nope'", "its message")
 
 
-def test_a_broadcast_dated_too_long_ago_expires_at_import():
-    with workspace() as w:
-        r = w.import_events(join_events(10))
+def test_a_stale_broadcast_in_an_import_is_recorded_expired_like_the_rest_of_history():
+    now = int(time.time())
+    with workspace(city_at=rfc3339(now - 5 * 86400)) as w:
+        r = w.import_events(join_events(10, at=now - 10 * 86400))
         eq(r.rc, 0, "import (stderr: %s)" % r.err)
-        eq(broadcast_row(w, "city")[0], "expired", "2020's broadcast at a 2026 import")
-        eq(db_rows(w, "SELECT count(*) FROM outbox WHERE body LIKE '%old_news%'"), [(0,)], "nothing sent")
+        eq(broadcast_row(w, "city")[:3], ("done", 10, 1), "it ran at its time, in the history")
+        eq(db_rows(w, "SELECT member, status FROM outbox WHERE body LIKE '%old_news%'"),
+           [("m-00004", "expired")], "its send is expired, as every send that old")
         rc, out, err = broadcast_cmd(w, "list")
         eq(rc, 0, "list (stderr: %s)" % err)
         lines = out.splitlines()
         eq(len(lines), 2, "two broadcasts listed: %r" % out)
         contains(lines[0], "promo", "first declared first")
         contains(lines[0], "declared", "promo was never started")
-        contains(lines[1], "expired", "city expired")
+        contains(lines[1], "done", "city ran")
+
+
+def test_the_daemon_does_not_send_a_broadcast_a_day_late():
+    now = int(time.time())
+    with workspace() as w:
+        eq(w.import_events(join_events(10)).rc, 0, "import")
+        w.write_script("late.lua", LATE.replace("LATE_AT", '"%s"' % rfc3339(now - 2 * 86400)))
+        d = start_daemon(w)
+        try:
+            poll("the daemon to expire 'late'", lambda: (broadcast_row(w, "late") or ("",))[0] == "expired")
+        finally:
+            eq(stop(d, signal.SIGTERM), 0, "clean stop")
+        eq(db_rows(w, "SELECT count(*) FROM outbox WHERE body LIKE '%late_news%'"), [(0,)], "nothing sent")
+        rc, out, err = broadcast_cmd(w, "start", "late")
+        eq(rc, 0, "an expired broadcast may be started again (stderr: %s)" % err)
 
 
 def test_start_from_the_cli_runs_in_the_next_import():
