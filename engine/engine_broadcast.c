@@ -188,12 +188,12 @@ static int is_stale(engine_t *e, int64_t at) {
   return !e->clock.is_virtual && at < e->now - BROADCAST_STALE_REAL;
 }
 
-static void log_state(engine_t *e, const broadcast_row_t *row, const char *msg) {
+static void log_state(engine_t *e, int level, const broadcast_row_t *row, const char *msg) {
   char tbuf[32], seen[24], matched[24];
   snprintf(seen, sizeof seen, "%lld", (long long)row->seen);
   snprintf(matched, sizeof matched, "%lld", (long long)row->matched);
-  log_msg(!strcmp(row->state, ST_EXPIRED) ? LOG_WARN : LOG_INFO, msg, "broadcast", row->name, "at",
-          engine_fmt_time(e, row->at, tbuf), "seen", seen, "matched", matched, NULL);
+  log_msg(level, msg, "broadcast", row->name, "at", engine_fmt_time(e, row->at, tbuf), "seen", seen, "matched",
+          matched, NULL);
 }
 
 int eng_broadcast_step(engine_t *e, int i) {
@@ -214,7 +214,7 @@ int eng_broadcast_step(engine_t *e, int i) {
     if (strcmp(row.state, ST_RUNNING)) {
       set_state(&row, ST_RUNNING);
       row.started_at = e->now;
-      log_state(e, &row, "broadcast started");
+      log_state(e, LOG_DEBUG, &row, "broadcast started");
     }
     end = sweep_chunk(e, i, &row, 1);
     if (end == 1) {
@@ -230,7 +230,10 @@ int eng_broadcast_step(engine_t *e, int i) {
   if (rc == 0 && end == 1) {
     bs->running = 0;
     bs->due = INT64_MAX;
-    log_state(e, &row, !strcmp(row.state, ST_DONE) ? "broadcast done" : "broadcast expired: too late to send");
+    if (!strcmp(row.state, ST_DONE))
+      log_state(e, LOG_INFO, &row, "broadcast done");
+    else
+      log_state(e, LOG_WARN, &row, "broadcast expired: its time passed more than a day ago, nothing sent");
   }
   if (rc < 0) bs->running = 0, bs->due = due_of(e, i); /* the next try starts from the store */
   store_broadcast_row_free(&row);

@@ -1,12 +1,15 @@
 """test_broadcast: dated one-off sends (hearth.broadcast) end to end — `hearth broadcast
 count` counts the audience without sending; `list` shows each broadcast's state; `start`
 arms one from the CLI and the next import runs it, or a running daemon picks it up; a
-daemon killed with SIGKILL in the middle of a broadcast resumes it after a restart, and
-every member of the audience ends with exactly one action, nobody else with any.
+stale one is expired (its sends in an import, the whole of it in a daemon a day late);
+the bundled month's dry-run shows double11 and its audience; a daemon killed with
+SIGKILL in the middle of a broadcast resumes it after a restart, and every member of the
+audience ends with exactly one action, nobody else with any.
 
 No test waits for something not to happen: each polls the database (read-only) until
 what it waits for is there, with a generous hang guard."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -200,6 +203,18 @@ def test_start_from_the_cli_runs_in_the_next_import():
         contains(err, "runs once", "its message")
         rc, out, err = broadcast_cmd(w, "start", "promo", "--at", "tomorrow")
         eq(rc, 2, "a bad --at is a usage error")
+
+
+def test_the_bundled_month_dry_run_shows_double11_and_its_audience():
+    rc, out, err = harness.run(["dry-run", "--events", os.path.join(harness.ROOT, "examples/events/month.ndjson"),
+                                "--scripts", os.path.join(harness.ROOT, "scripts"), "--until", "30d"])
+    eq(rc, 0, "dry-run (stderr: %s)" % err[-2000:])
+    contains(err, "broadcast double11 at 2026-11-11T10:00:00+08:00: done, 7 members in the audience "
+                  "(60 looked at)", "the summary's broadcast line")
+    coupons = [json.loads(l) for l in out.splitlines() if '"d11_coupon"' in l]
+    eq(len(coupons), 7, "one coupon per audience member")
+    eq(sorted(c["status"] for c in coupons), ["capped"] + ["queued"] * 6, "caps judge them")
+    eq({c["time"] for c in coupons}, {"2026-11-11T10:00:00+08:00"}, "at its time")
 
 
 # ---------------------------------------------------------------- kill -9 mid-way
