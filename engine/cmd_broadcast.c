@@ -68,7 +68,10 @@ static json_t *broadcast_json(engine_t *e, int i) {
 static int list(engine_t *e, int as_json) {
   for (int i = 0; i < scripts_broadcast_count(e->scripts); i++) {
     json_t *j = broadcast_json(e, i);
-    if (!j) return 1;
+    if (!j) {
+      fprintf(stderr, "hearth: cannot read the broadcasts: %s\n", engine_db_error(e));
+      return 1;
+    }
     if (as_json) {
       char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
       printf("%s\n", text);
