@@ -53,6 +53,7 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "token-file")) return &c->token_file;
   if (!strcmp(name, "requeue")) return &c->requeue;
   if (!strcmp(name, "virtual-clock")) return &c->virtual_clock;
+  if (!strcmp(name, "at")) return &c->at;
   return NULL;
 }
 

@@ -5,6 +5,7 @@
 #define HEARTH_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine.h"
 
@@ -18,6 +19,7 @@ typedef struct {
   int db_set;         /* --db was given */
   /* command-specific */
   const char *events, *until, *stale_after, *listen, *token_file, *requeue, *virtual_clock;
+  const char *at;     /* hearth broadcast start --at TIME */
   int requeue_all;
   int batch, limit, json, quiet, batch_set;
   long max_body, max_backlog;
@@ -54,5 +56,9 @@ int cmd_test(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dead_letters(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_broadcast(int argc, char **argv);
+/* One line per broadcast with progress in the store (name, time, state, audience), for
+ * `hearth broadcast list` and the dry-run summary. Returns how many, -1 (logged). */
+int broadcast_print_rows(engine_t *e, FILE *out);
 
 #endif

@@ -4,7 +4,8 @@
  * event every timer due at or before its time fires, earliest first, ties in the order
  * they were set, and cron slots run in time order with them. After the last event the
  * clock runs on to --until (default: 30 days after the last event). Actions go to stdout
- * as NDJSON, a summary per campaign and step to stderr. Nothing is delivered. */
+ * as NDJSON, a summary per campaign and step to stderr (and a line per broadcast that ran,
+ * with its audience). Nothing is delivered. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,10 @@ int cmd_dry_run(int argc, char **argv) {
   fflush(stdout);
   if (summary_print(e->store, &e->stats, rejected, stderr) < 0) {
     fprintf(stderr, "hearth: cannot read the funnel summary: %s\n", store_errmsg(e->store));
+    status = 1;
+  }
+  if (broadcast_print_rows(e, stderr) < 0) { /* each broadcast that ran, with its audience */
+    fprintf(stderr, "hearth: cannot read the broadcasts: %s\n", store_errmsg(e->store));
     status = 1;
   }
   if (status == 0 && (rejected || e->stats.handler_errors)) {

@@ -126,6 +126,7 @@ static void on_watch(uv_timer_t *t) {
   if (d->stopping || store_data_version(d->e->store, &v) < 0) return; /* a failed read is logged */
   if (v == d->data_version) return;
   d->data_version = v;
+  if (!d->e->in_batch) engine_broadcasts_reload(d->e); /* `hearth broadcast start` */
   arm_due_timer(d);
   delivery_kick(d->delivery);
 }
@@ -135,6 +136,7 @@ static void on_watch(uv_timer_t *t) {
  * (logged). */
 static int run_due_now(daemon_t *d) {
   int rc;
+  if (!d->e->in_batch) engine_broadcasts_reload(d->e); /* one started from the CLI since */
   while ((rc = engine_run_until(d->e, clock_time(d), 0)) == 1) continue; /* slice after slice */
   if (rc < 0) log_msg(LOG_ERROR, "database error while running what is due", "error", engine_db_error(d->e), NULL);
   return rc < 0 ? -1 : 0;

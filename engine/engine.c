@@ -126,7 +126,11 @@ static void adopt_scripts(engine_t *e, scripts_t *s) {
   e->ncron = s ? scripts_cron_count(s) : 0;
   e->cron = xcalloc((size_t)e->ncron + 1, sizeof *e->cron);
   for (int i = 0; i < e->ncron; i++) e->cron[i] = (cron_slot_t){.next_slot = INT64_MAX, .running = INT64_MIN, .started = 0};
-  if (e->started) eng_schedule_cron(e, e->now);
+  free(e->bcast);
+  e->nbcast = s ? scripts_broadcast_count(s) : 0;
+  e->bcast = xcalloc((size_t)e->nbcast + 1, sizeof *e->bcast);
+  for (int i = 0; i < e->nbcast; i++) e->bcast[i] = (bcast_slot_t){.due = INT64_MAX, .running = 0};
+  if (e->started) eng_schedule_cron(e, e->now), eng_schedule_broadcasts(e);
 }
 
 engine_t *engine_open(const engine_opts_t *o, char **errp) {
@@ -187,6 +191,7 @@ void engine_close(engine_t *e) {
   if (e->in_batch) engine_rollback(e);
   adopt_scripts(e, NULL);
   free(e->cron);
+  free(e->bcast);
   eng_drop_pending(e, 0);
   funnel_flush(e, 0);
   free(e->funnel.buckets);
@@ -444,6 +449,25 @@ void eng_record_failure(engine_t *e, engine_call_t *c, const char *err) {
           "member", ev->member, "type", ev->type, "error", err, NULL);
 }
 
+/* Undo the call's changes alone: its member, actions, counters and savepoint. */
+static int call_undo(engine_t *e, engine_call_t *c) {
+  member_undo_restore(&c->undo);
+  member_undo_end(&c->undo);
+  eng_drop_pending(e, c->pending_mark);
+  funnel_undo(e, c->funnel_mark);
+  e->action_n = c->action_n_mark; /* default ids of later handlers do not depend on this call */
+  return c->savepoint && store_rollback_to(e->store) < 0 ? -1 : 0;
+}
+
+int eng_call_discard(engine_t *e, engine_call_t *c) {
+  assert(!c->cron);
+  if (c->db_failed) {
+    member_undo_end(&c->undo);
+    return -1;
+  }
+  return call_undo(e, c);
+}
+
 /* Settle a handler call: keep its changes (err NULL), or undo them alone and record the
  * failure. 0 kept, 1 failed and recorded, -1 database error (the batch must roll back). */
 int eng_call_end(engine_t *e, engine_call_t *c, const char *err) {
@@ -458,12 +482,7 @@ int eng_call_end(engine_t *e, engine_call_t *c, const char *err) {
     member_undo_end(&c->undo);
     return rc;
   }
-  member_undo_restore(&c->undo);
-  member_undo_end(&c->undo);
-  eng_drop_pending(e, c->pending_mark);
-  funnel_undo(e, c->funnel_mark);
-  e->action_n = c->action_n_mark; /* default ids of later handlers do not depend on this failure */
-  if (c->savepoint && store_rollback_to(e->store) < 0) return -1;
+  if (call_undo(e, c) < 0) return -1;
   eng_record_failure(e, c, err);
   e->stats.handler_errors++;
   return c->db_failed ? -1 : 1;

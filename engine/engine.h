@@ -111,6 +111,12 @@ typedef struct {
   int started;         /* that run has started and is suspended between sweep chunks */
 } cron_slot_t;
 
+/* Broadcasts as the clock driver sees them (engine_broadcast.c). */
+typedef struct {
+  int64_t due;         /* when it runs, INT64_MAX when it has none or is done */
+  int running;         /* its sweep has started in this process: go on chunk by chunk */
+} bcast_slot_t;
+
 typedef struct engine {
   store_t *store;
   scripts_t *scripts;
@@ -142,6 +148,8 @@ typedef struct engine {
                                   `logged`: a member's tz named it (said once) */
   int nbad_zones;
   int ncron;
+  bcast_slot_t *bcast;         /* one per broadcast of the script set */
+  int nbcast;
   funnel_batch_t funnel;       /* this batch's funnel counters, written at commit */
   pending_action_t *pending;   /* this batch's actions, reported at commit */
   int npending, cappending;
@@ -189,6 +197,23 @@ int engine_run_until(engine_t *e, int64_t t, int max_batches);
 int64_t engine_next_due(engine_t *e);
 /* 1 when a cron run is suspended between sweep chunks (engine_run_until resumes it). */
 int engine_cron_pending(engine_t *e);
+
+/* ---- broadcasts (hearth.broadcast), engine_broadcast.c ----
+ * A broadcast runs like a timer at its time (the script's `at`, or the time it was
+ * started with from the CLI): the clock driver sweeps its audience a chunk per
+ * transaction, each chunk's actions committed with the broadcast's cursor, so a restart
+ * resumes after the last committed chunk and never sends twice (action ids are derived
+ * from the broadcast and the member). */
+enum { BROADCAST_UNKNOWN = -2, BROADCAST_ALREADY = -3 };
+/* Read every broadcast's progress from the store again (another process may have started
+ * one). No batch may be open. */
+void engine_broadcasts_reload(engine_t *e);
+/* Count broadcast NAME's audience as of now without sending: members looked at and
+ * members matched. Nothing is kept. 0, BROADCAST_UNKNOWN, or -1 (database error). */
+int engine_broadcast_count(engine_t *e, const char *name, int64_t *seen, int64_t *matched);
+/* Arm broadcast NAME for time `at`, in a transaction of its own: 0, BROADCAST_UNKNOWN,
+ * BROADCAST_ALREADY (it is running or done: a broadcast runs once), or -1. */
+int engine_broadcast_start(engine_t *e, const char *name, int64_t at);
 
 /* ---- one handler call, and the changes a script may ask for ---- */
 

@@ -1,7 +1,7 @@
 /* engine_clock: the clock driver (see engine.h): timers fired in (due, id) order within a
  * batch, causal chains cut at MAX_CAUSAL_DEPTH, cron slots scheduled and run a sweep
- * chunk at a time, and engine_feed / engine_run_until, which every caller drives time
- * with. */
+ * chunk at a time, broadcasts (engine_broadcast.c) run a chunk at a time at their time,
+ * and engine_feed / engine_run_until, which every caller drives time with. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +23,8 @@ static void move_now(engine_t *e, int64_t t) {
   if (e->clock.is_virtual || e->now < t) e->now = t;
   if (e->clock.is_virtual) clock_set(&e->clock, e->now);
 }
+
+void eng_move_now(engine_t *e, int64_t t) { move_now(e, t); }
 
 /* An event at the end of too long a causal chain: recorded as failed, with the chain. */
 static int refuse_chain(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev) {
@@ -231,12 +233,14 @@ static void start_clock(engine_t *e, int64_t t) {
   e->now = t;
   if (e->clock.is_virtual) clock_restart(&e->clock, t);
   eng_schedule_cron(e, t);
+  eng_schedule_broadcasts(e);
 }
 
 int64_t engine_next_due(engine_t *e) {
   start_clock(e, e->clock.is_virtual ? e->now : clock_now(&e->clock));
-  if (cron_in_progress(e) >= 0) return e->now;
-  int64_t t = next_timer(e), c = next_cron(e);
+  if (cron_in_progress(e) >= 0 || eng_broadcast_in_progress(e) >= 0) return e->now;
+  int64_t t = next_timer(e), c = next_cron(e), b = eng_next_broadcast(e);
+  if (b < c) c = b;
   return c < t ? c : t;
 }
 
@@ -245,19 +249,25 @@ int engine_run_until(engine_t *e, int64_t upto, int max_batches) {
   start_clock(e, e->clock.is_virtual ? upto : clock_now(&e->clock));
   uint64_t deadline = e->slice_ns ? mono_ns() + e->slice_ns : 0;
   for (int batches = 0;; batches++) {
-    int i = cron_in_progress(e);
-    int64_t t = i >= 0 ? INT64_MAX : next_timer(e), c = i >= 0 ? INT64_MAX : next_cron(e);
-    if (i < 0 && t > upto && c > upto) break;
+    int i = cron_in_progress(e), j = i >= 0 ? -1 : eng_broadcast_in_progress(e), busy = i >= 0 || j >= 0;
+    int64_t t = busy ? INT64_MAX : next_timer(e), c = busy ? INT64_MAX : next_cron(e);
+    int64_t b = busy ? INT64_MAX : eng_next_broadcast(e);
+    if (!busy && t > upto && c > upto && b > upto) break;
     if ((max_batches && batches >= max_batches) || (deadline && batches && mono_ns() > deadline)) return 1;
+    int64_t cut = c < b ? c : b; /* timers first on a tie, then cron, then broadcasts */
     if (i >= 0) {
       if (cron_step(e, i) < 0) return -1;
-    } else if (t <= c) {
+    } else if (j >= 0) {
+      if (eng_broadcast_step(e, j) < 0) return -1;
+    } else if (t <= cut) {
       if (engine_begin(e) < 0) return -1;
-      if (fire_timers(e, c < upto ? c : upto, TIMER_BATCH, deadline) < 0) {
+      if (fire_timers(e, cut < upto ? cut : upto, TIMER_BATCH, deadline) < 0) {
         engine_rollback(e);
         return -1;
       }
       if (engine_commit(e) < 0) return -1;
+    } else if (b < c) {
+      eng_broadcast_begin(e, b);
     } else {
       /* every entry due at this slot runs, in declaration order, each to its end */
       for (int k = 0; k < e->ncron; k++)
@@ -272,8 +282,9 @@ int engine_feed(engine_t *e, event_t *ev) {
   if (!ev->has_time) ev->time = e->clock.is_virtual ? e->now : clock_now(&e->clock), ev->has_time = 1;
   start_clock(e, e->clock.is_virtual ? ev->time : clock_now(&e->clock));
   if (e->clock.is_virtual) {
-    if (cron_in_progress(e) >= 0 || next_cron(e) <= ev->time) {
-      /* a cron run commits a transaction per sweep chunk: close the batch for it */
+    if (cron_in_progress(e) >= 0 || next_cron(e) <= ev->time || eng_broadcast_in_progress(e) >= 0 ||
+        eng_next_broadcast(e) <= ev->time) {
+      /* a cron run or a broadcast commits a transaction per sweep chunk: close the batch */
       if (e->in_batch && engine_commit(e) < 0) return EV_ERROR;
       if (engine_run_until(e, ev->time, 0) < 0) return EV_ERROR;
     }

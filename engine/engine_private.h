@@ -1,5 +1,5 @@
-/* engine_private: what engine.c, engine_clock.c and engine_changes.c share and nothing
- * else may call. The public interface is engine.h. */
+/* engine_private: what engine.c, engine_clock.c, engine_changes.c and engine_broadcast.c
+ * share and nothing else may call. The public interface is engine.h. */
 #ifndef HEARTH_ENGINE_PRIVATE_H
 #define HEARTH_ENGINE_PRIVATE_H
 
@@ -38,6 +38,24 @@ int64_t eng_funnel_pending(engine_t *e, const char *metric, const char *campaign
 
 /* engine_clock.c: each cron entry's next slot as of now. */
 void eng_schedule_cron(engine_t *e, int64_t now);
+
+/* engine_clock.c: the clock as work due at t is done (a virtual clock moves to t). */
+void eng_move_now(engine_t *e, int64_t t);
+
+/* engine.c: undo a call's changes without recording a failure (an audience predicate).
+ * 0, or -1 on a database error. */
+int eng_call_discard(engine_t *e, engine_call_t *c);
+
+/* engine_broadcast.c: the clock driver's view of broadcasts. */
+void eng_schedule_broadcasts(engine_t *e);
+/* Earliest due time of a broadcast not yet running, INT64_MAX if none. */
+int64_t eng_next_broadcast(engine_t *e);
+/* The broadcast whose sweep is in progress (lowest index first), or -1. */
+int eng_broadcast_in_progress(engine_t *e);
+/* Mark the earliest broadcast due at or before t running. */
+void eng_broadcast_begin(engine_t *e, int64_t t);
+/* One chunk of broadcast i's sweep, in a transaction of its own. 0, or -1. */
+int eng_broadcast_step(engine_t *e, int i);
 
 /* engine_changes.c: a release timer fired: judge its deferred send again. EV_*. */
 int eng_release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key);

@@ -442,6 +442,7 @@ static void install_api(lua_State *L, void *ud) {
   lua_setfield(L, -2, "null");
   cron_api_install(L);
   points_api_install(L);
+  broadcast_api_install(L);
   lua_setfield(L, -2, "hearth");
   member_api_install(L);
 }
@@ -474,6 +475,7 @@ void scripts_free(scripts_t *s) {
   if (!s) return;
   for (int i = 0; i < s->ncrons; i++) scripts_cron_drop(s, i);
   luahost_free(s->host);
+  broadcast_api_free(s);
   for (int i = 0; i < s->nlists; i++) {
     for (int j = 0; j < s->lists[i].n; j++) free(s->lists[i].v[j].campaign);
     free(s->lists[i].v);

@@ -51,6 +51,8 @@ struct scripts {
   int nrules;
   item_decl_t *items;     /* hearth.item */
   int nitems;
+  broadcast_decl_t *broadcasts; /* hearth.broadcast, in declaration order (lua_broadcast.c) */
+  int nbroadcasts, capbroadcasts;
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
 };
@@ -70,6 +72,9 @@ void points_decls_free(scripts_t *s);
 /* The expiry at idx: "never", "month_end", "year_end", "<N>mo", a duration string or
  * seconds; false is "never". Raises on anything else. */
 expiry_t arg_expiry(lua_State *L, int idx);
+/* lua_broadcast.c: hearth.broadcast (into the hearth table on top of the stack) */
+void broadcast_api_install(lua_State *L);
+void broadcast_api_free(scripts_t *s);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

@@ -17,6 +17,7 @@ static const struct {
     {"member", cmd_member, "show one member's state as JSON"},
     {"stats", cmd_stats, "database totals and the funnel per campaign, step and variant"},
     {"dead-letters", cmd_dead_letters, "list actions whose delivery failed for good; re-queue them"},
+    {"broadcast", cmd_broadcast, "list dated one-off sends, count an audience, start one"},
     {"backup", cmd_backup, "copy the database safely while the daemon runs"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

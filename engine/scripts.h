@@ -1,8 +1,8 @@
 /* scripts: what the engine needs of a loaded script set, and nothing of Lua. A script set
- * is the campaigns' declarations (handlers by event type, cron entries, channels) and
- * the sandboxed state that runs them; script_api.c and its neighbours implement it. The
- * engine decides when a handler or a cron run happens and what its transaction is; the
- * script set only runs the Lua and reports how it ended. */
+ * is the campaigns' declarations (handlers by event type, cron entries, broadcasts,
+ * channels) and the sandboxed state that runs them; script_api.c and its neighbours
+ * implement it. The engine decides when a handler, a cron run or a broadcast happens and
+ * what its transaction is; the script set only runs the Lua and reports how it ended. */
 #ifndef HEARTH_SCRIPTS_H
 #define HEARTH_SCRIPTS_H
 
@@ -92,5 +92,28 @@ typedef struct {
 } item_decl_t;
 /* The item declared under `name`, or NULL. */
 const item_decl_t *scripts_item(scripts_t *s, const char *name);
+/* Broadcasts (hearth.broadcast): dated one-off sends to an audience, in declaration
+ * order. The engine sweeps the members (by tag through the tag index, else all), checks
+ * attrs itself and asks the script set only for the `where` predicate and the send. */
+#define BROADCAST_NO_TIME INT64_MIN
+typedef struct {
+  char *name;
+  char *campaign;       /* the script that declared it */
+  int64_t at;           /* when it runs, or BROADCAST_NO_TIME: when started from the CLI */
+  char *tag;            /* audience: members with this tag, or NULL for all */
+  json_t *attrs;        /* audience: attributes that must equal these values, or NULL */
+  int has_where;        /* audience: a predicate over the member handle */
+  int chunk;            /* members per transaction */
+  int where_ref, fn_ref; /* the functions, in the registry */
+} broadcast_decl_t;
+int scripts_broadcast_count(scripts_t *s);
+const broadcast_decl_t *scripts_broadcast(scripts_t *s, int i);
+/* Index of the broadcast called name, or -1. */
+int scripts_broadcast_find(scripts_t *s, const char *name);
+/* Run broadcast i's `where` for the call's member: 1 in the audience, 0 not (or no
+ * predicate: 1), -1 when it raised (*err: message and traceback). */
+int scripts_broadcast_where(scripts_t *s, int i, struct engine_call *call, char **err);
+/* Run broadcast i's fn(m) for the call's member: 0, or -1 when it raised (*err). */
+int scripts_broadcast_run(scripts_t *s, int i, struct engine_call *call, char **err);
 
 #endif

@@ -13,7 +13,8 @@
  *   funnel        counters scripts keep per campaign, step and variant (hearth.count)
  *   point_lots    each grant's remainder and expiry (5)
  *   item_stock    units of each declared item redeemed, net of refunds (5)
- *   redemptions   every m:redeem by its action id: result, cost, refund (5) */
+ *   redemptions   every m:redeem by its action id: result, cost, refund (5)
+ *   broadcasts    each dated one-off send's time, state and sweep cursor (6) */
 #include "store.h"
 
 #include <assert.h>
@@ -82,6 +83,12 @@ static const char *const migrations[] = {
     "  campaign TEXT NOT NULL, time INTEGER NOT NULL, qty INTEGER NOT NULL, cost INTEGER NOT NULL,"
     "  status TEXT NOT NULL, reason TEXT, expires INTEGER, refunded INTEGER) WITHOUT ROWID;"
     "CREATE INDEX redemptions_member ON redemptions(member, item);",
+    /* 6: dated one-off audience sends (hearth.broadcast): when each runs, how far its
+     * sweep has gone (the last member id done, committed with that chunk's actions) and
+     * whether it is done, so a restart resumes it and never runs it twice */
+    "CREATE TABLE broadcasts(name TEXT PRIMARY KEY, at INTEGER NOT NULL, state TEXT NOT NULL,"
+    "  cursor TEXT NOT NULL DEFAULT '', seen INTEGER NOT NULL DEFAULT 0,"
+    "  matched INTEGER NOT NULL DEFAULT 0, started_at INTEGER, finished_at INTEGER) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -1322,4 +1329,82 @@ int store_redemption_refund(store_t *s, const char *id, int64_t at) {
   bind_int(st, 2, at);
   if (run(s, st) < 0) return -1;
   return sqlite3_changes(s->db);
+}
+
+/* ==== broadcasts: dated one-off audience sends (hearth.broadcast) ==== */
+
+static void broadcast_from_row(sqlite3_stmt *st, broadcast_row_t *row) {
+  row->name = column_text(st, 0);
+  row->at = sqlite3_column_int64(st, 1);
+  row->state = column_text(st, 2);
+  row->cursor = column_text(st, 3);
+  row->seen = sqlite3_column_int64(st, 4);
+  row->matched = sqlite3_column_int64(st, 5);
+  row->started_at = column_time(st, 6);
+  row->finished_at = column_time(st, 7);
+}
+
+#define BROADCAST_COLUMNS "name, at, state, cursor, seen, matched, started_at, finished_at"
+
+int store_broadcast_get(store_t *s, const char *name, broadcast_row_t *row) {
+  static query_t q = QUERY("SELECT " BROADCAST_COLUMNS " FROM broadcasts WHERE name = ?1");
+  memset(row, 0, sizeof *row);
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, name);
+  int found = step_row(s, st);
+  if (found != 1) return found;
+  broadcast_from_row(st, row);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_broadcast_put(store_t *s, const broadcast_row_t *row) {
+  static query_t q = QUERY("INSERT INTO broadcasts(" BROADCAST_COLUMNS ")"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(name) DO UPDATE SET"
+                           " at = excluded.at, state = excluded.state, cursor = excluded.cursor,"
+                           " seen = excluded.seen, matched = excluded.matched,"
+                           " started_at = excluded.started_at, finished_at = excluded.finished_at");
+  assert(row->name && row->state);
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, row->name);
+  bind_int(st, 2, row->at);
+  bind_text(st, 3, row->state);
+  bind_text(st, 4, row->cursor ? row->cursor : "");
+  bind_int(st, 5, row->seen);
+  bind_int(st, 6, row->matched);
+  bind_time(st, 7, row->started_at);
+  bind_time(st, 8, row->finished_at);
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+int store_broadcast_list(store_t *s, int (*each)(void *ud, const broadcast_row_t *row), void *ud) {
+  static query_t q = QUERY("SELECT " BROADCAST_COLUMNS " FROM broadcasts ORDER BY at, name");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    broadcast_row_t row;
+    broadcast_from_row(st, &row);
+    int stop = each(ud, &row) < 0;
+    store_broadcast_row_free(&row);
+    n++;
+    if (stop) {
+      sqlite3_reset(st);
+      return -1;
+    }
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+void store_broadcast_row_free(broadcast_row_t *row) {
+  free(row->name);
+  free(row->state);
+  free(row->cursor);
+  row->name = row->state = row->cursor = NULL;
 }

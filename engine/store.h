@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
 typedef struct store {
   sqlite3 *db;
@@ -328,5 +328,27 @@ int store_redemption_get(store_t *s, const char *id, redemption_row_t *r);
 void store_redemption_free(redemption_row_t *r);
 /* Mark it refunded at `at`: 1 now, 0 refunded before, -1 (logged). */
 int store_redemption_refund(store_t *s, const char *id, int64_t at);
+/* ==== broadcasts: dated one-off audience sends (hearth.broadcast) ==== */
+
+/* One broadcast's progress. state: "scheduled" (started from the CLI, not yet run),
+ * "running" (cursor: the last member id whose chunk committed), "done". The row is
+ * written in the same transaction as each chunk's actions. */
+typedef struct {
+  char *name;
+  int64_t at;                   /* when it runs (or ran) */
+  char *state;
+  char *cursor;                 /* "" before the first chunk */
+  int64_t seen, matched;        /* members looked at, members in the audience */
+  int64_t started_at, finished_at; /* STORE_NO_TIME until then */
+} broadcast_row_t;
+
+/* 1 found (row filled, free it), 0 none, -1 error (logged). */
+int store_broadcast_get(store_t *s, const char *name, broadcast_row_t *row);
+/* Insert or replace the row. 0, or -1 (logged). */
+int store_broadcast_put(store_t *s, const broadcast_row_t *row);
+/* Hand each() every row, by time then name (strings live during the call); each()
+ * returns 0 to go on, -1 to stop. Returns how many, or -1. */
+int store_broadcast_list(store_t *s, int (*each)(void *ud, const broadcast_row_t *row), void *ud);
+void store_broadcast_row_free(broadcast_row_t *row);
 
 #endif

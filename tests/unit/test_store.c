@@ -5,7 +5,8 @@
  * the gauges it cannot read, backup); then engine_open (no scripts, in-memory, on a
  * virtual clock) with engine_feed and engine_commit and the built-in member fields,
  * engine_rollback, and engine_run_until firing rows in (due, id) order, with and without
- * a script handling them. Temp files live in /tmp and are removed. */
+ * a script handling them; the broadcasts' progress rows. Temp files live in /tmp and are
+ * removed. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -1054,6 +1055,55 @@ TEST(timer_set_by_another_process_fires_once) {
   remove_db(path);
 }
 
+/* store_broadcast_*: a row written, read back, replaced (one row per name), listed by
+ * time; an absent name is 0; NULL times stay NULL. */
+static int count_rows(void *ud, const broadcast_row_t *r) {
+  (void)r;
+  (*(int *)ud)++;
+  return 0;
+}
+
+TEST(broadcast_rows_round_trip) {
+  char path[64], err[256] = "";
+  temp_db(path);
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) {
+    remove_db(path);
+    return;
+  }
+  broadcast_row_t got;
+  CHECK_INT(store_broadcast_get(s, "d11", &got), 0);
+  broadcast_row_t row = {.name = "d11", .at = T("2026-11-11T10:00:00+08:00"), .state = "running",
+                         .cursor = "m-0042", .seen = 84, .matched = 12, .started_at = 100,
+                         .finished_at = STORE_NO_TIME};
+  CHECK_INT(store_broadcast_put(s, &row), 0);
+  row.name = "early";
+  row.at -= 86400;
+  row.state = "done";
+  CHECK_INT(store_broadcast_put(s, &row), 0);
+  CHECK_INT(store_broadcast_get(s, "d11", &got), 1);
+  CHECK_STR(got.state, "running");
+  CHECK_STR(got.cursor, "m-0042");
+  CHECK_INT(got.seen, 84);
+  CHECK_INT(got.matched, 12);
+  CHECK_INT(got.started_at, 100);
+  CHECK_INT(got.finished_at, STORE_NO_TIME);
+  store_broadcast_row_free(&got);
+  row = (broadcast_row_t){.name = "d11", .at = T("2026-11-11T10:00:00+08:00"), .state = "done",
+                          .cursor = "m-0099", .seen = 200, .matched = 30, .started_at = 100, .finished_at = 160};
+  CHECK_INT(store_broadcast_put(s, &row), 0);
+  CHECK_INT(store_broadcast_get(s, "d11", &got), 1);
+  CHECK_STR(got.state, "done");
+  CHECK_INT(got.finished_at, 160);
+  store_broadcast_row_free(&got);
+  int n = 0;
+  CHECK_INT(store_broadcast_list(s, count_rows, &n), 2);
+  CHECK_INT(n, 2);
+  store_close(s);
+  remove_db(path);
+}
+
 int main(void) {
   RUN(migrations_create_schema);
   RUN(reopen_is_idempotent);
@@ -1074,5 +1124,6 @@ int main(void) {
   RUN(engine_run_until_fires_in_order_with_a_script);
   RUN(engine_many_members_in_one_batch);
   RUN(timer_set_by_another_process_fires_once);
+  RUN(broadcast_rows_round_trip);
   return UNIT_DONE();
 }
