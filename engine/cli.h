@@ -24,6 +24,8 @@ typedef struct {
   long max_connections, max_per_client;   /* 0 when not given */
   int64_t header_timeout, body_timeout;   /* seconds; 0 when not given */
   int64_t max_future;  /* --max-future: seconds an event may be dated ahead (0 = no bound) */
+  const char *since, *format, *out; /* export: --since TIME, --format, --out FILE|- */
+  long progress;       /* export, load: a progress line every N rows (0: the default) */
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -54,5 +56,7 @@ int cmd_test(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dead_letters(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_load(int argc, char **argv);
 
 #endif

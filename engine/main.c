@@ -18,6 +18,8 @@ static const struct {
     {"stats", cmd_stats, "database totals and the funnel per campaign, step and variant"},
     {"dead-letters", cmd_dead_letters, "list actions whose delivery failed for good; re-queue them"},
     {"backup", cmd_backup, "copy the database safely while the daemon runs"},
+    {"export", cmd_export, "write members, actions or the ledger as NDJSON or CSV"},
+    {"load", cmd_load, "load member records (attributes, tags, points, staff) in bulk"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
