@@ -1144,6 +1144,11 @@ int store_data_version(store_t *s, int64_t *out) {
 
 /* ==== data in and out: export pages (hearth export) ==== */
 
+/* Bind a cursor's key as a copy: the caller moves its cursor while the page is read. */
+static void bind_cursor(sqlite3_stmt *st, int idx, const char *key) {
+  sqlite3_bind_text(st, idx, key, -1, SQLITE_TRANSIENT);
+}
+
 int store_export_members(store_t *s, const char *after, int64_t since, int limit,
                          void (*each)(void *ud, const member_export_t *m), void *ud) {
   static query_t q = QUERY("SELECT id, created_at, joined_at, last_active_at, orders, spend, points,"
@@ -1153,7 +1158,7 @@ int store_export_members(store_t *s, const char *after, int64_t since, int limit
                            " ORDER BY id LIMIT ?3");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  bind_text(st, 1, after);
+  bind_cursor(st, 1, after);
   bind_int(st, 2, since);
   bind_int(st, 3, limit);
   int n = 0, rc;
@@ -1181,7 +1186,7 @@ int store_export_ledger(store_t *s, const char *after_member, int64_t after_n, i
                            " WHERE (member, n) > (?1, ?2) AND time >= ?3 ORDER BY member, n LIMIT ?4");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  bind_text(st, 1, after_member);
+  bind_cursor(st, 1, after_member);
   bind_int(st, 2, after_n);
   bind_int(st, 3, since);
   bind_int(st, 4, limit);
