@@ -2,10 +2,10 @@
  * versioned schema and its migrations (applied on open; a database from a newer hearth is
  * refused), and every query, each behind a typed function with named rows: engine state
  * (members, tags, ledger, dedupe marks, timers, actions, failures, cron state, funnel
- * counters), the reports' reads, and the outbox's delivery. WAL mode with
- * synchronous=FULL, so a committed batch survives a crash or power loss. Every failed
- * step is logged with its query here and reported to the caller as -1. Knows nothing
- * about Lua or events. */
+ * counters), the reports' reads, the outbox's delivery, and the exports' pages. WAL
+ * mode with synchronous=FULL, so a committed batch survives a crash or power loss. Every
+ * failed step is logged with its query here and reported to the caller as -1. Knows
+ * nothing about Lua or events. */
 #ifndef HEARTH_STORE_H
 #define HEARTH_STORE_H
 
