@@ -255,8 +255,18 @@ def load(w, path, *extra):
     return rc, summary, err
 
 
+CATCH_ALL = r'''
+hearth.on("*", function(m, ev)
+  m:tag("saw_" .. ev.type)
+  m:send("hello", { step = "any" })
+  m:after("1d", "later")
+end)
+'''
+
+
 def test_load_sets_the_state_without_actions_or_timers():
-    with Workspace({"onboarding.lua": open(os.path.join(SCRIPTS, "onboarding.lua")).read()}) as w:
+    with Workspace({"onboarding.lua": open(os.path.join(SCRIPTS, "onboarding.lua")).read(),
+                    "catch_all.lua": CATCH_ALL}) as w:
         path = write_records(w, RECORDS)
         rc, s, err = load(w, path)
         eq(rc, 0, "load (stderr %s)" % err)
@@ -315,13 +325,25 @@ def test_load_refuses_a_file_with_a_bad_line_and_changes_nothing():
         eq(rc, 1, "the good line before the bad one was not loaded either")
 
 
-def test_export_runs_beside_the_daemon_and_writes_out_file():
+GRANT = r'''
+hearth.on("order.paid", function(m, ev)
+  m:add_points(10, "order")
+end)
+'''
+
+
+def test_load_and_export_run_beside_the_daemon():
     import test_daemon  # noqa: E402 (its Daemon helper)
-    with Workspace() as w:
-        eq(load(w, write_records(w, RECORDS))[0], 0, "load")
+    with Workspace({"grant.lua": GRANT}) as w:
         d = test_daemon.Daemon(w)
         try:
             d.wait_listening()
+            eq(load(w, write_records(w, RECORDS))[0], 0, "load beside the daemon")
+            eq(d.member("m-2")["points"], 50, "the daemon serves the loaded balance")
+            d.post_ok({"id": "o-1", "type": "order.paid", "member": "m-2", "data": {"amount": 10}}, 1)
+            m = d.wait_member("m-2", lambda m: m["points"] == 60, "the order's points on the loaded balance")
+            eq([(e["delta"], e["balance"], e["reason"]) for e in m["ledger"]],
+               [(10, 60, "order"), (50, 50, "load")], "ledger after the order")
             path = os.path.join(w.dir, "members.out")
             rc, out, err = w.run("export", "members", "--db", w.db, "--out", path)
             eq(rc, 0, "export beside the daemon (stderr %s)" % err)
@@ -332,6 +354,19 @@ def test_export_runs_beside_the_daemon_and_writes_out_file():
             assert not os.path.exists(path + ".tmp"), "the temporary file is renamed"
         finally:
             d.kill()
+
+
+def test_load_past_the_size_cap_rolls_back_its_batch_and_keeps_the_ones_before():
+    with Workspace() as w:
+        lines = [{"member": "m-1", "points": 1}, {"member": "m-2", "points": 2},
+                 {"member": "m-3", "attrs": {"big": "x" * 2000}}, {"member": "m-4", "points": 4}]
+        rc, s, err = load(w, write_records(w, lines), "--batch", "2", "--max-member-bytes", "1024")
+        eq(rc, 1, "exit status (stderr %s)" % err)
+        eq([(line, msg.split(":")[0]) for _, line, msg in harness.parse_rejections(err)], [(3, "attrs.big")],
+           "the line and field past the cap: %s" % err)
+        contains(err, "lines 3-3 not loaded", "the batch rolled back is named")
+        eq((s["members"], s["ledger_entries"]), (2, 2), "the first batch counts: %r" % s)
+        eq([r["id"] for r in export_rows(w, "members")], ["m-1", "m-2"], "the batch before stays loaded")
 
 
 def test_load_of_50000_members_exports_with_progress():
