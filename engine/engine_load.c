@@ -252,6 +252,8 @@ int engine_load_member(engine_t *e, const load_record_t *r, const char *cause, l
   int created = !cached && m->dirty; /* a member read from the store is clean until changed */
   engine_call_t c = {.m = m, .event_key = cause, .campaign = NULL, .no_records = 1};
   eng_call_begin(e, &c);
+  c.savepoint = 1; /* no savepoint of its own, as for a cron chunk: a record that fails
+                      fails its whole batch, which the caller rolls back */
   int changed = created, rc = 0;
   if (r->joined_at != STORE_NO_TIME && m->joined_at != r->joined_at) {
     m->joined_at = r->joined_at;
@@ -261,11 +263,8 @@ int engine_load_member(engine_t *e, const load_record_t *r, const char *cause, l
   if (r->attrs || r->staff || r->tz) changed |= (rc = load_attrs(e, &c, r, err, errlen)) > 0;
   if (rc >= 0 && r->tags) changed |= (rc = load_tags(e, &c, r, err, errlen)) > 0;
   if (rc >= 0) changed |= (rc = load_points(e, &c, r, st)) > 0;
-  if (rc < 0 || c.db_failed) {
-    member_undo_end(&c.undo); /* the caller rolls the batch back */
-    return rc < 0 ? rc : -1;
-  }
-  if (eng_call_end(e, &c, NULL) < 0) return -1;
+  member_undo_end(&c.undo); /* nothing to undo alone: the batch commits or rolls back whole */
+  if (rc < 0 || c.db_failed) return rc < 0 ? rc : -1;
   st->members++;
   st->created += created;
   st->changed += changed;
