@@ -54,6 +54,9 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "requeue")) return &c->requeue;
   if (!strcmp(name, "virtual-clock")) return &c->virtual_clock;
   if (!strcmp(name, "at")) return &c->at;
+  if (!strcmp(name, "since")) return &c->since;
+  if (!strcmp(name, "format")) return &c->format;
+  if (!strcmp(name, "out")) return &c->out;
   return NULL;
 }
 
@@ -143,6 +146,12 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       long v = strtol(val, &end, 10);
       if (*end || v < 1024 || v > (1L << 30)) return cli_usage_error(usage, "--max-body must be a byte count from 1024 to 1073741824");
       c->max_body = v;
+    } else if (!strcmp(name, "progress")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || end == val || v < 1 || v > 1000000000)
+        return cli_usage_error(usage, "--progress must be a number of rows from 1 to 1000000000");
+      c->progress = v;
     } else if (!strcmp(name, "max-backlog")) {
       char *end;
       long v = strtol(val, &end, 10);

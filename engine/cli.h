@@ -26,6 +26,8 @@ typedef struct {
   long max_connections, max_per_client;   /* 0 when not given */
   int64_t header_timeout, body_timeout;   /* seconds; 0 when not given */
   int64_t max_future;  /* --max-future: seconds an event may be dated ahead (0 = no bound) */
+  const char *since, *format, *out; /* export: --since TIME, --format, --out FILE|- */
+  long progress;       /* export, load: a progress line every N rows (0: the default) */
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -60,5 +62,7 @@ int cmd_broadcast(int argc, char **argv);
 /* One line per broadcast with progress in the store (name, time, state, audience), for
  * `hearth broadcast list` and the dry-run summary. Returns how many, -1 (logged). */
 int broadcast_print_rows(engine_t *e, FILE *out);
+int cmd_export(int argc, char **argv);
+int cmd_load(int argc, char **argv);
 
 #endif

@@ -229,6 +229,8 @@ typedef struct engine_call {
   int savepoint;             /* the call's savepoint is open */
   int db_failed;             /* a database error: the batch must be rolled back */
   int pending_mark, action_n_mark, funnel_mark;
+  int no_records;            /* a bulk load (engine_load.h): tags and points change with no
+                                action record nor funnel count (the ledger is kept) */
   uint64_t started_ns;
   member_undo_t undo;
 } engine_call_t;

@@ -1,5 +1,7 @@
 /* engine_private: what engine.c, engine_clock.c, engine_changes.c and engine_broadcast.c
  * share and nothing else may call. The public interface is engine.h. */
+/* engine_private: what engine.c, engine_clock.c, engine_changes.c and engine_load.c share
+ * and nothing else may call. The public interface is engine.h (and engine_load.h). */
 #ifndef HEARTH_ENGINE_PRIVATE_H
 #define HEARTH_ENGINE_PRIVATE_H
 

@@ -19,6 +19,8 @@ static const struct {
     {"dead-letters", cmd_dead_letters, "list actions whose delivery failed for good; re-queue them"},
     {"broadcast", cmd_broadcast, "list dated one-off sends, count an audience, start one"},
     {"backup", cmd_backup, "copy the database safely while the daemon runs"},
+    {"export", cmd_export, "write members, actions or the ledger as NDJSON or CSV"},
+    {"load", cmd_load, "load member records (attributes, tags, points, staff) in bulk"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

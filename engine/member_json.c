@@ -46,12 +46,10 @@ typedef struct {
   json_t *obj;
 } doc_t;
 
-static void add_fields(void *ud, const member_view_t *m) {
-  doc_t *d = ud;
-  json_t *j = d->obj;
-  json_object_set_new(j, "created_at", time_json(d->tz, m->created_at));
-  json_object_set_new(j, "joined_at", time_json(d->tz, m->joined_at));
-  json_object_set_new(j, "last_active_at", time_json(d->tz, m->last_active_at));
+void member_json_fields(json_t *j, const tz_t *tz, const member_view_t *m) {
+  json_object_set_new(j, "created_at", time_json(tz, m->created_at));
+  json_object_set_new(j, "joined_at", time_json(tz, m->joined_at));
+  json_object_set_new(j, "last_active_at", time_json(tz, m->last_active_at));
   json_object_set_new(j, "orders", json_integer(m->orders));
   json_object_set_new(j, "spend", json_real(m->spend));
   json_object_set_new(j, "points", json_integer(m->points));
@@ -59,6 +57,11 @@ static void add_fields(void *ud, const member_view_t *m) {
   json_t *tags = stored_object(m->tags);
   json_object_set_new(j, "tags", sorted_tags(tags));
   json_decref(tags);
+}
+
+static void add_fields(void *ud, const member_view_t *m) {
+  doc_t *d = ud;
+  member_json_fields(d->obj, d->tz, m);
 }
 
 static void add_ledger_entry(void *ud, const ledger_entry_t *e) {
@@ -92,13 +95,20 @@ static int add_lots(store_t *s, const tz_t *tz, const char *id, json_t *j) {
   return 0;
 }
 
+json_t *member_json_action(const char *body, const char *status, const char *delivery) {
+  json_t *a = json_loads(body, 0, NULL);
+  if (!json_is_object(a)) {
+    json_decref(a);
+    a = json_object();
+  }
+  json_object_set_new(a, "status", json_string(status));
+  if (delivery) json_object_set_new(a, "delivery", json_string(delivery));
+  return a;
+}
+
 static void add_action(void *ud, const action_view_t *r) {
   doc_t *d = ud;
-  json_t *a = json_loads(r->body, 0, NULL);
-  if (!a) a = json_object();
-  json_object_set_new(a, "status", json_string(r->status));
-  if (r->delivery) json_object_set_new(a, "delivery", json_string(r->delivery));
-  json_array_append_new(d->obj, a);
+  json_array_append_new(d->obj, member_json_action(r->body, r->status, r->delivery));
 }
 
 static void add_failure(void *ud, const failure_view_t *f) {

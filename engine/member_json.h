@@ -16,4 +16,12 @@ int member_json_read(store_t *s, const tz_t *tz, const char *id, int limit, json
  * for callers that cannot report an error; prefer member_json_read. */
 json_t *member_json(store_t *s, const tz_t *tz, const char *id, int limit);
 
+/* The member's own fields (created_at, joined_at, last_active_at, orders, spend, points,
+ * attrs, tags sorted) set on j, in that order: the shape of `hearth member` without its
+ * rows, shared with `hearth export members`. */
+void member_json_fields(json_t *j, const tz_t *tz, const member_view_t *m);
+/* An action as `hearth member` lists it: the stored body (an empty object when it does
+ * not parse) with its status and, when a channel delivers it, its delivery state. */
+json_t *member_json_action(const char *body, const char *status, const char *delivery);
+
 #endif

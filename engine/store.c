@@ -1408,3 +1408,93 @@ void store_broadcast_row_free(broadcast_row_t *row) {
   free(row->cursor);
   row->name = row->state = row->cursor = NULL;
 }
+
+/* ==== data in and out: export pages (hearth export) ==== */
+
+/* Bind a cursor's key as a copy: the caller moves its cursor while the page is read. */
+static void bind_cursor(sqlite3_stmt *st, int idx, const char *key) {
+  sqlite3_bind_text(st, idx, key, -1, SQLITE_TRANSIENT);
+}
+
+int store_export_members(store_t *s, const char *after, int64_t since, int limit,
+                         void (*each)(void *ud, const member_export_t *m), void *ud) {
+  static query_t q = QUERY("SELECT id, created_at, joined_at, last_active_at, orders, spend, points,"
+                           " attrs, tags FROM members WHERE id > ?1 AND (created_at >= ?2"
+                           " OR joined_at >= ?2 OR last_active_at >= ?2 OR EXISTS (SELECT 1 FROM"
+                           " ledger WHERE ledger.member = members.id AND ledger.time >= ?2))"
+                           " ORDER BY id LIMIT ?3");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_cursor(st, 1, after);
+  bind_int(st, 2, since);
+  bind_int(st, 3, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    member_export_t m = {
+        .id = report_col(st, 0),
+        .view = {.created_at = sqlite3_column_int64(st, 1),
+                 .joined_at = column_time(st, 2),
+                 .last_active_at = column_time(st, 3),
+                 .orders = sqlite3_column_int64(st, 4),
+                 .spend = sqlite3_column_double(st, 5),
+                 .points = sqlite3_column_int64(st, 6),
+                 .attrs = report_col_or_null(st, 7),
+                 .tags = report_col_or_null(st, 8)},
+    };
+    each(ud, &m);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_export_ledger(store_t *s, const char *after_member, int64_t after_n, int64_t since, int limit,
+                        void (*each)(void *ud, const ledger_row_t *r), void *ud) {
+  static query_t q = QUERY("SELECT member, n, time, delta, balance, reason, campaign, cause FROM ledger"
+                           " WHERE (member, n) > (?1, ?2) AND time >= ?3 ORDER BY member, n LIMIT ?4");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_cursor(st, 1, after_member);
+  bind_int(st, 2, after_n);
+  bind_int(st, 3, since);
+  bind_int(st, 4, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    ledger_row_t r = {
+        .member = report_col(st, 0),
+        .n = sqlite3_column_int64(st, 1),
+        .time = sqlite3_column_int64(st, 2),
+        .delta = sqlite3_column_int64(st, 3),
+        .balance = sqlite3_column_int64(st, 4),
+        .reason = report_col(st, 5),
+        .campaign = report_col_or_null(st, 6),
+        .cause = report_col_or_null(st, 7),
+    };
+    each(ud, &r);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_export_actions(store_t *s, int64_t after_seq, int64_t since, int limit,
+                         void (*each)(void *ud, const action_export_t *a), void *ud) {
+  static query_t q = QUERY("SELECT seq, time, body, status, delivery FROM outbox"
+                           " WHERE seq > ?1 AND time >= ?2 ORDER BY seq LIMIT ?3");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, after_seq);
+  bind_int(st, 2, since);
+  bind_int(st, 3, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    action_export_t a = {
+        .seq = sqlite3_column_int64(st, 0),
+        .time = sqlite3_column_int64(st, 1),
+        .body = report_col(st, 2),
+        .status = report_col(st, 3),
+        .delivery = report_col_or_null(st, 4),
+    };
+    each(ud, &a);
+    n++;
+  }
+  return report_end(s, st, rc, n);
+}

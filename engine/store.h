@@ -2,10 +2,10 @@
  * versioned schema and its migrations (applied on open; a database from a newer hearth is
  * refused), and every query, each behind a typed function with named rows: engine state
  * (members, tags, ledger, dedupe marks, timers, actions, failures, cron state, funnel
- * counters), the reports' reads, and the outbox's delivery. WAL mode with
- * synchronous=FULL, so a committed batch survives a crash or power loss. Every failed
- * step is logged with its query here and reported to the caller as -1. Knows nothing
- * about Lua or events. */
+ * counters), the reports' reads, the outbox's delivery, and the exports' pages. WAL
+ * mode with synchronous=FULL, so a committed batch survives a crash or power loss. Every
+ * failed step is logged with its query here and reported to the caller as -1. Knows
+ * nothing about Lua or events. */
 #ifndef HEARTH_STORE_H
 #define HEARTH_STORE_H
 
@@ -350,5 +350,38 @@ int store_broadcast_put(store_t *s, const broadcast_row_t *row);
  * returns 0 to go on, -1 to stop. Returns how many, or -1. */
 int store_broadcast_list(store_t *s, int (*each)(void *ud, const broadcast_row_t *row), void *ud);
 void store_broadcast_row_free(broadcast_row_t *row);
+/* ==== data in and out: export pages (hearth export) ==== */
+
+/* Pages of a table in key order, for exports over millions of rows in constant memory:
+ * each call is one statement (its own read snapshot, so a long export never holds the
+ * WAL) returning at most `limit` rows after the cursor, handed to each() and valid only
+ * during that call. since: only rows changed at or after it (INT64_MIN: every row).
+ * Each returns how many rows it handed over (fewer than limit: the table is done), or -1
+ * (logged). */
+
+/* A member row as exported: her id and the fields `hearth member` shows. She counts as
+ * changed at or after `since` when she was created, joined or last active then, or has a
+ * ledger entry dated then. */
+typedef struct {
+  const char *id;
+  member_view_t view;
+} member_export_t;
+/* Members with an id after `after` ("" to start), in id order. */
+int store_export_members(store_t *s, const char *after, int64_t since, int limit,
+                         void (*each)(void *ud, const member_export_t *m), void *ud);
+
+/* Ledger entries after (after_member, after_n) in (member, n) order ("" and 0 to start). */
+int store_export_ledger(store_t *s, const char *after_member, int64_t after_n, int64_t since, int limit,
+                        void (*each)(void *ud, const ledger_row_t *r), void *ud);
+
+/* An action as exported: its outbox sequence number (the cursor), time, JSON body, status
+ * and delivery state (NULL when no channel delivers it). */
+typedef struct {
+  int64_t seq, time;
+  const char *body, *status, *delivery;
+} action_export_t;
+/* Actions with a sequence number after after_seq (0 to start), oldest first. */
+int store_export_actions(store_t *s, int64_t after_seq, int64_t since, int limit,
+                         void (*each)(void *ud, const action_export_t *a), void *ud);
 
 #endif
