@@ -9,11 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES="build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libuv1-dev
-libjansson-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev libjemalloc-dev tzdata python3"
+libjansson-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev libjemalloc-dev tzdata python3
+libjs-chart.js"
+# The console's browser tests: a headless Chromium driven by Selenium, and a CJK font so
+# that the Chinese labels render in the screenshots.
+TEST_PACKAGES="chromium chromium-driver python3-selenium fonts-wqy-microhei"
 
 install_missing() {
   local missing=()
-  for p in $PACKAGES; do
+  for p in $PACKAGES ${EXTRA_PACKAGES:-}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -43,9 +47,13 @@ case "${1:-}" in
     ./build/hearth dry-run --events examples/events/month.ndjson --scripts scripts --until 30d \
       2> >(grep -v '^{' >&2) > build/demo-actions.ndjson || true
     echo "(actions as NDJSON in build/demo-actions.ndjson)"
+    echo "== the operators' console on the demo database"
+    echo "   ./build/hearth run --db build/demo.db --scripts scripts"
+    echo "   then open http://127.0.0.1:8707/ (campaigns, daily sends, one member, operations;"
+    echo "   with --token-file the page asks for the token)"
     ;;
   test)
-    install_missing
+    EXTRA_PACKAGES="$TEST_PACKAGES" install_missing
     cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DHEARTH_STRICT=ON -DHEARTH_SANITIZE=ON >/dev/null
     cmake --build build-test -j "$jobs"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "console.h"
+#include "console_api.h"
 #include "http_auth.h"
 #include "http_server.h"
 #include "ingest.h"
@@ -347,6 +349,58 @@ static void post_clock(daemon_t *d, const http_request_t *req, http_response_t *
   reply(res, 200, json_pack("{s:s}", "now", engine_fmt_time(d->e, clock_time(d), buf)));
 }
 
+/* POST /v1/dead-letters/requeue {"id": "..."}: one dead letter back in the queue. */
+static void post_requeue(daemon_t *d, const http_request_t *req, http_response_t *res) {
+  json_t *body = json_loadb(req->body ? req->body : "", req->body_len, 0, NULL);
+  const char *id = json_string_value(json_object_get(body, "id"));
+  if (!json_is_object(body) || json_object_size(body) != 1 || !id || !*id) {
+    json_decref(body);
+    return reply_error(res, 400, "the body must be {\"id\":\"<the dead letter's action id>\"}");
+  }
+  int n = store_dead_requeue(d->e->store, id);
+  if (n < 0) {
+    json_decref(body);
+    return reply_error(res, 500, "database error while requeueing (see the server log)");
+  }
+  if (n == 0) {
+    json_decref(body);
+    return reply_error(res, 404, "no dead letter with that id");
+  }
+  log_msg(LOG_INFO, "dead letter requeued from the console", "id", id, NULL);
+  reply(res, 200, json_pack("{s:s, s:i}", "id", id, "requeued", n));
+  json_decref(body);
+  delivery_kick(d->delivery);
+}
+
+/* The JSON routes the console reads (console_api.c); 1 when res holds the answer. */
+static int console_route(daemon_t *d, const http_request_t *req, http_response_t *res, int get, int post) {
+  json_t *doc = NULL;
+  if (!strcmp(req->path, "/v1/sends/daily")) {
+    if (!get) return reply_error(res, 405, "use GET"), 1;
+    char bad[200];
+    doc = console_daily_sends(d->e->store, d->e->tz, tz_name(d->e->tz), req->query, bad, sizeof bad);
+    if (!doc && *bad) return reply_error(res, 400, bad), 1;
+  } else if (!strcmp(req->path, "/v1/operations")) {
+    if (!get) return reply_error(res, 405, "use GET"), 1;
+    doc = console_operations(d->e->store, d->e->tz);
+    if (doc) {
+      json_object_set_new(doc, "zone", json_string(tz_name(d->e->tz)));
+    }
+  } else if (!strncmp(req->path, "/v1/member-timers/", 18)) {
+    if (!get) return reply_error(res, 405, "use GET"), 1;
+    doc = console_member_timers(d->e->store, d->e->tz, req->path + 18);
+  } else if (!strcmp(req->path, "/v1/dead-letters/requeue")) {
+    if (!post) return reply_error(res, 405, "use POST"), 1;
+    post_requeue(d, req, res);
+    return 1;
+  } else {
+    return 0;
+  }
+  if (!doc) return reply_error(res, 500, "database error reading the report (see the server log)"), 1;
+  reply(res, 200, doc);
+  return 1;
+}
+
 static void on_request(const http_request_t *req, http_response_t *res, void *ud) {
   daemon_t *d = ud;
   int get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
@@ -354,6 +408,7 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     if (!get) return reply_error(res, 405, "use GET");
     return reply(res, 200, json_pack("{s:s}", "status", d->stopping ? "stopping" : "ok"));
   }
+  if (console_serve(req->method, req->path, res)) return; /* no data in them: no token */
   if (refuse_token(d, req, res)) return;
   if (!strcmp(req->path, "/v1/events")) {
     if (!post) return reply_error(res, 405, "use POST");
@@ -373,6 +428,7 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     if (!summary) return reply_error(res, 500, "database error reading the funnel (see the server log)");
     return reply(res, 200, summary);
   }
+  if (console_route(d, req, res, get, post)) return;
   if (!strcmp(req->path, "/v1/clock") && d->e->clock.is_virtual) {
     if (!post) return reply_error(res, 405, "use POST");
     return post_clock(d, req, res);

@@ -1498,3 +1498,74 @@ int store_export_actions(store_t *s, int64_t after_seq, int64_t since, int limit
   }
   return report_end(s, st, rc, n);
 }
+
+/* ==== console reads: sends by quarter hour, failures by campaign, a member's timers ==== */
+
+int store_send_buckets(store_t *s, int64_t from, int64_t to, void (*each)(void *ud, const send_bucket_t *b),
+                       void *ud) {
+  /* quarter hours, so that the caller can place them on local days in any zone (every
+   * zone offset in use is a whole number of quarter hours) */
+  static query_t q = QUERY("SELECT time / 900, coalesce(channel, ''), status, coalesce(delivery, ''), count(*)"
+                           " FROM outbox WHERE kind = 'send' AND time >= ?1 AND time < ?2"
+                           " GROUP BY 1, 2, 3, 4");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  sqlite3_bind_int64(st, 1, from);
+  sqlite3_bind_int64(st, 2, to);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    send_bucket_t b = {.start = sqlite3_column_int64(st, 0) * 900,
+                       .channel = (const char *)sqlite3_column_text(st, 1),
+                       .status = (const char *)sqlite3_column_text(st, 2),
+                       .delivery = (const char *)sqlite3_column_text(st, 3),
+                       .n = sqlite3_column_int64(st, 4)};
+    each(ud, &b);
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return 0;
+}
+
+int store_send_span(store_t *s, int64_t *first, int64_t *last) {
+  static query_t q = QUERY("SELECT coalesce(min(time), -1), coalesce(max(time), -1) FROM outbox WHERE kind = 'send'");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  if (aggregate_row(s, st) < 0) return -1;
+  *first = sqlite3_column_int64(st, 0);
+  *last = sqlite3_column_int64(st, 1);
+  sqlite3_reset(st);
+  return 0;
+}
+
+int store_failures_by_campaign(store_t *s, void (*each)(void *ud, const char *campaign, int64_t n), void *ud) {
+  static query_t q = QUERY("SELECT coalesce(campaign, ''), count(*) FROM failed_events GROUP BY 1 ORDER BY 2 DESC, 1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    each(ud, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return 0;
+}
+
+int store_member_timers(store_t *s, const char *member, int limit,
+                        void (*each)(void *ud, const member_timer_t *t), void *ud) {
+  /* no index by member (it would cost every timer write): one scan, for one operator's look */
+  static query_t q = QUERY("SELECT due, type, coalesce(campaign, '') FROM timers WHERE member = ?1"
+                           " ORDER BY due, id LIMIT ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_int(st, 2, limit);
+  int rc, n = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    member_timer_t t = {.due = sqlite3_column_int64(st, 0), .type = (const char *)sqlite3_column_text(st, 1),
+                        .campaign = (const char *)sqlite3_column_text(st, 2)};
+    each(ud, &t);
+    n++;
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}

@@ -383,5 +383,29 @@ typedef struct {
 /* Actions with a sequence number after after_seq (0 to start), oldest first. */
 int store_export_actions(store_t *s, int64_t after_seq, int64_t since, int limit,
                          void (*each)(void *ud, const action_export_t *a), void *ud);
+/* ==== console reads ==== */
+
+/* Sends (kind "send") counted by quarter hour (start, a multiple of 900 s), channel, status
+ * and delivery state ("" when no channel delivers it); strings live during the callback. */
+typedef struct {
+  int64_t start, n;
+  const char *channel, *status, *delivery;
+} send_bucket_t;
+/* The sends with from <= time < to, by bucket. 0, or -1 (logged). */
+int store_send_buckets(store_t *s, int64_t from, int64_t to, void (*each)(void *ud, const send_bucket_t *b),
+                       void *ud);
+/* The times of the first and last send (-1 and -1 when there is none). 0, or -1 (logged). */
+int store_send_span(store_t *s, int64_t *first, int64_t *last);
+/* Failed events counted by campaign ("" when none is known), most first. 0, or -1 (logged). */
+int store_failures_by_campaign(store_t *s, void (*each)(void *ud, const char *campaign, int64_t n), void *ud);
+/* A member's pending timer, as the console shows it. */
+typedef struct {
+  int64_t due;
+  const char *type, *campaign;
+} member_timer_t;
+/* The member's first `limit` pending timers, earliest first (a scan of the timers table).
+ * Returns how many, or -1 (logged). */
+int store_member_timers(store_t *s, const char *member, int limit,
+                        void (*each)(void *ud, const member_timer_t *t), void *ud);
 
 #endif
