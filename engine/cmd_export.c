@@ -50,7 +50,7 @@ static const char *const members_columns[] = {"id", "created_at", "joined_at", "
 static const char *const actions_columns[] = {"id", "time", "member", "campaign", "step", "action",
                                               "status", "delivery", "channel", "reason", "fields", NULL};
 static const char *const ledger_columns[] = {"member", "n", "time", "delta", "balance", "reason",
-                                             "campaign", "cause", NULL};
+                                             "campaign", "cause", "type", "lots", NULL};
 
 typedef struct {
   FILE *out;
@@ -162,6 +162,11 @@ static void ledger_row(void *ud, const ledger_row_t *r) {
                         (json_int_t)r->balance, "reason", r->reason, "campaign",
                         r->campaign ? json_string(r->campaign) : json_null(), "cause",
                         r->cause ? json_string(r->cause) : json_null());
+  /* the points entry's type (grant or spend when null; expire, redeem, refund) and the
+   * lots it took from, as `hearth member` shows them */
+  json_object_set_new(j, "type", r->type ? json_string(r->type) : json_null());
+  json_t *lots = r->lots ? json_loads(r->lots, 0, NULL) : NULL;
+  json_object_set_new(j, "lots", lots ? lots : json_null());
   set_cursor_id(x, r->member);
   x->cursor_n = r->n;
   emit(x, j, ledger_columns);

@@ -1449,7 +1449,7 @@ int store_export_members(store_t *s, const char *after, int64_t since, int limit
 
 int store_export_ledger(store_t *s, const char *after_member, int64_t after_n, int64_t since, int limit,
                         void (*each)(void *ud, const ledger_row_t *r), void *ud) {
-  static query_t q = QUERY("SELECT member, n, time, delta, balance, reason, campaign, cause FROM ledger"
+  static query_t q = QUERY("SELECT member, n, time, delta, balance, reason, campaign, cause, type, lots FROM ledger"
                            " WHERE (member, n) > (?1, ?2) AND time >= ?3 ORDER BY member, n LIMIT ?4");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
@@ -1468,6 +1468,8 @@ int store_export_ledger(store_t *s, const char *after_member, int64_t after_n, i
         .reason = report_col(st, 5),
         .campaign = report_col_or_null(st, 6),
         .cause = report_col_or_null(st, 7),
+        .type = report_col_or_null(st, 8),
+        .lots = report_col_or_null(st, 9),
     };
     each(ud, &r);
     n++;

@@ -112,7 +112,7 @@ def test_export_ledger_matches_hearth_member_and_sums_to_the_balance():
     points = {r["id"]: r["points"] for r in export_rows(w, "members")}
     sums = {}
     for r in rows:
-        eq(sorted(r.keys()), sorted(["member", "n", "time", "delta", "balance", "reason", "campaign", "cause"]),
+        eq(sorted(r.keys()), sorted(["member", "n", "time", "delta", "balance", "reason", "campaign", "cause", "type", "lots"]),
            "ledger row keys")
         sums[r["member"]] = sums.get(r["member"], 0) + r["delta"]
     for m, total in sums.items():
