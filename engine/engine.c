@@ -569,7 +569,11 @@ int eng_apply_event(engine_t *e, event_t *ev) {
   }
   member_t *m = member_cache_get(&e->members, e->store, ev->member, ev->time);
   if (!m) return EV_ERROR;
+  char *staff_before = eng_member_staff(m) ? xstrdup(eng_member_staff(m)) : NULL;
   apply_builtins(m, ev);
+  int staff_rc = eng_staff_builtins(e, m, ev, key, staff_before);
+  free(staff_before);
+  if (staff_rc < 0) return EV_ERROR;
   e->stats.accepted++;
   e->batch_work++;
   return eng_dispatch(e, m, ev, key, 0, NULL);

@@ -69,6 +69,8 @@ static int fire_one(engine_t *e, timer_row_t *r) {
     rc = refuse_chain(e, m, r, &ev);
   else if (!strcmp(r->type, RELEASE_TIMER))
     rc = eng_release_send(e, m, r, &ev, key);
+  else if (!strcmp(r->type, HANDOFF_TIMER))
+    rc = eng_handoff_step(e, m, r);
   else
     rc = eng_dispatch(e, m, &ev, key, r->depth, r->chain);
   json_decref(ev.data);

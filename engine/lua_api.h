@@ -47,6 +47,9 @@ struct scripts {
   char **guard_campaigns;  /* hearth.guard: campaign -> function (registry ref) */
   int *guard_refs;
   int nguards;
+  int staff_declared;      /* hearth.staff was called */
+  char *staff_fallback;    /* its owner of tasks whose member has none, or NULL */
+  int64_t task_due;        /* its default due time of a task, seconds after it is set */
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
 };
@@ -59,6 +62,12 @@ scripts_t *scripts_of(lua_State *L);
 
 /* lua_cron.c */
 void cron_api_install(lua_State *L);
+
+/* lua_staff.c: hearth.staff, m:assign_owner, what m:task needs of them. */
+void staff_api_install(lua_State *L);
+int m_assign_owner(lua_State *L);
+int64_t staff_task_due(scripts_t *s);
+const char *staff_task_fallback(scripts_t *s);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);
