@@ -354,7 +354,9 @@ int engine_commit(engine_t *e) {
   assert(e->in_batch);
   if (funnel_flush(e, 1) < 0 || member_cache_flush(&e->members, e->store) < 0 ||
       store_meta_set(e->store, "event_seq", e->event_seq) < 0 ||
-      store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 || store_commit(e->store) < 0) {
+      store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 ||
+      store_meta_set(e->store, "clock", e->now) < 0 || /* reports judge overdue tasks at it */
+      store_commit(e->store) < 0) {
     log_msg(LOG_ERROR, "commit failed", "error", store_errmsg(e->store), NULL);
     engine_rollback(e);
     return -1;
