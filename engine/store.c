@@ -1285,7 +1285,7 @@ int store_staff_report(store_t *s, int64_t now, void (*each)(void *ud, const sta
       "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at IS NULL),"
       "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at IS NULL AND t.due <= ?1),"
       "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at IS NOT NULL),"
-      "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at > t.due)"
+      "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at >= t.due)"
       " FROM names n ORDER BY n.staff");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
