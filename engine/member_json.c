@@ -125,6 +125,9 @@ int member_json_read(store_t *s, const tz_t *tz, const char *id, int limit, json
     json_decref(j);
     return -1;
   }
+  /* only when there are any: a member without staff history reads as before */
+  if (!json_array_size(owners.obj)) json_object_del(j, "owners");
+  if (!json_array_size(tasks.obj)) json_object_del(j, "tasks");
   *out = j;
   return 1;
 }
