@@ -2,12 +2,14 @@
 channel codes (round-robin, least-loaded, data.staff kept), tasks with a due time, a
 task.done and a staff.left; then `hearth stats` (text and --json), `hearth member`
 (owners, tasks), and a daemon on a virtual clock: GET /v1/staff and /metrics judge
-overdue tasks on that clock, POST /v1/clock moves it, a re-sent staff.left moves nobody
-twice."""
+overdue tasks on that clock, POST /v1/clock moves it; a re-sent staff.left moves nobody
+twice, and a hand-off cut by SIGKILL finishes after the restart with each member moved
+once."""
 
 import calendar
 import json
 import os
+import sqlite3
 import sys
 import time
 
@@ -134,6 +136,41 @@ def test_daemon_judges_overdue_on_its_virtual_clock():
         s = stats_json(w)
         eq((s["s-a"]["done"], s["s-a"]["done_late"]), (1, 1), "hearth stats after the daemon (member %r)"
            % (w.member("m-1")["tasks"],))
+
+
+def test_a_hand_off_cut_by_a_kill_moves_each_member_exactly_once():
+    """SIGKILL as soon as the staff.left is accepted, wherever the hand-off is; after the
+    restart it finishes, and no member was moved twice or left behind."""
+    n = 2600  # six windows of 500
+    with Workspace({"codes.lua": SCRIPTS}) as w:
+        now = int(time.time())
+        joins = [ev(i, "member.joined", "m-%05d" % i, now - 3600, {"staff": "s-a" if i % 2 else "s-b"})
+                 for i in range(1, n + 1)]
+        r = w.import_events(joins)
+        eq(r.rc, 0, "import of the members (stderr: %s)" % r.err)
+        with start(w) as d:
+            d.wait_listening()
+            d.post_ok({"id": "left-1", "type": "staff.left", "member": "s-a",
+                       "data": {"staff": "s-a", "rule": "round_robin", "pool": ["s-c", "s-d"]}}, accepted=1)
+            d.kill()
+        with start(w) as d:
+            d.wait_listening()
+            d.wait_member("s-a", lambda m: m["attrs"].get("staff_left", {}).get("done"), "the hand-off is done",
+                          timeout=60)
+            d.stop_clean()
+        db = sqlite3.connect(w.db)
+        try:
+            twice = db.execute("SELECT member FROM staff_log WHERE rule LIKE 'staff.left%'"
+                               " GROUP BY member HAVING count(*) > 1").fetchall()
+            moved = db.execute("SELECT count(*) FROM staff_log WHERE rule LIKE 'staff.left%'").fetchone()[0]
+            left = db.execute("SELECT count(*) FROM members WHERE json_extract(attrs, '$.staff') = 's-a'").fetchone()[0]
+        finally:
+            db.close()
+        eq((twice, moved, left), ([], n // 2, 0), "moved exactly once each, none left behind")
+        s = stats_json(w)
+        eq({k: v["members"] for k, v in s.items()},
+           {"s-a": 0, "s-b": n // 2, "s-c": n // 4, "s-d": n // 4}, "members per staff after the restart")
+        eq(w.member("s-a")["attrs"]["staff_left"]["moved"], n // 2, "her record counts every move once")
 
 
 if __name__ == "__main__":

@@ -124,3 +124,13 @@ test("staff.left to one guide moves every member, a window at a time", function(
   t:eq({ s["s-a"].members, s["s-c"].members, s["s-b"].members }, { 0, 600, 601 }, "all of hers moved, nobody else")
   t:eq(t:member("s-a").attrs.staff_left, { staff = "s-a", moved = 600, done = true }, "done")
 end)
+
+test("staff.left least-loaded: each member to the fewest owned at that moment, ties to the first listed", function(t)
+  t:at("2026-11-02T10:00:00+08:00")
+  for i = 1, 3 do t:event("m-" .. i, "member.joined", { staff = "s-a" }) end
+  t:event("m-9", "member.joined", { staff = "s-c" })
+  t:event("s-a", "staff.left", { staff = "s-a", rule = "least_loaded", pool = { "s-b", "s-c" } })
+  t:advance("1s")
+  -- m-1: b 0 < c 1 -> b; m-2: b 1 = c 1 -> b (listed first); m-3: b 2 > c 1 -> c
+  t:eq({ owner(t, "m-1"), owner(t, "m-2"), owner(t, "m-3") }, { "s-b", "s-b", "s-c" }, "owners")
+end)
