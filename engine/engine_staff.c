@@ -9,7 +9,11 @@
  * Everything here is SQL through store.c inside the open batch (and the handler call's
  * savepoint when there is one), so it commits or rolls back with the change that caused
  * it: a retried event is a duplicate and assigns nothing twice; a hand-off's progress is
- * the data of its one pending timer, replaced in the same transaction as each window. */
+ * the data of its one pending timer, replaced in the same transaction as each window.
+ *
+ * The ideas are those of WeCom SCRM practice (channel codes rotating new friends over a
+ * guide list, 离职继承 handing a departed guide's customers on, guides judged on overdue
+ * follow-ups); the code is our own, on the store's typed functions and the timer driver. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +78,7 @@ static const char *pick(engine_t *e, int rule, const char *const *list, int n, c
 
 int engine_assign_owner(engine_t *e, engine_call_t *c, const owner_rule_t *r, const char **owner, int *assigned) {
   assert(r->nstaff > 0 && r->rule >= 0 && r->rule < OWNER_RULES);
+  assert(r->pool || r->rule != OWNER_ROUND_ROBIN);
   *assigned = 0;
   *owner = eng_member_staff(c->m);
   if (*owner) return 0; /* she has an owner (data.staff, an earlier code, a script): kept */

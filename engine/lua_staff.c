@@ -3,7 +3,8 @@
  * `m:assign_owner(rule)` gives a member an owner by a fixed, round-robin or least-loaded
  * rule over a staff list (the engine keeps the cursor and the counts: engine_staff.c);
  * staff_task_owner and staff_task_due are m:task's. Arguments are checked before anything
- * is allocated in C. */
+ * is allocated in C. Our own code; the rules are those WeCom SCRM tools offer for
+ * channel codes (fixed, in turn, to the least busy guide). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static int l_staff(lua_State *L) {
   lua_getfield(L, 1, "fallback");
   const char *fallback = lua_isnil(L, -1) ? NULL : check_staff_string(L, -1, "hearth.staff: option 'fallback'");
   lua_getfield(L, 1, "task_due");
-  int64_t due = lua_isnil(L, -1) ? TASK_DUE_DEFAULT : arg_duration(L, -1);
+  int64_t due = lua_isnil(L, -1) ? TASK_DUE_DEFAULT : arg_duration(L, lua_gettop(L));
   if (due <= 0) return luaL_error(L, "hearth.staff: option 'task_due' must be a positive duration");
   s->staff_declared = 1;
   s->task_due = due;
