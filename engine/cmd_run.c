@@ -17,7 +17,7 @@ static const char *usage =
     "                  [--max-backlog N] [--max-future DUR] [limits]\n\n"
     "The daemon: HTTP ingest (POST /v1/events), durable timers and cron in real time,\n"
     "delivery of queued actions, and the operations API (GET /healthz, /v1/members/ID,\n"
-    "/v1/campaigns, /metrics). SIGTERM or SIGINT stops it cleanly; SIGHUP reloads the\n"
+    "/v1/campaigns, /v1/staff, /metrics). SIGTERM or SIGINT stops it cleanly; SIGHUP reloads the\n"
     "scripts (the old ones stay when the new ones fail to load). Timers, actions and\n"
     "re-queued dead letters that other processes (hearth import, hearth dead-letters)\n"
     "commit meanwhile are picked up within a second.\n\n"

@@ -1,19 +1,25 @@
 /* cmd_stats: `hearth stats`. Totals of the database (members, events remembered, failed
- * events, timers pending, actions by delivery state) and the funnel per campaign, step
- * and variant, as text or --json. Read-only; a failed read is an error (exit 1), never
- * zeros. */
+ * events, timers pending, actions by delivery state), the funnel per campaign, step and
+ * variant, and per staff member the members owned and the tasks open, overdue and done
+ * (judged at the engine's clock as last committed, or the real time when that is later),
+ * as text or --json. Read-only; a failed read is an error (exit 1), never zeros. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "engine.h"
 #include "summary.h"
 
 static const char *usage =
     "usage: hearth stats [--json]\n\n"
     "Print the totals of the database and the funnel per campaign, step and variant:\n"
-    "actions by status, and the counters campaigns keep (entered, converted, ...).\n";
+    "actions by status, and the counters campaigns keep (entered, converted, ...);\n"
+    "then per staff member: members owned, tasks open, overdue and done. Overdue is\n"
+    "judged at the engine's clock as last committed (a virtual clock's time), or the\n"
+    "real time when that is later.\n";
 
 /* The totals in the order they are printed: the name and the field of store_totals_t. */
 static const struct {
@@ -35,9 +41,28 @@ static long long total(const store_totals_t *t, size_t i) {
   return *(const int64_t *)((const char *)t + totals[i].field);
 }
 
-static int print_json(store_t *s, const store_totals_t *t) {
+/* The time overdue tasks are judged at: the engine's clock as last committed, or now. */
+static int64_t judged_at(store_t *s) {
+  int64_t clock = store_meta_get(s, "clock", 0), now = (int64_t)time(NULL);
+  return clock > now ? clock : now;
+}
+
+static void print_staff_row(void *ud, const staff_report_t *r) {
+  (void)ud;
+  printf("staff %s: members %lld, open_tasks %lld, overdue %lld, done %lld, done_late %lld\n", r->staff,
+         (long long)r->members, (long long)r->open, (long long)r->overdue, (long long)r->done,
+         (long long)r->done_late);
+}
+
+static int print_json(store_t *s, const store_totals_t *t, const tz_t *tz) {
   json_t *root = summary_json(s);
   if (!root) return -1;
+  json_t *staff = staff_report_json(s, tz, judged_at(s));
+  if (!staff) {
+    json_decref(root);
+    return -1;
+  }
+  json_object_set_new(root, "staff", staff);
   json_t *obj = json_object();
   for (size_t i = 0; i < N_TOTALS; i++) json_object_set_new(obj, totals[i].name, json_integer(total(t, i)));
   json_object_set_new(root, "totals", obj);
@@ -56,7 +81,7 @@ static int print_text(store_t *s, const store_totals_t *t) {
   printf("\n");
   summary_print_doc(root, NULL, 0, stdout);
   json_decref(root);
-  return 0;
+  return store_staff_report(s, judged_at(s), print_staff_row, NULL) < 0 ? -1 : 0;
 }
 
 int cmd_stats(int argc, char **argv) {
@@ -73,12 +98,19 @@ int cmd_stats(int argc, char **argv) {
     fprintf(stderr, "hearth: %s\n", err);
     return 1;
   }
+  tz_t *tz = tz_load(c.tz, err, sizeof err);
+  if (!tz) {
+    fprintf(stderr, "hearth: --tz: %s\n", err);
+    store_close(s);
+    return 2;
+  }
   store_totals_t t;
   int status = 0;
-  if (store_totals(s, &t) < 0 || (c.json ? print_json(s, &t) : print_text(s, &t)) < 0) {
+  if (store_totals(s, &t) < 0 || (c.json ? print_json(s, &t, tz) : print_text(s, &t)) < 0) {
     fprintf(stderr, "hearth: cannot read %s: %s\n", c.db, store_errmsg(s));
     status = 1;
   }
+  tz_free(tz);
   store_close(s);
   return status;
 }

@@ -429,6 +429,12 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     return reply(res, 200, summary);
   }
   if (console_route(d, req, res, get, post)) return;
+  if (!strcmp(req->path, "/v1/staff")) {
+    if (!get) return reply_error(res, 405, "use GET");
+    json_t *staff = staff_report_json(d->e->store, d->e->tz, clock_time(d));
+    if (!staff) return reply_error(res, 500, "database error reading the staff report (see the server log)");
+    return reply(res, 200, staff);
+  }
   if (!strcmp(req->path, "/v1/clock") && d->e->clock.is_virtual) {
     if (!post) return reply_error(res, 405, "use POST");
     return post_clock(d, req, res);

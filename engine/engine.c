@@ -368,7 +368,9 @@ int engine_commit(engine_t *e) {
   assert(e->in_batch);
   if (funnel_flush(e, 1) < 0 || member_cache_flush(&e->members, e->store) < 0 ||
       store_meta_set(e->store, "event_seq", e->event_seq) < 0 ||
-      store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 || store_commit(e->store) < 0) {
+      store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 ||
+      store_meta_set(e->store, "clock", e->now) < 0 || /* reports judge overdue tasks at it */
+      store_commit(e->store) < 0) {
     log_msg(LOG_ERROR, "commit failed", "error", store_errmsg(e->store), NULL);
     engine_rollback(e);
     return -1;
@@ -597,7 +599,11 @@ int eng_apply_event(engine_t *e, event_t *ev) {
   }
   member_t *m = member_cache_get(&e->members, e->store, ev->member, ev->time);
   if (!m) return EV_ERROR;
+  char *staff_before = eng_member_staff(m) ? xstrdup(eng_member_staff(m)) : NULL;
   apply_builtins(m, ev);
+  int staff_rc = eng_staff_builtins(e, m, ev, key, staff_before);
+  free(staff_before);
+  if (staff_rc < 0) return EV_ERROR;
   e->stats.accepted++;
   e->batch_work++;
   if (!strcmp(ev->type, "redemption.refunded") && eng_refund(e, m, ev, key) == EV_ERROR) return EV_ERROR;

@@ -258,6 +258,7 @@ typedef struct {
   json_t *fields;
   json_t *reason;        /* why the status is not `queued` (stolen; may be NULL) */
   int key_claimed;       /* the engine claimed the key already (a keyed grant) */
+  int64_t task_due;      /* a task: when it is due (epoch seconds), opened when queued */
 } action_spec_t;
 /* Record an action. Sends, tasks and webhooks are outbox rows for their channel; the
  * records of changes already made (points, tag, untag) are rows only for a channel that
@@ -315,6 +316,29 @@ const tz_t *engine_member_tz(engine_t *e, const member_t *m);
 /* The zone NAME (the engine's, or one loaded once and kept); NULL when NAME is not a
  * zone (remembered: not read from disk again). */
 const tz_t *engine_zone(engine_t *e, const char *name);
+
+/* ---- staff: owners, hand-offs, tasks (engine_staff.c) ---- */
+
+/* How an owner is chosen over a list of staff ids. */
+enum { OWNER_FIXED, OWNER_ROUND_ROBIN, OWNER_LEAST_LOADED, OWNER_RULES };
+extern const char *const owner_rule_names[OWNER_RULES];
+int owner_rule_parse(const char *s); /* -1 when not a rule name */
+typedef struct {
+  int rule;
+  const char *const *staff; /* at least one */
+  int nstaff;
+  const char *pool;         /* the round-robin cursor's name (shared by every member) */
+} owner_rule_t;
+/* Give the call's member an owner by rule unless she has one (a non-empty string `staff`
+ * attribute, e.g. from member.joined data.staff): that one is kept. *owner: her owner
+ * (valid during the call); *assigned: chosen now. The choice, the cursor and the counts
+ * are written in the call's savepoint. 0, or -1 on a database error. */
+int engine_assign_owner(engine_t *e, engine_call_t *c, const owner_rule_t *r, const char **owner, int *assigned);
+/* The per-staff report judged at `now` (members owned, open, overdue and done tasks). */
+int engine_staff_report(engine_t *e, int64_t now, void (*each)(void *ud, const staff_report_t *r), void *ud);
+/* The same as JSON {now, staff: [{staff, members, open_tasks, overdue, done, done_late}]};
+ * NULL on a database error (logged). */
+json_t *staff_report_json(store_t *s, const tz_t *tz, int64_t now);
 
 /* The database's message for the last error (already logged where it happened). */
 const char *engine_db_error(engine_t *e);

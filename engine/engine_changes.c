@@ -50,6 +50,14 @@ static int grow(engine_t *e, member_t *m, int64_t delta) {
   return 0;
 }
 
+/* m:set("staff", ...) changes her owner: the per-staff counts and the log follow. */
+static int set_owner_attr(engine_t *e, engine_call_t *c, const char *before) {
+  if (eng_call_write(e, c) < 0) return -1;
+  if (eng_owner_moved(e, c->m->id, before, eng_member_staff(c->m), "m:set", c->event_key) < 0)
+    return eng_db_error(c);
+  return 0;
+}
+
 int engine_set_attr(engine_t *e, engine_call_t *c, const char *key, json_t *value) {
   json_t *attrs = member_attrs(c->m), *old = json_object_get(attrs, key);
   if (!value && !old) return 0;
@@ -58,12 +66,16 @@ int engine_set_attr(engine_t *e, engine_call_t *c, const char *key, json_t *valu
     json_decref(value);
     return MEMBER_TOO_BIG;
   }
+  int owner = !strcmp(key, "staff");
+  char *before = owner && eng_member_staff(c->m) ? xstrdup(eng_member_staff(c->m)) : NULL;
   member_undo_key(&c->undo, MP_ATTRS, key);
   if (value)
     json_object_set_new(attrs, key, value);
   else
     json_object_del(attrs, key);
-  return 0;
+  int rc = owner ? set_owner_attr(e, c, before) : 0;
+  free(before);
+  return rc;
 }
 
 /* Release what a spec still owns (its change was not made). */
@@ -322,6 +334,8 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
                       .kind = a->kind, .status = action_status_names[status], .channel = a->channel,
                       .time = e->now, .body = text, .deliverable = status == AS_QUEUED};
   int w = found ? store_action_rejudge(e->store, &row) : store_action_add(e->store, &row);
+  if (w == 0 && status == AS_QUEUED && !strcmp(a->kind, "task"))
+    w = eng_task_open(e, id, c->m->id, fields, a->task_due);
   if (w < 0) {
     free(text);
     goto out;

@@ -73,6 +73,8 @@ static int fire_one(engine_t *e, timer_row_t *r) {
     rc = eng_release_send(e, m, r, &ev, key);
   else if (!strcmp(r->type, POINTS_TIMER))
     rc = eng_points_due(e, m, &ev, key);
+  else if (!strcmp(r->type, HANDOFF_TIMER))
+    rc = eng_handoff_step(e, m, r);
   else
     rc = eng_dispatch(e, m, &ev, key, r->depth, r->chain);
   json_decref(ev.data);

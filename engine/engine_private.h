@@ -78,4 +78,19 @@ int eng_points_due(engine_t *e, member_t *m, const event_t *ev, const char *key)
 /* A redemption.refunded event: return the redemption's points and stock, once. EV_*. */
 int eng_refund(engine_t *e, member_t *m, const event_t *ev, const char *key);
 
+/* engine_staff.c: the reserved timer type of a hand-off step (staff.left). */
+#define HANDOFF_TIMER "hearth.handoff"
+/* The member's owner: her `staff` attribute when a non-empty string, else NULL. */
+const char *eng_member_staff(const member_t *m);
+/* A member's owner changed from `from` to `to` (either NULL): counts, open tasks, log. */
+int eng_owner_moved(engine_t *e, const char *member, const char *from, const char *to, const char *rule,
+                    const char *cause);
+/* After an event's built-ins: the owner change they made (staff_before: her owner before)
+ * and the built-ins of staff.left (start the hand-off) and task.done (close the task). */
+int eng_staff_builtins(engine_t *e, member_t *m, const event_t *ev, const char *key, const char *staff_before);
+/* One hand-off step: the next window of members; EV_APPLIED or EV_ERROR. */
+int eng_handoff_step(engine_t *e, member_t *who, const timer_row_t *r);
+/* A queued task action: open it for fields.staff, due at `due`. */
+int eng_task_open(engine_t *e, const char *id, const char *member, json_t *fields, int64_t due);
+
 #endif

@@ -289,11 +289,60 @@ static int check_tz(json_t *data, int null_allowed, char *err, size_t errlen) {
   return 0;
 }
 
+/* A staff id: a plain string of 1-128 bytes. */
+static int check_staff_id(json_t *v, const char *field, char *err, size_t errlen) {
+  char shown[QUOTE_SHOWN + 4];
+  if (is_plain_string(v) && json_string_length(v) >= 1 && json_string_length(v) <= 128) return 0;
+  if (!v) return fail(err, errlen, "data.%s: missing", field);
+  shown_json(shown, v);
+  return fail(err, errlen, "data.%s: must be a staff id (a string of 1-128 bytes), got %s", field, shown);
+}
+
+/* staff.left: data.staff (who left) and either data.to (one staff id) or data.rule
+ * ("round_robin" or "least_loaded") with data.pool (1-64 staff ids, not data.staff). */
+static int check_staff_left(json_t *d, char *err, size_t errlen) {
+  if (check_staff_id(json_object_get(d, "staff"), "staff", err, errlen) != 0) return -1;
+  const char *leaving = json_string_value(json_object_get(d, "staff"));
+  json_t *to = json_object_get(d, "to"), *rule = json_object_get(d, "rule"), *pool = json_object_get(d, "pool");
+  if (to && (rule || pool)) return fail(err, errlen, "data.to: give either data.to or data.rule with data.pool");
+  if (to) {
+    if (check_staff_id(to, "to", err, errlen) != 0) return -1;
+    if (!strcmp(json_string_value(to), leaving)) return fail(err, errlen, "data.to: must not be data.staff");
+    return 0;
+  }
+  const char *r = json_string_value(rule);
+  if (!r || (strcmp(r, "round_robin") != 0 && strcmp(r, "least_loaded") != 0))
+    return fail(err, errlen, "data.rule: must be \"round_robin\" or \"least_loaded\" (or give data.to)");
+  size_t n = json_array_size(pool);
+  if (!json_is_array(pool) || n < 1 || n > 64)
+    return fail(err, errlen, "data.pool: must be an array of 1-64 staff ids");
+  for (size_t i = 0; i < n; i++) {
+    char field[32];
+    snprintf(field, sizeof field, "pool[%zu]", i);
+    if (check_staff_id(json_array_get(pool, i), field, err, errlen) != 0) return -1;
+    if (!strcmp(json_string_value(json_array_get(pool, i)), leaving))
+      return fail(err, errlen, "data.%s: must not be data.staff", field);
+  }
+  return 0;
+}
+
+/* task.done: data.task is the id of a task action (1-512 bytes). */
+static int check_task_done(json_t *d, char *err, size_t errlen) {
+  json_t *v = json_object_get(d, "task");
+  char shown[QUOTE_SHOWN + 4];
+  if (is_plain_string(v) && json_string_length(v) >= 1 && json_string_length(v) <= 512) return 0;
+  if (!v) return fail(err, errlen, "data.task: missing (the id of the task action)");
+  shown_json(shown, v);
+  return fail(err, errlen, "data.task: must be a task action's id (a string), got %s", shown);
+}
+
 /* The data fields that the built-in effects of well-known types rely on. */
 static int check_known_data(const event_t *ev, char *err, size_t errlen) {
   json_t *d = ev->data;
   if (!strcmp(ev->type, "order.paid") || !strcmp(ev->type, "order.refunded"))
     return check_amount(d, err, errlen);
+  if (!strcmp(ev->type, "staff.left")) return d ? check_staff_left(d, err, errlen) : fail(err, errlen, "data.staff: missing");
+  if (!strcmp(ev->type, "task.done")) return d ? check_task_done(d, err, errlen) : fail(err, errlen, "data.task: missing");
   if (!d) return 0;
   if (!strcmp(ev->type, "member.joined")) {
     if (check_referrer(d, err, errlen) != 0 || check_string_field(d, "channel", err, errlen) != 0 ||

@@ -53,6 +53,9 @@ struct scripts {
   int nitems;
   broadcast_decl_t *broadcasts; /* hearth.broadcast, in declaration order (lua_broadcast.c) */
   int nbroadcasts, capbroadcasts;
+  int staff_declared;      /* hearth.staff was called */
+  char *staff_fallback;    /* its owner of tasks whose member has none, or NULL */
+  int64_t task_due;        /* its default due time of a task, seconds after it is set */
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
 };
@@ -75,6 +78,11 @@ expiry_t arg_expiry(lua_State *L, int idx);
 /* lua_broadcast.c: hearth.broadcast (into the hearth table on top of the stack) */
 void broadcast_api_install(lua_State *L);
 void broadcast_api_free(scripts_t *s);
+/* lua_staff.c: hearth.staff, m:assign_owner, what m:task needs of them. */
+void staff_api_install(lua_State *L);
+int m_assign_owner(lua_State *L);
+int64_t staff_task_due(scripts_t *s);
+const char *staff_task_fallback(scripts_t *s);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

@@ -254,7 +254,7 @@ static json_t *opt_json(lua_State *L, int opts, const char *name, char *err, siz
 static const char *const SEND_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "reason",
                                             "category", "vars", "staff", NULL};
 static const char *const TASK_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "reason",
-                                           "vars", "staff", NULL};
+                                           "vars", "staff", "due", NULL};
 static const char *const WEBHOOK_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "reason", NULL};
 static const char *const CHANGE_OPTIONS[] = {"key", "step", "campaign", "channel", "status", NULL};
 static const char *const POINTS_OPTIONS[] = {"key", "step", "campaign", "channel", "status", "expire", NULL};
@@ -293,8 +293,19 @@ static int m_send(lua_State *L) {
   return record_action(L, d, "send", &o, f);
 }
 
-/* m:task(text, opts) -> status, recorded. opts: staff (default: the member's "staff" attribute),
- * vars, key, step, campaign, status, channel. */
+/* The owner of a task: opts.staff, else her "staff" attribute, else hearth.staff's
+ * fallback; NULL when none of them names one. */
+static const char *task_owner(lua_State *L, const member_t *m, const char *staff) {
+  if (staff) return staff;
+  json_t *v = json_object_get(member_attrs((member_t *)m), "staff");
+  if (json_is_string(v) && json_string_length(v) > 0) return json_string_value(v);
+  return staff_task_fallback(scripts_of(L));
+}
+
+/* m:task(text, opts) -> status, recorded. opts: staff (default: the member's "staff"
+ * attribute, then hearth.staff's fallback), due (a duration after now; default
+ * hearth.staff's task_due, else 1d), vars, key, step, campaign, status, channel. A task
+ * nobody owns is recorded `skipped` with reason {rule = "no_owner"}. */
 static int m_task(lua_State *L) {
   engine_call_t *d = check_member(L);
   const char *text = luaL_checkstring(L, 2);
@@ -302,6 +313,14 @@ static int m_task(lua_State *L) {
   action_opts_t o;
   read_action_opts(L, 3, &o);
   const char *staff = opt_string(L, 3, "staff");
+  int64_t due_after = staff_task_due(scripts_of(L));
+  if (!lua_isnoneornil(L, 3)) {
+    lua_getfield(L, 3, "due");
+    if (!lua_isnil(L, -1)) due_after = arg_duration(L, lua_gettop(L));
+    lua_pop(L, 1);
+    if (due_after <= 0) luaL_error(L, "m:task: option 'due' must be a positive duration");
+  }
+  const char *owner = task_owner(L, d->m, staff);
   char err[256];
   int bad;
   json_t *vars = opt_json(L, 3, "vars", err, sizeof err, &bad);
@@ -311,13 +330,26 @@ static int m_task(lua_State *L) {
     json_decref(vars);
     luaL_error(L, "m:task: reason: %s", err);
   }
+  if (!owner && o.status == AS_QUEUED) { /* nobody would do it: recorded, not given to nobody */
+    o.status = AS_SKIPPED;
+    o.reason = json_pack("{s:s}", "rule", "no_owner");
+  }
+  engine_t *e = scripts_of(L)->engine;
+  char tbuf[32];
   json_t *f = json_object();
   json_object_set_new(f, "text", json_string(text));
-  json_t *owner = staff ? json_string(staff) : json_incref(json_object_get(member_attrs(d->m), "staff"));
-  json_object_set_new(f, "staff", owner ? owner : json_null());
+  json_object_set_new(f, "staff", owner ? json_string(owner) : json_null());
+  json_object_set_new(f, "due", json_string(engine_fmt_time(e, e->now + due_after, tbuf)));
   json_object_set_new(f, "channel", json_string(o.channel));
   json_object_set_new(f, "vars", vars ? vars : json_object());
-  return record_action(L, d, "task", &o, f);
+  action_spec_t a = spec_of("task", &o, f);
+  a.task_due = e->now + due_after;
+  int recorded;
+  int status = engine_act(e, d, &a, &recorded);
+  if (status < 0) return raise_db_error(L);
+  lua_pushstring(L, action_status_names[status]);
+  lua_pushboolean(L, recorded);
+  return 2;
 }
 
 /* m:webhook(payload, opts) -> status, recorded */
@@ -519,7 +551,8 @@ static const luaL_Reg methods[] = {
     {"get", m_get}, {"set", m_set}, {"tag", m_tag}, {"untag", m_untag}, {"has", m_has},
     {"tags", m_tags}, {"add_points", m_add_points}, {"redeem", m_redeem}, {"send", m_send}, {"task", m_task},
     {"webhook", m_webhook}, {"after", m_after}, {"at", m_at}, {"cancel", m_cancel},
-    {"local_date", m_local_date}, {"local_time", m_local_time}, {NULL, NULL}};
+    {"local_date", m_local_date}, {"local_time", m_local_time}, {"assign_owner", m_assign_owner},
+    {NULL, NULL}};
 
 void member_api_install(lua_State *L) {
   luaL_newmetatable(L, MEMBER_MT);

@@ -119,6 +119,19 @@ static void add_failure(void *ud, const failure_view_t *f) {
                                           "error", f->error));
 }
 
+static void add_owner_change(void *ud, const staff_log_view_t *v) {
+  doc_t *d = ud;
+  json_array_append_new(d->obj, json_pack("{s:o, s:o, s:s, s:s, s:o}", "time", time_json(d->tz, v->time), "from",
+                                          v->from ? json_string(v->from) : json_null(), "to", v->to, "rule",
+                                          v->rule, "cause", v->cause ? json_string(v->cause) : json_null()));
+}
+
+static void add_task(void *ud, const task_view_t *v) {
+  doc_t *d = ud;
+  json_array_append_new(d->obj, json_pack("{s:s, s:s, s:o, s:o}", "id", v->id, "staff", v->staff, "due",
+                                          time_json(d->tz, v->due), "done_at", time_json(d->tz, v->done_at)));
+}
+
 /* An empty array set as key of j, for callbacks to fill. */
 static doc_t rows_of(json_t *j, const char *key, const tz_t *tz) {
   doc_t d = {tz, json_array()};
@@ -140,12 +153,18 @@ int member_json_read(store_t *s, const tz_t *tz, const char *id, int limit, json
     return -1;
   }
   doc_t ledger = rows_of(j, "ledger", tz), actions = rows_of(j, "actions", tz), failed = rows_of(j, "failed", tz);
+  doc_t owners = rows_of(j, "owners", tz), tasks = rows_of(j, "tasks", tz);
   if (store_member_ledger(s, id, limit, add_ledger_entry, &ledger) < 0 ||
       store_member_actions(s, id, limit, add_action, &actions) < 0 ||
-      store_member_failures(s, id, limit, add_failure, &failed) < 0) {
+      store_member_failures(s, id, limit, add_failure, &failed) < 0 ||
+      store_member_staff_log(s, id, limit, add_owner_change, &owners) < 0 ||
+      store_member_tasks(s, id, limit, add_task, &tasks) < 0) {
     json_decref(j);
     return -1;
   }
+  /* only when there are any: a member without staff history reads as before */
+  if (!json_array_size(owners.obj)) json_object_del(j, "owners");
+  if (!json_array_size(tasks.obj)) json_object_del(j, "tasks");
   *out = j;
   return 1;
 }

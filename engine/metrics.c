@@ -42,6 +42,36 @@ static void delivery_line(void *ud, const char *channel, const delivery_counts_t
   sb_addf(f->sb, "\"} %lu\n", vals[f->which]);
 }
 
+/* Per staff member, judged on the engine's clock: members owned, open and overdue tasks. */
+typedef struct {
+  strbuf_t *sb;
+  int which; /* 0 members, 1 open tasks, 2 overdue tasks */
+} staff_family_t;
+
+static void staff_line(void *ud, const staff_report_t *r) {
+  static const char *const names[3] = {"hearth_staff_members", "hearth_staff_tasks_open", "hearth_staff_tasks_overdue"};
+  staff_family_t *f = ud;
+  int64_t v[3] = {r->members, r->open, r->overdue};
+  sb_addf(f->sb, "%s{staff=\"", names[f->which]);
+  label(f->sb, r->staff);
+  sb_addf(f->sb, "\"} %lld\n", (long long)v[f->which]);
+}
+
+static int staff_metrics(engine_t *e, strbuf_t *sb) {
+  static const char *const head[3] = {
+      "# HELP hearth_staff_members Members each staff member owns.\n# TYPE hearth_staff_members gauge\n",
+      "# HELP hearth_staff_tasks_open Tasks not yet done, per staff member.\n# TYPE hearth_staff_tasks_open gauge\n",
+      "# HELP hearth_staff_tasks_overdue Tasks not done by their due time (engine clock), per staff member.\n"
+      "# TYPE hearth_staff_tasks_overdue gauge\n"};
+  int64_t now = clock_now(&e->clock);
+  for (int k = 0; k < 3; k++) {
+    sb_adds(sb, head[k]);
+    staff_family_t f = {sb, k};
+    if (engine_staff_report(e, now, staff_line, &f) < 0) return -1;
+  }
+  return 0;
+}
+
 int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text) {
   store_gauges_t g;
   int db_ok = store_gauges(e->store, &g) == 0; /* else the database gauges are left out */
@@ -91,6 +121,7 @@ int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text)
   if (db_ok) {
     gauge(&sb, "hearth_dead_letters", "Actions that failed delivery for good.", g.dead_letters);
     gauge(&sb, "hearth_database_bytes", "Size of the database file (pages in use).", g.database_bytes);
+    if (staff_metrics(e, &sb) < 0) db_ok = 0; /* logged by the store; the rest is still served */
   }
   if (http) {
     http_server_stats_t hs;

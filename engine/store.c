@@ -14,7 +14,8 @@
  *   point_lots    each grant's remainder and expiry (5)
  *   item_stock    units of each declared item redeemed, net of refunds (5)
  *   redemptions   every m:redeem by its action id: result, cost, refund (5)
- *   broadcasts    each dated one-off send's time, state and sweep cursor (6) */
+ *   broadcasts    each dated one-off send's time, state and sweep cursor (6)
+ *   staff_load, staff_cursor, staff_log, tasks   owners and tasks (7) */
 #include "store.h"
 
 #include <assert.h>
@@ -89,6 +90,18 @@ static const char *const migrations[] = {
     "CREATE TABLE broadcasts(name TEXT PRIMARY KEY, at INTEGER NOT NULL, state TEXT NOT NULL,"
     "  cursor TEXT NOT NULL DEFAULT '', seen INTEGER NOT NULL DEFAULT 0,"
     "  matched INTEGER NOT NULL DEFAULT 0, started_at INTEGER, finished_at INTEGER) WITHOUT ROWID;",
+    /* 7: staff: members owned per staff member (least-loaded), round-robin cursors, the
+     * log of owner changes, and tasks with their due time and when they were done */
+    "CREATE TABLE staff_load(staff TEXT PRIMARY KEY, members INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO staff_load(staff, members) SELECT json_extract(attrs, '$.staff'), count(*)"
+    "  FROM members WHERE json_type(attrs, '$.staff') = 'text' GROUP BY 1;"
+    "CREATE TABLE staff_cursor(pool TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE staff_log(seq INTEGER PRIMARY KEY, member TEXT NOT NULL, time INTEGER NOT NULL,"
+    "  from_staff TEXT, to_staff TEXT NOT NULL, rule TEXT NOT NULL, cause TEXT);"
+    "CREATE INDEX staff_log_member ON staff_log(member, seq);"
+    "CREATE TABLE tasks(id TEXT PRIMARY KEY, member TEXT NOT NULL, staff TEXT NOT NULL,"
+    "  due INTEGER NOT NULL, done_at INTEGER) WITHOUT ROWID;"
+    "CREATE INDEX tasks_open ON tasks(member) WHERE done_at IS NULL;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -1570,4 +1583,187 @@ int store_member_timers(store_t *s, const char *member, int limit,
   if (rc != SQLITE_DONE) return failed(s, st);
   sqlite3_reset(st);
   return n;
+}
+
+/* ==== staff: members per staff member, round-robin cursors, owner log, tasks ==== */
+
+int store_staff_load_add(store_t *s, const char *staff, int64_t delta) {
+  static query_t q = QUERY("INSERT INTO staff_load(staff, members) VALUES (?1, max(?2, 0))"
+                           " ON CONFLICT(staff) DO UPDATE SET members = max(members + ?2, 0)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, staff);
+  bind_int(st, 2, delta);
+  return run(s, st);
+}
+
+int store_staff_load(store_t *s, const char *staff, int64_t *members) {
+  static query_t q = QUERY("SELECT (SELECT members FROM staff_load WHERE staff = ?1)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, staff);
+  return one_int(s, st, 0, members);
+}
+
+int store_staff_cursor_take(store_t *s, const char *pool, int64_t *taken) {
+  static query_t get = QUERY("SELECT (SELECT next FROM staff_cursor WHERE pool = ?1)");
+  static query_t put = QUERY("INSERT INTO staff_cursor(pool, next) VALUES (?1, ?2)"
+                             " ON CONFLICT(pool) DO UPDATE SET next = ?2");
+  sqlite3_stmt *st = query(s, &get);
+  if (!st) return -1;
+  bind_text(st, 1, pool);
+  if (one_int(s, st, 0, taken) < 0) return -1;
+  st = query(s, &put);
+  if (!st) return -1;
+  bind_text(st, 1, pool);
+  bind_int(st, 2, *taken + 1);
+  return run(s, st);
+}
+
+int store_staff_log_add(store_t *s, const staff_log_row_t *r) {
+  static query_t q = QUERY("INSERT INTO staff_log(member, time, from_staff, to_staff, rule, cause)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->member);
+  bind_int(st, 2, r->time);
+  bind_text(st, 3, r->from);
+  bind_text(st, 4, r->to);
+  bind_text(st, 5, r->rule);
+  bind_text(st, 6, r->cause);
+  return run(s, st);
+}
+
+int store_staff_window(store_t *s, const char *after, int limit, staff_window_t *w) {
+  static query_t q = QUERY("SELECT id, json_extract(attrs, '$.staff') FROM members WHERE id > ?1"
+                           " ORDER BY id LIMIT ?2");
+  assert(limit > 0);
+  memset(w, 0, sizeof *w);
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, after ? after : "");
+  bind_int(st, 2, limit);
+  w->ids = xcalloc((size_t)limit, sizeof *w->ids);
+  w->staff = xcalloc((size_t)limit, sizeof *w->staff);
+  int rc;
+  while (w->n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    w->ids[w->n] = column_text(st, 0);
+    w->staff[w->n] = sqlite3_column_type(st, 1) == SQLITE_TEXT ? column_text(st, 1) : NULL;
+    w->n++;
+  }
+  if (w->n < limit && rc != SQLITE_DONE) {
+    store_staff_window_free(w);
+    return failed(s, st);
+  }
+  sqlite3_reset(st);
+  return w->n;
+}
+
+void store_staff_window_free(staff_window_t *w) {
+  for (int i = 0; i < w->n; i++) {
+    free(w->ids[i]);
+    free(w->staff[i]);
+  }
+  free(w->ids);
+  free(w->staff);
+  memset(w, 0, sizeof *w);
+}
+
+int store_task_add(store_t *s, const char *id, const char *member, const char *staff, int64_t due) {
+  static query_t q = QUERY("INSERT OR IGNORE INTO tasks(id, member, staff, due) VALUES (?1, ?2, ?3, ?4)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  bind_text(st, 2, member);
+  bind_text(st, 3, staff);
+  bind_int(st, 4, due);
+  return run(s, st);
+}
+
+int store_task_done(store_t *s, const char *id, const char *member, int64_t now) {
+  static query_t find = QUERY("SELECT done_at IS NOT NULL FROM tasks WHERE id = ?1 AND member = ?2");
+  static query_t done = QUERY("UPDATE tasks SET done_at = ?2 WHERE id = ?1 AND done_at IS NULL");
+  sqlite3_stmt *st = query(s, &find);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  bind_text(st, 2, member);
+  int rc = step_row(s, st);
+  if (rc <= 0) return rc < 0 ? -1 : TASK_UNKNOWN;
+  int was_done = sqlite3_column_int(st, 0);
+  sqlite3_reset(st);
+  if (was_done) return TASK_WAS_DONE;
+  st = query(s, &done);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  bind_int(st, 2, now);
+  return run(s, st) < 0 ? -1 : TASK_CLOSED;
+}
+
+int store_tasks_move(store_t *s, const char *member, const char *from, const char *to) {
+  static query_t q = QUERY("UPDATE tasks SET staff = ?3 WHERE member = ?1 AND staff = ?2 AND done_at IS NULL");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_text(st, 2, from);
+  bind_text(st, 3, to);
+  return run(s, st);
+}
+
+int store_staff_report(store_t *s, int64_t now, void (*each)(void *ud, const staff_report_t *r), void *ud) {
+  static query_t q = QUERY(
+      "WITH names(staff) AS (SELECT staff FROM staff_load UNION SELECT staff FROM tasks)"
+      " SELECT n.staff, coalesce((SELECT members FROM staff_load l WHERE l.staff = n.staff), 0),"
+      "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at IS NULL),"
+      "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at IS NULL AND t.due <= ?1),"
+      "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at IS NOT NULL),"
+      "  (SELECT count(*) FROM tasks t WHERE t.staff = n.staff AND t.done_at >= t.due)"
+      " FROM names n ORDER BY n.staff");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, now);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    staff_report_t r = {.staff = report_col(st, 0), .members = sqlite3_column_int64(st, 1),
+                        .open = sqlite3_column_int64(st, 2), .overdue = sqlite3_column_int64(st, 3),
+                        .done = sqlite3_column_int64(st, 4), .done_late = sqlite3_column_int64(st, 5)};
+    n++;
+    each(ud, &r);
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_member_staff_log(store_t *s, const char *member, int limit,
+                           void (*each)(void *ud, const staff_log_view_t *v), void *ud) {
+  static query_t q = QUERY("SELECT time, from_staff, to_staff, rule, cause FROM staff_log WHERE member = ?1"
+                           " ORDER BY seq DESC LIMIT ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_int(st, 2, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    staff_log_view_t v = {.time = sqlite3_column_int64(st, 0), .from = report_col_or_null(st, 1),
+                          .to = report_col(st, 2), .rule = report_col(st, 3), .cause = report_col_or_null(st, 4)};
+    n++;
+    each(ud, &v);
+  }
+  return report_end(s, st, rc, n);
+}
+
+int store_member_tasks(store_t *s, const char *member, int limit,
+                       void (*each)(void *ud, const task_view_t *v), void *ud) {
+  static query_t q = QUERY("SELECT id, staff, due, done_at FROM tasks WHERE member = ?1"
+                           " ORDER BY due DESC, id LIMIT ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, member);
+  bind_int(st, 2, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    task_view_t v = {.id = report_col(st, 0), .staff = report_col(st, 1), .due = sqlite3_column_int64(st, 2),
+                     .done_at = column_time(st, 3)};
+    n++;
+    each(ud, &v);
+  }
+  return report_end(s, st, rc, n);
 }

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 typedef struct store {
   sqlite3 *db;
@@ -407,5 +407,61 @@ typedef struct {
  * Returns how many, or -1 (logged). */
 int store_member_timers(store_t *s, const char *member, int limit,
                         void (*each)(void *ud, const member_timer_t *t), void *ud);
+/* ==== staff: members per staff member, round-robin cursors, owner log, tasks ==== */
+
+/* The number of members each staff member owns (her `staff` attribute), moved by delta
+ * (never below zero), and read (0 for a name never seen). */
+int store_staff_load_add(store_t *s, const char *staff, int64_t delta);
+int store_staff_load(store_t *s, const char *staff, int64_t *members);
+/* The round-robin cursor of `pool`: *taken = its value (0 the first time), then +1. */
+int store_staff_cursor_take(store_t *s, const char *pool, int64_t *taken);
+
+/* One change of a member's owner. from NULL: she had none; cause: the event or timer. */
+typedef struct {
+  const char *member;
+  int64_t time;
+  const char *from, *to, *rule, *cause;
+} staff_log_row_t;
+int store_staff_log_add(store_t *s, const staff_log_row_t *r);
+
+/* The next `limit` members after `after` in id order with their `staff` attribute (NULL
+ * when she has none or it is not a string): a hand-off's bounded window. */
+typedef struct {
+  char **ids, **staff;
+  int n;
+} staff_window_t;
+int store_staff_window(store_t *s, const char *after, int limit, staff_window_t *w);
+void store_staff_window_free(staff_window_t *w);
+
+/* An open task (action id) of member for staff, due at `due` (recorded once). */
+int store_task_add(store_t *s, const char *id, const char *member, const char *staff, int64_t due);
+/* Close task id of member at now: TASK_CLOSED, TASK_WAS_DONE, TASK_UNKNOWN (no such task
+ * of that member), -1 error. */
+enum { TASK_UNKNOWN, TASK_CLOSED, TASK_WAS_DONE };
+int store_task_done(store_t *s, const char *id, const char *member, int64_t now);
+/* The member's open tasks for `from` go to `to` (her owner changed). */
+int store_tasks_move(store_t *s, const char *member, const char *from, const char *to);
+
+/* Per staff member (every name that owns members or has tasks), ordered by name: members
+ * owned, open tasks, open ones due at or before now (overdue), done, done after due. */
+typedef struct {
+  const char *staff;
+  int64_t members, open, overdue, done, done_late;
+} staff_report_t;
+int store_staff_report(store_t *s, int64_t now, void (*each)(void *ud, const staff_report_t *r), void *ud);
+
+/* One member's owner changes and tasks, newest first, for `hearth member`. */
+typedef struct {
+  int64_t time;
+  const char *from, *to, *rule, *cause; /* from, cause may be NULL */
+} staff_log_view_t;
+int store_member_staff_log(store_t *s, const char *member, int limit,
+                           void (*each)(void *ud, const staff_log_view_t *v), void *ud);
+typedef struct {
+  const char *id, *staff;
+  int64_t due, done_at; /* done_at STORE_NO_TIME while open */
+} task_view_t;
+int store_member_tasks(store_t *s, const char *member, int limit,
+                       void (*each)(void *ud, const task_view_t *v), void *ud);
 
 #endif

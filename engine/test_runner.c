@@ -484,7 +484,26 @@ static int t_counter(lua_State *L) {
   return 1;
 }
 
+/* t:staff() -> { [staff] = {members, open_tasks, overdue, done, done_late} }, overdue
+ * judged at the case's virtual clock. */
+static int t_staff(lua_State *L) {
+  case_ctx_t *c = check_t(L);
+  json_t *r = staff_report_json(c->e->store, c->e->tz, c->e->now);
+  if (!r) return luaL_error(L, "database error: %s", store_errmsg(c->e->store));
+  json_t *by = json_object(), *row;
+  size_t i;
+  json_array_foreach(json_object_get(r, "staff"), i, row) {
+    json_object_set(by, json_string_value(json_object_get(row, "staff")), row);
+    json_object_del(row, "staff");
+  }
+  json_decref(r);
+  jl_push(L, by);
+  json_decref(by);
+  return 1;
+}
+
 static const luaL_Reg t_methods[] = {
+    {"staff", t_staff},
     {"counter", t_counter},
     {"at", t_at}, {"advance", t_advance}, {"now", t_now}, {"event", t_event},
     {"actions", t_actions}, {"expect_action", t_expect_action},

@@ -6,6 +6,10 @@
 -- code welcomes again (with that code's message) but never changes the attribution.
 -- Per channel (`hearth stats`, variants of campaign channel_welcome): members, converted
 -- (first orders) and spend (net, whole yuan).
+-- Owners: a new friend without an owner (no data.staff) is given one by the code she
+-- scanned: a guide's card belongs to that guide's store team in turn (round-robin), the
+-- other codes go to the guide with the fewest members (least-loaded). A member who joins
+-- with data.staff keeps that guide.
 -- See docs/modules/channel.md.
 local channel = require "channel"
 
@@ -18,4 +22,8 @@ channel.define {
     default = "welcome",
   },
   tag_prefix = "channel:",
+  owner = {
+    guide_card = { rule = "round_robin", staff = { "staff-li", "staff-wang", "staff-zhao" } },
+    default = { rule = "least_loaded", staff = { "staff-li", "staff-wang", "staff-zhao" } },
+  },
 }

@@ -35,6 +35,14 @@ Options (defaults):
   welcome_rejoin true: a member joining again (e.g. re-adding the WeCom friend) is welcomed
                 again with the welcome of the channel scanned this time; false: first join only.
   vars          {} extra template variables for every welcome (the module adds `channel`).
+  owner         {} : channel name -> who owns a member joining through that code; the key
+                "default" serves channels without an entry. A value is a staff id (fixed)
+                or { rule = "round_robin" | "least_loaded" | "fixed", staff = { ids } }.
+                The engine chooses (m:assign_owner): round-robin turns one cursor per
+                definition and channel ("<name>/<channel>") shared by every member;
+                least-loaded picks the fewest members owned, ties to the first listed.
+                A member who already has an owner (data.staff of her join, an earlier
+                code) keeps it; joining again never moves her.
 
 Choices where the SPEC is silent:
   - Attribution is decided by the member's first member.joined this definition sees: the
@@ -62,7 +70,28 @@ local options = require "options"
 local CHANNEL_PAT = "^[%w_%.%-:]+$"
 
 local KNOWN = { name = 1, welcome = 1, tag_prefix = 1, unknown = 1, category = 1,
-  welcome_rejoin = 1, vars = 1 }
+  welcome_rejoin = 1, vars = 1, owner = 1 }
+local OWNER_RULES = { "fixed", "round_robin", "least_loaded" }
+
+-- One channel's owner rule: a staff id, or { rule, staff = id | { ids } }.
+local function owner_rule(v, path)
+  if type(v) == "string" then
+    return { rule = "fixed", staff = options.string(v, path, "a staff id", 128) }
+  end
+  options.table(v, path, '"s-1" or { rule = "round_robin", staff = { "s-1", "s-2" } }')
+  options.known(v, { rule = 1, staff = 1 }, path)
+  local rule = options.enum(v.rule or "fixed", options.field(path, "rule"), OWNER_RULES)
+  local staff = v.staff
+  if type(staff) == "string" then staff = { staff } end
+  local spath = options.field(path, "staff")
+  if type(staff) ~= "table" or #staff < 1 or #staff > 64 then
+    options.fail(spath, "a staff id or a list of 1-64 staff ids", v.staff)
+  end
+  local list = {}
+  for i, id in ipairs(staff) do list[i] = options.string(id, options.index(spath, i), "a staff id", 128) end
+  if rule == "fixed" and #list ~= 1 then options.fail(spath, 'one staff id (rule "fixed")', v.staff) end
+  return { rule = rule, staff = list }
+end
 
 local function validate(o)
   options.definition(o, KNOWN, defs)
@@ -90,6 +119,13 @@ local function validate(o)
   d.welcome_rejoin = o.welcome_rejoin ~= false
   if o.vars ~= nil then options.table(o.vars, "vars") end
   d.vars = o.vars or {}
+  d.owner = {}
+  for k, v in pairs(options.table(o.owner or {}, "owner", "channel = staff id or rule")) do
+    if type(k) ~= "string" then
+      options.reject("owner", "must be keyed by channel names, got the key " .. options.show(k))
+    end
+    d.owner[k] = owner_rule(v, options.field("owner", k))
+  end
   return d
 end
 
@@ -121,6 +157,13 @@ local function welcome(m, d, ch, key)
   return caps.send(m, tpl, opts)
 end
 
+-- Give the member an owner by the rule of the code she scanned (kept if she has one).
+local function assign_owner(m, d, ch)
+  local r = d.owner[ch] or d.owner.default
+  if not r then return end
+  m:assign_owner { rule = r.rule, staff = r.staff, pool = d.name .. "/" .. ch }
+end
+
 local function count(d, metric, ch, n)
   hearth.count(metric, { campaign = d.name, variant = ch, n = n })
   hearth.count(metric, { campaign = d.name, n = n })
@@ -134,6 +177,7 @@ local function on_joined(d)
       if d.welcome_rejoin then welcome(m, d, ch, "welcome/" .. ev.id) end
       return
     end
+    assign_owner(m, d, ch)
     st = { source = ch, at = ev.time, paid = 0, counted = 0 }
     m:set(state_key(d), st)
     m:tag(d.tag_prefix .. ch, { key = "source", campaign = d.name, step = "source" })

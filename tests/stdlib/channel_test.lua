@@ -141,7 +141,7 @@ test("define validates its options: the path, what it must be, what it got", fun
     { "{ name = 'x', tag_prefix = 'x:', welcome_rejoin = 'no' }",
       "option 'welcome_rejoin' must be true or false, got \"no\"" },
     { "{ name = 'x', tag_prefix = 'x:', greeting = 'hi' }",
-      "option 'greeting' is unknown (known: category, name, tag_prefix, unknown, vars, welcome, welcome_rejoin)" },
+      "option 'greeting' is unknown (known: category, name, owner, tag_prefix, unknown, vars, welcome, welcome_rejoin)" },
     { "{ name = 'x', tag_prefix = 'x:' }",
       "call it at the top level of a script, while the scripts load" },
   }

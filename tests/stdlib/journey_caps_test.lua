@@ -4,7 +4,7 @@ use("caps_default.lua", "journey_capped.lua")
 
 test("a step due in quiet hours is deferred to 09:00; tasks are not marketing; the cap applies per step", function(t)
   t:at("2026-11-02T15:00:00+08:00")
-  t:event("m-1", "member.joined")
+  t:event("m-1", "member.joined", { staff = "s-1" })
   t:at("2026-11-02T22:00:00+08:00")
   t:expect_action { id = "capj/m-1/1/night", status = "deferred", step = "night" }
   t:expect_action { id = "capj/m-1/1/night_task", status = "queued", action = "task",

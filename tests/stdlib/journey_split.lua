@@ -1,5 +1,8 @@
 -- journey tests: a multi-way split (by attribute and by function), a goal window as a
 -- duration, revenue per conversion, re-entry with a cool-down and a maximum of runs.
+-- tasks need an owner: the members here join without a staff attribute
+hearth.staff { fallback = "s-lead" }
+
 local journey = require "journey"
 
 -- three cities and a fallback; the arms are timed from the entry, like every step

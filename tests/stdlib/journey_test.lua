@@ -8,7 +8,7 @@ local state = require("journey_helpers").state
 
 test("due at the local wall time on the date of entry plus the step's days (Mon 15:00 + 3d at 10:00 -> Thu 10:00)", function(t)
   t:at("2026-11-02T15:00:00+08:00")
-  t:event("m-1", "member.joined")
+  t:event("m-1", "member.joined", { staff = "s-1" })
   t:at("2026-11-05T09:59:59+08:00")
   t:expect_no_action { member = "m-1" }
   t:at("2026-11-05T10:00:00+08:00")
@@ -93,7 +93,7 @@ test("when(m) false: the step is recorded skipped and the run goes on", function
   t:at("2026-11-01T12:00:00+08:00")
   t:event("m-1", "order.paid", { amount = 10 })   -- ordered before joining: orders = 1
   t:at("2026-11-02T15:00:00+08:00")
-  t:event("m-1", "member.joined")
+  t:event("m-1", "member.joined", { staff = "s-1" })
   t:at("2026-12-31T00:00:00+08:00")
   local a = t:expect_action({ id = "sop/m-1/1/day7" }, 1)
   t:eq({ a.status, a.template, a.time }, { "skipped", "first_order_coupon", "2026-11-09T10:00:00+08:00" }, "day7")
@@ -103,7 +103,7 @@ end)
 
 test("unless_tag: the member with the tag skips the step and the run goes on", function(t)
   t:at("2026-11-02T15:00:00+08:00")
-  t:event("m-1", "member.joined")
+  t:event("m-1", "member.joined", { staff = "s-1" })
   t:event("m-2", "member.joined")
   t:event("m-1", "test.tag", { tag = "in_group" })
   t:at("2026-12-31T00:00:00+08:00")

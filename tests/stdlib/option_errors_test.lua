@@ -105,7 +105,7 @@ test("channel: a welcome template, an enum, an unknown option", function(t)
   expect(t, [[require("channel").define { name = "c", category = "loud" }]],
     [[t:eval:3: channel.define: option 'category' must be "service" or "marketing", got "loud"]])
   expect(t, [[require("channel").define { name = "c", greeting = "hi" }]],
-    "t:eval:3: channel.define: option 'greeting' is unknown (known: category, name, tag_prefix, unknown, "
+    "t:eval:3: channel.define: option 'greeting' is unknown (known: category, name, owner, tag_prefix, unknown, "
     .. "vars, welcome, welcome_rejoin)")
 end)
 
