@@ -24,6 +24,8 @@ typedef struct {
   long max_connections, max_per_client;   /* 0 when not given */
   int64_t header_timeout, body_timeout;   /* seconds; 0 when not given */
   int64_t max_future;  /* --max-future: seconds an event may be dated ahead (0 = no bound) */
+  const char *keep, *keep_dead, *archive, *keep_actions; /* hearth purge, hearth run */
+  int dry_run, vacuum;
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -54,5 +56,6 @@ int cmd_test(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dead_letters(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_purge(int argc, char **argv);
 
 #endif

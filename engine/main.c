@@ -18,6 +18,7 @@ static const struct {
     {"stats", cmd_stats, "database totals and the funnel per campaign, step and variant"},
     {"dead-letters", cmd_dead_letters, "list actions whose delivery failed for good; re-queue them"},
     {"backup", cmd_backup, "copy the database safely while the daemon runs"},
+    {"purge", cmd_purge, "remove final actions older than a keep, and expired event ids"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
