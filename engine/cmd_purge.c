@@ -22,10 +22,11 @@ static const char *usage =
     "usage: hearth purge [--keep DUR] [--keep-dead DUR] [--archive FILE] [--dry-run] [--vacuum]\n\n"
     "Remove actions whose delivery is final (delivered; capped, suppressed, skipped,\n"
     "limited, expired; records of changes) once older than --keep, and event ids older\n"
-    "than the dedupe window (--dedupe-window: give the daemon's). Pending, leased and\n"
-    "deferred actions always stay; dead letters stay unless --keep-dead is given. The ids\n"
-    "of keyed actions stay refused and the funnel report keeps counting what goes. Safe\n"
-    "while the daemon runs: one transaction per chunk of rows.\n\n"
+    "than the dedupe window (the longer of --dedupe-window and the window the last\n"
+    "'hearth run' on this database recorded). Pending, leased and deferred actions\n"
+    "always stay; dead letters stay unless --keep-dead is given. The ids of keyed\n"
+    "actions stay refused and the funnel report keeps counting what goes. Safe while\n"
+    "the daemon runs: one transaction per chunk of rows.\n\n"
     "  --keep DUR           keep final actions this long (default 30d)\n"
     "  --keep-dead DUR      also remove dead letters older than DUR (default: keep them)\n"
     "  --archive FILE       append each removed action to FILE as an NDJSON line first\n"
@@ -43,6 +44,13 @@ static int parse_keep(const char *flag, const char *val, int64_t *secs) {
   if (duration_parse(val, secs, err, sizeof err) < 0) return cli_usage_error(usage, "--%s: %s", flag, err);
   if (*secs <= 0) return cli_usage_error(usage, "--%s must be longer than 0s", flag);
   return 0;
+}
+
+/* Event ids older than the longer of the daemon's window (recorded) and ours are
+ * forgotten; either being 0 (forever) keeps them all. */
+static int64_t seen_before(int64_t daemon_window, int64_t ours, int64_t now) {
+  if (daemon_window <= 0 || ours <= 0) return INT64_MIN;
+  return now - (daemon_window > ours ? daemon_window : ours);
 }
 
 /* Open FILE for appending; a new file's directory entry is made durable too. */
@@ -147,7 +155,6 @@ int cmd_purge(int argc, char **argv) {
   int64_t now = clock_now(&clock);
   retention_opts_t o = {.actions_before = now - keep,
                         .dead_before = c.keep_dead ? now - keep_dead : INT64_MIN,
-                        .seen_before = c.dedupe_window > 0 ? now - c.dedupe_window : INT64_MIN,
                         .archive_path = c.archive, .dry_run = c.dry_run};
   if (c.archive && !(o.archive = open_archive(c.archive))) {
     fprintf(stderr, "hearth: cannot open the archive %s: %s\n", c.archive, strerror(errno));
@@ -156,8 +163,12 @@ int cmd_purge(int argc, char **argv) {
   char err[512];
   store_t *s = store_open(c.db, 0, err, sizeof err);
   int status = 1;
-  if (!s) fprintf(stderr, "hearth: %s\n", err);
-  else status = purge(s, &o, c.vacuum, c.db);
+  if (!s) {
+    fprintf(stderr, "hearth: %s\n", err);
+  } else {
+    o.seen_before = seen_before(store_meta_get(s, RETENTION_WINDOW_KEY, c.dedupe_window), c.dedupe_window, now);
+    status = purge(s, &o, c.vacuum, c.db);
+  }
   store_close(s);
   if (o.archive && fclose(o.archive) != 0) {
     fprintf(stderr, "hearth: cannot close the archive %s: %s\n", c.archive, strerror(errno));

@@ -569,6 +569,9 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
   uv_idle_init(&d.loop, &d.retention_idle);
   d.retention_idle.data = &d;
   d.retention_next = clock_time(&d);
+  /* hearth purge forgets no event id this daemon's window still holds (retention.h) */
+  if (store_meta_set(e->store, RETENTION_WINDOW_KEY, e->dedupe_window) < 0)
+    log_msg(LOG_WARN, "cannot record the dedupe window for hearth purge", NULL);
   if (!e->clock.is_virtual && retention_wanted(&d))
     uv_timer_start(&d.retention_timer, on_retention_timer, DAEMON_RETENTION_LOOK_MS, DAEMON_RETENTION_LOOK_MS);
   uv_idle_init(&d.loop, &d.due_idle);

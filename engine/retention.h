@@ -37,6 +37,11 @@
 
 #include "store.h"
 
+/* The meta key where the daemon records its dedupe window (seconds, 0 = forever):
+ * hearth purge forgets an event id only when it is older than the longer of this and its
+ * own --dedupe-window. */
+#define RETENTION_WINDOW_KEY "dedupe_window"
+
 /* Outbox rows looked at per chunk (one transaction), and dedupe marks removed per one. */
 #define RETENTION_SPAN 2000
 #define RETENTION_SEEN_CHUNK 5000

@@ -10,6 +10,7 @@
 - the daemon forgets event ids older than the dedupe window on the virtual clock: inside
   the window an id is a duplicate, after it (and the hourly retention) it is accepted
   again, and its mark is gone from the database;
+- `hearth purge` never forgets an id the last daemon's (longer) window still holds;
 - `hearth run --keep-actions` purges a delivered action once older than the keep, on the
   virtual clock, and its key stays refused.
 Every wait is a bounded poll for something that must happen; time is moved with the
@@ -199,6 +200,24 @@ def test_keep_actions_purges_delivered_rows_in_the_daemon():
             sent = [r for r in stats(w)["campaigns"] if r["name"] == "p"]
             eq(sent[0]["metrics"].get("sent"), 1, "the funnel still counts the purged send")
             d.stop_clean()
+
+
+def test_purge_keeps_the_ids_of_the_daemons_longer_window():
+    with Workspace({"p.lua": PING}) as w:
+        five_days_ago = format_time(int(time.time()) - 5 * DAY)
+        with Daemon(w, "--virtual-clock", five_days_ago, "--dedupe-window", "30d") as d:
+            d.wait_listening()
+            d.post_ok([{"id": "e-1", "type": "ping", "member": "m-1"}], accepted=1)
+            d.stop_clean()
+        out = purge(w, "--dedupe-window", "1d")
+        contains(out, "and 0 event ids", "a shorter --dedupe-window than the daemon's forgets nothing")
+        eq(stats(w)["totals"]["events_remembered"], 1, "the id inside the daemon's 30d window")
+        with Daemon(w, "--virtual-clock", five_days_ago, "--dedupe-window", "1d") as d:
+            d.wait_listening()
+            d.stop_clean()
+        out = purge(w, "--dedupe-window", "1d")
+        contains(out, "and 1 event id older", "once the daemon's window is 1d too, the 5-day-old id goes")
+        eq(stats(w)["totals"]["events_remembered"], 0, "events remembered after the purge")
 
 
 if __name__ == "__main__":
