@@ -15,6 +15,8 @@
 # Environment (all optional):
 #   EVENTS=1000000 MEMBERS=100000 DAYS=90 SEED=1 START=2026-01-01   generator parameters
 #   CLIENTS=4 BODY=1000       concurrent clients, events per body
+#   DELIVER=0                 run the daemon on a virtual clock set to now: the same
+#                             ingest, and no delivery during the run (ingest alone)
 #   HEARTH_BIN=build/hearth   binary to measure
 #   CACHE_DIR=/tmp            where generated event files are kept (as run_import.sh)
 #   KEEP_DB=1                 keep both databases (their directory is printed)
@@ -24,7 +26,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 EVENTS=${EVENTS:-1000000} MEMBERS=${MEMBERS:-100000} DAYS=${DAYS:-90}
 SEED=${SEED:-1} START=${START:-2026-01-01} CACHE_DIR=${CACHE_DIR:-/tmp}
-CLIENTS=${CLIENTS:-4} BODY=${BODY:-1000}
+CLIENTS=${CLIENTS:-4} BODY=${BODY:-1000} DELIVER=${DELIVER:-1}
 HEARTH_BIN=${HEARTH_BIN:-$root/build/hearth}
 if [ ! -x "$HEARTH_BIN" ]; then
   echo "run_post: no hearth binary at $HEARTH_BIN (run 'bash setup.sh demo' or set HEARTH_BIN)" >&2
@@ -47,9 +49,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-bench-post.XXXXXX")
 [ "${KEEP_DB:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 
 rc=0
-python3 - "$HEARTH_BIN" "$events" "$work" "$here" "$MEMBERS" "$CLIENTS" "$BODY" <<'PY' || rc=$?
+python3 - "$HEARTH_BIN" "$events" "$work" "$here" "$MEMBERS" "$CLIENTS" "$BODY" "$DELIVER" <<'PY' || rc=$?
 import json, os, signal, sqlite3, subprocess, sys, time
-binary, events, work, here, members, clients, body = sys.argv[1:8]
+binary, events, work, here, members, clients, body, deliver = sys.argv[1:9]
 members = int(members)
 scripts = os.path.join(here, "scripts")
 nlines = sum(1 for _ in open(events, "rb"))
@@ -69,6 +71,8 @@ db = os.path.join(work, "post.db")
 err_path = os.path.join(work, "run.stderr")
 cmd = [binary, "run", "--listen", "127.0.0.1:0", "--db", db, "--scripts", scripts,
        "--tz", "Asia/Shanghai", "--max-backlog", "0", "--max-body", str(64 << 20)]
+if deliver == "0":  # a clock that does not move: nothing comes due, nothing is delivered
+    cmd += ["--virtual-clock", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
 print("command:     " + " ".join(cmd) + " >/dev/null", flush=True)
 with open(err_path, "wb") as err, open(os.devnull, "wb") as null:
     d = subprocess.Popen(cmd, stdout=null, stderr=err, stdin=subprocess.DEVNULL)
@@ -120,8 +124,9 @@ print("%-24s %14.1f %14s" % ("max ms to 202", post["max_ms"], "-"))
 print("%-24s %14d %14s" % ("503 retries", post["retries_503"], "-"))
 print("%-24s %14.0f %14.0f" % ("db bytes per member", post_bytes / members, imp_bytes / members))
 print("%-24s %14s %14s" % ("accepted", post["accepted"], "-"))
-print("ratio POST/import events/s: %.2f  (%s clients, %s events per body; daemon exit %d, import exit %d)"
-      % (post["events_per_s"] / irate if irate else 0, clients, body, d.returncode, p.returncode))
+print("ratio POST/import events/s: %.2f  (%s clients, %s events per body, %s; daemon exit %d, import exit %d)"
+      % (post["events_per_s"] / irate if irate else 0, clients, body,
+         "delivering" if deliver != "0" else "no delivery", d.returncode, p.returncode))
 if post["failed_bodies"]:
     print("failed bodies: %d, e.g. %s" % (post["failed_bodies"], post["failed"][:2]))
 sys.exit(0 if not post["failed_bodies"] and p.returncode == 0 and d.returncode == 0 else 1)
