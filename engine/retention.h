@@ -3,7 +3,8 @@
  * marks older than the window, one chunk per transaction so that a running daemon waits
  * for the write lock one chunk at a time (tens of milliseconds and a commit), never for
  * the whole purge; and the shrinking of the file afterwards. `hearth purge`
- * (cmd_purge.c) and the daemon's hourly retention (daemon.c) run the same steps. Uses store.h only; knows nothing of Lua, HTTP or the loop.
+ * (cmd_purge.c) and the daemon's hourly retention (daemon.c) run the same steps. Uses
+ * store.h only; knows nothing of Lua, HTTP or the loop.
  *
  * What a purge removes: outbox rows older than the keep whose delivery is final —
  * delivered, or a status that is never delivered (capped, suppressed, skipped, limited,
