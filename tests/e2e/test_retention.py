@@ -3,7 +3,8 @@
 - purge removes final actions older than the keep (expired, skipped, delivered) and
   nothing else: a pending row older than the keep survives; --dry-run counts the same and
   changes nothing; the archive's lines are exactly the removed rows; the funnel report
-  (hearth stats --json) is the same before and after;
+  (hearth stats --json) is the same before and after; an archive that cannot be
+  written (/dev/full) deletes nothing;
 - nothing is produced twice after a purge: a keyed send whose row was purged is refused
   when its key comes again, re-importing the same (history) file applies nothing, and the
   dedupe marks of imported history survive the purge (they count from the import);
@@ -154,6 +155,18 @@ def test_a_purged_action_is_not_produced_twice():
         eq(w.member("m-1")["points"], 1, "m-1: the purged key is refused (recorded = false)")
         eq(w.member("m-2")["points"], 100, "m-2: a new key is recorded")
         eq(count(w, "SELECT count(*) FROM outbox WHERE id = 'r/m-1/hello'"), 0, "no second row for the key")
+
+
+def test_an_archive_that_cannot_be_written_deletes_nothing():
+    if not os.path.exists("/dev/full"):
+        return  # no device that refuses writes on this system
+    with Workspace({"r.lua": SCRIPT}) as w:
+        imported(w, history(int(time.time())))
+        before = outbox(w)
+        rc, out, err = w.run("purge", "--db", w.db, "--keep", "60s", "--archive", "/dev/full")
+        eq(rc, 1, "exit status when the archive cannot be written (stdout: %s)" % out)
+        contains(err, "cannot write the archive /dev/full", "the error names the archive")
+        eq(outbox(w), before, "nothing deleted without its archive lines")
 
 
 PING = r'''
