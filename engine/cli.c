@@ -57,6 +57,10 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "since")) return &c->since;
   if (!strcmp(name, "format")) return &c->format;
   if (!strcmp(name, "out")) return &c->out;
+  if (!strcmp(name, "keep")) return &c->keep;
+  if (!strcmp(name, "keep-dead")) return &c->keep_dead;
+  if (!strcmp(name, "archive")) return &c->archive;
+  if (!strcmp(name, "keep-actions")) return &c->keep_actions;
   return NULL;
 }
 
@@ -100,6 +104,8 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
     if (!strcmp(name, "json") && accepts(extra, "json")) { c->json = 1; continue; }
     if (!strcmp(name, "quiet") && accepts(extra, "quiet")) { c->quiet = 1; continue; }
     if (!strcmp(name, "requeue-all") && accepts(extra, "requeue-all")) { c->requeue_all = 1; continue; }
+    if (!strcmp(name, "dry-run") && accepts(extra, "dry-run")) { c->dry_run = 1; continue; }
+    if (!strcmp(name, "vacuum") && accepts(extra, "vacuum")) { c->vacuum = 1; continue; }
     if (!is_common(name) && !accepts(extra, name)) return cli_usage_error(usage, "unknown option '--%s'", name);
     const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
     if (!val) return cli_usage_error(usage, "option '--%s' needs a value", name);

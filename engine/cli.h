@@ -28,6 +28,8 @@ typedef struct {
   int64_t max_future;  /* --max-future: seconds an event may be dated ahead (0 = no bound) */
   const char *since, *format, *out; /* export: --since TIME, --format, --out FILE|- */
   long progress;       /* export, load: a progress line every N rows (0: the default) */
+  const char *keep, *keep_dead, *archive, *keep_actions; /* hearth purge, hearth run */
+  int dry_run, vacuum;
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -64,5 +66,6 @@ int cmd_broadcast(int argc, char **argv);
 int broadcast_print_rows(engine_t *e, FILE *out);
 int cmd_export(int argc, char **argv);
 int cmd_load(int argc, char **argv);
+int cmd_purge(int argc, char **argv);
 
 #endif

@@ -40,6 +40,10 @@ static const char *usage =
     "                       (default 10s; 408 and close, or a quiet close when idle)\n"
     "  --body-timeout DUR   its body within DUR after the headers (default 30s; 408)\n"
 
+    "  --keep-actions DUR   retention: every hour, purge final actions older than DUR\n"
+    "                       as hearth purge --keep DUR does (no archive; dead letters\n"
+    "                       stay); default: off. Event ids older than --dedupe-window\n"
+    "                       are forgotten every hour in any case\n"
     "  --virtual-clock TIME run on a virtual clock starting at TIME (RFC 3339), for tests\n"
     "                       and rehearsals: nothing happens by the passage of real time;\n"
     "                       timers, cron, retries and delivery wait for the clock to be\n"
@@ -98,7 +102,7 @@ int cmd_run(int argc, char **argv) {
   cli_t c;
   int rc = cli_parse(&c, argc, argv,
                      "listen token-file max-body max-backlog max-connections "
-                     "max-connections-per-client header-timeout body-timeout virtual-clock max-future",
+                     "max-connections-per-client header-timeout body-timeout virtual-clock max-future keep-actions",
                      usage);
   if (rc) return c.help ? 0 : rc;
   if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
@@ -117,6 +121,11 @@ int cmd_run(int argc, char **argv) {
                      .body_timeout_ms = (unsigned)(c.body_timeout ? c.body_timeout : 30) * 1000u,
                      .max_backlog = c.max_backlog >= 0 ? c.max_backlog : 100000,
                      .max_future = c.max_future};
+  if (c.keep_actions) {
+    if (duration_parse(c.keep_actions, &o.keep_actions, terr, sizeof terr) < 0)
+      return cli_usage_error(usage, "--keep-actions: %s", terr);
+    if (o.keep_actions <= 0) return cli_usage_error(usage, "--keep-actions must be longer than 0s");
+  }
   char err[512];
   char *token = NULL;
   if (c.token_file && !(token = http_auth_read_token(c.token_file, err, sizeof err))) {

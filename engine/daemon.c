@@ -18,6 +18,7 @@
 #include "delivery.h"
 #include "member_json.h"
 #include "metrics.h"
+#include "retention.h"
 #include "summary.h"
 
 /* Timers, cron and POST bodies run in slices of this much wall time (the engine stops
@@ -30,6 +31,9 @@
 /* After SIGTERM, how long answers already given may take to be written and read before
  * every connection is closed. */
 #define DAEMON_STOP_DRAIN_MS 1000
+/* Retention runs this often on the engine's clock; the real clock looks every minute. */
+#define DAEMON_RETENTION_EVERY 3600
+#define DAEMON_RETENTION_LOOK_MS 60000
 
 /* A POST /v1/events body, validated whole, being applied a slice at a time. */
 typedef struct post_job {
@@ -57,6 +61,12 @@ typedef struct {
   uv_signal_t sig_term, sig_int, sig_hup;
   int64_t armed_for;      /* epoch seconds the due timer is armed for, INT64_MAX if idle */
   int64_t data_version;   /* the store's data_version at the last look */
+  uv_timer_t retention_timer; /* real clock: looks whether retention is due */
+  uv_idle_t retention_idle;   /* a retention chunk per loop turn */
+  retention_opts_t retention_opts;
+  retention_run_t retention;
+  int64_t retention_next;     /* engine time the next retention is due */
+  int retention_phase;        /* 0 idle, 1 purging, 2 giving pages back */
   int stopping;
   int status;
 } daemon_t;
@@ -142,6 +152,71 @@ static int run_due_now(daemon_t *d) {
   while ((rc = engine_run_until(d->e, clock_time(d), 0)) == 1) continue; /* slice after slice */
   if (rc < 0) log_msg(LOG_ERROR, "database error while running what is due", "error", engine_db_error(d->e), NULL);
   return rc < 0 ? -1 : 0;
+}
+
+/* ---- retention: hourly on the engine's clock (retention.h) ---- */
+
+static int retention_wanted(daemon_t *d) { return d->e->dedupe_window > 0 || d->o->keep_actions > 0; }
+
+/* Start a purge when one is due: 1 started, 0 not due (or one in hand), -1 (logged). */
+static int retention_start(daemon_t *d) {
+  int64_t now = clock_time(d);
+  if (d->retention_phase || !retention_wanted(d) || now < d->retention_next) return 0;
+  d->retention_next = now + DAEMON_RETENTION_EVERY;
+  d->retention_opts = (retention_opts_t){
+      .actions_before = d->o->keep_actions > 0 ? now - d->o->keep_actions : INT64_MIN,
+      .dead_before = INT64_MIN,
+      .seen_before = d->e->dedupe_window > 0 ? now - d->e->dedupe_window : INT64_MIN};
+  if (retention_begin(d->e->store, &d->retention_opts, &d->retention) < 0) return -1;
+  d->retention_phase = 1;
+  return 1;
+}
+
+static void log_retention(daemon_t *d) {
+  const retention_run_t *r = &d->retention;
+  if (!r->actions && !r->seen) return;
+  char actions[24], seen[24];
+  snprintf(actions, sizeof actions, "%lld", (long long)r->actions);
+  snprintf(seen, sizeof seen, "%lld", (long long)r->seen);
+  log_msg(LOG_INFO, "retention: purged", "actions", actions, "event_ids", seen, NULL);
+}
+
+/* One chunk of the purge in hand, then the pages it freed: 1 while more is left, 0 when
+ * done, -1 on an error (logged; the purge ends, the next one comes in an hour). */
+static int retention_slice(daemon_t *d) {
+  char err[600];
+  int rc = 0;
+  if (d->retention_phase == 1) {
+    rc = retention_step(d->e->store, &d->retention_opts, &d->retention, err, sizeof err);
+    if (rc < 0) log_msg(LOG_ERROR, "retention failed", "error", err, NULL);
+    if (rc == 0) {
+      log_retention(d);
+      d->retention_phase = 2;
+      rc = 1;
+    }
+  } else if (d->retention_phase == 2) {
+    rc = retention_shrink_step(d->e->store);
+  }
+  if (rc <= 0) d->retention_phase = 0;
+  return rc;
+}
+
+static void on_retention_idle(uv_idle_t *h) {
+  daemon_t *d = h->data;
+  if (d->stopping || retention_slice(d) != 1) uv_idle_stop(h);
+}
+
+/* Real clock, every minute: start the hourly retention when it is due. */
+static void on_retention_timer(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  if (!d->stopping && retention_start(d) == 1) uv_idle_start(&d->retention_idle, on_retention_idle);
+}
+
+/* The virtual clock was moved: the retention due by now runs to its end. -1 (logged). */
+static int retention_run_now(daemon_t *d) {
+  int rc = retention_start(d);
+  while (rc == 1) rc = retention_slice(d);
+  return rc;
 }
 
 /* ---- HTTP ---- */
@@ -344,6 +419,7 @@ static void post_clock(daemon_t *d, const http_request_t *req, http_response_t *
   if (clock_target(d, req, &to, err, sizeof err) < 0) return reply_error(res, 400, err);
   clock_set(&d->e->clock, to);
   if (run_due_now(d) < 0) return reply_error(res, 500, "database error while running what is due; see the log");
+  if (retention_run_now(d) < 0) return reply_error(res, 500, "database error in retention; see the log");
   arm_due_timer(d);
   delivery_pump(d->delivery);
   reply(res, 200, json_pack("{s:s}", "now", engine_fmt_time(d->e, clock_time(d), buf)));
@@ -487,6 +563,8 @@ static void begin_stop(daemon_t *d, const char *why) {
   delivery_stop(d->delivery);
   uv_close((uv_handle_t *)&d->due_timer, close_cb);
   uv_close((uv_handle_t *)&d->watch_timer, close_cb);
+  uv_close((uv_handle_t *)&d->retention_timer, close_cb);
+  uv_close((uv_handle_t *)&d->retention_idle, close_cb);
   uv_close((uv_handle_t *)&d->due_idle, close_cb);
   uv_close((uv_handle_t *)&d->apply_idle, close_cb);
   uv_close((uv_handle_t *)&d->sig_term, close_cb);
@@ -550,6 +628,16 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
     if (store_data_version(e->store, &d.data_version) < 0) d.data_version = -1; /* logged */
     uv_timer_start(&d.watch_timer, on_watch, 1000, 1000);
   }
+  uv_timer_init(&d.loop, &d.retention_timer);
+  d.retention_timer.data = &d;
+  uv_idle_init(&d.loop, &d.retention_idle);
+  d.retention_idle.data = &d;
+  d.retention_next = clock_time(&d);
+  /* hearth purge forgets no event id this daemon's window still holds (retention.h) */
+  if (store_meta_set(e->store, RETENTION_WINDOW_KEY, e->dedupe_window) < 0)
+    log_msg(LOG_WARN, "cannot record the dedupe window for hearth purge", NULL);
+  if (!e->clock.is_virtual && retention_wanted(&d))
+    uv_timer_start(&d.retention_timer, on_retention_timer, DAEMON_RETENTION_LOOK_MS, DAEMON_RETENTION_LOOK_MS);
   uv_idle_init(&d.loop, &d.due_idle);
   d.due_idle.data = &d;
   uv_idle_init(&d.loop, &d.apply_idle);

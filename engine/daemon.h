@@ -12,7 +12,11 @@
  * or virtual (`--virtual-clock`, for tests and rehearsals), where nothing happens by the
  * passage of real time and POST /v1/clock moves the clock, runs what is due and starts
  * the deliveries due before it answers. On a real clock a one-second tick notices what
- * other processes committed (PRAGMA data_version) and re-arms timers and delivery. */
+ * other processes committed (PRAGMA data_version) and re-arms timers and delivery.
+ * Retention (retention.h), hourly on the engine's clock: event ids older than the dedupe
+ * window are forgotten, and with keep_actions final actions older than it are purged
+ * (no archive; dead letters stay), a chunk per loop turn; on a virtual clock it runs to
+ * its end inside POST /v1/clock, when an hour has passed since the last one. */
 #ifndef HEARTH_DAEMON_H
 #define HEARTH_DAEMON_H
 
@@ -31,6 +35,7 @@ typedef struct {
   unsigned header_timeout_ms, body_timeout_ms;
   long max_backlog;         /* queued-but-undelivered actions before 503 (0 = no limit) */
   int64_t max_future;       /* seconds an event may be dated after receipt (0 = no bound) */
+  int64_t keep_actions;     /* retention: purge final actions older than this, hourly (0 = off) */
 } daemon_opts_t;
 
 /* Run until a stop signal. Returns the process exit status. */

@@ -140,6 +140,7 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   e->dedupe_window = o->dedupe_window;
   e->max_member_bytes = o->max_member_bytes > 0 ? o->max_member_bytes : MEMBER_BYTES_DEFAULT;
   e->expire_before = INT64_MIN;
+  e->seen_floor = INT64_MIN;
   e->earliest_timer = INT64_MAX;
   clock_init_real(&e->clock);
   if (o->limits.max_instructions)
@@ -224,6 +225,7 @@ void engine_use_history_clock(engine_t *e, int64_t stale_after) {
   int64_t real_now = clock_now(&e->clock);
   engine_use_virtual_clock(e);
   e->expire_before = real_now - stale_after;
+  e->seen_floor = real_now;
 }
 
 int engine_reload(engine_t *e, char **err) {
@@ -582,7 +584,8 @@ static void apply_builtins(member_t *m, const event_t *ev) {
 int eng_apply_event(engine_t *e, event_t *ev) {
   assert(e->in_batch && ev->has_time);
   if (ev->id) {
-    int fresh = store_seen_mark(e->store, ev->id, e->now,
+    int64_t at = e->now > e->seen_floor ? e->now : e->seen_floor; /* marked at receipt at the earliest */
+    int fresh = store_seen_mark(e->store, ev->id, at,
                                 e->dedupe_window > 0 ? e->now - e->dedupe_window : INT64_MIN);
     if (fresh < 0) return EV_ERROR;
     if (!fresh) {

@@ -128,6 +128,9 @@ typedef struct engine {
   long max_member_bytes;
   int64_t expire_before;       /* history import: a queued action judged before this time is
                                   `expired`; INT64_MIN otherwise */
+  int64_t seen_floor;          /* history import: the real time of the import, the earliest an
+                                  event id is marked seen at (the window runs from receipt, so a
+                                  purge keeps it; see retention.h); INT64_MIN otherwise */
   hclock_t clock;              /* what time it is: real, or virtual (dry-run, tests) */
   int64_t now;                 /* the time the work in hand is judged at */
   int started;                 /* the clock driver has set `now` and scheduled cron */

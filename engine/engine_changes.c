@@ -248,7 +248,7 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
     if (!text) goto out;
     action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step, .kind = a->kind,
                         .status = action_status_names[AS_QUEUED], .channel = a->channel, .time = e->now,
-                        .body = text, .deliverable = 1};
+                        .body = text, .deliverable = 1, .keyed = a->key != NULL};
     if (store_action_add(e->store, &row) < 0) {
       free(text);
       goto out;
@@ -293,6 +293,14 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
     rc = existing < 0 || existing == AS_EXPIRED ? AS_QUEUED : existing;
     goto out;
   }
+  if (!found && a->key && !given_id) { /* recorded, then purged (hearth purge): nothing twice */
+    int purged = store_purged_key_known(e->store, id);
+    if (purged < 0) goto out;
+    if (purged) {
+      rc = AS_QUEUED;
+      goto out;
+    }
+  }
   if (!found && second) { /* judged meanwhile under the same id: nothing to do */
     rc = AS_QUEUED;
     goto out;
@@ -332,7 +340,8 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
   if (!text) goto out;
   action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step,
                       .kind = a->kind, .status = action_status_names[status], .channel = a->channel,
-                      .time = e->now, .body = text, .deliverable = status == AS_QUEUED};
+                      .time = e->now, .body = text, .deliverable = status == AS_QUEUED,
+                      .keyed = a->key != NULL};
   int w = found ? store_action_rejudge(e->store, &row) : store_action_add(e->store, &row);
   if (w == 0 && status == AS_QUEUED && !strcmp(a->kind, "task"))
     w = eng_task_open(e, id, c->m->id, fields, a->task_due);

@@ -15,7 +15,9 @@
  *   item_stock    units of each declared item redeemed, net of refunds (5)
  *   redemptions   every m:redeem by its action id: result, cost, refund (5)
  *   broadcasts    each dated one-off send's time, state and sweep cursor (6)
- *   staff_load, staff_cursor, staff_log, tasks   owners and tasks (7) */
+ *   staff_load, staff_cursor, staff_log, tasks   owners and tasks (7)
+ *   purged_keys   ids of keyed actions removed by a purge (still refused when the key recurs) (8)
+ *   purged_counts actions removed by a purge, counted as the funnel report counts the outbox (8) */
 #include "store.h"
 
 #include <assert.h>
@@ -102,6 +104,16 @@ static const char *const migrations[] = {
     "CREATE TABLE tasks(id TEXT PRIMARY KEY, member TEXT NOT NULL, staff TEXT NOT NULL,"
     "  due INTEGER NOT NULL, done_at INTEGER) WITHOUT ROWID;"
     "CREATE INDEX tasks_open ON tasks(member) WHERE done_at IS NULL;",
+    /* 8: retention (hearth purge): dedupe marks found by age; whether an action's id came
+     * from a key (1), or from its cause (0; NULL: recorded before this, treated as keyed);
+     * the ids of keyed actions purged (a key can come again at any time), and the counts
+     * of purged actions that the funnel report adds to those still in the outbox */
+    "CREATE INDEX seen_events_at ON seen_events(at);"
+    "ALTER TABLE outbox ADD COLUMN keyed INTEGER;"
+    "CREATE TABLE purged_keys(id TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE purged_counts(campaign TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,"
+    "  kind TEXT NOT NULL, n INTEGER NOT NULL,"
+    "  PRIMARY KEY (campaign, step, status, kind)) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -222,6 +234,9 @@ static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
     return -1;
   }
   if (!readonly) {
+    /* a new database frees the pages a purge empties a chunk at a time (hearth purge);
+     * the mode can only be chosen before the first table */
+    if (v == 0 && store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen) < 0) return -1;
     if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384;"
                       " PRAGMA foreign_keys = OFF; PRAGMA cache_size = -262144;"
                       " PRAGMA temp_store = MEMORY;",
@@ -548,8 +563,8 @@ int store_action_key_claim(store_t *s, const char *id) {
 
 int store_action_add(store_t *s, const action_row_t *r) {
   static query_t q = QUERY("INSERT INTO outbox(id, member, campaign, step, kind, status, channel,"
-                           " time, body, delivery, next_at)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+                           " time, body, delivery, next_at, keyed)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, r->id);
@@ -563,6 +578,7 @@ int store_action_add(store_t *s, const action_row_t *r) {
   bind_text(st, 9, r->body);
   bind_text(st, 10, r->deliverable ? "pending" : NULL);
   bind_int(st, 11, r->time);
+  bind_int(st, 12, r->keyed ? 1 : 0);
   int rc = run(s, st);
   sqlite3_clear_bindings(st);
   return rc;
@@ -848,7 +864,11 @@ int store_first_failure(store_t *s, char **error) {
 }
 
 int store_outbox_counts(store_t *s, void (*each)(void *ud, const outbox_count_t *c), void *ud) {
-  static query_t q = QUERY("SELECT campaign, coalesce(step, ''), status, kind, count(*) FROM outbox"
+  /* the rows in the outbox and those a purge removed (purged_counts), counted alike */
+  static query_t q = QUERY("SELECT campaign, step, status, kind, sum(n) FROM ("
+                           "SELECT campaign, coalesce(step, '') AS step, status, kind, count(*) AS n FROM outbox"
+                           " GROUP BY 1, 2, 3, 4"
+                           " UNION ALL SELECT campaign, step, status, kind, n FROM purged_counts)"
                            " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
@@ -1766,4 +1786,178 @@ int store_member_tasks(store_t *s, const char *member, int limit,
     each(ud, &v);
   }
   return report_end(s, st, rc, n);
+}
+
+/* ==== retention: purging final actions and old dedupe marks, and shrinking the file ==== */
+
+/* The outbox rows a purge may remove, seq in (?1, ?2]: final (delivered, or a status
+ * that is never delivered, deferred excepted: its release timer judges it again) and
+ * older than ?3; dead letters older than ?4. Never a pending (or leased) row. */
+#define PURGEABLE                                                                           \
+  " seq > ?1 AND seq <= ?2 AND ((time < ?3 AND (delivery = 'delivered' OR"                   \
+  " (delivery IS NULL AND status <> 'deferred'))) OR (delivery = 'dead' AND time < ?4))"
+
+static void bind_purge_range(sqlite3_stmt *st, const purge_range_t *r) {
+  bind_int(st, 1, r->after_seq);
+  bind_int(st, 2, r->upto_seq);
+  bind_int(st, 3, r->before);
+  bind_int(st, 4, r->dead_before);
+}
+
+int store_outbox_max_seq(store_t *s, int64_t *out) {
+  static query_t q = QUERY("SELECT max(seq) FROM outbox");
+  return one_int(s, query(s, &q), 0, out);
+}
+
+int store_purge_rows(store_t *s, const purge_range_t *r, int (*each)(void *ud, const purge_row_t *row),
+                     void *ud) {
+  static query_t q = QUERY("SELECT seq, id, status, delivery, attempts, last_error, body FROM outbox"
+                           " WHERE" PURGEABLE " ORDER BY seq");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_purge_range(st, r);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    purge_row_t row = {.seq = sqlite3_column_int64(st, 0),
+                       .id = (const char *)sqlite3_column_text(st, 1),
+                       .status = (const char *)sqlite3_column_text(st, 2),
+                       .delivery = (const char *)sqlite3_column_text(st, 3),
+                       .attempts = sqlite3_column_int(st, 4),
+                       .last_error = (const char *)sqlite3_column_text(st, 5),
+                       .body = (const char *)sqlite3_column_text(st, 6)};
+    n++;
+    if (each(ud, &row) < 0) {
+      sqlite3_reset(st);
+      return -1;
+    }
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+int store_purge_delete(store_t *s, const purge_range_t *r) {
+  /* a keyed action's id stays refused (changes keep theirs in action_keys already); the
+   * funnel report keeps counting what goes */
+  static query_t keys = QUERY("INSERT INTO purged_keys(id) SELECT id FROM outbox WHERE" PURGEABLE
+                              " AND coalesce(keyed, 1) = 1 AND kind NOT IN ('points', 'tag', 'untag')"
+                              " ON CONFLICT DO NOTHING");
+  static query_t counts = QUERY("INSERT INTO purged_counts(campaign, step, status, kind, n)"
+                                " SELECT campaign, coalesce(step, ''), status, kind, count(*) FROM outbox"
+                                " WHERE" PURGEABLE " GROUP BY 1, 2, 3, 4"
+                                " ON CONFLICT DO UPDATE SET n = n + excluded.n");
+  static query_t del = QUERY("DELETE FROM outbox WHERE" PURGEABLE);
+  assert(s->in_tx);
+  query_t *steps[] = {&keys, &counts, &del};
+  for (int i = 0; i < 3; i++) {
+    sqlite3_stmt *st = query(s, steps[i]);
+    if (!st) return -1;
+    bind_purge_range(st, r);
+    if (run(s, st) < 0) return -1;
+  }
+  return sqlite3_changes(s->db);
+}
+
+int store_purge_count(store_t *s, const purge_range_t *r, void (*each)(void *ud, const char *status,
+                      const char *delivery, int64_t n), void *ud) {
+  static query_t q = QUERY("SELECT status, coalesce(delivery, ''), count(*) FROM outbox WHERE" PURGEABLE
+                           " GROUP BY 1, 2 ORDER BY 1, 2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_purge_range(st, r);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    each(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+         sqlite3_column_int64(st, 2));
+    n++;
+  }
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+int store_purged_key_known(store_t *s, const char *id) {
+  static query_t q = QUERY("SELECT 1 FROM purged_keys WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  int found = step_row(s, st);
+  if (found == 1) sqlite3_reset(st);
+  return found;
+}
+
+int store_seen_purge(store_t *s, int64_t before, int limit) {
+  static query_t q = QUERY("DELETE FROM seen_events WHERE id IN"
+                           " (SELECT id FROM seen_events WHERE at < ?1 ORDER BY at LIMIT ?2)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, before);
+  bind_int(st, 2, limit);
+  if (run(s, st) < 0) return -1;
+  return sqlite3_changes(s->db);
+}
+
+int store_seen_count_before(store_t *s, int64_t before, int64_t *n) {
+  static query_t q = QUERY("SELECT count(*) FROM seen_events WHERE at < ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, before);
+  return one_int(s, st, 0, n);
+}
+
+/* Run a pragma that returns one integer (literal SQL, not cached): 0, or -1 (logged). */
+static int pragma_int(store_t *s, const char *sql, int64_t *out) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return failed(s, NULL);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+  else if (rc == SQLITE_DONE) *out = 0;
+  else {
+    log_msg(LOG_ERROR, "database error", "db", s->path, "query", sql, "error", sqlite3_errmsg(s->db), NULL);
+    sqlite3_finalize(st);
+    return -1;
+  }
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int store_space(store_t *s, store_space_t *sp) {
+  int64_t mode;
+  if (pragma_int(s, "PRAGMA page_size", &sp->page_size) < 0 ||
+      pragma_int(s, "PRAGMA page_count", &sp->pages) < 0 ||
+      pragma_int(s, "PRAGMA freelist_count", &sp->free_pages) < 0 ||
+      pragma_int(s, "PRAGMA auto_vacuum", &mode) < 0)
+    return -1;
+  sp->incremental = mode == 2;
+  return 0;
+}
+
+int store_vacuum_some(store_t *s, int pages) {
+  char sql[64];
+  assert(!s->in_tx && pages > 0);
+  snprintf(sql, sizeof sql, "PRAGMA incremental_vacuum(%d)", pages);
+  char err[512];
+  if (store_exec(s, sql, err, sizeof err) < 0) {
+    log_msg(LOG_ERROR, "database error", "db", s->path, "query", sql, "error", err, NULL);
+    return -1;
+  }
+  return 0;
+}
+
+int store_vacuum_full(store_t *s) {
+  char err[512];
+  assert(!s->in_tx);
+  /* VACUUM rebuilds the file; with auto_vacuum set first, later purges shrink it a
+   * chunk at a time (store_vacuum_some) */
+  if (store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL; VACUUM", err, sizeof err) < 0) {
+    log_msg(LOG_ERROR, "database error", "db", s->path, "query", "VACUUM", "error", err, NULL);
+    return -1;
+  }
+  return 0;
+}
+
+int store_checkpoint(store_t *s) {
+  int64_t busy;
+  assert(!s->in_tx);
+  return pragma_int(s, "PRAGMA wal_checkpoint(TRUNCATE)", &busy);
 }

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 typedef struct store {
   sqlite3 *db;
@@ -100,6 +100,7 @@ typedef struct {
   int64_t time;
   const char *body;       /* the action as JSON */
   int deliverable;        /* 1: queued for its channel */
+  int keyed;              /* 1: the id comes from a key the script gave (it may recur) */
 } action_row_t;
 /* The status of action `id` into status (at most n bytes): 1 found, 0 absent, -1 error. */
 int store_action_status(store_t *s, const char *id, char *status, size_t n);
@@ -463,5 +464,54 @@ typedef struct {
 } task_view_t;
 int store_member_tasks(store_t *s, const char *member, int limit,
                        void (*each)(void *ud, const task_view_t *v), void *ud);
+
+/* ---- retention: purging final actions and old dedupe marks, shrinking the file ----
+ * hearth purge and the daemon's hourly retention (retention.c) go through these. */
+
+/* A span of the outbox a purge looks at: seq in (after_seq, upto_seq]; final rows older
+ * than `before`, dead letters older than `dead_before` (INT64_MIN: none). */
+typedef struct {
+  int64_t after_seq, upto_seq, before, dead_before;
+} purge_range_t;
+/* An outbox row about to be purged; strings live during the callback. */
+typedef struct {
+  int64_t seq;
+  const char *id, *status, *delivery, *last_error, *body;
+  int attempts;
+} purge_row_t;
+/* The largest seq in the outbox (0 when empty): 0, or -1 (logged). */
+int store_outbox_max_seq(store_t *s, int64_t *out);
+/* Hand each() the rows of the span a purge removes, in seq order; each() returns 0, or
+ * -1 to stop. Returns how many were handed over, or -1 (logged, or each() failed). */
+int store_purge_rows(store_t *s, const purge_range_t *r, int (*each)(void *ud, const purge_row_t *row),
+                     void *ud);
+/* In the open transaction: remove those rows, keeping the ids of keyed ones in
+ * purged_keys and their counts in purged_counts. Returns how many, or -1 (logged). */
+int store_purge_delete(store_t *s, const purge_range_t *r);
+/* Count the rows of the span a purge removes by status and delivery ("" for none). */
+int store_purge_count(store_t *s, const purge_range_t *r, void (*each)(void *ud, const char *status,
+                      const char *delivery, int64_t n), void *ud);
+/* 1 when `id` is the id of a keyed action a purge removed, 0 when not, -1 error. */
+int store_purged_key_known(store_t *s, const char *id);
+/* Forget up to `limit` event ids marked before `before`, oldest first (its own statement,
+ * or part of the open transaction). Returns how many, or -1 (logged). */
+int store_seen_purge(store_t *s, int64_t before, int limit);
+/* How many event ids were marked before `before`, into *n: 0, or -1 (logged). */
+int store_seen_count_before(store_t *s, int64_t before, int64_t *n);
+
+/* The file's pages: size, count, free; whether freed pages can be given back a chunk at
+ * a time (auto_vacuum = INCREMENTAL, the mode of databases created since schema 5). */
+typedef struct {
+  int64_t page_size, pages, free_pages;
+  int incremental;
+} store_space_t;
+int store_space(store_t *s, store_space_t *sp);
+/* Give up to `pages` free pages back to the file system (incremental mode): 0, or -1. */
+int store_vacuum_some(store_t *s, int pages);
+/* Rebuild the whole file (VACUUM; holds the write lock throughout, and needs as much
+ * free disk as the database), switching it to incremental mode: 0, or -1 (logged). */
+int store_vacuum_full(store_t *s);
+/* Move the WAL into the database and truncate it: 0, or -1 (logged). */
+int store_checkpoint(store_t *s);
 
 #endif
