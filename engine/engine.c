@@ -410,6 +410,8 @@ void eng_call_begin(engine_t *e, engine_call_t *c) {
 void engine_call_member(engine_t *e, engine_call_t *c, member_t *m) {
   assert(c->cron);
   if (c->m) member_undo_end(&c->undo);
+  free(c->refusal);
+  c->refusal = NULL;
   c->m = m;
   if (m) {
     e->action_n = 0; /* default ids count per member in a sweep */
@@ -475,6 +477,8 @@ int eng_call_discard(engine_t *e, engine_call_t *c) {
 /* Settle a handler call: keep its changes (err NULL), or undo them alone and record the
  * failure. 0 kept, 1 failed and recorded, -1 database error (the batch must roll back). */
 int eng_call_end(engine_t *e, engine_call_t *c, const char *err) {
+  free(c->refusal); /* raised by the glue already, or the error the caller reports */
+  c->refusal = NULL;
   assert(!c->cron);
   count_handler_time(&e->stats, (double)(mono_ns() - c->started_ns) / 1e9);
   if (c->db_failed) {

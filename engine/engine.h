@@ -236,6 +236,7 @@ typedef struct engine_call {
                                 action record nor funnel count (the ledger is kept) */
   uint64_t started_ns;
   member_undo_t undo;
+  char *refusal;             /* why engine_act returned ENGINE_ACT_REPEATED (the glue raises it) */
 } engine_call_t;
 
 /* Switch a cron run's call to member m (NULL: none), closing the undo of the last one. */
@@ -270,6 +271,10 @@ typedef struct {
  * nothing and returns its status, except that a `deferred` one is judged again. Returns the status that holds (an action stored
  * as `expired` shows as `queued`: the scripts judge history as it happened), -1 on error;
  * *recorded says whether anything was written now. */
+/* ENGINE_ACT_REPEATED: the action's id was recorded before although its cause is new to
+ * the engine (an event id seen again after the dedupe window); c->refusal says so, and
+ * the caller stops the handler with it. */
+#define ENGINE_ACT_REPEATED (-4)
 int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded);
 /* Tag or untag the member (and record the tag/untag action, fields stolen as in
  * engine_act). 1 changed, 0 nothing to change (fields released), -1 error,

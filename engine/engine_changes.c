@@ -220,6 +220,19 @@ static json_t *action_body(engine_t *e, engine_call_t *c, const action_spec_t *a
   return body;
 }
 
+/* An action whose id is in the outbox already although nothing said it could be (a default
+ * id, campaign/member/event/n): the event ran before, and its id came again after the
+ * dedupe window (or the database was restored from an older copy). Nothing is recorded
+ * twice: the handler is stopped with this message (its changes roll back, the failure is
+ * kept with its traceback) and the rest of the batch goes on. */
+static int repeated(engine_call_t *c, const char *id) {
+  free(c->refusal);
+  c->refusal = xasprintf("action '%s' was recorded before: this event ran already (its id came again after "
+                         "the dedupe window, or the database is older than the events); nothing is done twice",
+                         id);
+  return ENGINE_ACT_REPEATED;
+}
+
 /* Record a change already made (points, tag, untag): queued, as it happened. An outbox
  * row only for a channel that delivers its kind (never from a stale history); else a
  * funnel count under its kind. A keyed one applies once: its key is claimed. */
@@ -249,7 +262,13 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
     action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step, .kind = a->kind,
                         .status = action_status_names[AS_QUEUED], .channel = a->channel, .time = e->now,
                         .body = text, .deliverable = 1, .keyed = a->key != NULL};
-    if (store_action_add(e->store, &row) < 0) {
+    int w = store_action_add(e->store, &row);
+    if (w == STORE_EXISTS) {
+      free(text);
+      rc = repeated(c, id);
+      goto out;
+    }
+    if (w < 0) {
       free(text);
       goto out;
     }
@@ -343,6 +362,11 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
                       .time = e->now, .body = text, .deliverable = status == AS_QUEUED,
                       .keyed = a->key != NULL};
   int w = found ? store_action_rejudge(e->store, &row) : store_action_add(e->store, &row);
+  if (w == STORE_EXISTS) {
+    free(text);
+    rc = repeated(c, id);
+    goto out;
+  }
   if (w == 0 && status == AS_QUEUED && !strcmp(a->kind, "task"))
     w = eng_task_open(e, id, c->m->id, fields, a->task_due);
   if (w < 0) {
@@ -424,8 +448,8 @@ static int act_done(engine_t *e, engine_call_t *c, action_spec_t *a) {
     spec_release(a);
     return 0;
   }
-  int recorded;
-  return engine_act(e, c, a, &recorded) < 0 ? -1 : 0;
+  int recorded, rc = engine_act(e, c, a, &recorded);
+  return rc == ENGINE_ACT_REPEATED ? rc : rc < 0 ? -1 : 0;
 }
 
 static int tag_change(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a, int add) {
@@ -451,7 +475,8 @@ static int tag_change(engine_t *e, engine_call_t *c, const char *tag, action_spe
     json_object_set_new(tags, tag, json_true());
   else
     json_object_del(tags, tag);
-  return act_done(e, c, a) < 0 ? -1 : 1;
+  int done = act_done(e, c, a);
+  return done == ENGINE_ACT_REPEATED ? done : done < 0 ? -1 : 1;
 }
 
 int engine_tag(engine_t *e, engine_call_t *c, const char *tag, action_spec_t *a) {

@@ -145,7 +145,8 @@ static int ledger_entry(engine_t *e, engine_call_t *c, const char *type, int64_t
                      .fields = f};
   int recorded;
   if (n_out) *n_out = row.n;
-  return engine_act(e, c, &a, &recorded) < 0 ? -1 : 0;
+  int rc = engine_act(e, c, &a, &recorded);
+  return rc == ENGINE_ACT_REPEATED ? rc : rc < 0 ? -1 : 0;
 }
 
 /* ---- expiry and notices, when the member's points timer fires ---- */

@@ -225,11 +225,20 @@ static action_spec_t spec_of(const char *kind, const action_opts_t *o, json_t *f
 
 /* Record the action; `fields` is stolen. Pushes the resulting status and whether it was
  * recorded now (false: the key was seen before and nothing changed). */
+/* Stop the handler: the action's id was recorded before (engine_act's refusal). */
+static int raise_repeated(lua_State *L, engine_call_t *d) {
+  lua_pushstring(L, d->refusal ? d->refusal : "action recorded before");
+  free(d->refusal);
+  d->refusal = NULL;
+  return lua_error(L);
+}
+
 static int record_action(lua_State *L, engine_call_t *d, const char *kind, const action_opts_t *o,
                          json_t *fields) {
   action_spec_t a = spec_of(kind, o, fields);
   int recorded;
   int status = engine_act(scripts_of(L)->engine, d, &a, &recorded);
+  if (status == ENGINE_ACT_REPEATED) return raise_repeated(L, d);
   if (status < 0) return raise_db_error(L);
   lua_pushstring(L, action_status_names[status]);
   lua_pushboolean(L, recorded);
@@ -346,6 +355,7 @@ static int m_task(lua_State *L) {
   a.task_due = e->now + due_after;
   int recorded;
   int status = engine_act(e, d, &a, &recorded);
+  if (status == ENGINE_ACT_REPEATED) return raise_repeated(L, d);
   if (status < 0) return raise_db_error(L);
   lua_pushstring(L, action_status_names[status]);
   lua_pushboolean(L, recorded);
@@ -390,6 +400,7 @@ static int change_tag(lua_State *L, const char *kind) {
   engine_t *e = scripts_of(L)->engine;
   int rc = kind[0] == 't' ? engine_tag(e, d, t, &a) : engine_untag(e, d, t, &a);
   if (rc == MEMBER_TOO_BIG) return too_big(L, e, "m:tag", t);
+  if (rc == ENGINE_ACT_REPEATED) return raise_repeated(L, d);
   if (rc < 0) return raise_db_error(L);
   lua_pushboolean(L, rc);
   return 1;
@@ -462,6 +473,7 @@ static int m_add_points(lua_State *L) {
   if (rc == POINTS_BELOW_ZERO)
     return luaL_error(L, "add_points: balance %I would go below zero (%I)", (lua_Integer)m->points, n);
   if (rc == POINTS_OVERFLOW) return luaL_error(L, "add_points: balance overflow");
+  if (rc == ENGINE_ACT_REPEATED) return raise_repeated(L, d);
   if (rc < 0) return raise_db_error(L);
   lua_pushinteger(L, m->points);
   return 1;

@@ -579,9 +579,21 @@ int store_action_add(store_t *s, const action_row_t *r) {
   bind_text(st, 10, r->deliverable ? "pending" : NULL);
   bind_int(st, 11, r->time);
   bind_int(st, 12, r->keyed ? 1 : 0);
-  int rc = run(s, st);
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE) {
+    /* the id is in the outbox already: the caller's to report, not a database failure */
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return STORE_EXISTS;
+  }
+  if (rc != SQLITE_DONE) {
+    failed(s, st);
+    sqlite3_clear_bindings(st);
+    return -1;
+  }
+  sqlite3_reset(st);
   sqlite3_clear_bindings(st);
-  return rc;
+  return 0;
 }
 
 int store_action_rejudge(store_t *s, const action_row_t *r) {

@@ -104,6 +104,8 @@ typedef struct {
 } action_row_t;
 /* The status of action `id` into status (at most n bytes): 1 found, 0 absent, -1 error. */
 int store_action_status(store_t *s, const char *id, char *status, size_t n);
+/* STORE_EXISTS when an action with that id is in the outbox already (nothing written). */
+#define STORE_EXISTS (-2)
 int store_action_add(store_t *s, const action_row_t *row);
 /* Claim the id of a keyed change (points, tag) no channel delivers: 1 claimed now, 0
  * claimed before (the same key again), -1 error. */

@@ -195,6 +195,37 @@ def test_dedupe_window_purged_on_the_virtual_clock():
             d.stop_clean()
 
 
+SEND_PLAIN = r'''
+hearth.on("ping", function(m, ev)
+  m:add_points(1, "ping " .. ev.id)
+  m:send("pong")
+end)
+'''
+
+
+def test_event_id_seen_again_after_the_window_is_refused_alone_not_a_500():
+    # Regression: an event id sent again after the dedupe window was accepted, its default
+    # action id (campaign/member/event/n) met the one recorded the first time, and the whole
+    # body failed with a 500 on every retry. Now the handler alone is stopped and recorded
+    # as failed, the rest of the body applies, and nothing is done twice.
+    with Workspace({"p.lua": SEND_PLAIN}) as w:
+        with Daemon(w, "--virtual-clock", VSTART, "--dedupe-window", "2d") as d:
+            d.wait_listening()
+            ev = {"id": "e-1", "type": "ping", "member": "m-1"}
+            d.post_ok([ev], accepted=1)
+            d.move(advance="3d")
+            eq(stats(w)["totals"]["events_remembered"], 0, "the id is forgotten after the window")
+            other = {"id": "e-2", "type": "ping", "member": "m-2"}
+            d.post_ok([ev, other], accepted=2)
+            m1 = d.member("m-1")
+            eq(m1["points"], 1, "her points once: the second run's changes rolled back")
+            eq([a["template"] for a in m1["actions"]], ["pong"], "her pong once")
+            eq(len(m1["failed"]), 1, "the second run is kept as a failed event")
+            contains(m1["failed"][0]["error"], "was recorded before", "the failure says why")
+            eq(d.member("m-2")["points"], 1, "the other event of the body applied")
+            d.stop_clean()
+
+
 def test_keep_actions_purges_delivered_rows_in_the_daemon():
     with Workspace({"p.lua": PING}) as w:
         with Daemon(w, "--virtual-clock", VSTART, "--keep-actions", "1d") as d:
