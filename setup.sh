@@ -41,7 +41,11 @@ case "${1:-}" in
     ./build/hearth check --scripts scripts
     echo "== hearth import examples/events/month.ndjson"
     ./build/hearth import examples/events/month.ndjson --db build/demo.db --scripts scripts --quiet || true
-    echo "== hearth member m-0001"
+    echo "== hearth stats: the funnel, staff owners (channel codes rotate new friends) and tasks"
+    ./build/hearth stats --db build/demo.db
+    echo "== hearth broadcast list"
+    ./build/hearth broadcast list --db build/demo.db --scripts scripts
+    echo "== hearth member m-0001 (points lots with their expiry, ledger, latest actions)"
     ./build/hearth member m-0001 --db build/demo.db --limit 5
     echo "== hearth dry-run: what the standard campaigns do with the month (funnel per campaign and step)"
     ./build/hearth dry-run --events examples/events/month.ndjson --scripts scripts --until 30d \
