@@ -62,7 +62,7 @@ def member_doc(w, member, db=None):
 
 
 def without_lists(doc):
-    return {k: v for k, v in doc.items() if k not in ("lots", "ledger", "actions", "failed")}
+    return {k: v for k, v in doc.items() if k not in ("lots", "ledger", "actions", "failed", "owners", "tasks")}
 
 
 def sample(ids, n=8):
