@@ -95,6 +95,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
     /* boolean flags */
     if (!strcmp(name, "json") && accepts(extra, "json")) { c->json = 1; continue; }
     if (!strcmp(name, "quiet") && accepts(extra, "quiet")) { c->quiet = 1; continue; }
+    if (!strcmp(name, "plan") && accepts(extra, "plan")) { c->plan = 1; continue; }
     if (!strcmp(name, "requeue-all") && accepts(extra, "requeue-all")) { c->requeue_all = 1; continue; }
     if (!is_common(name) && !accepts(extra, name)) return cli_usage_error(usage, "unknown option '--%s'", name);
     const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);

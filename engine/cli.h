@@ -19,6 +19,7 @@ typedef struct {
   /* command-specific */
   const char *events, *until, *stale_after, *listen, *token_file, *requeue, *virtual_clock;
   int requeue_all;
+  int plan;           /* hearth reload --plan */
   int batch, limit, json, quiet, batch_set;
   long max_body, max_backlog;
   long max_connections, max_per_client;   /* 0 when not given */
@@ -54,5 +55,6 @@ int cmd_test(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dead_letters(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
 
 #endif

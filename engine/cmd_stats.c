@@ -1,5 +1,5 @@
 /* cmd_stats: `hearth stats`. Totals of the database (members, events remembered, failed
- * events, timers pending, actions by delivery state) and the funnel per campaign, step
+ * events, timers pending, actions by delivery state), the script version loaded last, and the funnel per campaign, step
  * and variant, as text or --json. Read-only; a failed read is an error (exit 1), never
  * zeros. */
 #include <stddef.h>
@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "store.h"
 #include "summary.h"
+#include "timeutil.h"
 
 static const char *usage =
     "usage: hearth stats [--json]\n\n"
@@ -35,9 +37,28 @@ static long long total(const store_totals_t *t, size_t i) {
   return *(const int64_t *)((const char *)t + totals[i].field);
 }
 
+/* The script set loaded last (script_versions), as JSON; null when none was noted. */
+static json_t *version_json(store_t *s, int *failed) {
+  script_version_t v;
+  int rc = store_script_version_latest(s, &v);
+  *failed = rc < 0;
+  if (rc <= 0) return json_null();
+  char first[32], last[32];
+  rfc3339_format(v.loaded_at, 0, first);
+  rfc3339_format(v.last_loaded_at, 0, last);
+  return json_pack("{s:s, s:s, s:s, s:I}", "hash", v.hash, "first_loaded_at", first, "loaded_at", last,
+                   "versions", (json_int_t)v.versions);
+}
+
 static int print_json(store_t *s, const store_totals_t *t) {
   json_t *root = summary_json(s);
   if (!root) return -1;
+  int failed;
+  json_object_set_new(root, "script_version", version_json(s, &failed));
+  if (failed) {
+    json_decref(root);
+    return -1;
+  }
   json_t *obj = json_object();
   for (size_t i = 0; i < N_TOTALS; i++) json_object_set_new(obj, totals[i].name, json_integer(total(t, i)));
   json_object_set_new(root, "totals", obj);
@@ -54,6 +75,19 @@ static int print_text(store_t *s, const store_totals_t *t) {
   if (!root) return -1;
   for (size_t i = 0; i < N_TOTALS; i++) printf("%s%s %lld", i ? ", " : "", totals[i].name, total(t, i));
   printf("\n");
+  int failed;
+  json_t *v = version_json(s, &failed);
+  if (failed) {
+    json_decref(v);
+    json_decref(root);
+    return -1;
+  }
+  if (json_is_object(v))
+    printf("script version %s, loaded %s (first %s; %lld versions in all)\n",
+           json_string_value(json_object_get(v, "hash")), json_string_value(json_object_get(v, "loaded_at")),
+           json_string_value(json_object_get(v, "first_loaded_at")),
+           (long long)json_integer_value(json_object_get(v, "versions")));
+  json_decref(v);
   summary_print_doc(root, NULL, 0, stdout);
   json_decref(root);
   return 0;

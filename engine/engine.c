@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "restraint.h"
+#include "versions.h"
 
 
 const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed", "deferred",
@@ -171,6 +172,11 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
     }
     sb_free(&errors);
     adopt_scripts(e, s);
+    if (engine_note_versions(e, !o->readonly) < 0) {
+      *errp = xstrdup("the script version could not be recorded in the database");
+      engine_close(e);
+      return NULL;
+    }
   }
   return e;
 fail:
@@ -234,6 +240,10 @@ int engine_reload(engine_t *e, char **err) {
   if (e->clock.is_virtual == 0) e->now = clock_now(&e->clock);
   adopt_scripts(e, s);
   *err = NULL;
+  if (engine_note_versions(e, 1) < 0) {
+    *err = xstrdup("the scripts were loaded, but their version could not be recorded in the database");
+    return -1;
+  }
   return 0;
 }
 

@@ -441,6 +441,7 @@ static void install_api(lua_State *L, void *ud) {
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   cron_api_install(L);
+  versions_api_install(L);
   lua_setfield(L, -2, "hearth");
   member_api_install(L);
 }
@@ -487,6 +488,7 @@ void scripts_free(scripts_t *s) {
   for (int i = 0; i < s->nguards; i++) free(s->guard_campaigns[i]);
   free(s->guard_campaigns);
   free(s->guard_refs);
+  versions_decls_free(s);
   free(s);
 }
 

@@ -49,6 +49,9 @@ struct scripts {
   int nguards;
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
+  version_decl_t *versions; /* hearth.keep_version, in declaration order (lua_versions.c) */
+  int *plan_refs;           /* each one's plan function (registry ref) */
+  int nversions, capversions;
 };
 
 /* The call in progress; raises when there is none (a handle used outside its handler). */
@@ -59,6 +62,10 @@ scripts_t *scripts_of(lua_State *L);
 
 /* lua_cron.c */
 void cron_api_install(lua_State *L);
+
+/* lua_versions.c: hearth.digest, fn_digest, keep_version, kept_version; freeing. */
+void versions_api_install(lua_State *L);
+void versions_decls_free(scripts_t *s);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

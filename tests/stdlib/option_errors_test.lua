@@ -33,7 +33,7 @@ test("journey: a step's duration, its wait branch, an unknown option; the define
   expect(t, [[require("journey").define { name = "bad", enter = "member.joined", exits = "friend.deleted",
   steps = { { name = "a", send = "x" } } }]],
     "t:eval:3: journey.define: option 'exits' is unknown (known: enter, exit, exit_on_goal, goal, goal_within, "
-    .. "holdout, name, reenter, revenue, steps, variants, winner)")
+    .. "holdout, migrate, name, reenter, revenue, steps, variants, version, winner)")
 end)
 
 test("caps.set: a duration, a wall time, an unknown part", function(t)
