@@ -39,4 +39,8 @@ void eng_schedule_cron(engine_t *e, int64_t now);
 /* engine_changes.c: a release timer fired: judge its deferred send again. EV_*. */
 int eng_release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key);
 
+/* versions.c: the loaded set's migration timers (one per run in flight on another version
+ * of a definition that declares a migration), due now; logged on a failure. */
+void eng_add_migrations(engine_t *e);
+
 #endif

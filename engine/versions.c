@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_private.h"
 #include "log.h"
 #include "scripts.h"
 #include "store.h"
@@ -84,13 +85,36 @@ static int note_all(engine_t *e) {
   for (int i = 0; rc == 0 && i < scripts_version_count(e->scripts); i++) {
     const version_decl_t *d = scripts_version(e->scripts, i);
     rc = store_definition_note(e->store, d->kind, d->name, d->hash, d->label, d->body, e->script_version, e->now);
-    if (rc == 0 && d->migrates) rc = add_migration_timers(e, d);
   }
   return rc;
 }
 
+static int add_all_migrations(engine_t *e) {
+  for (int i = 0; i < scripts_version_count(e->scripts); i++) {
+    const version_decl_t *d = scripts_version(e->scripts, i);
+    if (d->migrates && add_migration_timers(e, d) < 0) return -1;
+  }
+  return 0;
+}
+
+/* In a batch of its own, or in the one open (engine_feed starting the clock). */
+void eng_add_migrations(engine_t *e) {
+  e->migrations_due = 0;
+  if (!e->scripts) return;
+  int own = !e->in_batch;
+  if (own && engine_begin(e) < 0) return;
+  if (add_all_migrations(e) < 0) {
+    log_msg(LOG_ERROR, "the migration timers could not be set; runs in flight finish on their own version",
+            "version", e->script_version, NULL);
+    if (own) engine_rollback(e);
+    return;
+  }
+  if (own) engine_commit(e);
+}
+
 int engine_note_versions(engine_t *e, int note) {
   e->script_version[0] = 0;
+  e->migrations_due = 0;
   if (!e->scripts) return 0;
   scripts_set_version(e->scripts, e->script_version);
   if (!note) return 0;
@@ -100,7 +124,12 @@ int engine_note_versions(engine_t *e, int note) {
     log_msg(LOG_ERROR, "the script version could not be recorded", "version", e->script_version, NULL);
     return -1;
   }
-  return engine_commit(e);
+  if (engine_commit(e) < 0) return -1;
+  /* migration timers are due when the clock says now: at once when it runs, else when it
+   * starts (a virtual clock starts at its first event or at --virtual-clock) */
+  e->migrations_due = 1;
+  if (e->started) eng_add_migrations(e);
+  return 0;
 }
 
 /* ---- the plan ---- */

@@ -8,6 +8,7 @@ may declare for the runs in flight is shown by what the member gets afterwards:
   its old name, nothing of version 2 reaches her; a member joining later runs version 2;
 - migrate.map = {day7 = "day5"}: the renamed step fires as day5 at day7's time, the added
   day10 is scheduled, day15 keeps its time;
+- the same with retime = true: day5 fires at day 5, as version 2 times it;
 - migrate.restart: run 1 ends, run 2 starts at the reload on version 2;
 - migrate with finish_old = false and no map: day7 has no step in version 2, so it is
   dropped with a warning in the log, and `hearth reload --plan` says so beforehand.
@@ -174,6 +175,19 @@ def test_map_moves_the_run_the_renamed_step_fires_under_its_new_name():
             d.stop_clean()
 
 
+def test_map_with_retime_times_the_moved_step_by_the_new_definition():
+    with Workspace({"onb.lua": V1}) as w:
+        with start(w, "--virtual-clock", VSTART) as d:
+            c = Case(w, d, 'migrate = { from = "1", map = { day7 = "day5" }, retime = true },')
+            g = groups(c.plan_json)["groups"]
+            contains(g[0]["action"], "day7 -> day5 re-timed by the new step", "plan: retime")
+            acts = c.rel(c.run_to(20))
+            eq(acts, [("onb/m-1/1/day10", "survey", 10.0), ("onb/m-1/1/day15", "call", 15.0),
+                      ("onb/m-1/1/day3", "tips", 3.0), ("onb/m-1/1/day5", "coupon2", 5.0)],
+               "day7 moved to day5 and re-timed: entry + 5d (still ahead of the reload at day 4)")
+            d.stop_clean()
+
+
 def test_restart_ends_the_run_and_starts_a_new_one_on_the_new_version():
     with Workspace({"onb.lua": V1}) as w:
         with start(w, "--virtual-clock", VSTART) as d:
@@ -226,6 +240,19 @@ def test_plan_changes_nothing_and_needs_a_database():
         out = plan(w)
         assert re.search(r"1 on version [0-9a-f]{12} \(label 1\) at day3: restarts", out), out
         eq(open(w.db, "rb").read(), before, "the database after --plan")
+
+
+def test_changing_another_script_keeps_the_journey_version():
+    with Workspace({"onb.lua": V1, "other.lua": 'hearth.on("ping", function(m) m:tag("a") end)\n'}) as w:
+        r = w.import_events([{"id": "j", "type": "member.joined", "member": "m-8"}])
+        eq(r.rc, 0, "import (stderr %s)" % r.err)
+        w.write_script("other.lua", 'hearth.on("ping", function(m) m:tag("b") end)\n')
+        p = json.loads(plan(w, "--json"))
+        g = groups(p)
+        eq([(x["step"], x["action"], x["members"]) for x in g["groups"]], [("day3", "continues on this version", 1)],
+           "another script changed: the run stays on its version")
+        rc, out, err = w.run("stats", "--db", w.db, "--json")
+        assert p["version"] != json.loads(out)["script_version"]["hash"], "the set's version moved"
 
 
 if __name__ == "__main__":
