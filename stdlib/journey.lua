@@ -5,7 +5,7 @@ What it owns
     registers its handlers with hearth.on right away). Several journeys may be defined,
     by one script or several; names are unique.
   * Per member and journey the attribute "_journey.<name>" (the run: number, entry time,
-    variant, pending steps, waits, conversion) and the timer type "journey.<name>".
+    variant, pending steps and their due times, waits, conversion, version) and the timer type "journey.<name>".
   * Counters (hearth.count, campaign = the journey's name): entered, converted, exited,
     completed, each for the campaign and for the member's variant ("A", "B", ...) or
     "holdout"; per wait step: wait_event, wait_timeout. Actions are counted per step by
@@ -27,6 +27,9 @@ journey.define {
   holdout = 10,                  -- default 0: percent (0-100, up to 2 decimals) kept out
   variants = { A = 50, B = 50 }, -- optional: positive integer weights, names [A-Za-z0-9_]+
   steps = { ... },               -- required, non-empty
+  version = "2",                 -- optional label of this version
+  migrate = { from = "1", map = { day7 = "day5" } }, -- optional: how runs of older versions
+                                 -- move here (restart = true, finish_old = false, retime = true)
 }
 
 Steps (each due relative to the entry, never to the previous step):
@@ -110,9 +113,28 @@ Choices where the SPEC is silent
   * If when() raises, the step's timer event fails (recorded with its traceback) and the
     run stays open until an exit or goal event ends it.
 
+Versions (docs/modules/journey.md "Versions and migration")
+  * A definition's version is the first 12 hex digits of the SHA-256 of its canonical text
+    (sorted keys, functions as the digest of their stripped bytecode, migrate left out):
+    its own, so that changing another script moves no run. It is kept in the database
+    (hearth.keep_version) with that text. A run records version, label and sched (each
+    pending step's due time and start) and follows its own version after a reload: the
+    older definition is rebuilt from its kept text, its functions found among the loaded
+    ones by digest (missing ones return nil, with a warning). Keeping each run's whole
+    remaining schedule in its state was the alternative; it cannot hold functions, and
+    every member would carry a copy of the definition.
+  * migrate (declared by the new version) moves runs of the versions in `from`: a map or
+    finish_old = false moves them (steps renamed, due times kept or retime, new steps
+    still ahead added, a step with nowhere to go dropped with a warning and counted);
+    restart ends the run and starts the next one now. The engine gives each such run a
+    timer due at once when the set loads ({migrate = hash}); an event of the run that comes
+    first migrates it too. Without migrate, runs finish on their own version.
+  * plan_run answers hearth reload --plan with the same decisions, in words.
+
 Other functions
   journey.assign(name, member_id) -> "holdout", a variant name, or nil
-  journey.state(m, name) -> { run, active, variant, entered_at, converted } or nil
+  journey.state(m, name) -> { run, active, variant, entered_at, converted, version, label } or nil
+  journey.version(name) -> hash, label of the loaded version
   journey.hash(s) -> FNV-1a 32-bit of s
 ]]
 
