@@ -32,7 +32,11 @@ static void print_text(json_t *plan) {
   json_t *d;
   json_array_foreach(json_object_get(plan, "definitions"), i, d) {
     const char *label = json_string_value(json_object_get(d, "label"));
-    printf("%s %s: loads version %s%s%s%s, %lld in flight\n", json_string_value(json_object_get(d, "kind")),
+    if (json_is_true(json_object_get(d, "removed")))
+      printf("%s %s: no longer defined, %lld in flight\n", json_string_value(json_object_get(d, "kind")),
+             json_string_value(json_object_get(d, "name")), (long long)json_integer_value(json_object_get(d, "in_flight")));
+    else
+      printf("%s %s: loads version %s%s%s%s, %lld in flight\n", json_string_value(json_object_get(d, "kind")),
            json_string_value(json_object_get(d, "name")), json_string_value(json_object_get(d, "hash")),
            label ? " (label " : "", label ? label : "", label ? ")" : "",
            (long long)json_integer_value(json_object_get(d, "in_flight")));

@@ -1227,6 +1227,29 @@ int store_definition_get(store_t *s, const char *kind, const char *name, const c
   return 1;
 }
 
+int store_definition_names(store_t *s, const char *kind,
+                           int (*each)(void *ud, const char *kind, const char *name), void *ud) {
+  static query_t q = QUERY("SELECT DISTINCT name FROM definition_versions WHERE kind = ?1 ORDER BY name");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, kind);
+  int n = 0, rc;
+  char **names = NULL;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    names = xrealloc(names, (size_t)(n + 1) * sizeof *names);
+    names[n++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+  }
+  int status = rc == SQLITE_DONE ? 0 : failed(s, st);
+  if (status == 0) sqlite3_reset(st);
+  /* handed over after the statement is done: each() may run queries of its own */
+  for (int i = 0; i < n; i++) {
+    if (status == 0 && each(ud, kind, names[i]) < 0) status = 1;
+    free(names[i]);
+  }
+  free(names);
+  return status < 0 ? -1 : n;
+}
+
 int store_runs_in_flight(store_t *s, const char *attr,
                          int (*each)(void *ud, const char *member, const char *state), void *ud) {
   static query_t q = QUERY("SELECT id, json_extract(attrs, '$.\"' || ?1 || '\"') FROM members"

@@ -299,6 +299,10 @@ int store_definition_note(store_t *s, const char *kind, const char *name, const 
 /* A kept definition: 1 with malloc'd *body (and *label, NULL when none), 0 when unknown, -1. */
 int store_definition_get(store_t *s, const char *kind, const char *name, const char *hash,
                          char **body, char **label);
+/* Hand each() the name of every definition of `kind` ever kept, in name order (after the
+ * read, so each() may query); each() returns -1 to stop. The count or -1 (logged). */
+int store_definition_names(store_t *s, const char *kind,
+                           int (*each)(void *ud, const char *kind, const char *name), void *ud);
 /* Hand each() every member whose attribute `attr` is a table with active = true, in id
  * order, with that attribute as JSON text; each() returns -1 to stop. The count or -1. */
 int store_runs_in_flight(store_t *s, const char *attr,

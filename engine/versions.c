@@ -78,14 +78,66 @@ static int add_migration_timers(engine_t *e, const version_decl_t *d) {
   return rc;
 }
 
-static int note_all(engine_t *e) {
-  char *files = manifest_json(scripts_manifest(e->scripts));
-  int rc = store_script_version_note(e->store, e->script_version, e->now, files);
-  free(files);
-  for (int i = 0; rc == 0 && i < scripts_version_count(e->scripts); i++) {
-    const version_decl_t *d = scripts_version(e->scripts, i);
-    rc = store_definition_note(e->store, d->kind, d->name, d->hash, d->label, d->body, e->script_version, e->now);
+/* Journeys kept earlier that s no longer defines: a warning for each one with runs in
+ * flight (their timers will find no handler). */
+typedef struct {
+  engine_t *e;
+  struct scripts *s;
+  int failed;
+  json_t *plan; /* versions_plan: the definitions' list */
+} orphans_t;
+
+static int count_run(void *ud, const char *member, const char *state) {
+  (void)member, (void)state;
+  ++*(long *)ud;
+  return 0;
+}
+
+static int defines(struct scripts *s, const char *kind, const char *name) {
+  for (int i = 0; i < scripts_version_count(s); i++) {
+    const version_decl_t *d = scripts_version(s, i);
+    if (strcmp(d->kind, kind) == 0 && strcmp(d->name, name) == 0) return 1;
   }
+  return 0;
+}
+
+/* Runs in flight of a kept definition s does not define (a journey's runs live in the
+ * attribute "_journey.<name>", as stdlib/journey.lua keeps them). */
+static int orphan_runs(engine_t *e, struct scripts *s, const char *kind, const char *name, long *n) {
+  *n = 0;
+  if (defines(s, kind, name)) return 0;
+  char *attr = xasprintf("_journey.%s", name);
+  int rc = store_runs_in_flight(e->store, attr, count_run, n);
+  free(attr);
+  return rc < 0 ? -1 : 0;
+}
+
+static int warn_orphan(void *ud, const char *kind, const char *name) {
+  orphans_t *o = ud;
+  long n;
+  if (orphan_runs(o->e, o->s, kind, name, &n) < 0) {
+    o->failed = 1;
+    return -1;
+  }
+  if (n > 0) {
+    char runs[24];
+    snprintf(runs, sizeof runs, "%ld", n);
+    log_msg(LOG_WARN, "a journey with runs in flight is no longer defined: they get nothing more", "journey", name,
+            "runs", runs, NULL);
+  }
+  return 0;
+}
+
+static int note_all(engine_t *e, struct scripts *s, const char *hash) {
+  char *files = manifest_json(scripts_manifest(s));
+  int rc = store_script_version_note(e->store, hash, e->now, files);
+  free(files);
+  for (int i = 0; rc == 0 && i < scripts_version_count(s); i++) {
+    const version_decl_t *d = scripts_version(s, i);
+    rc = store_definition_note(e->store, d->kind, d->name, d->hash, d->label, d->body, hash, e->now);
+  }
+  orphans_t o = {e, s, 0, NULL};
+  if (rc == 0 && (store_definition_names(e->store, "journey", warn_orphan, &o) < 0 || o.failed)) rc = -1;
   return rc;
 }
 
@@ -112,24 +164,27 @@ void eng_add_migrations(engine_t *e) {
   if (own) engine_commit(e);
 }
 
-int engine_note_versions(engine_t *e, int note) {
-  e->script_version[0] = 0;
-  e->migrations_due = 0;
-  if (!e->scripts) return 0;
-  scripts_set_version(e->scripts, e->script_version);
+int engine_note_versions(engine_t *e, struct scripts *s, int note) {
   if (!note) return 0;
+  char hash[65];
+  scripts_set_version(s, hash);
   if (engine_begin(e) < 0) return -1;
-  if (note_all(e) < 0) {
+  if (note_all(e, s, hash) < 0) {
     engine_rollback(e);
-    log_msg(LOG_ERROR, "the script version could not be recorded", "version", e->script_version, NULL);
+    log_msg(LOG_ERROR, "the script version could not be recorded", "version", hash, NULL);
     return -1;
   }
-  if (engine_commit(e) < 0) return -1;
-  /* migration timers are due when the clock says now: at once when it runs, else when it
-   * starts (a virtual clock starts at its first event or at --virtual-clock) */
+  return engine_commit(e);
+}
+
+void engine_versions_adopted(engine_t *e, int note) {
+  e->script_version[0] = 0;
+  e->migrations_due = 0;
+  if (!e->scripts) return;
+  scripts_set_version(e->scripts, e->script_version);
+  if (!note) return;
   e->migrations_due = 1;
   if (e->started) eng_add_migrations(e);
-  return 0;
 }
 
 /* ---- the plan ---- */
@@ -171,6 +226,24 @@ static int plan_one(void *ud, const char *member, const char *state) {
   return 0;
 }
 
+/* A kept journey the scripts no longer define, with runs in flight: a warning group. */
+static int plan_orphan(void *ud, const char *kind, const char *name) {
+  orphans_t *o = ud;
+  long n;
+  if (orphan_runs(o->e, o->s, kind, name, &n) < 0) {
+    o->failed = 1;
+    return -1;
+  }
+  if (n == 0) return 0;
+  json_t *g = json_pack("{s:s, s:n, s:s, s:s, s:b, s:I}", "version", "(any)", "label", "step", "(any)", "action",
+                        "WARNING: no longer defined: these runs get nothing more", "warning", 1, "members",
+                        (json_int_t)n);
+  json_array_append_new(o->plan, json_pack("{s:s, s:s, s:n, s:n, s:I, s:[o], s:b, s:b}", "kind", kind, "name", name,
+                                           "hash", "label", "in_flight", (json_int_t)n, "groups", g, "migrates", 0,
+                                           "removed", 1));
+  return 0;
+}
+
 json_t *versions_plan(engine_t *e, char **err) {
   *err = NULL;
   json_t *defs = json_array();
@@ -194,6 +267,12 @@ json_t *versions_plan(engine_t *e, char **err) {
                           "label", d->label ? json_string(d->label) : json_null(), "in_flight", (json_int_t)p.in_flight,
                           "groups", list, "migrates", d->migrates);
     json_array_append_new(defs, o);
+  }
+  orphans_t o = {e, e->scripts, 0, defs};
+  if (e->scripts && (store_definition_names(e->store, "journey", plan_orphan, &o) < 0 || o.failed)) {
+    *err = xstrdup("the database could not be read");
+    json_decref(defs);
+    return NULL;
   }
   return json_pack("{s:s, s:o}", "version", e->script_version, "definitions", defs);
 }

@@ -15,9 +15,14 @@
 
 /* The loaded set's hash (64 hex digits), "" before any script set loaded. */
 const char *engine_script_version(const engine_t *e);
-/* Compute the loaded set's hash; when `note`, record it, its definitions and the
- * migration timers in one transaction. 0, or -1 (logged). No batch may be open. */
-int engine_note_versions(engine_t *e, int note);
+/* Before the engine takes script set s: when `note`, record s's version and its
+ * definitions in one transaction, and warn about journeys kept earlier that s no longer
+ * defines while runs of theirs are in flight. 0, or -1 (logged). No batch may be open. */
+struct scripts;
+int engine_note_versions(engine_t *e, struct scripts *s, int note);
+/* After it took it: the set's hash for stats and /metrics; when `note`, the migration
+ * timers, due now (at once if the clock runs, else when it starts). */
+void engine_versions_adopted(engine_t *e, int note);
 /* A definition kept under (kind, name, hash): 1 with malloc'd *body and *label (NULL when
  * it has none), 0 when unknown, -1 (logged). */
 int engine_kept_definition(engine_t *e, const char *kind, const char *name, const char *hash,

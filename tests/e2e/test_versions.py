@@ -12,6 +12,7 @@ may declare for the runs in flight is shown by what the member gets afterwards:
 - migrate.restart: run 1 ends, run 2 starts at the reload on version 2;
 - migrate with finish_old = false and no map: day7 has no step in version 2, so it is
   dropped with a warning in the log, and `hearth reload --plan` says so beforehand.
+A journey removed while runs are in flight is warned at load and by the plan.
 `hearth reload --plan` (text and --json) is checked before each reload, `hearth stats`
 and GET /metrics show the version loaded. No test sleeps to prove that something did not
 happen: time moves only by POST /v1/clock, which answers once everything due has run."""
@@ -253,6 +254,21 @@ def test_changing_another_script_keeps_the_journey_version():
            "another script changed: the run stays on its version")
         rc, out, err = w.run("stats", "--db", w.db, "--json")
         assert p["version"] != json.loads(out)["script_version"]["hash"], "the set's version moved"
+
+
+def test_a_journey_removed_with_runs_in_flight_is_warned():
+    with Workspace({"onb.lua": V1}) as w:
+        r = w.import_events([{"id": "j", "type": "member.joined", "member": "m-7"}])
+        eq(r.rc, 0, "import (stderr %s)" % r.err)
+        w.write_script("onb.lua", 'hearth.on("ping", function(m) m:tag("a") end)\n')
+        out = plan(w)
+        contains(out, "journey onb: no longer defined, 1 in flight", "plan text")
+        contains(out, "WARNING: no longer defined: these runs get nothing more", "plan text")
+        r = w.import_events([])
+        eq(r.rc, 0, "import with the journey removed (stderr %s)" % r.err)
+        warns = [x for x in harness.parse_log(r.err) if x.get("level") == "warn"]
+        assert any(x.get("journey") == "onb" and "no longer defined" in x.get("msg", "") for x in warns), \
+            "the load warns about the removed journey: %r" % r.err
 
 
 if __name__ == "__main__":
