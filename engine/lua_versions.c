@@ -1,9 +1,11 @@
 /* lua_versions: the glue of script versions. Owns, in the `hearth` table:
  *   hearth.digest(s)           -> the SHA-256 of s, 64 hex digits
  *   hearth.fn_digest(f)        -> the SHA-256 of f's bytecode without debug information
- *                                 (lines, names, source), so moving a function in its file,
- *                                 or editing another one, leaves it alone; its upvalues'
- *                                 values are not part of it
+ *                                 (lines, names, source; the first and last line numbers
+ *                                 written as 0), so moving a function in its file,
+ *                                 or editing another one, leaves it alone, and of the values
+ *                                 of its string, number and boolean upvalues (the closures
+ *                                 of one factory differ); other upvalues count by type
  *   hearth.keep_version{kind, name, hash, label, body, attr, timer, migrates, plan}
  *                              -> while loading: declare a definition (a journey) under its
  *                                 own hash; the engine keeps its body in the database
@@ -11,9 +13,11 @@
  *                                 in flight on another version a migration timer at once
  *   hearth.kept_version(kind, name, hash) -> body, label | nil: a definition kept earlier
  * and scripts_plan_run, which asks a definition's `plan` function what a reload would do to
- * one run (hearth reload --plan). Ideas: the Lua 5.4 manual (lua_dump with strip). */
+ * one run (hearth reload --plan). Ideas: the Lua 5.4 manual (lua_dump with strip) and the
+ * layout of its binary chunks (what ldump.c writes, in that order); the walker is ours. */
 #include <lauxlib.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +49,114 @@ static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
   return 0;
 }
 
+/* ---- a stripped dump without its line numbers ----
+ * lua_dump with strip still writes each function's first and last line, so the same code
+ * moved in its file would dump differently. This walks the Lua 5.4 binary chunk format (the
+ * reference implementation's ldump.c order: header; per function source, line defined,
+ * last line, parameters, code, constants, upvalues, nested functions, debug information)
+ * and copies it with both line numbers written as 0. Anything unexpected: the walk fails
+ * and the caller hashes the dump as it is. */
+typedef struct {
+  const unsigned char *p, *end;
+  strbuf_t *out;
+  size_t isz, nsz, lsz; /* sizes of an instruction, a float, an integer */
+} walk_t;
+
+static int copy_bytes(walk_t *w, size_t n) {
+  if ((size_t)(w->end - w->p) < n) return -1;
+  sb_add(w->out, (const char *)w->p, n);
+  w->p += n;
+  return 0;
+}
+
+/* A size: 7 bits a byte, most significant first, the last byte marked with 0x80. */
+static int read_size(walk_t *w, size_t *v, int copy) {
+  size_t x = 0;
+  for (int i = 0; i < 10; i++) {
+    if (w->p >= w->end) return -1;
+    unsigned b = *w->p++;
+    if (copy) sb_add(w->out, (const char *)w->p - 1, 1);
+    x = (x << 7) | (b & 0x7f);
+    if (b & 0x80) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int copy_size(walk_t *w, size_t *v) { return read_size(w, v, 1); }
+
+static int copy_string(walk_t *w) {
+  size_t n;
+  if (copy_size(w, &n) < 0) return -1;
+  return n ? copy_bytes(w, n - 1) : 0;
+}
+
+static int walk_function(walk_t *w, int depth) {
+  size_t n, line;
+  if (depth > 64 || copy_string(w) < 0) return -1;
+  for (int i = 0; i < 2; i++) { /* line defined, last line: written as 0 */
+    if (read_size(w, &line, 0) < 0) return -1;
+    sb_add(w->out, "\x80", 1);
+  }
+  if (copy_bytes(w, 3) < 0 || copy_size(w, &n) < 0 || n > SIZE_MAX / w->isz || copy_bytes(w, n * w->isz) < 0)
+    return -1;
+  if (copy_size(w, &n) < 0) return -1;
+  for (size_t i = 0; i < n; i++) { /* constants: a type tag, then the value */
+    if (w->p >= w->end) return -1;
+    unsigned tag = *w->p;
+    if (copy_bytes(w, 1) < 0) return -1;
+    int rc = 0;
+    if (tag == 3) rc = copy_bytes(w, w->lsz);                 /* integer */
+    else if (tag == 19) rc = copy_bytes(w, w->nsz);           /* float */
+    else if (tag == 4 || tag == 20) rc = copy_string(w);      /* short, long string */
+    else if (tag != 0 && tag != 1 && tag != 17) rc = -1;      /* nil, false, true */
+    if (rc < 0) return -1;
+  }
+  if (copy_size(w, &n) < 0 || n > SIZE_MAX / 3 || copy_bytes(w, n * 3) < 0) return -1; /* upvalues */
+  if (copy_size(w, &n) < 0) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (walk_function(w, depth + 1) < 0) return -1;
+  /* debug information: line info, absolute line info, locals, upvalue names */
+  if (copy_size(w, &n) < 0 || copy_bytes(w, n) < 0 || copy_size(w, &n) < 0) return -1;
+  for (size_t i = 0; i < 2 * n; i++)
+    if (copy_size(w, &line) < 0) return -1;
+  if (copy_size(w, &n) < 0) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (copy_string(w) < 0 || copy_size(w, &line) < 0 || copy_size(w, &line) < 0) return -1;
+  if (copy_size(w, &n) < 0) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (copy_string(w) < 0) return -1;
+  return 0;
+}
+
+/* The dump in b without line numbers, into out: 0, or -1 (out is then unspecified). */
+static int dump_without_lines(const strbuf_t *b, strbuf_t *out) {
+  const unsigned char *p = (const unsigned char *)b->data;
+  /* signature (4), version, format, 6 check bytes, 3 sizes, a check integer and float */
+  if (b->len < 15 || memcmp(p, LUA_SIGNATURE, 4) != 0 || p[4] != 0x54) return -1;
+  walk_t w = {p, p + b->len, out, p[12], p[14], p[13]};
+  if (w.isz == 0 || copy_bytes(&w, 15 + w.lsz + w.nsz + 1) < 0) return -1; /* + main's upvalue count */
+  if (walk_function(&w, 0) < 0 || w.p != w.end) return -1;
+  return 0;
+}
+
+/* The values of a closure's upvalues that are strings, numbers or booleans (two closures
+ * of one factory differ by them); any other upvalue counts by its type only. */
+static void add_upvalues(lua_State *L, strbuf_t *b) {
+  for (int i = 1; lua_getupvalue(L, 1, i) != NULL; i++) {
+    int t = lua_type(L, -1);
+    size_t n = 0;
+    const char *v = NULL;
+    if (t == LUA_TSTRING || t == LUA_TNUMBER) v = lua_tolstring(L, -1, &n); /* a copy: the upvalue is not changed */
+    sb_addf(b, "\n%d:%s:%zu:", i, lua_typename(L, t), n);
+    if (v) sb_add(b, v, n);
+    if (t == LUA_TBOOLEAN) sb_adds(b, lua_toboolean(L, -1) ? "true" : "false");
+    lua_pop(L, 1);
+  }
+}
+
 static int l_fn_digest(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (lua_iscfunction(L, 1)) {
@@ -56,8 +168,16 @@ static int l_fn_digest(lua_State *L) {
   lua_settop(L, 1);
   lua_dump(L, dump_writer, &b, 1);
   luahost_charge(L, (long)(b.len / 16));
-  push_hex_sha256(L, b.len ? b.data : "", b.len);
+  strbuf_t c;
+  sb_init(&c);
+  if (dump_without_lines(&b, &c) < 0) { /* hash the dump as it is */
+    sb_reset(&c);
+    sb_add(&c, b.len ? b.data : "", b.len);
+  }
+  add_upvalues(L, &c);
+  push_hex_sha256(L, c.len ? c.data : "", c.len);
   sb_free(&b);
+  sb_free(&c);
   return 1;
 }
 

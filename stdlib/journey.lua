@@ -115,7 +115,8 @@ Choices where the SPEC is silent
 
 Versions (docs/modules/journey.md "Versions and migration")
   * A definition's version is the first 12 hex digits of the SHA-256 of its canonical text
-    (sorted keys, functions as the digest of their stripped bytecode, migrate left out):
+    (sorted keys, functions by hearth.fn_digest: stripped bytecode and plain upvalues,
+    migrate left out):
     its own, so that changing another script moves no run. It is kept in the database
     (hearth.keep_version) with that text. A run records version, label and sched (each
     pending step's due time and start) and follows its own version after a reload: the

@@ -243,7 +243,7 @@ def test_plan_changes_nothing_and_needs_a_database():
         eq(open(w.db, "rb").read(), before, "the database after --plan")
 
 
-def test_changing_another_script_keeps_the_journey_version():
+def test_changing_another_script_or_moving_the_journey_keeps_its_version():
     with Workspace({"onb.lua": V1, "other.lua": 'hearth.on("ping", function(m) m:tag("a") end)\n'}) as w:
         r = w.import_events([{"id": "j", "type": "member.joined", "member": "m-8"}])
         eq(r.rc, 0, "import (stderr %s)" % r.err)
@@ -254,6 +254,11 @@ def test_changing_another_script_keeps_the_journey_version():
            "another script changed: the run stays on its version")
         rc, out, err = w.run("stats", "--db", w.db, "--json")
         assert p["version"] != json.loads(out)["script_version"]["hash"], "the set's version moved"
+        # lines added above the journey in its own file: its functions moved, not changed
+        w.write_script("onb.lua", "-- onboarding, version 1\n\n\n" + V1)
+        g = groups(json.loads(plan(w, "--json")))
+        eq([(x["step"], x["action"]) for x in g["groups"]], [("day3", "continues on this version")],
+           "lines added above the journey: the run stays on its version")
 
 
 def test_a_journey_removed_with_runs_in_flight_is_warned():

@@ -33,3 +33,23 @@ test("a run records its version and its pending steps' due times", function(t)
   st = state(t, "m-1", "jv")
   t:eq({ st.active, st.sched == nil, st.ended }, { false, true, "done" }, "a completed run keeps no schedule")
 end)
+
+test("hearth.fn_digest: the code and its plain upvalues, not where it sits", function(t)
+  local got = t:eval([[
+    local function only(tag) return function(m) return m:has(tag) end end
+    local a, b, c = only("vip"), only("vip"), only("new")
+    local f = load("\n\n\nreturn function(m) return m:has(tag) end")()
+    local g = load("return function(m) return m:has(tag) end")()
+    local body = "function(m) local k = { 1, 2.5, true, false, nil, 'short', string.rep('x', 3) .. '%s' }\n"
+                 .. "  local function inner(x) return function() return x .. k[6] end end\n"
+                 .. "  return inner(m.id)() ~= nil end"
+    body = body:format(string.rep("long string constant ", 4))
+    local h = load("return " .. body)()
+    local i = load("\n\n\n\n-- moved\nreturn " .. body)()
+    local j = load("return " .. body:gsub("2.5", "3.5"))()
+    if hearth.fn_digest(h) ~= hearth.fn_digest(i) then return "nested functions and constants moved: differ" end
+    if hearth.fn_digest(h) == hearth.fn_digest(j) then return "a changed constant: same" end
+    return tostring(hearth.fn_digest(a) == hearth.fn_digest(b)) .. " " .. tostring(hearth.fn_digest(a) ~= hearth.fn_digest(c))
+           .. " " .. tostring(hearth.fn_digest(f) == hearth.fn_digest(g))]])
+  t:eq(got, "true true true", "same closure code and upvalue: same; another upvalue value: another; moved lines: same")
+end)
