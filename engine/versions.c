@@ -177,12 +177,56 @@ int engine_note_versions(engine_t *e, struct scripts *s, int note) {
   return engine_commit(e);
 }
 
+/* The runs on other versions that would lose a step under the loaded set (what the plan
+ * marks WARNING): counted per definition, and one warning each, at load. */
+typedef struct {
+  engine_t *e;
+  const version_decl_t *d;
+  int decl;
+  long warned;
+  char *example; /* the first one's plan, or NULL */
+} stale_check_t;
+
+static int check_stale(void *ud, const char *member, const char *state) {
+  stale_check_t *c = ud;
+  json_t *st = state ? json_loads(state, 0, NULL) : NULL;
+  const char *v = json_string_value(json_object_get(st, "version"));
+  json_t *out = NULL;
+  char *err = NULL;
+  if (st && (!v || strcmp(v, c->d->hash) != 0)) {
+    if (scripts_plan_run(c->e->scripts, c->decl, st, &out, &err) < 0) {
+      log_msg(LOG_ERROR, "the plan of a run in flight failed", "definition", c->d->name, "member", member,
+              "error", err ? err : "?", NULL);
+      free(err);
+    } else if (json_is_true(json_object_get(out, "warning"))) {
+      if (!c->warned++) c->example = xasprintf("%s: %s", member, json_string_value(json_object_get(out, "action")));
+    }
+  }
+  json_decref(out);
+  json_decref(st);
+  return 0;
+}
+
+static void warn_lost_steps(engine_t *e) {
+  for (int i = 0; i < scripts_version_count(e->scripts); i++) {
+    stale_check_t c = {e, scripts_version(e->scripts, i), i, 0, NULL};
+    if (store_runs_in_flight(e->store, c.d->attr, check_stale, &c) >= 0 && c.warned) {
+      char n[24];
+      snprintf(n, sizeof n, "%ld", c.warned);
+      log_msg(LOG_WARN, "runs in flight lose steps under this version (see hearth reload --plan)", "definition",
+              c.d->name, "version", c.d->hash, "runs", n, "first", c.example, NULL);
+    }
+    free(c.example);
+  }
+}
+
 void engine_versions_adopted(engine_t *e, int note) {
   e->script_version[0] = 0;
   e->migrations_due = 0;
   if (!e->scripts) return;
   scripts_set_version(e->scripts, e->script_version);
   if (!note) return;
+  warn_lost_steps(e);
   e->migrations_due = 1;
   if (e->started) eng_add_migrations(e);
 }

@@ -216,6 +216,10 @@ def test_a_step_with_no_counterpart_is_never_dropped_silently():
             contains(g[0]["action"], "WARNING: dropped (no step here): day7", "plan: what is dropped")
             contains(c.plan_text, "WARNING: dropped (no step here): day7", "plan text")
             warns = [r for r in c.reload_log if r.get("level") == "warn"]
+            lost = [r for r in warns if "lose steps" in str(r.get("msg"))]
+            eq([(r.get("definition"), r.get("runs")) for r in lost], [("onb", "1")],
+               "the reload warns about the runs that lose a step: %r" % warns)
+            contains(lost[0].get("first", ""), "m-1: moves to this version", "the warning's example")
             assert any("step 'day7' of version" in str(r.get("msg")) for r in warns), \
                 "the reload logs the dropped step: %r" % c.reload_log
             acts = c.rel(c.run_to(20))
