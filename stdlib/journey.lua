@@ -824,7 +824,7 @@ local function migrate_run(def, m, st, now)
   for _, name in ipairs(sorted_keys(st.sched)) do
     local e, target = st.sched[name], mg.map[name] or name
     local step = def.steps_by_name[target]
-    if step and not step.wait and not sched[target] then
+    if step and not sched[target] then
       local due = e[1]
       if mg.retime then due = math.max(due_time(m, step, e[2] or st.t), now) end
       sched[target] = { due, e[2] or st.t }
@@ -888,7 +888,8 @@ local function plan_run(def, st)
       if not d.steps_by_name[(d.migrate and d.migrate.map[name]) or name] then gone[#gone + 1] = name end
     end
     for _, name in ipairs(sorted_keys(st.waits)) do
-      if not d.steps_by_name[(d.migrate and d.migrate.map[name]) or name] then gone[#gone + 1] = name end
+      local step = d.steps_by_name[(d.migrate and d.migrate.map[name]) or name]
+      if not (step and step.wait) then gone[#gone + 1] = name end
     end
     return gone
   end

@@ -12,7 +12,8 @@ may declare for the runs in flight is shown by what the member gets afterwards:
 - migrate.restart: run 1 ends, run 2 starts at the reload on version 2;
 - migrate with finish_old = false and no map: day7 has no step in version 2, so it is
   dropped with a warning in the log, and `hearth reload --plan` says so beforehand.
-A journey removed while runs are in flight is warned at load and by the plan.
+A started wait moves under its new name with its deadline, and its event takes the new
+branch. A journey removed while runs are in flight is warned at load and by the plan.
 `hearth reload --plan` (text and --json) is checked before each reload, `hearth stats`
 and GET /metrics show the version loaded. No test sleeps to prove that something did not
 happen: time moves only by POST /v1/clock, which answers once everything due has run."""
@@ -226,6 +227,58 @@ def test_a_step_with_no_counterpart_is_never_dropped_silently():
             eq(acts, [("onb/m-1/1/day10", "survey", 10.0), ("onb/m-1/1/day15", "call", 15.0),
                       ("onb/m-1/1/day3", "tips", 3.0), ("onb/m-1/1/day5", "coupon2", 5.0)],
                "moved by name: day7 dropped (warned); day5 and day10, new and still ahead, added")
+            d.stop_clean()
+
+
+W1 = r'''
+local journey = require "journey"
+journey.define {
+  name = "pay", enter = "member.joined", version = "1",
+  steps = {
+    { name = "wait_pay", after = "1d", wait = "order.paid", within = "5d",
+      on_event = { name = "thanks", send = "thanks", category = "service" },
+      on_timeout = { name = "nudge", send = "nudge", category = "service" } },
+  },
+}
+'''
+
+W2 = r'''
+local journey = require "journey"
+journey.define {
+  name = "pay", enter = "member.joined", version = "2",
+  migrate = { from = "1", map = { wait_pay = "wait_order" } },
+  steps = {
+    { name = "wait_order", after = "1d", wait = "order.paid", within = "5d",
+      on_event = { name = "thanks2", send = "thanks2", category = "service" },
+      on_timeout = { name = "nudge2", send = "nudge2", category = "service" } },
+  },
+}
+'''
+
+
+def test_a_started_wait_moves_with_its_deadline():
+    with Workspace({"pay.lua": W1}) as w:
+        with start(w, "--virtual-clock", VSTART) as d:
+            d.wait_listening()
+            t0 = parse_time(VSTART)
+            d.post_ok([joined("j-1", "m-1", t0)], accepted=1)
+            d.move(to=harness_time(t0 + 2 * DAY))          # waiting since day 1, until day 6
+            w.write_script("pay.lua", W2)
+            g = groups(json.loads(plan(w, "--json")), "pay")["groups"]
+            eq([(x["step"], x.get("warning")) for x in g], [("wait_pay (waiting)", None)], "plan: the wait in flight")
+            n = len(d.log())
+            d.send_signal(signal.SIGHUP)
+            d.wait_log("scripts reloaded", "SIGHUP reload", after=n)
+            d.move(to=harness_time(t0 + 3 * DAY))
+            st = d.member("m-1")["attrs"]["_journey.pay"]
+            eq((sorted(st["waits"]), st["waits"]["wait_order"]["deadline"]), (["wait_order"], t0 + 6 * DAY),
+               "the wait moved under its new name with its deadline")
+            d.post_ok([{"id": "o-1", "type": "order.paid", "member": "m-1", "time": harness_time(t0 + 3 * DAY),
+                        "data": {"amount": 10}}],
+                      accepted=1)
+            d.move(to=harness_time(t0 + 8 * DAY))
+            eq([(i, what, (t - t0) / DAY) for i, what, t in actions(d.member("m-1"))],
+               [("pay/m-1/1/thanks2", "thanks2", 3.0)], "the event takes version 2's branch; no timeout")
             d.stop_clean()
 
 
