@@ -196,15 +196,17 @@ static int l_keep_version(lua_State *L) {
   lua_getfield(L, 1, "plan");
   luaL_checktype(L, -1, LUA_TFUNCTION);
   lua_pop(L, 1);
-  /* check every field before allocating anything */
+  /* check every field before allocating anything (strings only: no conversion allocates later) */
   static const char *const required[] = {"kind", "name", "hash", "body", "attr", "timer"};
   for (size_t i = 0; i < sizeof required / sizeof *required; i++) {
     lua_getfield(L, 1, required[i]);
-    if (!lua_isstring(L, -1)) return luaL_error(L, "hearth.keep_version: field '%s' must be a string", required[i]);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "hearth.keep_version: field '%s' must be a string", required[i]);
     lua_pop(L, 1);
   }
   lua_getfield(L, 1, "label");
-  if (!lua_isnil(L, -1) && !lua_isstring(L, -1)) return luaL_error(L, "hearth.keep_version: label must be a string");
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    return luaL_error(L, "hearth.keep_version: label must be a string");
   lua_pop(L, 1);
   scripts_t *s = scripts_of(L);
   if (s->nversions == s->capversions) {
@@ -212,6 +214,8 @@ static int l_keep_version(lua_State *L) {
     s->versions = xrealloc(s->versions, (size_t)s->capversions * sizeof *s->versions);
     s->plan_refs = xrealloc(s->plan_refs, (size_t)s->capversions * sizeof *s->plan_refs);
   }
+  lua_getfield(L, 1, "plan");
+  s->plan_refs[s->nversions] = luaL_ref(L, LUA_REGISTRYINDEX); /* before anything is malloc'd */
   version_decl_t *v = &s->versions[s->nversions];
   v->kind = opt_field(L, "kind", 1);
   v->name = opt_field(L, "name", 1);
@@ -222,10 +226,18 @@ static int l_keep_version(lua_State *L) {
   v->timer = opt_field(L, "timer", 1);
   lua_getfield(L, 1, "migrates");
   v->migrates = lua_toboolean(L, -1);
-  lua_getfield(L, 1, "plan");
-  s->plan_refs[s->nversions] = luaL_ref(L, LUA_REGISTRYINDEX);
   s->nversions++;
   return 0;
+}
+
+static int push_texts(lua_State *L) {
+  const char *body = lua_touserdata(L, 1), *label = lua_touserdata(L, 2);
+  lua_pushstring(L, body);
+  if (label)
+    lua_pushstring(L, label);
+  else
+    lua_pushnil(L);
+  return 2;
 }
 
 static int l_kept_version(lua_State *L) {
@@ -237,13 +249,14 @@ static int l_kept_version(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  lua_pushstring(L, body);
-  if (label)
-    lua_pushstring(L, label);
-  else
-    lua_pushnil(L);
+  /* the texts become Lua strings in a protected call: a memory error there must not leak them */
+  lua_pushcfunction(L, push_texts);
+  lua_pushlightuserdata(L, body);
+  lua_pushlightuserdata(L, label);
+  int status = lua_pcall(L, 2, 2, 0);
   free(body);
   free(label);
+  if (status != LUA_OK) return lua_error(L);
   return 2;
 }
 
