@@ -103,6 +103,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
     /* boolean flags */
     if (!strcmp(name, "json") && accepts(extra, "json")) { c->json = 1; continue; }
     if (!strcmp(name, "quiet") && accepts(extra, "quiet")) { c->quiet = 1; continue; }
+    if (!strcmp(name, "plan") && accepts(extra, "plan")) { c->plan = 1; continue; }
     if (!strcmp(name, "requeue-all") && accepts(extra, "requeue-all")) { c->requeue_all = 1; continue; }
     if (!strcmp(name, "dry-run") && accepts(extra, "dry-run")) { c->dry_run = 1; continue; }
     if (!strcmp(name, "vacuum") && accepts(extra, "vacuum")) { c->vacuum = 1; continue; }

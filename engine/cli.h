@@ -21,6 +21,7 @@ typedef struct {
   const char *events, *until, *stale_after, *listen, *token_file, *requeue, *virtual_clock;
   const char *at;     /* hearth broadcast start --at TIME */
   int requeue_all;
+  int plan;           /* hearth reload --plan */
   int batch, limit, json, quiet, batch_set;
   long max_body, max_backlog;
   long max_connections, max_per_client;   /* 0 when not given */
@@ -67,5 +68,6 @@ int broadcast_print_rows(engine_t *e, FILE *out);
 int cmd_export(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_purge(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
 
 #endif

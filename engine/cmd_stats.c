@@ -1,8 +1,9 @@
 /* cmd_stats: `hearth stats`. Totals of the database (members, events remembered, failed
- * events, timers pending, actions by delivery state), the funnel per campaign, step and
- * variant, and per staff member the members owned and the tasks open, overdue and done
- * (judged at the engine's clock as last committed, or the real time when that is later),
- * as text or --json. Read-only; a failed read is an error (exit 1), never zeros. */
+ * events, timers pending, actions by delivery state), the script version loaded last, the
+ * funnel per campaign, step and variant, and per staff member the members owned and the
+ * tasks open, overdue and done (judged at the engine's clock as last committed, or the
+ * real time when that is later), as text or --json. Read-only; a failed read is an error
+ * (exit 1), never zeros. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,9 @@
 
 #include "cli.h"
 #include "engine.h"
+#include "store.h"
 #include "summary.h"
+#include "timeutil.h"
 
 static const char *usage =
     "usage: hearth stats [--json]\n\n"
@@ -54,9 +57,28 @@ static void print_staff_row(void *ud, const staff_report_t *r) {
          (long long)r->done_late);
 }
 
+/* The script set loaded last (script_versions), as JSON; null when none was noted. */
+static json_t *version_json(store_t *s, int *failed) {
+  script_version_t v;
+  int rc = store_script_version_latest(s, &v);
+  *failed = rc < 0;
+  if (rc <= 0) return json_null();
+  char first[32], last[32];
+  rfc3339_format(v.loaded_at, 0, first);
+  rfc3339_format(v.last_loaded_at, 0, last);
+  return json_pack("{s:s, s:s, s:s, s:I}", "hash", v.hash, "first_loaded_at", first, "loaded_at", last,
+                   "versions", (json_int_t)v.versions);
+}
+
 static int print_json(store_t *s, const store_totals_t *t, const tz_t *tz) {
   json_t *root = summary_json(s);
   if (!root) return -1;
+  int failed;
+  json_object_set_new(root, "script_version", version_json(s, &failed));
+  if (failed) {
+    json_decref(root);
+    return -1;
+  }
   json_t *staff = staff_report_json(s, tz, judged_at(s));
   if (!staff) {
     json_decref(root);
@@ -79,6 +101,19 @@ static int print_text(store_t *s, const store_totals_t *t) {
   if (!root) return -1;
   for (size_t i = 0; i < N_TOTALS; i++) printf("%s%s %lld", i ? ", " : "", totals[i].name, total(t, i));
   printf("\n");
+  int failed;
+  json_t *v = version_json(s, &failed);
+  if (failed) {
+    json_decref(v);
+    json_decref(root);
+    return -1;
+  }
+  if (json_is_object(v))
+    printf("script version %s, loaded %s (first %s; %lld versions in all)\n",
+           json_string_value(json_object_get(v, "hash")), json_string_value(json_object_get(v, "loaded_at")),
+           json_string_value(json_object_get(v, "first_loaded_at")),
+           (long long)json_integer_value(json_object_get(v, "versions")));
+  json_decref(v);
   summary_print_doc(root, NULL, 0, stdout);
   json_decref(root);
   return store_staff_report(s, judged_at(s), print_staff_row, NULL) < 0 ? -1 : 0;

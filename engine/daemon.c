@@ -1,6 +1,7 @@
 /* daemon: the libuv event loop of `hearth run` (see daemon.h): the routes, the queue of
  * POST bodies applied a slice at a time, the due timer and the stop sequence. */
 #include "daemon.h"
+#include "versions.h"
 
 #include <assert.h>
 #include <signal.h>
@@ -585,7 +586,7 @@ static void on_signal(uv_signal_t *s, int signum) {
       char derr[512];
       if (delivery_reload(d->delivery, derr, sizeof derr) < 0)
         log_msg(LOG_ERROR, "reload: channels not changed", "error", derr, NULL);
-      log_msg(LOG_INFO, "scripts reloaded", NULL);
+      log_msg(LOG_INFO, "scripts reloaded", "version", engine_script_version(d->e), NULL);
       arm_due_timer(d);
     }
     return;

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "restraint.h"
+#include "versions.h"
 
 
 const char *const action_status_names[AS_COUNT] = {"queued", "capped", "suppressed", "deferred",
@@ -175,7 +176,14 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
       return NULL;
     }
     sb_free(&errors);
+    if (engine_note_versions(e, s, !o->readonly) < 0) {
+      scripts_free(s);
+      *errp = xstrdup("the script version could not be recorded in the database");
+      engine_close(e);
+      return NULL;
+    }
     adopt_scripts(e, s);
+    engine_versions_adopted(e, !o->readonly);
   }
   return e;
 fail:
@@ -239,7 +247,13 @@ int engine_reload(engine_t *e, char **err) {
   }
   sb_free(&errors);
   if (e->clock.is_virtual == 0) e->now = clock_now(&e->clock);
+  if (engine_note_versions(e, s, 1) < 0) {
+    scripts_free(s);
+    *err = xstrdup("the version of the new scripts could not be recorded in the database");
+    return -1;
+  }
   adopt_scripts(e, s);
+  engine_versions_adopted(e, 1);
   *err = NULL;
   return 0;
 }

@@ -139,6 +139,8 @@ typedef struct engine {
                                   serves HTTP and signals between slices */
   unsigned long batch_work;    /* events applied and timers fired in the open batch */
   int64_t event_seq, timer_seq;
+  char script_version[65];     /* the loaded set's hash (versions.c), "" before any */
+  int migrations_due;          /* the set's migration timers wait for the clock to start */
   int action_n;                /* actions recorded for the current event (default ids) */
   member_cache_t members;
   int64_t data_version;        /* the store's data_version when our last batch began */

@@ -236,6 +236,7 @@ static void start_clock(engine_t *e, int64_t t) {
   if (e->clock.is_virtual) clock_restart(&e->clock, t);
   eng_schedule_cron(e, t);
   eng_schedule_broadcasts(e);
+  if (e->migrations_due) eng_add_migrations(e); /* versions.c: runs to move, due now */
 }
 
 int64_t engine_next_due(engine_t *e) {

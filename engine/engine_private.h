@@ -93,4 +93,8 @@ int eng_handoff_step(engine_t *e, member_t *who, const timer_row_t *r);
 /* A queued task action: open it for fields.staff, due at `due`. */
 int eng_task_open(engine_t *e, const char *id, const char *member, json_t *fields, int64_t due);
 
+/* versions.c: the loaded set's migration timers (one per run in flight on another version
+ * of a definition that declares a migration), due now; logged on a failure. */
+void eng_add_migrations(engine_t *e);
+
 #endif

@@ -444,6 +444,7 @@ static void install_api(lua_State *L, void *ud) {
   points_api_install(L);
   broadcast_api_install(L);
   staff_api_install(L);
+  versions_api_install(L);
   lua_setfield(L, -2, "hearth");
   member_api_install(L);
 }
@@ -493,6 +494,7 @@ void scripts_free(scripts_t *s) {
   free(s->guard_refs);
   points_decls_free(s);
   free(s->staff_fallback);
+  versions_decls_free(s);
   free(s);
 }
 

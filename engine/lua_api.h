@@ -58,6 +58,9 @@ struct scripts {
   int64_t task_due;        /* its default due time of a task, seconds after it is set */
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
+  version_decl_t *versions; /* hearth.keep_version, in declaration order (lua_versions.c) */
+  int *plan_refs;           /* each one's plan function (registry ref) */
+  int nversions, capversions;
 };
 
 /* The call in progress; raises when there is none (a handle used outside its handler). */
@@ -83,6 +86,9 @@ void staff_api_install(lua_State *L);
 int m_assign_owner(lua_State *L);
 int64_t staff_task_due(scripts_t *s);
 const char *staff_task_fallback(scripts_t *s);
+/* lua_versions.c: hearth.digest, fn_digest, keep_version, kept_version; freeing. */
+void versions_api_install(lua_State *L);
+void versions_decls_free(scripts_t *s);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,6 +475,37 @@ static int safe_load(lua_State *L) {
 
 /* Load path as a text chunk named after its real path, with a fresh environment; a
  * campaign script's string table becomes the campaign's scope, and is activated. */
+static void hex_sha256(const void *p, size_t n, char out[65]) {
+  unsigned char d[32];
+  unsigned int len = sizeof d;
+  EVP_Digest(p, n, d, &len, EVP_sha256(), NULL);
+  for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* A chunk's label in the manifest: stdlib/<rel> for a standard module, the path inside
+ * the scripts folder for a script or a module of its own, else the file name. */
+static const char *chunk_label(const luahost_t *h, const char *path, char *buf, size_t n) {
+  size_t k;
+  if (h->stdlib_dir && strncmp(path, h->stdlib_dir, k = strlen(h->stdlib_dir)) == 0 && path[k] == '/') {
+    snprintf(buf, n, "stdlib/%s", path + k + 1);
+    return buf;
+  }
+  if (h->scripts_dir && strncmp(path, h->scripts_dir, k = strlen(h->scripts_dir)) == 0 && path[k] == '/')
+    return path + k + 1;
+  const char *b = strrchr(path, '/');
+  return b ? b + 1 : path;
+}
+
+static void note_chunk(luahost_t *h, const char *path, const char *text, size_t len) {
+  char label[1024], hex[65];
+  hex_sha256(text, len, hex);
+  sb_addf(&h->manifest, "%s\t%s\n", chunk_label(h, path, label, sizeof label), hex);
+}
+
+void luahost_version(const luahost_t *h, char out[65]) {
+  hex_sha256(h->manifest.len ? h->manifest.data : "", h->manifest.len, out);
+}
+
 static int load_chunk(lua_State *L, const char *path, const char *campaign) {
   size_t len;
   char *text = read_file(path, &len);
@@ -481,6 +513,7 @@ static int load_chunk(lua_State *L, const char *path, const char *campaign) {
     lua_pushfstring(L, "%s: cannot read: %s", path, strerror(errno));
     return -1;
   }
+  note_chunk(luahost_of(L), path, text, len);
   lua_pushfstring(L, "@%s", path);
   int rc = luaL_loadbufferx(L, text, len, lua_tostring(L, -1), "t");
   free(text);
@@ -645,6 +678,7 @@ luahost_t *luahost_new(const budget_t *lim, const char *stdlib_dir, const char *
                        void (*install)(lua_State *L, void *ud), void *ud) {
   luahost_t *h = xcalloc(1, sizeof *h);
   h->spare_ref = LUA_NOREF;
+  sb_init(&h->manifest);
   if (lim)
     h->lim = *lim;
   else
@@ -675,6 +709,7 @@ void luahost_free(luahost_t *h) {
   free(h->stdlib_dir);
   free(h->scripts_dir);
   free(h->campaign);
+  sb_free(&h->manifest);
   for (int i = 0; i < h->nscopes; i++) free(h->scopes[i].name);
   free(h->scopes);
   free(h);

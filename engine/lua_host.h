@@ -51,6 +51,7 @@ typedef struct luahost {
   struct luahost_scope *scopes; /* each campaign's string table, for string methods */
   int nscopes;
   void *owner;                /* the script set this state belongs to */
+  strbuf_t manifest;          /* every chunk loaded, in load order: "label\tsha256\n" */
 } luahost_t;
 
 /* Create the sandboxed state. The base table holds only the allowed libraries; install()
@@ -85,6 +86,12 @@ int luahost_is_test_helper(const char *name);
 int luahost_load_scripts(luahost_t *h, const char *dir, strbuf_t *errors);
 /* Load and run one file as a campaign script (used by the loader and by `hearth test`). */
 int luahost_load_file(luahost_t *h, const char *path, strbuf_t *errors);
+
+/* The script set's version: the SHA-256 (64 hex digits) of the manifest, i.e. of every
+ * chunk the state loaded (campaign scripts in file-name order, then each module the first
+ * time it is required), each as its label (file name; "stdlib/<name>.lua" for standard
+ * modules) and the SHA-256 of its bytes. */
+void luahost_version(const luahost_t *h, char out[65]);
 
 /* Charge n units of work done in C to the running call's instruction budget and check its
  * wall-clock deadline. When either is exceeded this trips the budget exactly as the

@@ -16,6 +16,7 @@ static const struct {
     {"check", cmd_check, "load the scripts and report every error as file:line"},
     {"member", cmd_member, "show one member's state as JSON"},
     {"stats", cmd_stats, "database totals and the funnel per campaign, step and variant"},
+    {"reload", cmd_reload, "--plan: what loading new scripts would do to the journeys in flight"},
     {"dead-letters", cmd_dead_letters, "list actions whose delivery failed for good; re-queue them"},
     {"broadcast", cmd_broadcast, "list dated one-off sends, count an audience, start one"},
     {"backup", cmd_backup, "copy the database safely while the daemon runs"},

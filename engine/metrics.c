@@ -1,5 +1,6 @@
 /* metrics: Prometheus text format for /metrics (see metrics.h). */
 #include "metrics.h"
+#include "versions.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,9 @@ int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text)
   sb_addf(&sb, "hearth_events_total{outcome=\"rejected\"} %lu\n", s->rejected);
   sb_addf(&sb, "hearth_events_total{outcome=\"failed\"} %lu\n", s->failed);
   counter(&sb, "hearth_handler_errors_total", "Handler calls that failed (error, CPU or memory budget).", s->handler_errors);
+  sb_addf(&sb, "# HELP hearth_script_version_info The script set loaded: the SHA-256 of its files.\n"
+               "# TYPE hearth_script_version_info gauge\nhearth_script_version_info{version=\"%s\"} 1\n",
+          engine_script_version(e));
 
   sb_adds(&sb, "# HELP hearth_handler_seconds Time spent in one handler call.\n# TYPE hearth_handler_seconds histogram\n");
   unsigned long cum = 0;

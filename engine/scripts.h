@@ -115,5 +115,19 @@ int scripts_broadcast_find(scripts_t *s, const char *name);
 int scripts_broadcast_where(scripts_t *s, int i, struct engine_call *call, char **err);
 /* Run broadcast i's fn(m) for the call's member: 0, or -1 when it raised (*err). */
 int scripts_broadcast_run(scripts_t *s, int i, struct engine_call *call, char **err);
+/* Versions (lua_versions.c). The set's hash (64 hex digits) and its manifest, one
+ * "label\tsha256" line per chunk loaded; the definitions declared with their own hash. */
+void scripts_set_version(scripts_t *s, char out[65]);
+const char *scripts_manifest(scripts_t *s);
+typedef struct {
+  char *kind, *name, *hash, *label, *body; /* label: NULL when none */
+  char *attr, *timer;  /* the member attribute holding a run, the run's timer type */
+  int migrates;        /* declares a migration: runs on other versions move at load */
+} version_decl_t;
+int scripts_version_count(scripts_t *s);
+const version_decl_t *scripts_version(scripts_t *s, int i);
+/* Ask definition i what a reload does to one run (its state, as stored): *out a new
+ * JSON object {version, label, step, action, ...}. 0, or -1 with *err (traceback). */
+int scripts_plan_run(scripts_t *s, int i, json_t *state, json_t **out, char **err);
 
 #endif

@@ -17,7 +17,10 @@
  *   broadcasts    each dated one-off send's time, state and sweep cursor (6)
  *   staff_load, staff_cursor, staff_log, tasks   owners and tasks (7)
  *   purged_keys   ids of keyed actions removed by a purge (still refused when the key recurs) (8)
- *   purged_counts actions removed by a purge, counted as the funnel report counts the outbox (8) */
+ *   purged_counts actions removed by a purge, counted as the funnel report counts the outbox (8)
+ *   script_versions      each script set loaded: its hash, first and last load, its files (9)
+ *   definition_versions  each journey definition by its own hash, its text kept, so that
+ *                        runs pinned to it finish on it after a reload (9) */
 #include "store.h"
 
 #include <assert.h>
@@ -114,6 +117,14 @@ static const char *const migrations[] = {
     "CREATE TABLE purged_counts(campaign TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,"
     "  kind TEXT NOT NULL, n INTEGER NOT NULL,"
     "  PRIMARY KEY (campaign, step, status, kind)) WITHOUT ROWID;",
+    /* 9: script versions: each script set loaded (its hash, when, its files) and the
+     * definitions (journeys) it declared, by their own hash, so that runs pinned to an
+     * older definition can still finish on it after a reload */
+    "CREATE TABLE script_versions(hash TEXT PRIMARY KEY, loaded_at INTEGER NOT NULL,"
+    "  last_loaded_at INTEGER NOT NULL, last_seq INTEGER NOT NULL, files TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE definition_versions(kind TEXT NOT NULL, name TEXT NOT NULL, hash TEXT NOT NULL,"
+    "  label TEXT, body TEXT NOT NULL, set_hash TEXT NOT NULL, loaded_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (kind, name, hash)) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -1972,4 +1983,118 @@ int store_checkpoint(store_t *s) {
   int64_t busy;
   assert(!s->in_tx);
   return pragma_int(s, "PRAGMA wal_checkpoint(TRUNCATE)", &busy);
+}
+
+
+/* ---- script versions (script_versions, definition_versions; runs in flight) ---- */
+
+int store_script_version_note(store_t *s, const char *hash, int64_t now, const char *files) {
+  static query_t q = QUERY("INSERT INTO script_versions(hash, loaded_at, last_loaded_at, last_seq, files)"
+                           " VALUES (?1, ?2, ?2, IFNULL((SELECT MAX(last_seq) FROM script_versions), 0) + 1, ?3)"
+                           " ON CONFLICT(hash) DO UPDATE SET last_loaded_at = excluded.last_loaded_at,"
+                           " last_seq = excluded.last_seq");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, hash);
+  bind_int(st, 2, now);
+  bind_text(st, 3, files);
+  return run(s, st);
+}
+
+int store_script_version_latest(store_t *s, script_version_t *out) {
+  static query_t q = QUERY("SELECT hash, loaded_at, last_loaded_at, (SELECT COUNT(*) FROM script_versions)"
+                           " FROM script_versions ORDER BY last_seq DESC LIMIT 1");
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(st);
+    return 0;
+  }
+  if (rc != SQLITE_ROW) return failed(s, st);
+  snprintf(out->hash, sizeof out->hash, "%s", (const char *)sqlite3_column_text(st, 0));
+  out->loaded_at = sqlite3_column_int64(st, 1);
+  out->last_loaded_at = sqlite3_column_int64(st, 2);
+  out->versions = sqlite3_column_int64(st, 3);
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_definition_note(store_t *s, const char *kind, const char *name, const char *hash,
+                          const char *label, const char *body, const char *set_hash, int64_t now) {
+  static query_t q = QUERY("INSERT INTO definition_versions(kind, name, hash, label, body, set_hash, loaded_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, kind);
+  bind_text(st, 2, name);
+  bind_text(st, 3, hash);
+  bind_text(st, 4, label);
+  bind_text(st, 5, body);
+  bind_text(st, 6, set_hash);
+  bind_int(st, 7, now);
+  return run(s, st);
+}
+
+int store_definition_get(store_t *s, const char *kind, const char *name, const char *hash,
+                         char **body, char **label) {
+  static query_t q = QUERY("SELECT body, label FROM definition_versions WHERE kind = ?1 AND name = ?2 AND hash = ?3");
+  *body = NULL;
+  if (label) *label = NULL;
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, kind);
+  bind_text(st, 2, name);
+  bind_text(st, 3, hash);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(st);
+    return 0;
+  }
+  if (rc != SQLITE_ROW) return failed(s, st);
+  *body = xstrdup((const char *)sqlite3_column_text(st, 0));
+  if (label && sqlite3_column_type(st, 1) != SQLITE_NULL) *label = xstrdup((const char *)sqlite3_column_text(st, 1));
+  sqlite3_reset(st);
+  return 1;
+}
+
+int store_definition_names(store_t *s, const char *kind,
+                           int (*each)(void *ud, const char *kind, const char *name), void *ud) {
+  static query_t q = QUERY("SELECT DISTINCT name FROM definition_versions WHERE kind = ?1 ORDER BY name");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, kind);
+  int n = 0, rc;
+  char **names = NULL;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    names = xrealloc(names, (size_t)(n + 1) * sizeof *names);
+    names[n++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+  }
+  int status = rc == SQLITE_DONE ? 0 : failed(s, st);
+  if (status == 0) sqlite3_reset(st);
+  /* handed over after the statement is done: each() may run queries of its own */
+  for (int i = 0; i < n; i++) {
+    if (status == 0 && each(ud, kind, names[i]) < 0) status = 1;
+    free(names[i]);
+  }
+  free(names);
+  return status < 0 ? -1 : n;
+}
+
+int store_runs_in_flight(store_t *s, const char *attr,
+                         int (*each)(void *ud, const char *member, const char *state), void *ud) {
+  static query_t q = QUERY("SELECT id, json_extract(attrs, '$.\"' || ?1 || '\"') FROM members"
+                           " WHERE json_extract(attrs, '$.\"' || ?1 || '\".active') = 1 ORDER BY id");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, attr);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    n++;
+    if (each(ud, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1)) < 0) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
 }

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 typedef struct store {
   sqlite3 *db;
@@ -515,5 +515,32 @@ int store_vacuum_some(store_t *s, int pages);
 int store_vacuum_full(store_t *s);
 /* Move the WAL into the database and truncate it: 0, or -1 (logged). */
 int store_checkpoint(store_t *s);
+/* ---- script versions ----
+ * Each load of a script set is noted under its hash (first and last load, its files), and
+ * each definition it declared (kind "journey") under its own hash with its body (the
+ * definition as text), so that runs pinned to it can finish after a reload. */
+typedef struct {
+  char hash[72];
+  int64_t loaded_at, last_loaded_at; /* first and latest load of that set */
+  int64_t versions;                  /* distinct sets ever loaded */
+} script_version_t;
+/* Note a load of set `hash` (files: JSON) at now: 0, or -1 (logged). */
+int store_script_version_note(store_t *s, const char *hash, int64_t now, const char *files);
+/* The set loaded last: 1, 0 when none was ever noted, -1 (logged). */
+int store_script_version_latest(store_t *s, script_version_t *out);
+/* Keep a definition's body under (kind, name, hash) unless it is kept already. 0 / -1. */
+int store_definition_note(store_t *s, const char *kind, const char *name, const char *hash,
+                          const char *label, const char *body, const char *set_hash, int64_t now);
+/* A kept definition: 1 with malloc'd *body (and *label, NULL when none), 0 when unknown, -1. */
+int store_definition_get(store_t *s, const char *kind, const char *name, const char *hash,
+                         char **body, char **label);
+/* Hand each() the name of every definition of `kind` ever kept, in name order (after the
+ * read, so each() may query); each() returns -1 to stop. The count or -1 (logged). */
+int store_definition_names(store_t *s, const char *kind,
+                           int (*each)(void *ud, const char *kind, const char *name), void *ud);
+/* Hand each() every member whose attribute `attr` is a table with active = true, in id
+ * order, with that attribute as JSON text; each() returns -1 to stop. The count or -1. */
+int store_runs_in_flight(store_t *s, const char *attr,
+                         int (*each)(void *ud, const char *member, const char *state), void *ud);
 
 #endif

@@ -5,7 +5,7 @@ What it owns
     registers its handlers with hearth.on right away). Several journeys may be defined,
     by one script or several; names are unique.
   * Per member and journey the attribute "_journey.<name>" (the run: number, entry time,
-    variant, pending steps, waits, conversion) and the timer type "journey.<name>".
+    variant, pending steps and their due times, waits, conversion, version) and the timer type "journey.<name>".
   * Counters (hearth.count, campaign = the journey's name): entered, converted, exited,
     completed, each for the campaign and for the member's variant ("A", "B", ...) or
     "holdout"; per wait step: wait_event, wait_timeout. Actions are counted per step by
@@ -27,6 +27,9 @@ journey.define {
   holdout = 10,                  -- default 0: percent (0-100, up to 2 decimals) kept out
   variants = { A = 50, B = 50 }, -- optional: positive integer weights, names [A-Za-z0-9_]+
   steps = { ... },               -- required, non-empty
+  version = "2",                 -- optional label of this version
+  migrate = { from = "1", map = { day7 = "day5" } }, -- optional: how runs of older versions
+                                 -- move here (restart = true, finish_old = false, retime = true)
 }
 
 Steps (each due relative to the entry, never to the previous step):
@@ -110,9 +113,29 @@ Choices where the SPEC is silent
   * If when() raises, the step's timer event fails (recorded with its traceback) and the
     run stays open until an exit or goal event ends it.
 
+Versions (docs/modules/journey.md "Versions and migration")
+  * A definition's version is the first 12 hex digits of the SHA-256 of its canonical text
+    (sorted keys, functions by hearth.fn_digest: stripped bytecode and plain upvalues,
+    migrate left out):
+    its own, so that changing another script moves no run. It is kept in the database
+    (hearth.keep_version) with that text. A run records version, label and sched (each
+    pending step's due time and start) and follows its own version after a reload: the
+    older definition is rebuilt from its kept text, its functions found among the loaded
+    ones by digest (missing ones return nil, with a warning). Keeping each run's whole
+    remaining schedule in its state was the alternative; it cannot hold functions, and
+    every member would carry a copy of the definition.
+  * migrate (declared by the new version) moves runs of the versions in `from`: a map or
+    finish_old = false moves them (steps renamed, due times kept or retime, new steps
+    still ahead added, a step with nowhere to go dropped with a warning and counted);
+    restart ends the run and starts the next one now. The engine gives each such run a
+    timer due at once when the set loads ({migrate = hash}); an event of the run that comes
+    first migrates it too. Without migrate, runs finish on their own version.
+  * plan_run answers hearth reload --plan with the same decisions, in words.
+
 Other functions
   journey.assign(name, member_id) -> "holdout", a variant name, or nil
-  journey.state(m, name) -> { run, active, variant, entered_at, converted } or nil
+  journey.state(m, name) -> { run, active, variant, entered_at, converted, version, label } or nil
+  journey.version(name) -> hash, label of the loaded version
   journey.hash(s) -> FNV-1a 32-bit of s
 ]]
 
@@ -144,7 +167,9 @@ end
 local field, index = options.field, options.index
 
 local JOURNEY_KEYS = { name = 1, enter = 1, exit = 1, goal = 1, exit_on_goal = 1, reenter = 1,
-                       holdout = 1, variants = 1, steps = 1, goal_within = 1, revenue = 1, winner = 1 }
+                       holdout = 1, variants = 1, steps = 1, goal_within = 1, revenue = 1, winner = 1,
+                       version = 1, migrate = 1 }
+local MIGRATE_KEYS = { from = 1, map = 1, restart = 1, finish_old = 1, retime = 1 }
 local WINNER_KEYS = { min_entered = 1, confidence = 1 }
 local CONFIDENCES = { [80] = true, [90] = true, [95] = true, [99] = true }
 local REENTER_KEYS = { cooldown = 1, max_runs = 1 }
@@ -370,12 +395,59 @@ local function build_goal_options(def, spec)
   end
 end
 
+-- migrate = { from = "1" | { "1", "<hash>" }, map = { day7 = "day5" }, restart = false,
+-- finish_old = true, retime = false }: how runs in flight on the versions named in `from`
+-- (a label or a definition hash; "*" is any other version) move to this one. The mode:
+-- restart = true starts them over here; a map (or finish_old = false) moves them here,
+-- their pending steps renamed by the map (a name not in it keeps its name); otherwise they
+-- finish on their own version (the default, as without migrate).
+local function build_migrate(def, mg)
+  options.table(mg, "migrate", 'like { from = "1", map = { day7 = "day5" } }')
+  options.known(mg, MIGRATE_KEYS, "migrate")
+  local from = {}
+  if type(mg.from) == "string" then
+    from[options.string(mg.from, "migrate.from", "a version label or hash", 64)] = true
+  elseif type(mg.from) == "table" and #mg.from > 0 then
+    for i, v in ipairs(mg.from) do from[options.string(v, index("migrate.from", i), "a version label or hash", 64)] = true end
+  else
+    options.fail("migrate.from", 'a version label or hash, or a list of them ("*": any other version)', mg.from)
+  end
+  for _, k in ipairs({ "restart", "finish_old", "retime" }) do
+    if mg[k] ~= nil then options.boolean(mg[k], field("migrate", k)) end
+  end
+  local m = { from = from, map = {}, retime = mg.retime == true }
+  if mg.map ~= nil then
+    options.table(mg.map, "migrate.map", 'of old step names to new ones, like { day7 = "day5" }')
+    for old, new in pairs(mg.map) do
+      local p = field("migrate.map", old)
+      options.matching(old, "migrate.map", "^[A-Za-z0-9_.%-]+$", 64, "keyed by step names")
+      options.string(new, p, "a step name of this version")
+      if not def.steps_by_name[new] then options.fail(p, "a step name of this version", new) end
+      m.map[old] = new
+    end
+  end
+  if mg.restart == true then
+    if mg.map ~= nil then options.reject("migrate.restart", "cannot go with migrate.map (a restarted run has no old steps)") end
+    if mg.finish_old == true then options.reject("migrate.restart", "cannot go with finish_old = true") end
+    m.mode = "restart"
+  elseif mg.map ~= nil or mg.finish_old == false then
+    if mg.finish_old == true then options.reject("migrate.finish_old", "cannot be true with a map (mapped runs move)") end
+    m.mode = "move"
+  else
+    m.mode = "old"
+  end
+  if m.retime and m.mode ~= "move" then options.reject("migrate.retime", "needs runs that move (a map or finish_old = false)") end
+  def.migrate = m
+end
+
 local function check_name(v, path)
   return options.matching(v, path, "^[a-z0-9_]+$", 56, "a journey name of 1-56 bytes of [a-z0-9_]")
 end
 
-local function build(spec)
-  local name = options.definition(spec, JOURNEY_KEYS, defs, check_name)
+-- registry: the defined journeys (names are unique in it); an older version is rebuilt
+-- against a table of its own.
+local function build(spec, registry)
+  local name = options.definition(spec, JOURNEY_KEYS, registry or defs, check_name)
   local def = { name = name, attr = "_journey." .. name, timer = "journey." .. name,
                 steps_by_name = {}, wait_types = {} }
   def.enter = options.event_type(spec.enter, "enter")
@@ -402,6 +474,8 @@ local function build(spec)
   if spec.winner ~= nil then build_winner(def, spec.winner) end
   if type(spec.steps) ~= "table" or #spec.steps == 0 then options.fail("steps", "a non-empty list of steps", spec.steps) end
   def.steps = build_steps(def, spec.steps, "steps", nil, false)
+  if spec.version ~= nil then def.label = options.string(spec.version, "version", "a version label", 64) end
+  if spec.migrate ~= nil then build_migrate(def, spec.migrate) end
   return def
 end
 
@@ -461,12 +535,16 @@ local function due_time(m, step, base)
 end
 
 -- A split's timer carries its start (base), from which its arms are timed.
+-- st.sched keeps each pending step's due time and start: what a migration moves and
+-- `hearth reload --plan` reports.
 local function schedule(def, m, st, steps, base)
   for _, step in ipairs(steps) do
     local data = { run = st.run, step = step.name }
     if step.split then data.base = base end
-    m:at(due_time(m, step, base), def.timer, data)
+    local due = due_time(m, step, base)
+    m:at(due, def.timer, data)
     st.pending = st.pending + 1
+    if st.sched then st.sched[step.name] = { due, base } end
   end
 end
 
@@ -476,7 +554,8 @@ local function end_run(def, m, st, reason)
   st.ended_at = hearth.now()
   st.pending = nil
   st.waits = nil
-  if reason == "exit" or reason == "goal" then
+  st.sched = nil
+  if reason == "exit" or reason == "goal" or reason == "migrated" then
     local stopped = st.stopped or {}
     stopped[#stopped + 1] = st.run
     while #stopped > 5 do table.remove(stopped, 1) end
@@ -590,16 +669,287 @@ local function take_branch(def, m, st, step, which, base)
   schedule(def, m, st, step[which], base)
 end
 
+-- ---------------------------------------------------------------- versions
+
+-- Functions met in the definitions of this load, by the digest of their code: an older
+-- version's `when` or split function is found here when its code is still loaded.
+local fns_by_digest = {}
+
+-- The definition as text: a Lua table constructor with sorted keys, functions written
+-- F"<digest of their code>"; its digest is the journey's version. `migrate` is left out:
+-- it says how older runs move, not what this version does.
+local function serial(v, out, depth)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" then
+    out[#out + 1] = string.format("%q", v)
+  elseif t == "function" then
+    local d = hearth.fn_digest(v)
+    fns_by_digest[d] = v
+    out[#out + 1] = 'F"' .. d .. '"'
+  elseif t == "table" then
+    if depth > 32 then error("the definition nests too deep (or is cyclic)", 0) end
+    out[#out + 1] = "{"
+    local n = #v
+    for i = 1, n do
+      serial(v[i], out, depth + 1)
+      out[#out + 1] = ","
+    end
+    local keys = {}
+    for k in pairs(v) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= n) and not (depth == 0 and k == "migrate") then
+        keys[#keys + 1] = k
+      end
+    end
+    table.sort(keys, function(a, b)
+      local ta, tb = type(a), type(b)
+      if ta ~= tb then return ta < tb end
+      if ta == "number" or ta == "string" then return a < b end
+      return tostring(a) < tostring(b)
+    end)
+    for _, k in ipairs(keys) do
+      out[#out + 1] = "["
+      serial(k, out, depth + 1)
+      out[#out + 1] = "]="
+      serial(v[k], out, depth + 1)
+      out[#out + 1] = ","
+    end
+    out[#out + 1] = "}"
+  else
+    error(("a %s cannot be part of a journey definition"):format(t), 0)
+  end
+end
+
+local function definition_text(spec)
+  local out = {}
+  serial(spec, out, 0)
+  return table.concat(out)
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t or {}) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+local function show_version(hash, label)
+  if label then return ("%s (%s)"):format(label, hash) end
+  return hash
+end
+
+-- An older version of def, rebuilt from its kept text (hearth.kept_version); nil (said
+-- once in the log) when it was never kept or cannot be rebuilt. Its functions are the
+-- loaded ones with the same code; one whose code is gone returns nil (a `when` skips its
+-- step, a split takes `otherwise` or no arm), with a warning.
+local function old_def(def, hash)
+  local c = def.old_versions[hash]
+  if c ~= nil then return c or nil end
+  local od, why = false, "it was never recorded in this database"
+  local body = hearth.kept_version("journey", def.name, hash)
+  if body then
+    local function F(d)
+      return fns_by_digest[d] or function()
+        hearth.log("warn", ("journey %s: version %s uses a function whose code is no longer loaded; it returns nil")
+                   :format(def.name, hash))
+        return nil
+      end
+    end
+    local chunk, err = load("return " .. body, "=journey " .. def.name .. " " .. hash, "t", { F = F })
+    local ok, spec = chunk ~= nil, err
+    if ok then ok, spec = pcall(chunk) end
+    if ok then ok, od = pcall(build, spec, {}) end
+    if not ok then od, why = false, tostring(spec or od) end
+  end
+  if not od then
+    hearth.log("warn", ("journey %s: runs of version %s follow the loaded version %s: %s")
+               :format(def.name, hash, show_version(def.hash, def.label), why))
+  end
+  def.old_versions[hash] = od
+  return od or nil
+end
+
+-- Does the loaded version's migrate move (or restart) this run now?
+local function needs_migration(def, st)
+  local mg = def.migrate
+  if not (st.version and st.version ~= def.hash and mg and mg.mode ~= "old") then return false end
+  return mg.from["*"] or mg.from[st.version] or (st.label ~= nil and mg.from[st.label]) or false
+end
+
+-- The definition a run follows: its own version, else (not kept) the loaded one.
+local function run_def(def, st)
+  if not st.version or st.version == def.hash then return def end
+  return old_def(def, st.version) or def
+end
+
+local function start_run(def, m, prev, t, variant)
+  local new = { run = (prev and prev.run or 0) + 1, active = true, t = t, variant = variant,
+                converted = false, pending = 0, waits = {}, stopped = prev and prev.stopped or nil,
+                version = def.hash, label = def.label, sched = {} }
+  count(def, "entered", variant)
+  schedule(def, m, new, def.steps, t)
+  m:set(def.attr, new)
+end
+
+local function dropped(def, name, from)
+  hearth.log("warn", ("journey %s: step '%s' of version %s has no step in version %s; dropped")
+             :format(def.name, name, from, show_version(def.hash, def.label)))
+  hearth.count("dropped", { campaign = def.name, step = name })
+end
+
+-- The steps this version adds to a moving run: top-level, unknown to the old version,
+-- not a target of the map.
+local function added_steps(def, old)
+  local targets, out = {}, {}
+  for _, new in pairs(def.migrate.map) do targets[new] = true end
+  for _, step in ipairs(def.steps) do
+    if old and not old.steps_by_name[step.name] and not targets[step.name] then out[#out + 1] = step end
+  end
+  return out
+end
+
+-- Move a run to this version: its pending steps and waits renamed by the map (a step or
+-- wait with no counterpart here is dropped with a warning), due when they were due
+-- (retime: when the new step says, counted from the same start, not before now), plus the
+-- added steps still ahead; or (restart) end it and start run n + 1 here, now.
+local function migrate_run(def, m, st, now)
+  local mg, from = def.migrate, st.version
+  if mg.mode == "restart" then
+    end_run(def, m, st, "migrated")
+    count(def, "migrated", st.variant)
+    start_run(def, m, st, now, st.variant)
+    return
+  end
+  local old = old_def(def, from)
+  local sched, waits = {}, {}
+  for _, name in ipairs(sorted_keys(st.sched)) do
+    local e, target = st.sched[name], mg.map[name] or name
+    local step = def.steps_by_name[target]
+    if step and not sched[target] then
+      local due = e[1]
+      if mg.retime then due = math.max(due_time(m, step, e[2] or st.t), now) end
+      sched[target] = { due, e[2] or st.t }
+    else
+      dropped(def, name, from)
+    end
+  end
+  for _, name in ipairs(sorted_keys(st.waits)) do
+    local w, target = st.waits[name], mg.map[name] or name
+    local step = def.steps_by_name[target]
+    if step and step.wait and not waits[target] then
+      waits[target] = { event = step.wait, from = w.from, deadline = w.deadline }
+    else
+      dropped(def, name, from)
+    end
+  end
+  for _, step in ipairs(added_steps(def, old)) do
+    local due = due_time(m, step, st.t)
+    if due > now and not sched[step.name] then sched[step.name] = { due, st.t } end
+  end
+  m:cancel(def.timer)
+  st.pending = 0
+  for _, name in ipairs(sorted_keys(sched)) do
+    local data = { run = st.run, step = name }
+    if def.steps_by_name[name].split then data.base = sched[name][2] end
+    m:at(sched[name][1], def.timer, data)
+    st.pending = st.pending + 1
+  end
+  for _, name in ipairs(sorted_keys(waits)) do
+    m:at(waits[name].deadline, def.timer, { run = st.run, step = name, timeout = true })
+    st.pending = st.pending + 1
+  end
+  st.sched, st.waits = sched, waits
+  st.migrated_from, st.version, st.label = from, def.hash, def.label
+  count(def, "migrated", st.variant)
+  save_or_complete(def, m, st)
+end
+
+-- The step a run is at: its earliest pending step (a wait: "<name> (waiting)").
+local function next_step(st)
+  local best, due
+  local function consider(name, t)
+    if not due or t < due or (t == due and name < best) then best, due = name, t end
+  end
+  for name, e in pairs(st.sched or {}) do consider(name, e[1]) end
+  for name, w in pairs(st.waits or {}) do consider(name .. " (waiting)", w.deadline) end
+  return best or (st.sched and "(none)" or "(not recorded)")
+end
+
+-- What loading this version does to one run in flight (hearth reload --plan): the same
+-- decisions as needs_migration / run_def / migrate_run, in words.
+local function plan_run(def, st)
+  local out = { version = st.version or "(none)", label = st.label, step = next_step(st) }
+  if st.version == def.hash then
+    out.action = "continues on this version"
+    return out
+  end
+  local function missing(d)
+    local gone = {}
+    for _, name in ipairs(sorted_keys(st.sched)) do
+      if not d.steps_by_name[(d.migrate and d.migrate.map[name]) or name] then gone[#gone + 1] = name end
+    end
+    for _, name in ipairs(sorted_keys(st.waits)) do
+      local step = d.steps_by_name[(d.migrate and d.migrate.map[name]) or name]
+      if not (step and step.wait) then gone[#gone + 1] = name end
+    end
+    return gone
+  end
+  if needs_migration(def, st) then
+    if def.migrate.mode == "restart" then
+      out.action = ("restarts: ends run %d, run %d starts now on this version"):format(st.run, st.run + 1)
+      return out
+    end
+    local parts = {}
+    for _, name in ipairs(sorted_keys(st.sched)) do
+      local target = def.migrate.map[name] or name
+      if def.steps_by_name[target] then
+        parts[#parts + 1] = ("%s -> %s %s"):format(name, target, def.migrate.retime and "re-timed by the new step" or "at its time")
+      end
+    end
+    local gone = missing(def)
+    local old = old_def(def, st.version)
+    local added = {}
+    for _, step in ipairs(added_steps(def, old)) do added[#added + 1] = step.name end
+    out.action = "moves to this version" .. (#parts > 0 and (": " .. table.concat(parts, ", ")) or "")
+    if #added > 0 then out.action = out.action .. "; adds " .. table.concat(added, ", ") .. " if still ahead" end
+    if #gone > 0 then
+      out.action = out.action .. "; WARNING: dropped (no step here): " .. table.concat(gone, ", ")
+      out.warning = true
+    end
+    return out
+  end
+  local old = st.version and old_def(def, st.version)
+  if old then
+    out.action = "finishes on its version " .. show_version(st.version, st.label)
+    return out
+  end
+  local gone = missing({ steps_by_name = def.steps_by_name })
+  out.action = "follows this version (its own version is not kept)"
+  if #gone > 0 then
+    out.action = out.action .. "; WARNING: dropped (no step here): " .. table.concat(gone, ", ")
+    out.warning = true
+  end
+  return out
+end
+
+-- ---------------------------------------------------------------- timers and events
+
 local function on_timer(def, m, ev)
   local d = ev.data or {}
   local st = m:get(def.attr)
-  if not st or not st.active or st.run ~= d.run then return end -- an ended run
-  local step = def.steps_by_name[d.step]
+  if not st or not st.active then return end -- an ended run
+  if needs_migration(def, st) then
+    migrate_run(def, m, st, ev.time) -- its timers are set again; this one is done
+    return
+  end
+  if d.migrate or st.run ~= d.run then return end
+  local rdef = run_def(def, st)
+  local step = rdef.steps_by_name[d.step]
   if d.timeout then
     if not (step and st.waits and st.waits[d.step]) then return end -- taken by the event
     take_branch(def, m, st, step, "on_timeout", ev.time)
   else
     st.pending = st.pending - 1
+    if st.sched then st.sched[d.step] = nil end
     if not step then
       hearth.log("warn", ("journey %s: step '%s' is no longer defined; dropped"):format(def.name, tostring(d.step)))
     elseif step.wait then
@@ -654,6 +1004,10 @@ end
 
 local function on_event(def, m, ev)
   local st = m:get(def.attr)
+  if st and st.active and needs_migration(def, st) then
+    migrate_run(def, m, st, ev.time)
+    st = m:get(def.attr)
+  end
   local active = st ~= nil and st.active == true
   if active and def.exit_set[ev.type] and ev.time >= st.t then
     end_run(def, m, st, "exit")
@@ -676,8 +1030,9 @@ local function on_event(def, m, ev)
     end
     if #names > 0 then
       table.sort(names)
+      local rdef = run_def(def, st)
       for _, n in ipairs(names) do
-        local step = def.steps_by_name[n]
+        local step = rdef.steps_by_name[n]
         if step then
           take_branch(def, m, st, step, "on_event", ev.time)
         else
@@ -694,11 +1049,7 @@ local function on_event(def, m, ev)
     if not may_reenter(def, st, ev.time) then return end
     local variant = assign(def, m.id)
     if def.winner and variant ~= "holdout" then variant = winner(def) or variant end
-    local new = { run = (st and st.run or 0) + 1, active = true, t = ev.time, variant = variant,
-                  converted = false, pending = 0, waits = {}, stopped = st and st.stopped or nil }
-    count(def, "entered", variant)
-    schedule(def, m, new, def.steps, ev.time)
-    m:set(def.attr, new)
+    start_run(def, m, st, ev.time, variant)
   end
 end
 
@@ -706,6 +1057,9 @@ end
 
 function journey.define(spec)
   local def = options.checked("journey.define", build, spec)
+  local body = options.checked("journey.define", definition_text, spec)
+  def.hash = hearth.digest(body):sub(1, 12)
+  def.old_versions = {}
   local types, seen = {}, {}
   local function add(t)
     if not seen[t] then seen[t] = true types[#types + 1] = t end
@@ -724,6 +1078,9 @@ function journey.define(spec)
     hearth.on(def.timer, function(m, ev) on_timer(def, m, ev) end)
   end)
   defs[def.name] = def
+  hearth.keep_version { kind = "journey", name = def.name, hash = def.hash, label = def.label, body = body,
+                        attr = def.attr, timer = def.timer, migrates = def.migrate ~= nil and def.migrate.mode ~= "old",
+                        plan = function(st) return plan_run(def, st) end }
   -- a deferred send judged after the run was stopped (exit or goal) never goes out
   caps.guard(def.name, function(m, o)
     local run = math.tointeger(tonumber(type(o.key) == "string" and o.key:match("^(%d+)/") or nil))
@@ -750,7 +1107,14 @@ function journey.state(m, name)
   local st = m:get(def.attr)
   if not st then return nil end
   return { run = st.run, active = st.active == true, variant = st.variant, entered_at = st.t,
-           converted = st.converted == true }
+           converted = st.converted == true, version = st.version, label = st.label }
+end
+
+-- journey.version(name) -> hash, label: the loaded version of a journey.
+function journey.version(name)
+  local def = defs[name]
+  if not def then error(("journey.version: no journey named '%s'"):format(tostring(name)), 2) end
+  return def.hash, def.label
 end
 
 return journey

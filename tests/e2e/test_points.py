@@ -124,7 +124,8 @@ def test_a_balance_from_before_lots_becomes_one_lot_that_never_expires():
         con = sqlite3.connect(w.db)
         try:
             # (every later migration's tables go too, so that migrating from 4 runs them again)
-            con.executescript("DROP INDEX seen_events_at; ALTER TABLE outbox DROP COLUMN keyed;"
+            con.executescript("DROP TABLE script_versions; DROP TABLE definition_versions;"
+                              "DROP INDEX seen_events_at; ALTER TABLE outbox DROP COLUMN keyed;"
                               "DROP TABLE purged_keys; DROP TABLE purged_counts;"
                               "DROP TABLE broadcasts; DROP TABLE staff_load; DROP TABLE staff_cursor;"
                               "DROP TABLE staff_log; DROP TABLE tasks;"

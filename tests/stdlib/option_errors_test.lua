@@ -33,7 +33,26 @@ test("journey: a step's duration, its wait branch, an unknown option; the define
   expect(t, [[require("journey").define { name = "bad", enter = "member.joined", exits = "friend.deleted",
   steps = { { name = "a", send = "x" } } }]],
     "t:eval:3: journey.define: option 'exits' is unknown (known: enter, exit, exit_on_goal, goal, goal_within, "
-    .. "holdout, name, reenter, revenue, steps, variants, winner)")
+    .. "holdout, migrate, name, reenter, revenue, steps, variants, version, winner)")
+end)
+
+test("journey: version and migrate options", function(t)
+  t:at(T0)
+  local steps = [[steps = { { name = "day5", after = "5d", send = "x" } } }]]
+  expect(t, [[require("journey").define { name = "bad", enter = "member.joined", version = 2,
+  ]] .. steps, [[t:eval:3: journey.define: option 'version' must be a version label of 1-64 bytes, got 2]])
+  expect(t, [[require("journey").define { name = "bad", enter = "member.joined", migrate = { map = { day7 = "day5" } },
+  ]] .. steps,
+    [[t:eval:3: journey.define: option 'migrate.from' must be a version label or hash, or a list of them ("*": any other version), got nil]])
+  expect(t, [[require("journey").define { name = "bad", enter = "member.joined", migrate = { from = "1", map = { day7 = "day6" } },
+  ]] .. steps, [[t:eval:3: journey.define: option 'migrate.map.day7' must be a step name of this version, got "day6"]])
+  expect(t, [[require("journey").define { name = "bad", enter = "member.joined",
+  migrate = { from = "1", restart = true, map = { day7 = "day5" } },
+  ]] .. steps, [[t:eval:3: journey.define: option 'migrate.restart' cannot go with migrate.map (a restarted run has no old steps)]])
+  expect(t, [[require("journey").define { name = "bad", enter = "member.joined", migrate = { from = "1", retime = true },
+  ]] .. steps, [[t:eval:3: journey.define: option 'migrate.retime' needs runs that move (a map or finish_old = false)]])
+  expect(t, [[require("journey").define { name = "bad", enter = "member.joined", migrate = { from = "1", finsh_old = false },
+  ]] .. steps, [[t:eval:3: journey.define: option 'migrate.finsh_old' is unknown (known: finish_old, from, map, restart, retime)]])
 end)
 
 test("caps.set: a duration, a wall time, an unknown part", function(t)
