@@ -162,7 +162,6 @@ static void add_failure_count(void *ud, const char *campaign, int64_t n) {
 }
 
 json_t *console_operations(store_t *s, const tz_t *tz) {
-  (void)tz;
   store_totals_t t;
   if (store_totals(s, &t) < 0) return NULL;
   json_t *dead = json_array(), *failures = json_array();
@@ -175,6 +174,16 @@ json_t *console_operations(store_t *s, const tz_t *tz) {
   json_object_set_new(out, "backlog", json_integer(t.pending_delivery));
   json_object_set_new(out, "dead_letters", json_pack("{s:I, s:o}", "count", (json_int_t)t.dead_letters, "latest", dead));
   json_object_set_new(out, "failures_by_campaign", failures);
+  script_version_t v;
+  int got = store_script_version_latest(s, &v);
+  if (got < 0) {
+    json_decref(out);
+    return NULL;
+  }
+  json_object_set_new(out, "script_version",
+                      got ? json_pack("{s:s, s:o, s:I}", "hash", v.hash, "loaded_at", time_text(tz, v.last_loaded_at),
+                                      "versions", (json_int_t)v.versions)
+                          : json_null());
   json_object_set_new(out, "totals",
                       json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "members", (json_int_t)t.members, "failed_events",
                                 (json_int_t)t.failed_events, "timers_pending", (json_int_t)t.timers_pending,

@@ -16,7 +16,7 @@ const TEXT = {
     attributes: "属性", ledger: "积分流水", time: "时间", delta: "变动", balance: "余额", reason: "原因",
     actions: "最近动作", step: "步骤", kind: "类型", status: "状态", failed: "失败事件", error: "错误",
     backlog: "待投递", dead_letters: "死信", members: "会员数", timers_pending: "待触发定时器",
-    failed_events: "失败事件", failures_by_campaign: "各活动失败数", attempts: "尝试", requeue: "重新投递",
+    failed_events: "失败事件", failures_by_campaign: "各活动失败数", script_version: "脚本版本", attempts: "尝试", requeue: "重新投递",
     confirm_requeue: "确定重新投递这条死信吗？", no_member: "没有这个会员", significant: "显著",
     not_significant: "不显著", treated: "实验组", holdout: "对照组", none: "无", day: "日期",
     queued: "已排队", delivered: "已投递", pending: "待投递", capped: "频控拦截", deferred: "延后",
@@ -37,7 +37,7 @@ const TEXT = {
     step: "Step", kind: "Kind", status: "Status", failed: "Failed events", error: "Error",
     backlog: "Delivery backlog", dead_letters: "Dead letters", members: "Members",
     timers_pending: "Timers pending", failed_events: "Failed events",
-    failures_by_campaign: "Failures by campaign", attempts: "Attempts", requeue: "Requeue",
+    failures_by_campaign: "Failures by campaign", script_version: "Script version", attempts: "Attempts", requeue: "Requeue",
     confirm_requeue: "Requeue this dead letter?", no_member: "No such member",
     significant: "significant", not_significant: "not significant", treated: "treated",
     holdout: "hold-out", none: "none", day: "Day", queued: "queued", delivered: "delivered",
@@ -244,6 +244,9 @@ async function loadOps() {
   $("#ops-members").textContent = doc.totals.members;
   $("#ops-timers").textContent = doc.totals.timers_pending;
   $("#ops-failed").textContent = doc.totals.failed_events;
+  const v = doc.script_version;
+  $("#ops-version").textContent = v ? `${v.hash.slice(0, 12)} (${when(v.loaded_at)})` : t("none");
+  $("#ops-version").title = v ? v.hash : "";
   $("#ops-dead-letters tbody").replaceChildren(...doc.dead_letters.latest.map((d) =>
     el("tr", { "data-id": d.id }, el("td", {}, d.id), el("td", {}, d.channel), num(d.attempts), el("td", {}, d.last_error),
       el("td", {}, el("button", { class: "requeue", onclick: () => requeue(d.id) }, t("requeue"))))));

@@ -257,6 +257,8 @@ def test_operations_view_shows_backlog_and_totals(c):
     eq(int(c.text("#ops-members")), ops["totals"]["members"], "members")
     eq(int(c.text("#ops-backlog")), ops["backlog"], "delivery backlog")
     eq(int(c.text("#ops-dead")), ops["dead_letters"]["count"], "dead letters")
+    assert ops["script_version"], "the import noted the script version"
+    contains(c.text("#ops-version"), ops["script_version"]["hash"][:12], "the script version loaded")
     c.shot("operations")
 
 
