@@ -9,6 +9,7 @@
 #include "engine.h"
 
 #define EXIT_USAGE 2
+#define CLI_MAX_MEMBERS 64
 
 typedef struct {
   const char *scripts, *db, *tz, *stdlib;
@@ -24,6 +25,10 @@ typedef struct {
   long max_connections, max_per_client;   /* 0 when not given */
   int64_t header_timeout, body_timeout;   /* seconds; 0 when not given */
   int64_t max_future;  /* --max-future: seconds an event may be dated ahead (0 = no bound) */
+  const char *with, *format;  /* diff: the new scripts; --format */
+  int timeline;               /* --timeline (dry-run, diff) */
+  const char *members[CLI_MAX_MEMBERS]; /* --member ID, repeatable (dry-run, diff) */
+  int nmembers;
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -54,5 +59,6 @@ int cmd_test(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dead_letters(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif
