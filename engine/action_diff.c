@@ -236,8 +236,8 @@ static void fill_side(const action_diff_t *d, const rec_t *r, adiff_side_t *s) {
 /* Pair the two runs' records by (key, occurrence); count the differing pairs and find
  * the earliest. Both lists are sorted by key and time first. */
 static long compare_member(const action_diff_t *d, recs_t *x, recs_t *y, adiff_member_t *out) {
-  qsort(x->r, x->n, sizeof *x->r, by_key_time);
-  qsort(y->r, y->n, sizeof *y->r, by_key_time);
+  if (x->n > 1) qsort(x->r, x->n, sizeof *x->r, by_key_time);
+  if (y->n > 1) qsort(y->r, y->n, sizeof *y->r, by_key_time);
   long changed = 0;
   int64_t first = INT64_MAX;
   const rec_t *fb = NULL, *fa = NULL;
@@ -272,7 +272,7 @@ long adiff_members(action_diff_t *d, void (*cb)(void *ud, const adiff_member_t *
   uint32_t *order = xmalloc((d->ids.n + 1) * sizeof *order);
   for (uint32_t i = 0; i < d->ids.n; i++) order[i] = i;
   sort_ctx = d;
-  qsort(order, d->ids.n, sizeof *order, by_member_id);
+  if (d->ids.n > 1) qsort(order, d->ids.n, sizeof *order, by_member_id);
   sort_ctx = NULL;
   long n = 0;
   for (uint32_t k = 0; k < d->ids.n; k++) {

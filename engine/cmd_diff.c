@@ -234,7 +234,7 @@ static int by_row_name(const void *pa, const void *pb) {
 /* The funnel rows that differ, by campaign, step, variant and metric; returns how many. */
 static int report_funnel(const report_t *r, funnel_rows_t *rows) {
   int n = 0;
-  qsort(rows->rows, (size_t)rows->n, sizeof *rows->rows, by_row_name);
+  if (rows->n > 1) qsort(rows->rows, (size_t)rows->n, sizeof *rows->rows, by_row_name);
   for (int i = 0; i < rows->n; i++) {
     diff_row_t *x = &rows->rows[i];
     if (x->n[0] == x->n[1]) continue;

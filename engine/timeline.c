@@ -136,7 +136,7 @@ static int by_member_time(const void *pa, const void *pb) {
 }
 
 void timeline_print(timeline_t *tl, const char *title, FILE *out) {
-  qsort(tl->entries, (size_t)tl->n, sizeof *tl->entries, by_member_time);
+  if (tl->n > 1) qsort(tl->entries, (size_t)tl->n, sizeof *tl->entries, by_member_time);
   long k = 0;
   for (int i = 0; i < tl->nids; i++) {
     fprintf(out, "member %s%s%s\n", tl->ids[i], title ? ": " : "", title ? title : "");
