@@ -170,8 +170,13 @@ def test_member_filters_diff_and_dry_run():
         findings = ndjson(out)
         eq([f["finding"] for f in findings], ["member", "total"], "only member findings and the total")
         eq(findings[0]["member"], pick[0], "the changed member")
-        rc, out, _ = diff(w, SCRIPTS, new, "--member", unchanged[0], "--member", unchanged[1])
+        rc, out, _ = diff(w, SCRIPTS, new, "--member", unchanged[0], "--member", unchanged[1], "--timeline")
         eq(rc, 0, "no selected member changed: identical for them")
+        heads = [l for l in out.splitlines() if l.startswith("member ")]
+        eq(heads, ["member %s: %s" % (m, side) for side in ("before", "after") for m in unchanged[:2]],
+           "--timeline: each member's path before, then after")
+        assert not [l for l in out.splitlines() if l.startswith("  %s:" % changed[0])], \
+            "a member not selected is not reported (%s)" % changed[0]
         # dry-run --member: exactly her lines of the full output
         full = dry_run_actions(w, SCRIPTS, label="shipped")
         mine = dry_run_actions(w, SCRIPTS, "--member", pick[0])
