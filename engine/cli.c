@@ -61,6 +61,7 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "keep-dead")) return &c->keep_dead;
   if (!strcmp(name, "archive")) return &c->archive;
   if (!strcmp(name, "keep-actions")) return &c->keep_actions;
+  if (!strcmp(name, "with")) return &c->with;
   return NULL;
 }
 
@@ -107,6 +108,7 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
     if (!strcmp(name, "requeue-all") && accepts(extra, "requeue-all")) { c->requeue_all = 1; continue; }
     if (!strcmp(name, "dry-run") && accepts(extra, "dry-run")) { c->dry_run = 1; continue; }
     if (!strcmp(name, "vacuum") && accepts(extra, "vacuum")) { c->vacuum = 1; continue; }
+    if (!strcmp(name, "timeline") && accepts(extra, "timeline")) { c->timeline = 1; continue; }
     if (!is_common(name) && !accepts(extra, name)) return cli_usage_error(usage, "unknown option '--%s'", name);
     const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
     if (!val) return cli_usage_error(usage, "option '--%s' needs a value", name);
@@ -114,6 +116,10 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
     if (slot) {
       *slot = val;
       if (slot == &c->db) c->db_set = 1;
+    } else if (!strcmp(name, "member")) {
+      if (!*val) return cli_usage_error(usage, "--member needs a member id");
+      if (c->nmembers == CLI_MAX_MEMBERS) return cli_usage_error(usage, "at most %d --member options", CLI_MAX_MEMBERS);
+      c->members[c->nmembers++] = val;
     } else if (!strcmp(name, "dedupe-window")) {
       char err[200];
       if (!strcmp(val, "0")) c->dedupe_window = 0; /* forever, as the help says */

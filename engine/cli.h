@@ -10,6 +10,7 @@
 #include "engine.h"
 
 #define EXIT_USAGE 2
+#define CLI_MAX_MEMBERS 64
 
 typedef struct {
   const char *scripts, *db, *tz, *stdlib;
@@ -31,6 +32,10 @@ typedef struct {
   long progress;       /* export, load: a progress line every N rows (0: the default) */
   const char *keep, *keep_dead, *archive, *keep_actions; /* hearth purge, hearth run */
   int dry_run, vacuum;
+  const char *with;           /* diff: the new scripts (--format: above) */
+  int timeline;               /* --timeline (dry-run, diff) */
+  const char *members[CLI_MAX_MEMBERS]; /* --member ID, repeatable (dry-run, diff) */
+  int nmembers;
   const char *positional[16];
   int npositional;
 } cli_t;
@@ -69,5 +74,6 @@ int cmd_export(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_purge(int argc, char **argv);
 int cmd_reload(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif

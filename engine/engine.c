@@ -197,6 +197,7 @@ static int funnel_flush(engine_t *e, int write);
 
 void engine_close(engine_t *e) {
   if (!e) return;
+  if (log_clock() == &e->clock) log_use_clock(NULL);
   if (e->in_batch) engine_rollback(e);
   adopt_scripts(e, NULL);
   free(e->cron);
@@ -226,12 +227,14 @@ void engine_close(engine_t *e) {
 void engine_use_virtual_clock(engine_t *e) {
   assert(!e->started);
   clock_init_virtual(&e->clock, e->now, 1);
+  log_use_clock(&e->clock); /* log lines read in the run's time */
 }
 
 void engine_use_history_clock(engine_t *e, int64_t stale_after) {
   assert(stale_after > 0);
   int64_t real_now = clock_now(&e->clock);
   engine_use_virtual_clock(e);
+  log_use_clock(NULL); /* an import is watched as it runs: its log keeps the real time */
   e->expire_before = real_now - stale_after;
   e->seen_floor = real_now;
 }
@@ -488,6 +491,12 @@ int eng_call_discard(engine_t *e, engine_call_t *c) {
   return call_undo(e, c);
 }
 
+void eng_trace(engine_t *e, engine_trace_t *t) {
+  if (!e->on_trace) return;
+  t->at = e->now;
+  e->on_trace(e->on_trace_ud, t);
+}
+
 /* Settle a handler call: keep its changes (err NULL), or undo them alone and record the
  * failure. 0 kept, 1 failed and recorded, -1 database error (the batch must roll back). */
 int eng_call_end(engine_t *e, engine_call_t *c, const char *err) {
@@ -507,6 +516,8 @@ int eng_call_end(engine_t *e, engine_call_t *c, const char *err) {
   if (call_undo(e, c) < 0) return -1;
   eng_record_failure(e, c, err);
   e->stats.handler_errors++;
+  eng_trace(e, &(engine_trace_t){.kind = TRACE_FAILED, .member = c->ev->member, .type = c->ev->type,
+                                 .campaign = c->campaign, .detail = err});
   return c->db_failed ? -1 : 1;
 }
 
@@ -608,6 +619,7 @@ int eng_apply_event(engine_t *e, event_t *ev) {
     if (fresh < 0) return EV_ERROR;
     if (!fresh) {
       e->stats.duplicates++;
+      eng_trace(e, &(engine_trace_t){.kind = TRACE_DUPLICATE, .member = ev->member, .type = ev->type, .detail = ev->id});
       return EV_DUPLICATE;
     }
   }
@@ -625,6 +637,7 @@ int eng_apply_event(engine_t *e, event_t *ev) {
   int staff_rc = eng_staff_builtins(e, m, ev, key, staff_before);
   free(staff_before);
   if (staff_rc < 0) return EV_ERROR;
+  eng_trace(e, &(engine_trace_t){.kind = TRACE_EVENT, .member = ev->member, .type = ev->type, .detail = key});
   e->stats.accepted++;
   e->batch_work++;
   if (!strcmp(ev->type, "redemption.refunded") && eng_refund(e, m, ev, key) == EV_ERROR) return EV_ERROR;

@@ -116,6 +116,27 @@ typedef struct {
   int64_t due;         /* when it runs, INT64_MAX when it has none or is done */
   int running;         /* its sweep has started in this process: go on chunk by chunk */
 } bcast_slot_t;
+/* What the engine did, told as it happens to a tracer (dry-run's and diff's --timeline):
+ * the engine knows events, timers, counters and failures; actions are told by on_action
+ * at commit. Strings are borrowed for the call. A handler that fails after setting a
+ * timer has it undone: the tracer is told TRACE_FAILED for that call afterwards. */
+typedef enum {
+  TRACE_EVENT,       /* an event applied to `member` (type, detail = its id or @seq) */
+  TRACE_DUPLICATE,   /* an event id seen before: not applied (type, detail = the id) */
+  TRACE_TIMER_SET,   /* a timer for `member` (type, due, campaign; detail "emit" for hearth.emit) */
+  TRACE_TIMER_FIRED, /* a timer fired (type, due, campaign) */
+  TRACE_TIMER_VOID,  /* a timer came due after m:cancel (or an emit to no member): nothing ran */
+  TRACE_CANCEL,      /* m:cancel(type) */
+  TRACE_COUNT,       /* hearth.count (campaign, step, variant, detail = metric, n) */
+  TRACE_FAILED       /* a handler failed and its changes were undone (campaign, detail = error) */
+} trace_kind_t;
+
+typedef struct {
+  trace_kind_t kind;
+  int64_t at;            /* the engine's `now` */
+  const char *member, *type, *campaign, *step, *variant, *detail;
+  int64_t due, n;
+} engine_trace_t;
 
 typedef struct engine {
   store_t *store;
@@ -161,6 +182,9 @@ typedef struct engine {
   /* Called at commit for every action recorded or re-judged (dry-run prints them). */
   void (*on_action)(void *ud, json_t *action, const char *text); /* text: compact JSON or NULL */
   void *on_action_ud;
+  /* Called as it happens for what engine_trace_t lists (NULL: nothing is traced). */
+  void (*on_trace)(void *ud, const engine_trace_t *t);
+  void *on_trace_ud;
 } engine_t;
 
 /* Open the store, load the zone and the scripts. NULL with a message (every script error

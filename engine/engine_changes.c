@@ -563,6 +563,9 @@ static int add_timer(engine_t *e, engine_call_t *c, timer_row_t *row) {
   free(chain);
   if (rc < 0) return eng_db_error(c);
   if (row->due < e->earliest_timer) e->earliest_timer = row->due;
+  eng_trace(e, &(engine_trace_t){.kind = TRACE_TIMER_SET, .member = row->member, .type = row->type,
+                                 .campaign = row->campaign, .due = row->due,
+                                 .detail = row->gen == TIMER_NOT_CANCELLABLE ? "emit" : NULL});
   return 0;
 }
 
@@ -574,11 +577,11 @@ int engine_set_timer(engine_t *e, engine_call_t *c, int64_t due, const char *typ
 }
 
 int engine_cancel_timers(engine_t *e, engine_call_t *c, const char *type) {
-  (void)e;
   json_t *gen = json_object_get(member_gens(c->m), type);
   json_int_t next = gen ? json_integer_value(gen) + 1 : 1;
   member_undo_key(&c->undo, MP_GENS, type);
   json_object_set_new(member_gens(c->m), type, json_integer(next));
+  eng_trace(e, &(engine_trace_t){.kind = TRACE_CANCEL, .member = c->m->id, .type = type, .campaign = c->campaign});
   return 0;
 }
 
@@ -590,8 +593,11 @@ int engine_emit(engine_t *e, engine_call_t *c, const char *member, const char *t
 
 int engine_count(engine_t *e, engine_call_t *c, const char *campaign, const char *step,
                  const char *variant, const char *metric, int64_t n) {
-  (void)c; /* held in the batch; a failing call takes its own back */
+  /* held in the batch; a failing call takes its own back */
   eng_funnel_add(e, campaign, step, variant, metric, n);
+  if (c->m)
+    eng_trace(e, &(engine_trace_t){.kind = TRACE_COUNT, .member = c->m->id, .campaign = campaign, .step = step,
+                                   .variant = variant, .detail = metric, .n = n});
   return 0;
 }
 

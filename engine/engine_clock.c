@@ -42,6 +42,11 @@ static int refuse_chain(engine_t *e, member_t *m, const timer_row_t *r, const ev
   return c.db_failed ? EV_ERROR : EV_FAILED;
 }
 
+static void trace_timer(engine_t *e, trace_kind_t kind, const timer_row_t *r) {
+  eng_trace(e, &(engine_trace_t){.kind = kind, .member = r->member, .type = r->type, .campaign = r->campaign,
+                                 .due = r->due});
+}
+
 /* Fire one timer row inside the open batch. */
 static int fire_one(engine_t *e, timer_row_t *r) {
   move_now(e, r->due);
@@ -51,6 +56,7 @@ static int fire_one(engine_t *e, timer_row_t *r) {
     if (known < 0) return EV_ERROR;
     if (!known) {
       e->stats.timers_cancelled++; /* hearth.emit to a member who does not exist */
+      trace_timer(e, TRACE_TIMER_VOID, r);
       return EV_APPLIED;
     }
   }
@@ -59,8 +65,10 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   json_t *gen = json_object_get(member_gens(m), r->type);
   if (r->gen != TIMER_NOT_CANCELLABLE && (gen ? json_integer_value(gen) : 0) != r->gen) {
     e->stats.timers_cancelled++;
+    trace_timer(e, TRACE_TIMER_VOID, r);
     return EV_APPLIED;
   }
+  trace_timer(e, TRACE_TIMER_FIRED, r);
   event_t ev = {.type = r->type, .member = r->member, .time = r->due, .has_time = 1};
   if (r->data) ev.data = json_loads(r->data, 0, NULL);
   char key[48];

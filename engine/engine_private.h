@@ -38,6 +38,9 @@ void eng_funnel_add(engine_t *e, const char *campaign, const char *step, const c
 int64_t eng_funnel_pending(engine_t *e, const char *metric, const char *campaign, const char *step,
                            const char *variant);
 
+/* engine.c: tell the tracer (if any) what happened; t->at is filled in. */
+void eng_trace(engine_t *e, engine_trace_t *t);
+
 /* engine_clock.c: each cron entry's next slot as of now. */
 void eng_schedule_cron(engine_t *e, int64_t now);
 

@@ -8,8 +8,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 static int threshold = -1;
 static const char *names[] = {"debug", "info", "warn", "error"};
+static const hclock_t *virtual_clock; /* NULL: the real time */
+
+void log_use_clock(const void *hclock) {
+  const hclock_t *c = hclock;
+  virtual_clock = c && c->is_virtual ? c : NULL;
+}
+
+const void *log_clock(void) { return virtual_clock; }
 
 int log_level_parse(const char *s) {
   for (int i = 0; i < 4; i++)
@@ -30,7 +40,7 @@ int log_enabled(int level) {
 void log_msg(int level, const char *msg, ...) {
   if (!log_enabled(level)) return;
   char ts[32];
-  time_t now = time(NULL);
+  time_t now = virtual_clock ? (time_t)clock_now(virtual_clock) : time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
   strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -38,6 +48,7 @@ void log_msg(int level, const char *msg, ...) {
   json_object_set_new(o, "ts", json_string(ts));
   json_object_set_new(o, "level", json_string(names[level]));
   json_object_set_new(o, "msg", json_string(msg));
+  if (virtual_clock) json_object_set_new(o, "clock", json_string("virtual"));
   va_list ap;
   va_start(ap, msg);
   const char *k;

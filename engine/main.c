@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"run", cmd_run, "the daemon: HTTP ingest, durable timers in real time, delivery"},
     {"dry-run", cmd_dry_run, "run the scripts against events on a virtual clock; print actions"},
+    {"diff", cmd_diff, "run two script folders on the same events; report what changed"},
     {"import", cmd_import, "ingest NDJSON events from a file (or -) into the database"},
     {"test", cmd_test, "run operators' script tests (*_test.lua)"},
     {"check", cmd_check, "load the scripts and report every error as file:line"},
