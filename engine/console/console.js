@@ -75,6 +75,12 @@ function liftText(l) {
   return `${f(l.diff)} pp (95% CI ${f(l.low)} .. ${f(l.high)}), ${t(l.significant ? "significant" : "not_significant")}`;
 }
 function when(s) { return s ? String(s).replace("T", " ") : ""; }
+// epoch seconds as a wall time in the engine's zone (the API gives its times that way too)
+function inZone(t) {
+  try {
+    return new Date(t * 1000).toLocaleString("sv-SE", { timeZone: hearth.zone || "Asia/Shanghai", hour12: false }) + " " + (hearth.zone || "");
+  } catch (e) { return new Date(t * 1000).toISOString(); }
+}
 
 function translate() {
   document.documentElement.lang = hearth.lang === "zh" ? "zh-CN" : "en";
@@ -224,7 +230,7 @@ async function loadMember(ev) {
   $("#member-journeys tbody").replaceChildren(...journeys.map(([k, v]) => {
     const name = k.slice(9), next = timers.timers.find((x) => x.type === "journey." + name);
     return el("tr", { "data-journey": name }, el("td", {}, name), el("td", {}, v.variant || ""),
-      el("td", {}, v.t ? new Date(v.t * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC" : ""), el("td", {}, next ? when(next.due) : ""));
+      el("td", {}, v.t ? inZone(v.t) : ""), el("td", {}, next ? when(next.due) : ""));
   }));
   $("#member-attrs tbody").replaceChildren(...Object.entries(attrs).filter(([k]) => !k.startsWith("_")).map(([k, v]) =>
     el("tr", {}, el("th", {}, k), el("td", {}, typeof v === "object" ? JSON.stringify(v) : v))));
@@ -276,6 +282,7 @@ async function enter() {
   await guarded(async () => {
     const ops = await api("/v1/operations");
     $("#zone").textContent = ops.zone || "";
+    hearth.zone = ops.zone;
     $("#login").hidden = true;
     $("#nav").hidden = false;
     $("#logout").hidden = !token();
