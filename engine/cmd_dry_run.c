@@ -4,7 +4,9 @@
  * event every timer due at or before its time fires, earliest first, ties in the order
  * they were set, and cron slots run in time order with them. After the last event the
  * clock runs on to --until (default: 30 days after the last event). Actions go to stdout
- * as NDJSON, a summary per campaign and step to stderr. Nothing is delivered. */
+ * as NDJSON, a summary per campaign and step to stderr, and each invariant an action broke
+ * (hearth.invariant) as a line on stderr; any makes the exit status 1. Nothing is
+ * delivered. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +27,9 @@ static const char *usage =
     "is never changed. Nothing is delivered.\n"
     CLI_MAX_FUTURE_HELP
     "                       (the present is the real time of reading, not the virtual clock)\n"
-    "Exit status: 0 ok, 1 when a line was rejected, a handler failed or the database\n"
-    "failed, 2 usage error.\n";
+    "Each invariant (hearth.invariant) an action breaks is a line on stderr.\n"
+    "Exit status: 0 ok, 1 when a line was rejected, a handler failed, an invariant was\n"
+    "violated or the database failed, 2 usage error.\n";
 
 static void on_action(void *ud, json_t *a, const char *text) {
   char *line = text ? NULL : json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -35,6 +38,13 @@ static void on_action(void *ud, json_t *a, const char *text) {
     fputc('\n', (FILE *)ud);
   }
   free(line);
+}
+
+/* One line on stderr per violation: the rule, the action, the member, what broke. */
+static void on_violation(void *ud, const violation_t *v) {
+  (void)ud;
+  fprintf(stderr, "hearth: invariant '%s' violated by action %s (member %s): %s\n", v->rule, v->action_id, v->member,
+          v->message);
 }
 
 /* Batches of the in-memory store commit every so often, so the actions they hold are
@@ -80,6 +90,7 @@ int cmd_dry_run(int argc, char **argv) {
   clock_init_real(&wall);
   e->on_action = on_action;
   e->on_action_ud = stdout;
+  e->on_violation = on_violation;
   ndjson_reader_t rd;
   ndjson_from_stream(&rd, in);
   const char *line;
@@ -123,6 +134,10 @@ int cmd_dry_run(int argc, char **argv) {
   if (status == 0 && (rejected || e->stats.handler_errors)) {
     fprintf(stderr, "hearth: %lu lines rejected, %lu handler failures (see the log above)\n", rejected,
             e->stats.handler_errors);
+    status = 1;
+  }
+  if (e->stats.invariant_violations) {
+    fprintf(stderr, "hearth: %lu invariant violations (see above)\n", e->stats.invariant_violations);
     status = 1;
   }
   engine_close(e);

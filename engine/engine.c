@@ -195,6 +195,8 @@ void engine_close(engine_t *e) {
   free(e->pending);
   for (int i = 0; i < e->stats.nchannels; i++) free(e->stats.by_channel[i].channel);
   free(e->stats.by_channel);
+  for (int i = 0; i < e->stats.nrules; i++) free(e->stats.by_rule[i].rule);
+  free(e->stats.by_rule);
   member_cache_free(&e->members);
   store_close(e->store);
   for (int i = 0; i < e->nzones; i++) tz_free(e->zones[i]);
@@ -324,18 +326,22 @@ void eng_drop_pending(engine_t *e, int mark) {
   while (e->npending > mark) {
     pending_action_t *p = &e->pending[--e->npending];
     json_decref(p->body);
+    json_decref(p->violations);
+    json_decref(p->member_view);
     free(p->text);
     free(p->channel);
   }
 }
 
-/* Report the batch's actions: counters, then the on_action callback, in order. */
+/* Report the batch's actions: counters, then the on_action callback and the invariants
+ * they broke, in order. */
 static void report_pending(engine_t *e) {
   for (int i = 0; i < e->npending; i++) {
     pending_action_t *p = &e->pending[i];
     e->stats.actions[p->status]++;
     count_channel_action(&e->stats, p->channel, p->status);
     if (e->on_action && p->body) e->on_action(e->on_action_ud, p->body, p->text);
+    eng_invariants_report(e, p);
   }
   eng_drop_pending(e, 0);
 }

@@ -39,4 +39,13 @@ void eng_schedule_cron(engine_t *e, int64_t now);
 /* engine_changes.c: a release timer fired: judge its deferred send again. EV_*. */
 int eng_release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key);
 
+/* engine_invariants.c: judge a queued action against the built-in invariants as it is
+ * recorded (tallies in the call's transaction), keeping what it broke and, when custom
+ * rules exist, her view on p. 0, or -1 on a database error (the call is marked failed). */
+int eng_invariants_judge(engine_t *e, engine_call_t *c, pending_action_t *p);
+/* After commit: run the custom rules on p, then count and report every violation. */
+void eng_invariants_report(engine_t *e, pending_action_t *p);
+/* 1 when the script set declares any invariant. */
+int eng_invariants_on(engine_t *e);
+
 #endif

@@ -47,6 +47,7 @@ struct scripts {
   char **guard_campaigns;  /* hearth.guard: campaign -> function (registry ref) */
   int *guard_refs;
   int nguards;
+  invariants_t *invariants; /* hearth.invariant (lua_invariant.c) */
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
 };
@@ -59,6 +60,9 @@ scripts_t *scripts_of(lua_State *L);
 
 /* lua_cron.c */
 void cron_api_install(lua_State *L);
+
+/* lua_invariant.c */
+void invariant_api_install(lua_State *L);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

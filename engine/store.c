@@ -10,7 +10,8 @@
  *   timers        durable timers clustered on (due, id)
  *   failed_events events whose handler failed, with the traceback
  *   cron_state    the last slot each cron entry ran for
- *   funnel        counters scripts keep per campaign, step and variant (hearth.count) */
+ *   funnel        counters scripts keep per campaign, step and variant (hearth.count)
+ *   invariant_tallies  what invariant rules count, per rule, key and window (version 5) */
 #include "store.h"
 
 #include <assert.h>
@@ -63,6 +64,10 @@ static const char *const migrations[] = {
      * recorded again changes nothing without an outbox row */
     "CREATE TABLE action_keys(id TEXT PRIMARY KEY) WITHOUT ROWID;"
     "INSERT INTO action_keys(id) SELECT id FROM outbox WHERE kind IN ('points', 'tag', 'untag');",
+    /* 5: what the invariants count (invariants.c): sends per member per local day or
+     * week, points per campaign per day, by rule, key and the window's start */
+    "CREATE TABLE invariant_tallies(rule TEXT NOT NULL, key TEXT NOT NULL, since INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL, PRIMARY KEY (rule, key, since)) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -1140,4 +1145,30 @@ int store_dead_letters(store_t *s, int limit, int (*each)(void *ud, const dead_l
 int store_data_version(store_t *s, int64_t *out) {
   static query_t q = QUERY("PRAGMA data_version");
   return one_int(s, query(s, &q), 0, out);
+}
+
+/* ==== invariants: the tallies their rules keep (invariants.c) ==== */
+
+int store_invariant_add(store_t *s, const char *rule, const char *key, int64_t since, int64_t n, int64_t *total) {
+  static query_t q = QUERY("INSERT INTO invariant_tallies(rule, key, since, n) VALUES (?1, ?2, ?3, ?4)"
+                           " ON CONFLICT DO UPDATE SET n = n + excluded.n RETURNING n");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, rule);
+  bind_text(st, 2, key);
+  bind_int(st, 3, since);
+  bind_int(st, 4, n);
+  if (sqlite3_step(st) != SQLITE_ROW) return failed(s, st);
+  *total = sqlite3_column_int64(st, 0);
+  if (sqlite3_step(st) != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return 0;
+}
+
+int store_invariant_prune(store_t *s, int64_t before) {
+  static query_t q = QUERY("DELETE FROM invariant_tallies WHERE since < ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, before);
+  return run(s, st);
 }

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 typedef struct store {
   sqlite3 *db;
@@ -279,5 +279,14 @@ int store_dead_letters(store_t *s, int limit, int (*each)(void *ud, const dead_l
 /* SQLite's data_version of this connection: it changes when another connection (hearth
  * import, hearth dead-letters) commits. 0, or -1 (logged). */
 int store_data_version(store_t *s, int64_t *out);
+
+/* ==== invariants: the tallies their rules keep (invariants.c) ==== */
+
+/* Add n to the tally of (rule, key, window starting at since) and read the new sum into
+ * *total, inside the open transaction (a handler rolled back takes its additions with
+ * it). 0, or -1 (logged). */
+int store_invariant_add(store_t *s, const char *rule, const char *key, int64_t since, int64_t n, int64_t *total);
+/* Forget the tallies of windows that started before `before`. 0, or -1 (logged). */
+int store_invariant_prune(store_t *s, int64_t before);
 
 #endif
