@@ -41,3 +41,8 @@ hearth.on("promo_then_fail", function(m, ev)
   m:send("promo")
   error("the handler fails after its send")
 end)
+-- a sweep at 10:00 sends every member tagged "swept" a vip offer, vip or not (chunks of 2)
+hearth.cron("0 10 * * *", function(slot)
+  for m in hearth.members { tag = "swept", chunk = 2 } do m:send("vip_offer") end
+end)
+hearth.on("mark", function(m, ev) m:tag("swept") end)

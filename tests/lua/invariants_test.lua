@@ -126,3 +126,18 @@ test("a handler rolled back takes its sends out of the counts", function(t)
   t:event("m-1", "promo")
   t:expect_violations(0)
 end)
+
+test("sends of a cron sweep are judged, custom checks between its chunks", function(t)
+  t:at("2026-11-02T08:00:00+08:00")
+  for i = 1, 5 do t:event("m-" .. i, "mark") end
+  t:event("m-3", "make_vip")
+  t:at("2026-11-02T10:00:00+08:00")
+  t:expect_action({ template = "vip_offer", status = "queued" }, 5)
+  t:expect_violations(4)
+  local members = {}
+  for _, v in ipairs(t:violations()) do
+    t:eq(v.rule, "vip_only")
+    members[#members + 1] = v.member
+  end
+  t:eq(members, { "m-1", "m-2", "m-4", "m-5" })
+end)
