@@ -25,6 +25,8 @@ typedef struct {
   int per;                    /* max_marketing: PER_* */
   int quiet_from, quiet_to;   /* no_quiet: minutes after local midnight, [from, to) */
   char *budget_campaign;      /* points_budget */
+  char **except;              /* no_quiet: campaigns whose service sends may go out then */
+  int nexcept;
   int custom_ref;             /* check: the glue's handle */
 } rule_t;
 
@@ -46,6 +48,8 @@ void invariants_free(invariants_t *inv) {
     free(inv->rules[i].name);
     free(inv->rules[i].campaign);
     free(inv->rules[i].budget_campaign);
+    for (int j = 0; j < inv->rules[i].nexcept; j++) free(inv->rules[i].except[j]);
+    free(inv->rules[i].except);
   }
   free(inv->rules);
   free(inv);
@@ -102,12 +106,30 @@ static int parse_max_marketing(json_t *o, rule_t *r, char *err, size_t errlen) {
   return 0;
 }
 
+/* no_quiet.except: a list of campaign names. */
+static int parse_except(json_t *v, rule_t *r, char *err, size_t errlen) {
+  if (json_is_object(v) && json_object_size(v) == 0) return 0; /* {} from an empty Lua table */
+  size_t i;
+  json_t *c;
+  int ok = json_is_array(v);
+  json_array_foreach(v, i, c) ok &= json_is_string(c) && json_string_length(c) > 0;
+  if (!ok) {
+    set_err(err, errlen, "option 'no_quiet.except' must be a list of campaign names");
+    return -1;
+  }
+  r->except = xcalloc(json_array_size(v) + 1, sizeof *r->except);
+  json_array_foreach(v, i, c) r->except[r->nexcept++] = xstrdup(json_string_value(c));
+  return 0;
+}
+
 static int parse_no_quiet(json_t *o, rule_t *r, char *err, size_t errlen) {
-  static const char *const known[] = {"from", "to", NULL};
+  static const char *const known[] = {"from", "to", "except", NULL};
   if (!json_is_object(o) || only_keys(o, "no_quiet", known, err, errlen) < 0) {
     if (!*err) set_err(err, errlen, "option 'no_quiet' must be { from = \"HH:MM\", to = \"HH:MM\" }");
     return -1;
   }
+  json_t *except = json_object_get(o, "except");
+  if (except && parse_except(except, r, err, errlen) < 0) return -1;
   if (local_time(json_object_get(o, "from"), "no_quiet.from", &r->quiet_from, err, errlen) < 0 ||
       local_time(json_object_get(o, "to"), "no_quiet.to", &r->quiet_to, err, errlen) < 0)
     return -1;
@@ -187,6 +209,8 @@ int invariants_add(invariants_t *inv, const char *name, const char *campaign, js
   }
   if (rc < 0) {
     free(r.budget_campaign);
+    for (int j = 0; j < r.nexcept; j++) free(r.except[j]);
+    free(r.except);
     return -1;
   }
   r.name = xstrdup(name);
@@ -263,8 +287,16 @@ static int judge_max_marketing(const rule_t *r, const inv_action_t *a, json_t *o
   return 0;
 }
 
+/* A service send of a campaign no_quiet.except names. */
+static int excepted(const rule_t *r, json_t *action) {
+  const char *campaign = field(action, "campaign");
+  for (int i = 0; campaign && is_service(action) && i < r->nexcept; i++)
+    if (!strcmp(r->except[i], campaign)) return 1;
+  return 0;
+}
+
 static int judge_no_quiet(const rule_t *r, const inv_action_t *a, json_t *out) {
-  if (!is_send(a->action)) return 0;
+  if (!is_send(a->action) || excepted(r, a->action)) return 0;
   civil_t c;
   tz_to_civil(a->tz, a->now, &c);
   int minute = c.hour * 60 + c.min;

@@ -10,8 +10,10 @@
  *   max_marketing = { max = n, per = "local_day" | "local_week" }
  *       sends whose category is not "service", counted per member and her local calendar
  *       day (or ISO week, from Monday); each send past max is a violation.
- *   no_quiet = { from = "HH:MM", to = "HH:MM" }
- *       every send, whatever its category, at a local time in [from, to) in her zone.
+ *   no_quiet = { from = "HH:MM", to = "HH:MM" [, except = { "campaign", ... }] }
+ *       every send, whatever its category, at a local time in [from, to) in her zone,
+ *       except the service sends of the campaigns `except` names (a welcome answering a
+ *       member who adds the brand at night); their marketing sends are judged.
  *   reachable = true
  *       every send to a member whose `friend_deleted` is true, and every send not of
  *       category "service" to a member whose `unsubscribed` is true.

@@ -1,6 +1,7 @@
 """test_invariants: hearth.invariant end to end — the bundled month dry-runs unchanged with
 the shipped invariants (nothing on stdout changes, nothing on stderr about them, exit 0);
-the deliberately broken example (examples/broken/late_promo.lua, marketing labelled
+the count behind max_marketing is kept across processes (a second `hearth import` into
+the same database sees the first one's send of that day); the deliberately broken example (examples/broken/late_promo.lua, marketing labelled
 "service" at 23:00) makes the dry-run name the rule, the member and the action on stderr
 and exit 1 while its sends stay queued; `hearth test` fails a case whose actions broke an
 invariant, naming them; the daemon counts a violation in /metrics, logs it as a warning,
@@ -99,6 +100,23 @@ def test_hearth_test_fails_a_case_that_breaks_an_invariant():
         contains(out, "invariant 'no_night', member m-7, action night/m-7/@1/1: service send at 23:30",
                  "rule, member and action named")
         contains(out, "ok   %s: acknowledged" % os.path.join(w.scripts, "night_test.lua"), "the acknowledged case")
+
+
+def test_counts_are_kept_across_processes():
+    with Workspace({
+        "daily.lua": 'hearth.invariant { name = "one_a_day", max_marketing = { max = 1, per = "local_day" } }\n'
+                     'hearth.on("ping", function(m) m:send("promo") end)\n',
+    }) as w:
+        first = w.import_events([{"id": "e1", "type": "ping", "member": "m-1", "time": "2026-11-02T10:00:00+08:00"}],
+                                "--stale-after", "3650d", "--tz", "Asia/Shanghai")
+        eq(first.rc, 0, "first import (%s)" % first.err[-2000:])
+        eq([r for r in harness.parse_log(first.err) if r.get("msg") == "invariant violated"], [], "one send: fine")
+        second = w.import_events([{"id": "e2", "type": "ping", "member": "m-1", "time": "2026-11-02T15:00:00+08:00"}],
+                                 "--stale-after", "3650d", "--tz", "Asia/Shanghai")
+        eq(second.rc, 0, "second import (%s)" % second.err[-2000:])
+        warns = [(r["rule"], r["member"], r["action"]) for r in harness.parse_log(second.err)
+                 if r.get("msg") == "invariant violated"]
+        eq(warns, [("one_a_day", "m-1", "daily/m-1/e2/1")], "the second send of her day, in another process")
 
 
 def metrics(port):

@@ -169,6 +169,24 @@ TEST(no_quiet_and_reachable) {
   store_close(s);
 }
 
+TEST(no_quiet_except_passes_service_sends_of_its_campaigns_only) {
+  char err[200];
+  store_t *s = store_open_copy(NULL, err, sizeof err);
+  fixture_t f;
+  fixture(&f, s);
+  CHECK_INT(add(f.inv, "night", "{\"no_quiet\": {\"from\": \"21:00\", \"to\": \"09:00\", \"except\": [\"welcome\"]}}"), 0);
+  CHECK_STR(refusal(f.inv, "{\"no_quiet\": {\"from\": \"21:00\", \"to\": \"09:00\", \"except\": \"welcome\"}}"),
+            "option 'no_quiet.except' must be a list of campaign names");
+  EXPECT(&f, "m-1", f.tz, "2026-11-02T23:00:00+08:00",
+         "{\"action\": \"send\", \"campaign\": \"welcome\", \"category\": \"service\"}", "");
+  EXPECT(&f, "m-1", f.tz, "2026-11-02T23:00:00+08:00",
+         "{\"action\": \"send\", \"campaign\": \"welcome\", \"category\": \"marketing\"}", "night");
+  EXPECT(&f, "m-1", f.tz, "2026-11-02T23:00:00+08:00",
+         "{\"action\": \"send\", \"campaign\": \"promo\", \"category\": \"service\"}", "night");
+  fixture_free(&f);
+  store_close(s);
+}
+
 TEST(points_budget_per_engine_day) {
   char err[200];
   store_t *s = store_open_copy(NULL, err, sizeof err);
@@ -234,6 +252,7 @@ int main(void) {
   RUN(declarations_refused_name_the_option);
   RUN(max_marketing_local_day_and_week);
   RUN(no_quiet_and_reachable);
+  RUN(no_quiet_except_passes_service_sends_of_its_campaigns_only);
   RUN(points_budget_per_engine_day);
   RUN(tallies_survive_a_restart_and_roll_back_with_a_savepoint);
   return UNIT_DONE();
