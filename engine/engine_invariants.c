@@ -3,7 +3,8 @@
  * moment, and the tallies are written in the handler's savepoint (a handler rolled back
  * takes its counts and its violations with it). After the batch commits, the custom rules
  * run on each action (the script set, with a handler's budget), and every violation is
- * counted and handed to on_violation, or logged. Nothing here changes an action. */
+ * counted and handed to on_violation, or logged. Nothing here changes an action. Our own
+ * design, following the engine's pattern of holding a batch's actions until commit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,9 @@ static json_t *member_view(engine_t *e, member_t *m) {
   const char *k;
   json_t *v;
   json_object_foreach(member_tags(m), k, v) json_array_append_new(tags, json_string(k));
-  json_t *view = json_pack("{s:s, s:O, s:o, s:I, s:I, s:f, s:s}", "id", m->id, "attrs", member_attrs(m), "tags", tags,
+  /* a deep copy: later handlers of the batch change her attributes before the check runs */
+  json_t *view = json_pack("{s:s, s:o, s:o, s:I, s:I, s:f, s:s}", "id", m->id, "attrs",
+                           json_deep_copy(member_attrs(m)), "tags", tags,
                            "points", (json_int_t)m->points, "orders", (json_int_t)m->orders, "spend", m->spend,
                            "tz", tz_name(engine_member_tz(e, m)));
   return view;

@@ -8,7 +8,9 @@
  * was committed; `action` is the action as its NDJSON object and `member` a copy of her
  * state when the action was recorded (id, attrs, tags, points, orders, spend, tz):
  * changing either changes nothing. The rule holds when `ok` is true (any value but false
- * and nil); a check that returns nothing fails, so a forgotten `return` is seen. */
+ * and nil); a check that returns nothing fails, so a forgotten `return` is seen. Our own
+ * code, built like hearth.guard in lua_api.c (a function kept by registry reference,
+ * called through luahost_call). */
 #include <assert.h>
 #include <lauxlib.h>
 #include <stdlib.h>

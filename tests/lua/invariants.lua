@@ -46,3 +46,16 @@ hearth.cron("0 10 * * *", function(slot)
   for m in hearth.members { tag = "swept", chunk = 2 } do m:send("vip_offer") end
 end)
 hearth.on("mark", function(m, ev) m:tag("swept") end)
+-- a custom check sees her attributes as they were when the action was recorded
+hearth.invariant {
+  name = "level_then",
+  check = function(action, member)
+    if action.template ~= "level_check" then return true end
+    return member.attrs.level == 1, "level was " .. tostring(member.attrs.level)
+  end,
+}
+hearth.on("level_send_then_raise", function(m, ev)
+  m:set("level", 1)
+  m:send("level_check", { category = "service" })
+  m:set("level", 2) -- before the batch commits and the check runs
+end)

@@ -141,3 +141,10 @@ test("sends of a cron sweep are judged, custom checks between its chunks", funct
   end
   t:eq(members, { "m-1", "m-2", "m-4", "m-5" })
 end)
+
+test("a custom check sees the member as she was when the action was recorded", function(t)
+  t:at("2026-11-02T10:00:00+08:00")
+  t:event("m-1", "level_send_then_raise")
+  t:expect_violations(0)
+  t:expect_attr("m-1", "level", 2)
+end)
