@@ -462,6 +462,7 @@ int eng_call_end(engine_t *e, engine_call_t *c, const char *err) {
   if (!err) {
     int rc = c->savepoint ? store_release(e->store) : 0;
     member_undo_end(&c->undo);
+    if (rc == 0) eng_invariants_settle(e, c->pending_mark);
     return rc;
   }
   member_undo_restore(&c->undo);

@@ -1,9 +1,11 @@
 /* engine_invariants: the engine's side of the invariants (invariants.h). A queued action is
  * judged against the built-in rules when it is recorded, with her state and zone at that
  * moment, and the tallies are written in the handler's savepoint (a handler rolled back
- * takes its counts and its violations with it). After the batch commits, the custom rules
- * run on each action (the script set, with a handler's budget), and every violation is
- * counted and handed to on_violation, or logged. Nothing here changes an action. Our own
+ * takes its counts and its violations with it). The custom rules run (the script set, with
+ * a handler's budget) once the handler that recorded the action has returned and its
+ * changes are kept, or at the latest at commit (a cron run's chunk), so that her views
+ * are held for one call only. After the batch commits every violation is counted and
+ * handed to on_violation, or logged. Nothing here changes an action. Our own
  * design, following the engine's pattern of holding a batch's actions until commit. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,29 +94,37 @@ static void report(engine_t *e, json_t *action, const char *rule, const char *me
     log_violation(e, &v);
 }
 
-/* Run the custom rules on a committed action. */
+/* Run the custom rules on p, keeping what it broke with the built-in rules' findings,
+ * and let go of her view. */
 static void run_custom(engine_t *e, pending_action_t *p) {
   const invariants_t *inv = scripts_invariants(e->scripts);
   for (int i = 0; i < invariants_count(inv); i++) {
     if (invariants_kind(inv, i) != INV_CUSTOM) continue;
     char *message, *err;
     int ok = scripts_invariant_check(e->scripts, i, p->body, p->member_view, &message, &err);
-    if (ok < 0) {
-      char *m = xasprintf("the check raised: %s", err ? err : "?");
-      report(e, p->body, invariants_name(inv, i), m);
-      free(m);
-    } else if (!ok) {
-      report(e, p->body, invariants_name(inv, i), message ? message : "violated");
+    char *raised = ok < 0 ? xasprintf("the check raised: %s", err ? err : "?") : NULL;
+    if (ok <= 0) {
+      if (!p->violations) p->violations = json_array();
+      json_array_append_new(p->violations, json_pack("{s:s, s:s}", "rule", invariants_name(inv, i), "message",
+                                                     raised ? raised : message ? message : "violated"));
     }
+    free(raised);
     free(message);
     free(err);
   }
+  json_decref(p->member_view);
+  p->member_view = NULL;
+}
+
+void eng_invariants_settle(engine_t *e, int from) {
+  for (int i = from; i < e->npending; i++)
+    if (e->pending[i].member_view && eng_invariants_on(e)) run_custom(e, &e->pending[i]);
 }
 
 void eng_invariants_report(engine_t *e, pending_action_t *p) {
+  if (p->member_view && eng_invariants_on(e)) run_custom(e, p);
   size_t i;
   json_t *v;
   json_array_foreach(p->violations, i, v)
       report(e, p->body, json_string_value(json_object_get(v, "rule")), json_string_value(json_object_get(v, "message")));
-  if (p->member_view && eng_invariants_on(e)) run_custom(e, p);
 }

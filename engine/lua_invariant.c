@@ -4,8 +4,8 @@
  * declaration and keeps custom check functions in the registry.
  *
  * A custom check is check = function(action, member) return ok, message end. It runs in
- * the sandbox with a handler's budget, as the campaign that declared it, after its action
- * was committed; `action` is the action as its NDJSON object and `member` a copy of her
+ * the sandbox with a handler's budget, as the campaign that declared it, once the handler
+ * that recorded its action has returned (engine_invariants.c says when); `action` is the action as its NDJSON object and `member` a copy of her
  * state when the action was recorded (id, attrs, tags, points, orders, spend, tz):
  * changing either changes nothing. The rule holds when `ok` is true (any value but false
  * and nil); a check that returns nothing fails, so a forgotten `return` is seen. Our own

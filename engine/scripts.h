@@ -47,8 +47,8 @@ int scripts_guard(scripts_t *s, const char *campaign, struct engine_call *call, 
 
 /* The invariants declared with hearth.invariant (invariants.h). */
 const invariants_t *scripts_invariants(scripts_t *s);
-/* Run custom invariant i (kind INV_CUSTOM) on a committed action (its NDJSON object) and
- * the member's view, outside any handler, with a handler's budget: 1 holds, 0 violated
+/* Run custom invariant i (kind INV_CUSTOM) on a kept action (its NDJSON object) and the
+ * member's view, outside any handler, with a handler's budget: 1 holds, 0 violated
  * (*message malloc'd), -1 when the check raised (*err: message and traceback). */
 int scripts_invariant_check(scripts_t *s, int i, json_t *action, json_t *member, char **message, char **err);
 
