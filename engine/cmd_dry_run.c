@@ -7,7 +7,8 @@
  * (default: 30 days after the last event). Actions go to stdout as NDJSON (only the
  * selected members' with --member), or each selected member's timeline (timeline.c);
  * a summary per campaign and step to stderr (and a line per broadcast that ran, with its
- * audience). Nothing is delivered. */
+ * audience), and each invariant an action broke (hearth.invariant) as a line on stderr:
+ * any makes the exit status 1. Nothing is delivered. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +33,10 @@ static const char *usage =
     "  --timeline           with --member: print each member's path instead, in time\n"
     "                       order: events, timers set/fired/void, counters, failures,\n"
     "                       actions with status and reason\n"
-    "Log lines carry the virtual time (and \"clock\":\"virtual\").\n"
-    "Exit status: 0 ok, 1 when a line was rejected, a handler failed or the database\n"
-    "failed, 2 usage error.\n";
+    "Log lines carry the virtual time (and \"clock\":\"virtual\"). Each invariant\n"
+    "(hearth.invariant) an action breaks is a line on stderr.\n"
+    "Exit status: 0 ok, 1 when a line was rejected, a handler failed, an invariant was\n"
+    "violated or the database failed, 2 usage error.\n";
 
 typedef struct {
   const cli_t *cli;
@@ -54,6 +56,13 @@ static void on_action(void *ud, json_t *a, const char *text) {
     fputc('\n', stdout);
   }
   free(line);
+}
+
+/* One line on stderr per violation: the rule, the action, the member, what broke. */
+static void on_violation(void *ud, const violation_t *v) {
+  (void)ud;
+  fprintf(stderr, "hearth: invariant '%s' violated by action %s (member %s): %s\n", v->rule, v->action_id, v->member,
+          v->message);
 }
 
 int cmd_dry_run(int argc, char **argv) {
@@ -79,6 +88,7 @@ int cmd_dry_run(int argc, char **argv) {
   dry_run_out_t out = {.cli = &c, .timeline = c.timeline ? timeline_new(e, c.members, c.nmembers) : NULL};
   e->on_action = on_action;
   e->on_action_ud = &out;
+  e->on_violation = on_violation;
   unsigned long rejected = 0;
   int status = vrun_run(e, in, c.events, c.max_future, until_abs, until_rel, &rejected);
   if (in != stdin) fclose(in);
@@ -95,6 +105,10 @@ int cmd_dry_run(int argc, char **argv) {
   if (status == 0 && (rejected || e->stats.handler_errors)) {
     fprintf(stderr, "hearth: %lu lines rejected, %lu handler failures (see the log above)\n", rejected,
             e->stats.handler_errors);
+    status = 1;
+  }
+  if (e->stats.invariant_violations) {
+    fprintf(stderr, "hearth: %lu invariant violations (see above)\n", e->stats.invariant_violations);
     status = 1;
   }
   e->on_trace = NULL;

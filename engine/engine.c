@@ -210,6 +210,8 @@ void engine_close(engine_t *e) {
   free(e->pending);
   for (int i = 0; i < e->stats.nchannels; i++) free(e->stats.by_channel[i].channel);
   free(e->stats.by_channel);
+  for (int i = 0; i < e->stats.nrules; i++) free(e->stats.by_rule[i].rule);
+  free(e->stats.by_rule);
   member_cache_free(&e->members);
   store_close(e->store);
   for (int i = 0; i < e->nzones; i++) tz_free(e->zones[i]);
@@ -348,18 +350,22 @@ void eng_drop_pending(engine_t *e, int mark) {
   while (e->npending > mark) {
     pending_action_t *p = &e->pending[--e->npending];
     json_decref(p->body);
+    json_decref(p->violations);
+    json_decref(p->member_view);
     free(p->text);
     free(p->channel);
   }
 }
 
-/* Report the batch's actions: counters, then the on_action callback, in order. */
+/* Report the batch's actions: counters, then the on_action callback and the invariants
+ * they broke, in order. */
 static void report_pending(engine_t *e) {
   for (int i = 0; i < e->npending; i++) {
     pending_action_t *p = &e->pending[i];
     e->stats.actions[p->status]++;
     count_channel_action(&e->stats, p->channel, p->status);
     if (e->on_action && p->body) e->on_action(e->on_action_ud, p->body, p->text);
+    eng_invariants_report(e, p);
   }
   eng_drop_pending(e, 0);
 }
@@ -511,6 +517,7 @@ int eng_call_end(engine_t *e, engine_call_t *c, const char *err) {
   if (!err) {
     int rc = c->savepoint ? store_release(e->store) : 0;
     member_undo_end(&c->undo);
+    if (rc == 0) eng_invariants_settle(e, c->pending_mark);
     return rc;
   }
   if (call_undo(e, c) < 0) return -1;

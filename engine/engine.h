@@ -68,6 +68,12 @@ typedef struct {
   unsigned long by_status[AS_COUNT];
 } channel_actions_t;
 
+/* Violations of one invariant rule since start (by name: they outlive a reload). */
+typedef struct {
+  char *rule;
+  unsigned long n;
+} rule_violations_t;
+
 typedef struct {
   unsigned long accepted, duplicates, rejected, failed, timers_fired, timers_cancelled;
   unsigned long actions[AS_COUNT];
@@ -77,6 +83,9 @@ typedef struct {
   double handler_seconds;
   channel_actions_t *by_channel;
   int nchannels;
+  unsigned long invariant_violations;  /* all rules */
+  rule_violations_t *by_rule;
+  int nrules;
 } engine_stats_t;
 
 /* What happened to one event. */
@@ -88,7 +97,15 @@ typedef struct {
   char *text;       /* the body as stored (compact JSON), or NULL when it was not stored */
   int status;
   char *channel;
+  json_t *violations;  /* the built-in invariants it broke ([{rule, message}]), or NULL */
+  json_t *member_view; /* her state when recorded, for custom invariants, or NULL */
 } pending_action_t;
+
+/* An invariant broken by a committed action (strings valid during the callback). */
+typedef struct {
+  const char *rule, *member, *action_id, *message;
+  json_t *action;      /* the action as its NDJSON object */
+} violation_t;
 
 /* Funnel counters added in the open batch, by key, written once each at commit. */
 typedef struct funnel_sum {
@@ -185,7 +202,17 @@ typedef struct engine {
   /* Called as it happens for what engine_trace_t lists (NULL: nothing is traced). */
   void (*on_trace)(void *ud, const engine_trace_t *t);
   void *on_trace_ud;
+  /* Called at commit for every invariant violation, after on_action for its action (dry-run
+   * prints them, hearth test fails the case, hearth diff may count them). NULL: each is
+   * logged as a warning, at most INVARIANT_LOG_PER_MINUTE a minute. Either way they are
+   * counted in stats (invariant_violations, by_rule). Violations change no action. */
+  void (*on_violation)(void *ud, const violation_t *v);
+  void *on_violation_ud;
+  uint64_t violation_log_minute;  /* the minute (monotonic) of the last logged violation */
+  unsigned long violation_log_n, violation_log_dropped;
 } engine_t;
+
+#define INVARIANT_LOG_PER_MINUTE 60
 
 /* Open the store, load the zone and the scripts. NULL with a message (every script error
  * as file:line: message, one per line) in *err (malloc'd) on failure. */

@@ -85,8 +85,10 @@ static void spec_release(action_spec_t *a) {
   a->fields = a->reason = NULL;
 }
 
-/* Hold an action for the commit's report; text (taken, may be NULL) is its stored form. */
-static void hold(engine_t *e, json_t *body, char *text, int status, const char *channel) {
+/* Hold an action for the commit's report; text (taken, may be NULL) is its stored form.
+ * A queued one is judged by the invariants now (engine_invariants.c): -1 on a database
+ * error (the call is marked failed), else 0. */
+static int hold(engine_t *e, engine_call_t *c, json_t *body, char *text, int status, const char *channel) {
   if (e->npending == e->cappending)
     e->pending = xrealloc(e->pending, (size_t)(e->cappending = e->cappending ? e->cappending * 2 : 64) * sizeof *e->pending);
   pending_action_t *p = &e->pending[e->npending++];
@@ -94,6 +96,8 @@ static void hold(engine_t *e, json_t *body, char *text, int status, const char *
   p->text = text;
   p->status = status;
   p->channel = channel ? xstrdup(channel) : NULL;
+  p->violations = p->member_view = NULL;
+  return eng_invariants_judge(e, c, p);
 }
 
 /* The stable id of an action: campaign/member/key, or campaign/member/event/n. */
@@ -254,7 +258,8 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
   }
   const char *campaign = a->campaign ? a->campaign : c->campaign;
   int deliver = channel_delivers(e, a->channel, a->kind) && e->now >= e->expire_before;
-  if (deliver || e->on_action) body = action_body(e, c, a, id, AS_QUEUED, fields, NULL); /* else no one reads it */
+  if (deliver || e->on_action || eng_invariants_on(e)) /* else no one reads it */
+    body = action_body(e, c, a, id, AS_QUEUED, fields, NULL);
   char *text = NULL;
   if (deliver) {
     text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -275,8 +280,8 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
   } else {
     eng_funnel_add(e, campaign, a->step ? a->step : "", "", a->kind, 1);
   }
-  hold(e, body, text, AS_QUEUED, a->channel);
   *recorded = 1;
+  if (hold(e, c, body, text, AS_QUEUED, a->channel) < 0) goto out;
   rc = AS_QUEUED;
 out:
   if (rc == -1) c->db_failed = 1;
@@ -373,8 +378,8 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
     free(text);
     goto out;
   }
-  hold(e, body, text, status, a->channel);
   *recorded = 1;
+  if (hold(e, c, body, text, status, a->channel) < 0) goto out;
   rc = status == AS_EXPIRED ? AS_QUEUED : status;
 out:
   if (rc == -1) c->db_failed = 1;

@@ -100,4 +100,17 @@ int eng_task_open(engine_t *e, const char *id, const char *member, json_t *field
  * of a definition that declares a migration), due now; logged on a failure. */
 void eng_add_migrations(engine_t *e);
 
+/* engine_invariants.c: judge a queued action against the built-in invariants as it is
+ * recorded (tallies in the call's transaction), keeping what it broke and, when custom
+ * rules exist, her view on p. 0, or -1 on a database error (the call is marked failed). */
+int eng_invariants_judge(engine_t *e, engine_call_t *c, pending_action_t *p);
+/* A handler call kept its changes: run the custom rules on the actions it recorded
+ * (pending[from..]), outside any Lua call; what they find is reported at commit. */
+void eng_invariants_settle(engine_t *e, int from);
+/* After commit: run the custom rules on p if not done yet, then count and report every
+ * violation of p. */
+void eng_invariants_report(engine_t *e, pending_action_t *p);
+/* 1 when the script set declares any invariant. */
+int eng_invariants_on(engine_t *e);
+
 #endif

@@ -445,6 +445,7 @@ static void install_api(lua_State *L, void *ud) {
   broadcast_api_install(L);
   staff_api_install(L);
   versions_api_install(L);
+  invariant_api_install(L);
   lua_setfield(L, -2, "hearth");
   member_api_install(L);
 }
@@ -453,9 +454,12 @@ scripts_t *scripts_load(engine_t *e, strbuf_t *errors) {
   scripts_t *s = xcalloc(1, sizeof *s);
   s->engine = e;
   s->restraint = restraint_new();
+  s->invariants = invariants_new();
   s->host = luahost_new(&e->limits, e->stdlib_dir, e->scripts_dir, install_api, s);
   if (!s->host) {
     sb_adds(errors, "cannot create the Lua state\n");
+    restraint_free(s->restraint);
+    invariants_free(s->invariants);
     free(s);
     return NULL;
   }
@@ -489,6 +493,7 @@ void scripts_free(scripts_t *s) {
   for (int i = 0; i < s->nchannels; i++) free(s->channels[i].name), json_decref(s->channels[i].opts);
   free(s->channels);
   restraint_free(s->restraint);
+  invariants_free(s->invariants);
   for (int i = 0; i < s->nguards; i++) free(s->guard_campaigns[i]);
   free(s->guard_campaigns);
   free(s->guard_refs);

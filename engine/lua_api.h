@@ -56,6 +56,7 @@ struct scripts {
   int staff_declared;      /* hearth.staff was called */
   char *staff_fallback;    /* its owner of tasks whose member has none, or NULL */
   int64_t task_due;        /* its default due time of a task, seconds after it is set */
+  invariants_t *invariants; /* hearth.invariant (lua_invariant.c) */
   engine_call_t *cur;     /* the call in progress, or NULL */
   unsigned gen;           /* bumped after each call and each sweep member: stale handles are refused */
   version_decl_t *versions; /* hearth.keep_version, in declaration order (lua_versions.c) */
@@ -89,6 +90,8 @@ const char *staff_task_fallback(scripts_t *s);
 /* lua_versions.c: hearth.digest, fn_digest, keep_version, kept_version; freeing. */
 void versions_api_install(lua_State *L);
 void versions_decls_free(scripts_t *s);
+/* lua_invariant.c */
+void invariant_api_install(lua_State *L);
 
 /* lua_member.c */
 void member_api_install(lua_State *L);

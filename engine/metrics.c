@@ -113,6 +113,13 @@ int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text)
       label(&sb, s->by_channel[i].channel);
       sb_addf(&sb, "\"} %lu\n", s->by_channel[i].by_status[st]);
     }
+  sb_adds(&sb, "# HELP hearth_invariant_violations_total Actions that broke an invariant since start, by rule.\n"
+               "# TYPE hearth_invariant_violations_total counter\n");
+  for (int i = 0; i < s->nrules; i++) {
+    sb_adds(&sb, "hearth_invariant_violations_total{rule=\"");
+    label(&sb, s->by_rule[i].rule);
+    sb_addf(&sb, "\"} %lu\n", s->by_rule[i].n);
+  }
   if (d) {
     for (int k = 0; k < 5; k++) {
       sb_addf(&sb, "# HELP hearth_delivery_%s_total %s\n# TYPE hearth_delivery_%s_total counter\n",

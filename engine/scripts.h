@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cron.h"
+#include "invariants.h"
 #include "restraint.h"
 #include "util.h"
 
@@ -43,6 +44,13 @@ const restraint_t *scripts_restraint(scripts_t *s);
  * as JSON) still applies when it is judged again: 1 yes (or no guard), 0 no, -1 when the
  * guard raised (*err: message and traceback). */
 int scripts_guard(scripts_t *s, const char *campaign, struct engine_call *call, json_t *send, char **err);
+
+/* The invariants declared with hearth.invariant (invariants.h). */
+const invariants_t *scripts_invariants(scripts_t *s);
+/* Run custom invariant i (kind INV_CUSTOM) on a kept action (its NDJSON object) and the
+ * member's view, outside any handler, with a handler's budget: 1 holds, 0 violated
+ * (*message malloc'd), -1 when the check raised (*err: message and traceback). */
+int scripts_invariant_check(scripts_t *s, int i, json_t *action, json_t *member, char **message, char **err);
 
 /* Cron entries. */
 int scripts_cron_count(scripts_t *s);

@@ -20,7 +20,8 @@
  *   purged_counts actions removed by a purge, counted as the funnel report counts the outbox (8)
  *   script_versions      each script set loaded: its hash, first and last load, its files (9)
  *   definition_versions  each journey definition by its own hash, its text kept, so that
- *                        runs pinned to it finish on it after a reload (9) */
+ *                        runs pinned to it finish on it after a reload (9)
+ *   invariant_tallies  what invariant rules count, per rule, key and window (10) */
 #include "store.h"
 
 #include <assert.h>
@@ -125,6 +126,10 @@ static const char *const migrations[] = {
     "CREATE TABLE definition_versions(kind TEXT NOT NULL, name TEXT NOT NULL, hash TEXT NOT NULL,"
     "  label TEXT, body TEXT NOT NULL, set_hash TEXT NOT NULL, loaded_at INTEGER NOT NULL,"
     "  PRIMARY KEY (kind, name, hash)) WITHOUT ROWID;",
+    /* 10: what the invariants count (invariants.c): sends per member per local day or
+     * week, points per campaign per day, by rule, key and the window's start */
+    "CREATE TABLE invariant_tallies(rule TEXT NOT NULL, key TEXT NOT NULL, since INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL, PRIMARY KEY (rule, key, since)) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -2097,4 +2102,30 @@ int store_runs_in_flight(store_t *s, const char *attr,
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return failed(s, st);
   sqlite3_reset(st);
   return n;
+}
+
+/* ==== invariants: the tallies their rules keep (invariants.c) ==== */
+
+int store_invariant_add(store_t *s, const char *rule, const char *key, int64_t since, int64_t n, int64_t *total) {
+  static query_t q = QUERY("INSERT INTO invariant_tallies(rule, key, since, n) VALUES (?1, ?2, ?3, ?4)"
+                           " ON CONFLICT DO UPDATE SET n = n + excluded.n RETURNING n");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, rule);
+  bind_text(st, 2, key);
+  bind_int(st, 3, since);
+  bind_int(st, 4, n);
+  if (sqlite3_step(st) != SQLITE_ROW) return failed(s, st);
+  *total = sqlite3_column_int64(st, 0);
+  if (sqlite3_step(st) != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return 0;
+}
+
+int store_invariant_prune(store_t *s, int64_t before) {
+  static query_t q = QUERY("DELETE FROM invariant_tallies WHERE since < ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, before);
+  return run(s, st);
 }

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 typedef struct store {
   sqlite3 *db;
@@ -542,5 +542,13 @@ int store_definition_names(store_t *s, const char *kind,
  * order, with that attribute as JSON text; each() returns -1 to stop. The count or -1. */
 int store_runs_in_flight(store_t *s, const char *attr,
                          int (*each)(void *ud, const char *member, const char *state), void *ud);
+/* ==== invariants: the tallies their rules keep (invariants.c) ==== */
+
+/* Add n to the tally of (rule, key, window starting at since) and read the new sum into
+ * *total, inside the open transaction (a handler rolled back takes its additions with
+ * it). 0, or -1 (logged). */
+int store_invariant_add(store_t *s, const char *rule, const char *key, int64_t since, int64_t n, int64_t *total);
+/* Forget the tallies of windows that started before `before`. 0, or -1 (logged). */
+int store_invariant_prune(store_t *s, int64_t before);
 
 #endif

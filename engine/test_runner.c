@@ -35,6 +35,8 @@ typedef struct {
   test_file_t *tf;
   engine_t *e;
   json_t *actions;       /* every action recorded or re-judged, in order */
+  json_t *violations;    /* every invariant violation, in order: {rule, member, action, message} */
+  size_t seen_violations; /* acknowledged by t:expect_violations */
   unsigned long seen_failures;
   int started;
   unsigned long event_n;
@@ -95,6 +97,25 @@ static void on_action(void *ud, json_t *a, const char *text) {
   (void)text;
   case_ctx_t *c = ud;
   json_array_append(c->actions, a);
+}
+
+static void on_violation(void *ud, const violation_t *v) {
+  case_ctx_t *c = ud;
+  json_array_append_new(c->violations, json_pack("{s:s, s:s, s:s, s:s}", "rule", v->rule, "member", v->member,
+                                                 "action", v->action_id, "message", v->message));
+}
+
+/* The violations after the first `from`, one per line, for failure messages. */
+static char *list_violations(json_t *violations, size_t from) {
+  strbuf_t sb;
+  sb_init(&sb);
+  for (size_t i = from; i < json_array_size(violations); i++) {
+    json_t *v = json_array_get(violations, i);
+    sb_addf(&sb, "%sinvariant '%s', member %s, action %s: %s", i > from ? "\n" : "",
+            json_string_value(json_object_get(v, "rule")), json_string_value(json_object_get(v, "member")),
+            json_string_value(json_object_get(v, "action")), json_string_value(json_object_get(v, "message")));
+  }
+  return sb_take(&sb);
 }
 
 /* Move the clock to t, firing what is due on the way. */
@@ -462,6 +483,30 @@ static int t_expect_failures(lua_State *L) {
   return 0;
 }
 
+/* t:violations() -> every invariant violation so far, in order: {rule=, member=, action=, message=}. */
+static int t_violations(lua_State *L) {
+  case_ctx_t *c = check_t(L);
+  jl_push(L, c->violations);
+  return 1;
+}
+
+/* t:expect_violations(n): exactly n invariant violations so far (they fail a case otherwise). */
+static int t_expect_violations(lua_State *L) {
+  case_ctx_t *c = check_t(L);
+  lua_Integer want = luaL_checkinteger(L, 2);
+  lua_Integer got = (lua_Integer)json_array_size(c->violations);
+  if (got != want) {
+    char *list = list_violations(c->violations, 0);
+    luaL_where(L, 1);
+    lua_pushfstring(L, "%sexpected %I invariant violations, got %I%s%s", lua_tostring(L, -1), want, got,
+                    got ? ":\n" : "", list ? list : "");
+    free(list);
+    return lua_error(L);
+  }
+  c->seen_violations = json_array_size(c->violations);
+  return 0;
+}
+
 /* t:counter(metric [, {campaign=, step=, variant=}]) -> the funnel counter (hearth.count),
  * summed over what is not given. */
 static int t_counter(lua_State *L) {
@@ -510,7 +555,8 @@ static const luaL_Reg t_methods[] = {
     {"expect_no_action", t_expect_no_action}, {"member", t_member},
     {"expect_points", t_expect_points}, {"expect_tag", t_expect_tag},
     {"expect_no_tag", t_expect_no_tag}, {"expect_attr", t_expect_attr}, {"eq", t_eq},
-    {"eval", t_eval}, {"expect_failures", t_expect_failures}, {NULL, NULL}};
+    {"eval", t_eval}, {"expect_failures", t_expect_failures}, {"violations", t_violations},
+    {"expect_violations", t_expect_violations}, {NULL, NULL}};
 
 static void install_test_api(lua_State *L, void *ud) {
   (void)ud;
@@ -590,10 +636,12 @@ static void run_case(test_file_t *tf, luahost_t *h, test_case_t *tc) {
     free(err);
     return;
   }
-  case_ctx_t ctx = {.tf = tf, .e = e, .actions = json_array()};
+  case_ctx_t ctx = {.tf = tf, .e = e, .actions = json_array(), .violations = json_array()};
   engine_use_virtual_clock(e);
   e->on_action = on_action;
   e->on_action_ud = &ctx;
+  e->on_violation = on_violation;
+  e->on_violation_ud = &ctx;
   run_args_t a = {.ctx = &ctx, .ref = tc->ref};
   int rc = luahost_call(h, run_case_body, &a, &err);
   retire_t(h->L);
@@ -602,9 +650,15 @@ static void run_case(test_file_t *tf, luahost_t *h, test_case_t *tc) {
     err = xasprintf("a campaign handler failed (use t:expect_failures(n) if that is expected):\n%s", f ? f : "?");
     free(f);
   }
+  if (rc == 0 && !err && json_array_size(ctx.violations) > ctx.seen_violations) {
+    char *list = list_violations(ctx.violations, ctx.seen_violations);
+    err = xasprintf("an invariant was violated (use t:expect_violations(n) if that is expected):\n%s", list);
+    free(list);
+  }
   report(tf->run, tf->path, tc->name, err);
   free(err);
   json_decref(ctx.actions);
+  json_decref(ctx.violations);
   engine_close(e);
 }
 

@@ -4,10 +4,13 @@
 # A figure, not a test. Needs a built hearth (build/hearth, or HEARTH_BIN).
 #   MEMBERS=100000 DAYS=90 EVENTS=1000000 SEED=1   generator parameters (gen_events.py)
 #   UNTIL=30d                                       how far the clock runs after the last event
+#   SCRIPTS=scripts                                 the campaigns' folder (e.g. without or with
+#                                                   more invariants, to measure their cost)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 MEMBERS=${MEMBERS:-100000} DAYS=${DAYS:-90} EVENTS=${EVENTS:-1000000} SEED=${SEED:-1} UNTIL=${UNTIL:-30d}
+SCRIPTS=${SCRIPTS:-$root/scripts}
 HEARTH_BIN=${HEARTH_BIN:-$root/build/hearth}
 [ -x "$HEARTH_BIN" ] || { echo "run_dry_run.sh: no hearth binary at $HEARTH_BIN (bash setup.sh demo builds one)" >&2; exit 1; }
 events=/tmp/hearth-dryrun-e$EVENTS-m$MEMBERS-d$DAYS-s$SEED.ndjson
@@ -17,7 +20,7 @@ if [ ! -s "$events" ]; then
   echo "generator:   $(python3 -c "print(round($(date +%s.%N) - $t0, 2))") s (not counted)"
 fi
 out=$(mktemp -d)
-python3 - "$HEARTH_BIN" "$events" "$root/scripts" "$UNTIL" "$out" <<'PY'
+python3 - "$HEARTH_BIN" "$events" "$SCRIPTS" "$UNTIL" "$out" <<'PY'
 import resource, subprocess, sys, time
 bin_, events, scripts, until, out = sys.argv[1:]
 t0 = time.time()
