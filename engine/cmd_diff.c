@@ -33,8 +33,9 @@ static const char *usage =
     "  --member ID          only this member's actions (repeatable, up to 64); funnel and\n"
     "                       points rows, which are about everyone, are left out\n"
     "  --timeline           with --member: also print each member's path before and after\n"
+    "Each invariant (hearth.invariant) an action breaks in either run is a line on stderr.\n"
     "Nothing is delivered and no file is written. Exit status: 0 identical, 1 something\n"
-    "differs or a run failed, 2 usage error.\n";
+    "differs, the new scripts break an invariant, or a run failed; 2 usage error.\n";
 
 /* What one run leaves for the report once its engine is closed. */
 typedef struct {
@@ -90,6 +91,14 @@ static FILE *rereadable_events(const char *name) {
   return tmp;
 }
 
+/* An invariant broken in one of the runs: a line on stderr naming the run, the rule, the
+ * action and the member. */
+static void on_violation(void *ud, const violation_t *v) {
+  const collector_t *col = ud;
+  fprintf(stderr, "hearth: %s: invariant '%s' violated by action %s (member %s): %s\n", col->run ? "after" : "before",
+          v->rule, v->action_id, v->member, v->message);
+}
+
 /* Run one script folder; 0, or 1 when it could not run to its end. */
 static int run_one(const cli_t *c, const char *scripts, FILE *in, int run, action_diff_t *diff,
                    int64_t until_abs, int64_t until_rel, run_result_t *res) {
@@ -100,6 +109,8 @@ static int run_one(const cli_t *c, const char *scripts, FILE *in, int run, actio
   res->timeline = col.timeline;
   e->on_action = on_action;
   e->on_action_ud = &col;
+  e->on_violation = on_violation;
+  e->on_violation_ud = &col;
   int status = vrun_run(e, in, c->events, c->max_future, until_abs, until_rel, &res->rejected);
   res->funnel = summary_json(e->store);
   if (!res->funnel) {
@@ -108,6 +119,7 @@ static int run_one(const cli_t *c, const char *scripts, FILE *in, int run, actio
   }
   res->stats = e->stats;
   res->stats.by_channel = NULL, res->stats.nchannels = 0;
+  res->stats.by_rule = NULL; /* freed with the engine; the total is kept */
   e->on_trace = NULL;
   engine_close(e);
   if (status) fprintf(stderr, "hearth: the run of %s failed\n", scripts);
@@ -293,6 +305,8 @@ static void report_totals(const report_t *r, const cli_t *c, const run_result_t 
     json_object_set_new(o, "events", json_integer((json_int_t)res[0].stats.accepted));
     json_object_set_new(o, "failed_before", json_integer((json_int_t)res[0].stats.failed));
     json_object_set_new(o, "failed_after", json_integer((json_int_t)res[1].stats.failed));
+    json_object_set_new(o, "invariant_violations_before", json_integer((json_int_t)res[0].stats.invariant_violations));
+    json_object_set_new(o, "invariant_violations_after", json_integer((json_int_t)res[1].stats.invariant_violations));
     print_json(o);
     return;
   }
@@ -301,7 +315,8 @@ static void report_totals(const report_t *r, const cli_t *c, const run_result_t 
   for (int i = 0; i < AS_COUNT; i++)
     if (res[0].stats.actions[i] || res[1].stats.actions[i])
       printf(" %s %lu -> %lu;", action_status_names[i], res[0].stats.actions[i], res[1].stats.actions[i]);
-  printf(" handler failures %lu -> %lu\n", res[0].stats.failed, res[1].stats.failed);
+  printf(" handler failures %lu -> %lu; invariant violations %lu -> %lu\n", res[0].stats.failed, res[1].stats.failed,
+         res[0].stats.invariant_violations, res[1].stats.invariant_violations);
   printf("members with actions: %ld -> %ld; members changed: %ld%s\n", adiff_member_count(d, 0),
          adiff_member_count(d, 1), members_changed, c->nmembers ? " (of those selected)" : "");
   printf("%s\n", identical ? "identical" : "different");
@@ -360,6 +375,8 @@ int cmd_diff(int argc, char **argv) {
     long changed = adiff_members(d, on_member, &rep);
     if (!changed && !rep.ndjson) puts("  (none)");
     differs += changed > 0;
+    /* the new scripts breaking an invariant fails the comparison even when the old ones did too */
+    differs += res[1].stats.invariant_violations > 0 || res[0].stats.invariant_violations != res[1].stats.invariant_violations;
     report_totals(&rep, &c, res, d, changed, !differs);
     if (c.timeline) {
       timeline_print(res[0].timeline, "before", stdout);

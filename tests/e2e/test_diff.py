@@ -157,6 +157,23 @@ def test_identical_copy_exits_0():
         eq(findings[0]["identical"], True, "identical")
 
 
+def test_new_scripts_that_break_an_invariant_exit_1_with_the_rule_named():
+    # the shipped invariants (scripts/00_invariants.lua) hold for the shipped scripts; a
+    # promotion sent at 23:00 as "service" (examples/broken/late_promo.lua) breaks them
+    with Workspace() as w:
+        broken = copy_scripts(w, "broken")
+        shutil.copy(os.path.join(harness.ROOT, "examples", "broken", "late_promo.lua"), broken)
+        rc, out, err = diff(w, SCRIPTS, broken)
+        eq(rc, 1, "exit status (stdout %r)" % out[-400:])
+        contains(err, "hearth: after: invariant 'no_night_sends' violated by action ", "the rule and action named")
+        assert "hearth: before: invariant" not in err, "the shipped scripts break none: %s" % err[-600:]
+        contains(out, "invariant violations 0 -> ", "the totals count them")
+        rc, out, _ = diff(w, SCRIPTS, broken, "--format", "ndjson")
+        total = [f for f in ndjson(out) if f["finding"] == "total"][0]
+        eq(total["invariant_violations_before"], 0, "none before")
+        assert total["invariant_violations_after"] > 0, total
+
+
 def test_member_filters_diff_and_dry_run():
     with Workspace() as w:
         new = copy_scripts(w, "new", day7_to_day5)
