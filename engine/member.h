@@ -67,7 +67,7 @@ typedef struct {
 } member_cache_t;
 
 /* How many members the cache keeps between batches. */
-#define MEMBER_CACHE_KEEP 50000
+#define MEMBER_CACHE_KEEP 10000
 
 void member_cache_init(member_cache_t *c);
 /* Find or load (or create, at time `now`) the member. NULL on a database error. */
