@@ -1,8 +1,10 @@
 /* engine_points: points lots, their expiry and notices, and the points mall's redemptions
- * and refunds (see engine.h, engine_private.h). Every grant is a lot in the store (what is
- * left of it, when it expires); a spend takes from the lots that expire soonest (ties: the
- * oldest grant); an expiry, a redemption and a refund are ledger entries of their own,
- * naming the lots they touched. Sum of the ledger = balance = sum of the lots left.
+ * and refunds (see engine.h, engine_private.h). Every grant that expires is a lot in the
+ * store (what is left of it, when it expires); points that never expire are NEVER_LOT, no
+ * row: the balance less the lots, so the common grant without expiry writes its ledger
+ * entry alone. A spend takes from the lots that expire soonest (ties: the oldest grant),
+ * then from NEVER_LOT; an expiry, a redemption and a refund are ledger entries of their
+ * own, naming the lots they touched. Sum of the ledger = balance = lots left + NEVER_LOT.
  *
  * The clock: one durable timer per member (POINTS_TIMER, in the ordinary timers table),
  * armed for the earliest moment one of her lots expires or its notice is due. A grant
@@ -64,9 +66,12 @@ static int arm(engine_t *e, engine_call_t *c, int64_t due) {
 }
 
 /* Add a lot of n points expiring at `expires`, with the rule's notice, and arm the timer
- * when the lot needs the clock sooner than any she has. */
+ * when the lot needs the clock sooner than any she has. Points that never expire are no
+ * lot row: they are the part of her balance her lots do not hold (NEVER_LOT), so a grant
+ * without expiry costs the ledger entry alone. */
 static int add_lot(engine_t *e, engine_call_t *c, int64_t n, int64_t ledger_n, int64_t expires,
                    const points_rule_t *rule, const char *campaign) {
+  if (expires == STORE_NEVER) return 0;
   lot_row_t lot = {.member = c->m->id, .n = ledger_n, .granted = e->now, .expires = expires,
                    .notice_at = STORE_NO_TIME, .amount = n, .remaining = n, .campaign = (char *)campaign};
   if (expires != STORE_NEVER && rule && rule->notice_send && expires - rule->notice_before >= e->now) {
@@ -94,7 +99,8 @@ int eng_lots_take(engine_t *e, engine_call_t *c, int64_t amount, char **lots, in
   int k = store_lots_live(e->store, c->m->id, &live);
   if (k < 0) return eng_db_error(c);
   json_t *took = json_array();
-  int64_t latest = STORE_NO_TIME, left = amount;
+  int64_t latest = STORE_NO_TIME, left = amount, in_lots = 0;
+  for (int i = 0; i < k; i++) in_lots += live[i].remaining;
   int rc = 0;
   for (int i = 0; i < k && left > 0 && rc == 0; i++) {
     int64_t t = live[i].remaining < left ? live[i].remaining : left;
@@ -104,6 +110,13 @@ int eng_lots_take(engine_t *e, engine_call_t *c, int64_t amount, char **lots, in
     rc = store_lot_update(e->store, c->m->id, live[i].n, live[i].remaining - t, live[i].notice_at);
   }
   store_lots_free(live, k);
+  int64_t never = c->m->points - in_lots; /* what never expires: taken last */
+  if (rc == 0 && left > 0 && never > 0) {
+    int64_t t = never < left ? never : left;
+    left -= t;
+    latest = STORE_NEVER;
+    json_array_append_new(took, json_pack("[I, I]", (json_int_t)NEVER_LOT, (json_int_t)t));
+  }
   if (rc == 0 && left > 0) {
     log_msg(LOG_ERROR, "points lots hold less than the balance: the ledger and the lots disagree", "member",
             c->m->id, NULL);

@@ -75,12 +75,16 @@ static void add_ledger_entry(void *ud, const ledger_entry_t *e) {
   json_array_append_new(d->obj, j);
 }
 
-/* The member's lots with points left, soonest expiry first (expires null: never). */
+/* The member's lots with points left, soonest expiry first (expires null: never), then
+ * the points that never expire as lot NEVER_LOT ({"n":0, "expires":null, "left":...}: the
+ * balance less her lots, which no row holds), when there are any. */
 static int add_lots(store_t *s, const tz_t *tz, const char *id, json_t *j) {
   lot_row_t *lots;
   int n = store_lots_live(s, id, &lots);
   if (n < 0) return -1;
   json_t *arr = json_array();
+  int64_t never = json_integer_value(json_object_get(j, "points"));
+  for (int i = 0; i < n; i++) never -= lots[i].remaining;
   for (int i = 0; i < n; i++) {
     json_t *l = json_pack("{s:I, s:o, s:o, s:I, s:I, s:s}", "n", (json_int_t)lots[i].n, "granted",
                           time_json(tz, lots[i].granted), "expires",
@@ -91,6 +95,10 @@ static int add_lots(store_t *s, const tz_t *tz, const char *id, json_t *j) {
     json_array_append_new(arr, l);
   }
   store_lots_free(lots, n);
+  if (never > 0)
+    json_array_append_new(arr, json_pack("{s:I, s:n, s:n, s:I, s:I, s:s}", "n", (json_int_t)NEVER_LOT, "granted",
+                                         "expires", "amount", (json_int_t)never, "left", (json_int_t)never,
+                                         "campaign", ""));
   json_object_set_new(j, "lots", arr);
   return 0;
 }

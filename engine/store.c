@@ -74,15 +74,14 @@ static const char *const migrations[] = {
      * recorded again changes nothing without an outbox row */
     "CREATE TABLE action_keys(id TEXT PRIMARY KEY) WITHOUT ROWID;"
     "INSERT INTO action_keys(id) SELECT id FROM outbox WHERE kind IN ('points', 'tag', 'untag');",
-    /* 5: points lots (each grant's remainder and expiry; a member's balance before lots is
-     * one lot that never expires), the ledger entry's type and the lots it touched, item
+    /* 5: points lots (what is left of each grant that expires, and when; points that never
+     * expire, a balance from before lots among them, are the balance less the lots), the
+     * ledger entry's type and the lots it touched, item
      * stock shared across members, and redemptions by their action id */
     "CREATE TABLE point_lots(member TEXT NOT NULL, n INTEGER NOT NULL, granted INTEGER NOT NULL,"
     "  expires INTEGER NOT NULL, notice_at INTEGER, notice TEXT, amount INTEGER NOT NULL,"
     "  remaining INTEGER NOT NULL CHECK (remaining >= 0), campaign TEXT,"
     "  PRIMARY KEY (member, n)) WITHOUT ROWID;"
-    "INSERT INTO point_lots(member, n, granted, expires, amount, remaining)"
-    "  SELECT id, 0, created_at, 9223372036854775807, points, points FROM members WHERE points > 0;"
     "ALTER TABLE ledger ADD COLUMN type TEXT;"
     "ALTER TABLE ledger ADD COLUMN lots TEXT;"
     "CREATE TABLE item_stock(item TEXT PRIMARY KEY, used INTEGER NOT NULL) WITHOUT ROWID;"

@@ -290,6 +290,9 @@ int store_data_version(store_t *s, int64_t *out);
 
 /* Expiry of a lot that never expires (sorts after every real time). */
 #define STORE_NEVER INT64_MAX
+/* The lot number that names the points that never expire. They have no row: they are
+ * the balance less what her lots hold (a grant without expiry writes no lot). */
+#define NEVER_LOT 0
 
 /* One lot: what is left of the grant with ledger entry n. */
 typedef struct {

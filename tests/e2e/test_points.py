@@ -3,6 +3,7 @@ the store — the bundled month imported with the shipped scripts keeps the ledg
 lots and every balance in agreement; expiry fires on event time in a history import;
 a redemption's stock is shared and a refund applies once across imports."""
 
+import json
 import os
 import sqlite3
 import sys
@@ -31,17 +32,41 @@ def t(month, day, hour=10):
 
 
 def audit(db):
-    """Members whose balance differs from the sum of their ledger or of their lots left."""
+    """Members whose points do not add up, from the ledger and the lots as stored: the
+    ledger's deltas sum to the balance; each lot (a grant that expires, keyed by its ledger
+    entry) holds its amount less what the entries that took from it say they took; and
+    what never expires (lot 0: no row) is the grants and refunds without a lot, less what
+    was taken from lot 0, which is the balance less the lots."""
     con = sqlite3.connect(db)
     try:
-        rows = con.execute(
-            "SELECT m.id, m.points,"
-            " (SELECT COALESCE(SUM(delta), 0) FROM ledger l WHERE l.member = m.id),"
-            " (SELECT COALESCE(SUM(remaining), 0) FROM point_lots p WHERE p.member = m.id)"
-            " FROM members m").fetchall()
+        members = con.execute("SELECT id, points FROM members").fetchall()
+        ledger = {}
+        for member, n, delta, lots in con.execute("SELECT member, n, delta, lots FROM ledger ORDER BY member, n"):
+            ledger.setdefault(member, []).append((n, delta, json.loads(lots) if lots else []))
+        rows = {}
+        for member, n, amount, remaining in con.execute("SELECT member, n, amount, remaining FROM point_lots"):
+            rows.setdefault(member, {})[n] = (amount, remaining)
     finally:
         con.close()
-    return rows, [r for r in rows if not (r[1] == r[2] == r[3])]
+    out, bad = [], []
+    for member, points in members:
+        entries, lots = ledger.get(member, []), rows.get(member, {})
+        taken = {}
+        never = 0
+        for n, delta, took in entries:
+            if delta > 0 and n not in lots:
+                never += delta
+            for lot_n, t in took:
+                taken[lot_n] = taken.get(lot_n, 0) + t
+        never -= taken.get(0, 0)
+        in_lots = sum(r for _, r in lots.values())
+        ledger_sum = sum(d for _, d, _ in entries)
+        lots_ok = all(remaining == amount - taken.get(n, 0) for n, (amount, remaining) in lots.items())
+        row = (member, points, ledger_sum, in_lots + never)
+        out.append(row)
+        if not (points == ledger_sum == in_lots + never and lots_ok and never >= 0):
+            bad.append(row + (lots_ok,))
+    return out, bad
 
 
 def test_month_import_keeps_ledger_lots_and_balances_in_agreement():
@@ -55,10 +80,15 @@ def test_month_import_keeps_ledger_lots_and_balances_in_agreement():
         eq(bad, [], "members whose ledger, lots and balance disagree")
         con = sqlite3.connect(w.db)
         try:
-            never, expiring = con.execute(
-                "SELECT SUM(expires = 9223372036854775807), SUM(expires < 9223372036854775807)"
+            expiring, never_rows = con.execute(
+                "SELECT SUM(expires < 9223372036854775807), SUM(expires = 9223372036854775807)"
                 " FROM point_lots").fetchone()
-            assert expiring > 0 and never > 0, "check-in lots expire, others never: %r" % ((never, expiring),)
+            assert expiring > 0, "check-in grants expire: their lots are rows"
+            eq(never_rows, 0, "a grant that never expires makes no lot row")
+            never_part = con.execute("SELECT COUNT(*) FROM members m WHERE m.points >"
+                                     " (SELECT COALESCE(SUM(remaining), 0) FROM point_lots p WHERE p.member = m.id)"
+                                     ).fetchone()[0]
+            assert never_part > 0, "members hold points that never expire (order points, invite rewards)"
             eq(con.execute("SELECT used FROM item_stock WHERE item = 'coupon_20'").fetchone(), (2,), "stock used")
             eq(con.execute("SELECT COUNT(*) FROM redemptions WHERE status = 'queued'").fetchone(), (2,),
                "redemptions")
@@ -156,8 +186,8 @@ def test_a_balance_from_before_lots_becomes_one_lot_that_never_expires():
                               "data": {"order": "o-1"}}], *CURRENT)
         eq(r.rc, 0, "import after the migration (stderr: %s)" % r.err)
         m = w.member("m-1")
-        eq([(l["n"], l["expires"], l["amount"], l["left"]) for l in m["lots"]], [(0, None, 50, 10)],
-           "the balance from before lots: lot 0, never expiring")
+        eq([(l["n"], l["expires"], l["amount"], l["left"]) for l in m["lots"]], [(0, None, 10, 10)],
+           "the balance from before lots never expires: lot 0, what is left of it")
         eq([(e["type"], e.get("lots")) for e in m["ledger"]], [("redeem", [[0, 40]]), ("grant", None)],
            "the redemption took from it; the old entry reads as a grant")
         eq(m["points"], 10, "balance")

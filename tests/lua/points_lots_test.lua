@@ -53,12 +53,12 @@ test("a spend takes the soonest to expire first", function(t)
   t:event("m-1", "grant", { n = 100 })                                     -- lot 1: Dec 2
   t:event("m-1", "grant", { n = 50 }, { time = T0 + 4 * DAY })             -- lot 2: Dec 6
   t:event("m-1", "grant", { n = 70, expire = "5d" }, { time = T0 + 5 * DAY }) -- lot 3: Nov 12
-  t:event("m-1", "grant", { n = 10, expire = "never" }, { time = T0 + 5 * DAY }) -- lot 4
+  t:event("m-1", "grant", { n = 10, expire = "never" }, { time = T0 + 5 * DAY }) -- never: lot 0
   t:event("m-1", "spend", { n = 120 }, { time = T0 + 6 * DAY })
   local m = t:member("m-1")
   t:eq({ m.ledger[1].type, m.ledger[1].lots }, { "spend", { { 3, 70 }, { 1, 50 } } }, "lots taken")
   t:eq(#m.lots, 3, "lots left")
-  t:eq({ m.lots[1].n, m.lots[1].left, m.lots[3].n, type(m.lots[3].expires) ~= "string" }, { 1, 50, 4, true }, "left; lot 4 never expires")
+  t:eq({ m.lots[1].n, m.lots[1].left, m.lots[3].n, type(m.lots[3].expires) ~= "string" }, { 1, 50, 0, true }, "left; lot 0: what never expires")
   t:at(T0 + 30 * DAY)
   t:expect_points("m-1", 60)
   t:eq(t:member("m-1").ledger[1].lots, { { 1, 50 } }, "what expired on Dec 2")

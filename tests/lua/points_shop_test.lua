@@ -17,7 +17,7 @@ test("a redemption spends the points, soonest to expire first, in one ledger ent
   t:expect_points("m-1", 30)
   local m = t:member("m-1")
   t:eq({ m.ledger[1].type, m.ledger[1].delta, m.ledger[1].reason, m.ledger[1].lots },
-    { "redeem", -100, "redeem coupon_10 x1", { { 2, 50 }, { 1, 50 } } }, "ledger")
+    { "redeem", -100, "redeem coupon_10 x1", { { 2, 50 }, { 0, 50 } } }, "ledger (lot 0: the points that never expire)")
   local a = t:expect_action({ action = "redeem" }, 1)
   t:eq({ a.id, a.status, a.item, a.qty, a.cost, a.balance },
     { "points_shop/m-1/o-1", "queued", "coupon_10", 1, 100, 30 }, "action")
