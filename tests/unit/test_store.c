@@ -627,7 +627,9 @@ TEST(report_member_json_found_absent) {
     CHECK_STR(d, "{\"id\":\"m-1\",\"created_at\":\"1970-01-01T00:01:40+00:00\",\"joined_at\":null,"
                  "\"last_active_at\":\"1970-01-01T00:05:00+00:00\",\"orders\":2,\"spend\":12.5,\"points\":7,"
                  "\"attrs\":{\"city\":\"Hangzhou\"},\"tags\":[\"a\",\"vip\"],"
-                 "\"lots\":[],\"ledger\":[{\"time\":\"1970-01-01T00:02:00+00:00\",\"type\":\"spend\",\"delta\":-3,\"balance\":7,\"reason\":\"spend\","
+                 /* her 7 points in no lot row: they never expire (lot 0) */
+                 "\"lots\":[{\"n\":0,\"granted\":null,\"expires\":null,\"amount\":7,\"left\":7,\"campaign\":\"\"}],"
+                 "\"ledger\":[{\"time\":\"1970-01-01T00:02:00+00:00\",\"type\":\"spend\",\"delta\":-3,\"balance\":7,\"reason\":\"spend\","
                  "\"campaign\":\"\",\"cause\":\"\"}],"
                  "\"actions\":[{\"id\":\"a-2\",\"status\":\"queued\"}],"
                  "\"failed\":[{\"at\":\"1970-01-01T00:02:40+00:00\",\"event\":{\"type\":\"y\"},\"campaign\":\"\","
