@@ -10,18 +10,12 @@
 
 #include "store.h"
 #include "unit.h"
+#include "unit_db.h"
 
 /* ---------------------------------------------------------------- helpers */
 
 static store_t *open_temp(char path[64]) {
-  snprintf(path, 64, "/tmp/hearth-test-outbox-XXXXXX");
-  int fd = mkstemp(path);
-  if (fd < 0) {
-    perror("mkstemp");
-    unit_failed_checks++;
-    return NULL;
-  }
-  close(fd);
+  if (unit_temp_db(path, "outbox") < 0) return NULL;
   char err[256];
   store_t *s = store_open(path, 0, err, sizeof err);
   if (!s) fprintf(stderr, "store_open: %s\n", err);
@@ -31,12 +25,7 @@ static store_t *open_temp(char path[64]) {
 
 static void remove_temp(store_t *s, const char *path) {
   store_close(s);
-  char p[96];
-  unlink(path);
-  snprintf(p, sizeof p, "%s-wal", path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", path);
-  unlink(p);
+  unit_remove_db(path);
 }
 
 /* Run SQL on a second connection (another process, as far as SQLite can tell). */

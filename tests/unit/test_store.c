@@ -20,31 +20,12 @@
 #include "store.h"
 #include "summary.h"
 #include "unit.h"
+#include "unit_db.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-/* A fresh temp path: mkstemp creates an empty file, which SQLite opens as an empty database. */
-static void temp_db(char path[64]) {
-  snprintf(path, 64, "/tmp/hearth-test-store-XXXXXX");
-  int fd = mkstemp(path);
-  if (fd < 0) {
-    perror("mkstemp");
-    unit_failed_checks++;
-    return;
-  }
-  close(fd);
-}
-
-static void remove_db(const char *path) {
-  char p[96];
-  unlink(path);
-  snprintf(p, sizeof p, "%s-wal", path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-journal", path);
-  unlink(p);
-}
+static void temp_db(char path[64]) { unit_temp_db(path, "store"); }
+static void remove_db(const char *path) { unit_remove_db(path); }
 
 static int64_t T(const char *s) {
   int64_t t = 0;

@@ -11,26 +11,15 @@
 #include "lua_host.h"
 #include "store.h"
 #include "unit.h"
+#include "unit_db.h"
 
 static void temp_path(char path[64], const char *what) {
-  snprintf(path, 64, "/tmp/hearth-test-versions-%s-XXXXXX", what);
-  int fd = mkstemp(path);
-  if (fd < 0) {
-    perror("mkstemp");
-    unit_failed_checks++;
-    return;
-  }
-  close(fd);
+  char name[32];
+  snprintf(name, sizeof name, "versions-%s", what);
+  unit_temp_db(path, name);
 }
 
-static void remove_db(const char *path) {
-  char p[96];
-  unlink(path);
-  snprintf(p, sizeof p, "%s-wal", path);
-  unlink(p);
-  snprintf(p, sizeof p, "%s-shm", path);
-  unlink(p);
-}
+static void remove_db(const char *path) { unit_remove_db(path); }
 
 static int collect(void *ud, const char *member, const char *state) {
   (void)state;
