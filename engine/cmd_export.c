@@ -136,12 +136,6 @@ static void emit(exporter_t *x, json_t *row, const char *const *cols) {
   progress(x);
 }
 
-static json_t *time_or_null(const tz_t *tz, int64_t t) {
-  if (t == STORE_NO_TIME) return json_null();
-  char buf[32];
-  return json_string(rfc3339_format(t, tz_offset_at(tz, t), buf));
-}
-
 static void set_cursor_id(exporter_t *x, const char *id) {
   free(x->cursor_id);
   x->cursor_id = xstrdup(id);
@@ -158,7 +152,7 @@ static void member_row(void *ud, const member_export_t *m) {
 static void ledger_row(void *ud, const ledger_row_t *r) {
   exporter_t *x = ud;
   json_t *j = json_pack("{s:s, s:I, s:o, s:I, s:I, s:s, s:o, s:o}", "member", r->member, "n", (json_int_t)r->n,
-                        "time", time_or_null(x->tz, r->time), "delta", (json_int_t)r->delta, "balance",
+                        "time", member_json_time(x->tz, r->time), "delta", (json_int_t)r->delta, "balance",
                         (json_int_t)r->balance, "reason", r->reason, "campaign",
                         r->campaign ? json_string(r->campaign) : json_null(), "cause",
                         r->cause ? json_string(r->cause) : json_null());
@@ -189,7 +183,7 @@ static json_t *action_columns(json_t *a) {
 static void action_row(void *ud, const action_export_t *r) {
   exporter_t *x = ud;
   json_t *a = member_json_action(r->body, r->status, r->delivery);
-  json_object_set_new(a, "time", time_or_null(x->tz, r->time)); /* the same instant, in --tz */
+  json_object_set_new(a, "time", member_json_time(x->tz, r->time)); /* the same instant, in --tz */
   x->cursor_n = r->seq;
   if (x->csv) {
     json_t *row = action_columns(a);
@@ -235,14 +229,16 @@ static int parse_table(const char *name) {
 
 /* --since: RFC 3339, or YYYY-MM-DD meaning midnight in tz. 0, or -1 with err. */
 static int parse_since(const char *s, const tz_t *tz, int64_t *t, char *err, size_t errlen) {
-  int y, mo, d;
-  char tail;
-  if (strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%c", &y, &mo, &d, &tail) == 3) {
-    if (mo < 1 || mo > 12 || d < 1 || d > 31) {
+  int64_t day;
+  if (strlen(s) == 10 && s[4] == '-' && s[7] == '-') {
+    if (date_parse(s, 10, &day) < 0) {
       set_err(err, errlen, "'%s' is not a date", s);
       return -1;
     }
-    *t = tz_from_local(tz, y, mo, d, 0, 0, 0);
+    int64_t y;
+    int mo, d;
+    civil_from_days(day, &y, &mo, &d);
+    *t = tz_from_local(tz, (int)y, mo, d, 0, 0, 0);
     return 0;
   }
   char why[160];

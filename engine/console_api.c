@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "member_json.h"
 #include "util.h"
 
 #define STR_(x) #x
@@ -23,24 +24,6 @@ static void day_text(int64_t day, char out[16]) {
   int m, d;
   civil_from_days(day, &y, &m, &d);
   snprintf(out, 16, "%04lld-%02d-%02d", (long long)y, m, d);
-}
-
-/* "YYYY-MM-DD" -> day number; 0, or -1 when it is not a valid date. */
-static int parse_day(const char *s, size_t len, int64_t *day) {
-  int y, m, d;
-  char buf[16];
-  if (len != 10) return -1;
-  memcpy(buf, s, 10);
-  buf[10] = 0;
-  if (sscanf(buf, "%4d-%2d-%2d", &y, &m, &d) != 3 || buf[4] != '-' || buf[7] != '-') return -1;
-  if (m < 1 || m > 12 || d < 1 || d > 31) return -1;
-  int64_t n = days_from_civil(y, m, d);
-  int64_t yy;
-  int mm, dd;
-  civil_from_days(n, &yy, &mm, &dd);
-  if (yy != y || mm != m || dd != d) return -1; /* 2026-02-30 */
-  *day = n;
-  return 0;
 }
 
 /* The value of `key` in a query string (not percent-decoded: dates need none), or NULL. */
@@ -96,11 +79,11 @@ json_t *console_daily_sends(store_t *s, const tz_t *tz, const char *zone_name, c
   int64_t from = 0, to = 0;
   int has_from = 0, has_to = 0;
   if ((v = query_value(query, "from", &len))) {
-    if (parse_day(v, len, &from) < 0) return refuse(bad, badlen, "from: expected a date YYYY-MM-DD");
+    if (date_parse(v, len, &from) < 0) return refuse(bad, badlen, "from: expected a date YYYY-MM-DD");
     has_from = 1;
   }
   if ((v = query_value(query, "to", &len))) {
-    if (parse_day(v, len, &to) < 0) return refuse(bad, badlen, "to: expected a date YYYY-MM-DD");
+    if (date_parse(v, len, &to) < 0) return refuse(bad, badlen, "to: expected a date YYYY-MM-DD");
     has_to = 1;
   }
   if (!has_from || !has_to) {
@@ -137,11 +120,6 @@ json_t *console_daily_sends(store_t *s, const tz_t *tz, const char *zone_name, c
 }
 
 /* ---- operations ---- */
-
-static json_t *time_text(const tz_t *tz, int64_t t) {
-  char buf[32];
-  return json_string(rfc3339_format(t, tz_offset_at(tz, t), buf));
-}
 
 static int add_dead(void *ud, const dead_letter_t *dl) {
   json_t *body = json_loads(dl->body, 0, NULL);
@@ -181,7 +159,7 @@ json_t *console_operations(store_t *s, const tz_t *tz) {
     return NULL;
   }
   json_object_set_new(out, "script_version",
-                      got ? json_pack("{s:s, s:o, s:I}", "hash", v.hash, "loaded_at", time_text(tz, v.last_loaded_at),
+                      got ? json_pack("{s:s, s:o, s:I}", "hash", v.hash, "loaded_at", member_json_time(tz, v.last_loaded_at),
                                       "versions", (json_int_t)v.versions)
                           : json_null());
   json_object_set_new(out, "totals",
@@ -201,7 +179,7 @@ typedef struct {
 
 static void add_timer_row(void *ud, const member_timer_t *t) {
   timers_t *d = ud;
-  json_t *row = json_pack("{s:o, s:s}", "due", time_text(d->tz, t->due), "type", t->type);
+  json_t *row = json_pack("{s:o, s:s}", "due", member_json_time(d->tz, t->due), "type", t->type);
   if (*t->campaign) json_object_set_new(row, "campaign", json_string(t->campaign));
   json_array_append_new(d->list, row);
 }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static json_t *time_json(const tz_t *tz, int64_t t) {
+json_t *member_json_time(const tz_t *tz, int64_t t) {
   if (t == STORE_NO_TIME) return json_null();
   char buf[32];
   return json_string(rfc3339_format(t, tz_offset_at(tz, t), buf));
@@ -47,9 +47,9 @@ typedef struct {
 } doc_t;
 
 void member_json_fields(json_t *j, const tz_t *tz, const member_view_t *m) {
-  json_object_set_new(j, "created_at", time_json(tz, m->created_at));
-  json_object_set_new(j, "joined_at", time_json(tz, m->joined_at));
-  json_object_set_new(j, "last_active_at", time_json(tz, m->last_active_at));
+  json_object_set_new(j, "created_at", member_json_time(tz, m->created_at));
+  json_object_set_new(j, "joined_at", member_json_time(tz, m->joined_at));
+  json_object_set_new(j, "last_active_at", member_json_time(tz, m->last_active_at));
   json_object_set_new(j, "orders", json_integer(m->orders));
   json_object_set_new(j, "spend", json_real(m->spend));
   json_object_set_new(j, "points", json_integer(m->points));
@@ -67,7 +67,7 @@ static void add_fields(void *ud, const member_view_t *m) {
 static void add_ledger_entry(void *ud, const ledger_entry_t *e) {
   doc_t *d = ud;
   const char *type = e->type ? e->type : e->delta > 0 ? "grant" : "spend"; /* before types were kept */
-  json_t *j = json_pack("{s:o, s:s, s:I, s:I, s:s, s:s, s:s}", "time", time_json(d->tz, e->time), "type", type,
+  json_t *j = json_pack("{s:o, s:s, s:I, s:I, s:s, s:s, s:s}", "time", member_json_time(d->tz, e->time), "type", type,
                         "delta", (json_int_t)e->delta, "balance", (json_int_t)e->balance, "reason", e->reason,
                         "campaign", or_empty(e->campaign), "cause", or_empty(e->cause));
   json_t *lots = e->lots ? json_loads(e->lots, 0, NULL) : NULL;
@@ -87,11 +87,11 @@ static int add_lots(store_t *s, const tz_t *tz, const char *id, json_t *j) {
   for (int i = 0; i < n; i++) never -= lots[i].remaining;
   for (int i = 0; i < n; i++) {
     json_t *l = json_pack("{s:I, s:o, s:o, s:I, s:I, s:s}", "n", (json_int_t)lots[i].n, "granted",
-                          time_json(tz, lots[i].granted), "expires",
-                          lots[i].expires == STORE_NEVER ? json_null() : time_json(tz, lots[i].expires), "amount",
+                          member_json_time(tz, lots[i].granted), "expires",
+                          lots[i].expires == STORE_NEVER ? json_null() : member_json_time(tz, lots[i].expires), "amount",
                           (json_int_t)lots[i].amount, "left", (json_int_t)lots[i].remaining, "campaign",
                           or_empty(lots[i].campaign));
-    if (lots[i].notice_at != STORE_NO_TIME) json_object_set_new(l, "notice_at", time_json(tz, lots[i].notice_at));
+    if (lots[i].notice_at != STORE_NO_TIME) json_object_set_new(l, "notice_at", member_json_time(tz, lots[i].notice_at));
     json_array_append_new(arr, l);
   }
   store_lots_free(lots, n);
@@ -122,14 +122,14 @@ static void add_action(void *ud, const action_view_t *r) {
 static void add_failure(void *ud, const failure_view_t *f) {
   doc_t *d = ud;
   json_t *ev = json_loads(f->event, 0, NULL);
-  json_array_append_new(d->obj, json_pack("{s:o, s:o, s:s, s:s}", "at", time_json(d->tz, f->at), "event",
+  json_array_append_new(d->obj, json_pack("{s:o, s:o, s:s, s:s}", "at", member_json_time(d->tz, f->at), "event",
                                           ev ? ev : json_null(), "campaign", or_empty(f->campaign),
                                           "error", f->error));
 }
 
 static void add_owner_change(void *ud, const staff_log_view_t *v) {
   doc_t *d = ud;
-  json_array_append_new(d->obj, json_pack("{s:o, s:o, s:s, s:s, s:o}", "time", time_json(d->tz, v->time), "from",
+  json_array_append_new(d->obj, json_pack("{s:o, s:o, s:s, s:s, s:o}", "time", member_json_time(d->tz, v->time), "from",
                                           v->from ? json_string(v->from) : json_null(), "to", v->to, "rule",
                                           v->rule, "cause", v->cause ? json_string(v->cause) : json_null()));
 }
@@ -137,7 +137,7 @@ static void add_owner_change(void *ud, const staff_log_view_t *v) {
 static void add_task(void *ud, const task_view_t *v) {
   doc_t *d = ud;
   json_array_append_new(d->obj, json_pack("{s:s, s:s, s:o, s:o}", "id", v->id, "staff", v->staff, "due",
-                                          time_json(d->tz, v->due), "done_at", time_json(d->tz, v->done_at)));
+                                          member_json_time(d->tz, v->due), "done_at", member_json_time(d->tz, v->done_at)));
 }
 
 /* An empty array set as key of j, for callbacks to fill. */

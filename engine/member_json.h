@@ -8,6 +8,9 @@
 #include "store.h"
 #include "timeutil.h"
 
+/* An instant as RFC 3339 at zone tz's offset then; null for STORE_NO_TIME. */
+json_t *member_json_time(const tz_t *tz, int64_t t);
+
 /* Member id as JSON into *out: 1; 0 (and NULL) when there is no such member; -1 (and
  * NULL) on a database error, logged by the store. limit: how many ledger entries,
  * actions and failures (the latest). */

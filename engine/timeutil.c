@@ -513,6 +513,24 @@ static const char *rfc3339_fields(const char *s, int f[6], int *offset) {
   return NULL;
 }
 
+int date_parse(const char *s, size_t len, int64_t *day) {
+  if (len != 10 || s[4] != '-' || s[7] != '-') return -1;
+  int v[3] = {0, 0, 0}; /* year, month, day */
+  const int start[3] = {0, 5, 8}, width[3] = {4, 2, 2};
+  for (int f = 0; f < 3; f++)
+    for (int i = start[f]; i < start[f] + width[f]; i++) {
+      if (s[i] < '0' || s[i] > '9') return -1;
+      v[f] = v[f] * 10 + (s[i] - '0');
+    }
+  if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31) return -1;
+  int64_t n = days_from_civil(v[0], v[1], v[2]), y;
+  int m, d;
+  civil_from_days(n, &y, &m, &d);
+  if (y != v[0] || m != v[1] || d != v[2]) return -1; /* a day past the month's end */
+  *day = n;
+  return 0;
+}
+
 int rfc3339_parse(const char *s, int64_t *t, char *err, size_t errlen) {
   int f[6], offset = 0;
   char why[64];

@@ -36,6 +36,9 @@ int64_t tz_local_day(const tz_t *tz, int64_t t);
 /* Proleptic Gregorian calendar helpers. */
 int64_t days_from_civil(int64_t year, int month, int day);
 void civil_from_days(int64_t days, int64_t *year, int *month, int *day);
+/* A calendar date "YYYY-MM-DD" (exactly len bytes, no more): its day number since
+ * 1970-01-01. 0, or -1 when it is not one (2026-02-30 is not). */
+int date_parse(const char *s, size_t len, int64_t *day);
 
 /* Parse RFC 3339 ("2026-11-22T10:15:00+08:00", "...Z", fractional seconds truncated,
  * 't'/'z' and a space separator accepted). 0 ok, -1 with a message in err. */

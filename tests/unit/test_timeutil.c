@@ -649,6 +649,19 @@ TEST(wallclock) {
   CHECK_STR(err, "bad time of day '25:00': expected HH:MM between 00:00 and 23:59");
 }
 
+TEST(date_parse_strict) {
+  int64_t day = -1;
+  CHECK_INT(date_parse("1970-01-01", 10, &day), 0);
+  CHECK_INT(day, 0);
+  CHECK_INT(date_parse("2026-11-30", 10, &day), 0);
+  CHECK_INT(day, days_from_civil(2026, 11, 30));
+  CHECK_INT(date_parse("2024-02-29", 10, &day), 0); /* a leap day */
+  const char *bad[] = {"2026-02-29", "2026-02-30", "2026-13-01", "2026-00-10", "2026-1-101", "2026/11/30",
+                       "2026-11-3x", "20261130xx", "2026-11-30T"};
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) CHECK_INT(date_parse(bad[k], strlen(bad[k]), &day), -1);
+  CHECK_INT(date_parse("2026-11-30&to=x", 10, &day), 0); /* exactly len bytes are read */
+}
+
 int main(void) {
   RUN(days_from_civil_known_dates);
   RUN(days_from_civil_normalises);
@@ -668,5 +681,6 @@ int main(void) {
   RUN(duration_valid);
   RUN(duration_invalid);
   RUN(wallclock);
+  RUN(date_parse_strict);
   return UNIT_DONE();
 }
