@@ -567,6 +567,12 @@ static void set_attr_string(member_t *m, const char *key, json_t *v) {
   }
 }
 
+/* apply_builtins sets her "staff" attribute only from data.staff of a join or an update. */
+static int builtins_may_change_owner(const event_t *ev) {
+  return (!strcmp(ev->type, "member.joined") || !strcmp(ev->type, "member.updated")) &&
+         json_object_get(ev->data, "staff") != NULL;
+}
+
 /* The fields the engine keeps itself, updated before the handlers see the event. */
 static void apply_builtins(member_t *m, const event_t *ev) {
   const char *t = ev->type;
@@ -639,9 +645,12 @@ int eng_apply_event(engine_t *e, event_t *ev) {
   }
   member_t *m = member_cache_get(&e->members, e->store, ev->member, ev->time);
   if (!m) return EV_ERROR;
-  char *staff_before = eng_member_staff(m) ? xstrdup(eng_member_staff(m)) : NULL;
+  /* her owner before the built-in fields, when they may change it (her attributes are
+   * parsed only then) */
+  int owner_event = builtins_may_change_owner(ev);
+  char *staff_before = owner_event && eng_member_staff(m) ? xstrdup(eng_member_staff(m)) : NULL;
   apply_builtins(m, ev);
-  int staff_rc = eng_staff_builtins(e, m, ev, key, staff_before);
+  int staff_rc = eng_staff_builtins(e, m, ev, key, owner_event, staff_before);
   free(staff_before);
   if (staff_rc < 0) return EV_ERROR;
   eng_trace(e, &(engine_trace_t){.kind = TRACE_EVENT, .member = ev->member, .type = ev->type, .detail = key});

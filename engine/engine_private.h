@@ -88,9 +88,11 @@ const char *eng_member_staff(const member_t *m);
 /* A member's owner changed from `from` to `to` (either NULL): counts, open tasks, log. */
 int eng_owner_moved(engine_t *e, const char *member, const char *from, const char *to, const char *rule,
                     const char *cause);
-/* After an event's built-ins: the owner change they made (staff_before: her owner before)
+/* After an event's built-ins: the owner change they made (owner_event: they could make one;
+ * staff_before: her owner before)
  * and the built-ins of staff.left (start the hand-off) and task.done (close the task). */
-int eng_staff_builtins(engine_t *e, member_t *m, const event_t *ev, const char *key, const char *staff_before);
+int eng_staff_builtins(engine_t *e, member_t *m, const event_t *ev, const char *key, int owner_event,
+                       const char *staff_before);
 /* One hand-off step: the next window of members; EV_APPLIED or EV_ERROR. */
 int eng_handoff_step(engine_t *e, member_t *who, const timer_row_t *r);
 /* A queued task action: open it for fields.staff, due at `due`. */

@@ -220,8 +220,9 @@ static int task_done(engine_t *e, member_t *m, const event_t *ev, const char *ke
   return c.db_failed ? -1 : 0;
 }
 
-int eng_staff_builtins(engine_t *e, member_t *m, const event_t *ev, const char *key, const char *staff_before) {
-  if (!same(staff_before, eng_member_staff(m)) &&
+int eng_staff_builtins(engine_t *e, member_t *m, const event_t *ev, const char *key, int owner_event,
+                       const char *staff_before) {
+  if (owner_event && !same(staff_before, eng_member_staff(m)) &&
       eng_owner_moved(e, m->id, staff_before, eng_member_staff(m), ev->type, key) < 0)
     return -1;
   if (!strcmp(ev->type, "staff.left")) return handoff_start(e, m, ev, key);
