@@ -10,10 +10,11 @@ cd "$(dirname "$0")"
 
 PACKAGES="build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libuv1-dev
 libjansson-dev libhttp-parser-dev libcurl4-openssl-dev libssl-dev libjemalloc-dev tzdata python3
-libjs-chart.js"
+libjs-chart.js libnats-dev"
 # The console's browser tests: a headless Chromium driven by Selenium, and a CJK font so
 # that the Chinese labels render in the screenshots.
-TEST_PACKAGES="chromium chromium-driver python3-selenium fonts-wqy-microhei"
+# The scale-out tests start a three-node JetStream cluster of Debian's nats-server on loopback.
+TEST_PACKAGES="chromium chromium-driver python3-selenium fonts-wqy-microhei nats-server"
 
 install_missing() {
   local missing=()
