@@ -62,6 +62,14 @@ static const char **slot_for(cli_t *c, const char *name) {
   if (!strcmp(name, "archive")) return &c->archive;
   if (!strcmp(name, "keep-actions")) return &c->keep_actions;
   if (!strcmp(name, "with")) return &c->with;
+  if (!strcmp(name, "cluster")) return &c->cluster;
+  if (!strcmp(name, "engine")) return &c->engine_name;
+  if (!strcmp(name, "data")) return &c->data;
+  if (!strcmp(name, "to")) return &c->to;
+  if (!strcmp(name, "timeout")) return &c->timeout;
+  if (!strcmp(name, "partitions")) return &c->partitions;
+  if (!strcmp(name, "replicas")) return &c->replicas;
+  if (!strcmp(name, "snapshot-every")) return &c->snapshot_every;
   return NULL;
 }
 

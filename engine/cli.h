@@ -33,6 +33,8 @@ typedef struct {
   const char *keep, *keep_dead, *archive, *keep_actions; /* hearth purge, hearth run */
   int dry_run, vacuum;
   const char *with;           /* diff: the new scripts (--format: above) */
+  const char *cluster;        /* --cluster NATS_URL (run, import, cluster) */
+  const char *engine_name, *data, *to, *timeout, *partitions, *replicas, *snapshot_every; /* scale-out */
   int timeline;               /* --timeline (dry-run, diff) */
   const char *members[CLI_MAX_MEMBERS]; /* --member ID, repeatable (dry-run, diff) */
   int nmembers;
@@ -75,5 +77,6 @@ int cmd_load(int argc, char **argv);
 int cmd_purge(int argc, char **argv);
 int cmd_reload(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 
 #endif

@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "cluster_node.h"
 #include "daemon.h"
 #include "http_auth.h"
 
@@ -52,6 +54,20 @@ static const char *usage =
     "                       moved with POST /v1/clock {\"advance\":\"2s\"} or\n"
     "                       {\"to\":\"<RFC 3339>\"}, which answers {\"now\":...} once\n"
     "                       everything due has run and its deliveries have started\n"
+    "Scale-out (docs/SCALE.md): with --cluster this process is one engine of a cluster\n"
+    "on NATS JetStream (created once with `hearth cluster init`): it owns a fair share of\n"
+    "the partitions, one database per partition under --data, and hands them over on\n"
+    "SIGTERM; HTTP serves POST /v1/events (stored in JetStream before the 202), GET\n"
+    "/v1/members/ID and /v1/campaigns (answered by the owners), /healthz.\n"
+    "  --cluster URL        NATS servers (nats://host:4222, several comma-separated)\n"
+    "  --engine NAME        this engine's name, unique in the cluster (default: the\n"
+    "                       host name and the port)\n"
+    "  --data DIR           where its partitions' databases live (default: hearth-data)\n"
+    "  --snapshot-every DUR a snapshot of each partition in JetStream this often\n"
+    "                       (default 5m; 0: only on hand-over), which bounds the replay\n"
+    "                       after an engine dies\n"
+    "  --virtual-clock TIME (with --cluster: any TIME) no partition clock moves but by\n"
+    "                       `hearth cluster tick`\n"
     "POST /v1/events takes Content-Type application/json, application/x-ndjson or\n"
     "application/ndjson (parameters such as charset allowed); anything else gets 415.\n"
     CLI_MAX_FUTURE_HELP;
@@ -100,11 +116,51 @@ static int lock_database(const char *db) {
   return fd;
 }
 
+/* hearth run --cluster: one engine of a cluster (cluster_node.h). */
+static int run_cluster_engine(const cli_t *c, const daemon_opts_t *o) {
+  int64_t every = 300;
+  char terr[200];
+  if (c->snapshot_every && strcmp(c->snapshot_every, "0") != 0 &&
+      (duration_parse(c->snapshot_every, &every, terr, sizeof terr) < 0 || every < 0))
+    return cli_usage_error(usage, "--snapshot-every: %s", terr);
+  if (c->snapshot_every && !strcmp(c->snapshot_every, "0")) every = 0;
+  char name[300];
+  if (c->engine_name) {
+    snprintf(name, sizeof name, "%s", c->engine_name);
+  } else {
+    char host[256] = "engine";
+    gethostname(host, sizeof host - 1);
+    snprintf(name, sizeof name, "%s-%d", host, o->port);
+  }
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+      return cli_usage_error(usage, "--engine: letters, digits, '-' and '_' only, got '%s'", name);
+  engine_opts_t eo;
+  cli_engine_opts(c, &eo);
+  const char *data = c->data ? c->data : "hearth-data";
+  char lockpath[4096];
+  snprintf(lockpath, sizeof lockpath, "%s/engine", data);
+  if (mkdir(data, 0755) < 0 && errno != EEXIST) {
+    fprintf(stderr, "hearth: cannot create %s: %s\n", data, strerror(errno));
+    return 1;
+  }
+  int lock = lock_database(lockpath); /* one engine per data directory */
+  if (lock < 0) return 1;
+  cluster_node_opts_t no = {.url = c->cluster, .name = name, .data_dir = data, .engine = &eo, .host = o->host,
+                            .port = o->port, .token = o->token, .max_body = o->max_body,
+                            .max_future = o->max_future, .virtual_clock = c->virtual_clock != NULL,
+                            .snapshot_every = every};
+  int status = cluster_node_run(&no);
+  close(lock);
+  return status;
+}
+
 int cmd_run(int argc, char **argv) {
   cli_t c;
   int rc = cli_parse(&c, argc, argv,
                      "listen token-file max-body max-backlog max-connections "
-                     "max-connections-per-client header-timeout body-timeout virtual-clock max-future keep-actions",
+                     "max-connections-per-client header-timeout body-timeout virtual-clock max-future keep-actions "
+                     "cluster engine data snapshot-every",
                      usage);
   if (rc) return c.help ? 0 : rc;
   if (c.npositional) return cli_usage_error(usage, "unexpected argument '%s'", c.positional[0]);
@@ -114,7 +170,7 @@ int cmd_run(int argc, char **argv) {
     return cli_usage_error(usage, "--listen must be ADDR:PORT, got '%s'", c.listen);
   int64_t virtual_start = 0;
   char terr[200];
-  if (c.virtual_clock && rfc3339_parse(c.virtual_clock, &virtual_start, terr, sizeof terr) < 0)
+  if (c.virtual_clock && !c.cluster && rfc3339_parse(c.virtual_clock, &virtual_start, terr, sizeof terr) < 0)
     return cli_usage_error(usage, "--virtual-clock: %s", terr);
   daemon_opts_t o = {.host = host, .port = port, .max_body = c.max_body ? (size_t)c.max_body : 8u << 20,
                      .max_connections = c.max_connections ? (int)c.max_connections : 1024,
@@ -135,6 +191,13 @@ int cmd_run(int argc, char **argv) {
     return 1;
   }
   o.token = token;
+  if (c.cluster) {
+    int status = run_cluster_engine(&c, &o);
+    free(token);
+    return status;
+  }
+  if (c.engine_name || c.data || c.snapshot_every)
+    return cli_usage_error(usage, "--engine, --data and --snapshot-every go with --cluster");
   int lock = lock_database(c.db);
   if (lock < 0) {
     free(token);

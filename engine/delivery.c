@@ -60,6 +60,7 @@ struct delivery {
   sock_t *socks;
   long backlog;
   uint64_t backlog_ns;
+  delivery_guard_t guard;  /* scale-out: delivered by any engine (all NULL: none) */
 };
 
 /* Nanoseconds for the rate buckets: monotonic on a real clock; on a virtual one its
@@ -295,6 +296,7 @@ static void finish(delivery_t *d, transfer_t *t, CURLcode res) {
   }
   if (ok) {
     mark_done(d, t->seq);
+    if (d->guard.sent) d->guard.sent(d->guard.ud, t->id);
     if (c) c->counts.delivered++;
   } else {
     if (c) c->counts.failed++;
@@ -453,6 +455,8 @@ static void start_transfer(delivery_t *d, channel_t *c, int64_t seq, const char 
   curl_multi_add_handle(d->multi, t->easy);
 }
 
+void delivery_set_guard(delivery_t *d, const delivery_guard_t *g) { d->guard = *g; }
+
 /* ---- the pump ---- */
 
 static void refill(delivery_t *d, channel_t *c) {
@@ -487,15 +491,28 @@ typedef struct {
 static int dispatch_row(void *ud, const outbox_row_t *row) {
   pump_t *p = ud;
   channel_t *c = p->c;
+  delivery_guard_t *g = &p->d->guard;
+  if (in_flight(p->d, row->seq)) {
+    p->skipped++;
+    return 0;
+  }
+  if (g->seen) {
+    int seen = g->seen(g->ud, row->id);
+    if (seen < 0) { /* not known: left for the next pump (logged by the guard) */
+      p->skipped++;
+      return 0;
+    }
+    if (seen) { /* another engine delivered it before this one took the partition over */
+      c->counts.elsewhere++;
+      return store_outbox_done(p->d->e->store, row->seq);
+    }
+  }
   if (c->type == CH_LOG) {
     fprintf(c->out, "%s\n", row->body);
     c->counts.attempts++;
     c->counts.delivered++;
+    if (g->sent) g->sent(g->ud, row->id);
     return store_outbox_done(p->d->e->store, row->seq);
-  }
-  if (in_flight(p->d, row->seq)) {
-    p->skipped++;
-    return 0;
   }
   if (store_outbox_lease(p->d->e->store, row->seq, p->now + c->timeout + 30) < 0) return -1;
   start_transfer(p->d, c, row->seq, row->id, row->body, row->attempts);

@@ -34,7 +34,19 @@ typedef struct delivery delivery_t;
 
 typedef struct {
   unsigned long attempts, delivered, retried, failed, dead;
+  unsigned long elsewhere;  /* found delivered by another engine (scale-out): not sent */
 } delivery_counts_t;
+
+/* Scale-out (cluster_node.c): an action may have been delivered by the engine that owned
+ * its partition before this one (state rebuilt from the log queues it again, same id).
+ * seen(id) before each send: 1 delivered already (the row is done, nothing sent), 0 send,
+ * -1 unknown (left for the next pump); sent(id) after each delivery. Either may be NULL. */
+typedef struct {
+  int (*seen)(void *ud, const char *action_id);
+  void (*sent)(void *ud, const char *action_id);
+  void *ud;
+} delivery_guard_t;
+void delivery_set_guard(delivery_t *d, const delivery_guard_t *g);
 
 /* Check the channels (webhook secrets present in the environment) and start. NULL with a
  * message in err when a channel cannot work. */

@@ -208,6 +208,14 @@ typedef struct engine {
    * counted in stats (invariant_violations, by_rule). Violations change no action. */
   void (*on_violation)(void *ud, const violation_t *v);
   void *on_violation_ud;
+  /* Scale-out (cluster_node.c): the partition a member's state lives in when it is not
+   * this engine's, else -1. With it, hearth.emit to such a member is recorded as a
+   * forward (store: forwards) in the call's transaction, for the node to publish to her
+   * partition after the commit. NULL: every member is this engine's. */
+  int (*foreign_partition)(void *ud, const char *member);
+  void *foreign_ud;
+  int64_t forward_epoch;       /* stamped on each forward ("after"): the time of the last
+                                  clock tick the partition applied (cluster_node.c) */
   uint64_t violation_log_minute;  /* the minute (monotonic) of the last logged violation */
   unsigned long violation_log_n, violation_log_dropped;
 } engine_t;
@@ -248,6 +256,17 @@ int engine_feed(engine_t *e, event_t *ev);
  * (a timer batch stops between two timers when it is spent): returns 1 when more is due
  * (call again), 0 when done, -1 on a database error. */
 int engine_run_until(engine_t *e, int64_t t, int max_batches);
+
+/* A hearth.emit from another engine's partition (scale-out), as its forward carried it:
+ * applied like an event on the virtual clock (what is due at or before `at` runs first),
+ * to the member only if she exists, with the handlers of `type` under the forward's id
+ * (its dedupe key and the cause of the actions' default ids) and its causal depth. */
+typedef struct {
+  const char *id, *member, *type, *campaign, *chain;
+  json_t *data;      /* borrowed, or NULL */
+  int64_t at, depth;
+} engine_emit_in_t;
+int engine_feed_emit(engine_t *e, const engine_emit_in_t *in);
 /* Earliest time anything is due (timer or cron slot), INT64_MAX if nothing; -1 is never
  * returned: a read error is logged and reported as "due now" so the caller retries. */
 int64_t engine_next_due(engine_t *e);
@@ -290,6 +309,7 @@ typedef struct engine_call {
   uint64_t started_ns;
   member_undo_t undo;
   char *refusal;             /* why engine_act returned ENGINE_ACT_REPEATED (the glue raises it) */
+  int emits;                 /* hearth.emit calls so far (the ids of forwards) */
 } engine_call_t;
 
 /* Switch a cron run's call to member m (NULL: none), closing the undo of the last one. */

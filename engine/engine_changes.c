@@ -590,7 +590,34 @@ int engine_cancel_timers(engine_t *e, engine_call_t *c, const char *type) {
   return 0;
 }
 
+/* An emit to a member of another partition (scale-out): a forward row in the call's
+ * transaction, published to her partition by the node after the commit. Its id names its
+ * cause (the event, the emitting member and campaign, the how-many-th emit of the call), so
+ * the same cause gives the same id on any engine, and her partition applies it once. */
+static int forward_emit(engine_t *e, engine_call_t *c, int partition, const char *member, const char *type,
+                        const char *data) {
+  if (eng_call_write(e, c) < 0) return -1;
+  char *chain = continue_chain(c, type);
+  char *id = xasprintf("%s/%s/%s/emit/%d", c->campaign ? c->campaign : "", c->m ? c->m->id : "", c->event_key,
+                       ++c->emits);
+  json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "id", id, "member", member, "type", type,
+                           "at", (json_int_t)e->now, "after", (json_int_t)e->forward_epoch, "depth",
+                           (json_int_t)(c->depth + 1), "chain", chain, "campaign", c->campaign ? c->campaign : "");
+  if (data) json_object_set_new(body, "data", json_loads(data, JSON_DECODE_ANY, NULL));
+  char *text = json_dumps(body, JSON_COMPACT);
+  int rc = store_forward_add(e->store, partition, id, text);
+  eng_trace(e, &(engine_trace_t){.kind = TRACE_TIMER_SET, .member = member, .type = type, .campaign = c->campaign,
+                                 .due = e->now, .detail = "emit"});
+  free(text);
+  json_decref(body);
+  free(id);
+  free(chain);
+  return rc < 0 ? eng_db_error(c) : 0;
+}
+
 int engine_emit(engine_t *e, engine_call_t *c, const char *member, const char *type, const char *data) {
+  int partition = e->foreign_partition ? e->foreign_partition(e->foreign_ud, member) : -1;
+  if (partition >= 0) return forward_emit(e, c, partition, member, type, data);
   timer_row_t row = {.due = e->now, .member = (char *)member, .type = (char *)type, .data = (char *)data,
                      .gen = TIMER_NOT_CANCELLABLE, .campaign = (char *)c->campaign};
   return add_timer(e, c, &row);

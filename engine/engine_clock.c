@@ -289,31 +289,78 @@ int engine_run_until(engine_t *e, int64_t upto, int max_batches) {
   return 0;
 }
 
-int engine_feed(engine_t *e, event_t *ev) {
-  if (!ev->has_time) ev->time = e->clock.is_virtual ? e->now : clock_now(&e->clock), ev->has_time = 1;
-  start_clock(e, e->clock.is_virtual ? ev->time : clock_now(&e->clock));
+/* Before something arrives at time t: on a virtual clock, what is due at or before t
+ * runs first (a cron run or a broadcast commits per chunk, so the batch is closed for
+ * them; timers fire inside the batch), and the clock moves to t. Leaves a batch open.
+ * 0, or EV_ERROR (rolled back). */
+static int arrive_at(engine_t *e, int64_t t) {
+  start_clock(e, e->clock.is_virtual ? t : clock_now(&e->clock));
   if (e->clock.is_virtual) {
-    if (cron_in_progress(e) >= 0 || next_cron(e) <= ev->time || eng_broadcast_in_progress(e) >= 0 ||
-        eng_next_broadcast(e) <= ev->time) {
-      /* a cron run or a broadcast commits a transaction per sweep chunk: close the batch */
+    if (cron_in_progress(e) >= 0 || next_cron(e) <= t || eng_broadcast_in_progress(e) >= 0 ||
+        eng_next_broadcast(e) <= t) {
       if (e->in_batch && engine_commit(e) < 0) return EV_ERROR;
-      if (engine_run_until(e, ev->time, 0) < 0) return EV_ERROR;
+      if (engine_run_until(e, t, 0) < 0) return EV_ERROR;
     }
   }
   if (!e->in_batch && engine_begin(e) < 0) return EV_ERROR;
   if (e->clock.is_virtual) {
-    /* timers due before the event fire inside the open batch, earliest first */
-    int64_t t;
-    while ((t = next_timer(e)) <= ev->time) {
-      if (t == INT64_MIN || fire_timers(e, ev->time, TIMER_BATCH, 0) < 0) goto fail;
+    int64_t due;
+    while ((due = next_timer(e)) <= t) {
+      if (due == INT64_MIN || fire_timers(e, t, TIMER_BATCH, 0) < 0) goto fail;
     }
-    if (ev->time > e->now) move_now(e, ev->time);
+    if (t > e->now) move_now(e, t);
   }
-  int rc = eng_apply_event(e, ev);
-  if (rc == EV_ERROR) goto fail;
-  return rc;
+  return 0;
 fail:
   engine_rollback(e);
   return EV_ERROR;
+}
+
+int engine_feed(engine_t *e, event_t *ev) {
+  if (!ev->has_time) ev->time = e->clock.is_virtual ? e->now : clock_now(&e->clock), ev->has_time = 1;
+  if (arrive_at(e, ev->time) == EV_ERROR) return EV_ERROR;
+  int rc = eng_apply_event(e, ev);
+  if (rc == EV_ERROR) engine_rollback(e);
+  return rc;
+}
+
+/* A forwarded emit inside the open batch: dedupe on its id, then as fire_one treats a
+ * local emit (no such member: void; too deep a chain: refused), with its id as the key. */
+static int apply_emit(engine_t *e, const engine_emit_in_t *in) {
+  int fresh = store_seen_mark(e->store, in->id, e->now > e->seen_floor ? e->now : e->seen_floor,
+                              e->dedupe_window > 0 ? e->now - e->dedupe_window : INT64_MIN);
+  if (fresh < 0) return EV_ERROR;
+  if (!fresh) {
+    e->stats.duplicates++;
+    eng_trace(e, &(engine_trace_t){.kind = TRACE_DUPLICATE, .member = in->member, .type = in->type, .detail = in->id});
+    return EV_DUPLICATE;
+  }
+  timer_row_t r = {.due = e->now, .member = (char *)in->member, .type = (char *)in->type,
+                   .campaign = (char *)in->campaign, .gen = TIMER_NOT_CANCELLABLE, .depth = in->depth,
+                   .chain = (char *)in->chain};
+  e->batch_work++;
+  int known = member_known(e, in->member);
+  if (known < 0) return EV_ERROR;
+  if (!known) {
+    e->stats.timers_cancelled++;
+    trace_timer(e, TRACE_TIMER_VOID, &r);
+    return EV_APPLIED;
+  }
+  member_t *m = member_cache_get(&e->members, e->store, in->member, e->now);
+  if (!m) return EV_ERROR;
+  trace_timer(e, TRACE_TIMER_FIRED, &r);
+  event_t ev = {.type = (char *)in->type, .member = (char *)in->member, .time = e->now, .has_time = 1,
+                .data = in->data};
+  e->stats.timers_fired++;
+  if (in->depth > MAX_CAUSAL_DEPTH) return refuse_chain(e, m, &r, &ev);
+  return eng_dispatch(e, m, &ev, in->id, in->depth, in->chain);
+}
+
+int engine_feed_emit(engine_t *e, const engine_emit_in_t *in) {
+  assert(in->id && in->member && in->type);
+  if (arrive_at(e, in->at) == EV_ERROR) return EV_ERROR;
+  int rc = apply_emit(e, in);
+  if (rc == EV_ERROR) engine_rollback(e);
+  return rc;
 }
 

@@ -417,3 +417,17 @@ int event_parse(const char *text, size_t len, event_t *ev, char *err, size_t err
   json_decref(root);
   return rc;
 }
+
+char *event_to_text(const event_t *ev) {
+  assert(ev->has_time);
+  char ts[32];
+  json_t *o = json_object();
+  if (ev->id) json_object_set_new(o, "id", json_string(ev->id));
+  json_object_set_new(o, "type", json_string(ev->type));
+  json_object_set_new(o, "member", json_string(ev->member));
+  json_object_set_new(o, "time", json_string(rfc3339_format(ev->time, 0, ts)));
+  if (ev->data) json_object_set(o, "data", ev->data);
+  char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  return text;
+}

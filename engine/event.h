@@ -27,6 +27,9 @@ int event_from_json(json_t *v, event_t *ev, char *err, size_t errlen);
 /* Decode one line of NDJSON and validate it. Same contract as event_from_json. */
 int event_parse(const char *text, size_t len, event_t *ev, char *err, size_t errlen);
 void event_clear(event_t *ev);
+/* A validated event with its time as one line of JSON that event_parse reads back into the
+ * same event (the time in UTC): malloc'd. Scale-out publishes events in this form. */
+char *event_to_text(const event_t *ev);
 /* The bound on the future, judged where input is read: an event whose time is more than
  * max_future seconds after now (the real present) is refused with "time: ..." in err
  * and -1. max_future 0 means no bound; an event without a time always passes. */

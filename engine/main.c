@@ -23,6 +23,7 @@ static const struct {
     {"backup", cmd_backup, "copy the database safely while the daemon runs"},
     {"export", cmd_export, "write members, actions or the ledger as NDJSON or CSV"},
     {"load", cmd_load, "load member records (attributes, tags, points, staff) in bulk"},
+    {"cluster", cmd_cluster, "scale-out on NATS JetStream: init, status, wait, tick"},
     {"purge", cmd_purge, "remove final actions older than a keep, and expired event ids"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

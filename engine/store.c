@@ -129,6 +129,14 @@ static const char *const migrations[] = {
      * week, points per campaign per day, by rule, key and the window's start */
     "CREATE TABLE invariant_tallies(rule TEXT NOT NULL, key TEXT NOT NULL, since INTEGER NOT NULL,"
     "  n INTEGER NOT NULL, PRIMARY KEY (rule, key, since)) WITHOUT ROWID;",
+    /* 11: scale-out: hearth.emit to a member of another partition, kept with the batch that
+     * caused it until the node has published it to her partition (cluster_node.c) */
+    "CREATE TABLE forwards(seq INTEGER PRIMARY KEY, partition INTEGER NOT NULL, id TEXT NOT NULL,"
+    "  body TEXT NOT NULL);"
+    /* and the emits forwarded here, held until the first clock tick after the one their
+     * sender had applied, then applied in (at, id) order */
+    "CREATE TABLE inbox(id TEXT PRIMARY KEY, after INTEGER NOT NULL, at INTEGER NOT NULL,"
+    "  body TEXT NOT NULL) WITHOUT ROWID;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -2127,4 +2135,96 @@ int store_invariant_prune(store_t *s, int64_t before) {
   if (!st) return -1;
   bind_int(st, 1, before);
   return run(s, st);
+}
+
+/* ==== scale-out: forwards to other partitions (cluster_node.c) ==== */
+
+int store_forward_add(store_t *s, int partition, const char *id, const char *body) {
+  static query_t q = QUERY("INSERT INTO forwards(partition, id, body) VALUES (?1, ?2, ?3)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, partition);
+  bind_text(st, 2, id);
+  bind_text(st, 3, body);
+  return run(s, st);
+}
+
+int store_forwards(store_t *s, int limit, int (*each)(void *ud, const forward_row_t *row), void *ud) {
+  static query_t q = QUERY("SELECT seq, partition, id, body FROM forwards ORDER BY seq LIMIT ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, limit);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    forward_row_t row = {.seq = sqlite3_column_int64(st, 0), .partition = sqlite3_column_int(st, 1),
+                         .id = (const char *)sqlite3_column_text(st, 2),
+                         .body = (const char *)sqlite3_column_text(st, 3)};
+    n++;
+    if (each(ud, &row) < 0) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  return n;
+}
+
+int store_forwards_done(store_t *s, int64_t upto) {
+  static query_t q = QUERY("DELETE FROM forwards WHERE seq <= ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, upto);
+  return run(s, st);
+}
+
+int store_inbox_add(store_t *s, const char *id, int64_t after, int64_t at, const char *body) {
+  static query_t q = QUERY("INSERT INTO inbox(id, after, at, body) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  bind_int(st, 2, after);
+  bind_int(st, 3, at);
+  bind_text(st, 4, body);
+  return run(s, st);
+}
+
+int store_inbox_due(store_t *s, int64_t before, int limit, char ***ids, char ***bodies) {
+  static query_t q = QUERY("SELECT id, body FROM inbox WHERE after < ?1 ORDER BY at, id LIMIT ?2");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, before);
+  bind_int(st, 2, limit);
+  *ids = *bodies = NULL;
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    *ids = xrealloc(*ids, (size_t)(n + 1) * sizeof **ids);
+    *bodies = xrealloc(*bodies, (size_t)(n + 1) * sizeof **bodies);
+    (*ids)[n] = xstrdup((const char *)sqlite3_column_text(st, 0));
+    (*bodies)[n++] = xstrdup((const char *)sqlite3_column_text(st, 1));
+  }
+  if (rc != SQLITE_DONE) {
+    for (int i = 0; i < n; i++) free((*ids)[i]), free((*bodies)[i]);
+    free(*ids);
+    free(*bodies);
+    *ids = *bodies = NULL;
+    return failed(s, st);
+  }
+  sqlite3_reset(st);
+  return n;
+}
+
+int store_inbox_delete(store_t *s, const char *id) {
+  static query_t q = QUERY("DELETE FROM inbox WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, id);
+  return run(s, st);
+}
+
+int store_inbox_count(store_t *s, int64_t *n) {
+  static query_t q = QUERY("SELECT count(*) FROM inbox");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  if (sqlite3_step(st) != SQLITE_ROW) return failed(s, st);
+  *n = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return 0;
 }

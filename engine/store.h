@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 
 typedef struct store {
   sqlite3 *db;
@@ -553,5 +553,29 @@ int store_runs_in_flight(store_t *s, const char *attr,
 int store_invariant_add(store_t *s, const char *rule, const char *key, int64_t since, int64_t n, int64_t *total);
 /* Forget the tallies of windows that started before `before`. 0, or -1 (logged). */
 int store_invariant_prune(store_t *s, int64_t before);
+
+/* ==== scale-out: forwards to other partitions (cluster_node.c) ==== */
+
+typedef struct {
+  int64_t seq;
+  int partition;
+  const char *id, *body;    /* valid during the callback */
+} forward_row_t;
+/* Keep a forward (in the open transaction, with the batch that caused it): 0, -1 (logged). */
+int store_forward_add(store_t *s, int partition, const char *id, const char *body);
+/* Hand each() up to limit forwards in the order they were kept (each() returns -1 to
+ * stop; it must not query). The count or -1 (logged). */
+int store_forwards(store_t *s, int limit, int (*each)(void *ud, const forward_row_t *row), void *ud);
+/* Forget the forwards up to seq, once published: 0, -1 (logged). */
+int store_forwards_done(store_t *s, int64_t upto);
+/* Hold an emit forwarded to this partition (a repeat of an id held is dropped): 0, -1. */
+int store_inbox_add(store_t *s, const char *id, int64_t after, int64_t at, const char *body);
+/* Up to limit held emits whose `after` is before `before`, in (at, id) order: ids and
+ * bodies malloc'd (each malloc'd); the count or -1 (logged). */
+int store_inbox_due(store_t *s, int64_t before, int limit, char ***ids, char ***bodies);
+/* Forget a held emit once applied (in the batch that applied it): 0, -1. */
+int store_inbox_delete(store_t *s, const char *id);
+/* How many are held: 0, -1. */
+int store_inbox_count(store_t *s, int64_t *n);
 
 #endif

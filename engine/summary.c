@@ -106,13 +106,8 @@ static void add_experiment(json_t *c) {
   }
 }
 
-json_t *summary_json(store_t *s) {
-  json_t *list = json_array();
-  if (store_outbox_counts(s, add_outbox_count, list) < 0 || store_funnel_rows(s, add_funnel_row, list) < 0) {
-    json_decref(list);
-    return NULL;
-  }
-  /* conversion = converted / entered, for the campaign and for each variant */
+/* conversion = converted / entered, for the campaign and for each variant; experiments */
+static json_t *finish(json_t *list) {
   size_t i, k;
   json_t *c, *v;
   json_array_foreach(list, i, c) {
@@ -123,6 +118,49 @@ json_t *summary_json(store_t *s) {
   json_t *root = json_object();
   json_object_set_new(root, "campaigns", list);
   return root;
+}
+
+json_t *summary_json(store_t *s) {
+  json_t *list = json_array();
+  if (store_outbox_counts(s, add_outbox_count, list) < 0 || store_funnel_rows(s, add_funnel_row, list) < 0) {
+    json_decref(list);
+    return NULL;
+  }
+  return finish(list);
+}
+
+/* Add the integer counts of `from` (an object of counts) to `to`; conversions, lifts and
+ * other derived values are left out (they are computed again from the sums). */
+static void add_counts(json_t *to, json_t *from) {
+  const char *k;
+  json_t *v;
+  json_object_foreach(from, k, v) if (json_is_integer(v)) add(to, k, json_integer_value(v));
+}
+
+static void add_named_counts(json_t *to_list, json_t *from_list) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(from_list, i, v) {
+    const char *name = json_string_value(json_object_get(v, "name"));
+    if (name) add_counts(named(to_list, name), v);
+  }
+}
+
+json_t *summary_sum(json_t *const *parts, int n) {
+  json_t *list = json_array();
+  for (int p = 0; p < n; p++) {
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(parts[p], "campaigns"), i, c) {
+      const char *name = json_string_value(json_object_get(c, "name"));
+      if (!name) continue;
+      json_t *to = campaign(list, name);
+      add_counts(json_object_get(to, "metrics"), json_object_get(c, "metrics"));
+      add_named_counts(json_object_get(to, "steps"), json_object_get(c, "steps"));
+      add_named_counts(json_object_get(to, "variants"), json_object_get(c, "variants"));
+    }
+  }
+  return finish(list);
 }
 
 /* "+12.5 pp (95% CI -3.1 to +28.0 pp), not significant" */

@@ -15,6 +15,9 @@
  *   "variants":[{"name":..., "entered":n, "converted":n, "conversion":0.12}]}]}
  * NULL on a database error (logged by the store). */
 json_t *summary_json(store_t *s);
+/* The funnel of a cluster: the sum of n partitions' summary_json documents (counts added
+ * by campaign, step and variant; conversions and lifts computed from the sums). */
+json_t *summary_sum(json_t *const *parts, int n);
 /* Print the funnel as text, with a closing line of event counters from stats (may be NULL).
  * 0; -1 when the funnel could not be read (nothing printed). */
 int summary_print(store_t *s, const engine_stats_t *stats, unsigned long rejected, FILE *out);
