@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nats/nats.h>
+
 #include "cluster.h"
 #include "unit.h"
 
@@ -87,6 +89,28 @@ TEST(create_is_idempotent_and_refuses_another_layout) {
   CHECK_INT(got.replicas, 1);
 }
 
+/* The buckets' TTLs as the server holds them (libnats takes kvConfig.TTL in nanoseconds). */
+static int64_t stream_max_age_s(const char *stream) {
+  natsConnection *nc = NULL;
+  jsCtx *js = NULL;
+  jsStreamInfo *si = NULL;
+  int64_t age = -1;
+  if (natsConnection_ConnectTo(&nc, url) == NATS_OK && natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+      js_GetStreamInfo(&si, js, stream, NULL, NULL) == NATS_OK)
+    age = si->Config->MaxAge / 1000000000LL;
+  jsStreamInfo_Destroy(si);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return age;
+}
+
+TEST(bucket_ttls_are_the_leases_and_30_days) {
+  CHECK_INT(stream_max_age_s("KV_hearth_owners"), CLUSTER_LEASE_SECONDS);
+  CHECK_INT(stream_max_age_s("KV_hearth_engines"), CLUSTER_ENGINE_TTL_SECONDS);
+  CHECK_INT(stream_max_age_s("KV_hearth_sent"), 30LL * 24 * 3600);
+  CHECK_INT(stream_max_age_s("KV_hearth_config"), 0);
+}
+
 TEST(partition_of_is_stable_and_spreads) {
   /* FNV-1a 64 of "" is the offset basis 0xcbf29ce484222325; of "a" 0xaf63dc4c8601ec8c. */
   CHECK_INT(cluster_partition_of("", 1000), (int)(0xcbf29ce484222325ULL % 1000));
@@ -113,6 +137,9 @@ TEST(publish_fetch_ack_progress_replay_get) {
   }
   CHECK_INT(cluster_publish(c, out, N, err, sizeof err), 0);
   CHECK_INT(cluster_publish(c, out, 5, err, sizeof err), 0); /* repeats within the window: dropped */
+  cluster_out_t nowhere = {.partition = 7, .kind = CM_EVENT, .body = "{}", .len = 2}; /* no such stream */
+  CHECK_INT(cluster_publish(c, &nowhere, 1, err, sizeof err), -1);
+  CHECK(strstr(err, "hearth.p.007.ev") != NULL);
   cluster_progress_t p;
   CHECK_INT(cluster_progress(c, 2, &p, err, sizeof err), 0);
   CHECK_INT(p.last_seq, N);
@@ -327,6 +354,7 @@ int main(void) {
     return 1;
   }
   RUN(create_is_idempotent_and_refuses_another_layout);
+  RUN(bucket_ttls_are_the_leases_and_30_days);
   RUN(partition_of_is_stable_and_spreads);
   RUN(publish_fetch_ack_progress_replay_get);
   RUN(progress_of_a_partition_without_consumer_is_zeros);
