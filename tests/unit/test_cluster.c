@@ -67,6 +67,7 @@ static void stop_server(void) {
     kill(server_pid, SIGTERM);
     waitpid(server_pid, NULL, 0);
   }
+  if (strstr(server_dir, "XXXXXX")) return; /* never made */
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", server_dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", server_dir);
