@@ -2,6 +2,7 @@
  * on a free loopback port in a temporary directory (killed at the end). Without nats-server
  * on PATH the test fails with a message: it never skips. */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -201,6 +202,30 @@ TEST(publish_fetch_ack_progress_replay_get) {
   CHECK_INT(cluster_get(c, 2, 9999, &one, err, sizeof err), 0);
 }
 
+static void *publish_200(void *arg) {
+  long t = (long)arg;
+  static char errs[2][256];
+  cluster_out_t out[200];
+  char ids[200][24];
+  for (int i = 0; i < 200; i++) {
+    snprintf(ids[i], sizeof ids[i], "thread-%ld-%d", t, i);
+    out[i] = (cluster_out_t){.partition = 1, .kind = CM_EMIT, .msg_id = ids[i], .body = "{}", .len = 2};
+  }
+  return (void *)(long)cluster_publish(c, out, 200, errs[t], sizeof errs[t]);
+}
+
+TEST(concurrent_publishers_each_get_their_own_acknowledgements) {
+  pthread_t th[2];
+  void *rc[2];
+  for (long t = 0; t < 2; t++) pthread_create(&th[t], NULL, publish_200, (void *)t);
+  for (int t = 0; t < 2; t++) pthread_join(th[t], &rc[t]);
+  CHECK_INT((long)rc[0], 0);
+  CHECK_INT((long)rc[1], 0);
+  cluster_progress_t p;
+  CHECK_INT(cluster_progress(c, 1, &p, err, sizeof err), 0);
+  CHECK_INT(p.last_seq, 400);
+}
+
 TEST(progress_of_a_partition_without_consumer_is_zeros) {
   cluster_progress_t p = {1, 1, 1, 1};
   CHECK_INT(cluster_progress(c, 3, &p, err, sizeof err), 0);
@@ -358,6 +383,7 @@ int main(void) {
   RUN(bucket_ttls_are_the_leases_and_30_days);
   RUN(partition_of_is_stable_and_spreads);
   RUN(publish_fetch_ack_progress_replay_get);
+  RUN(concurrent_publishers_each_get_their_own_acknowledgements);
   RUN(progress_of_a_partition_without_consumer_is_zeros);
   RUN(leases_take_renew_lost_release);
   RUN(sent_mark_then_seen);
