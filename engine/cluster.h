@@ -103,8 +103,9 @@ int cluster_ack(cluster_msg_t *m);
 void cluster_msgs_free(cluster_msg_t *msgs, int n);
 void cluster_unsubscribe(cluster_sub_t *s);  /* the durable consumer stays on the server */
 
-/* One message by sequence: 1 with *out (free with cluster_msgs_free(out, 1)... of one),
- * 0 when there is none at seq, -1 with err. */
+/* One message by sequence: 1 with *out, 0 when there is none at seq, -1 with err.
+ * out is the caller's: only out->body is malloc'd (out->msg is NULL), so free(out->body);
+ * cluster_msgs_free(out, 1) also frees out itself, which is right only if out was malloc'd. */
 int cluster_get(cluster_t *c, int partition, uint64_t seq, cluster_msg_t *out, char *err, size_t errlen);
 /* The stream's last sequence (0 when empty), and the durable consumer's acknowledgement
  * floor and messages not yet delivered or not yet acknowledged (0s when the consumer does
