@@ -15,8 +15,11 @@
 - Use as a context manager; every started cluster is also stopped at interpreter exit
   (atexit), so a failing test never leaves servers behind.
 
-Run as a script, it is its own self-test: it starts a three-node cluster, prints its URL and
-the meta leader from /jsz, kills a follower, restarts it, and stops everything.
+Run as a script without arguments, it is its own self-test: it starts a three-node
+cluster, prints its URL and the meta leader from /jsz, kills a follower, restarts it, and
+stops everything. `nats_cluster.py run --nodes N CMD [ARG...]` starts N nodes, runs CMD
+with NATS_URL set to the client URL, stops the servers and exits with CMD's status (the
+benchmarks use it).
 
 The ideas are the nats-server documentation's (configuration file, clustering, monitoring
 endpoints); the code is ours.
@@ -305,8 +308,23 @@ def _self_test():
     print("stopped")
 
 
+def _run_command(argv):
+    """run --nodes N CMD [ARG...]: CMD with NATS_URL set; its exit status."""
+    nodes = 3
+    if len(argv) >= 2 and argv[0] == "--nodes":
+        nodes, argv = int(argv[1]), argv[2:]
+    if not argv:
+        print("usage: nats_cluster.py run [--nodes N] CMD [ARG...]", file=sys.stderr)
+        return 2
+    with NatsCluster(nodes) as c:
+        env = dict(os.environ, NATS_URL=c.url)
+        return subprocess.call(argv, env=env)
+
+
 if __name__ == "__main__":
     try:
+        if len(sys.argv) > 1 and sys.argv[1] == "run":
+            sys.exit(_run_command(sys.argv[2:]))
         _self_test()
     except AssertionError as exc:
         print("FAIL: %s" % exc)
