@@ -32,6 +32,7 @@
 #define MAX_STREAMS 1000
 #define MAX_PENDING 4096 /* publishes in flight per context before PublishAsync stalls */
 #define COMPLETE_WAIT_MS 120000
+#define STALL_WAIT_MS 60000 /* a publish waits this long for room among MAX_PENDING (hang guard) */
 
 typedef struct {
   const char *url;
@@ -107,6 +108,7 @@ static int connect_js(const char *url, atomic_long *failed, natsConnection **nc,
   jsOptions o;
   jsOptions_Init(&o);
   o.PublishAsync.MaxPending = MAX_PENDING;
+  o.PublishAsync.StallWait = STALL_WAIT_MS;
   o.PublishAsync.ErrHandler = count_failure;
   o.PublishAsync.ErrHandlerClosure = failed;
   s = natsConnection_JetStream(js, *nc, &o);
@@ -242,6 +244,13 @@ static int run_case(jsCtx *admin, const bench_args_t *a, bench_case_t *bc) {
   if (rc == 0 && (failed != 0 || stored != bc->messages)) {
     fprintf(stderr, "bench_jetstream: %ld failed publishes, %ld stored of %ld\n", failed, stored, bc->messages);
     rc = -1;
+  }
+  if (rc != 0) {
+    printf("| %d | %7d | %7d | %8ld | FAILED: %ld failed publishes, %ld stored |\n", a->replicas, bc->streams,
+           bc->threads, bc->messages, failed, stored);
+    fflush(stdout);
+    delete_streams(admin, bc);
+    return -1;
   }
   char sample[512];
   double bytes = (double)event_body(sample, sizeof sample, 0, 0) * (double)bc->messages;
