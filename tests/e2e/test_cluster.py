@@ -409,6 +409,7 @@ def month_run(engine_names, kill_one=False):
                 moved = sorted(p for p, o in owners.items() if o == victim.name or o is None)
                 eq(moved, [], "partitions still owned by the killed engine %s or by nobody (owners %r)"
                    % (victim.name, owners))
+                engines.wait_spread()   # the survivors hold P/2 each
             tick_through(nats.url, start, end)
             engines.stop_all()
             pairs = []
