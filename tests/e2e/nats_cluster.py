@@ -13,7 +13,9 @@
 - kill(i) (SIGKILL), stop(i) (SIGTERM), restart(i) (same ports and store dir, waits for
   it to be ready again), meta_leader(), jsz(i), healthz(i).
 - Use as a context manager; every started cluster is also stopped at interpreter exit
-  (atexit), so a failing test never leaves servers behind.
+  (atexit), so a failing test never leaves servers behind; and each server asks the
+  kernel for SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), for a test runner
+  that was itself killed (CTest's timeout) and ran no atexit hook.
 
 Run as a script without arguments, it is its own self-test: it starts a three-node
 cluster, prints its URL and the meta leader from /jsz, kills a follower, restarts it, and
@@ -26,6 +28,7 @@ endpoints); the code is ours.
 """
 
 import atexit
+import ctypes
 import json
 import os
 import shutil
@@ -53,6 +56,17 @@ def nats_server_binary():
             return candidate
     raise AssertionError("nats-server is not installed (the scale-out tests start a JetStream "
                          "cluster on loopback): run `bash setup.sh test`, which installs it")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the parent dies (Linux; best effort)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_ports(n):
@@ -118,7 +132,7 @@ class Node:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen([binary, "-c", self.config_path], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         finally:
             log.close()
 
