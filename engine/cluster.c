@@ -47,6 +47,8 @@ struct cluster_sub {
   cluster_t *c;
   natsSubscription *sub;
   int durable;
+  int partition;
+  uint64_t next;        /* a replay: the sequence it gives next */
 };
 
 /* ---- errors ---- */
@@ -111,12 +113,18 @@ static void sent_error(jsCtx *js, jsPubAckErr *pae, void *closure) {
           "error", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err), NULL);
 }
 
+/* How long a JetStream API call may take: a replicated stream on a loaded machine (or a
+ * leader election) can need seconds; the library's default is 5 s. */
+#define JS_API_WAIT_MS 30000
+
 static natsStatus open_contexts(cluster_t *c) {
   jsOptions jo;
   jsOptions_Init(&jo);
+  jo.Wait = JS_API_WAIT_MS;
   natsStatus s = natsConnection_JetStream(&c->js, c->nc, &jo);
   if (s != NATS_OK) return s;
   jsOptions_Init(&jo);
+  jo.Wait = JS_API_WAIT_MS;
   jo.PublishAsync.ErrHandler = sent_error;
   return natsConnection_JetStream(&c->sent_js, c->nc, &jo);
 }
@@ -404,6 +412,7 @@ int cluster_publish(cluster_t *c, const cluster_out_t *msgs, int n, char *err, s
   pthread_mutex_init(&t.lock, NULL);
   pthread_cond_init(&t.done, NULL);
   jsOptions_Init(&jo);
+  jo.Wait = JS_API_WAIT_MS;
   jo.PublishAsync.AckHandler = pub_acked;
   jo.PublishAsync.AckHandlerClosure = &t;
   natsStatus s = natsConnection_JetStream(&js, c->nc, &jo);
@@ -438,7 +447,7 @@ int cluster_publish(cluster_t *c, const cluster_out_t *msgs, int n, char *err, s
 
 /* ---- consuming ---- */
 
-static cluster_sub_t *sub_new(cluster_t *c, natsSubscription *sub, int durable) {
+static cluster_sub_t *sub_new(cluster_t *c, natsSubscription *sub, int durable, int partition, uint64_t next) {
   cluster_sub_t *s = calloc(1, sizeof *s);
   if (!s) {
     natsSubscription_Destroy(sub);
@@ -447,10 +456,13 @@ static cluster_sub_t *sub_new(cluster_t *c, natsSubscription *sub, int durable) 
   s->c = c;
   s->sub = sub;
   s->durable = durable;
+  s->partition = partition;
+  s->next = next;
   return s;
 }
 
-static int ensure_durable(cluster_t *c, const char *stream, const char *filter, char *err, size_t errlen) {
+static int ensure_durable(cluster_t *c, const char *stream, const char *filter, uint64_t from, char *err,
+                          size_t errlen) {
   jsConsumerConfig cc;
   jsConsumerInfo *ci = NULL;
   jsErrCode jerr = 0;
@@ -458,7 +470,8 @@ static int ensure_durable(cluster_t *c, const char *stream, const char *filter, 
   cc.Durable = DURABLE;
   cc.AckPolicy = js_AckExplicit;
   cc.AckWait = 30LL * 1000 * NS_PER_MS;
-  cc.DeliverPolicy = js_DeliverAll;
+  cc.DeliverPolicy = from ? js_DeliverByStartSequence : js_DeliverAll;
+  cc.OptStartSeq = from;
   cc.MaxAckPending = 20000;
   cc.FilterSubject = filter;
   natsStatus s = js_AddConsumer(&ci, c->js, stream, &cc, NULL, &jerr);
@@ -469,23 +482,38 @@ static int ensure_durable(cluster_t *c, const char *stream, const char *filter, 
   return fail(err, errlen, what, s, jerr);
 }
 
-cluster_sub_t *cluster_subscribe(cluster_t *c, int partition, char *err, size_t errlen) {
+static cluster_sub_t *bind_durable(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen) {
   char stream[32], filter[48];
   natsSubscription *sub = NULL;
   jsSubOptions so;
   jsErrCode jerr = 0;
   stream_name(stream, sizeof stream, partition);
   snprintf(filter, sizeof filter, "hearth.p.%03d.>", partition);
+  if (from) { /* a new owner: the consumer starts over where its state is */
+    natsStatus ds = js_DeleteConsumer(c->js, stream, DURABLE, NULL, &jerr);
+    if (ds != NATS_OK && ds != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr)
+      return fail(err, errlen, "replacing the partition's consumer", ds, jerr), NULL;
+    jerr = 0;
+  }
   /* Made apart from the subscription so that unsubscribing never deletes it. */
-  if (ensure_durable(c, stream, filter, err, errlen) < 0) return NULL;
+  if (ensure_durable(c, stream, filter, from, err, errlen) < 0) return NULL;
   jsSubOptions_Init(&so);
   so.Stream = stream;
   so.Consumer = DURABLE;
   natsStatus s = js_PullSubscribe(&sub, c->js, filter, DURABLE, NULL, &so, &jerr);
   if (s != NATS_OK) return fail(err, errlen, "binding to the durable consumer", s, jerr), NULL;
-  cluster_sub_t *cs = sub_new(c, sub, 1);
+  cluster_sub_t *cs = sub_new(c, sub, 1, partition, 0);
   if (!cs) fail_msg(err, errlen, "out of memory");
   return cs;
+}
+
+cluster_sub_t *cluster_subscribe(cluster_t *c, int partition, char *err, size_t errlen) {
+  return bind_durable(c, partition, 0, err, errlen);
+}
+
+cluster_sub_t *cluster_subscribe_from(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen) {
+  assert(from >= 1);
+  return bind_durable(c, partition, from, err, errlen);
 }
 
 cluster_sub_t *cluster_replay(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen) {
@@ -503,7 +531,7 @@ cluster_sub_t *cluster_replay(cluster_t *c, int partition, uint64_t from, char *
   so.Config.InactiveThreshold = 60LL * 1000 * NS_PER_MS;
   natsStatus s = js_PullSubscribe(&sub, c->js, filter, NULL, NULL, &so, &jerr);
   if (s != NATS_OK) return fail(err, errlen, "creating a replay consumer", s, jerr), NULL;
-  cluster_sub_t *cs = sub_new(c, sub, 0);
+  cluster_sub_t *cs = sub_new(c, sub, 0, partition, from ? from : 1);
   if (!cs) fail_msg(err, errlen, "out of memory");
   return cs;
 }
@@ -531,6 +559,28 @@ static uint64_t stream_seq_of(natsMsg *msg) {
   return seq;
 }
 
+/* Messages the reader has not been given yet. 0, -1 with err. */
+static int pending_of(cluster_sub_t *s, uint64_t *pending, char *err, size_t errlen) {
+  char stream[32];
+  jsErrCode jerr = 0;
+  stream_name(stream, sizeof stream, s->partition);
+  if (s->durable) {
+    jsConsumerInfo *ci = NULL;
+    natsStatus st = js_GetConsumerInfo(&ci, s->c->js, stream, DURABLE, NULL, &jerr);
+    if (st != NATS_OK) return fail(err, errlen, "reading the consumer's pending count", st, jerr);
+    *pending = ci->NumPending;
+    jsConsumerInfo_Destroy(ci);
+    return 0;
+  }
+  jsStreamInfo *si = NULL;
+  natsStatus st = js_GetStreamInfo(&si, s->c->js, stream, NULL, &jerr);
+  if (st != NATS_OK) return fail(err, errlen, "reading the partition's stream", st, jerr);
+  uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  *pending = last >= s->next ? last - s->next + 1 : 0;
+  return 0;
+}
+
 int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, int *n, char *err, size_t errlen) {
   natsMsgList list = {0};
   jsFetchRequest req;
@@ -539,8 +589,17 @@ int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, i
   assert(max > 0);
   jsFetchRequest_Init(&req);
   req.Batch = max;
-  req.NoWait = wait_ms <= 0;
   req.Expires = (wait_ms > 0 ? wait_ms : 1000) * NS_PER_MS;
+  if (wait_ms <= 0) {
+    /* Not waiting: fetch no more than the messages there are, so that the fetch returns as
+     * soon as they are in (a no-wait pull with fewer messages than its batch waited for
+     * its whole expiry with this server and library). The durable consumer says how many
+     * it has; a replay has the rest of the stream. */
+    uint64_t pending;
+    if (pending_of(s, &pending, err, errlen) < 0) return -1;
+    if (pending == 0) return 0;
+    if (pending < (uint64_t)max) req.Batch = (int)pending;
+  }
   natsStatus st = natsSubscription_FetchRequest(&list, s->sub, &req);
   if (st == NATS_TIMEOUT || st == NATS_NOT_FOUND) st = NATS_OK; /* nothing there (yet) */
   if (st != NATS_OK) {
@@ -556,11 +615,13 @@ int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, i
   for (int i = 0; rc == 0 && i < list.Count; i++) {
     natsMsg *m = list.Msgs[i];
     list.Msgs[i] = NULL; /* ours now */
-    if (msg_fill(&msgs[i], m, stream_seq_of(m), s->durable) < 0) {
+    uint64_t seq = stream_seq_of(m);
+    if (msg_fill(&msgs[i], m, seq, s->durable) < 0) {
       natsMsg_Destroy(m);
       rc = fail_msg(err, errlen, "out of memory");
     } else {
       *n = i + 1;
+      if (seq >= s->next) s->next = seq + 1;
     }
   }
   natsMsgList_Destroy(&list);
@@ -632,6 +693,10 @@ int cluster_progress(cluster_t *c, int partition, cluster_progress_t *p, char *e
   if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) return 0;
   if (s != NATS_OK) return fail(err, errlen, "reading the partition's consumer", s, jerr);
   p->ack_floor = ci->AckFloor.Stream;
+  /* a consumer made anew for a new owner starts past what that owner's state holds: all
+   * before its start is done, though never acknowledged to this consumer */
+  if (ci->Config && ci->Config->OptStartSeq > 0 && ci->Config->OptStartSeq - 1 > p->ack_floor)
+    p->ack_floor = ci->Config->OptStartSeq - 1;
   p->pending = ci->NumPending;
   p->ack_pending = (uint64_t)ci->NumAckPending;
   jsConsumerInfo_Destroy(ci);

@@ -10,7 +10,7 @@
  *   stream HEARTH_P<nnn>  subjects "hearth.p.<nnn>.>" (nnn: partition, 3 digits):
  *       "hearth.p.<nnn>.ev"    a member event as received (its JSON, validated)
  *       "hearth.p.<nnn>.emit"  a hearth.emit from another partition
- *       "hearth.p.<nnn>.tick"  the partition's clock moves to {"at":T}
+ *       "hearth.p.<nnn>.tick"  the partition's clock moves to {"at":T,"round":r}
  *     limits retention (kept: the log is the partition's history), file storage,
  *     `replicas` copies, duplicate window 2 minutes on Nats-Msg-Id.
  *   stream HEARTH_SNAP    subjects "hearth.snap.<nnn>": snapshot chunks (see below).
@@ -32,6 +32,9 @@
 #include <uv.h>
 
 #define CLUSTER_MAX_PARTITIONS 1000
+/* Rounds of one tick time: a tick is {"at":T,"round":r}, r < CLUSTER_ROUNDS (see
+ * cluster_node.c's apply_tick; hearth cluster tick repeats T while emits still cross) */
+#define CLUSTER_ROUNDS 64
 #define CLUSTER_LEASE_SECONDS 6      /* an owner renews every 2 s; a dead one's lapse after 6 */
 #define CLUSTER_ENGINE_TTL_SECONDS 6 /* the same for the engines' registry */
 
@@ -91,6 +94,11 @@ typedef struct cluster_sub cluster_sub_t;
 
 /* Bind to the partition's durable consumer "engine" (created if missing). */
 cluster_sub_t *cluster_subscribe(cluster_t *c, int partition, char *err, size_t errlen);
+/* The same, but the consumer is made anew to deliver from sequence `from` on: for a new
+ * owner, whose state has applied the log up to from - 1 (what the consumer had handed
+ * to an owner before and not seen acknowledged is not handed again: the new owner's
+ * state, not the consumer, says where the partition is). */
+cluster_sub_t *cluster_subscribe_from(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen);
 /* A reader of the partition's stream from sequence `from` on, in order, for catching up
  * (an ordered consumer of its own: no acknowledgements, nothing shared). */
 cluster_sub_t *cluster_replay(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen);
@@ -108,7 +116,7 @@ void cluster_unsubscribe(cluster_sub_t *s);  /* the durable consumer stays on th
  * cluster_msgs_free(out, 1) also frees out itself, which is right only if out was malloc'd. */
 int cluster_get(cluster_t *c, int partition, uint64_t seq, cluster_msg_t *out, char *err, size_t errlen);
 /* The stream's last sequence (0 when empty), and the durable consumer's acknowledgement
- * floor and messages not yet delivered or not yet acknowledged (0s when the consumer does
+ * floor (or, when greater, the sequence before the one it was made to start at) and messages not yet delivered or not yet acknowledged (0s when the consumer does
  * not exist yet). 0, -1 with err. */
 typedef struct {
   uint64_t last_seq, ack_floor, pending, ack_pending;

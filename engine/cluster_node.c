@@ -43,8 +43,8 @@ typedef struct {
   node_t *n;
   engine_t *e;
   delivery_t *d;
-  cluster_sub_t *sub;       /* the durable consumer, once caught up */
-  cluster_sub_t *replay;    /* the catch-up reader after a take-over */
+  cluster_sub_t *sub;       /* the durable consumer, set at the take-over to the cursor */
+  int catching_up;          /* the cursor has not reached catchup_to yet */
   uint64_t cursor;          /* the last sequence applied (in the open or the last batch) */
   uint64_t committed;       /* the last sequence committed */
   uint64_t catchup_to;      /* the log's end when the partition was taken */
@@ -54,6 +54,7 @@ typedef struct {
   int64_t snapshot_at;      /* real time of the last snapshot */
   uint64_t since_snapshot;  /* messages applied since */
   int tick_sent;            /* a tick is in the log and not applied yet */
+  int held;                 /* an emit from another partition waits for a tick */
   cluster_msg_t *acks;      /* fetched from the durable, acknowledged after the commit */
   int nacks;
 } part_t;
@@ -128,6 +129,7 @@ static int hold_emit(part_t *pt, const cluster_msg_t *m) {
   }
   int rc = store_inbox_add(e->store, id, after, at, m->body);
   json_decref(o);
+  pt->held = 1; /* on a real clock: a tick soon applies it */
   return rc;
 }
 
@@ -177,11 +179,16 @@ static int apply_held(part_t *pt, int64_t at) {
   }
 }
 
-/* A tick runs everything due up to its time, in transactions of its own. */
+/* A tick {"at":T,"round":r} runs everything due up to T, in transactions of its own.
+ * Its epoch, T * CLUSTER_ROUNDS + r, orders ticks; held emits whose sender had applied an
+ * earlier epoch are applied first, and what this tick causes in other partitions carries
+ * this epoch, so it waits there for the next tick (`hearth cluster tick` repeats a time
+ * in further rounds while they cause more). */
 static int apply_tick(part_t *pt, const cluster_msg_t *m) {
   json_t *o = json_loadb(m->body, m->len, 0, NULL);
-  json_int_t at = 0;
-  int ok = o && json_unpack(o, "{s:I}", "at", &at) == 0;
+  json_int_t at = 0, round = 0;
+  int ok = o && json_unpack(o, "{s:I, s?I}", "at", &at, "round", &round) == 0 && round >= 0 &&
+           round < CLUSTER_ROUNDS;
   json_decref(o);
   pt->tick_sent = 0;
   if (!ok) {
@@ -189,8 +196,11 @@ static int apply_tick(part_t *pt, const cluster_msg_t *m) {
     return 0;
   }
   engine_t *e = pt->e;
-  if (apply_held(pt, at) < 0) return -1;
-  if (at > e->forward_epoch) e->forward_epoch = at; /* forwards from here on wait for the next tick */
+  int64_t epoch = (int64_t)at * CLUSTER_ROUNDS + round;
+  int64_t before = epoch;
+  if (epoch > e->forward_epoch) e->forward_epoch = epoch; /* caused from here on: the next tick there */
+  if (apply_held(pt, before) < 0) return -1;
+  if (!e->in_batch && engine_begin(e) < 0) return -1;
   if (store_meta_set(e->store, "cluster_tick", e->forward_epoch) < 0) return -1;
   if (engine_commit(e) < 0) return -1;
   pt->committed = pt->cursor;
@@ -305,11 +315,13 @@ static int open_durable(part_t *pt) {
   return pt->sub ? 0 : -1;
 }
 
+static void tick_partition(part_t *pt, int64_t now);
+
 /* Read and apply what the log has for the partition now. 1 when there may be more. */
 static int pump_part(part_t *pt) {
   char err[300];
-  if (!pt->replay && !pt->sub && open_durable(pt) < 0) return 0;
-  cluster_sub_t *s = pt->replay ? pt->replay : pt->sub;
+  if (!pt->sub && open_durable(pt) < 0) return 0;
+  cluster_sub_t *s = pt->sub;
   cluster_msg_t *msgs = NULL;
   int n = 0;
   if (cluster_fetch(s, FETCH_MAX, 0, &msgs, &n, err, sizeof err) < 0) {
@@ -322,7 +334,7 @@ static int pump_part(part_t *pt) {
     if (m->seq > pt->cursor) {
       if (fill_gap(pt, m->seq) < 0 || apply_one(pt, m) < 0) failed = 1;
     }
-    if (s == pt->sub && !failed) { /* acknowledged after the commit (settle) */
+    if (!failed) { /* acknowledged after the commit (settle) */
       pt->acks = xrealloc(pt->acks, (size_t)(pt->nacks + 1) * sizeof *pt->acks);
       pt->acks[pt->nacks++] = *m;
       m->body = NULL;
@@ -341,15 +353,15 @@ static int pump_part(part_t *pt) {
     return 0;
   }
   if (n > 0 || pt->e->in_batch) settle(pt);
-  if (pt->replay && pt->cursor >= pt->catchup_to) { /* caught up: the durable consumer from here */
-    cluster_unsubscribe(pt->replay);
-    pt->replay = NULL;
+  if (pt->held && !pt->n->o->virtual_clock) tick_partition(pt, time(NULL));
+  if (pt->catching_up && pt->cursor >= pt->catchup_to) {
+    pt->catching_up = 0;
     char to[24];
     snprintf(to, sizeof to, "%llu", (unsigned long long)pt->cursor);
     log_part(LOG_INFO, pt, "partition caught up with its log", "seq", to);
-    open_durable(pt);
   }
-  if (pt->check_sent && !pt->replay && delivery_backlog(pt->d) == 0) pt->check_sent = 0;
+  /* what the log gave before the take-over may have been delivered by the owner before */
+  if (pt->check_sent && !pt->catching_up && delivery_backlog(pt->d) == 0) pt->check_sent = 0;
   return n == FETCH_MAX;
 }
 
@@ -423,7 +435,6 @@ static void restore_state(node_t *n, int p, const char *path) {
 }
 
 static void part_free(part_t *pt) {
-  if (pt->replay) cluster_unsubscribe(pt->replay);
   if (pt->sub) cluster_unsubscribe(pt->sub);
   cluster_msgs_free(pt->acks, pt->nacks);
   free(pt);
@@ -474,12 +485,11 @@ static part_t *part_open(node_t *n, int p, uint64_t rev) {
     goto fail_delivery;
   }
   pt->catchup_to = pr.last_seq;
-  if (pt->cursor < pt->catchup_to) {
-    pt->replay = cluster_replay(n->c, p, pt->cursor + 1, errbuf, sizeof errbuf);
-    if (!pt->replay) {
-      log_part(LOG_ERROR, pt, "cannot replay the partition's log", "error", errbuf);
-      goto fail_delivery;
-    }
+  pt->catching_up = pt->cursor < pt->catchup_to;
+  pt->sub = cluster_subscribe_from(n->c, p, pt->cursor + 1, errbuf, sizeof errbuf);
+  if (!pt->sub) {
+    log_part(LOG_ERROR, pt, "cannot set the partition's consumer to where its state is", "error", errbuf);
+    goto fail_delivery;
   }
   if (flush_forwards(pt) < 0) log_part(LOG_WARN, pt, "forwards left from before wait", "error", "publish failed");
   char a[24], b[24];
@@ -499,7 +509,7 @@ fail:
 /* A copy of the partition's database into JetStream, as of its cursor. */
 static void snapshot(part_t *pt) {
   node_t *n = pt->n;
-  if (pt->e->in_batch || pt->replay) return;
+  if (pt->e->in_batch || pt->catching_up) return;
   char *tmp = part_path(n, pt->p, ".out");
   char err[300];
   unlink(tmp);
@@ -641,22 +651,33 @@ static void rebalance(node_t *n) {
   free(names);
 }
 
-/* On a real clock, the owner moves each partition's clock: when something is due, and
- * every TICK_LAG_SECONDS anyway (deliveries' retries are on the partition's clock). */
+/* On a real clock, the owner moves a partition's clock: when something is due, when an
+ * emit from another partition waits, and every TICK_LAG_SECONDS anyway (deliveries'
+ * retries are on the partition's clock). A second tick in the same second is a further
+ * round of it. */
+static void tick_partition(part_t *pt, int64_t now) {
+  if (pt->catching_up || pt->tick_sent || pt->cursor == 0) return;
+  int64_t due = engine_next_due(pt->e);
+  if (due > now && now - pt->e->now < TICK_LAG_SECONDS && !pt->held) return;
+  int64_t at = now, round = 0, last = pt->e->forward_epoch;
+  if (at * CLUSTER_ROUNDS <= last) at = last / CLUSTER_ROUNDS, round = last % CLUSTER_ROUNDS + 1;
+  if (round >= CLUSTER_ROUNDS) return; /* the next second */
+  char body[64];
+  snprintf(body, sizeof body, "{\"at\":%lld,\"round\":%lld}", (long long)at, (long long)round);
+  cluster_out_t m = {.partition = pt->p, .kind = CM_TICK, .body = body, .len = strlen(body)};
+  char err[300];
+  if (cluster_publish(pt->n->c, &m, 1, err, sizeof err) < 0) {
+    log_part(LOG_WARN, pt, "cannot publish a tick", "error", err);
+    return;
+  }
+  pt->tick_sent = 1;
+  pt->held = 0;
+}
+
 static void tick_partitions(node_t *n) {
   int64_t now = time(NULL);
-  for (int p = 0; p < n->layout.partitions; p++) {
-    part_t *pt = n->parts[p];
-    if (!pt || pt->replay || pt->tick_sent || pt->cursor == 0) continue;
-    int64_t due = engine_next_due(pt->e);
-    if (due > now && now - pt->e->now < TICK_LAG_SECONDS) continue;
-    char body[48];
-    snprintf(body, sizeof body, "{\"at\":%lld}", (long long)now);
-    cluster_out_t m = {.partition = p, .kind = CM_TICK, .body = body, .len = strlen(body)};
-    char err[300];
-    if (cluster_publish(n->c, &m, 1, err, sizeof err) < 0) log_part(LOG_WARN, pt, "cannot publish a tick", "error", err);
-    else pt->tick_sent = 1;
-  }
+  for (int p = 0; p < n->layout.partitions; p++)
+    if (n->parts[p]) tick_partition(n->parts[p], now);
 }
 
 static void on_beat(uv_timer_t *t) {
@@ -860,7 +881,7 @@ static json_t *node_json(node_t *n) {
     part_t *pt = n->parts[p];
     if (!pt) continue;
     json_array_append_new(parts, json_pack("{s:i, s:I, s:b, s:I}", "partition", p, "seq", (json_int_t)pt->committed,
-                                           "catching_up", pt->replay != NULL, "backlog",
+                                           "catching_up", pt->catching_up, "backlog",
                                            (json_int_t)delivery_backlog(pt->d)));
   }
   return json_pack("{s:s, s:s, s:i, s:o}", "engine", n->o->name, "status", n->stopping ? "stopping" : "ok",

@@ -17,7 +17,7 @@ static const char *usage =
     "usage: hearth cluster init   --cluster URL --partitions P [--replicas R]\n"
     "       hearth cluster status --cluster URL [--json]\n"
     "       hearth cluster wait   --cluster URL [--timeout DUR]\n"
-    "       hearth cluster tick   --cluster URL --to TIME\n\n"
+    "       hearth cluster tick   --cluster URL --to TIME [--timeout DUR]\n\n"
     "A cluster of engines on NATS JetStream (see docs/SCALE.md).\n"
     "  init    create the partitions' streams and the buckets: P partitions (fixed for the\n"
     "          cluster's life: choose several times the engines you may ever run), each\n"
@@ -28,8 +28,10 @@ static const char *usage =
     "  wait    until every partition has an owner and has acknowledged its whole log (and\n"
     "          what that caused in other partitions): exit 0, or 1 after --timeout\n"
     "          (default 5m)\n"
-    "  tick    move every partition's clock to TIME (RFC 3339): what is due by then runs;\n"
-    "          for engines run with --virtual-clock (tests, rehearsals)\n"
+    "  tick    move every partition's clock to TIME (RFC 3339): what is due by then runs,\n"
+    "          and emits it causes in other partitions are applied there in further rounds\n"
+    "          of the same time; returns once all of it is applied (--timeout as wait).\n"
+    "          For engines run with --virtual-clock (tests, rehearsals)\n"
     "  --cluster URL  NATS servers, e.g. nats://127.0.0.1:4222 (several comma-separated)\n"
     "Exit status: 0 ok, 1 failure (or timeout), 2 usage error.\n";
 
@@ -147,11 +149,19 @@ static int drained(cluster_t *c, const cluster_layout_t *l, uint64_t *sum, char 
   return ok;
 }
 
-static int cmd_wait(cluster_t *c, const cluster_layout_t *l, const cli_t *cl) {
-  int64_t timeout = 300;
+static int parse_timeout(const cli_t *cl, int64_t *timeout) {
+  char err[200];
+  *timeout = 300;
+  if (cl->timeout && (duration_parse(cl->timeout, timeout, err, sizeof err) < 0 || *timeout <= 0)) {
+    cli_usage_error(usage, "--timeout must be a positive duration such as 30s or 5m, got '%s'", cl->timeout);
+    return -1;
+  }
+  return 0;
+}
+
+/* Until drained (0), or 1 on timeout or failure (said on stderr). *sum: the logs' ends. */
+static int wait_drained(cluster_t *c, const cluster_layout_t *l, int64_t timeout, int quiet, uint64_t *sum_out) {
   char err[512];
-  if (cl->timeout && (duration_parse(cl->timeout, &timeout, err, sizeof err) < 0 || timeout <= 0))
-    return cli_usage_error(usage, "--timeout must be a positive duration such as 30s or 5m, got '%s'", cl->timeout);
   uint64_t start = mono_ns(), last_sum = UINT64_MAX, last_said = start;
   char why[200] = "";
   for (;;) {
@@ -161,14 +171,17 @@ static int cmd_wait(cluster_t *c, const cluster_layout_t *l, const cli_t *cl) {
       fprintf(stderr, "hearth: %s\n", err);
       return 1;
     }
-    if (rc == 1 && sum == last_sum) return 0;
+    if (rc == 1 && sum == last_sum) {
+      if (sum_out) *sum_out = sum;
+      return 0;
+    }
     last_sum = rc == 1 ? sum : UINT64_MAX;
     uint64_t now = mono_ns();
     if (now - start > (uint64_t)timeout * 1000000000u) {
       fprintf(stderr, "hearth: still not drained after %llds: %s\n", (long long)timeout, rc ? "moving" : why);
       return 1;
     }
-    if (!cl->quiet && now - last_said > 5000000000ull && rc == 0) {
+    if (!quiet && now - last_said > 5000000000ull && rc == 0) {
       fprintf(stderr, "hearth: waiting: %s\n", why);
       last_said = now;
     }
@@ -176,23 +189,45 @@ static int cmd_wait(cluster_t *c, const cluster_layout_t *l, const cli_t *cl) {
   }
 }
 
-static int cmd_tick(cluster_t *c, const cluster_layout_t *l, const cli_t *cl) {
-  if (!cl->to) return cli_usage_error(usage, "tick needs --to TIME (RFC 3339)");
-  int64_t at;
-  char err[512];
-  if (rfc3339_parse(cl->to, &at, err, sizeof err) < 0) return cli_usage_error(usage, "--to: %s", err);
-  char body[48];
-  snprintf(body, sizeof body, "{\"at\":%lld}", (long long)at);
+static int cmd_wait(cluster_t *c, const cluster_layout_t *l, const cli_t *cl) {
+  int64_t timeout;
+  if (parse_timeout(cl, &timeout) < 0) return EXIT_USAGE;
+  return wait_drained(c, l, timeout, cl->quiet, NULL);
+}
+
+/* One round of ticks at `at` to every partition: 0, -1 (said on stderr). */
+static int publish_ticks(cluster_t *c, const cluster_layout_t *l, int64_t at, int round) {
+  char body[64], err[512];
+  snprintf(body, sizeof body, "{\"at\":%lld,\"round\":%d}", (long long)at, round);
   cluster_out_t *out = xcalloc((size_t)l->partitions, sizeof *out);
   for (int p = 0; p < l->partitions; p++)
     out[p] = (cluster_out_t){.partition = p, .kind = CM_TICK, .body = body, .len = strlen(body)};
   int rc = cluster_publish(c, out, l->partitions, err, sizeof err);
   free(out);
-  if (rc < 0) {
-    fprintf(stderr, "hearth: %s\n", err);
-    return 1;
+  if (rc < 0) fprintf(stderr, "hearth: %s\n", err);
+  return rc;
+}
+
+/* A tick runs in rounds: what one round causes in other partitions (hearth.emit across
+ * partitions) is applied there at the next round of the same time, until a round causes
+ * nothing more; each round is waited for. */
+static int cmd_tick(cluster_t *c, const cluster_layout_t *l, const cli_t *cl) {
+  if (!cl->to) return cli_usage_error(usage, "tick needs --to TIME (RFC 3339)");
+  int64_t at, timeout;
+  char err[512];
+  if (rfc3339_parse(cl->to, &at, err, sizeof err) < 0) return cli_usage_error(usage, "--to: %s", err);
+  if (parse_timeout(cl, &timeout) < 0) return EXIT_USAGE;
+  uint64_t before = 0;
+  if (wait_drained(c, l, timeout, 1, &before) != 0) return 1; /* what came before is in */
+  for (int round = 0; round < CLUSTER_ROUNDS; round++) {
+    if (publish_ticks(c, l, at, round) < 0) return 1;
+    uint64_t after;
+    if (wait_drained(c, l, timeout, cl->quiet, &after) != 0) return 1;
+    if (after == before + (uint64_t)l->partitions) return 0; /* only the ticks: nothing crossed */
+    before = after;
   }
-  return 0;
+  fprintf(stderr, "hearth: emits were still crossing partitions after %d rounds at %s\n", CLUSTER_ROUNDS, cl->to);
+  return 1;
 }
 
 int cmd_cluster(int argc, char **argv) {

@@ -183,9 +183,7 @@ class Engine:
         self.out_path = os.path.join(w.dir, name + ".stdout")
         self.err_path = os.path.join(w.dir, name + ".stderr")
         args = [harness.BIN, "run", "--cluster", url, "--engine", name, "--data", self.data,
-                "--scripts", scripts]
-        if listen:
-            args += ["--listen", "127.0.0.1:0"]
+                "--scripts", scripts, "--listen", "127.0.0.1:0"]  # several engines on one machine
         if clock is not None:
             args += ["--virtual-clock", clock]
         env = dict(os.environ)

@@ -51,7 +51,9 @@ class Console:
         tok = os.path.join(w.dir, "token")
         with open(tok, "w") as f:
             f.write(TOKEN + "\n")
-        rc, out, err = w.run("import", MONTH, "--db", w.db, "--scripts", SCRIPTS, "--quiet")
+        # --stale-after: the month's sends stay queued whatever today's date is (with the
+        # default 1d they were all `expired` once the month was more than a day old)
+        rc, out, err = w.run("import", MONTH, "--db", w.db, "--scripts", SCRIPTS, "--quiet", "--stale-after", "36500d")
         eq(rc, 0, "import of the bundled month (stderr %s)" % err[-2000:])
         self.err_path = os.path.join(w.dir, "daemon.stderr")
         self._err = open(self.err_path, "wb")
