@@ -489,6 +489,28 @@ int store_member_put(store_t *s, const member_row_t *r) {
   return rc;
 }
 
+int store_member_update(store_t *s, const member_row_t *r) {
+  static query_t q = QUERY("UPDATE members SET joined_at = ?2, last_active_at = ?3, orders = ?4,"
+                           " spend = ?5, points = ?6, attrs = ?7, tags = ?8, timer_gens = ?9,"
+                           " ledger_n = ?10, sends = ?11 WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->id);
+  bind_time(st, 2, r->joined_at);
+  bind_time(st, 3, r->last_active_at);
+  bind_int(st, 4, r->orders);
+  sqlite3_bind_double(st, 5, r->spend);
+  bind_int(st, 6, r->points);
+  bind_text(st, 7, r->attrs ? r->attrs : "{}");
+  bind_text(st, 8, r->tags ? r->tags : "{}");
+  bind_text(st, 9, r->gens ? r->gens : "{}");
+  bind_int(st, 10, r->ledger_n);
+  bind_text(st, 11, r->sends ? r->sends : "{}");
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st); /* the texts are the caller's */
+  return rc < 0 ? -1 : sqlite3_changes(s->db) > 0;
+}
+
 int store_member_exists(store_t *s, const char *id) {
   static query_t q = QUERY("SELECT 1 FROM members WHERE id = ?1");
   sqlite3_stmt *st = query(s, &q);

@@ -81,6 +81,9 @@ typedef struct {
 int store_member_get(store_t *s, const char *id, member_row_t *row);
 /* Insert or replace the member's row. */
 int store_member_put(store_t *s, const member_row_t *row);
+/* Write back a member whose row exists (every field but id and created_at): 1 written,
+ * 0 when there is no such row (the caller inserts it with store_member_put), -1 error. */
+int store_member_update(store_t *s, const member_row_t *row);
 /* 1 when the member has a row, 0 when not, -1 error. */
 int store_member_exists(store_t *s, const char *id);
 /* The tag index behind tag sweeps. */

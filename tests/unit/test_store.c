@@ -352,6 +352,36 @@ TEST(ledger_balance_check) {
   store_close(s);
 }
 
+/* store_member_update writes back an existing row (created_at kept) and says when there
+ * is none, so that the member cache inserts it instead. */
+TEST(member_update_only_an_existing_row) {
+  store_t *s = mem_store();
+  if (!s) return;
+  member_row_t r = {.id = "m-1", .created_at = 100, .joined_at = 100,
+                    .last_active_at = 100, .points = 5, .attrs = "{\"a\":1}"};
+  CHECK_INT(store_member_update(s, &r), 0);                   /* no row yet */
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM members"), 0);
+  CHECK_INT(store_member_put(s, &r), 0);
+  member_row_t later = r;
+  later.created_at = 999; /* not written by an update */
+  later.last_active_at = 200;
+  later.points = 7;
+  later.ledger_n = 3;
+  later.attrs = "{\"a\":2}";
+  CHECK_INT(store_member_update(s, &later), 1);
+  member_row_t got;
+  CHECK_INT(store_member_get(s, "m-1", &got), 1);
+  CHECK_INT(got.created_at, 100);
+  CHECK_INT(got.last_active_at, 200);
+  CHECK_INT(got.points, 7);
+  CHECK_INT(got.ledger_n, 3);
+  CHECK(strcmp(got.attrs, "{\"a\":2}") == 0);
+  free(got.attrs), free(got.tags), free(got.gens), free(got.sends);
+  later.points = -1; /* the CHECK holds for an update too */
+  CHECK_INT(store_member_update(s, &later), -1);
+  store_close(s);
+}
+
 TEST(timers_ordered_and_deleted_up_to) {
   store_t *s = mem_store();
   if (!s) return;
@@ -1139,6 +1169,7 @@ int main(void) {
   RUN(seen_mark_dedupe_window);
   RUN(seen_generations_purged_whole);
   RUN(ledger_balance_check);
+  RUN(member_update_only_an_existing_row);
   RUN(timers_ordered_and_deleted_up_to);
   RUN(store_open_copy_snapshot_not_written);
   RUN(report_reads_return_typed_rows);
