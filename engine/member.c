@@ -63,6 +63,7 @@ static int load_row(store_t *s, member_t *m) {
   m->text[MP_TAGS] = row.tags;
   m->text[MP_GENS] = row.gens;
   m->text[MP_SENDS] = row.sends;
+  m->stored = 1;
   return 1;
 }
 
@@ -170,7 +171,13 @@ static int write_member(store_t *s, member_t *m) {
   row.tags = (char *)part_text(m, MP_TAGS);
   row.gens = (char *)part_text(m, MP_GENS);
   row.sends = (char *)part_text(m, MP_SENDS);
-  return store_member_put(s, &row);
+  if (m->stored) { /* the common case: an UPDATE, no insert attempted first */
+    int updated = store_member_update(s, &row);
+    if (updated != 0) return updated < 0 ? -1 : 0;
+  }
+  if (store_member_put(s, &row) < 0) return -1; /* new, or her row went (another writer) */
+  m->stored = 1;
+  return 0;
 }
 
 int member_cache_flush(member_cache_t *c, store_t *s) {

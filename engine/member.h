@@ -32,6 +32,7 @@ typedef struct member {
   int dirty;
   int64_t bytes;           /* attributes and tags as compact JSON, or -1 until measured */
   int used;                /* looked up since the cache last made room */
+  int stored;              /* her row was read or written by this connection (an UPDATE may do) */
   struct member *next; /* hash chain */
 } member_t;
 

@@ -20,8 +20,10 @@
  *   whole window, purge or not;
  * - the funnel: what is removed is added to purged_counts, which the report (hearth
  *   stats, GET /v1/campaigns) counts with the rows still there.
- * A dedupe mark is removed once it is older than the window on the engine's clock: by the
- * contract the same id is then a new event anyway. Ids imported by `hearth import` are
+ * A dedupe mark is removed with its generation (store.c "dedupe marks"), once the
+ * generation's newest mark is older than the window on the engine's clock: by the
+ * contract the same id is then a new event anyway, and a mark older than the window in a
+ * generation still kept no longer counts (store_seen_mark compares its own time). Ids imported by `hearth import` are
  * marked at the time of the import at the earliest (engine.h seen_floor), so a file
  * imported twice is refused the second time for the whole window after the first.
  *

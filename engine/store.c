@@ -5,7 +5,7 @@
  *   members       one row per member: engine fields, attrs/tags/timer generations as JSON
  *   member_tags   (tag, member): the index behind tag sweeps
  *   ledger        every points grant and spend, (member, n) clustered
- *   seen_events   event ids inside the dedupe window
+ *   seen_events   event ids inside the dedupe window (by generation and id since 11)
  *   outbox        every action with its stable id, status, payload and delivery state
  *   timers        durable timers clustered on (due, id)
  *   failed_events events whose handler failed, with the traceback
@@ -21,7 +21,8 @@
  *   script_versions      each script set loaded: its hash, first and last load, its files (9)
  *   definition_versions  each journey definition by its own hash, its text kept, so that
  *                        runs pinned to it finish on it after a reload (9)
- *   invariant_tallies  what invariant rules count, per rule, key and window (10) */
+ *   invariant_tallies  what invariant rules count, per rule, key and window (10)
+ *   seen_gens     the generations of dedupe marks: opened when, marks' times up to (11) */
 #include "store.h"
 
 #include <assert.h>
@@ -137,6 +138,19 @@ static const char *const migrations[] = {
      * sender had applied, then applied in (at, id) order */
     "CREATE TABLE inbox(id TEXT PRIMARY KEY, after INTEGER NOT NULL, at INTEGER NOT NULL,"
     "  body TEXT NOT NULL) WITHOUT ROWID;",
+    /* 12: dedupe marks in generations (store_seen_mark): each mark keyed (generation, id)
+     * with its time, a catalog of generations with when each was opened and a bound of
+     * its marks' times, and no index on time (the purge drops whole generations); the
+     * marks so far become generation 0 */
+    "CREATE TABLE seen_gens(gen INTEGER PRIMARY KEY, opened_at INTEGER NOT NULL,"
+    "  last_at INTEGER NOT NULL);"
+    "INSERT INTO seen_gens(gen, opened_at, last_at)"
+    "  SELECT 0, min(at), max(at) FROM seen_events HAVING count(*) > 0;"
+    "CREATE TABLE seen_marks(gen INTEGER NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL,"
+    "  PRIMARY KEY (gen, id)) WITHOUT ROWID;"
+    "INSERT INTO seen_marks(gen, id, at) SELECT 0, id, at FROM seen_events;"
+    "DROP TABLE seen_events;"
+    "ALTER TABLE seen_marks RENAME TO seen_events;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -325,6 +339,7 @@ void store_close(store_t *s) {
   if (!s) return;
   for (int i = 0; i < s->ncached; i++) sqlite3_finalize(s->cached[i]);
   free(s->cached);
+  free(s->seen_gens);
   if (s->db) sqlite3_close(s->db);
   free(s->path);
   free(s);
@@ -337,6 +352,7 @@ int store_begin(store_t *s) {
   assert(!s->in_tx);
   if (run(s, query(s, &q)) < 0) return -1;
   s->in_tx = 1;
+  s->seen_loaded = 0; /* another connection may have changed the generations */
   return 0;
 }
 
@@ -353,6 +369,7 @@ void store_rollback(store_t *s) {
   if (!s->in_tx) return;
   run(s, query(s, &q)); /* a failed rollback is logged; SQLite has rolled back anyway */
   s->in_tx = 0;
+  s->seen_loaded = 0;
 }
 
 int64_t store_meta_get(store_t *s, const char *key, int64_t dflt) {
@@ -395,6 +412,7 @@ int store_release(store_t *s) {
 
 int store_rollback_to(store_t *s) {
   static query_t q = QUERY("ROLLBACK TO handler");
+  s->seen_loaded = 0; /* a generation opened inside the savepoint is gone */
   return run_sql(s, &q) < 0 ? -1 : store_release(s);
 }
 
@@ -479,6 +497,28 @@ int store_member_put(store_t *s, const member_row_t *r) {
   return rc;
 }
 
+int store_member_update(store_t *s, const member_row_t *r) {
+  static query_t q = QUERY("UPDATE members SET joined_at = ?2, last_active_at = ?3, orders = ?4,"
+                           " spend = ?5, points = ?6, attrs = ?7, tags = ?8, timer_gens = ?9,"
+                           " ledger_n = ?10, sends = ?11 WHERE id = ?1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_text(st, 1, r->id);
+  bind_time(st, 2, r->joined_at);
+  bind_time(st, 3, r->last_active_at);
+  bind_int(st, 4, r->orders);
+  sqlite3_bind_double(st, 5, r->spend);
+  bind_int(st, 6, r->points);
+  bind_text(st, 7, r->attrs ? r->attrs : "{}");
+  bind_text(st, 8, r->tags ? r->tags : "{}");
+  bind_text(st, 9, r->gens ? r->gens : "{}");
+  bind_int(st, 10, r->ledger_n);
+  bind_text(st, 11, r->sends ? r->sends : "{}");
+  int rc = run(s, st);
+  sqlite3_clear_bindings(st); /* the texts are the caller's */
+  return rc < 0 ? -1 : sqlite3_changes(s->db) > 0;
+}
+
 int store_member_exists(store_t *s, const char *id) {
   static query_t q = QUERY("SELECT 1 FROM members WHERE id = ?1");
   sqlite3_stmt *st = query(s, &q);
@@ -547,19 +587,6 @@ int store_ledger_add(store_t *s, const ledger_row_t *r) {
   bind_text(st, 9, r->type);
   bind_text(st, 10, r->lots);
   return run(s, st);
-}
-
-int store_seen_mark(store_t *s, const char *id, int64_t now, int64_t expired_before) {
-  static query_t q = QUERY("INSERT INTO seen_events(id, at) VALUES (?1, ?2)"
-                           " ON CONFLICT(id) DO UPDATE SET at = excluded.at"
-                           " WHERE seen_events.at < ?3");
-  sqlite3_stmt *st = query(s, &q);
-  if (!st) return -1;
-  bind_text(st, 1, id);
-  bind_int(st, 2, now);
-  bind_int(st, 3, expired_before);
-  if (run(s, st) < 0) return -1;
-  return sqlite3_changes(s->db) > 0;
 }
 
 int store_action_status(store_t *s, const char *id, char *status, size_t n) {
@@ -1921,25 +1948,6 @@ int store_purged_key_known(store_t *s, const char *id) {
   return found;
 }
 
-int store_seen_purge(store_t *s, int64_t before, int limit) {
-  static query_t q = QUERY("DELETE FROM seen_events WHERE id IN"
-                           " (SELECT id FROM seen_events WHERE at < ?1 ORDER BY at LIMIT ?2)");
-  sqlite3_stmt *st = query(s, &q);
-  if (!st) return -1;
-  bind_int(st, 1, before);
-  bind_int(st, 2, limit);
-  if (run(s, st) < 0) return -1;
-  return sqlite3_changes(s->db);
-}
-
-int store_seen_count_before(store_t *s, int64_t before, int64_t *n) {
-  static query_t q = QUERY("SELECT count(*) FROM seen_events WHERE at < ?1");
-  sqlite3_stmt *st = query(s, &q);
-  if (!st) return -1;
-  bind_int(st, 1, before);
-  return one_int(s, st, 0, n);
-}
-
 /* Run a pragma that returns one integer (literal SQL, not cached): 0, or -1 (logged). */
 static int pragma_int(store_t *s, const char *sql, int64_t *out) {
   sqlite3_stmt *st;
@@ -2135,6 +2143,181 @@ int store_invariant_prune(store_t *s, int64_t before) {
   if (!st) return -1;
   bind_int(st, 1, before);
   return run(s, st);
+}
+
+/* ==== dedupe marks: event ids seen, in generations (seen_events, seen_gens) ====
+ * A mark is (generation, id, at), clustered on (gen, id), with no index on its time. A
+ * generation is opened when the current one was opened longer than the window ago, so
+ * at most two generations can hold marks still inside the window: a new id costs one
+ * look-up in the previous generation (none in a fresh database) and an insert in the
+ * current one. seen_gens keeps, per generation, when it was opened and last_at, an upper
+ * bound of its marks' times (rounded up to SEEN_LAST_ROUND, so that it is written about
+ * once an hour, not per event): a generation whose last_at is older than the window
+ * holds only forgotten marks, is never looked in, and is purged whole. Whether an id is
+ * a duplicate is decided by its own mark's time, exactly as with one mark per id; the
+ * generations only decide where to look and what a purge can drop.
+ * The catalog is read once per transaction (store_begin and the rollbacks clear
+ * seen_loaded; outside a transaction it is read on every mark). */
+
+#define SEEN_LAST_ROUND 3600
+
+static int64_t seen_round_up(int64_t t) {
+  if (t > INT64_MAX - SEEN_LAST_ROUND) return INT64_MAX;
+  int64_t r = t % SEEN_LAST_ROUND;
+  if (r == 0) return t;
+  return r > 0 ? t + (SEEN_LAST_ROUND - r) : t - r; /* toward +inf for negative times too */
+}
+
+static void seen_push(store_t *s, store_seen_gen_t g) {
+  if (s->nseen_gens == s->seen_cap) {
+    s->seen_cap = s->seen_cap ? s->seen_cap * 2 : 4;
+    s->seen_gens = xrealloc(s->seen_gens, (size_t)s->seen_cap * sizeof *s->seen_gens);
+  }
+  s->seen_gens[s->nseen_gens++] = g;
+}
+
+/* Read the generations into s->seen_gens, oldest first, unless this transaction has. */
+static int seen_load(store_t *s) {
+  static query_t q = QUERY("SELECT gen, opened_at, last_at FROM seen_gens ORDER BY gen");
+  if (s->seen_loaded && s->in_tx) return 0;
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  s->nseen_gens = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    seen_push(s, (store_seen_gen_t){.gen = sqlite3_column_int64(st, 0),
+                                    .opened_at = sqlite3_column_int64(st, 1),
+                                    .last_at = sqlite3_column_int64(st, 2)});
+  if (rc != SQLITE_DONE) return failed(s, st);
+  sqlite3_reset(st);
+  s->seen_loaded = 1;
+  return 0;
+}
+
+/* Open a generation after the newest, opened at `now`; it becomes the current one. */
+static int seen_open_gen(store_t *s, int64_t now) {
+  static query_t q = QUERY("INSERT INTO seen_gens(gen, opened_at, last_at) VALUES (?1, ?2, ?3)");
+  int64_t gen = s->nseen_gens ? s->seen_gens[s->nseen_gens - 1].gen + 1 : 0;
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, gen);
+  bind_int(st, 2, now);
+  bind_int(st, 3, seen_round_up(now));
+  if (run(s, st) < 0) return -1;
+  seen_push(s, (store_seen_gen_t){.gen = gen, .opened_at = now, .last_at = seen_round_up(now)});
+  return 0;
+}
+
+/* Raise the current generation's bound to cover a mark at `now`. */
+static int seen_cover(store_t *s, store_seen_gen_t *g, int64_t now) {
+  static query_t q = QUERY("UPDATE seen_gens SET last_at = ?2 WHERE gen = ?1");
+  if (now <= g->last_at) return 0;
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, g->gen);
+  bind_int(st, 2, seen_round_up(now));
+  if (run(s, st) < 0) return -1;
+  g->last_at = seen_round_up(now);
+  return 0;
+}
+
+/* 1 when generation gen holds id marked at or after expired_before, 0 when not, -1. */
+static int seen_live_in(store_t *s, int64_t gen, const char *id, int64_t expired_before) {
+  static query_t q = QUERY("SELECT 1 FROM seen_events WHERE gen = ?1 AND id = ?2 AND at >= ?3");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, gen);
+  bind_text(st, 2, id);
+  bind_int(st, 3, expired_before);
+  int found = step_row(s, st);
+  if (found == 1) sqlite3_reset(st);
+  return found;
+}
+
+int store_seen_mark(store_t *s, const char *id, int64_t now, int64_t expired_before) {
+  static query_t q = QUERY("INSERT INTO seen_events(gen, id, at) VALUES (?1, ?2, ?3)"
+                           " ON CONFLICT(gen, id) DO UPDATE SET at = excluded.at"
+                           " WHERE seen_events.at < ?4");
+  if (seen_load(s) < 0) return -1;
+  store_seen_gen_t *cur = s->nseen_gens ? &s->seen_gens[s->nseen_gens - 1] : NULL;
+  if (!cur || (expired_before != INT64_MIN && cur->opened_at < expired_before)) {
+    if (seen_open_gen(s, now) < 0) return -1;
+    cur = &s->seen_gens[s->nseen_gens - 1];
+  }
+  for (int i = 0; i < s->nseen_gens - 1; i++) { /* older generations that may hold it */
+    if (s->seen_gens[i].last_at < expired_before) continue;
+    int live = seen_live_in(s, s->seen_gens[i].gen, id, expired_before);
+    if (live != 0) return live < 0 ? -1 : 0;
+  }
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, cur->gen);
+  bind_text(st, 2, id);
+  bind_int(st, 3, now);
+  bind_int(st, 4, expired_before);
+  if (run(s, st) < 0) return -1;
+  if (sqlite3_changes(s->db) == 0) return 0;
+  return seen_cover(s, cur, now) < 0 ? -1 : 1;
+}
+
+/* The oldest generation whose marks are all older than `before`: 1 (*gen), 0 none, -1. */
+static int seen_oldest_purgeable(store_t *s, int64_t before, int64_t *gen) {
+  static query_t q = QUERY("SELECT gen FROM seen_gens WHERE last_at < ?1 ORDER BY gen LIMIT 1");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, before);
+  int found = step_row(s, st);
+  if (found != 1) return found;
+  *gen = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return 1;
+}
+
+/* Delete up to limit marks of generation gen, and the generation once it is empty:
+ * how many marks, or -1. */
+static int seen_drop_some(store_t *s, int64_t gen, int limit) {
+  static query_t marks = QUERY("DELETE FROM seen_events WHERE gen = ?1 AND id IN"
+                               " (SELECT id FROM seen_events WHERE gen = ?1 ORDER BY id LIMIT ?2)");
+  static query_t catalog = QUERY("DELETE FROM seen_gens WHERE gen = ?1"
+                                 " AND NOT EXISTS (SELECT 1 FROM seen_events WHERE gen = ?1)");
+  sqlite3_stmt *st = query(s, &marks);
+  if (!st) return -1;
+  bind_int(st, 1, gen);
+  bind_int(st, 2, limit);
+  if (run(s, st) < 0) return -1;
+  int n = sqlite3_changes(s->db);
+  if (n < limit) {
+    st = query(s, &catalog);
+    if (!st) return -1;
+    bind_int(st, 1, gen);
+    if (run(s, st) < 0) return -1;
+  }
+  return n;
+}
+
+int store_seen_purge(store_t *s, int64_t before, int limit) {
+  assert(limit > 0);
+  s->seen_loaded = 0; /* the catalog changes under the cache */
+  int done = 0;
+  while (done < limit) {
+    int64_t gen;
+    int found = seen_oldest_purgeable(s, before, &gen);
+    if (found < 0) return -1;
+    if (!found) break;
+    int n = seen_drop_some(s, gen, limit - done);
+    if (n < 0) return -1;
+    done += n;
+  }
+  return done;
+}
+
+int store_seen_count_before(store_t *s, int64_t before, int64_t *n) {
+  static query_t q = QUERY("SELECT count(*) FROM seen_events WHERE gen IN"
+                           " (SELECT gen FROM seen_gens WHERE last_at < ?1)");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_int(st, 1, before);
+  return one_int(s, st, 0, n);
 }
 
 /* ==== scale-out: forwards to other partitions (cluster_node.c) ==== */

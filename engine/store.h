@@ -13,7 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 11
+#define STORE_SCHEMA_VERSION 12
+
+/* One generation of dedupe marks as the store last read it (see "dedupe marks" in
+ * store.c): its number, when it was opened, and an upper bound of its marks' times. */
+typedef struct {
+  int64_t gen, opened_at, last_at;
+} store_seen_gen_t;
 
 typedef struct store {
   sqlite3 *db;
@@ -21,6 +27,9 @@ typedef struct store {
   int in_tx;
   sqlite3_stmt **cached;  /* prepared queries by slot (see query_t in store.c) */
   int ncached;
+  store_seen_gen_t *seen_gens; /* the generations, oldest first, read once per transaction */
+  int nseen_gens, seen_cap;
+  int seen_loaded;             /* seen_gens is this transaction's (cleared by begin, rollback) */
 } store_t;
 
 /* A query with its SQL text, prepared once per connection on first use (store.c only). */
@@ -72,6 +81,9 @@ typedef struct {
 int store_member_get(store_t *s, const char *id, member_row_t *row);
 /* Insert or replace the member's row. */
 int store_member_put(store_t *s, const member_row_t *row);
+/* Write back a member whose row exists (every field but id and created_at): 1 written,
+ * 0 when there is no such row (the caller inserts it with store_member_put), -1 error. */
+int store_member_update(store_t *s, const member_row_t *row);
 /* 1 when the member has a row, 0 when not, -1 error. */
 int store_member_exists(store_t *s, const char *id);
 /* The tag index behind tag sweeps. */
@@ -91,8 +103,10 @@ typedef struct {
 } ledger_row_t;
 int store_ledger_add(store_t *s, const ledger_row_t *row);
 
-/* Mark event id seen at `now`. A mark older than `expired_before` is renewed as new.
- * Returns 1 when the id is new (now marked), 0 when seen inside the window, -1 error. */
+/* Mark event id seen at `now`. A mark older than `expired_before` is renewed as new;
+ * INT64_MIN: the window is forever. Marks are kept in generations, each opened when the
+ * current one is older than the window (see "dedupe marks" in store.c). Returns 1 when
+ * the id is new (now marked), 0 when seen inside the window, -1 error. */
 int store_seen_mark(store_t *s, const char *id, int64_t now, int64_t expired_before);
 
 typedef struct {
@@ -498,10 +512,14 @@ int store_purge_count(store_t *s, const purge_range_t *r, void (*each)(void *ud,
                       const char *delivery, int64_t n), void *ud);
 /* 1 when `id` is the id of a keyed action a purge removed, 0 when not, -1 error. */
 int store_purged_key_known(store_t *s, const char *id);
-/* Forget up to `limit` event ids marked before `before`, oldest first (its own statement,
- * or part of the open transaction). Returns how many, or -1 (logged). */
+/* Forget up to `limit` event ids of the generations whose every mark is older than
+ * `before`, oldest generation first (its own statement, or part of the open transaction);
+ * a generation emptied is dropped. Marks older than `before` in a generation that also
+ * holds newer ones stay until the whole generation is older (they no longer count for
+ * dedupe: store_seen_mark compares each mark's own time). Returns how many, or -1. */
 int store_seen_purge(store_t *s, int64_t before, int limit);
-/* How many event ids were marked before `before`, into *n: 0, or -1 (logged). */
+/* How many event ids store_seen_purge(s, before, ...) would forget in all, into *n: 0,
+ * or -1 (logged). */
 int store_seen_count_before(store_t *s, int64_t before, int64_t *n);
 
 /* The file's pages: size, count, free; whether freed pages can be given back a chunk at

@@ -272,7 +272,8 @@ TEST(seen_mark_dedupe_window) {
   CHECK_INT(seen_mark(s, "e-1", t0 + W, t0), 0);              /* exactly W later: still seen */
   CHECK_INT(q_int(s->db, "SELECT at FROM seen_events WHERE id = 'e-1'"), t0); /* not moved */
   CHECK_INT(seen_mark(s, "e-1", t0 + W + 1, t0 + 1), 1);      /* after the window: new again */
-  CHECK_INT(q_int(s->db, "SELECT at FROM seen_events WHERE id = 'e-1'"), t0 + W + 1);
+  /* the renewed mark is in a generation of its own (opened: the first was older than W) */
+  CHECK_INT(q_int(s->db, "SELECT max(at) FROM seen_events WHERE id = 'e-1'"), t0 + W + 1);
   CHECK_INT(seen_mark(s, "e-1", t0 + W + 2, t0 + 2), 0);      /* and seen from then on */
   CHECK_INT(seen_mark(s, "e-2", t0, t0 - W), 1);              /* another id is independent */
 
@@ -280,7 +281,50 @@ TEST(seen_mark_dedupe_window) {
   CHECK_INT(seen_mark(s, "f-1", t0, INT64_MIN), 1);
   CHECK_INT(seen_mark(s, "f-1", t0 + 100 * 365 * 86400LL, INT64_MIN), 0);
   CHECK_INT(seen_mark(s, "f-1", INT64_MAX, INT64_MIN), 0);
-  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_events"), 3);
+  CHECK_INT(q_int(s->db, "SELECT count(DISTINCT id) FROM seen_events"), 3);
+  store_close(s);
+}
+
+/* Marks live in generations, one opened when the current one is older than the window:
+ * a live mark in the previous generation is still a duplicate, an expired one is not, and
+ * a purge drops a generation whole once all its marks are older than its bound. */
+TEST(seen_generations_purged_whole) {
+  store_t *s = mem_store();
+  if (!s) return;
+  const int64_t W = 2 * 86400, t0 = 1800000000; /* t0 on the hour */
+  CHECK_INT(store_begin(s), 0);                          /* the catalog read once per transaction */
+  CHECK_INT(seen_mark(s, "a", t0, t0 - W), 1);
+  CHECK_INT(seen_mark(s, "c", t0 + W / 2, t0 - W / 2), 1);
+  CHECK_INT(store_commit(s), 0);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_gens"), 1);
+  CHECK_INT(q_int(s->db, "SELECT last_at FROM seen_gens"), t0 + W / 2);
+  CHECK_INT(store_begin(s), 0);
+  CHECK_INT(seen_mark(s, "b", t0 + W + 1, t0 + 1), 1);   /* opens generation 1 */
+  CHECK_INT(seen_mark(s, "c", t0 + W + 2, t0 + 2), 0);   /* live in generation 0: a duplicate */
+  CHECK_INT(seen_mark(s, "a", t0 + W + 3, t0 + 3), 1);   /* expired in generation 0: new */
+  CHECK_INT(store_commit(s), 0);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_gens"), 2);
+  CHECK_INT(q_int(s->db, "SELECT last_at FROM seen_gens WHERE gen = 1"), t0 + W + 3600);
+
+  int64_t n = -1;
+  CHECK_INT(store_seen_count_before(s, t0 + W / 2, &n), 0);
+  CHECK_INT(n, 0);                                       /* c's mark is not older than that */
+  CHECK_INT(store_seen_count_before(s, t0 + W / 2 + 1, &n), 0);
+  CHECK_INT(n, 2);                                       /* generation 0: a and c */
+  CHECK_INT(store_seen_purge(s, t0 + W / 2 + 1, 1), 1);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_gens"), 2);   /* not empty yet */
+  CHECK_INT(store_seen_purge(s, t0 + W / 2 + 1, 10), 1);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_gens"), 1);   /* emptied, dropped */
+  CHECK_INT(store_seen_purge(s, t0 + W / 2 + 1, 10), 0);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_events WHERE gen = 1"), 2);
+
+  /* a generation opened in a transaction rolled back is gone, and so is its mark */
+  CHECK_INT(store_begin(s), 0);
+  CHECK_INT(seen_mark(s, "d", t0 + 3 * W + 10, t0 + 2 * W + 10), 1); /* opens generation 2 */
+  store_rollback(s);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM seen_gens"), 1);
+  CHECK_INT(seen_mark(s, "d", t0 + 3 * W + 10, t0 + 2 * W + 10), 1);
+  CHECK_INT(q_int(s->db, "SELECT max(gen) FROM seen_gens"), 2);
   store_close(s);
 }
 
@@ -305,6 +349,36 @@ TEST(ledger_balance_check) {
                       .last_active_at = STORE_NO_TIME, .points = -1};
   CHECK_INT(store_member_put(s, &neg), -1);
   CHECK_INT(q_int(s->db, "SELECT count(*) FROM members"), 0);
+  store_close(s);
+}
+
+/* store_member_update writes back an existing row (created_at kept) and says when there
+ * is none, so that the member cache inserts it instead. */
+TEST(member_update_only_an_existing_row) {
+  store_t *s = mem_store();
+  if (!s) return;
+  member_row_t r = {.id = "m-1", .created_at = 100, .joined_at = 100,
+                    .last_active_at = 100, .points = 5, .attrs = "{\"a\":1}"};
+  CHECK_INT(store_member_update(s, &r), 0);                   /* no row yet */
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM members"), 0);
+  CHECK_INT(store_member_put(s, &r), 0);
+  member_row_t later = r;
+  later.created_at = 999; /* not written by an update */
+  later.last_active_at = 200;
+  later.points = 7;
+  later.ledger_n = 3;
+  later.attrs = "{\"a\":2}";
+  CHECK_INT(store_member_update(s, &later), 1);
+  member_row_t got;
+  CHECK_INT(store_member_get(s, "m-1", &got), 1);
+  CHECK_INT(got.created_at, 100);
+  CHECK_INT(got.last_active_at, 200);
+  CHECK_INT(got.points, 7);
+  CHECK_INT(got.ledger_n, 3);
+  CHECK(strcmp(got.attrs, "{\"a\":2}") == 0);
+  free(got.attrs), free(got.tags), free(got.gens), free(got.sends);
+  later.points = -1; /* the CHECK holds for an update too */
+  CHECK_INT(store_member_update(s, &later), -1);
   store_close(s);
 }
 
@@ -385,7 +459,8 @@ static const char *REPORT_ROWS =
     " ('onboard', '', '', 'entered', 4), ('onboard', '', 'A', 'entered', 3),"
     " ('onboard', 'day0', '', 'entered', 2), ('recall', '', '', 'entered', 5),"
     " ('onboard', '', '', 'converted', 1);"
-    "INSERT INTO seen_events(id, at) VALUES ('e-1', 1), ('e-2', 2);"
+    "INSERT INTO seen_gens(gen, opened_at, last_at) VALUES (0, 1, 2);"
+    "INSERT INTO seen_events(gen, id, at) VALUES (0, 'e-1', 1), (0, 'e-2', 2);"
     "INSERT INTO timers(due, id, member, type, gen) VALUES (500, 1, 'm-1', 'tick', 0);";
 
 static store_t *report_store(void) {
@@ -1092,7 +1167,9 @@ int main(void) {
   RUN(reopen_is_idempotent);
   RUN(newer_schema_refused);
   RUN(seen_mark_dedupe_window);
+  RUN(seen_generations_purged_whole);
   RUN(ledger_balance_check);
+  RUN(member_update_only_an_existing_row);
   RUN(timers_ordered_and_deleted_up_to);
   RUN(store_open_copy_snapshot_not_written);
   RUN(report_reads_return_typed_rows);
