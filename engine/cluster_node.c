@@ -70,6 +70,7 @@ struct node {
   uv_idle_t busy;
   uv_signal_t sig_term, sig_int;
   int stopping, status;
+  unsigned long beats;
   char addr[128];
 };
 
@@ -684,7 +685,8 @@ static void on_beat(uv_timer_t *t) {
   node_t *n = t->data;
   if (n->stopping) return;
   renew_leases(n);
-  rebalance(n);
+  if (n->beats++ > 0) rebalance(n); /* the first beat only registers: engines started
+                                        together see each other before taking shares */
   beat_registry(n);
   if (!n->o->virtual_clock) tick_partitions(n);
   int64_t now = time(NULL);

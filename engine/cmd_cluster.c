@@ -80,7 +80,10 @@ static json_t *read_status(cluster_t *c, const cluster_layout_t *l, char *err, s
   for (int p = 0; p < l->partitions; p++) {
     cluster_progress_t pr;
     char *owner = NULL;
-    if (cluster_progress(c, p, &pr, err, errlen) < 0 || cluster_lease_owner(c, p, &owner, err, errlen) < 0) {
+    int rc = -1;
+    for (int attempt = 0; attempt < 3 && rc < 0; attempt++) /* a take-over may time a call out */
+      rc = cluster_progress(c, p, &pr, err, errlen) < 0 || cluster_lease_owner(c, p, &owner, err, errlen) < 0 ? -1 : 0;
+    if (rc < 0) {
       json_decref(engines);
       json_decref(parts);
       return NULL;
@@ -137,7 +140,11 @@ static int drained(cluster_t *c, const cluster_layout_t *l, uint64_t *sum, char 
   for (int p = 0; p < l->partitions; p++) {
     cluster_progress_t pr;
     char *owner = NULL;
-    if (cluster_progress(c, p, &pr, err, errlen) < 0 || cluster_lease_owner(c, p, &owner, err, errlen) < 0) return -1;
+    if (cluster_progress(c, p, &pr, err, errlen) < 0 || cluster_lease_owner(c, p, &owner, err, errlen) < 0) {
+      /* an API call may time out while a consumer is made anew (a take-over): not yet */
+      snprintf(why, whylen, "partition %d: %s", p, err);
+      return 0;
+    }
     *sum += pr.last_seq;
     if (ok && !owner) snprintf(why, whylen, "partition %d has no owner", p), ok = 0;
     else if (ok && (pr.ack_floor < pr.last_seq || pr.pending || pr.ack_pending))
