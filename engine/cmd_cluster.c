@@ -142,7 +142,7 @@ static int drained(cluster_t *c, const cluster_layout_t *l, uint64_t *sum, char 
     char *owner = NULL;
     if (cluster_progress(c, p, &pr, err, errlen) < 0 || cluster_lease_owner(c, p, &owner, err, errlen) < 0) {
       /* an API call may time out while a consumer is made anew (a take-over): not yet */
-      snprintf(why, whylen, "partition %d: %s", p, err);
+      snprintf(why, whylen, "partition %d: %.150s", p, err);
       return 0;
     }
     *sum += pr.last_seq;
