@@ -279,6 +279,18 @@ class Engine:
             except OSError:
                 pass
 
+    def post_events(self, events):
+        assert self.port, "engine %s not listening" % self.name
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("POST", "/v1/events", body="\n".join(json.dumps(e) for e in events),
+                         headers={"Content-Type": "application/x-ndjson"})
+            r = conn.getresponse()
+            raw = r.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+        return r.status, json.loads(raw) if raw else None
+
     def get(self, path):
         assert self.port, "engine %s not listening" % self.name
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -527,6 +539,42 @@ def test_get_member_from_any_node():
                 eq(e.get("/v1/members/nobody-here"), (404, {"error": "no such member"}),
                    "GET /v1/members/nobody-here from %s" % e.name)
             engines.stop_all()
+
+
+def test_real_clock_referral_posted_to_any_engine_rewarded_without_ticks():
+    """On a real clock (the default) the owners move their partitions' clocks themselves:
+    a referral POSTed to an engine that owns neither member is rewarded across partitions
+    with no `cluster tick`, once (the body is posted twice)."""
+    with NatsCluster(3) as nats, Workspace(scripts={"invite.lua": REFERRAL_SCRIPT}) as w:
+        cluster_init(nats.url)
+        with Engines(w, nats.url, ["e1", "e2", "e3"], w.scripts) as engines:
+            for e in engines.list:
+                e.wait_listening()
+            owners = engines.wait_spread()
+            other = [e for e in engines.list
+                     if e.name not in (owners[partition_of(REFERRER, P)], owners[partition_of(INVITEE, P)])]
+            via = other[0] if other else engines.list[0]
+            # the same events dated in the last hour (the referrer joined before the invitee)
+            now = int(time.time())
+            stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+            body = referral_events()
+            for ev, ago in zip(body, (3600, 120, 120, 60, 60)):
+                ev["time"] = stamp(now - ago)
+            for _ in range(2):
+                eq(via.post_events(body), (202, {"accepted": len(body)}), "POST /v1/events to %s" % via.name)
+            want = ["invite/%s/invitee_reward/send" % INVITEE, "invite/%s/reward/%s/send" % (REFERRER, INVITEE)]
+            deadline = time.monotonic() + 60     # a hang guard: polling for what must come
+            union = []
+            while time.monotonic() < deadline:
+                union = [a for e in engines.list for a in e.actions(complete_only=True)]
+                if sorted({a for a, _ in union}) == want:
+                    break
+                time.sleep(0.2)
+            eq(sorted({a for a, _ in union}), want, "the referral's actions on a real clock")
+            cluster_wait(nats.url)
+            engines.stop_all()
+            union = [a for e in engines.list for a in e.actions()]
+    assert_ids_once(union, "real-clock referral actions")
 
 
 def test_bad_input_init_twice_and_run_before_init():
