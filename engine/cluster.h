@@ -35,8 +35,9 @@
 /* Rounds of one tick time: a tick is {"at":T,"round":r}, r < CLUSTER_ROUNDS (see
  * cluster_node.c's apply_tick; hearth cluster tick repeats T while emits still cross) */
 #define CLUSTER_ROUNDS 64
-#define CLUSTER_LEASE_SECONDS 6      /* an owner renews every 2 s; a dead one's lapse after 6 */
-#define CLUSTER_ENGINE_TTL_SECONDS 6 /* the same for the engines' registry */
+#define CLUSTER_LEASE_SECONDS 15      /* an owner renews every 2 s; a dead one's lapse after 15
+                                         (room for a loaded machine's slow rounds) */
+#define CLUSTER_ENGINE_TTL_SECONDS 15 /* the same for the engines' registry */
 
 typedef struct cluster cluster_t;
 

@@ -71,6 +71,7 @@ struct node {
   uv_signal_t sig_term, sig_int;
   int stopping, status;
   unsigned long beats;
+  uint64_t renewed_ns;      /* when the leases were last renewed */
   char addr[128];
 };
 
@@ -603,6 +604,7 @@ static void beat_registry(node_t *n) {
 
 static void renew_leases(node_t *n) {
   char err[300];
+  n->renewed_ns = mono_ns();
   for (int p = 0; p < n->layout.partitions; p++) {
     part_t *pt = n->parts[p];
     if (!pt) continue;
@@ -614,6 +616,12 @@ static void renew_leases(node_t *n) {
       part_close(n, p, 0); /* another engine may take it once it lapses */
     }
   }
+}
+
+/* Renew between two long steps (taking partitions over, a busy round of work), so that a
+ * slow round on a loaded machine never lets a lease lapse. */
+static void maybe_renew(node_t *n) {
+  if (mono_ns() - n->renewed_ns > (uint64_t)BEAT_MS * 1000000u) renew_leases(n);
 }
 
 /* Each partition's preferred engine is the live engines' (sorted by name) p mod count:
@@ -640,6 +648,7 @@ static void rebalance(node_t *n) {
       if (rc < 0) log_msg(LOG_WARN, "cannot take a partition's lease", "error", err, NULL);
       if (rc != 1) continue; /* held: its owner hands it over, or its lease lapses */
       n->parts[p] = part_open(n, p, rev);
+      maybe_renew(n);
       if (!n->parts[p]) {
         cluster_lease_release(n->c, p, rev);
         continue;
@@ -703,8 +712,10 @@ static void on_busy(uv_idle_t *h);
 
 static void work_round(node_t *n) {
   int more = 0;
-  for (int p = 0; p < n->layout.partitions; p++)
+  for (int p = 0; p < n->layout.partitions; p++) {
     if (n->parts[p]) more |= pump_part(n->parts[p]);
+    if (!n->stopping) maybe_renew(n);
+  }
   if (more) uv_idle_start(&n->busy, on_busy);
   else uv_idle_stop(&n->busy);
 }
