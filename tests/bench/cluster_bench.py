@@ -99,7 +99,7 @@ def start_engines(a, url, work, n):
         with open(err_path, "wb") as err:
             p = subprocess.Popen([a.bin, "run", "--cluster", url, "--engine", name,
                                   "--data", os.path.join(work, name), "--scripts", a.scripts,
-                                  "--virtual-clock", a.clock],
+                                  "--virtual-clock", a.clock, "--listen", "127.0.0.1:0"],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         p.err_path = err_path
         p.name = name
