@@ -99,14 +99,30 @@ static void log_part(int level, part_t *pt, const char *msg, const char *k, cons
   log_msg(level, msg, "partition", p, k, v, NULL);
 }
 
+/* An event's message: {"received":T,"stale_after":S,"event":{...}}. What its handlers
+ * queue while judged before T - S is recorded `expired`, as a history import on one node
+ * does (the bound only grows, and is kept with the cursor: a replay gives the same). */
 static int apply_event(part_t *pt, const cluster_msg_t *m) {
+  json_error_t jerr;
+  json_t *o = json_loadb(m->body, m->len, 0, &jerr);
+  json_int_t received = 0, stale = 0;
+  json_t *body = NULL;
   event_t ev;
-  char err[400];
-  if (event_parse(m->body, m->len, &ev, err, sizeof err) < 0) { /* not ours to judge again: skip */
+  char err[400] = "not {\"received\", \"stale_after\", \"event\"}";
+  if (!o || json_unpack(o, "{s:I, s:I, s:o}", "received", &received, "stale_after", &stale, "event", &body) < 0 ||
+      event_from_json(body, &ev, err, sizeof err) < 0) { /* not ours to judge again: skip */
     log_part(LOG_ERROR, pt, "a message of the partition is not an event; skipped", "error", err);
+    json_decref(o);
     return 0;
   }
-  int rc = engine_feed(pt->e, &ev);
+  json_decref(o);
+  engine_t *e = pt->e;
+  if (stale > 0 && received - stale > e->expire_before) {
+    e->expire_before = received - stale;
+    if (!e->in_batch && engine_begin(e) < 0) return event_clear(&ev), -1;
+    if (store_meta_set(e->store, "cluster_expire_before", e->expire_before) < 0) return event_clear(&ev), -1;
+  }
+  int rc = engine_feed(e, &ev);
   event_clear(&ev);
   return rc == EV_ERROR ? -1 : 0;
 }
@@ -472,6 +488,7 @@ static part_t *part_open(node_t *n, int p, uint64_t rev) {
   e->foreign_ud = pt;
   pt->cursor = pt->committed = (uint64_t)store_meta_get(e->store, "cluster_seq", 0);
   e->forward_epoch = store_meta_get(e->store, "cluster_tick", 0);
+  e->expire_before = store_meta_get(e->store, "cluster_expire_before", INT64_MIN);
   if (pt->cursor > 0 && engine_run_until(e, store_meta_get(e->store, "cluster_now", 0), 0) < 0)
     goto fail; /* the clock where the log left it (nothing is due there) */
   char errbuf[300];
@@ -741,13 +758,15 @@ typedef struct {
   node_t *n;
   http_deferred_t *later;
   event_list_t evs;
+  int64_t received;
   char err[300];
   int rc;
 } post_job_t;
 
 static void post_work(uv_work_t *w) {
   post_job_t *j = w->data;
-  j->rc = cluster_publish_events(j->n->c, j->n->layout.partitions, j->evs.v, j->evs.n, j->err, sizeof j->err);
+  j->rc = cluster_publish_events(j->n->c, j->n->layout.partitions, j->evs.v, j->evs.n, j->received,
+                                 CLUSTER_STALE_AFTER, j->err, sizeof j->err);
 }
 
 static void post_done(uv_work_t *w, int status) {
@@ -784,6 +803,7 @@ static void post_events(node_t *n, const http_request_t *req, http_response_t *r
   post_job_t *j = xcalloc(1, sizeof *j);
   j->n = n;
   j->evs = evs;
+  j->received = now;
   j->later = http_server_defer(n->http);
   j->work.data = j;
   if (!j->later) {
@@ -1024,14 +1044,18 @@ int cluster_node_run(const cluster_node_opts_t *o) {
 
 /* ---- events into the cluster ---- */
 
-int cluster_publish_events(cluster_t *c, int partitions, const event_t *evs, int n, char *err, size_t errlen) {
+int cluster_publish_events(cluster_t *c, int partitions, const event_t *evs, int n, int64_t received,
+                           int64_t stale_after, char *err, size_t errlen) {
   for (int at = 0; at < n; at += PUBLISH_CHUNK) {
     int k = n - at < PUBLISH_CHUNK ? n - at : PUBLISH_CHUNK;
     cluster_out_t *out = xcalloc((size_t)k, sizeof *out);
     char **bodies = xcalloc((size_t)k, sizeof *bodies);
     for (int i = 0; i < k; i++) {
       const event_t *ev = &evs[at + i];
-      bodies[i] = event_to_text(ev);
+      char *text = event_to_text(ev);
+      bodies[i] = xasprintf("{\"received\":%lld,\"stale_after\":%lld,\"event\":%s}", (long long)received,
+                            (long long)stale_after, text);
+      free(text);
       out[i] = (cluster_out_t){.partition = cluster_partition_of(ev->member, partitions), .kind = CM_EVENT,
                                .msg_id = ev->id, .body = bodies[i], .len = strlen(bodies[i])};
     }

@@ -38,9 +38,16 @@ typedef struct {
  * the registry, exit 0. 1 when it cannot start (no cluster, no NATS, port taken). */
 int cluster_node_run(const cluster_node_opts_t *o);
 
-/* Publish validated events (each with its time) to their partitions, durable in JetStream
- * when it returns 0; -1 with err (part may be stored: sending them again is safe for
- * events with an id). Thread-safe. */
-int cluster_publish_events(cluster_t *c, int partitions, const event_t *evs, int n, char *err, size_t errlen);
+/* How late an action may be judged and still be delivered, for events POSTed to an engine
+ * (hearth import --cluster takes --stale-after): the same default as hearth import. */
+#define CLUSTER_STALE_AFTER 86400
+
+/* Publish validated events (each with its time) to their partitions, received at
+ * `received` (real time): what their handlers queue while judged more than stale_after
+ * before it is recorded `expired` (0: never). Durable in JetStream when it returns 0; -1
+ * with err (part may be stored: sending them again is safe for events with an id).
+ * Thread-safe. */
+int cluster_publish_events(cluster_t *c, int partitions, const event_t *evs, int n, int64_t received,
+                           int64_t stale_after, char *err, size_t errlen);
 
 #endif

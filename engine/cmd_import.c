@@ -31,8 +31,8 @@ static const char *usage =
     CLI_MAX_FUTURE_HELP
     "  --cluster URL  publish the events to a cluster's partitions instead (NATS\n"
     "              JetStream, see docs/SCALE.md): each is stored in JetStream before the\n"
-    "              command returns, and its partition's engine applies it on event time;\n"
-    "              --batch is the events per publish round\n"
+    "              command returns, and its partition's engine applies it on event time,\n"
+    "              with --stale-after as here; --batch is the events per publish round\n"
     "  --json      print the summary as JSON on stdout\n"
     "  --quiet     no progress lines\n"
     "Exit status: 0 all lines taken, 1 some lines rejected or failed (or a database\n"
@@ -83,7 +83,7 @@ static void print_summary(importer_t *im, const char *name, double secs, int jso
 }
 
 /* hearth import --cluster: validate as the local import does, publish in rounds. */
-static int import_to_cluster(const cli_t *c, const char *name, FILE *in) {
+static int import_to_cluster(const cli_t *c, const char *name, FILE *in, int64_t stale_after) {
   char err[512] = "";
   cluster_t *cl = cluster_connect(c->cluster, "hearth-import", err, sizeof err);
   cluster_layout_t l;
@@ -115,7 +115,7 @@ static int import_to_cluster(const cli_t *c, const char *name, FILE *in) {
     }
     if (!ev->has_time) ev->time = now, ev->has_time = 1;
     if (batch.n >= c->batch) {
-      if (cluster_publish_events(cl, l.partitions, batch.v, batch.n, err, sizeof err) < 0) failed = 1;
+      if (cluster_publish_events(cl, l.partitions, batch.v, batch.n, clock_now(&wall), stale_after, err, sizeof err) < 0) failed = 1;
       else published += (unsigned long)batch.n;
       event_list_reset(&batch);
     }
@@ -130,7 +130,7 @@ static int import_to_cluster(const cli_t *c, const char *name, FILE *in) {
     failed = 1;
   }
   if (!failed && batch.n) {
-    if (cluster_publish_events(cl, l.partitions, batch.v, batch.n, err, sizeof err) < 0) failed = 1;
+    if (cluster_publish_events(cl, l.partitions, batch.v, batch.n, clock_now(&wall), stale_after, err, sizeof err) < 0) failed = 1;
     else published += (unsigned long)batch.n;
   }
   if (failed && *err) fprintf(stderr, "hearth: publishing failed after %lu events: %s (running the import again is safe for events with an id)\n", published, err);
@@ -171,7 +171,7 @@ int cmd_import(int argc, char **argv) {
     return 1;
   }
   if (c.cluster) {
-    int status = import_to_cluster(&c, name, in);
+    int status = import_to_cluster(&c, name, in, stale_after);
     if (in != stdin) fclose(in);
     return status;
   }
