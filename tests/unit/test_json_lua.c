@@ -242,6 +242,10 @@ TEST(functions_rejected_with_path) {
   out = from_chunk(L, "return {items = {1, 2, {name = print}}}", err, sizeof err);
   CHECK(out == NULL);
   CHECK_STR(err, "cannot convert function to JSON (at .items[3].name)");
+  out = from_chunk(L, "local t = {} for i = 1, 1204 do t[i] = i end t[1204] = {print} return {l = t}", err,
+                   sizeof err); /* an index of several digits, written without snprintf */
+  CHECK(out == NULL);
+  CHECK_STR(err, "cannot convert function to JSON (at .l[1204][1])");
   out = from_chunk(L, "return print", err, sizeof err);
   CHECK(out == NULL);
   CHECK_STR(err, "cannot convert function to JSON");
