@@ -254,54 +254,54 @@ static int cmp_keys(const void *a, const void *b) {
   return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
-/* The same object with its keys in byte order: Lua iterates tables in an order that
- * changes from run to run, and output (dry-run, stored JSON) must not. */
-static json_t *sorted_object(json_t *obj) {
-  size_t n = json_object_size(obj);
-  if (n < 2) return obj;
-  member_ref_t *v = malloc(n * sizeof *v);
-  json_t *out = json_object();
-  if (!v || !out) {
-    free(v);
-    json_decref(out);
-    return obj; /* out of memory: keep the unsorted object */
-  }
-  size_t i = 0;
-  for (void *it = json_object_iter(obj); it && i < n; it = json_object_iter_next(obj, it), i++) {
-    v[i].key = json_object_iter_key(it);
-    v[i].len = json_object_iter_key_len(it);
-    v[i].val = json_object_iter_value(it);
-  }
-  qsort(v, i, sizeof *v, cmp_keys);
-  for (size_t k = 0; k < i; k++) json_object_setn_nocheck(out, v[k].key, v[k].len, v[k].val);
+static void free_refs(member_ref_t *v, size_t n) {
+  for (size_t i = 0; i < n; i++) json_decref(v[i].val);
   free(v);
-  json_decref(obj);
-  return out;
 }
 
-static json_t *convert_object(conv_t *c, int idx) {
-  json_t *obj = json_object();
-  size_t saved = c->pathlen;
-  if (!obj) return conv_fail(c, "out of memory");
+/* The object of the table at idx with its keys in byte order: Lua iterates tables in an
+ * order that changes from run to run, and output (dry-run, stored JSON) must not. The
+ * pairs are converted and sorted first, then the object is built once. */
+static json_t *convert_object(conv_t *c, int idx, lua_Integer count) {
+  size_t saved = c->pathlen, n = 0;
+  member_ref_t *v = malloc((size_t)count * sizeof *v);
+  if (!v) return conv_fail(c, "out of memory");
   lua_pushnil(c->L);
   while (lua_next(c->L, idx)) {
     size_t klen;
-    const char *key = lua_tolstring(c->L, -2, &klen); /* a string: no conversion */
+    const char *key = lua_tolstring(c->L, -2, &klen); /* a string: no conversion; the table holds it */
     if (!jl_utf8_valid(key, klen)) {
-      json_decref(obj);
+      free_refs(v, n);
       return conv_fail(c, "table key is not valid UTF-8");
     }
     path_push_key(c, key, klen);
+    assert(n < (size_t)count); /* raw iteration runs no Lua: the table is as classified */
     json_t *val = convert(c, lua_gettop(c->L));
     path_restore(c, saved);
-    if (!val) { json_decref(obj); return NULL; }
-    if (json_object_setn_new_nocheck(obj, key, klen, val) != 0) { /* val released */
+    if (!val) {
+      free_refs(v, n);
+      return NULL;
+    }
+    v[n].key = key, v[n].len = klen, v[n].val = val;
+    n++;
+    lua_pop(c->L, 1); /* keep the key for lua_next */
+  }
+  qsort(v, n, sizeof *v, cmp_keys);
+  json_t *obj = json_object();
+  if (!obj) {
+    free_refs(v, n);
+    return conv_fail(c, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (json_object_setn_new_nocheck(obj, v[i].key, v[i].len, v[i].val) != 0) { /* val released */
+      for (size_t k = i + 1; k < n; k++) json_decref(v[k].val);
+      free(v);
       json_decref(obj);
       return conv_fail(c, "out of memory");
     }
-    lua_pop(c->L, 1); /* keep the key for lua_next */
   }
-  return sorted_object(obj);
+  free(v);
+  return obj;
 }
 
 static json_t *convert_table(conv_t *c, int idx) {
@@ -320,7 +320,7 @@ static json_t *convert_table(conv_t *c, int idx) {
     if (!result) conv_fail(c, "out of memory");
     break;
   case TABLE_ARRAY: result = convert_array(c, idx, n); break;
-  case TABLE_OBJECT: result = convert_object(c, idx); break;
+  case TABLE_OBJECT: result = convert_object(c, idx, n); break;
   case TABLE_MIXED: conv_fail(c, "table has mixed or non-string keys"); break;
   }
   c->depth--;
