@@ -35,6 +35,9 @@
 #define TICK_LAG_SECONDS 10    /* on a real clock, a partition's clock is kept this close */
 #define RPC_TIMEOUT_MS 5000
 #define PUBLISH_CHUNK 1000
+/* An owner that has not renewed a lease for this long stops owning the partition: well
+ * before the lease lapses (CLUSTER_LEASE_SECONDS), with room for one more beat. */
+#define LEASE_GIVE_UP_SECONDS (CLUSTER_LEASE_SECONDS - 3 * BEAT_MS / 1000)
 
 typedef struct node node_t;
 
@@ -68,7 +71,7 @@ struct node {
   http_server_t *http;
   uv_timer_t beat, work;
   uv_idle_t busy;
-  uv_signal_t sig_term, sig_int;
+  uv_signal_t sig_term, sig_int, sig_hup;
   int stopping, status;
   unsigned long beats;
   uint64_t renewed_ns;      /* when the leases were last renewed */
@@ -625,10 +628,11 @@ static void renew_leases(node_t *n) {
   for (int p = 0; p < n->layout.partitions; p++) {
     part_t *pt = n->parts[p];
     if (!pt) continue;
+    uint64_t asked = mono_ns(); /* the lease runs from before the renewal was sent */
     int rc = cluster_lease_renew(n->c, p, n->o->name, &pt->lease_rev, err, sizeof err);
-    if (rc == 1) pt->lease_ok_ns = mono_ns();
+    if (rc == 1) pt->lease_ok_ns = asked;
     else if (rc == 0) part_close(n, p, 0);
-    else if (mono_ns() - pt->lease_ok_ns > (uint64_t)(CLUSTER_LEASE_SECONDS - 2) * 1000000000u) {
+    else if (mono_ns() - pt->lease_ok_ns > (uint64_t)LEASE_GIVE_UP_SECONDS * 1000000000u) {
       log_part(LOG_ERROR, pt, "lease not renewed in time: stopping before it lapses", "error", err);
       part_close(n, p, 0); /* another engine may take it once it lapses */
     }
@@ -976,11 +980,41 @@ static void begin_stop(node_t *n, const char *why) {
   uv_close((uv_handle_t *)&n->busy, close_cb);
   uv_close((uv_handle_t *)&n->sig_term, close_cb);
   uv_close((uv_handle_t *)&n->sig_int, close_cb);
+  uv_close((uv_handle_t *)&n->sig_hup, close_cb);
   http_server_stop_accepting(n->http);
   http_server_close(n->http);
 }
 
 static void on_signal(uv_signal_t *s, int signum) { begin_stop(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM"); }
+
+/* SIGHUP: load the scripts again in every partition held (the old ones stay where the new
+ * ones fail), as `hearth run` does. Every engine of a cluster must run the same scripts:
+ * reload them all. */
+static void on_hup(uv_signal_t *s, int signum) {
+  (void)signum;
+  node_t *n = s->data;
+  int ok = 0, failed = 0;
+  for (int p = 0; p < n->layout.partitions; p++) {
+    part_t *pt = n->parts[p];
+    if (!pt) continue;
+    char *err = NULL, derr[300];
+    if (pt->e->in_batch) settle(pt);
+    if (engine_reload(pt->e, &err) < 0) {
+      log_part(LOG_ERROR, pt, "reload failed; the old scripts stay", "error", err);
+      free(err);
+      failed++;
+    } else if (delivery_reload(pt->d, derr, sizeof derr) < 0) {
+      log_part(LOG_ERROR, pt, "reload of the channels failed; the old ones stay", "error", derr);
+      failed++;
+    } else {
+      ok++;
+    }
+  }
+  char a[16], b[16];
+  snprintf(a, sizeof a, "%d", ok);
+  snprintf(b, sizeof b, "%d", failed);
+  log_msg(failed ? LOG_WARN : LOG_INFO, "scripts reloaded (SIGHUP)", "partitions", a, "failed", b, NULL);
+}
 
 int cluster_node_run(const cluster_node_opts_t *o) {
   node_t n = {.o = o};
@@ -1026,6 +1060,9 @@ int cluster_node_run(const cluster_node_opts_t *o) {
   uv_signal_init(&n.loop, &n.sig_int);
   n.sig_int.data = &n;
   uv_signal_start(&n.sig_int, on_signal, SIGINT);
+  uv_signal_init(&n.loop, &n.sig_hup);
+  n.sig_hup.data = &n;
+  uv_signal_start(&n.sig_hup, on_hup, SIGHUP);
   char parts[16];
   snprintf(parts, sizeof parts, "%d", n.layout.partitions);
   log_msg(LOG_INFO, "listening", "addr", n.addr, "engine", o->name, "partitions", parts,

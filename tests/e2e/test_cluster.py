@@ -160,8 +160,10 @@ def status_engines(status):
 
 
 def import_cluster(w, url, lines, name):
+    """Published as history whose actions are all still delivered (--stale-after: the
+    month is older than a day; see test_history_import_into_a_cluster_expires_stale_actions)."""
     path = w.write_events(lines, name=name)
-    hearth_ok("import", path, "--cluster", url, what="hearth import %s --cluster" % name)
+    hearth_ok("import", path, "--cluster", url, "--stale-after", "36500d", what="hearth import %s --cluster" % name)
 
 
 def tick_through(url, start, end):
@@ -575,6 +577,33 @@ def test_real_clock_referral_posted_to_any_engine_rewarded_without_ticks():
             engines.stop_all()
             union = [a for e in engines.list for a in e.actions()]
     assert_ids_once(union, "real-clock referral actions")
+
+
+def test_history_import_into_a_cluster_expires_stale_actions():
+    """hearth import --cluster keeps the rule of hearth import: what comes due more than
+    --stale-after before the import is recorded `expired`, never sent (it was sent once)."""
+    with NatsCluster(3) as nats, Workspace(scripts={"invite.lua": REFERRAL_SCRIPT}) as w:
+        cluster_init(nats.url)
+        with Engines(w, nats.url, ["e1", "e2"], w.scripts, clock=REFERRAL_T0) as engines:
+            engines.wait_spread()
+            path = w.write_events([json.dumps(ev) for ev in referral_events()], name="old.ndjson")
+            hearth_ok("import", path, "--cluster", nats.url, what="hearth import --cluster (default --stale-after)")
+            cluster_wait(nats.url)
+            tick_through(nats.url, parse_time(REFERRAL_T0), parse_time("2026-11-03T12:00:00+08:00"))
+            statuses = {}
+            for e in engines.list:
+                for name in sorted(os.listdir(e.data)):
+                    if name.endswith(".db"):
+                        rc, out, err = hearth("export", "actions", "--db", os.path.join(e.data, name))
+                        eq(rc, 0, "hearth export actions of %s/%s (stderr %r)" % (e.name, name, err))
+                        for line in out.splitlines():
+                            a = json.loads(line)
+                            statuses[a["id"]] = a["status"]
+            engines.stop_all()
+            union = [a for e in engines.list for a in e.actions()]
+    eq(union, [], "actions sent from history older than a day")
+    eq(statuses, {"invite/%s/invitee_reward/send" % INVITEE: "expired",
+                  "invite/%s/reward/%s/send" % (REFERRER, INVITEE): "expired"}, "the referral's actions as recorded")
 
 
 def test_bad_input_init_twice_and_run_before_init():
