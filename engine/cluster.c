@@ -13,6 +13,7 @@
 #include <nats/nats.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define SNAP_STREAM "HEARTH_SNAP"
 #define SNAP_CHUNK (256 * 1024)
@@ -43,13 +45,59 @@ struct cluster {
   cluster_server_t *servers;
 };
 
+/* A durable reader's doorbell: a plain subscription to the partition's subjects rings it
+ * (on a NATS thread) whenever a message is published there, so an idle reader asks
+ * JetStream nothing; freed when that subscription is done. */
+typedef struct {
+  atomic_int rung;
+  natsSubscription *sub;
+} bell_t;
+
 struct cluster_sub {
   cluster_t *c;
   natsSubscription *sub;
   int durable;
   int partition;
   uint64_t next;        /* a replay: the sequence it gives next */
+  bell_t *bell;         /* durable readers only */
+  int more;             /* the last fetch left messages behind */
+  uint64_t checked_ns;  /* when JetStream was last asked (a missed ring is caught within 1 s) */
 };
+
+static int fail(char *err, size_t errlen, const char *what, natsStatus s, jsErrCode jerr);
+static int fail_msg(char *err, size_t errlen, const char *msg);
+
+static void bell_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+  (void)nc;
+  (void)sub;
+  atomic_store(&((bell_t *)closure)->rung, 1);
+  natsMsg_Destroy(msg);
+}
+
+static void bell_done(void *closure) { free(closure); }
+
+/* Ring s's bell on every message of its partition. 0, -1 with err. */
+static int bell_start(cluster_sub_t *s, const char *filter, char *err, size_t errlen) {
+  bell_t *b = calloc(1, sizeof *b);
+  if (!b) return fail_msg(err, errlen, "out of memory");
+  atomic_init(&b->rung, 1);
+  natsStatus st = natsConnection_Subscribe(&b->sub, s->c->nc, filter, bell_on_msg, b);
+  if (st == NATS_OK) st = natsSubscription_SetOnCompleteCB(b->sub, bell_done, b);
+  if (st != NATS_OK) {
+    natsSubscription_Destroy(b->sub);
+    free(b); /* no message can have come: the callback was never armed with b for good */
+    return fail(err, errlen, "subscribing to the partition's doorbell", st, 0);
+  }
+  s->bell = b;
+  return 0;
+}
+
+static void bell_stop(bell_t *b) {
+  if (!b) return;
+  natsSubscription *sub = b->sub;
+  natsSubscription_Unsubscribe(sub); /* b is freed by bell_done once the subscription is done */
+  natsSubscription_Destroy(sub);
+}
 
 /* ---- errors ---- */
 
@@ -503,7 +551,11 @@ static cluster_sub_t *bind_durable(cluster_t *c, int partition, uint64_t from, c
   natsStatus s = js_PullSubscribe(&sub, c->js, filter, DURABLE, NULL, &so, &jerr);
   if (s != NATS_OK) return fail(err, errlen, "binding to the durable consumer", s, jerr), NULL;
   cluster_sub_t *cs = sub_new(c, sub, 1, partition, 0);
-  if (!cs) fail_msg(err, errlen, "out of memory");
+  if (!cs) return fail_msg(err, errlen, "out of memory"), NULL;
+  if (bell_start(cs, filter, err, errlen) < 0) {
+    cluster_unsubscribe(cs);
+    return NULL;
+  }
   return cs;
 }
 
@@ -590,6 +642,12 @@ int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, i
   jsFetchRequest_Init(&req);
   req.Batch = max;
   req.Expires = (wait_ms > 0 ? wait_ms : 1000) * NS_PER_MS;
+  if (wait_ms <= 0 && s->bell) { /* idle and not rung: nothing to ask JetStream */
+    uint64_t now = mono_ns();
+    int rung = atomic_exchange(&s->bell->rung, 0);
+    if (!rung && !s->more && now - s->checked_ns < 1000000000ull) return 0;
+    s->checked_ns = now;
+  }
   if (wait_ms <= 0) {
     /* Not waiting: fetch no more than the messages there are, so that the fetch returns as
      * soon as they are in (a no-wait pull with fewer messages than its batch waited for
@@ -597,6 +655,7 @@ int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, i
      * it has; a replay has the rest of the stream. */
     uint64_t pending;
     if (pending_of(s, &pending, err, errlen) < 0) return -1;
+    s->more = pending > (uint64_t)max;
     if (pending == 0) return 0;
     if (pending < (uint64_t)max) req.Batch = (int)pending;
   }
@@ -661,6 +720,7 @@ void cluster_unsubscribe(cluster_sub_t *s) {
   if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION)
     log_msg(LOG_WARN, "cluster: unsubscribing failed", "error", natsStatus_GetText(st), NULL);
   natsSubscription_Destroy(s->sub);
+  bell_stop(s->bell);
   free(s);
 }
 
