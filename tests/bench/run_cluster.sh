@@ -33,16 +33,8 @@ if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
 fi
 
 # Events, cached by parameters and by the generator's own content (as run_import.sh).
-gen_sum=$(cksum "$here/gen_events.py" | cut -d' ' -f1)
-events="$CACHE_DIR/hearth-bench-e$EVENTS-m$MEMBERS-d$DAYS-s$SEED-$START-g$gen_sum.ndjson"
-if [ -s "$events" ]; then
-  echo "generator:   reusing $events"
-else
-  python3 "$here/gen_events.py" --events "$EVENTS" --members "$MEMBERS" --days "$DAYS" \
-    --seed "$SEED" --start "$START" --out "$events.tmp.$$" || { rm -f "$events.tmp.$$"; exit 1; }
-  mv "$events.tmp.$$" "$events"
-  echo "generator:   wrote $events (not counted)"
-fi
+. "$here/bench_events.sh"
+bench_events
 echo "binary:      $HEARTH_BIN"
 echo "machine:     $(nproc) cores, $(nats-server --version 2>/dev/null || /usr/sbin/nats-server --version)"
 

@@ -24,19 +24,8 @@ if [ ! -x "$HEARTH_BIN" ]; then
 fi
 
 # Events, cached by parameters and by the generator's own content.
-gen_sum=$(cksum "$here/gen_events.py" | cut -d' ' -f1)
-events="$CACHE_DIR/hearth-bench-e$EVENTS-m$MEMBERS-d$DAYS-s$SEED-$START-g$gen_sum.ndjson"
-if [ -s "$events" ]; then
-  echo "generator:   reusing $events"
-else
-  t0=$EPOCHREALTIME
-  python3 "$here/gen_events.py" --events "$EVENTS" --members "$MEMBERS" --days "$DAYS" \
-    --seed "$SEED" --start "$START" --out "$events.tmp.$$" || { rm -f "$events.tmp.$$"; exit 1; }
-  mv "$events.tmp.$$" "$events"
-  t1=$EPOCHREALTIME
-  awk -v a="$t0" -v b="$t1" -v f="$events" \
-    'BEGIN { printf "generator:   %.2f s (not counted) -> %s\n", b - a, f }'
-fi
+. "$here/bench_events.sh"
+bench_events
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-bench-import.XXXXXX")
 [ "${KEEP_DB:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT

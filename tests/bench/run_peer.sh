@@ -45,23 +45,9 @@ build() {
   cmake --build "$BUILD_DIR" -j2 --target hearth bench_redis_peer bench_sqlite_ceiling >/dev/null
 }
 
-# Events, cached by parameters and by the generator's own content (the name run_import.sh uses).
-generate() {
-  local gen_sum t0 t1
-  gen_sum=$(cksum "$here/gen_events.py" | cut -d' ' -f1)
-  events="$CACHE_DIR/hearth-bench-e$EVENTS-m$MEMBERS-d$DAYS-s$SEED-$START-g$gen_sum.ndjson"
-  if [ -s "$events" ]; then
-    echo "generator:   reusing $events"
-    return 0
-  fi
-  t0=$EPOCHREALTIME
-  python3 "$here/gen_events.py" --events "$EVENTS" --members "$MEMBERS" --days "$DAYS" \
-    --seed "$SEED" --start "$START" --out "$events.tmp.$$" || { rm -f "$events.tmp.$$"; exit 1; }
-  mv "$events.tmp.$$" "$events"
-  t1=$EPOCHREALTIME
-  awk -v a="$t0" -v b="$t1" -v f="$events" \
-    'BEGIN { printf "generator:   %.2f s (not counted) -> %s\n", b - a, f }'
-}
+# Events, cached by parameters and by the generator's own content (bench_events.sh).
+. "$here/bench_events.sh"
+generate() { bench_events; }
 
 install_missing
 build

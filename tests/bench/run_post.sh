@@ -34,16 +34,8 @@ if [ ! -x "$HEARTH_BIN" ]; then
 fi
 
 # Events, cached by parameters and by the generator's own content (run_import.sh's name).
-gen_sum=$(cksum "$here/gen_events.py" | cut -d' ' -f1)
-events="$CACHE_DIR/hearth-bench-e$EVENTS-m$MEMBERS-d$DAYS-s$SEED-$START-g$gen_sum.ndjson"
-if [ -s "$events" ]; then
-  echo "generator:   reusing $events"
-else
-  python3 "$here/gen_events.py" --events "$EVENTS" --members "$MEMBERS" --days "$DAYS" \
-    --seed "$SEED" --start "$START" --out "$events.tmp.$$" || { rm -f "$events.tmp.$$"; exit 1; }
-  mv "$events.tmp.$$" "$events"
-  echo "generator:   -> $events"
-fi
+. "$here/bench_events.sh"
+bench_events
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-bench-post.XXXXXX")
 [ "${KEEP_DB:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT

@@ -18,13 +18,8 @@ SEED=${SEED:-1} START=${START:-2026-01-01} CACHE_DIR=${CACHE_DIR:-/tmp} KEEP=${K
 HEARTH_BIN=${HEARTH_BIN:-$root/build/hearth}
 [ -x "$HEARTH_BIN" ] || { echo "run_retention: no hearth binary at $HEARTH_BIN" >&2; exit 2; }
 
-gen_sum=$(cksum "$here/gen_events.py" | cut -d' ' -f1)
-events="$CACHE_DIR/hearth-bench-e$EVENTS-m$MEMBERS-d$DAYS-s$SEED-$START-g$gen_sum.ndjson"
-if [ ! -s "$events" ]; then
-  python3 "$here/gen_events.py" --events "$EVENTS" --members "$MEMBERS" --days "$DAYS" \
-    --seed "$SEED" --start "$START" --out "$events.tmp.$$" || { rm -f "$events.tmp.$$"; exit 1; }
-  mv "$events.tmp.$$" "$events"
-fi
+. "$here/bench_events.sh"
+bench_events
 work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-bench-retention.XXXXXX")
 [ "${KEEP_DB:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 db="$work/bench.db"
