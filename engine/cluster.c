@@ -56,10 +56,8 @@ typedef struct {
 struct cluster_sub {
   cluster_t *c;
   natsSubscription *sub;
-  int durable;
   int partition;
-  uint64_t next;        /* a replay: the sequence it gives next */
-  bell_t *bell;         /* durable readers only */
+  bell_t *bell;
   int more;             /* the last fetch left messages behind */
   uint64_t checked_ns;  /* when JetStream was last asked (a missed ring is caught within 1 s) */
 };
@@ -495,7 +493,7 @@ int cluster_publish(cluster_t *c, const cluster_out_t *msgs, int n, char *err, s
 
 /* ---- consuming ---- */
 
-static cluster_sub_t *sub_new(cluster_t *c, natsSubscription *sub, int durable, int partition, uint64_t next) {
+static cluster_sub_t *sub_new(cluster_t *c, natsSubscription *sub, int partition) {
   cluster_sub_t *s = calloc(1, sizeof *s);
   if (!s) {
     natsSubscription_Destroy(sub);
@@ -503,9 +501,7 @@ static cluster_sub_t *sub_new(cluster_t *c, natsSubscription *sub, int durable, 
   }
   s->c = c;
   s->sub = sub;
-  s->durable = durable;
   s->partition = partition;
-  s->next = next;
   return s;
 }
 
@@ -550,7 +546,7 @@ static cluster_sub_t *bind_durable(cluster_t *c, int partition, uint64_t from, c
   so.Consumer = DURABLE;
   natsStatus s = js_PullSubscribe(&sub, c->js, filter, DURABLE, NULL, &so, &jerr);
   if (s != NATS_OK) return fail(err, errlen, "binding to the durable consumer", s, jerr), NULL;
-  cluster_sub_t *cs = sub_new(c, sub, 1, partition, 0);
+  cluster_sub_t *cs = sub_new(c, sub, partition);
   if (!cs) return fail_msg(err, errlen, "out of memory"), NULL;
   if (bell_start(cs, filter, err, errlen) < 0) {
     cluster_unsubscribe(cs);
@@ -566,26 +562,6 @@ cluster_sub_t *cluster_subscribe(cluster_t *c, int partition, char *err, size_t 
 cluster_sub_t *cluster_subscribe_from(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen) {
   assert(from >= 1);
   return bind_durable(c, partition, from, err, errlen);
-}
-
-cluster_sub_t *cluster_replay(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen) {
-  char stream[32], filter[48];
-  natsSubscription *sub = NULL;
-  jsSubOptions so;
-  jsErrCode jerr = 0;
-  stream_name(stream, sizeof stream, partition);
-  snprintf(filter, sizeof filter, "hearth.p.%03d.>", partition);
-  jsSubOptions_Init(&so);
-  so.Stream = stream;
-  so.Config.DeliverPolicy = js_DeliverByStartSequence;
-  so.Config.OptStartSeq = from ? from : 1;
-  so.Config.AckPolicy = js_AckNone;
-  so.Config.InactiveThreshold = 60LL * 1000 * NS_PER_MS;
-  natsStatus s = js_PullSubscribe(&sub, c->js, filter, NULL, NULL, &so, &jerr);
-  if (s != NATS_OK) return fail(err, errlen, "creating a replay consumer", s, jerr), NULL;
-  cluster_sub_t *cs = sub_new(c, sub, 0, partition, from ? from : 1);
-  if (!cs) fail_msg(err, errlen, "out of memory");
-  return cs;
 }
 
 /* Copy a fetched natsMsg into m; keeps the natsMsg for an ack when keep. */
@@ -611,25 +587,16 @@ static uint64_t stream_seq_of(natsMsg *msg) {
   return seq;
 }
 
-/* Messages the reader has not been given yet. 0, -1 with err. */
+/* Messages the durable consumer has not handed out yet. 0, -1 with err. */
 static int pending_of(cluster_sub_t *s, uint64_t *pending, char *err, size_t errlen) {
   char stream[32];
   jsErrCode jerr = 0;
   stream_name(stream, sizeof stream, s->partition);
-  if (s->durable) {
-    jsConsumerInfo *ci = NULL;
-    natsStatus st = js_GetConsumerInfo(&ci, s->c->js, stream, DURABLE, NULL, &jerr);
-    if (st != NATS_OK) return fail(err, errlen, "reading the consumer's pending count", st, jerr);
-    *pending = ci->NumPending;
-    jsConsumerInfo_Destroy(ci);
-    return 0;
-  }
-  jsStreamInfo *si = NULL;
-  natsStatus st = js_GetStreamInfo(&si, s->c->js, stream, NULL, &jerr);
-  if (st != NATS_OK) return fail(err, errlen, "reading the partition's stream", st, jerr);
-  uint64_t last = si->State.LastSeq;
-  jsStreamInfo_Destroy(si);
-  *pending = last >= s->next ? last - s->next + 1 : 0;
+  jsConsumerInfo *ci = NULL;
+  natsStatus st = js_GetConsumerInfo(&ci, s->c->js, stream, DURABLE, NULL, &jerr);
+  if (st != NATS_OK) return fail(err, errlen, "reading the consumer's pending count", st, jerr);
+  *pending = ci->NumPending;
+  jsConsumerInfo_Destroy(ci);
   return 0;
 }
 
@@ -642,7 +609,7 @@ int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, i
   jsFetchRequest_Init(&req);
   req.Batch = max;
   req.Expires = (wait_ms > 0 ? wait_ms : 1000) * NS_PER_MS;
-  if (wait_ms <= 0 && s->bell) { /* idle and not rung: nothing to ask JetStream */
+  if (wait_ms <= 0) { /* idle and not rung: nothing to ask JetStream */
     uint64_t now = mono_ns();
     int rung = atomic_exchange(&s->bell->rung, 0);
     if (!rung && !s->more && now - s->checked_ns < 1000000000ull) return 0;
@@ -651,8 +618,7 @@ int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, i
   if (wait_ms <= 0) {
     /* Not waiting: fetch no more than the messages there are, so that the fetch returns as
      * soon as they are in (a no-wait pull with fewer messages than its batch waited for
-     * its whole expiry with this server and library). The durable consumer says how many
-     * it has; a replay has the rest of the stream. */
+     * its whole expiry with this server and library): the consumer says how many. */
     uint64_t pending;
     if (pending_of(s, &pending, err, errlen) < 0) return -1;
     s->more = pending > (uint64_t)max;
@@ -675,12 +641,11 @@ int cluster_fetch(cluster_sub_t *s, int max, int wait_ms, cluster_msg_t **out, i
     natsMsg *m = list.Msgs[i];
     list.Msgs[i] = NULL; /* ours now */
     uint64_t seq = stream_seq_of(m);
-    if (msg_fill(&msgs[i], m, seq, s->durable) < 0) {
+    if (msg_fill(&msgs[i], m, seq, 1) < 0) {
       natsMsg_Destroy(m);
       rc = fail_msg(err, errlen, "out of memory");
     } else {
       *n = i + 1;
-      if (seq >= s->next) s->next = seq + 1;
     }
   }
   natsMsgList_Destroy(&list);
@@ -714,8 +679,7 @@ void cluster_msgs_free(cluster_msg_t *msgs, int n) {
 
 void cluster_unsubscribe(cluster_sub_t *s) {
   if (!s) return;
-  /* The durable was made with js_AddConsumer, so the library does not delete it here;
-   * the replay's ephemeral consumer is deleted (and would lapse on its own anyway). */
+  /* The durable was made with js_AddConsumer, so the library does not delete it here. */
   natsStatus st = natsSubscription_Unsubscribe(s->sub);
   if (st != NATS_OK && st != NATS_INVALID_SUBSCRIPTION)
     log_msg(LOG_WARN, "cluster: unsubscribing failed", "error", natsStatus_GetText(st), NULL);

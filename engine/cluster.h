@@ -100,9 +100,6 @@ cluster_sub_t *cluster_subscribe(cluster_t *c, int partition, char *err, size_t 
  * to an owner before and not seen acknowledged is not handed again: the new owner's
  * state, not the consumer, says where the partition is). */
 cluster_sub_t *cluster_subscribe_from(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen);
-/* A reader of the partition's stream from sequence `from` on, in order, for catching up
- * (an ordered consumer of its own: no acknowledgements, nothing shared). */
-cluster_sub_t *cluster_replay(cluster_t *c, int partition, uint64_t from, char *err, size_t errlen);
 /* Up to max messages, in stream order as the server delivers them; waits up to wait_ms
  * for the first (0: only what is there now). *out is malloc'd (free with
  * cluster_msgs_free), *n may be 0. 0 ok, -1 with err. */

@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #include "delivery.h"
-#include "http_auth.h"
+#include "http_reply.h"
 #include "http_server.h"
 #include "ingest.h"
 #include "log.h"
@@ -47,10 +47,9 @@ typedef struct {
   engine_t *e;
   delivery_t *d;
   cluster_sub_t *sub;       /* the durable consumer, set at the take-over to the cursor */
-  int catching_up;          /* the cursor has not reached catchup_to yet */
   uint64_t cursor;          /* the last sequence applied (in the open or the last batch) */
   uint64_t committed;       /* the last sequence committed */
-  uint64_t catchup_to;      /* the log's end when the partition was taken */
+  uint64_t catchup_to;      /* the log's end when the partition was taken, until reached */
   uint64_t lease_rev;
   uint64_t lease_ok_ns;     /* last time the lease was known to be ours (monotonic) */
   int check_sent;           /* actions may have been delivered by an owner before this one */
@@ -80,18 +79,31 @@ struct node {
 
 /* ---- the log of one partition ---- */
 
+static int catching_up(const part_t *pt) { return pt->cursor < pt->catchup_to; }
+
 static int foreign_of(void *ud, const char *member) {
   part_t *pt = ud;
   int p = cluster_partition_of(member, pt->n->layout.partitions);
   return p == pt->p ? -1 : p;
 }
 
-/* Note how far the partition got, in the open batch (opened if none is). */
+/* Kept with every commit of the partition's engine (engine_t.on_commit): how far its log
+ * got, the epoch of its last tick and the bound of stale actions, so that what a replay
+ * starts from matches what was committed (the clock is the engine's own "clock"). */
+static int keep_position(void *ud) {
+  part_t *pt = ud;
+  store_t *st = pt->e->store;
+  return store_meta_set(st, "cluster_seq", (int64_t)pt->cursor) < 0 ||
+                 store_meta_set(st, "cluster_tick", pt->e->forward_epoch) < 0 ||
+                 store_meta_set(st, "cluster_expire_before", pt->e->expire_before) < 0
+             ? -1
+             : 0;
+}
+
+/* Message seq is applied: it goes with the next commit (a batch is opened if none is, so
+ * that even a message that changed nothing moves the cursor). */
 static int note_cursor(part_t *pt, uint64_t seq) {
-  engine_t *e = pt->e;
-  if (!e->in_batch && engine_begin(e) < 0) return -1;
-  if (store_meta_set(e->store, "cluster_seq", (int64_t)seq) < 0 || store_meta_set(e->store, "cluster_now", e->now) < 0)
-    return -1;
+  if (!pt->e->in_batch && engine_begin(pt->e) < 0) return -1;
   pt->cursor = seq;
   return 0;
 }
@@ -120,11 +132,7 @@ static int apply_event(part_t *pt, const cluster_msg_t *m) {
   }
   json_decref(o);
   engine_t *e = pt->e;
-  if (stale > 0 && received - stale > e->expire_before) {
-    e->expire_before = received - stale;
-    if (!e->in_batch && engine_begin(e) < 0) return event_clear(&ev), -1;
-    if (store_meta_set(e->store, "cluster_expire_before", e->expire_before) < 0) return event_clear(&ev), -1;
-  }
+  if (stale > 0 && received - stale > e->expire_before) e->expire_before = received - stale; /* kept at commit */
   int rc = engine_feed(e, &ev);
   event_clear(&ev);
   return rc == EV_ERROR ? -1 : 0;
@@ -221,9 +229,7 @@ static int apply_tick(part_t *pt, const cluster_msg_t *m) {
   int64_t before = epoch;
   if (epoch > e->forward_epoch) e->forward_epoch = epoch; /* caused from here on: the next tick there */
   if (apply_held(pt, before) < 0) return -1;
-  if (!e->in_batch && engine_begin(e) < 0) return -1;
-  if (store_meta_set(e->store, "cluster_tick", e->forward_epoch) < 0) return -1;
-  if (engine_commit(e) < 0) return -1;
+  if (e->in_batch && engine_commit(e) < 0) return -1;
   pt->committed = pt->cursor;
   return engine_run_until(e, at, 0) < 0 ? -1 : 0;
 }
@@ -264,12 +270,18 @@ static int fill_gap(part_t *pt, uint64_t seq) {
 typedef struct {
   cluster_out_t *out;
   char **ids, **bodies;
-  int n;
+  int n, cap;
   int64_t last;
 } fwd_batch_t;
 
 static int publish_forward(void *ud, const forward_row_t *row) {
   fwd_batch_t *b = ud;
+  if (b->n == b->cap) { /* grown as rows come: most batches have none */
+    b->cap = b->cap ? 2 * b->cap : 16;
+    b->out = xrealloc(b->out, (size_t)b->cap * sizeof *b->out);
+    b->ids = xrealloc(b->ids, (size_t)b->cap * sizeof *b->ids);
+    b->bodies = xrealloc(b->bodies, (size_t)b->cap * sizeof *b->bodies);
+  }
   b->ids[b->n] = xstrdup(row->id);
   b->bodies[b->n] = xstrdup(row->body);
   b->out[b->n] = (cluster_out_t){.partition = row->partition, .kind = CM_EMIT, .msg_id = b->ids[b->n],
@@ -284,8 +296,7 @@ static int flush_forwards(part_t *pt) {
   engine_t *e = pt->e;
   assert(!e->in_batch);
   for (;;) {
-    fwd_batch_t b = {xcalloc(FORWARDS_MAX, sizeof(cluster_out_t)), xcalloc(FORWARDS_MAX, sizeof(char *)),
-           xcalloc(FORWARDS_MAX, sizeof(char *)), 0, 0};
+    fwd_batch_t b = {0};
     int n = store_forwards(e->store, FORWARDS_MAX, publish_forward, &b);
     char err[300] = "";
     int rc = n < 0 ? -1 : 0;
@@ -375,14 +386,14 @@ static int pump_part(part_t *pt) {
   }
   if (n > 0 || pt->e->in_batch) settle(pt);
   if (pt->held && !pt->n->o->virtual_clock) tick_partition(pt, time(NULL));
-  if (pt->catching_up && pt->cursor >= pt->catchup_to) {
-    pt->catching_up = 0;
+  if (pt->catchup_to && pt->cursor >= pt->catchup_to) {
+    pt->catchup_to = 0;
     char to[24];
     snprintf(to, sizeof to, "%llu", (unsigned long long)pt->cursor);
     log_part(LOG_INFO, pt, "partition caught up with its log", "seq", to);
   }
   /* what the log gave before the take-over may have been delivered by the owner before */
-  if (pt->check_sent && !pt->catching_up && delivery_backlog(pt->d) == 0) pt->check_sent = 0;
+  if (pt->check_sent && !catching_up(pt) && delivery_backlog(pt->d) == 0) pt->check_sent = 0;
   return n == FETCH_MAX;
 }
 
@@ -492,7 +503,9 @@ static part_t *part_open(node_t *n, int p, uint64_t rev) {
   pt->cursor = pt->committed = (uint64_t)store_meta_get(e->store, "cluster_seq", 0);
   e->forward_epoch = store_meta_get(e->store, "cluster_tick", 0);
   e->expire_before = store_meta_get(e->store, "cluster_expire_before", INT64_MIN);
-  if (pt->cursor > 0 && engine_run_until(e, store_meta_get(e->store, "cluster_now", 0), 0) < 0)
+  e->on_commit = keep_position;
+  e->on_commit_ud = pt;
+  if (pt->cursor > 0 && engine_run_until(e, store_meta_get(e->store, "clock", 0), 0) < 0)
     goto fail; /* the clock where the log left it (nothing is due there) */
   char errbuf[300];
   pt->d = delivery_start(&n->loop, e, errbuf, sizeof errbuf);
@@ -506,8 +519,7 @@ static part_t *part_open(node_t *n, int p, uint64_t rev) {
     log_part(LOG_ERROR, pt, "cannot read the partition's progress", "error", errbuf);
     goto fail_delivery;
   }
-  pt->catchup_to = pr.last_seq;
-  pt->catching_up = pt->cursor < pt->catchup_to;
+  pt->catchup_to = pr.last_seq > pt->cursor ? pr.last_seq : 0;
   pt->sub = cluster_subscribe_from(n->c, p, pt->cursor + 1, errbuf, sizeof errbuf);
   if (!pt->sub) {
     log_part(LOG_ERROR, pt, "cannot set the partition's consumer to where its state is", "error", errbuf);
@@ -516,7 +528,7 @@ static part_t *part_open(node_t *n, int p, uint64_t rev) {
   if (flush_forwards(pt) < 0) log_part(LOG_WARN, pt, "forwards left from before wait", "error", "publish failed");
   char a[24], b[24];
   snprintf(a, sizeof a, "%llu", (unsigned long long)pt->cursor);
-  snprintf(b, sizeof b, "%llu", (unsigned long long)pt->catchup_to);
+  snprintf(b, sizeof b, "%llu", (unsigned long long)pr.last_seq);
   log_msg(LOG_INFO, "partition taken", "partition", (snprintf(errbuf, sizeof errbuf, "%d", p), errbuf), "from_seq", a,
           "log_end", b, NULL);
   return pt;
@@ -531,7 +543,7 @@ fail:
 /* A copy of the partition's database into JetStream, as of its cursor. */
 static void snapshot(part_t *pt) {
   node_t *n = pt->n;
-  if (pt->e->in_batch || pt->catching_up) return;
+  if (pt->e->in_batch || catching_up(pt)) return;
   char *tmp = part_path(n, pt->p, ".out");
   char err[300];
   unlink(tmp);
@@ -687,7 +699,7 @@ static void rebalance(node_t *n) {
  * retries are on the partition's clock). A second tick in the same second is a further
  * round of it. */
 static void tick_partition(part_t *pt, int64_t now) {
-  if (pt->catching_up || pt->tick_sent || pt->cursor == 0) return;
+  if (catching_up(pt) || pt->tick_sent || pt->cursor == 0) return;
   int64_t due = engine_next_due(pt->e);
   if (due > now && now - pt->e->now < TICK_LAG_SECONDS && !pt->held) return;
   int64_t at = now, round = 0, last = pt->e->forward_epoch;
@@ -746,16 +758,8 @@ static void on_work(uv_timer_t *t) { work_round(t->data); }
 
 /* ---- HTTP ---- */
 
-static void reply(http_response_t *res, int status, json_t *body) {
-  res->status = status;
-  res->body = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  res->body_len = res->body ? strlen(res->body) : 0;
-  json_decref(body);
-}
-
-static void reply_error(http_response_t *res, int status, const char *msg) {
-  reply(res, status, json_pack("{s:s}", "error", msg));
-}
+static void reply(http_response_t *res, int status, json_t *body) { http_reply_json(res, status, body); }
+static void reply_error(http_response_t *res, int status, const char *msg) { http_reply_error(res, status, msg); }
 
 typedef struct {
   uv_work_t work;
@@ -788,10 +792,7 @@ static void post_done(uv_work_t *w, int status) {
 }
 
 static void post_events(node_t *n, const http_request_t *req, http_response_t *res) {
-  if (!http_content_type_is(req->content_type, "application/json") &&
-      !http_content_type_is(req->content_type, "application/x-ndjson") &&
-      !http_content_type_is(req->content_type, "application/ndjson"))
-    return reply_error(res, 415, "Content-Type must be application/json or application/x-ndjson");
+  if (http_refuse_events_type(req, res)) return;
   if (n->stopping) return reply_error(res, 503, "stopping: nothing of this body was taken; send it to another engine");
   event_list_t evs = {0};
   char err[512];
@@ -918,7 +919,7 @@ static json_t *node_json(node_t *n) {
     part_t *pt = n->parts[p];
     if (!pt) continue;
     json_array_append_new(parts, json_pack("{s:i, s:I, s:b, s:I}", "partition", p, "seq", (json_int_t)pt->committed,
-                                           "catching_up", pt->catching_up, "backlog",
+                                           "catching_up", catching_up(pt), "backlog",
                                            (json_int_t)delivery_backlog(pt->d)));
   }
   return json_pack("{s:s, s:s, s:i, s:o}", "engine", n->o->name, "status", n->stopping ? "stopping" : "ok",
@@ -932,10 +933,7 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
     if (!get) return reply_error(res, 405, "use GET");
     return reply(res, 200, node_json(n));
   }
-  if (!http_auth_ok(req->authorization, n->o->token)) {
-    snprintf(res->extra_headers, sizeof res->extra_headers, "WWW-Authenticate: Bearer\r\n");
-    return reply_error(res, 401, "missing or wrong bearer token");
-  }
+  if (http_refuse_token(req, res, n->o->token)) return;
   if (!strcmp(req->path, "/v1/events")) {
     if (!post) return reply_error(res, 405, "use POST");
     return post_events(n, req, res);
@@ -954,10 +952,7 @@ static void on_request(const http_request_t *req, http_response_t *res, void *ud
 
 static int on_request_head(const http_request_t *req, http_response_t *res, void *ud) {
   node_t *n = ud;
-  if (http_auth_ok(req->authorization, n->o->token)) return 0;
-  snprintf(res->extra_headers, sizeof res->extra_headers, "WWW-Authenticate: Bearer\r\n");
-  reply_error(res, 401, "missing or wrong bearer token");
-  return 1;
+  return http_refuse_token(req, res, n->o->token);
 }
 
 /* ---- start and stop ---- */

@@ -13,6 +13,7 @@
 #include "console.h"
 #include "console_api.h"
 #include "http_auth.h"
+#include "http_reply.h"
 #include "http_server.h"
 #include "ingest.h"
 #include "log.h"
@@ -222,34 +223,13 @@ static int retention_run_now(daemon_t *d) {
 
 /* ---- HTTP ---- */
 
-static void reply(http_response_t *res, int status, json_t *body) {
-  res->status = status;
-  res->body = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  res->body_len = res->body ? strlen(res->body) : 0;
-  json_decref(body);
-}
-
-static void reply_error(http_response_t *res, int status, const char *msg) {
-  reply(res, status, json_pack("{s:s}", "error", msg));
-}
-
-/* Events come as JSON or NDJSON, said so in Content-Type: a browser page can post
- * text/plain across origins without asking, never these. 1 when res holds the 415. */
+static void reply(http_response_t *res, int status, json_t *body) { http_reply_json(res, status, body); }
+static void reply_error(http_response_t *res, int status, const char *msg) { http_reply_error(res, status, msg); }
 static int refuse_content_type(const http_request_t *req, http_response_t *res) {
-  if (http_content_type_is(req->content_type, "application/json") ||
-      http_content_type_is(req->content_type, "application/x-ndjson") ||
-      http_content_type_is(req->content_type, "application/ndjson"))
-    return 0;
-  reply_error(res, 415, "Content-Type must be application/json or application/x-ndjson");
-  return 1;
+  return http_refuse_events_type(req, res);
 }
-
-/* Everything but /healthz needs the bearer token when one is set. 1 when res holds the 401. */
 static int refuse_token(daemon_t *d, const http_request_t *req, http_response_t *res) {
-  if (http_auth_ok(req->authorization, d->o->token)) return 0;
-  snprintf(res->extra_headers, sizeof res->extra_headers, "WWW-Authenticate: Bearer\r\n");
-  reply_error(res, 401, "missing or wrong bearer token");
-  return 1;
+  return http_refuse_token(req, res, d->o->token);
 }
 
 /* ---- POST /v1/events: bodies applied a slice at a time ---- */

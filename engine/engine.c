@@ -395,7 +395,7 @@ int engine_commit(engine_t *e) {
       store_meta_set(e->store, "event_seq", e->event_seq) < 0 ||
       store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 ||
       store_meta_set(e->store, "clock", e->now) < 0 || /* reports judge overdue tasks at it */
-      store_commit(e->store) < 0) {
+      (e->on_commit && e->on_commit(e->on_commit_ud) < 0) || store_commit(e->store) < 0) {
     log_msg(LOG_ERROR, "commit failed", "error", store_errmsg(e->store), NULL);
     engine_rollback(e);
     return -1;

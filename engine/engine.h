@@ -214,6 +214,10 @@ typedef struct engine {
    * partition after the commit. NULL: every member is this engine's. */
   int (*foreign_partition)(void *ud, const char *member);
   void *foreign_ud;
+  /* Called inside every commit, before it is written: what the embedder keeps with the
+   * batch (scale-out: how far the partition's log got). -1 fails the commit. NULL: none. */
+  int (*on_commit)(void *ud);
+  void *on_commit_ud;
   int64_t forward_epoch;       /* stamped on each forward ("after"): the time of the last
                                   clock tick the partition applied (cluster_node.c) */
   uint64_t violation_log_minute;  /* the minute (monotonic) of the last logged violation */
