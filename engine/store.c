@@ -468,18 +468,9 @@ int store_member_get(store_t *s, const char *id, member_row_t *row) {
   return 1;
 }
 
-int store_member_put(store_t *s, const member_row_t *r) {
-  static query_t q = QUERY("INSERT INTO members(id, created_at, joined_at, last_active_at, orders,"
-                           " spend, points, attrs, tags, timer_gens, ledger_n, sends)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                           " ON CONFLICT(id) DO UPDATE SET joined_at = excluded.joined_at,"
-                           " last_active_at = excluded.last_active_at, orders = excluded.orders,"
-                           " spend = excluded.spend, points = excluded.points,"
-                           " attrs = excluded.attrs, tags = excluded.tags,"
-                           " timer_gens = excluded.timer_gens, ledger_n = excluded.ledger_n,"
-                           " sends = excluded.sends");
-  sqlite3_stmt *st = query(s, &q);
-  if (!st) return -1;
+/* A member row's fields as ?1..?12 (id, created_at, joined_at, last_active_at, orders,
+ * spend, points, attrs, tags, timer_gens, ledger_n, sends), for the insert and the update. */
+static void bind_member(sqlite3_stmt *st, const member_row_t *r) {
   bind_text(st, 1, r->id);
   bind_int(st, 2, r->created_at);
   bind_time(st, 3, r->joined_at);
@@ -492,28 +483,34 @@ int store_member_put(store_t *s, const member_row_t *r) {
   bind_text(st, 10, r->gens ? r->gens : "{}");
   bind_int(st, 11, r->ledger_n);
   bind_text(st, 12, r->sends ? r->sends : "{}");
+}
+
+int store_member_put(store_t *s, const member_row_t *r) {
+  static query_t q = QUERY("INSERT INTO members(id, created_at, joined_at, last_active_at, orders,"
+                           " spend, points, attrs, tags, timer_gens, ledger_n, sends)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                           " ON CONFLICT(id) DO UPDATE SET joined_at = excluded.joined_at,"
+                           " last_active_at = excluded.last_active_at, orders = excluded.orders,"
+                           " spend = excluded.spend, points = excluded.points,"
+                           " attrs = excluded.attrs, tags = excluded.tags,"
+                           " timer_gens = excluded.timer_gens, ledger_n = excluded.ledger_n,"
+                           " sends = excluded.sends");
+  sqlite3_stmt *st = query(s, &q);
+  if (!st) return -1;
+  bind_member(st, r);
   int rc = run(s, st);
   sqlite3_clear_bindings(st); /* the texts are the caller's */
   return rc;
 }
 
 int store_member_update(store_t *s, const member_row_t *r) {
-  static query_t q = QUERY("UPDATE members SET joined_at = ?2, last_active_at = ?3, orders = ?4,"
-                           " spend = ?5, points = ?6, attrs = ?7, tags = ?8, timer_gens = ?9,"
-                           " ledger_n = ?10, sends = ?11 WHERE id = ?1");
+  /* the insert's numbering (bind_member); created_at (?2) never changes */
+  static query_t q = QUERY("UPDATE members SET joined_at = ?3, last_active_at = ?4, orders = ?5,"
+                           " spend = ?6, points = ?7, attrs = ?8, tags = ?9, timer_gens = ?10,"
+                           " ledger_n = ?11, sends = ?12 WHERE id = ?1");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  bind_text(st, 1, r->id);
-  bind_time(st, 2, r->joined_at);
-  bind_time(st, 3, r->last_active_at);
-  bind_int(st, 4, r->orders);
-  sqlite3_bind_double(st, 5, r->spend);
-  bind_int(st, 6, r->points);
-  bind_text(st, 7, r->attrs ? r->attrs : "{}");
-  bind_text(st, 8, r->tags ? r->tags : "{}");
-  bind_text(st, 9, r->gens ? r->gens : "{}");
-  bind_int(st, 10, r->ledger_n);
-  bind_text(st, 11, r->sends ? r->sends : "{}");
+  bind_member(st, r);
   int rc = run(s, st);
   sqlite3_clear_bindings(st); /* the texts are the caller's */
   return rc < 0 ? -1 : sqlite3_changes(s->db) > 0;
