@@ -8,7 +8,9 @@
  *
  * Layout (all names fixed, so every node agrees):
  *   stream HEARTH_P<nnn>  subjects "hearth.p.<nnn>.>" (nnn: partition, 3 digits):
- *       "hearth.p.<nnn>.ev"    a member event as received (its JSON, validated)
+ *       "hearth.p.<nnn>.ev"    {"received":T,"stale_after":S,"event":{...}}: a member
+ *                              event, validated, with when it was received
+ *                              (cluster_publish_events)
  *       "hearth.p.<nnn>.emit"  a hearth.emit from another partition
  *       "hearth.p.<nnn>.tick"  the partition's clock moves to {"at":T,"round":r}
  *     limits retention (kept: the log is the partition's history), file storage,
@@ -19,7 +21,9 @@
  *   bucket hearth_engines key NAME = the engine's JSON (http address, version); TTL
  *   bucket hearth_sent    key = hex of SHA-256(action id), first 32 digits; TTL 30 days
  * Every durable consumer is named "engine" on its partition's stream: pull, explicit
- * acknowledgement, deliver all, ack wait 30 s.
+ * acknowledgement, deliver all (or from a new owner's cursor), ack wait 30 s; its reader
+ * has a doorbell, a plain subscription to the partition's subjects, so that a fetch with
+ * nothing rung asks JetStream nothing.
  *
  * Threads: libnats runs its own threads. Every function here may be called from any
  * thread (the connection is thread-safe); callbacks given to cluster_serve run on the

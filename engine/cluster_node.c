@@ -361,29 +361,19 @@ static int pump_part(part_t *pt) {
     return 0;
   }
   int failed = 0;
-  for (int i = 0; i < n && !failed; i++) {
-    cluster_msg_t *m = &msgs[i];
-    if (m->seq > pt->cursor) {
-      if (fill_gap(pt, m->seq) < 0 || apply_one(pt, m) < 0) failed = 1;
-    }
-    if (!failed) { /* acknowledged after the commit (settle) */
-      pt->acks = xrealloc(pt->acks, (size_t)(pt->nacks + 1) * sizeof *pt->acks);
-      pt->acks[pt->nacks++] = *m;
-      m->body = NULL;
-      m->msg = NULL;
-    }
-  }
-  cluster_msgs_free(msgs, n);
+  for (int i = 0; i < n && !failed; i++) /* what the cursor has passed is only acknowledged */
+    if (msgs[i].seq > pt->cursor && (fill_gap(pt, msgs[i].seq) < 0 || apply_one(pt, &msgs[i]) < 0)) failed = 1;
   if (failed) {
     log_part(LOG_ERROR, pt, "applying the log failed; the batch is rolled back and read again", "error",
              engine_db_error(pt->e));
     if (pt->e->in_batch) engine_rollback(pt->e);
     pt->cursor = pt->committed;
-    cluster_msgs_free(pt->acks, pt->nacks); /* not acknowledged: given again */
-    pt->acks = NULL;
-    pt->nacks = 0;
+    cluster_msgs_free(msgs, n); /* not acknowledged: given again */
     return 0;
   }
+  assert(pt->nacks == 0);
+  pt->acks = msgs; /* acknowledged after the commit (settle) */
+  pt->nacks = n;
   if (n > 0 || pt->e->in_batch) settle(pt);
   if (pt->held && !pt->n->o->virtual_clock) tick_partition(pt, time(NULL));
   if (pt->catchup_to && pt->cursor >= pt->catchup_to) {
