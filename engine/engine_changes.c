@@ -306,10 +306,10 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
   char *id = given_id ? xstrdup(given_id) : eng_action_id(e, c, a, 1);
   if (eng_call_write(e, c) < 0) goto out;
   /* Only a key, or a send judged again, can name an id recorded before: a default id
-   * (campaign/member/event/n) is new by construction, and if it were not, the outbox's
-   * UNIQUE id would fail the batch loudly. */
+   * (campaign/member/event/n) is new by construction, and if it were not (its event came
+   * again after the dedupe window), the outbox's unique (member, id) refuses it: repeated(). */
   char stored[16];
-  int found = a->key || given_id ? store_action_status(e->store, id, stored, sizeof stored) : 0;
+  int found = a->key || given_id ? store_action_status(e->store, c->m->id, id, stored, sizeof stored) : 0;
   if (found < 0) goto out;
   int existing = found ? action_status_parse(stored) : -1;
   if (found && !(existing == AS_DEFERRED && status != AS_DEFERRED)) {

@@ -22,7 +22,8 @@
  *   definition_versions  each journey definition by its own hash, its text kept, so that
  *                        runs pinned to it finish on it after a reload (9)
  *   invariant_tallies  what invariant rules count, per rule, key and window (10)
- *   seen_gens     the generations of dedupe marks: opened when, marks' times up to (11) */
+ *   seen_gens     the generations of dedupe marks: opened when, marks' times up to (11)
+ *   outbox        indexed on (member, id), unique, for both an id and a member's actions (13) */
 #include "store.h"
 
 #include <assert.h>
@@ -151,6 +152,25 @@ static const char *const migrations[] = {
     "INSERT INTO seen_marks(gen, id, at) SELECT 0, id, at FROM seen_events;"
     "DROP TABLE seen_events;"
     "ALTER TABLE seen_marks RENAME TO seen_events;",
+    /* 13: one index for both an action's id and a member's actions: (member, id), unique.
+     * An id names its member (campaign/member/...), so it is the id's uniqueness, and it
+     * replaces the UNIQUE id and outbox_member(member, seq): two B-trees in random order,
+     * each dirtying a page per insert. Dead letters are found by id through a partial
+     * index. The table is made anew because a column's UNIQUE cannot be dropped. */
+    "CREATE TABLE outbox_v13(seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+    "  member TEXT NOT NULL, campaign TEXT NOT NULL, step TEXT, kind TEXT NOT NULL,"
+    "  status TEXT NOT NULL, channel TEXT, time INTEGER NOT NULL, body TEXT NOT NULL,"
+    "  delivery TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER,"
+    "  leased_until INTEGER, last_error TEXT, keyed INTEGER);"
+    "INSERT INTO outbox_v13(seq, id, member, campaign, step, kind, status, channel, time, body,"
+    "  delivery, attempts, next_at, leased_until, last_error, keyed)"
+    "  SELECT seq, id, member, campaign, step, kind, status, channel, time, body,"
+    "  delivery, attempts, next_at, leased_until, last_error, keyed FROM outbox;"
+    "DROP TABLE outbox;"
+    "ALTER TABLE outbox_v13 RENAME TO outbox;"
+    "CREATE UNIQUE INDEX outbox_id ON outbox(member, id);"
+    "CREATE INDEX outbox_pending ON outbox(next_at) WHERE delivery = 'pending';"
+    "CREATE INDEX outbox_dead ON outbox(id) WHERE delivery = 'dead';",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -586,11 +606,12 @@ int store_ledger_add(store_t *s, const ledger_row_t *r) {
   return run(s, st);
 }
 
-int store_action_status(store_t *s, const char *id, char *status, size_t n) {
-  static query_t q = QUERY("SELECT status FROM outbox WHERE id = ?1");
+int store_action_status(store_t *s, const char *member, const char *id, char *status, size_t n) {
+  static query_t q = QUERY("SELECT status FROM outbox WHERE member = ?1 AND id = ?2");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
-  bind_text(st, 1, id);
+  bind_text(st, 1, member);
+  bind_text(st, 2, id);
   int found = step_row(s, st);
   if (found != 1) return found;
   const unsigned char *t = sqlite3_column_text(st, 0);
@@ -645,10 +666,11 @@ int store_action_add(store_t *s, const action_row_t *r) {
 
 int store_action_rejudge(store_t *s, const action_row_t *r) {
   static query_t q = QUERY("UPDATE outbox SET status = ?2, time = ?3, body = ?4,"
-                           " delivery = ?5, next_at = ?6 WHERE id = ?1");
+                           " delivery = ?5, next_at = ?6 WHERE member = ?7 AND id = ?1");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, r->id);
+  bind_text(st, 7, r->member);
   bind_text(st, 2, r->status);
   bind_int(st, 3, r->time);
   bind_text(st, 4, r->body);
@@ -869,8 +891,10 @@ int store_member_ledger(store_t *s, const char *member, int limit,
 
 int store_member_actions(store_t *s, const char *member, int limit,
                          void (*each)(void *ud, const action_view_t *a), void *ud) {
-  static query_t q = QUERY("SELECT body, status, delivery FROM outbox WHERE member = ?1"
-                           " ORDER BY seq DESC LIMIT ?2");
+  /* the newest seqs from the index alone, then only their rows */
+  static query_t q = QUERY("SELECT body, status, delivery FROM outbox WHERE seq IN"
+                           " (SELECT seq FROM outbox WHERE member = ?1 ORDER BY seq DESC LIMIT ?2)"
+                           " ORDER BY seq DESC");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, member);

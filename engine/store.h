@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 12
+#define STORE_SCHEMA_VERSION 13
 
 /* One generation of dedupe marks as the store last read it (see "dedupe marks" in
  * store.c): its number, when it was opened, and an upper bound of its marks' times. */
@@ -116,8 +116,9 @@ typedef struct {
   int deliverable;        /* 1: queued for its channel */
   int keyed;              /* 1: the id comes from a key the script gave (it may recur) */
 } action_row_t;
-/* The status of action `id` into status (at most n bytes): 1 found, 0 absent, -1 error. */
-int store_action_status(store_t *s, const char *id, char *status, size_t n);
+/* The status of member's action `id` into status (at most n bytes): 1 found, 0 absent,
+ * -1 error. */
+int store_action_status(store_t *s, const char *member, const char *id, char *status, size_t n);
 /* STORE_EXISTS when an action with that id is in the outbox already (nothing written). */
 #define STORE_EXISTS (-2)
 int store_action_add(store_t *s, const action_row_t *row);
