@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpointer.h"
 #include "log.h"
 #include "util.h"
 
@@ -320,6 +321,12 @@ store_t *store_open(const char *path, int readonly, char *err, size_t errlen) {
     goto fail;
   }
   if (store_init(s, readonly, err, errlen) < 0) goto fail;
+  if (!readonly) {
+    char why[512];
+    s->checkpointer = checkpointer_start(path, s->db, why, sizeof why);
+    if (!s->checkpointer) /* the autocheckpoint set by store_init stays */
+      log_msg(LOG_WARN, "checkpoints stay on the writing thread", "db", path, "error", why, NULL);
+  }
   return s;
 fail:
   store_close(s);
@@ -357,6 +364,7 @@ fail:
 
 void store_close(store_t *s) {
   if (!s) return;
+  checkpointer_stop(s->checkpointer);
   for (int i = 0; i < s->ncached; i++) sqlite3_finalize(s->cached[i]);
   free(s->cached);
   free(s->seen_gens);
@@ -2001,7 +2009,10 @@ int store_vacuum_some(store_t *s, int pages) {
   assert(!s->in_tx && pages > 0);
   snprintf(sql, sizeof sql, "PRAGMA incremental_vacuum(%d)", pages);
   char err[512];
-  if (store_exec(s, sql, err, sizeof err) < 0) {
+  checkpointer_hold(s->checkpointer);
+  int rc = store_exec(s, sql, err, sizeof err);
+  checkpointer_release(s->checkpointer);
+  if (rc < 0) {
     log_msg(LOG_ERROR, "database error", "db", s->path, "query", sql, "error", err, NULL);
     return -1;
   }
@@ -2013,7 +2024,10 @@ int store_vacuum_full(store_t *s) {
   assert(!s->in_tx);
   /* VACUUM rebuilds the file; with auto_vacuum set first, later purges shrink it a
    * chunk at a time (store_vacuum_some) */
-  if (store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL; VACUUM", err, sizeof err) < 0) {
+  checkpointer_hold(s->checkpointer);
+  int rc = store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL; VACUUM", err, sizeof err);
+  checkpointer_release(s->checkpointer);
+  if (rc < 0) {
     log_msg(LOG_ERROR, "database error", "db", s->path, "query", "VACUUM", "error", err, NULL);
     return -1;
   }
@@ -2023,7 +2037,10 @@ int store_vacuum_full(store_t *s) {
 int store_checkpoint(store_t *s) {
   int64_t busy;
   assert(!s->in_tx);
-  return pragma_int(s, "PRAGMA wal_checkpoint(TRUNCATE)", &busy);
+  checkpointer_hold(s->checkpointer);
+  int rc = pragma_int(s, "PRAGMA wal_checkpoint(TRUNCATE)", &busy);
+  checkpointer_release(s->checkpointer);
+  return rc;
 }
 
 

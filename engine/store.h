@@ -30,6 +30,7 @@ typedef struct store {
   store_seen_gen_t *seen_gens; /* the generations, oldest first, read once per transaction */
   int nseen_gens, seen_cap;
   int seen_loaded;             /* seen_gens is this transaction's (cleared by begin, rollback) */
+  struct checkpointer *checkpointer; /* copies the WAL into the file (NULL: SQLite's autocheckpoint) */
 } store_t;
 
 /* A query with its SQL text, prepared once per connection on first use (store.c only). */
