@@ -10,7 +10,8 @@
  * the writer finishes the job: after the thread is done, the next commit copies the few
  * frames written meanwhile itself (a PASSIVE checkpoint on its own connection), and the
  * commit after that starts the log again from its beginning. The log is thus bounded by
- * about CHECKPOINT_BACKGROUND_FRAMES plus what the writer adds while one checkpoint runs.
+ * about its threshold (CHECKPOINT_BACKGROUND_FRAMES) plus what the writer adds while one
+ * checkpoint runs.
  *
  * A long interval between checkpoints also writes less: a page changed by many commits is
  * copied into the database once per checkpoint, not once per commit.
@@ -33,6 +34,7 @@ struct checkpointer {
   sqlite3 *db;     /* the thread's own connection */
   sqlite3 *writer; /* whose commits the hook counts */
   char *path;
+  int frames;      /* the log's length that asks for a checkpoint */
   pthread_t thread;
   pthread_mutex_t lock;
   pthread_cond_t wake;
@@ -80,7 +82,7 @@ static int on_commit(void *ud, sqlite3 *writer, const char *schema, int frames) 
   if (c->done) { /* the thread copied the log up to where it began: copy the rest */
     c->done = 0;
     tail = 1;
-  } else if (frames >= CHECKPOINT_BACKGROUND_FRAMES && !c->requested) {
+  } else if (frames >= c->frames && !c->requested) {
     c->requested = 1;
     pthread_cond_signal(&c->wake);
   }
@@ -89,8 +91,10 @@ static int on_commit(void *ud, sqlite3 *writer, const char *schema, int frames) 
   return SQLITE_OK;
 }
 
-checkpointer_t *checkpointer_start(const char *path, sqlite3 *writer, char *err, size_t errlen) {
+checkpointer_t *checkpointer_start(const char *path, sqlite3 *writer, int frames, char *err, size_t errlen) {
+  assert(frames > 0);
   checkpointer_t *c = xcalloc(1, sizeof *c);
+  c->frames = frames;
   c->path = xstrdup(path);
   c->writer = writer;
   pthread_mutex_init(&c->lock, NULL);

@@ -13,11 +13,12 @@
 
 typedef struct checkpointer checkpointer_t;
 
-/* Start checkpointing the database at path (in WAL mode) for the connection `writer`: a
- * second connection and a thread, and a WAL hook on writer that replaces SQLite's
+/* Start checkpointing the database at path (in WAL mode) for the connection `writer` once
+ * its log reaches `frames` after a commit (CHECKPOINT_BACKGROUND_FRAMES; tests use fewer):
+ * a second connection and a thread, and a WAL hook on writer that replaces SQLite's
  * autocheckpoint. NULL (with a message in err) when the connection or the thread cannot
  * be had; the caller then keeps SQLite's own autocheckpoint. */
-checkpointer_t *checkpointer_start(const char *path, sqlite3 *writer, char *err, size_t errlen);
+checkpointer_t *checkpointer_start(const char *path, sqlite3 *writer, int frames, char *err, size_t errlen);
 /* Wait for a checkpoint in progress and keep the thread from starting one until release,
  * for a caller that checkpoints or vacuums itself. NULL is allowed (no thread). */
 void checkpointer_hold(checkpointer_t *c);

@@ -323,7 +323,7 @@ store_t *store_open(const char *path, int readonly, char *err, size_t errlen) {
   if (store_init(s, readonly, err, errlen) < 0) goto fail;
   if (!readonly) {
     char why[512];
-    s->checkpointer = checkpointer_start(path, s->db, why, sizeof why);
+    s->checkpointer = checkpointer_start(path, s->db, CHECKPOINT_BACKGROUND_FRAMES, why, sizeof why);
     if (!s->checkpointer) /* the autocheckpoint set by store_init stays */
       log_msg(LOG_WARN, "checkpoints stay on the writing thread", "db", path, "error", why, NULL);
   }
