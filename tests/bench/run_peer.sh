@@ -18,6 +18,8 @@
 #   BUILD_DIR=build      build directory (configured with -DHEARTH_BENCH_PEER=ON)
 #   CACHE_DIR=/tmp       where generated event files are kept between runs (as run_import.sh)
 #   KEEP=1               keep the databases and the AOF (their directory is printed)
+#   BASELINE=BIN         also run this hearth binary (e.g. one built before a change) the
+#                        same way, in the same run: a "baseline hearth" row and hearth/baseline
 # Exit status: 0 when every run succeeded and the end states agree.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -57,6 +59,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-bench-peer.XXXXXX")
 rc=0
 python3 "$here/peer/peer_table.py" --build "$BUILD_DIR" --hearth "$BUILD_DIR/hearth" \
   --events "$events" --scripts "$here/scripts" --lua "$here/peer/streak_redis.lua" \
-  --batches "$BATCH" --work "$work" || rc=$?
+  --batches "$BATCH" --work "$work" ${BASELINE:+--baseline "$BASELINE"} || rc=$?
 [ "${KEEP:-0}" = 1 ] && echo "kept:        $work"
 exit $rc

@@ -10,7 +10,10 @@ state of every run (points, streak, last check-in day of every member, sorted, s
 Standard library only. A figure, not a test: no thresholds.
 
   peer_table.py --build DIR --hearth BIN --events FILE --scripts DIR --lua FILE
-                --batches "5000 256" --work DIR
+                --batches "5000 256" --work DIR [--baseline BIN]
+
+--baseline runs a second hearth binary (the one before a change) the same way, printed as
+"baseline hearth" with the ratio hearth/baseline.
 """
 import argparse
 import hashlib
@@ -82,10 +85,10 @@ def sqlite_state(db, query):
     return digest(lines)
 
 
-def run_hearth(a, batch, nlines):
-    f = Figures("hearth", batch)
-    db = os.path.join(a.work, "hearth-%d.db" % batch)
-    cmd = [a.hearth, "import", a.events, "--db", db, "--scripts", a.scripts, "--tz", TZ,
+def run_hearth(a, batch, nlines, system="hearth", binary=None):
+    f = Figures(system, batch)
+    db = os.path.join(a.work, "%s-%d.db" % (system.replace(" ", "-"), batch))
+    cmd = [binary or a.hearth, "import", a.events, "--db", db, "--scripts", a.scripts, "--tz", TZ,
            "--batch", str(batch), "--quiet"]
     print("  " + " ".join(cmd), flush=True)
     f.wall, f.cpu, f.written, status, out = run_measured(cmd)
@@ -210,12 +213,17 @@ def print_table(rows, nlines):
                 per_event(r.written, nlines), per_event(r.stored, nlines), r.wall,
                 "   (" + r.note + ")" if r.note else ""))
         h = group["hearth"]
-        for other in ("redis + lua", "sqlite ceiling"):
-            o = group[other]
-            name = "hearth/" + ("redis" if other.startswith("redis") else "ceiling")
+        for other in ("redis + lua", "sqlite ceiling", BASELINE):
+            o = group.get(other)
+            if not o:
+                continue
+            name = "hearth/" + {"redis + lua": "redis", "sqlite ceiling": "ceiling"}.get(other, "baseline")
             print("%-6d %-15s %10s %12s %12s %12s %8s" % (
                 batch, name, ratio(nlines / h.wall, nlines / o.wall), ratio(h.cpu, o.cpu),
                 ratio(h.written, o.written), ratio(h.stored, o.stored), ""))
+
+
+BASELINE = "baseline hearth"
 
 
 def print_checksums(rows):
@@ -234,6 +242,7 @@ def main():
     p = argparse.ArgumentParser(description="Hearth, Redis + Lua and bare SQLite side by side.")
     for name in ("build", "hearth", "events", "scripts", "lua", "batches", "work"):
         p.add_argument("--" + name, required=True)
+    p.add_argument("--baseline", help="another hearth binary (e.g. the one before a change), run the same way")
     a = p.parse_args()
     batches = [int(b) for b in a.batches.split()]
     with open(a.events, "rb") as f:
@@ -241,7 +250,10 @@ def main():
     print("events:      %d lines in %s" % (nlines, a.events))
     rows = []
     for batch in batches:
-        for run in (run_hearth, run_redis, run_ceiling):
+        rows.append(run_hearth(a, batch, nlines))
+        if a.baseline:
+            rows.append(run_hearth(a, batch, nlines, BASELINE, a.baseline))
+        for run in (run_redis, run_ceiling):
             rows.append(run(a, batch, nlines))
     print_table(rows, nlines)
     return print_checksums(rows)
