@@ -40,22 +40,27 @@ static const char *usage =
 
 typedef struct {
   engine_t *e;
-  event_list_t batch;
   int *results;
   unsigned long lines, rejected, failed_events;
   int db_error;
 } importer_t;
 
-static void flush_batch(importer_t *im) {
-  if (!im->batch.n || im->db_error) return;
-  if (ingest_batch(im->e, im->batch.v, im->batch.n, im->results) < 0) {
-    fprintf(stderr, "hearth: database error, batch of %d events not applied: %s\n", im->batch.n,
+/* One chunk read ahead: its refused lines reported, its events applied in a transaction. */
+static void apply_chunk(importer_t *im, const char *name, ingest_chunk_t *ch) {
+  for (int i = 0; i < ch->nrefused; i++) {
+    im->rejected++;
+    fprintf(stderr, "%s:%lu: rejected: %s\n", name, ch->refused[i].lineno, ch->refused[i].msg);
+  }
+  if (ch->lines) im->lines = ch->lines;
+  event_list_t *batch = &ch->events;
+  if (!batch->n) return;
+  if (ingest_batch(im->e, batch->v, batch->n, im->results) < 0) {
+    fprintf(stderr, "hearth: database error, batch of %d events not applied: %s\n", batch->n,
             engine_db_error(im->e));
     im->db_error = 1;
   } else {
-    for (int i = 0; i < im->batch.n; i++) im->failed_events += im->results[i] == EV_FAILED;
+    for (int i = 0; i < batch->n; i++) im->failed_events += im->results[i] == EV_FAILED;
   }
-  event_list_reset(&im->batch);
 }
 
 static void print_summary(importer_t *im, const char *name, double secs, int json) {
@@ -190,26 +195,18 @@ int cmd_import(int argc, char **argv) {
   clock_init_real(&wall);
   importer_t im = {.e = e};
   im.results = xcalloc((size_t)c.batch, sizeof *im.results);
-  ndjson_reader_t rd;
-  ndjson_from_stream(&rd, in);
-  const char *line;
-  size_t len;
-  int more;
   uint64_t start = mono_ns(), last_progress = start;
   int show_progress = !c.quiet;
-  while (!im.db_error && (more = ndjson_next(&rd, &line, &len)) > 0) {
-    im.lines = rd.lineno;
-    char msg[400];
-    event_t *ev = event_list_push(&im.batch);
-    if (event_parse(line, len, ev, msg, sizeof msg) < 0 ||
-        event_check_time(ev, clock_now(&wall), c.max_future, msg, sizeof msg) < 0) {
-      event_clear(ev);
-      im.batch.n--;
-      im.rejected++;
-      fprintf(stderr, "%s:%lu: rejected: %s\n", name, rd.lineno, msg);
-      continue;
+  /* the next batch is read and parsed while this one is applied */
+  ingest_ahead_t *ahead = ingest_ahead_start(in, c.batch, c.max_future);
+  for (;;) {
+    ingest_chunk_t *ch = ingest_ahead_next(ahead);
+    apply_chunk(&im, name, ch);
+    if (ch->read_errno && !im.db_error) {
+      fprintf(stderr, "hearth: reading %s: %s\n", name, strerror(ch->read_errno));
+      im.db_error = 1;
     }
-    if (im.batch.n >= c.batch) flush_batch(&im);
+    if (ch->end || im.db_error) break;
     uint64_t now = mono_ns();
     if (show_progress && now - last_progress > 2000000000ull) {
       double secs = (double)(now - start) / 1e9;
@@ -218,13 +215,7 @@ int cmd_import(int argc, char **argv) {
       last_progress = now;
     }
   }
-  if (more < 0 && !im.db_error) {
-    fprintf(stderr, "hearth: reading %s: %s\n", name, strerror(errno));
-    im.db_error = 1;
-  }
-  im.lines = rd.lineno;
-  flush_batch(&im);
-  ndjson_close(&rd);
+  ingest_ahead_stop(ahead);
   /* the history is in: run the clock on to now; what is due later waits for the daemon */
   int64_t now = clock_now(&wall);
   if (!im.db_error && engine_run_until(e, now > e->now ? now : e->now, 0) < 0) {
@@ -235,7 +226,6 @@ int cmd_import(int argc, char **argv) {
   print_summary(&im, name, (double)(mono_ns() - start) / 1e9, c.json);
   /* handlers of timers and cron runs fail too (a causal chain cut short, a cron run) */
   int status = im.db_error || im.rejected || im.failed_events || e->stats.handler_errors ? 1 : 0;
-  event_list_free(&im.batch);
   free(im.results);
   engine_close(e);
   return status;

@@ -1,11 +1,13 @@
-/* ingest: body parsing and transactional batches (see ingest.h). */
+/* ingest: body parsing, transactional batches and reading a file ahead (see ingest.h). */
 #include "ingest.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "util.h"
 
 /* ---- the NDJSON reader ---- */
@@ -182,4 +184,146 @@ int ingest_slice(engine_t *e, event_t *evs, int n, uint64_t slice_ns, int *resul
 
 int ingest_batch(engine_t *e, event_t *evs, int n, int *results) {
   return ingest_slice(e, evs, n, 0, results) < 0 ? -1 : 0;
+}
+
+/* ---- reading ahead (see ingest.h) ----
+ * Two chunks change hands: the reader fills one while the caller applies the other. A
+ * chunk is the reader's until it is marked full, then the caller's until its next call.
+ * The reader can be cancelled only while it waits for input, so stopping never leaves a
+ * half-made event; what a chunk holds then is freed with it. */
+
+enum { AHEAD_CHUNKS = 2 };
+
+struct ingest_ahead {
+  int per_chunk;
+  int64_t max_future;
+  ndjson_reader_t rd;
+  hclock_t wall; /* the real present, for max_future */
+  ingest_chunk_t chunk[AHEAD_CHUNKS];
+  int full[AHEAD_CHUNKS]; /* made by the reader, not yet given back by the caller */
+  int fill, take;         /* the chunk the reader fills next; the one the caller takes next */
+  int held;               /* the chunk the caller holds, or -1 */
+  int stop;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+};
+
+static void chunk_clear(ingest_chunk_t *c) {
+  event_list_reset(&c->events);
+  for (int i = 0; i < c->nrefused; i++) free(c->refused[i].msg);
+  c->nrefused = 0;
+  c->end = c->read_errno = 0;
+}
+
+static void refuse(ingest_chunk_t *c, unsigned long lineno, const char *msg) {
+  if (c->nrefused == c->caprefused)
+    c->refused = xrealloc(c->refused, (size_t)(c->caprefused = c->caprefused ? c->caprefused * 2 : 16) *
+                                          sizeof *c->refused);
+  c->refused[c->nrefused++] = (ingest_refusal_t){.lineno = lineno, .before = c->events.n, .msg = xstrdup(msg)};
+}
+
+/* Read lines into c until it holds per_chunk lines' worth of events and refusals, or the
+ * input ends. */
+static void fill_chunk(ingest_ahead_t *a, ingest_chunk_t *c) {
+  chunk_clear(c);
+  while (c->events.n + c->nrefused < a->per_chunk) {
+    const char *line;
+    size_t len;
+    int ignored;
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &ignored);
+    pthread_testcancel();
+    errno = 0;
+    int more = ndjson_next(&a->rd, &line, &len);
+    int why = errno;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &ignored);
+    if (more <= 0) {
+      c->lines = a->rd.lineno; /* blank lines at the end count too */
+      c->end = 1;
+      c->read_errno = more < 0 ? (why ? why : EIO) : 0;
+      return;
+    }
+    c->lines = a->rd.lineno;
+    char msg[400];
+    event_t *ev = event_list_push(&c->events);
+    if (event_parse(line, len, ev, msg, sizeof msg) < 0 ||
+        event_check_time(ev, clock_now(&a->wall), a->max_future, msg, sizeof msg) < 0) {
+      event_clear(ev);
+      c->events.n--;
+      refuse(c, a->rd.lineno, msg);
+    }
+  }
+}
+
+static void *read_ahead(void *arg) {
+  ingest_ahead_t *a = arg;
+  int ignored;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &ignored);
+  for (;;) {
+    pthread_mutex_lock(&a->lock);
+    while (a->full[a->fill] && !a->stop) pthread_cond_wait(&a->changed, &a->lock);
+    int i = a->fill, stop = a->stop;
+    pthread_mutex_unlock(&a->lock);
+    if (stop) return NULL;
+    fill_chunk(a, &a->chunk[i]);
+    pthread_mutex_lock(&a->lock);
+    a->full[i] = 1;
+    a->fill = (i + 1) % AHEAD_CHUNKS;
+    pthread_cond_broadcast(&a->changed);
+    pthread_mutex_unlock(&a->lock);
+    if (a->chunk[i].end) return NULL;
+  }
+}
+
+ingest_ahead_t *ingest_ahead_start(FILE *in, int events, int64_t max_future) {
+  assert(events > 0);
+  ingest_ahead_t *a = xcalloc(1, sizeof *a);
+  a->per_chunk = events;
+  a->max_future = max_future;
+  a->held = -1;
+  ndjson_from_stream(&a->rd, in);
+  clock_init_real(&a->wall);
+  pthread_mutex_init(&a->lock, NULL);
+  pthread_cond_init(&a->changed, NULL);
+  int rc = pthread_create(&a->thread, NULL, read_ahead, a);
+  if (rc != 0) {
+    fprintf(stderr, "hearth: cannot start a thread to read input: %s\n", strerror(rc));
+    abort(); /* as out of memory: nothing was read yet */
+  }
+  return a;
+}
+
+ingest_chunk_t *ingest_ahead_next(ingest_ahead_t *a) {
+  pthread_mutex_lock(&a->lock);
+  if (a->held >= 0) {
+    assert(!a->chunk[a->held].end); /* nothing follows the last chunk */
+    a->full[a->held] = 0;
+    a->held = -1;
+    pthread_cond_broadcast(&a->changed);
+  }
+  while (!a->full[a->take]) pthread_cond_wait(&a->changed, &a->lock);
+  a->held = a->take;
+  a->take = (a->take + 1) % AHEAD_CHUNKS;
+  pthread_mutex_unlock(&a->lock);
+  return &a->chunk[a->held];
+}
+
+void ingest_ahead_stop(ingest_ahead_t *a) {
+  pthread_mutex_lock(&a->lock);
+  a->stop = 1;
+  pthread_cond_broadcast(&a->changed);
+  pthread_mutex_unlock(&a->lock);
+  pthread_cancel(a->thread); /* acts only while it waits for input */
+  int rc = pthread_join(a->thread, NULL);
+  assert(rc == 0);
+  (void)rc;
+  for (int i = 0; i < AHEAD_CHUNKS; i++) {
+    chunk_clear(&a->chunk[i]);
+    event_list_free(&a->chunk[i].events);
+    free(a->chunk[i].refused);
+  }
+  ndjson_close(&a->rd);
+  pthread_cond_destroy(&a->changed);
+  pthread_mutex_destroy(&a->lock);
+  free(a);
 }

@@ -42,6 +42,36 @@ void event_list_free(event_list_t *l);
 void event_list_reset(event_list_t *l);
 event_t *event_list_push(event_list_t *l);
 
+/* ---- reading ahead: a file's lines read and parsed on a thread of its own ----
+ * While the engine applies one chunk of events, the next is read and parsed, so that an
+ * import or a dry-run spends its own thread on handlers and the database. Each line is
+ * judged as the caller would (event_parse, then event_check_time against the real clock
+ * with max_future); a refused line is kept with its number and message, in its place. */
+typedef struct {
+  unsigned long lineno;
+  int before;  /* it came before events.v[before] (events.n: after the last) */
+  char *msg;
+} ingest_refusal_t;
+
+typedef struct {
+  event_list_t events;
+  ingest_refusal_t *refused;
+  int nrefused, caprefused;
+  unsigned long lines;  /* the number of the last line read into this chunk (at the end:
+                           of the input's last line, blank or not) */
+  int end;              /* nothing follows this chunk */
+  int read_errno;       /* with end: reading failed (the errno), else 0 */
+} ingest_chunk_t;
+
+typedef struct ingest_ahead ingest_ahead_t;
+/* Start reading `in` (not closed here) in chunks of at most `events` events. */
+ingest_ahead_t *ingest_ahead_start(FILE *in, int events, int64_t max_future);
+/* The next chunk, in order; the one returned before goes back to the reader. Valid until
+ * the next call or ingest_ahead_stop. After a chunk with `end`, do not call again. */
+ingest_chunk_t *ingest_ahead_next(ingest_ahead_t *a);
+/* Stop reading (at once, even in the middle of a read from a pipe) and free everything. */
+void ingest_ahead_stop(ingest_ahead_t *a);
+
 /* Parse a body received at `now` (the real present). All or nothing: on the first bad
  * event, one dated more than max_future seconds after now included (0 = no bound),
  * returns -1 with "line N: field: problem" (or "item N: ..." in an array) in err and an

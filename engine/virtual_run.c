@@ -12,6 +12,8 @@
 /* Batches of the in-memory store commit every so often, so the actions they hold are
  * reported and freed. */
 #define VRUN_BATCH 20000
+/* Lines read and parsed ahead at a time while the engine applies the chunk before. */
+#define VRUN_READ_AHEAD 1000
 
 int vrun_parse_until(const char *s, int64_t *abs, int64_t *rel) {
   *abs = INT64_MIN;
@@ -46,36 +48,32 @@ engine_t *vrun_open(const cli_t *c, const char *scripts_dir) {
 
 /* Feed the lines of `in`: 0, or 1 when reading or the database failed. */
 static int feed_lines(engine_t *e, FILE *in, const char *name, int64_t max_future, unsigned long *rejected) {
-  hclock_t wall; /* the real present, for --max-future: the engine's clock is virtual */
-  clock_init_real(&wall);
-  ndjson_reader_t rd;
-  ndjson_from_stream(&rd, in);
-  const char *line;
-  size_t len;
-  int status = 0, more;
-  while ((more = ndjson_next(&rd, &line, &len)) > 0) {
-    event_t ev;
-    char msg[400];
-    if (event_parse(line, len, &ev, msg, sizeof msg) < 0 ||
-        event_check_time(&ev, clock_now(&wall), max_future, msg, sizeof msg) < 0) {
-      event_clear(&ev);
-      fprintf(stderr, "%s:%lu: rejected: %s\n", name, rd.lineno, msg);
-      (*rejected)++;
-      continue;
+  /* lines are read and parsed ahead, a chunk at a time, on a thread of their own (the
+   * real clock judges --max-future there: the engine's clock is virtual) */
+  ingest_ahead_t *ahead = ingest_ahead_start(in, VRUN_READ_AHEAD, max_future);
+  int status = 0;
+  for (;;) {
+    ingest_chunk_t *ch = ingest_ahead_next(ahead);
+    int r = 0;
+    for (int i = 0; status == 0 && i <= ch->events.n; i++) {
+      for (; r < ch->nrefused && ch->refused[r].before == i; r++) { /* in their place */
+        fprintf(stderr, "%s:%lu: rejected: %s\n", name, ch->refused[r].lineno, ch->refused[r].msg);
+        (*rejected)++;
+      }
+      if (i == ch->events.n) break;
+      int rc = engine_feed(e, &ch->events.v[i]);
+      if (rc == EV_ERROR || (e->batch_work >= VRUN_BATCH && engine_commit(e) < 0)) {
+        fprintf(stderr, "hearth: database error: %s\n", engine_db_error(e));
+        status = 1;
+      }
     }
-    int rc = engine_feed(e, &ev);
-    event_clear(&ev);
-    if (rc == EV_ERROR || (e->batch_work >= VRUN_BATCH && engine_commit(e) < 0)) {
-      fprintf(stderr, "hearth: database error: %s\n", engine_db_error(e));
+    if (status == 0 && ch->read_errno) {
+      fprintf(stderr, "hearth: reading %s: %s\n", name, strerror(ch->read_errno));
       status = 1;
-      break;
     }
+    if (ch->end || status) break;
   }
-  if (more < 0) {
-    fprintf(stderr, "hearth: reading %s: %s\n", name, strerror(errno));
-    status = 1;
-  }
-  ndjson_close(&rd);
+  ingest_ahead_stop(ahead);
   return status;
 }
 
