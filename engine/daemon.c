@@ -44,6 +44,7 @@ typedef struct post_job {
   event_list_t evs;
   int *results;            /* one EV_* per event applied */
   int applied;             /* events applied and committed so far */
+  int fed;                 /* events fed to the transaction in progress (>= applied) */
 } post_job_t;
 
 typedef struct {
@@ -287,24 +288,40 @@ static void job_failed(daemon_t *d, int status, const char *why) {
   job_finish(d, &res);
 }
 
-/* One slice of the body in hand: its own transaction, committed before the loop turns. */
+/* One slice: a transaction over the waiting bodies in order, as many events as the slice
+ * of wall time allows, committed before the loop turns (a group commit: bodies posted at
+ * once share one commit). A body is answered 202 by the commit that holds its last event;
+ * after a database error, every body with events in the rolled-back transaction is
+ * answered 500 with what of it was committed before. */
 static void on_apply_idle(uv_idle_t *h) {
   daemon_t *d = h->data;
-  post_job_t *j = d->jobs;
-  if (!j || d->stopping) {
+  if (!d->jobs || d->stopping) {
     uv_idle_stop(h);
     return;
   }
-  int n = ingest_slice(d->e, j->evs.v + j->applied, j->evs.n - j->applied, d->e->slice_ns,
-                       j->results + j->applied);
-  if (n < 0) {
+  assert(!d->e->in_batch);
+  uint64_t deadline = d->e->slice_ns ? mono_ns() + d->e->slice_ns : 0;
+  int touched = 0, failed = 0;
+  for (post_job_t *j = d->jobs; j; j = j->next) {
+    if (touched && deadline && mono_ns() >= deadline) break;
+    touched++;
+    int n = ingest_feed(d->e, j->evs.v + j->fed, j->evs.n - j->fed, deadline, j->results + j->fed);
+    if (n < 0) {
+      failed = 1;
+      break;
+    }
+    j->fed += n;
+    if (j->fed < j->evs.n) break; /* the slice is spent inside this body */
+  }
+  if (!failed && d->e->in_batch && engine_commit(d->e) < 0) failed = 1;
+  if (failed) {
     log_msg(LOG_ERROR, "database error: the rest of a body not applied", "error", engine_db_error(d->e), NULL);
-    job_failed(d, 500, "database error");
+    for (int k = 0; k < touched; k++) job_failed(d, 500, "database error");
   } else {
-    j->applied += n;
+    for (post_job_t *j = d->jobs; j && j->fed > j->applied; j = j->next) j->applied = j->fed;
     if (d->e->earliest_timer < d->armed_for) arm_due_timer(d);
     delivery_kick(d->delivery);
-    if (j->applied == j->evs.n) job_accepted(d);
+    while (d->jobs && d->jobs->applied == d->jobs->evs.n) job_accepted(d);
   }
   if (!d->jobs) uv_idle_stop(h);
 }

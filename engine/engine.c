@@ -402,6 +402,7 @@ int engine_commit(engine_t *e) {
   }
   e->in_batch = 0;
   e->batch_work = 0;
+  e->stats.commits++;
   member_cache_trim(&e->members, MEMBER_CACHE_KEEP);
   report_pending(e);
   return 0;

@@ -78,6 +78,7 @@ typedef struct {
   unsigned long accepted, duplicates, rejected, failed, timers_fired, timers_cancelled;
   unsigned long actions[AS_COUNT];
   unsigned long handler_errors;
+  unsigned long commits; /* transactions committed (a batch of events, timers, a sweep chunk) */
   unsigned long handler_hist[HANDLER_BUCKETS]; /* cumulative counts are built when exported */
   unsigned long handler_calls;
   double handler_seconds;

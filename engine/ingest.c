@@ -167,17 +167,22 @@ int ingest_parse_body(const char *body, size_t len, int64_t now, int64_t max_fut
   return 0;
 }
 
-int ingest_slice(engine_t *e, event_t *evs, int n, uint64_t slice_ns, int *results) {
-  assert(!e->in_batch);
-  uint64_t started = slice_ns ? mono_ns() : 0;
+int ingest_feed(engine_t *e, event_t *evs, int n, uint64_t deadline_ns, int *results) {
   int i = 0;
   while (i < n) {
     int rc = engine_feed(e, &evs[i]);
     if (rc == EV_ERROR) return -1; /* the engine rolled the batch back */
     if (results) results[i] = rc;
     i++;
-    if (slice_ns && mono_ns() - started >= slice_ns) break;
+    if (deadline_ns && mono_ns() >= deadline_ns) break;
   }
+  return i;
+}
+
+int ingest_slice(engine_t *e, event_t *evs, int n, uint64_t slice_ns, int *results) {
+  assert(!e->in_batch);
+  int i = ingest_feed(e, evs, n, slice_ns ? mono_ns() + slice_ns : 0, results);
+  if (i < 0) return -1;
   if (e->in_batch && engine_commit(e) < 0) return -1;
   return i;
 }

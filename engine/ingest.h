@@ -89,5 +89,10 @@ int ingest_batch(engine_t *e, event_t *evs, int n, int *results);
  * or -1 on a database error (that transaction was rolled back: nothing of it is
  * applied; transactions committed by earlier calls stay). */
 int ingest_slice(engine_t *e, event_t *evs, int n, uint64_t slice_ns, int *results);
+/* Feed the first events of evs into the open (or a new) transaction without committing:
+ * until mono_ns() reaches deadline_ns (checked after each event, so at least one; 0 = all
+ * n). Returns how many were fed, or -1 on a database error (the engine rolled the whole
+ * transaction back, what was fed before this call included). */
+int ingest_feed(engine_t *e, event_t *evs, int n, uint64_t deadline_ns, int *results);
 
 #endif

@@ -85,6 +85,8 @@ int metrics_render(engine_t *e, delivery_t *d, http_server_t *http, char **text)
   sb_addf(&sb, "hearth_events_total{outcome=\"rejected\"} %lu\n", s->rejected);
   sb_addf(&sb, "hearth_events_total{outcome=\"failed\"} %lu\n", s->failed);
   counter(&sb, "hearth_handler_errors_total", "Handler calls that failed (error, CPU or memory budget).", s->handler_errors);
+  counter(&sb, "hearth_commits_total",
+          "Transactions committed since start: a slice of POST bodies, a batch of timers, a sweep chunk.", s->commits);
   sb_addf(&sb, "# HELP hearth_script_version_info The script set loaded: the SHA-256 of its files.\n"
                "# TYPE hearth_script_version_info gauge\nhearth_script_version_info{version=\"%s\"} 1\n",
           engine_script_version(e));

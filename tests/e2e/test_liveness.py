@@ -4,7 +4,8 @@ slice at a time, each slice committed; /healthz, /metrics and GET routes are ans
 between slices; a POST that arrives meanwhile waits its turn (and over the bound gets
 503 with Retry-After); SIGTERM during the body answers it 503 naming how many events were
 applied, and exactly those are in the database; a database error answers 500 naming what
-was applied; a bad line still refuses the whole body;
+was applied; a bad line still refuses the whole body; bodies posted together share one
+commit;
 /healthz is answered between the slices of hostile timers too.
 
 Every check is an order of events, never a duration: "GET /healthz was answered while the
@@ -223,6 +224,32 @@ def test_database_error_answers_500_naming_what_was_applied():
         contains(reply["error"], "database error: 0 of the %d events" % n, "the 500's message")
         status, _, reply = read_answer(send_post(d.port, ndjson([ping(i) for i in range(n)])))
         eq((status, reply), (202, {"accepted": n, "duplicates": 0}), "the body sent again once the lock is gone")
+        d.stop_clean()
+
+
+def commits(d):
+    return gauge(d, "hearth_commits_total")
+
+
+def test_bodies_posted_together_share_one_commit_each_answered_202():
+    # While the daemon is stopped (SIGSTOP), five bodies reach its socket buffers; once it
+    # runs again it reads them all in one loop turn, and the slice that follows applies
+    # them in one transaction (a group commit) before answering each. Without the group
+    # commit, each body would be a commit of its own.
+    bodies = 5
+    with Workspace({"burn.lua": HOSTILE}) as w, start(w) as d:
+        d.wait_listening()
+        before = commits(d)
+        d.send_signal(signal.SIGSTOP)
+        try:
+            posts = [send_post(d.port, ndjson([ping(10 * b + i) for i in range(3)])) for b in range(bodies)]
+        finally:
+            d.send_signal(signal.SIGCONT)
+        for b, post in enumerate(posts):
+            status, _, reply = read_answer(post)
+            eq((status, reply), (202, {"accepted": 3, "duplicates": 0}), "body %d's answer" % b)
+        eq(commits(d) - before, 1, "commits for the five bodies")
+        eq(count_rows(w.db, "seen_events"), 3 * bodies, "events marked seen")
         d.stop_clean()
 
 
