@@ -37,17 +37,26 @@
 #define DAEMON_RETENTION_EVERY 3600
 #define DAEMON_RETENTION_LOOK_MS 60000
 
-/* A POST /v1/events body, validated whole, being applied a slice at a time. */
+/* A POST /v1/events body: parsed and validated whole on libuv's thread pool, then applied
+ * a slice at a time. Until `parsed`, the worker owns body, evs and err. */
 typedef struct post_job {
   struct post_job *next;
+  struct daemon *d;
   http_deferred_t *reply;  /* the answer, given once the last slice has committed */
+  uv_work_t work;
+  char *body;              /* a copy of the request's body, while it is parsed */
+  size_t len;
+  int64_t received;        /* the daemon's clock when it came (for --max-future) */
+  int parse_rc;
+  char err[512];           /* why the body was refused (parse_rc < 0) */
+  int parsed;
   event_list_t evs;
   int *results;            /* one EV_* per event applied */
   int applied;             /* events applied and committed so far */
   int fed;                 /* events fed to the transaction in progress (>= applied) */
 } post_job_t;
 
-typedef struct {
+typedef struct daemon {
   uv_loop_t loop;
   engine_t *e;
   const daemon_opts_t *o;
@@ -243,15 +252,26 @@ static void job_free(post_job_t *j) {
   free(j);
 }
 
-/* Take the first job off the queue and give its answer. */
-static void job_finish(daemon_t *d, http_response_t *res) {
-  post_job_t *j = d->jobs;
-  assert(j);
-  d->jobs = j->next;
-  if (!d->jobs) d->jobs_last = NULL;
+/* Take job j off the queue and give its answer. */
+static void job_answer(daemon_t *d, post_job_t *j, http_response_t *res) {
+  assert(j->parsed);
+  post_job_t **link = &d->jobs, *prev = NULL;
+  while (*link != j) {
+    assert(*link);
+    prev = *link;
+    link = &(*link)->next;
+  }
+  *link = j->next;
+  if (d->jobs_last == j) d->jobs_last = prev;
   d->njobs--;
   http_server_respond(j->reply, res);
   job_free(j);
+}
+
+/* Take the first job off the queue and give its answer. */
+static void job_finish(daemon_t *d, http_response_t *res) {
+  assert(d->jobs);
+  job_answer(d, d->jobs, res);
 }
 
 /* The 202 once the last slice has committed: every event is durable. */
@@ -271,8 +291,7 @@ static void job_accepted(daemon_t *d) {
 /* A body not applied to its end: status (500 after a database error, 503 when stopping)
  * with what was applied. The slices committed before stay; events with ids are
  * duplicates when the whole body is sent again within the dedupe window. */
-static void job_failed(daemon_t *d, int status, const char *why) {
-  post_job_t *j = d->jobs;
+static void job_failed_one(daemon_t *d, post_job_t *j, int status, const char *why) {
   char msg[400];
   http_response_t res;
   snprintf(msg, sizeof msg,
@@ -285,8 +304,10 @@ static void job_failed(daemon_t *d, int status, const char *why) {
   log_msg(LOG_WARN, "a body not applied to its end", "why", why, "applied", counts, NULL);
   http_response_init(&res);
   reply(&res, status, json_pack("{s:s, s:i, s:i}", "error", msg, "applied", j->applied, "events", j->evs.n));
-  job_finish(d, &res);
+  job_answer(d, j, &res);
 }
+
+static void job_failed(daemon_t *d, int status, const char *why) { job_failed_one(d, d->jobs, status, why); }
 
 /* One slice: a transaction over the waiting bodies in order, as many events as the slice
  * of wall time allows, committed before the loop turns (a group commit: bodies posted at
@@ -299,10 +320,14 @@ static void on_apply_idle(uv_idle_t *h) {
     uv_idle_stop(h);
     return;
   }
+  if (!d->jobs->parsed) { /* its parse_done starts the slices again */
+    uv_idle_stop(h);
+    return;
+  }
   assert(!d->e->in_batch);
   uint64_t deadline = d->e->slice_ns ? mono_ns() + d->e->slice_ns : 0;
   int touched = 0, failed = 0;
-  for (post_job_t *j = d->jobs; j; j = j->next) {
+  for (post_job_t *j = d->jobs; j && j->parsed; j = j->next) {
     if (touched && deadline && mono_ns() >= deadline) break;
     touched++;
     int n = ingest_feed(d->e, j->evs.v + j->fed, j->evs.n - j->fed, deadline, j->results + j->fed);
@@ -326,9 +351,15 @@ static void on_apply_idle(uv_idle_t *h) {
   if (!d->jobs) uv_idle_stop(h);
 }
 
-/* SIGTERM: the body in hand and those waiting get 503 with what was applied. */
+/* SIGTERM: the body in hand and those waiting get 503 with what was applied; a body still
+ * being parsed gets it when its parse is done. */
 static void fail_jobs(daemon_t *d) {
-  while (d->jobs) job_failed(d, 503, "stopping");
+  post_job_t *j = d->jobs;
+  while (j) {
+    post_job_t *next = j->next;
+    if (j->parsed) job_failed_one(d, j, 503, "stopping");
+    j = next;
+  }
 }
 
 static void refuse_busy(daemon_t *d, http_response_t *res) {
@@ -339,9 +370,42 @@ static void refuse_busy(daemon_t *d, http_response_t *res) {
   reply_error(res, 503, msg);
 }
 
+/* On the thread pool: the body into validated events (nothing of the daemon touched). */
+static void parse_work(uv_work_t *w) {
+  post_job_t *j = w->data;
+  j->parse_rc = ingest_parse_body(j->body, j->len, j->received, j->d->o->max_future, &j->evs, j->err, sizeof j->err);
+}
+
+/* Back on the loop: a refused body is answered 400, an empty one 202; a valid one waits
+ * its turn (the slices start if it is first); after SIGTERM it is answered 503. */
+static void parse_done(uv_work_t *w, int status) {
+  post_job_t *j = w->data;
+  daemon_t *d = j->d;
+  assert(status == 0); /* uv_cancel is never called */
+  (void)status;
+  free(j->body);
+  j->body = NULL;
+  j->parsed = 1;
+  http_response_t res;
+  if (j->parse_rc < 0) {
+    d->e->stats.rejected++;
+    http_response_init(&res);
+    reply_error(&res, 400, j->err);
+    job_answer(d, j, &res);
+  } else if (j->evs.n == 0) { /* "[]": nothing to apply */
+    http_response_init(&res);
+    reply(&res, 202, json_pack("{s:i, s:i}", "accepted", 0, "duplicates", 0));
+    job_answer(d, j, &res);
+  } else if (d->stopping) {
+    job_failed_one(d, j, 503, "stopping");
+  } else {
+    j->results = xcalloc((size_t)j->evs.n, sizeof *j->results);
+  }
+  /* the first body may be this one, or one parsed before it that waited for it to go */
+  if (!d->stopping && d->jobs && d->jobs->parsed) uv_idle_start(&d->apply_idle, on_apply_idle);
+}
+
 static void post_events(daemon_t *d, const http_request_t *req, http_response_t *res) {
-  event_list_t evs;
-  char err[512];
   if (refuse_content_type(req, res)) return;
   if (d->stopping) {
     reply_error(res, 503, "stopping: nothing of this body was applied; send it again once the daemon is back");
@@ -353,32 +417,28 @@ static void post_events(daemon_t *d, const http_request_t *req, http_response_t 
     return;
   }
   if (d->njobs > DAEMON_MAX_WAITING_BODIES) return refuse_busy(d, res);
-  if (ingest_parse_body(req->body, req->body_len, clock_now(&d->e->clock), d->o->max_future, &evs, err,
-                        sizeof err) < 0) {
-    d->e->stats.rejected++;
-    reply_error(res, 400, err);
-    return;
-  }
-  if (evs.n == 0) { /* "[]": nothing to apply */
-    event_list_free(&evs);
-    reply(res, 202, json_pack("{s:i, s:i}", "accepted", 0, "duplicates", 0));
-    return;
-  }
   http_deferred_t *later = http_server_defer(d->http);
   if (!later) {
-    event_list_free(&evs);
     reply_error(res, 500, "out of memory: nothing of this body was applied; retry");
     return;
   }
+  /* in arrival order; parsed on the thread pool while the loop applies the bodies before */
   post_job_t *j = xcalloc(1, sizeof *j);
+  j->d = d;
   j->reply = later;
-  j->evs = evs;
-  j->results = xcalloc((size_t)evs.n, sizeof *j->results);
+  j->len = req->body_len;
+  j->body = xmalloc(j->len + 1);
+  if (j->len) memcpy(j->body, req->body, j->len);
+  j->body[j->len] = '\0';
+  j->received = clock_now(&d->e->clock);
+  j->work.data = j;
   if (d->jobs_last) d->jobs_last->next = j;
   else d->jobs = j;
   d->jobs_last = j;
   d->njobs++;
-  uv_idle_start(&d->apply_idle, on_apply_idle);
+  int rc = uv_queue_work(&d->loop, &j->work, parse_work, parse_done);
+  assert(rc == 0); /* fails only for a NULL callback */
+  (void)rc;
 }
 
 /* The time a POST /v1/clock body asks for: {"advance":"<duration>"} or {"to":"<RFC 3339>"},

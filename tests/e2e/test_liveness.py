@@ -227,6 +227,36 @@ def test_database_error_answers_500_naming_what_was_applied():
         d.stop_clean()
 
 
+def test_a_bad_body_behind_one_in_hand_is_refused_at_once_and_the_next_waits():
+    # Bodies are parsed off the loop as they come; a refused one is answered 400 when its
+    # parse is done, while the hostile body before it is still being applied, and takes
+    # nothing; the valid one behind it waits its turn and is answered at SIGTERM.
+    n = 300
+    with Workspace({"burn.lua": HOSTILE}) as w:
+        with start(w) as d:
+            check_bad_body_behind_one_in_hand(d, n)
+        eq(count_rows(w.db, "seen_events"), count_rows(w.db, "failed_events"),
+           "only the hostile body's events were applied")
+
+
+def check_bad_body_behind_one_in_hand(d, n):
+    d.wait_listening()
+    first = send_post(d.port, ndjson([burn(i) for i in range(n)]))
+    wait_failures(d, 1, "the first event of the hostile body applied")
+    bad = send_post(d.port, ndjson([ping(1)]) + b"{not json}\n")
+    status, _, reply = read_answer(bad)
+    eq(status, 400, "the bad body (reply %r)" % (reply,))
+    contains(reply["error"], "line 2", "the 400 names the line")
+    eq(has_answer(first), False, "the hostile body is still in hand when the 400 comes")
+    waiting = send_post(d.port, ndjson([ping(2)]))
+    wait_deferred(d, 2)
+    d.send_signal(signal.SIGTERM)
+    eq(read_answer(first)[0], 503, "the hostile body at SIGTERM")
+    status, _, reply = read_answer(waiting)
+    eq((status, reply["applied"], reply["events"]), (503, 0, 1), "the body that waited, at SIGTERM")
+    eq(d.p.wait(timeout=STOP_GUARD), 0, "exit status after SIGTERM")
+
+
 def commits(d):
     return gauge(d, "hearth_commits_total")
 
