@@ -30,6 +30,10 @@
 /* POST /v1/events bodies parsed and waiting behind the one being applied; one more gets
  * 503 with Retry-After. */
 #define DAEMON_MAX_WAITING_BODIES 8
+/* A body up to this size is parsed on the loop at once (less work than the hand-off to the
+ * thread pool, and bodies that come together are then applied together); a larger one
+ * is parsed on the thread pool while the loop goes on. */
+#define DAEMON_PARSE_ON_LOOP_BYTES (64 * 1024)
 /* After SIGTERM, how long answers already given may take to be written and read before
  * every connection is closed. */
 #define DAEMON_STOP_DRAIN_MS 1000
@@ -37,8 +41,8 @@
 #define DAEMON_RETENTION_EVERY 3600
 #define DAEMON_RETENTION_LOOK_MS 60000
 
-/* A POST /v1/events body: parsed and validated whole on libuv's thread pool, then applied
- * a slice at a time. Until `parsed`, the worker owns body, evs and err. */
+/* A POST /v1/events body: parsed and validated whole (a large one on libuv's thread pool),
+ * then applied a slice at a time. Until `parsed`, the worker owns body, evs and err. */
 typedef struct post_job {
   struct post_job *next;
   struct daemon *d;
@@ -417,25 +421,49 @@ static void post_events(daemon_t *d, const http_request_t *req, http_response_t 
     return;
   }
   if (d->njobs > DAEMON_MAX_WAITING_BODIES) return refuse_busy(d, res);
+  int on_loop = req->body_len <= DAEMON_PARSE_ON_LOOP_BYTES;
+  event_list_t evs = {0};
+  if (on_loop) {
+    char err[512];
+    if (ingest_parse_body(req->body, req->body_len, clock_now(&d->e->clock), d->o->max_future, &evs, err,
+                          sizeof err) < 0) {
+      d->e->stats.rejected++;
+      reply_error(res, 400, err);
+      return;
+    }
+    if (evs.n == 0) { /* "[]": nothing to apply */
+      event_list_free(&evs);
+      reply(res, 202, json_pack("{s:i, s:i}", "accepted", 0, "duplicates", 0));
+      return;
+    }
+  }
   http_deferred_t *later = http_server_defer(d->http);
   if (!later) {
+    event_list_free(&evs);
     reply_error(res, 500, "out of memory: nothing of this body was applied; retry");
     return;
   }
-  /* in arrival order; parsed on the thread pool while the loop applies the bodies before */
+  /* in arrival order, then applied once parsed */
   post_job_t *j = xcalloc(1, sizeof *j);
   j->d = d;
   j->reply = later;
-  j->len = req->body_len;
-  j->body = xmalloc(j->len + 1);
-  if (j->len) memcpy(j->body, req->body, j->len);
-  j->body[j->len] = '\0';
-  j->received = clock_now(&d->e->clock);
-  j->work.data = j;
   if (d->jobs_last) d->jobs_last->next = j;
   else d->jobs = j;
   d->jobs_last = j;
   d->njobs++;
+  if (on_loop) {
+    j->evs = evs;
+    j->parsed = 1;
+    j->results = xcalloc((size_t)evs.n, sizeof *j->results);
+    if (d->jobs->parsed) uv_idle_start(&d->apply_idle, on_apply_idle);
+    return;
+  }
+  j->len = req->body_len;
+  j->body = xmalloc(j->len + 1);
+  memcpy(j->body, req->body, j->len);
+  j->body[j->len] = '\0';
+  j->received = clock_now(&d->e->clock);
+  j->work.data = j;
   int rc = uv_queue_work(&d->loop, &j->work, parse_work, parse_done);
   assert(rc == 0); /* fails only for a NULL callback */
   (void)rc;

@@ -228,8 +228,8 @@ def test_database_error_answers_500_naming_what_was_applied():
 
 
 def test_a_bad_body_behind_one_in_hand_is_refused_at_once_and_the_next_waits():
-    # Bodies are parsed off the loop as they come; a refused one is answered 400 when its
-    # parse is done, while the hostile body before it is still being applied, and takes
+    # Large bodies are parsed off the loop as they come; a refused one is answered 400 when
+    # its parse is done, while the hostile body before it is still being applied, and takes
     # nothing; the valid one behind it waits its turn and is answered at SIGTERM.
     n = 300
     with Workspace({"burn.lua": HOSTILE}) as w:
@@ -243,17 +243,19 @@ def check_bad_body_behind_one_in_hand(d, n):
     d.wait_listening()
     first = send_post(d.port, ndjson([burn(i) for i in range(n)]))
     wait_failures(d, 1, "the first event of the hostile body applied")
-    bad = send_post(d.port, ndjson([ping(1)]) + b"{not json}\n")
+    # both bodies are larger than what the loop parses itself (64 KiB)
+    many = 2000
+    bad = send_post(d.port, ndjson([ping(i) for i in range(many)]) + b"{not json}\n")
     status, _, reply = read_answer(bad)
     eq(status, 400, "the bad body (reply %r)" % (reply,))
-    contains(reply["error"], "line 2", "the 400 names the line")
+    contains(reply["error"], "line %d" % (many + 1), "the 400 names the line")
     eq(has_answer(first), False, "the hostile body is still in hand when the 400 comes")
-    waiting = send_post(d.port, ndjson([ping(2)]))
+    waiting = send_post(d.port, ndjson([ping(many + i) for i in range(many)]))
     wait_deferred(d, 2)
     d.send_signal(signal.SIGTERM)
     eq(read_answer(first)[0], 503, "the hostile body at SIGTERM")
     status, _, reply = read_answer(waiting)
-    eq((status, reply["applied"], reply["events"]), (503, 0, 1), "the body that waited, at SIGTERM")
+    eq((status, reply["applied"], reply["events"]), (503, 0, many), "the body that waited, at SIGTERM")
     eq(d.p.wait(timeout=STOP_GUARD), 0, "exit status after SIGTERM")
 
 
@@ -262,8 +264,9 @@ def commits(d):
 
 
 def test_bodies_posted_together_share_one_commit_each_answered_202():
-    # While the daemon is stopped (SIGSTOP), five bodies reach its socket buffers; once it
-    # runs again it reads them all in one loop turn, and the slice that follows applies
+    # While the daemon is stopped (SIGSTOP), five small bodies (parsed on the loop) reach
+    # its socket buffers; once it runs again it reads them all in one loop turn, and the
+    # slice that follows applies
     # them in one transaction (a group commit) before answering each. Without the group
     # commit, each body would be a commit of its own.
     bodies = 5
