@@ -125,6 +125,27 @@ static int64_t next_timer(engine_t *e) {
   return found ? due : INT64_MAX;
 }
 
+/* Timers due at or before upto in one transaction of their own: reads of TIMER_BATCH
+ * rows, one after the other, until TIMERS_PER_COMMIT have fired, none is due any more or
+ * the slice is spent (a commit, its sync above all, is the dearest part of a small
+ * batch). 0, or -1 on a database error (rolled back). */
+static int fire_timers_in_a_batch(engine_t *e, int64_t upto, uint64_t deadline_ns) {
+  if (engine_begin(e) < 0) return -1;
+  for (int fired = 0;;) {
+    int n = fire_timers(e, upto, TIMER_BATCH, deadline_ns);
+    if (n < 0) goto fail;
+    fired += n;
+    if (n == 0 || fired >= TIMERS_PER_COMMIT || (deadline_ns && mono_ns() > deadline_ns)) break;
+    int64_t next = next_timer(e);
+    if (next == INT64_MIN) goto fail;
+    if (next > upto) break;
+  }
+  return engine_commit(e);
+fail:
+  engine_rollback(e);
+  return -1;
+}
+
 /* ---- cron ---- */
 
 /* Each entry's next slot as of `now`: an entry whose last run (cron_state) is followed by
@@ -271,12 +292,7 @@ int engine_run_until(engine_t *e, int64_t upto, int max_batches) {
     } else if (j >= 0) {
       if (eng_broadcast_step(e, j) < 0) return -1;
     } else if (t <= cut) {
-      if (engine_begin(e) < 0) return -1;
-      if (fire_timers(e, cut < upto ? cut : upto, TIMER_BATCH, deadline) < 0) {
-        engine_rollback(e);
-        return -1;
-      }
-      if (engine_commit(e) < 0) return -1;
+      if (fire_timers_in_a_batch(e, cut < upto ? cut : upto, deadline) < 0) return -1;
     } else if (b < c) {
       eng_broadcast_begin(e, b);
     } else {

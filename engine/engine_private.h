@@ -7,8 +7,10 @@
 
 #include "engine.h"
 
-/* Timers read and fired per batch. */
+/* Timer rows read at once (a batch of fires may read several times). */
 #define TIMER_BATCH 1000
+/* Timers fired in one transaction by the clock driver (at most; reads of TIMER_BATCH). */
+#define TIMERS_PER_COMMIT 5000
 /* The reserved timer type that brings a deferred send back at the end of quiet hours. */
 #define RELEASE_TIMER "hearth.deferred"
 
