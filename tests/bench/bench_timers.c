@@ -1,5 +1,5 @@
 /* bench_timers: fire N timers due at one instant through the engine (member load, Lua
- * dispatch to a handler, commit per batch of 1000) and print fires/s. A figure, not a
+ * dispatch to a handler, up to 5000 fires per commit) and print fires/s. A figure, not a
  * test. Usage: bench_timers [N=1000000] [MEMBERS=100000] [DB=/tmp/hearth-bench-timers.db]
  * The handler script counts each fire in a member attribute, so every fire writes. */
 #include <stdio.h>
