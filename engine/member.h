@@ -31,9 +31,10 @@ typedef struct member {
   unsigned part_dirty;     /* bit per part: changed since loaded */
   int dirty;
   int64_t bytes;           /* attributes and tags as compact JSON, or -1 until measured */
-  int used;                /* looked up since the cache last made room */
+  uint64_t used_round;     /* the cache's round (batch) she was last looked up in */
   int stored;              /* her row was read or written by this connection (an UPDATE may do) */
-  struct member *next; /* hash chain */
+  struct member *next;     /* hash chain */
+  struct member *newer, *older; /* the cache's recency list (newest: looked up last) */
 } member_t;
 
 /* The part, parsed on first use (an empty object when absent or unreadable). */
@@ -62,12 +63,17 @@ typedef struct {
   int dirty;
 } member_undo_t;
 
+/* A hash of members by id and a list of them by recency: every look-up moves her to the
+ * newest end, so the members of the running batch are the newest ones (`round` counts the
+ * batches: those looked up in this one carry it), and making room lets the oldest go. */
 typedef struct {
   member_t **buckets;
   size_t nbuckets, count;
+  member_t *newest, *oldest;
+  uint64_t round;
 } member_cache_t;
 
-/* How many members the cache keeps between batches. */
+/* How many members the cache keeps between batches (engine_t.member_cache_keep's default). */
 #define MEMBER_CACHE_KEEP 10000
 
 void member_cache_init(member_cache_t *c);
@@ -75,12 +81,13 @@ void member_cache_init(member_cache_t *c);
 member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now);
 /* The member if this batch has it in memory, else NULL (no database access). */
 member_t *member_cache_find(member_cache_t *c, const char *id);
-/* Write every dirty member back. 0 ok, -1 on a database error. */
+/* Write every dirty member back (only members looked up in this round can be dirty: the
+ * newest ones, so the walk stops at the first older one). 0 ok, -1 on a database error. */
 int member_cache_flush(member_cache_t *c, store_t *s);
 /* Forget every member (after a rollback, or when the store changed under the cache). */
 void member_cache_clear(member_cache_t *c);
-/* After a commit (nothing dirty): when more than `keep` members are held, let go of those
- * not looked up since the last time room was made, then of any, until `keep` are left. */
+/* After a commit (nothing dirty): let the least recently looked up members go until at
+ * most `keep` are held, and begin the next round. */
 void member_cache_trim(member_cache_t *c, size_t keep);
 void member_cache_free(member_cache_t *c);
 
