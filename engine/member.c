@@ -1,6 +1,8 @@
-/* member: member records, the member cache (a hash by id with a recency list, kept across
- * batches up to a bound, the least recently looked up leaving first) and handler undo
- * (see member.h). */
+/* member: member records, the member cache (a hash by id and two recency lists, kept
+ * across batches up to a bound: a segmented least-recently-used policy, so that a sweep
+ * through every member does not push out the regulars) and handler undo (see member.h).
+ * The policy is the textbook segmented LRU (a probation and a protected segment); the code
+ * is our own. */
 #include "member.h"
 
 #include <assert.h>
@@ -100,10 +102,9 @@ void member_free(member_t *m) {
 }
 
 void member_cache_init(member_cache_t *c) {
+  memset(c, 0, sizeof *c);
   c->nbuckets = 1024;
   c->buckets = xcalloc(c->nbuckets, sizeof *c->buckets);
-  c->count = 0;
-  c->newest = c->oldest = NULL;
   c->round = 1;
 }
 
@@ -124,30 +125,55 @@ static void cache_grow(member_cache_t *c) {
   c->nbuckets = n;
 }
 
-/* ---- the recency list ---- */
+/* ---- the recency lists ---- */
 
-static void recency_unlink(member_cache_t *c, member_t *m) {
+static void list_unlink(member_list_t *l, member_t *m) {
   if (m->newer) m->newer->older = m->older;
-  else c->newest = m->older;
+  else l->newest = m->older;
   if (m->older) m->older->newer = m->newer;
-  else c->oldest = m->newer;
+  else l->oldest = m->newer;
   m->newer = m->older = NULL;
+  assert(l->count > 0);
+  l->count--;
 }
 
-static void recency_push_newest(member_cache_t *c, member_t *m) {
-  assert(!m->newer && !m->older && c->newest != m);
-  m->older = c->newest;
-  if (c->newest) c->newest->newer = m;
-  c->newest = m;
-  if (!c->oldest) c->oldest = m;
+static void list_push_newest(member_list_t *l, member_t *m) {
+  assert(!m->newer && !m->older && l->newest != m);
+  m->older = l->newest;
+  if (l->newest) l->newest->newer = m;
+  l->newest = m;
+  if (!l->oldest) l->oldest = m;
+  l->count++;
 }
 
-/* She was looked up: the newest of the cache, in this round. */
-static void mark_used(member_cache_t *c, member_t *m) {
+/* Move her to the newest end of segment seg (MS_*). */
+static void move_to(member_cache_t *c, member_t *m, int seg) {
+  list_unlink(&c->seg[m->seg], m);
+  m->seg = seg;
+  list_push_newest(&c->seg[seg], m);
+}
+
+/* Her first look-up in this round: the flush will look at her. */
+static void join_round(member_cache_t *c, member_t *m) {
+  if (c->nround == c->round_cap) {
+    c->round_cap = c->round_cap ? c->round_cap * 2 : 256;
+    c->round_members = xrealloc(c->round_members, c->round_cap * sizeof *c->round_members);
+  }
+  c->round_members[c->nround++] = m;
   m->used_round = c->round;
-  if (c->newest == m) return;
-  recency_unlink(c, m);
-  recency_push_newest(c, m);
+}
+
+/* She was looked up: the newest of her segment; looked up again in a later round than she
+ * came in, she is a regular and moves to the protected segment. */
+static void mark_used(member_cache_t *c, member_t *m) {
+  if (m->used_round != c->round) {
+    join_round(c, m);
+    if (m->seg == MS_PROBATION) {
+      move_to(c, m, MS_PROTECTED);
+      return;
+    }
+  }
+  if (c->seg[m->seg].newest != m) move_to(c, m, m->seg);
 }
 
 member_t *member_cache_find(member_cache_t *c, const char *id) {
@@ -175,8 +201,9 @@ member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_
   m->next = c->buckets[k];
   c->buckets[k] = m;
   c->count++;
-  m->used_round = c->round;
-  recency_push_newest(c, m);
+  m->seg = MS_PROBATION;
+  list_push_newest(&c->seg[MS_PROBATION], m);
+  join_round(c, m);
   return m;
 }
 
@@ -214,39 +241,48 @@ static int write_member(store_t *s, member_t *m) {
 }
 
 #ifndef NDEBUG
-/* The invariant the flush relies on: no member of an earlier round is dirty. */
-static int older_rounds_clean(const member_t *from) {
-  for (const member_t *m = from; m; m = m->older)
-    if (m->dirty) return 0;
+/* The invariant the flush relies on: only members of this round can be dirty. */
+static int older_rounds_clean(const member_cache_t *c) {
+  for (int seg = 0; seg < MS_COUNT; seg++)
+    for (const member_t *m = c->seg[seg].newest; m; m = m->older)
+      if (m->dirty && m->used_round != c->round) return 0;
   return 1;
 }
 #endif
 
 int member_cache_flush(member_cache_t *c, store_t *s) {
-  member_t *m = c->newest;
-  for (; m && m->used_round == c->round; m = m->older)
-    if (m->dirty) {
-      if (write_member(s, m) < 0) return -1;
-      m->dirty = 0;
-      m->part_dirty = 0;
-    }
-  assert(older_rounds_clean(m));
+  assert(older_rounds_clean(c));
+  for (size_t i = 0; i < c->nround; i++) {
+    member_t *m = c->round_members[i];
+    if (!m->dirty) continue;
+    if (write_member(s, m) < 0) return -1;
+    m->dirty = 0;
+    m->part_dirty = 0;
+  }
   return 0;
 }
 
-void member_cache_clear(member_cache_t *c) {
+/* The next round begins: nobody has been looked up in it yet. */
+static void next_round(member_cache_t *c) {
   c->round++;
+  c->nround = 0;
+}
+
+void member_cache_clear(member_cache_t *c) {
+  next_round(c);
   if (!c->count) return;
-  for (member_t *m = c->newest, *older; m; m = older) {
-    older = m->older;
-    member_free(m);
+  for (int seg = 0; seg < MS_COUNT; seg++) {
+    for (member_t *m = c->seg[seg].newest, *older; m; m = older) {
+      older = m->older;
+      member_free(m);
+    }
+    c->seg[seg] = (member_list_t){0};
   }
   memset(c->buckets, 0, c->nbuckets * sizeof *c->buckets);
-  c->newest = c->oldest = NULL;
   c->count = 0;
 }
 
-/* Take her out of her hash chain and the recency list, and free her. */
+/* Take her out of her hash chain and her segment, and free her. */
 static void drop_member(member_cache_t *c, member_t *m) {
   member_t **link = &c->buckets[hash_str(m->id) & (c->nbuckets - 1)];
   while (*link != m) {
@@ -254,24 +290,30 @@ static void drop_member(member_cache_t *c, member_t *m) {
     link = &(*link)->next;
   }
   *link = m->next;
-  recency_unlink(c, m);
+  list_unlink(&c->seg[m->seg], m);
   member_free(m);
   c->count--;
 }
 
 void member_cache_trim(member_cache_t *c, size_t keep) {
+  size_t protected_cap = keep - keep / 4;
+  member_list_t *probation = &c->seg[MS_PROBATION], *protected = &c->seg[MS_PROTECTED];
+  while (protected->count > protected_cap) /* the least recent regulars are on probation again */
+    move_to(c, protected->oldest, MS_PROBATION);
   while (c->count > keep) {
-    member_t *m = c->oldest;
+    member_t *m = probation->oldest ? probation->oldest : protected->oldest;
     assert(m && !m->dirty);
     drop_member(c, m);
   }
-  c->round++;
+  next_round(c);
 }
 
 void member_cache_free(member_cache_t *c) {
   member_cache_clear(c);
   free(c->buckets);
+  free(c->round_members);
   c->buckets = NULL;
+  c->round_members = NULL;
 }
 
 void member_undo_begin(member_undo_t *u, member_t *m) {
