@@ -3,8 +3,8 @@
  * rolled back without touching what other handlers did. Rows are read on first use and
  * written back once per batch, at commit, when dirty. After a commit the cache keeps the
  * members it holds, parsed, for the next batches (up to a bound, by a segmented
- * least-recently-used policy); the engine forgets them all on a rollback or when another connection
- * has committed, so a kept member always equals her row. */
+ * least-recently-used policy); the engine forgets them all on a rollback or when another
+ * connection has committed, so a kept member always equals her row. */
 #ifndef HEARTH_MEMBER_H
 #define HEARTH_MEMBER_H
 
@@ -86,7 +86,7 @@ typedef struct {
   size_t nround, round_cap;
 } member_cache_t;
 
-/* How many members the cache keeps between batches (engine_t.member_cache_keep's default). */
+/* How many members the cache keeps between batches. */
 #define MEMBER_CACHE_KEEP 10000
 
 void member_cache_init(member_cache_t *c);
