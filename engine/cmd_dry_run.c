@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json_compact.h"
 #include "summary.h"
 #include "timeline.h"
 #include "virtual_run.h"
@@ -41,6 +42,7 @@ static const char *usage =
 typedef struct {
   const cli_t *cli;
   timeline_t *timeline; /* NULL: print the actions */
+  int failed;           /* an action could not be written */
 } dry_run_out_t;
 
 static void on_action(void *ud, json_t *a, const char *text) {
@@ -50,11 +52,15 @@ static void on_action(void *ud, json_t *a, const char *text) {
     timeline_action(o->timeline, a);
     return;
   }
-  char *line = text ? NULL : json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  if (text || line) {
-    fputs(text ? text : line, stdout);
-    fputc('\n', stdout);
+  char *line = text ? NULL : jc_dumps(a); /* json_dumps' compact bytes (keys in their order), cheaper */
+  if (!text && !line) { /* out of memory: said, and the run's status says it too */
+    const char *id = json_string_value(json_object_get(a, "id"));
+    fprintf(stderr, "hearth: cannot write action %s: out of memory\n", id ? id : "(no id)");
+    o->failed = 1;
+    return;
   }
+  fputs(text ? text : line, stdout);
+  fputc('\n', stdout);
   free(line);
 }
 
@@ -107,6 +113,7 @@ int cmd_dry_run(int argc, char **argv) {
             e->stats.handler_errors);
     status = 1;
   }
+  if (out.failed) status = 1;
   if (e->stats.invariant_violations) {
     fprintf(stderr, "hearth: %lu invariant violations (see above)\n", e->stats.invariant_violations);
     status = 1;

@@ -1,10 +1,16 @@
-/* member: member records, the per-batch member cache and handler undo (see member.h). */
+/* member: member records, the member cache (a hash by id and two recency lists, kept
+ * across batches up to a bound: a segmented least-recently-used policy, so that a sweep
+ * through every member does not push out the regulars) and handler undo (see member.h).
+ * The policy is the textbook segmented LRU (a probation and a protected segment); the code
+ * is our own. */
 #include "member.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_compact.h"
+#include "log.h"
 #include "util.h"
 
 static uint64_t hash_str(const char *s) {
@@ -96,9 +102,10 @@ void member_free(member_t *m) {
 }
 
 void member_cache_init(member_cache_t *c) {
+  memset(c, 0, sizeof *c);
   c->nbuckets = 1024;
   c->buckets = xcalloc(c->nbuckets, sizeof *c->buckets);
-  c->count = 0;
+  c->round = 1;
 }
 
 static void cache_grow(member_cache_t *c) {
@@ -118,11 +125,62 @@ static void cache_grow(member_cache_t *c) {
   c->nbuckets = n;
 }
 
+/* ---- the recency lists ---- */
+
+static void list_unlink(member_list_t *l, member_t *m) {
+  if (m->newer) m->newer->older = m->older;
+  else l->newest = m->older;
+  if (m->older) m->older->newer = m->newer;
+  else l->oldest = m->newer;
+  m->newer = m->older = NULL;
+  assert(l->count > 0);
+  l->count--;
+}
+
+static void list_push_newest(member_list_t *l, member_t *m) {
+  assert(!m->newer && !m->older && l->newest != m);
+  m->older = l->newest;
+  if (l->newest) l->newest->newer = m;
+  l->newest = m;
+  if (!l->oldest) l->oldest = m;
+  l->count++;
+}
+
+/* Move her to the newest end of segment seg (MS_*). */
+static void move_to(member_cache_t *c, member_t *m, int seg) {
+  list_unlink(&c->seg[m->seg], m);
+  m->seg = seg;
+  list_push_newest(&c->seg[seg], m);
+}
+
+/* Her first look-up in this round: the flush will look at her. */
+static void join_round(member_cache_t *c, member_t *m) {
+  if (c->nround == c->round_cap) {
+    c->round_cap = c->round_cap ? c->round_cap * 2 : 256;
+    c->round_members = xrealloc(c->round_members, c->round_cap * sizeof *c->round_members);
+  }
+  c->round_members[c->nround++] = m;
+  m->used_round = c->round;
+}
+
+/* She was looked up: the newest of her segment; looked up again in a later round than she
+ * came in, she is a regular and moves to the protected segment. */
+static void mark_used(member_cache_t *c, member_t *m) {
+  if (m->used_round != c->round) {
+    join_round(c, m);
+    if (m->seg == MS_PROBATION) {
+      move_to(c, m, MS_PROTECTED);
+      return;
+    }
+  }
+  if (c->seg[m->seg].newest != m) move_to(c, m, m->seg);
+}
+
 member_t *member_cache_find(member_cache_t *c, const char *id) {
   size_t k = hash_str(id) & (c->nbuckets - 1);
   for (member_t *m = c->buckets[k]; m; m = m->next)
     if (strcmp(m->id, id) == 0) {
-      m->used = 1;
+      mark_used(c, m);
       return m;
     }
   return NULL;
@@ -131,46 +189,48 @@ member_t *member_cache_find(member_cache_t *c, const char *id) {
 member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now) {
   member_t *m = member_cache_find(c, id);
   if (m) return m;
-  size_t k = hash_str(id) & (c->nbuckets - 1);
   m = member_new(id, now);
-  m->used = 1;
   int found = load_row(s, m);
   if (found < 0) {
     member_free(m);
     return NULL;
   }
   if (!found) m->dirty = 1;
-  if (c->count >= c->nbuckets) {
-    cache_grow(c);
-    k = hash_str(id) & (c->nbuckets - 1);
-  }
+  if (c->count >= c->nbuckets) cache_grow(c);
+  size_t k = hash_str(id) & (c->nbuckets - 1);
   m->next = c->buckets[k];
   c->buckets[k] = m;
   c->count++;
+  m->seg = MS_PROBATION;
+  list_push_newest(&c->seg[MS_PROBATION], m);
+  join_round(c, m);
   return m;
 }
 
 /* A part as text to write: a changed part is serialised and becomes the member's text
- * (so a member kept in the cache after commit is written again only with what changed). */
-static const char *part_text(member_t *m, int which) {
+ * (so a member kept in the cache after commit is written again only with what changed).
+ * -1 when it cannot be serialised (out of memory): the write fails, and is logged. */
+static int part_text(member_t *m, int which, char **out) {
   if (m->part_dirty & (1u << which)) {
-    char *text = json_dumps(m->part[which], JSON_COMPACT);
-    if (text) {
-      free(m->text[which]);
-      m->text[which] = text;
+    char *text = jc_dumps(m->part[which]); /* json_dumps(JSON_COMPACT)'s bytes, cheaper */
+    if (!text) {
+      log_msg(LOG_ERROR, "cannot serialise a member's part", "member", m->id, NULL);
+      return -1;
     }
+    free(m->text[which]);
+    m->text[which] = text;
   }
-  return m->text[which];
+  *out = m->text[which];
+  return 0;
 }
 
 static int write_member(store_t *s, member_t *m) {
   member_row_t row = {.id = m->id, .created_at = m->created_at, .joined_at = m->joined_at,
                       .last_active_at = m->last_active_at, .orders = m->orders, .points = m->points,
                       .ledger_n = m->ledger_n, .spend = m->spend};
-  row.attrs = (char *)part_text(m, MP_ATTRS);
-  row.tags = (char *)part_text(m, MP_TAGS);
-  row.gens = (char *)part_text(m, MP_GENS);
-  row.sends = (char *)part_text(m, MP_SENDS);
+  if (part_text(m, MP_ATTRS, &row.attrs) < 0 || part_text(m, MP_TAGS, &row.tags) < 0 ||
+      part_text(m, MP_GENS, &row.gens) < 0 || part_text(m, MP_SENDS, &row.sends) < 0)
+    return -1;
   if (m->stored) { /* the common case: an UPDATE, no insert attempted first */
     int updated = store_member_update(s, &row);
     if (updated != 0) return updated < 0 ? -1 : 0;
@@ -180,60 +240,80 @@ static int write_member(store_t *s, member_t *m) {
   return 0;
 }
 
+#ifndef NDEBUG
+/* The invariant the flush relies on: only members of this round can be dirty. */
+static int older_rounds_clean(const member_cache_t *c) {
+  for (int seg = 0; seg < MS_COUNT; seg++)
+    for (const member_t *m = c->seg[seg].newest; m; m = m->older)
+      if (m->dirty && m->used_round != c->round) return 0;
+  return 1;
+}
+#endif
+
 int member_cache_flush(member_cache_t *c, store_t *s) {
-  for (size_t i = 0; i < c->nbuckets; i++)
-    for (member_t *m = c->buckets[i]; m; m = m->next)
-      if (m->dirty) {
-        if (write_member(s, m) < 0) return -1;
-        m->dirty = 0;
-        m->part_dirty = 0;
-      }
+  assert(older_rounds_clean(c));
+  for (size_t i = 0; i < c->nround; i++) {
+    member_t *m = c->round_members[i];
+    if (!m->dirty) continue;
+    if (write_member(s, m) < 0) return -1;
+    m->dirty = 0;
+    m->part_dirty = 0;
+  }
   return 0;
 }
 
+/* The next round begins: nobody has been looked up in it yet. */
+static void next_round(member_cache_t *c) {
+  c->round++;
+  c->nround = 0;
+}
+
 void member_cache_clear(member_cache_t *c) {
+  next_round(c);
   if (!c->count) return;
-  for (size_t i = 0; i < c->nbuckets; i++) {
-    member_t *m = c->buckets[i], *next;
-    for (; m; m = next) {
-      next = m->next;
+  for (int seg = 0; seg < MS_COUNT; seg++) {
+    for (member_t *m = c->seg[seg].newest, *older; m; m = older) {
+      older = m->older;
       member_free(m);
     }
-    c->buckets[i] = NULL;
+    c->seg[seg] = (member_list_t){0};
   }
+  memset(c->buckets, 0, c->nbuckets * sizeof *c->buckets);
   c->count = 0;
 }
 
-/* Free every member (only_unused: those not looked up since the last call, clearing the
- * mark on the rest); returns how many are left. */
-static size_t drop_members(member_cache_t *c, int only_unused) {
-  for (size_t i = 0; i < c->nbuckets; i++) {
-    member_t **link = &c->buckets[i];
-    while (*link) {
-      member_t *m = *link;
-      assert(!m->dirty);
-      if (!only_unused || !m->used) {
-        *link = m->next;
-        member_free(m);
-        c->count--;
-      } else {
-        m->used = 0;
-        link = &m->next;
-      }
-    }
+/* Take her out of her hash chain and her segment, and free her. */
+static void drop_member(member_cache_t *c, member_t *m) {
+  member_t **link = &c->buckets[hash_str(m->id) & (c->nbuckets - 1)];
+  while (*link != m) {
+    assert(*link);
+    link = &(*link)->next;
   }
-  return c->count;
+  *link = m->next;
+  list_unlink(&c->seg[m->seg], m);
+  member_free(m);
+  c->count--;
 }
 
 void member_cache_trim(member_cache_t *c, size_t keep) {
-  if (c->count <= keep) return;
-  if (drop_members(c, 1) > keep) member_cache_clear(c);
+  size_t protected_cap = keep - keep / 4;
+  member_list_t *probation = &c->seg[MS_PROBATION], *protected = &c->seg[MS_PROTECTED];
+  while (protected->count > protected_cap) /* the least recent regulars are on probation again */
+    move_to(c, protected->oldest, MS_PROBATION);
+  while (c->count > keep) {
+    member_t *m = probation->oldest ? probation->oldest : protected->oldest;
+    assert(m && !m->dirty);
+    drop_member(c, m);
+  }
+  next_round(c);
 }
 
 void member_cache_free(member_cache_t *c) {
   member_cache_clear(c);
   free(c->buckets);
+  free(c->round_members);
   c->buckets = NULL;
+  c->round_members = NULL;
 }
 
 void member_undo_begin(member_undo_t *u, member_t *m) {

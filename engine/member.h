@@ -2,9 +2,9 @@
  * member ids to loaded records, and the undo snapshot that lets one failing handler be
  * rolled back without touching what other handlers did. Rows are read on first use and
  * written back once per batch, at commit, when dirty. After a commit the cache keeps the
- * members it holds, parsed, for the next batches (up to a bound, the least recently used
- * leaving first); the engine forgets them all on a rollback or when another connection
- * has committed, so a kept member always equals her row. */
+ * members it holds, parsed, for the next batches (up to a bound, by a segmented
+ * least-recently-used policy); the engine forgets them all on a rollback or when another
+ * connection has committed, so a kept member always equals her row. */
 #ifndef HEARTH_MEMBER_H
 #define HEARTH_MEMBER_H
 
@@ -31,9 +31,11 @@ typedef struct member {
   unsigned part_dirty;     /* bit per part: changed since loaded */
   int dirty;
   int64_t bytes;           /* attributes and tags as compact JSON, or -1 until measured */
-  int used;                /* looked up since the cache last made room */
+  uint64_t used_round;     /* the cache's round (batch) she was last looked up in */
   int stored;              /* her row was read or written by this connection (an UPDATE may do) */
-  struct member *next; /* hash chain */
+  int seg;                 /* the cache's segment she is in (MS_*) */
+  struct member *next;     /* hash chain */
+  struct member *newer, *older; /* her segment's recency list (newest: looked up last) */
 } member_t;
 
 /* The part, parsed on first use (an empty object when absent or unreadable). */
@@ -62,9 +64,26 @@ typedef struct {
   int dirty;
 } member_undo_t;
 
+/* The cache's two segments: a member comes in on probation and becomes protected when
+ * she is looked up again in a later round (batch); room is made from the least recent on
+ * probation first, so one pass over every member (a sweep) leaves the regulars alone.
+ * At most three quarters of the bound are protected. */
+enum { MS_PROBATION, MS_PROTECTED, MS_COUNT };
+
+typedef struct {
+  member_t *newest, *oldest;
+  size_t count;
+} member_list_t;
+
+/* Members by id (a hash), by recency in their segment, and those looked up in the running
+ * round (batch), which are the only ones that can be dirty. */
 typedef struct {
   member_t **buckets;
   size_t nbuckets, count;
+  member_list_t seg[MS_COUNT];
+  uint64_t round;
+  member_t **round_members;
+  size_t nround, round_cap;
 } member_cache_t;
 
 /* How many members the cache keeps between batches. */
@@ -75,12 +94,13 @@ void member_cache_init(member_cache_t *c);
 member_t *member_cache_get(member_cache_t *c, store_t *s, const char *id, int64_t now);
 /* The member if this batch has it in memory, else NULL (no database access). */
 member_t *member_cache_find(member_cache_t *c, const char *id);
-/* Write every dirty member back. 0 ok, -1 on a database error. */
+/* Write every dirty member back (only members looked up in this round can be dirty).
+ * 0 ok, -1 on a database error. */
 int member_cache_flush(member_cache_t *c, store_t *s);
 /* Forget every member (after a rollback, or when the store changed under the cache). */
 void member_cache_clear(member_cache_t *c);
-/* After a commit (nothing dirty): when more than `keep` members are held, let go of those
- * not looked up since the last time room was made, then of any, until `keep` are left. */
+/* After a commit (nothing dirty): let members go until at most `keep` are held, the
+ * least recent on probation first, and begin the next round. */
 void member_cache_trim(member_cache_t *c, size_t keep);
 void member_cache_free(member_cache_t *c);
 
