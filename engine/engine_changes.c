@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine_private.h"
+#include "json_compact.h"
 #include "log.h"
 #include "restraint.h"
 
@@ -262,7 +263,7 @@ static int record_change(engine_t *e, engine_call_t *c, action_spec_t *a, int *r
     body = action_body(e, c, a, id, AS_QUEUED, fields, NULL);
   char *text = NULL;
   if (deliver) {
-    text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    text = jc_dumps(body);
     if (!text) goto out;
     action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step, .kind = a->kind,
                         .status = action_status_names[AS_QUEUED], .channel = a->channel, .time = e->now,
@@ -360,7 +361,7 @@ static int act(engine_t *e, engine_call_t *c, action_spec_t *a, const char *give
   if (status != AS_QUEUED && !reason) reason = json_pack("{s:s}", "rule", "script"); /* a status the script chose */
   const char *campaign = a->campaign ? a->campaign : c->campaign;
   body = action_body(e, c, a, id, status, fields, reason);
-  char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *text = jc_dumps(body);
   if (!text) goto out;
   action_row_t row = {.id = id, .member = c->m->id, .campaign = campaign, .step = a->step,
                       .kind = a->kind, .status = action_status_names[status], .channel = a->channel,
