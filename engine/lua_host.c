@@ -692,6 +692,10 @@ luahost_t *luahost_new(const budget_t *lim, const char *stdlib_dir, const char *
     return NULL;
   }
   *(luahost_t **)lua_getextraspace(h->L) = h;
+  /* Lua 5.4's generational collector: a handler's tables (an event, the values m:get
+   * converts) die young, and the scripts' own state stays old, so a minor collection
+   * walks only what is new */
+  lua_gc(h->L, LUA_GCGEN, 0, 0);
   struct install_ctx ctx = {install, ud};
   lua_pushcfunction(h->L, build_sandbox);
   lua_pushlightuserdata(h->L, &ctx);
