@@ -91,6 +91,16 @@ static int on_commit(void *ud, sqlite3 *writer, const char *schema, int frames) 
   return SQLITE_OK;
 }
 
+/* Close the connection and free c (the thread is not running). */
+static void destroy(checkpointer_t *c) {
+  sqlite3_close(c->db);
+  pthread_cond_destroy(&c->wake);
+  pthread_mutex_destroy(&c->running);
+  pthread_mutex_destroy(&c->lock);
+  free(c->path);
+  free(c);
+}
+
 checkpointer_t *checkpointer_start(const char *path, sqlite3 *writer, int frames, char *err, size_t errlen) {
   assert(frames > 0);
   checkpointer_t *c = xcalloc(1, sizeof *c);
@@ -115,12 +125,7 @@ checkpointer_t *checkpointer_start(const char *path, sqlite3 *writer, int frames
   sqlite3_wal_hook(writer, on_commit, c);
   return c;
 fail:
-  sqlite3_close(c->db);
-  pthread_cond_destroy(&c->wake);
-  pthread_mutex_destroy(&c->running);
-  pthread_mutex_destroy(&c->lock);
-  free(c->path);
-  free(c);
+  destroy(c);
   return NULL;
 }
 
@@ -150,10 +155,5 @@ void checkpointer_stop(checkpointer_t *c) {
   int rc = pthread_join(c->thread, NULL);
   assert(rc == 0);
   (void)rc;
-  sqlite3_close(c->db);
-  pthread_cond_destroy(&c->wake);
-  pthread_mutex_destroy(&c->running);
-  pthread_mutex_destroy(&c->lock);
-  free(c->path);
-  free(c);
+  destroy(c);
 }

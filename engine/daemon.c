@@ -272,12 +272,6 @@ static void job_answer(daemon_t *d, post_job_t *j, http_response_t *res) {
   job_free(j);
 }
 
-/* Take the first job off the queue and give its answer. */
-static void job_finish(daemon_t *d, http_response_t *res) {
-  assert(d->jobs);
-  job_answer(d, d->jobs, res);
-}
-
 /* The 202 once the last slice has committed: every event is durable. */
 static void job_accepted(daemon_t *d) {
   post_job_t *j = d->jobs;
@@ -289,7 +283,7 @@ static void job_accepted(daemon_t *d) {
   }
   http_response_init(&res);
   reply(&res, 202, json_pack("{s:I, s:I}", "accepted", accepted, "duplicates", dup));
-  job_finish(d, &res);
+  job_answer(d, j, &res);
 }
 
 /* A body not applied to its end: status (500 after a database error, 503 when stopping)
@@ -374,6 +368,21 @@ static void refuse_busy(daemon_t *d, http_response_t *res) {
   reply_error(res, 503, msg);
 }
 
+/* The answer a parsed body gets at once: 400 when it was refused (rc < 0, err says why),
+ * 202 when it holds nothing ("[]"; evs freed). 1 when res was filled, 0 when the body is
+ * to be applied. */
+static int answer_parsed(daemon_t *d, int rc, const char *err, event_list_t *evs, http_response_t *res) {
+  if (rc < 0) {
+    d->e->stats.rejected++;
+    reply_error(res, 400, err);
+    return 1;
+  }
+  if (evs->n) return 0;
+  event_list_free(evs);
+  reply(res, 202, json_pack("{s:i, s:i}", "accepted", 0, "duplicates", 0));
+  return 1;
+}
+
 /* On the thread pool: the body into validated events (nothing of the daemon touched). */
 static void parse_work(uv_work_t *w) {
   post_job_t *j = w->data;
@@ -391,14 +400,8 @@ static void parse_done(uv_work_t *w, int status) {
   j->body = NULL;
   j->parsed = 1;
   http_response_t res;
-  if (j->parse_rc < 0) {
-    d->e->stats.rejected++;
-    http_response_init(&res);
-    reply_error(&res, 400, j->err);
-    job_answer(d, j, &res);
-  } else if (j->evs.n == 0) { /* "[]": nothing to apply */
-    http_response_init(&res);
-    reply(&res, 202, json_pack("{s:i, s:i}", "accepted", 0, "duplicates", 0));
+  http_response_init(&res);
+  if (answer_parsed(d, j->parse_rc, j->err, &j->evs, &res)) {
     job_answer(d, j, &res);
   } else if (d->stopping) {
     job_failed_one(d, j, 503, "stopping");
@@ -425,17 +428,9 @@ static void post_events(daemon_t *d, const http_request_t *req, http_response_t 
   event_list_t evs = {0};
   if (on_loop) {
     char err[512];
-    if (ingest_parse_body(req->body, req->body_len, clock_now(&d->e->clock), d->o->max_future, &evs, err,
-                          sizeof err) < 0) {
-      d->e->stats.rejected++;
-      reply_error(res, 400, err);
-      return;
-    }
-    if (evs.n == 0) { /* "[]": nothing to apply */
-      event_list_free(&evs);
-      reply(res, 202, json_pack("{s:i, s:i}", "accepted", 0, "duplicates", 0));
-      return;
-    }
+    int rc = ingest_parse_body(req->body, req->body_len, clock_now(&d->e->clock), d->o->max_future, &evs, err,
+                               sizeof err);
+    if (answer_parsed(d, rc, err, &evs, res)) return;
   }
   http_deferred_t *later = http_server_defer(d->http);
   if (!later) {

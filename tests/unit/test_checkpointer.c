@@ -47,6 +47,18 @@ static sqlite3 *open_writer(const char *path) {
   return db;
 }
 
+/* A fresh database with its writer (*w) and a checkpointer on it; NULL (a failed check)
+ * when either cannot be had. */
+static checkpointer_t *start(char path[64], sqlite3 **w) {
+  if (unit_temp_db(path, "ckpt") < 0) return NULL;
+  *w = open_writer(path);
+  char err[256] = "";
+  checkpointer_t *c = checkpointer_start(path, *w, FRAMES, err, sizeof err);
+  if (!c) fprintf(stderr, "checkpointer_start: %s\n", err);
+  CHECK(c != NULL);
+  return c;
+}
+
 /* Poll until the thread has run `n` checkpoints (a guard of 60 s stands for a hang). */
 static int wait_runs(checkpointer_t *c, long n) {
   struct timespec pause = {0, 1000000};
@@ -59,11 +71,8 @@ static int wait_runs(checkpointer_t *c, long n) {
 
 TEST(log_copied_by_the_thread_then_restarted_by_the_writer) {
   char path[64];
-  if (unit_temp_db(path, "ckpt") < 0) return;
-  sqlite3 *w = open_writer(path);
-  char err[256] = "";
-  checkpointer_t *c = checkpointer_start(path, w, FRAMES, err, sizeof err);
-  CHECK(c != NULL);
+  sqlite3 *w = NULL;
+  checkpointer_t *c = start(path, &w);
   if (!c) return;
   commit_pages(w, 2); /* below the threshold: nothing asked */
   CHECK_INT(checkpointer_runs(c), 0);
@@ -101,11 +110,8 @@ TEST(log_copied_by_the_thread_then_restarted_by_the_writer) {
 
 TEST(a_holder_checkpoints_itself_while_the_thread_waits) {
   char path[64];
-  if (unit_temp_db(path, "ckpt") < 0) return;
-  sqlite3 *w = open_writer(path);
-  char err[256] = "";
-  checkpointer_t *c = checkpointer_start(path, w, FRAMES, err, sizeof err);
-  CHECK(c != NULL);
+  sqlite3 *w = NULL;
+  checkpointer_t *c = start(path, &w);
   if (!c) return;
   checkpointer_hold(c);
   commit_pages(w, 2 * FRAMES); /* asks the thread, which waits for the hold */
@@ -121,11 +127,9 @@ TEST(a_holder_checkpoints_itself_while_the_thread_waits) {
 
 TEST(stop_without_a_checkpoint_and_null_is_allowed) {
   char path[64];
-  if (unit_temp_db(path, "ckpt") < 0) return;
-  sqlite3 *w = open_writer(path);
-  char err[256] = "";
-  checkpointer_t *c = checkpointer_start(path, w, FRAMES, err, sizeof err);
-  CHECK(c != NULL);
+  sqlite3 *w = NULL;
+  checkpointer_t *c = start(path, &w);
+  if (!c) return;
   commit_pages(w, 1);
   checkpointer_stop(c);
   commit_pages(w, 2 * FRAMES); /* the hook is gone: commits go on without it */
