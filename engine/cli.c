@@ -16,6 +16,7 @@ static const char *common_help =
     "  --tz ZONE            IANA time zone of the engine (default: Asia/Shanghai)\n"
     "  --dedupe-window DUR  how long an event id is remembered (default 30d, 0 = forever)\n"
     "  --max-member-bytes N the attributes and tags one member may hold (default 262144)\n"
+    "  --member-cache MIB   memory for members kept in memory between batches (default 256)\n"
     "  --log-level LEVEL    debug, info, warn or error (default: info; env HEARTH_LOG)\n"
     "  -h, --help           this help\n";
 
@@ -76,7 +77,7 @@ static const char **slot_for(cli_t *c, const char *name) {
 static int is_common(const char *name) {
   return !strcmp(name, "scripts") || !strcmp(name, "db") || !strcmp(name, "tz") ||
          !strcmp(name, "stdlib") || !strcmp(name, "dedupe-window") || !strcmp(name, "log-level") ||
-         !strcmp(name, "max-member-bytes");
+         !strcmp(name, "max-member-bytes") || !strcmp(name, "member-cache");
 }
 
 int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *usage) {
@@ -162,6 +163,12 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       if (*end || v < 1024 || v > (1L << 30))
         return cli_usage_error(usage, "--max-member-bytes must be a byte count from 1024 to 1073741824");
       c->max_member_bytes = v;
+    } else if (!strcmp(name, "member-cache")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (*end || end == val || v < 1 || v > 1048576)
+        return cli_usage_error(usage, "--member-cache must be a number of MiB from 1 to 1048576");
+      c->member_cache_mib = v;
     } else if (!strcmp(name, "max-body")) {
       char *end;
       long v = strtol(val, &end, 10);
@@ -198,4 +205,5 @@ void cli_engine_opts(const cli_t *c, engine_opts_t *o) {
   o->tz_name = c->tz;
   o->dedupe_window = c->dedupe_window;
   o->max_member_bytes = c->max_member_bytes;
+  o->member_cache_mib = c->member_cache_mib;
 }

@@ -16,6 +16,7 @@ typedef struct {
   const char *scripts, *db, *tz, *stdlib;
   int64_t dedupe_window;
   long max_member_bytes; /* 0: the default */
+  long member_cache_mib; /* 0: the default */
   int help;
   int db_set;         /* --db was given */
   /* command-specific */

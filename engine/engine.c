@@ -140,6 +140,7 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   engine_t *e = xcalloc(1, sizeof *e);
   e->dedupe_window = o->dedupe_window;
   e->max_member_bytes = o->max_member_bytes > 0 ? o->max_member_bytes : MEMBER_BYTES_DEFAULT;
+  e->member_cache_bytes = (size_t)(o->member_cache_mib > 0 ? o->member_cache_mib : MEMBER_CACHE_MIB_DEFAULT) << 20;
   e->expire_before = INT64_MIN;
   e->seen_floor = INT64_MIN;
   e->earliest_timer = INT64_MAX;
@@ -403,7 +404,7 @@ int engine_commit(engine_t *e) {
   e->in_batch = 0;
   e->batch_work = 0;
   e->stats.commits++;
-  member_cache_trim(&e->members, MEMBER_CACHE_KEEP);
+  member_cache_trim(&e->members, e->member_cache_bytes);
   report_pending(e);
   return 0;
 }

@@ -51,6 +51,7 @@ typedef struct {
   const char *tz_name;
   int64_t dedupe_window;  /* seconds; 0 = forever */
   long max_member_bytes;  /* attributes and tags of one member, as JSON; 0 = the default */
+  long member_cache_mib;  /* memory for members kept parsed between batches; 0 = the default */
   budget_t limits;
   int memory_db;          /* dry-run: work on an in-memory copy of db_path (if it exists) */
   int no_scripts;         /* open the store only (member, stats) */
@@ -165,6 +166,7 @@ typedef struct engine {
   budget_t limits;
   int64_t dedupe_window;
   long max_member_bytes;
+  size_t member_cache_bytes;   /* the member cache's bound after each commit */
   int64_t expire_before;       /* history import: a queued action judged before this time is
                                   `expired`; INT64_MIN otherwise */
   int64_t seen_floor;          /* history import: the real time of the import, the earliest an

@@ -2,7 +2,7 @@
  * member ids to loaded records, and the undo snapshot that lets one failing handler be
  * rolled back without touching what other handlers did. Rows are read on first use and
  * written back once per batch, at commit, when dirty. After a commit the cache keeps the
- * members it holds, parsed, for the next batches (up to a bound, by a segmented
+ * members it holds, parsed, for the next batches (up to a memory bound, by a segmented
  * least-recently-used policy); the engine forgets them all on a rollback or when another
  * connection has committed, so a kept member always equals her row. */
 #ifndef HEARTH_MEMBER_H
@@ -34,6 +34,8 @@ typedef struct member {
   uint64_t used_round;     /* the cache's round (batch) she was last looked up in */
   int stored;              /* her row was read or written by this connection (an UPDATE may do) */
   int seg;                 /* the cache's segment she is in (MS_*) */
+  size_t foot;             /* her memory as the cache counts it (member_footprint at the
+                              last trim; 0 until then) */
   struct member *next;     /* hash chain */
   struct member *newer, *older; /* her segment's recency list (newest: looked up last) */
 } member_t;
@@ -72,22 +74,23 @@ enum { MS_PROBATION, MS_PROTECTED, MS_COUNT };
 
 typedef struct {
   member_t *newest, *oldest;
-  size_t count;
+  size_t count, bytes; /* bytes: the sum of the members' foot */
 } member_list_t;
 
 /* Members by id (a hash), by recency in their segment, and those looked up in the running
  * round (batch), which are the only ones that can be dirty. */
 typedef struct {
   member_t **buckets;
-  size_t nbuckets, count;
+  size_t nbuckets, count, bytes; /* bytes: the sum of every cached member's foot */
   member_list_t seg[MS_COUNT];
   uint64_t round;
   member_t **round_members;
   size_t nround, round_cap;
 } member_cache_t;
 
-/* How many members the cache keeps between batches. */
-#define MEMBER_CACHE_KEEP 10000
+/* The memory the cache may keep members in between batches, in MiB, by default
+ * (--member-cache). */
+#define MEMBER_CACHE_MIB_DEFAULT 256
 
 void member_cache_init(member_cache_t *c);
 /* Find or load (or create, at time `now`) the member. NULL on a database error. */
@@ -99,9 +102,13 @@ member_t *member_cache_find(member_cache_t *c, const char *id);
 int member_cache_flush(member_cache_t *c, store_t *s);
 /* Forget every member (after a rollback, or when the store changed under the cache). */
 void member_cache_clear(member_cache_t *c);
-/* After a commit (nothing dirty): let members go until at most `keep` are held, the
- * least recent on probation first, and begin the next round. */
-void member_cache_trim(member_cache_t *c, size_t keep);
+/* After a commit (nothing dirty): count again what the members of this round hold, let
+ * members go until they hold at most `budget` bytes (member_footprint), the least recent
+ * on probation first, and begin the next round. */
+void member_cache_trim(member_cache_t *c, size_t budget);
+/* What a member holds in memory, estimated: her record, the parts' text, and for each
+ * parsed part its jansson tree (MEMBER_PARSED_PER_BYTE bytes per byte of its text). */
+size_t member_footprint(const member_t *m);
 void member_cache_free(member_cache_t *c);
 
 /* Read one member straight from the store; NULL when absent. Caller frees with member_free. */

@@ -1,6 +1,8 @@
 /* test_member_cache: unit tests for the member cache of engine/member.c on an in-memory
- * store — the bound after a commit, the regulars a sweep through every member leaves in
- * place, what the flush writes, and the bug where trimming let every member go. */
+ * store — the memory bound after a commit, the regulars a sweep through every member
+ * leaves in place, what the flush writes, and the bug where trimming let every member go.
+ * The members here have ids of one length and empty parts, so each holds the same
+ * footprint and a bound of n footprints keeps n of them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,11 +17,18 @@ static store_t *open_store(void) {
 }
 
 static const char *id_of(int i, char buf[32]) {
-  snprintf(buf, 32, "m-%d", i);
+  snprintf(buf, 32, "m-%04d", i);
   return buf;
 }
 
-/* Look up members from..to-1 (created when absent) in one batch, then commit and trim. */
+/* What one of these members holds. */
+static size_t one(void) {
+  member_t m = {.id = "m-0000"};
+  return member_footprint(&m);
+}
+
+/* Look up members from..to-1 (created when absent) in one batch, then commit and trim to
+ * the memory of `keep` members. */
 static void batch(member_cache_t *c, store_t *s, int from, int to, size_t keep) {
   CHECK_INT(store_begin(s), 0);
   for (int i = from; i < to; i++) {
@@ -28,7 +37,7 @@ static void batch(member_cache_t *c, store_t *s, int from, int to, size_t keep) 
   }
   CHECK_INT(member_cache_flush(c, s), 0);
   CHECK_INT(store_commit(s), 0);
-  member_cache_trim(c, keep);
+  member_cache_trim(c, keep * one());
 }
 
 static int cached(member_cache_t *c, int i) {
@@ -87,7 +96,7 @@ TEST(flush_writes_what_changed_in_the_round) {
   member_cache_init(&c);
   batch(&c, s, 0, 3, 10);
   CHECK_INT(store_begin(s), 0);
-  member_t *m = member_cache_get(&c, s, "m-1", 2000);
+  member_t *m = member_cache_get(&c, s, "m-0001", 2000);
   CHECK(m != NULL);
   if (m) {
     m->points = 42;
@@ -96,7 +105,7 @@ TEST(flush_writes_what_changed_in_the_round) {
   }
   CHECK_INT(member_cache_flush(&c, s), 0);
   CHECK_INT(store_commit(s), 0);
-  member_t *row = member_read(s, "m-1");
+  member_t *row = member_read(s, "m-0001");
   CHECK(row != NULL);
   if (row) {
     CHECK_INT((int)row->points, 42);
@@ -107,10 +116,43 @@ TEST(flush_writes_what_changed_in_the_round) {
   store_close(s);
 }
 
+/* The bound is memory: one member with a large attribute takes the room of several. */
+TEST(a_large_member_takes_the_room_of_several) {
+  store_t *s = open_store();
+  member_cache_t c;
+  member_cache_init(&c);
+  size_t budget = 10 * one();
+  batch(&c, s, 0, 10, 10);
+  CHECK_INT((int)c.count, 10);
+  CHECK_INT(store_begin(s), 0);
+  member_t *m = member_cache_get(&c, s, "m-0100", 2000);
+  CHECK(m != NULL);
+  if (m) {
+    size_t n = one() / 3; /* text, and its parsed tree several times over */
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    member_touch(m, MP_ATTRS);
+    json_object_set_new(member_attrs(m), "note", json_string(big));
+    free(big);
+  }
+  CHECK_INT(member_cache_flush(&c, s), 0);
+  CHECK_INT(store_commit(s), 0);
+  CHECK(m && member_footprint(m) > 2 * one() && member_footprint(m) < budget);
+  member_cache_trim(&c, budget);
+  CHECK(cached(&c, 100));
+  CHECK(c.bytes <= budget);
+  CHECK((int)c.count < 9); /* she holds more than two members' room */
+  CHECK(!cached(&c, 0));   /* the least recent went */
+  member_cache_free(&c);
+  store_close(s);
+}
+
 int main(void) {
   RUN(member_cache_trim_let_every_member_go);
   RUN(regulars_outlast_a_sweep);
   RUN(protected_is_bounded);
   RUN(flush_writes_what_changed_in_the_round);
+  RUN(a_large_member_takes_the_room_of_several);
   return UNIT_DONE();
 }
