@@ -1,6 +1,7 @@
 """test_dry_run: `hearth dry-run` end to end — durable timers (m:after, m:at, m:cancel) on
 the virtual clock, their order relative to events and to each other, cron sweeps over
-tagged members, --db snapshots left untouched, determinism, --tz across a DST change,
+tagged members, --db snapshots left untouched, determinism, --tz across a DST change, a
+member cache too small to keep anyone changing nothing,
 lines refused for the data of well-known types or a time past --max-future (judged
 against the real present), a member's own zone (member.updated data.tz) and usage
 errors."""
@@ -653,6 +654,49 @@ def test_missing_events_exits_2():
                              os.path.join(w.dir, "no-such.ndjson"))
         eq(rc, 1, "exit status for an --events file that does not exist (stderr: %s)" % err)
         contains(err, "no-such.ndjson", "stderr names the missing events file")
+
+
+# ---------------------------------------------------------------- --member-cache
+
+COUNTER = r"""
+hearth.on("member.joined", function(m, ev)
+  m:set("blob", string.rep("x", 100000)) -- each member holds more than the cache's 1 MiB / 8
+  m:after("1d", "tick")
+end)
+hearth.on("ping", function(m, ev)
+  local n = (m:get("n") or 0) + 1
+  m:set("n", n)
+  if n % 400 == 0 then m:send("milestone", { vars = { n = n } }) end
+end)
+hearth.on("tick", function(m, ev)
+  m:send("tick", { vars = { n = m:get("n") or 0, blob = #m:get("blob") } })
+end)
+"""
+
+
+def test_a_small_member_cache_changes_nothing_but_memory():
+    # The member cache keeps members between batches up to --member-cache MiB (estimated).
+    # With 1 MiB, members that each hold 100 KB are let go after every batch (1,000 lines)
+    # and read again from the database: the run must come out byte for byte the same.
+    with Workspace({"counter.lua": COUNTER}) as w:
+        events = [{"id": "j-%d" % i, "type": "member.joined", "member": "m-%d" % i,
+                   "time": t(3, 1, 9, i)} for i in range(3)]
+        events += [{"id": "p-%d" % i, "type": "ping", "member": "m-%d" % (i % 3),
+                    "time": t(3, 1, 10 + i // 600, (i // 10) % 60, i % 10)}
+                   for i in range(3600)]
+        w.write_events(events, "ev.ndjson")
+        small, small_out, _ = ok_run(w, events, "--until", "2d", "--member-cache", "1", events_name="ev.ndjson")
+        big, big_out, _ = ok_run(w, events, "--until", "2d", events_name="ev.ndjson")
+        eq(small_out, big_out, "stdout with a 1 MiB member cache and with the default")
+        got = sorted((a["member"], a["template"], a["vars"]["n"]) for a in small
+                     if a.get("template") in ("milestone", "tick"))
+        want = sorted([("m-%d" % i, "milestone", n) for i in range(3) for n in (400, 800, 1200)] +
+                      [("m-%d" % i, "tick", 1200) for i in range(3)])
+        eq(got, want, "every ping counted across batches, every timer fired once")
+        for bad in ("0", "x", "-5", "2000000"):
+            rc, _, out, err = dry_run(w, events[:3], "--member-cache", bad)
+            eq(rc, 2, "exit status for --member-cache %r (stderr: %s)" % (bad, err))
+            contains(err, "--member-cache", "stderr for --member-cache %r" % bad)
 
 
 if __name__ == "__main__":
