@@ -16,7 +16,7 @@ static const char *common_help =
     "  --tz ZONE            IANA time zone of the engine (default: Asia/Shanghai)\n"
     "  --dedupe-window DUR  how long an event id is remembered (default 30d, 0 = forever)\n"
     "  --max-member-bytes N the attributes and tags one member may hold (default 262144)\n"
-    "  --member-cache MIB   memory for members kept in memory between batches (default 256)\n"
+    "  --member-cache MIB   estimated memory for members kept parsed between batches (default 256)\n"
     "  --log-level LEVEL    debug, info, warn or error (default: info; env HEARTH_LOG)\n"
     "  -h, --help           this help\n";
 

@@ -140,7 +140,8 @@ engine_t *engine_open(const engine_opts_t *o, char **errp) {
   engine_t *e = xcalloc(1, sizeof *e);
   e->dedupe_window = o->dedupe_window;
   e->max_member_bytes = o->max_member_bytes > 0 ? o->max_member_bytes : MEMBER_BYTES_DEFAULT;
-  e->member_cache_bytes = (size_t)(o->member_cache_mib > 0 ? o->member_cache_mib : MEMBER_CACHE_MIB_DEFAULT) << 20;
+  uint64_t cache_mib = o->member_cache_mib > 0 ? (uint64_t)o->member_cache_mib : MEMBER_CACHE_MIB_DEFAULT;
+  e->member_cache_bytes = cache_mib > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)(cache_mib << 20);
   e->expire_before = INT64_MIN;
   e->seen_floor = INT64_MIN;
   e->earliest_timer = INT64_MAX;

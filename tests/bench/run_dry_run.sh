@@ -6,11 +6,14 @@
 #   UNTIL=30d                                       how far the clock runs after the last event
 #   SCRIPTS=scripts                                 the campaigns' folder (e.g. without or with
 #                                                   more invariants, to measure their cost)
+#   ARGS=                                           more options for hearth dry-run, split on
+#                                                   spaces (e.g. ARGS="--member-cache 2048")
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 MEMBERS=${MEMBERS:-100000} DAYS=${DAYS:-90} EVENTS=${EVENTS:-1000000} SEED=${SEED:-1} UNTIL=${UNTIL:-30d}
 SCRIPTS=${SCRIPTS:-$root/scripts}
+ARGS=${ARGS:-}
 HEARTH_BIN=${HEARTH_BIN:-$root/build/hearth}
 [ -x "$HEARTH_BIN" ] || { echo "run_dry_run.sh: no hearth binary at $HEARTH_BIN (bash setup.sh demo builds one)" >&2; exit 1; }
 events=/tmp/hearth-dryrun-e$EVENTS-m$MEMBERS-d$DAYS-s$SEED.ndjson
@@ -20,12 +23,13 @@ if [ ! -s "$events" ]; then
   echo "generator:   $(python3 -c "print(round($(date +%s.%N) - $t0, 2))") s (not counted)"
 fi
 out=$(mktemp -d)
-python3 - "$HEARTH_BIN" "$events" "$SCRIPTS" "$UNTIL" "$out" <<'PY'
+python3 - "$HEARTH_BIN" "$events" "$SCRIPTS" "$UNTIL" "$out" "$ARGS" <<'PY'
 import resource, subprocess, sys, time
-bin_, events, scripts, until, out = sys.argv[1:]
+bin_, events, scripts, until, out, args = sys.argv[1:]
 t0 = time.time()
 with open(out + "/actions.ndjson", "wb") as o, open(out + "/summary.txt", "wb") as e:
-    rc = subprocess.call([bin_, "dry-run", "--events", events, "--scripts", scripts, "--until", until], stdout=o, stderr=e)
+    rc = subprocess.call([bin_, "dry-run", "--events", events, "--scripts", scripts, "--until", until] + args.split(),
+                         stdout=o, stderr=e)
 wall = time.time() - t0
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 n_events = sum(1 for _ in open(events, "rb"))
