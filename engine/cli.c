@@ -1,6 +1,8 @@
 /* cli: shared flag parsing for every command (see cli.h). */
 #include "cli.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,16 @@ int cli_usage_error(const char *usage, const char *fmt, ...) {
   va_end(ap);
   fprintf(stderr, "\n%s(see --help)\n", usage);
   return EXIT_USAGE;
+}
+
+/* 1 when val is a whole decimal number from lo to hi (*out gets it), else 0. */
+static int number_in(const char *val, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(val, &end, 10);
+  if (end == val || *end || errno || v < lo || v > hi) return 0;
+  *out = v;
+  return 1;
 }
 
 static int accepts(const char *extra, const char *name) {
@@ -142,9 +154,8 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       if (secs < 1 || secs > 3600) return cli_usage_error(usage, "--%s must be from 1s to 1h", name);
       if (!strcmp(name, "header-timeout")) c->header_timeout = secs; else c->body_timeout = secs;
     } else if (!strcmp(name, "max-connections") || !strcmp(name, "max-connections-per-client")) {
-      char *end;
-      long v = strtol(val, &end, 10);
-      if (*end || end == val || v < 1 || v > 1000000)
+      long v;
+      if (!number_in(val, 1, 1000000, &v))
         return cli_usage_error(usage, "--%s must be a number from 1 to 1000000", name);
       if (!strcmp(name, "max-connections")) c->max_connections = v; else c->max_per_client = v;
     } else if (!strcmp(name, "log-level")) {
@@ -158,37 +169,31 @@ int cli_parse(cli_t *c, int argc, char **argv, const char *extra, const char *us
       else if (duration_parse(val, &c->max_future, err, sizeof err) < 0)
         return cli_usage_error(usage, "--max-future: %s (0 = no bound)", err);
     } else if (!strcmp(name, "max-member-bytes")) {
-      char *end;
-      long v = strtol(val, &end, 10);
-      if (*end || v < 1024 || v > (1L << 30))
+      long v;
+      if (!number_in(val, 1024, 1L << 30, &v))
         return cli_usage_error(usage, "--max-member-bytes must be a byte count from 1024 to 1073741824");
       c->max_member_bytes = v;
     } else if (!strcmp(name, "member-cache")) {
-      char *end;
-      long v = strtol(val, &end, 10);
-      if (*end || end == val || v < 1 || v > 1048576)
+      long v;
+      if (!number_in(val, 1, 1048576, &v))
         return cli_usage_error(usage, "--member-cache must be a number of MiB from 1 to 1048576");
       c->member_cache_mib = v;
     } else if (!strcmp(name, "max-body")) {
-      char *end;
-      long v = strtol(val, &end, 10);
-      if (*end || v < 1024 || v > (1L << 30)) return cli_usage_error(usage, "--max-body must be a byte count from 1024 to 1073741824");
+      long v;
+      if (!number_in(val, 1024, 1L << 30, &v)) return cli_usage_error(usage, "--max-body must be a byte count from 1024 to 1073741824");
       c->max_body = v;
     } else if (!strcmp(name, "progress")) {
-      char *end;
-      long v = strtol(val, &end, 10);
-      if (*end || end == val || v < 1 || v > 1000000000)
+      long v;
+      if (!number_in(val, 1, 1000000000, &v))
         return cli_usage_error(usage, "--progress must be a number of rows from 1 to 1000000000");
       c->progress = v;
     } else if (!strcmp(name, "max-backlog")) {
-      char *end;
-      long v = strtol(val, &end, 10);
-      if (*end || v < 0) return cli_usage_error(usage, "--max-backlog must be a number (0 = no bound)");
+      long v;
+      if (!number_in(val, 0, LONG_MAX, &v)) return cli_usage_error(usage, "--max-backlog must be a number (0 = no bound)");
       c->max_backlog = v;
     } else if (!strcmp(name, "batch") || !strcmp(name, "limit")) {
-      char *end;
-      long v = strtol(val, &end, 10);
-      if (*end || v < 1 || v > 1000000) return cli_usage_error(usage, "--%s must be a number from 1 to 1000000", name);
+      long v;
+      if (!number_in(val, 1, 1000000, &v)) return cli_usage_error(usage, "--%s must be a number from 1 to 1000000", name);
       if (!strcmp(name, "batch")) c->batch = (int)v, c->batch_set = 1; else c->limit = (int)v;
     } else {
       return cli_usage_error(usage, "unknown option '--%s'", name);
