@@ -69,7 +69,7 @@ static int load_row(store_t *s, member_t *m) {
   m->text[MP_TAGS] = row.tags;
   m->text[MP_GENS] = row.gens;
   m->text[MP_SENDS] = row.sends;
-  m->stored = 1;
+  m->rid = row.rid;
   return 1;
 }
 
@@ -234,12 +234,13 @@ static int write_member(store_t *s, member_t *m) {
   if (part_text(m, MP_ATTRS, &row.attrs) < 0 || part_text(m, MP_TAGS, &row.tags) < 0 ||
       part_text(m, MP_GENS, &row.gens) < 0 || part_text(m, MP_SENDS, &row.sends) < 0)
     return -1;
-  if (m->stored) { /* the common case: an UPDATE, no insert attempted first */
+  if (m->rid) { /* the common case: an UPDATE, no insert attempted first */
+    row.rid = m->rid;
     int updated = store_member_update(s, &row);
     if (updated != 0) return updated < 0 ? -1 : 0;
   }
   if (store_member_put(s, &row) < 0) return -1; /* new, or her row went (another writer) */
-  m->stored = 1;
+  m->rid = row.rid;
   return 0;
 }
 

@@ -32,7 +32,8 @@ typedef struct member {
   int dirty;
   int64_t bytes;           /* attributes and tags as compact JSON, or -1 until measured */
   uint64_t used_round;     /* the cache's round (batch) she was last looked up in */
-  int stored;              /* her row was read or written by this connection (an UPDATE may do) */
+  int64_t rid;             /* her row's key when this connection read or wrote it (an UPDATE
+                              may do), else 0 */
   int seg;                 /* the cache's segment she is in (MS_*) */
   size_t foot;             /* her memory as the cache counts it (member_footprint at the
                               last trim; 0 until then) */

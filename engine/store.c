@@ -27,6 +27,7 @@
 #include "store.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,24 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX outbox_id ON outbox(member, id);"
     "CREATE INDEX outbox_pending ON outbox(next_at) WHERE delivery = 'pending';"
     "CREATE INDEX outbox_dead ON outbox(id) WHERE delivery = 'dead';",
+    /* 14: members keyed by an integer (rid), with her id unique beside it. The write-back
+     * of a member finds her row by rid, and SQLite overwrites a row that keeps its size
+     * in place; keyed by the text id (WITHOUT ROWID) every write-back deleted and
+     * re-inserted the whole record in a B-tree ordered by text. rid is declared, so a
+     * VACUUM keeps it. */
+    "CREATE TABLE members_v14(rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL, joined_at INTEGER,"
+    "  last_active_at INTEGER, orders INTEGER NOT NULL DEFAULT 0,"
+    "  spend REAL NOT NULL DEFAULT 0, points INTEGER NOT NULL DEFAULT 0 CHECK (points >= 0),"
+    "  attrs TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '{}',"
+    "  timer_gens TEXT NOT NULL DEFAULT '{}', ledger_n INTEGER NOT NULL DEFAULT 0,"
+    "  sends TEXT NOT NULL DEFAULT '{}');"
+    "INSERT INTO members_v14(id, created_at, joined_at, last_active_at, orders, spend, points,"
+    "  attrs, tags, timer_gens, ledger_n, sends)"
+    "  SELECT id, created_at, joined_at, last_active_at, orders, spend, points,"
+    "  attrs, tags, timer_gens, ledger_n, sends FROM members ORDER BY id;"
+    "DROP TABLE members;"
+    "ALTER TABLE members_v14 RENAME TO members;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -311,7 +330,22 @@ static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
   return 0;
 }
 
+/* Once per process, before SQLite's first connection: no memory statistics. Nothing
+ * reads them, and keeping them takes a mutex around every allocation SQLite makes. */
+static void configure_sqlite(void) {
+  int rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  /* SQLITE_MISUSE: SQLite was started before (by a program embedding the engine) */
+  assert(rc == SQLITE_OK || rc == SQLITE_MISUSE);
+  (void)rc;
+}
+
+static void sqlite_configured(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, configure_sqlite);
+}
+
 store_t *store_open(const char *path, int readonly, char *err, size_t errlen) {
+  sqlite_configured();
   store_t *s = xcalloc(1, sizeof *s);
   s->path = xstrdup(path);
   int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
@@ -334,6 +368,7 @@ fail:
 }
 
 store_t *store_open_copy(const char *src_path, char *err, size_t errlen) {
+  sqlite_configured();
   store_t *s = xcalloc(1, sizeof *s);
   s->path = xstrdup(src_path ? src_path : ":memory:");
   if (sqlite3_open_v2(":memory:", &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
@@ -474,7 +509,7 @@ static int step_row(store_t *s, sqlite3_stmt *st) {
 
 int store_member_get(store_t *s, const char *id, member_row_t *row) {
   static query_t q = QUERY("SELECT created_at, joined_at, last_active_at, orders, spend, points,"
-                           " attrs, tags, timer_gens, ledger_n, sends FROM members WHERE id = ?1");
+                           " attrs, tags, timer_gens, ledger_n, sends, rid FROM members WHERE id = ?1");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, id);
@@ -492,6 +527,7 @@ int store_member_get(store_t *s, const char *id, member_row_t *row) {
   row->gens = column_text(st, 8);
   row->ledger_n = sqlite3_column_int64(st, 9);
   row->sends = column_text(st, 10);
+  row->rid = sqlite3_column_int64(st, 11);
   sqlite3_reset(st);
   return 1;
 }
@@ -513,32 +549,44 @@ static void bind_member(sqlite3_stmt *st, const member_row_t *r) {
   bind_text(st, 12, r->sends ? r->sends : "{}");
 }
 
-int store_member_put(store_t *s, const member_row_t *r) {
-  static query_t q = QUERY("INSERT INTO members(id, created_at, joined_at, last_active_at, orders,"
-                           " spend, points, attrs, tags, timer_gens, ledger_n, sends)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                           " ON CONFLICT(id) DO UPDATE SET joined_at = excluded.joined_at,"
-                           " last_active_at = excluded.last_active_at, orders = excluded.orders,"
-                           " spend = excluded.spend, points = excluded.points,"
-                           " attrs = excluded.attrs, tags = excluded.tags,"
-                           " timer_gens = excluded.timer_gens, ledger_n = excluded.ledger_n,"
-                           " sends = excluded.sends");
-  sqlite3_stmt *st = query(s, &q);
+int store_member_put(store_t *s, member_row_t *r) {
+  static query_t ins = QUERY("INSERT INTO members(id, created_at, joined_at, last_active_at, orders,"
+                             " spend, points, attrs, tags, timer_gens, ledger_n, sends)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                             " ON CONFLICT(id) DO NOTHING");
+  sqlite3_stmt *st = query(s, &ins);
   if (!st) return -1;
   bind_member(st, r);
   int rc = run(s, st);
   sqlite3_clear_bindings(st); /* the texts are the caller's */
-  return rc;
+  if (rc < 0) return -1;
+  if (sqlite3_changes(s->db) == 1) {
+    r->rid = sqlite3_last_insert_rowid(s->db);
+    return 0;
+  }
+  /* her row is there already, written by another connection: write over it */
+  static query_t find = QUERY("SELECT rid FROM members WHERE id = ?1");
+  st = query(s, &find);
+  if (!st) return -1;
+  bind_text(st, 1, r->id);
+  int found = step_row(s, st);
+  if (found != 1) return -1; /* it was there a moment ago, in this transaction */
+  r->rid = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return store_member_update(s, r) == 1 ? 0 : -1;
 }
 
 int store_member_update(store_t *s, const member_row_t *r) {
-  /* the insert's numbering (bind_member); created_at (?2) never changes */
+  /* the insert's numbering (bind_member); created_at (?2) never changes. Found by rid,
+   * and the id must still be hers. */
   static query_t q = QUERY("UPDATE members SET joined_at = ?3, last_active_at = ?4, orders = ?5,"
                            " spend = ?6, points = ?7, attrs = ?8, tags = ?9, timer_gens = ?10,"
-                           " ledger_n = ?11, sends = ?12 WHERE id = ?1");
+                           " ledger_n = ?11, sends = ?12 WHERE rid = ?13 AND id = ?1");
+  assert(r->rid > 0);
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_member(st, r);
+  bind_int(st, 13, r->rid);
   int rc = run(s, st);
   sqlite3_clear_bindings(st); /* the texts are the caller's */
   return rc < 0 ? -1 : sqlite3_changes(s->db) > 0;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 13
+#define STORE_SCHEMA_VERSION 14
 
 /* One generation of dedupe marks as the store last read it (see "dedupe marks" in
  * store.c): its number, when it was opened, and an upper bound of its marks' times. */
@@ -76,14 +76,16 @@ typedef struct {
   int64_t orders, points, ledger_n;
   double spend;
   char *attrs, *tags, *gens, *sends; /* malloc'd by store_member_get; read-only in store_member_put */
+  int64_t rid; /* her row's integer key: set by store_member_get and store_member_put */
 } member_row_t;
 
 /* Read member `id`: 1 found (texts malloc'd into row), 0 absent, -1 error. */
 int store_member_get(store_t *s, const char *id, member_row_t *row);
-/* Insert or replace the member's row. */
-int store_member_put(store_t *s, const member_row_t *row);
-/* Write back a member whose row exists (every field but id and created_at): 1 written,
- * 0 when there is no such row (the caller inserts it with store_member_put), -1 error. */
+/* Insert or replace the member's row; sets row->rid. */
+int store_member_put(store_t *s, member_row_t *row);
+/* Write back a member whose row was read or written (row->rid, every field but id and
+ * created_at): 1 written, 0 when her row is not there any more (the caller inserts it
+ * with store_member_put), -1 error. */
 int store_member_update(store_t *s, const member_row_t *row);
 /* 1 when the member has a row, 0 when not, -1 error. */
 int store_member_exists(store_t *s, const char *id);

@@ -352,16 +352,21 @@ TEST(ledger_balance_check) {
   store_close(s);
 }
 
-/* store_member_update writes back an existing row (created_at kept) and says when there
- * is none, so that the member cache inserts it instead. */
+/* store_member_update writes back an existing row (created_at kept), found by its rid,
+ * and says when there is none, so that the member cache inserts it instead. */
 TEST(member_update_only_an_existing_row) {
   store_t *s = mem_store();
   if (!s) return;
   member_row_t r = {.id = "m-1", .created_at = 100, .joined_at = 100,
-                    .last_active_at = 100, .points = 5, .attrs = "{\"a\":1}"};
+                    .last_active_at = 100, .points = 5, .attrs = "{\"a\":1}", .rid = 1};
   CHECK_INT(store_member_update(s, &r), 0);                   /* no row yet */
   CHECK_INT(q_int(s->db, "SELECT count(*) FROM members"), 0);
+  r.rid = 0;
   CHECK_INT(store_member_put(s, &r), 0);
+  CHECK(r.rid > 0);
+  member_row_t other = {.id = "m-2", .created_at = 100, .rid = r.rid};
+  CHECK_INT(store_member_update(s, &other), 0); /* her rid, another id: not her row */
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM members WHERE id = 'm-1' AND attrs = '{\"a\":1}'"), 1);
   member_row_t later = r;
   later.created_at = 999; /* not written by an update */
   later.last_active_at = 200;
@@ -375,8 +380,16 @@ TEST(member_update_only_an_existing_row) {
   CHECK_INT(got.last_active_at, 200);
   CHECK_INT(got.points, 7);
   CHECK_INT(got.ledger_n, 3);
+  CHECK_INT(got.rid, r.rid);
   CHECK(strcmp(got.attrs, "{\"a\":2}") == 0);
   free(got.attrs), free(got.tags), free(got.gens), free(got.sends);
+  member_row_t again = later; /* a put of a row that is there (another writer's): written over */
+  again.rid = 0;
+  again.points = 9;
+  CHECK_INT(store_member_put(s, &again), 0);
+  CHECK_INT(again.rid, r.rid);
+  CHECK_INT(q_int(s->db, "SELECT points FROM members WHERE id = 'm-1'"), 9);
+  CHECK_INT(q_int(s->db, "SELECT count(*) FROM members"), 1);
   later.points = -1; /* the CHECK holds for an update too */
   CHECK_INT(store_member_update(s, &later), -1);
   store_close(s);
@@ -410,6 +423,38 @@ TEST(timers_ordered_and_deleted_up_to) {
   /* rows newer than the id bound stay even when (due, id) is below the cut */
   CHECK_INT(store_timers_delete_upto(s, 400, 1, 4), 0);
   CHECK_STR(due_list(s, INT64_MAX, 100, buf, sizeof buf), "300:5");
+  store_close(s);
+}
+
+/* A batch's rows hold their texts: each as written, NULL where none was. */
+TEST(timers_due_keep_their_texts) {
+  store_t *s = mem_store();
+  if (!s) return;
+  for (int i = 0; i < 300; i++) {
+    char member[32], data[32];
+    snprintf(member, sizeof member, "member-%d", i);
+    snprintf(data, sizeof data, "{\"n\":%d}", i);
+    timer_row_t row = {.due = 100, .id = i + 1, .member = member, .type = i % 2 ? "odd" : "even",
+                       .data = i % 3 ? data : NULL, .gen = 0, .campaign = i % 5 ? "c" : NULL,
+                       .depth = i, .chain = i % 7 ? NULL : "c:even > c:odd"};
+    CHECK_INT(store_timer_add(s, &row), 0);
+  }
+  timer_row_t *rows;
+  CHECK_INT(store_timers_due(s, 100, 1000, &rows), 300);
+  for (int i = 0; i < 300; i++) {
+    char member[32], data[32];
+    snprintf(member, sizeof member, "member-%d", i);
+    snprintf(data, sizeof data, "{\"n\":%d}", i);
+    CHECK_STR(rows[i].member, member);
+    CHECK_STR(rows[i].type, i % 2 ? "odd" : "even");
+    if (i % 3) CHECK_STR(rows[i].data, data); else CHECK(rows[i].data == NULL);
+    if (i % 5) CHECK_STR(rows[i].campaign, "c"); else CHECK(rows[i].campaign == NULL);
+    if (i % 7) CHECK(rows[i].chain == NULL); else CHECK_STR(rows[i].chain, "c:even > c:odd");
+    CHECK_INT(rows[i].depth, i);
+  }
+  store_timer_rows_free(rows, 300);
+  CHECK_INT(store_timers_due(s, 99, 1000, &rows), 0);
+  store_timer_rows_free(rows, 0);
   store_close(s);
 }
 
@@ -1171,6 +1216,7 @@ int main(void) {
   RUN(ledger_balance_check);
   RUN(member_update_only_an_existing_row);
   RUN(timers_ordered_and_deleted_up_to);
+  RUN(timers_due_keep_their_texts);
   RUN(store_open_copy_snapshot_not_written);
   RUN(report_reads_return_typed_rows);
   RUN(points_lots_order_next_due_and_refund_once);
