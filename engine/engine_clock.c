@@ -72,7 +72,7 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   event_t ev = {.type = r->type, .member = r->member, .time = r->due, .has_time = 1};
   if (r->data) ev.data = json_loads(r->data, 0, NULL);
   char key[48];
-  snprintf(key, sizeof key, "timer:%lld", (long long)r->id);
+  prefixed_int(key, sizeof key, "timer:", r->id);
   e->stats.timers_fired++;
   int rc;
   if (r->depth > MAX_CAUSAL_DEPTH)

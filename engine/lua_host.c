@@ -430,16 +430,20 @@ static void set_scope(lua_State *L, luahost_t *h, const char *campaign) {
   luaL_unref(L, LUA_REGISTRYINDEX, h->scopes[k].meta_ref);
   h->scopes[k].string_ref = string_ref;
   h->scopes[k].meta_ref = meta_ref;
+  if (h->active_scope == k) h->active_scope = -1; /* its tables changed: switch again */
 }
 
 /* The string metatable is shared by every string, so it cannot be copied: its __index and
- * __metatable are switched to the running campaign's own (two table stores per handler;
- * a string method call costs what it did: one table lookup). */
+ * __metatable are switched to the running campaign's own (two table stores when the
+ * campaign is not the one before; a string method call costs what it did: one table
+ * lookup). */
 void luahost_activate(luahost_t *h, const char *campaign) {
   assert(h->nscopes > 0);
   int k = 0; /* the default */
   for (int i = 1; i < h->nscopes && campaign; i++)
     if (strcmp(h->scopes[i].name, campaign) == 0) k = i;
+  if (k == h->active_scope) return;
+  h->active_scope = k;
   lua_State *L = h->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->string_mt_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->scopes[k].string_ref);
@@ -678,6 +682,7 @@ luahost_t *luahost_new(const budget_t *lim, const char *stdlib_dir, const char *
                        void (*install)(lua_State *L, void *ud), void *ud) {
   luahost_t *h = xcalloc(1, sizeof *h);
   h->spare_ref = LUA_NOREF;
+  h->active_scope = -1;
   sb_init(&h->manifest);
   if (lim)
     h->lim = *lim;

@@ -50,6 +50,7 @@ typedef struct luahost {
   int string_mt_ref;          /* registry ref of the string metatable */
   struct luahost_scope *scopes; /* each campaign's string table, for string methods */
   int nscopes;
+  int active_scope;           /* the scope the string metatable is switched to, -1 none */
   void *owner;                /* the script set this state belongs to */
   strbuf_t manifest;          /* every chunk loaded, in load order: "label\tsha256\n" */
 } luahost_t;

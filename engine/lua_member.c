@@ -51,6 +51,12 @@ static void push_time(lua_State *L, int64_t t) {
 }
 
 static int m_index(lua_State *L) {
+  /* A method first, without checking the handle: each method checks the one it is
+   * called on, and Lua calls __index only on member handles (scripts cannot reach the
+   * metatable: its __metatable hides it). */
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
   engine_call_t *d = check_member(L);
   member_t *m = d->m;
   const char *k = luaL_checkstring(L, 2);
@@ -61,7 +67,7 @@ static int m_index(lua_State *L) {
   else if (strcmp(k, "spend") == 0) lua_pushnumber(L, m->spend);
   else if (strcmp(k, "points") == 0) lua_pushinteger(L, m->points);
   else if (strcmp(k, "tz") == 0) lua_pushstring(L, tz_name(engine_member_tz(scripts_of(L)->engine, m)));
-  else lua_getfield(L, lua_upvalueindex(1), k); /* a method, or nil */
+  else lua_pushnil(L);
   return 1;
 }
 

@@ -1,6 +1,7 @@
 /* util: checked allocation, string buffers and small helpers (see util.h). */
 #include "util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,25 @@ char *xstrndup(const char *s, size_t n) {
   memcpy(p, s, n);
   p[n] = '\0';
   return p;
+}
+
+size_t prefixed_int(char *buf, size_t cap, const char *prefix, int64_t v) {
+  size_t n = strlen(prefix);
+  assert(cap >= n + 21); /* 20 characters hold any int64, with its sign */
+  (void)cap;
+  memcpy(buf, prefix, n);
+  /* digits from the last, in unsigned arithmetic so that INT64_MIN negates */
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  char digits[20];
+  size_t k = 0;
+  do {
+    digits[k++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) buf[n++] = '-';
+  while (k) buf[n++] = digits[--k];
+  buf[n] = '\0';
+  return n;
 }
 
 char *xasprintf(const char *fmt, ...) {

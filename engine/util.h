@@ -13,6 +13,9 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* prefix then v in decimal into buf (cap >= strlen(prefix) + 21): snprintf's "%s%lld"
+ * without its format parser, for keys made on every event. Returns the length. */
+size_t prefixed_int(char *buf, size_t cap, const char *prefix, int64_t v);
 
 typedef struct {
   char *data;
