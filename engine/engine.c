@@ -643,7 +643,7 @@ int eng_apply_event(engine_t *e, event_t *ev) {
   char keybuf[40];
   const char *key = ev->id;
   if (!key) {
-    snprintf(keybuf, sizeof keybuf, "@%lld", (long long)e->event_seq);
+    prefixed_int(keybuf, sizeof keybuf, "@", e->event_seq);
     key = keybuf;
   }
   member_t *m = member_cache_get(&e->members, e->store, ev->member, ev->time);

@@ -104,8 +104,8 @@ static int hold(engine_t *e, engine_call_t *c, json_t *body, char *text, int sta
 /* The stable id of an action: campaign/member/key, or campaign/member/event/n. */
 char *eng_action_id(engine_t *e, engine_call_t *c, const action_spec_t *a, int count) {
   const char *campaign = a->campaign ? a->campaign : c->campaign;
-  if (a->key) return xasprintf("%s/%s/%s", campaign, c->m->id, a->key);
-  return xasprintf("%s/%s/%s/%d", campaign, c->m->id, c->event_key, count ? ++e->action_n : e->action_n);
+  if (a->key) return join_id((const char *[]){campaign, c->m->id, a->key}, 3, JOIN_NO_NUMBER);
+  return join_id((const char *[]){campaign, c->m->id, c->event_key}, 3, count ? ++e->action_n : e->action_n);
 }
 
 

@@ -59,6 +59,22 @@ size_t prefixed_int(char *buf, size_t cap, const char *prefix, int64_t v) {
   return n;
 }
 
+char *join_id(const char *const *parts, int nparts, int64_t number) {
+  assert(nparts > 0);
+  size_t len[8], total = 0;
+  assert(nparts <= 8);
+  for (int i = 0; i < nparts; i++) total += (len[i] = strlen(parts[i])) + 1;
+  char *id = xmalloc(total + 21), *p = id; /* 21: the number's sign and digits, and its '/' */
+  for (int i = 0; i < nparts; i++) {
+    if (i) *p++ = '/';
+    memcpy(p, parts[i], len[i]);
+    p += len[i];
+  }
+  *p = '\0';
+  if (number != JOIN_NO_NUMBER) prefixed_int(p, 22, "/", number);
+  return id;
+}
+
 char *xasprintf(const char *fmt, ...) {
   strbuf_t sb;
   va_list ap;
