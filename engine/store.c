@@ -416,6 +416,7 @@ int store_begin(store_t *s) {
   if (run(s, query(s, &q)) < 0) return -1;
   s->in_tx = 1;
   s->seen_loaded = 0; /* another connection may have changed the generations */
+  s->next_due_known = 0; /* ...and the timers */
   return 0;
 }
 
@@ -433,6 +434,7 @@ void store_rollback(store_t *s) {
   run(s, query(s, &q)); /* a failed rollback is logged; SQLite has rolled back anyway */
   s->in_tx = 0;
   s->seen_loaded = 0;
+  s->next_due_known = 0;
 }
 
 int64_t store_meta_get(store_t *s, const char *key, int64_t dflt) {
@@ -476,6 +478,7 @@ int store_release(store_t *s) {
 int store_rollback_to(store_t *s) {
   static query_t q = QUERY("ROLLBACK TO handler");
   s->seen_loaded = 0; /* a generation opened inside the savepoint is gone */
+  s->next_due_known = 0; /* and its timers */
   return run_sql(s, &q) < 0 ? -1 : store_release(s);
 }
 
@@ -753,6 +756,8 @@ int store_timer_add(store_t *s, const timer_row_t *r) {
   bind_text(st, 9, r->chain);
   int rc = run(s, st);
   sqlite3_clear_bindings(st);
+  if (rc == 0 && s->next_due_known && (!s->next_due_exists || r->due < s->next_due))
+    s->next_due_exists = 1, s->next_due = r->due;
   return rc;
 }
 
@@ -796,6 +801,7 @@ int store_timers_due(store_t *s, int64_t upto, int max, timer_row_t **out) {
 
 int store_timers_delete_upto(store_t *s, int64_t due, int64_t id, int64_t max_id) {
   static query_t q = QUERY("DELETE FROM timers WHERE (due, id) <= (?1, ?2) AND id <= ?3");
+  s->next_due_known = 0;
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_int(st, 1, due);
@@ -804,15 +810,26 @@ int store_timers_delete_upto(store_t *s, int64_t due, int64_t id, int64_t max_id
   return run(s, st);
 }
 
+/* Inside a transaction (BEGIN IMMEDIATE: no other connection writes) the earliest due
+ * time is read once and then kept: store_timer_add lowers it, and a delete or a rollback
+ * forgets it. The import asks before every event. */
 int store_timer_next(store_t *s, int64_t *due) {
   static query_t q = QUERY("SELECT due FROM timers ORDER BY due LIMIT 1");
+  if (s->in_tx && s->next_due_known) {
+    if (s->next_due_exists) *due = s->next_due;
+    return s->next_due_exists;
+  }
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   int found = step_row(s, st);
-  if (found != 1) return found;
-  *due = sqlite3_column_int64(st, 0);
-  sqlite3_reset(st);
-  return 1;
+  if (found < 0) return -1;
+  if (found == 1) {
+    *due = s->next_due = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+  }
+  s->next_due_known = s->in_tx;
+  s->next_due_exists = found;
+  return found;
 }
 
 int store_failure_add(store_t *s, const failure_row_t *r) {

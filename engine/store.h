@@ -30,6 +30,10 @@ typedef struct store {
   store_seen_gen_t *seen_gens; /* the generations, oldest first, read once per transaction */
   int nseen_gens, seen_cap;
   int seen_loaded;             /* seen_gens is this transaction's (cleared by begin, rollback) */
+  int next_due_known;          /* this transaction's earliest timer is known (see
+                                  store_timer_next; cleared by begin, rollbacks, deletes) */
+  int next_due_exists;         /* there is one, due at next_due */
+  int64_t next_due;
   struct checkpointer *checkpointer; /* copies the WAL into the file (NULL: SQLite's autocheckpoint) */
 } store_t;
 

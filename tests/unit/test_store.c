@@ -426,6 +426,46 @@ TEST(timers_ordered_and_deleted_up_to) {
   store_close(s);
 }
 
+/* The earliest due time is read once a transaction and kept as timers are added; a
+ * delete or a rollback (to a savepoint too) reads it again, and so does a transaction
+ * after another connection added one. */
+TEST(timer_next_follows_adds_deletes_and_rollbacks) {
+  char path[64], err[256] = "";
+  temp_db(path);
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) { remove_db(path); return; }
+  int64_t due = -1;
+  CHECK_INT(store_begin(s), 0);
+  CHECK_INT(store_timer_next(s, &due), 0);
+  CHECK_INT(timer_add(s, 300, 1, "m", "tick", NULL, 0), 0);
+  CHECK_INT(next_due(s), 300);
+  CHECK_INT(timer_add(s, 100, 2, "m", "tick", NULL, 0), 0);
+  CHECK_INT(timer_add(s, 200, 3, "m", "tick", NULL, 0), 0);
+  CHECK_INT(next_due(s), 100);
+  CHECK_INT(store_savepoint(s), 0);
+  CHECK_INT(timer_add(s, 50, 4, "m", "tick", NULL, 0), 0);
+  CHECK_INT(next_due(s), 50);
+  CHECK_INT(store_rollback_to(s), 0);
+  CHECK_INT(next_due(s), 100);
+  CHECK_INT(store_timers_delete_upto(s, 100, 2, INT64_MAX), 0);
+  CHECK_INT(next_due(s), 200);
+  CHECK_INT(store_commit(s), 0);
+
+  sqlite3 *other = NULL; /* another writer, between two transactions */
+  CHECK_INT(sqlite3_open(path, &other), SQLITE_OK);
+  CHECK_INT(sqlite3_exec(other, "INSERT INTO timers(due, id, member, type, gen) VALUES (10, 9, 'm', 'tick', 0)",
+                         NULL, NULL, NULL), SQLITE_OK);
+  CHECK_INT(next_due(s), 10); /* outside a transaction: read each time */
+  CHECK_INT(sqlite3_exec(other, "DELETE FROM timers WHERE id = 9", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_INT(store_begin(s), 0);
+  CHECK_INT(next_due(s), 200);
+  CHECK_INT(store_commit(s), 0);
+  sqlite3_close(other);
+  store_close(s);
+  remove_db(path);
+}
+
 /* A batch's rows hold their texts: each as written, NULL where none was. */
 TEST(timers_due_keep_their_texts) {
   store_t *s = mem_store();
@@ -1217,6 +1257,7 @@ int main(void) {
   RUN(member_update_only_an_existing_row);
   RUN(timers_ordered_and_deleted_up_to);
   RUN(timers_due_keep_their_texts);
+  RUN(timer_next_follows_adds_deletes_and_rollbacks);
   RUN(store_open_copy_snapshot_not_written);
   RUN(report_reads_return_typed_rows);
   RUN(points_lots_order_next_due_and_refund_once);
