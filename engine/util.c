@@ -61,17 +61,20 @@ size_t prefixed_int(char *buf, size_t cap, const char *prefix, int64_t v) {
 
 char *join_id(const char *const *parts, int nparts, int64_t number) {
   assert(nparts > 0);
-  size_t len[8], total = 0;
-  assert(nparts <= 8);
-  for (int i = 0; i < nparts; i++) total += (len[i] = strlen(parts[i])) + 1;
-  char *id = xmalloc(total + 21), *p = id; /* 21: the number's sign and digits, and its '/' */
+  size_t total = 0;
+  for (int i = 0; i < nparts; i++) {
+    assert(parts[i]);
+    total += strlen(parts[i]) + 1; /* and its '/', or the final NUL */
+  }
+  char *id = xmalloc(total + 21), *p = id; /* 21 more: '/', the number's sign and digits */
   for (int i = 0; i < nparts; i++) {
     if (i) *p++ = '/';
-    memcpy(p, parts[i], len[i]);
-    p += len[i];
+    size_t n = strlen(parts[i]);
+    memcpy(p, parts[i], n);
+    p += n;
   }
   *p = '\0';
-  if (number != JOIN_NO_NUMBER) prefixed_int(p, 22, "/", number);
+  if (number != JOIN_NO_NUMBER) prefixed_int(p, 22, "/", number); /* 22: total + 21 - (p - id) */
   return id;
 }
 

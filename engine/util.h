@@ -16,7 +16,7 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* prefix then v in decimal into buf (cap >= strlen(prefix) + 21): snprintf's "%s%lld"
  * without its format parser, for keys made on every event. Returns the length. */
 size_t prefixed_int(char *buf, size_t cap, const char *prefix, int64_t v);
-/* parts[0]/parts[1]/.../number, malloc'd (up to 8 parts; no number when it is
+/* parts[0]/parts[1]/.../number, malloc'd (parts not NULL; no number when it is
  * JOIN_NO_NUMBER): the ids made for every action, without a format parser. */
 #define JOIN_NO_NUMBER INT64_MIN
 char *join_id(const char *const *parts, int nparts, int64_t number);
