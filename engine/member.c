@@ -284,7 +284,10 @@ void member_cache_clear(member_cache_t *c) {
   }
   memset(c->buckets, 0, c->nbuckets * sizeof *c->buckets);
   c->count = 0;
-  c->bytes = 0;
+}
+
+size_t member_cache_bytes(const member_cache_t *c) {
+  return c->seg[MS_PROBATION].bytes + c->seg[MS_PROTECTED].bytes;
 }
 
 /* Take her out of her hash chain and her segment, and free her. */
@@ -296,8 +299,6 @@ static void drop_member(member_cache_t *c, member_t *m) {
   }
   *link = m->next;
   list_unlink(&c->seg[m->seg], m);
-  assert(c->bytes >= m->foot);
-  c->bytes -= m->foot;
   member_free(m);
   c->count--;
 }
@@ -327,9 +328,8 @@ static void recount_round(member_cache_t *c) {
     member_t *m = c->round_members[i];
     size_t foot = member_footprint(m);
     member_list_t *l = &c->seg[m->seg];
-    assert(l->bytes >= m->foot && c->bytes >= m->foot);
+    assert(l->bytes >= m->foot);
     l->bytes = l->bytes - m->foot + foot;
-    c->bytes = c->bytes - m->foot + foot;
     m->foot = foot;
   }
 }
@@ -340,7 +340,7 @@ void member_cache_trim(member_cache_t *c, size_t budget) {
   member_list_t *probation = &c->seg[MS_PROBATION], *protected = &c->seg[MS_PROTECTED];
   while (protected->bytes > protected_cap) /* the least recent regulars are on probation again */
     move_to(c, protected->oldest, MS_PROBATION);
-  while (c->bytes > budget) {
+  while (member_cache_bytes(c) > budget) {
     member_t *m = probation->oldest ? probation->oldest : protected->oldest;
     assert(m && !m->dirty);
     if (!m) break; /* bytes without members: the sums are wrong (a bug), never loop on NULL */

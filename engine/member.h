@@ -82,7 +82,7 @@ typedef struct {
  * round (batch), which are the only ones that can be dirty. */
 typedef struct {
   member_t **buckets;
-  size_t nbuckets, count, bytes; /* bytes: the sum of every cached member's foot */
+  size_t nbuckets, count;
   member_list_t seg[MS_COUNT];
   uint64_t round;
   member_t **round_members;
@@ -120,6 +120,8 @@ void member_undo_begin(member_undo_t *u, member_t *m);
 /* Call before changing `key` of a part (MP_*) so the undo can restore it; marks the
  * part dirty. */
 void member_undo_key(member_undo_t *u, int which, const char *key);
+/* What the cached members hold as member_cache_trim counts it: both segments' sums. */
+size_t member_cache_bytes(const member_cache_t *c);
 /* Her attributes and tags as compact JSON, in bytes (measured once, then kept up to date
  * by the engine's changes). */
 int64_t member_bytes(member_t *m);

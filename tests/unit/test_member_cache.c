@@ -141,7 +141,7 @@ TEST(a_large_member_takes_the_room_of_several) {
   CHECK(m && member_footprint(m) > 2 * one() && member_footprint(m) < budget);
   member_cache_trim(&c, budget);
   CHECK(cached(&c, 100));
-  CHECK(c.bytes <= budget);
+  CHECK(member_cache_bytes(&c) <= budget);
   CHECK((int)c.count < 9); /* she holds more than two members' room */
   CHECK(!cached(&c, 0));   /* the least recent went */
   member_cache_free(&c);

@@ -67,6 +67,19 @@ static int table_exists(sqlite3 *db, const char *name) {
   return q_int(db, q) == 1;
 }
 
+/* A store in a new file at path (removed again when it cannot be opened). */
+static store_t *file_store(char path[64]) {
+  char err[256] = "";
+  temp_db(path);
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) {
+    fprintf(stderr, "store_open: %s\n", err);
+    remove_db(path);
+  }
+  return s;
+}
+
 static store_t *mem_store(void) {
   char err[256] = "";
   store_t *s = store_open_copy(NULL, err, sizeof err);
@@ -183,10 +196,8 @@ TEST(migrations_create_schema) {
 
 TEST(reopen_is_idempotent) {
   char path[64], err[256] = "";
-  temp_db(path);
-  store_t *s = store_open(path, 0, err, sizeof err);
-  CHECK(s != NULL);
-  if (!s) { remove_db(path); return; }
+  store_t *s = file_store(path);
+  if (!s) return;
   CHECK_INT(store_meta_set(s, "event_seq", 42), 0);
   CHECK_INT(store_begin(s), 0);
   CHECK_INT(store_meta_set(s, "timer_seq", 7), 0);
@@ -430,11 +441,9 @@ TEST(timers_ordered_and_deleted_up_to) {
  * delete or a rollback (to a savepoint too) reads it again, and so does a transaction
  * after another connection added one. */
 TEST(timer_next_follows_adds_deletes_and_rollbacks) {
-  char path[64], err[256] = "";
-  temp_db(path);
-  store_t *s = store_open(path, 0, err, sizeof err);
-  CHECK(s != NULL);
-  if (!s) { remove_db(path); return; }
+  char path[64];
+  store_t *s = file_store(path);
+  if (!s) return;
   int64_t due = -1;
   CHECK_INT(store_begin(s), 0);
   CHECK_INT(store_timer_next(s, &due), 0);
@@ -466,14 +475,19 @@ TEST(timer_next_follows_adds_deletes_and_rollbacks) {
   remove_db(path);
 }
 
+/* Row i's member and data texts in timers_due_keep_their_texts. */
+static void row_texts(int i, char member[32], char data[32]) {
+  snprintf(member, 32, "member-%d", i);
+  snprintf(data, 32, "{\"n\":%d}", i);
+}
+
 /* A batch's rows hold their texts: each as written, NULL where none was. */
 TEST(timers_due_keep_their_texts) {
   store_t *s = mem_store();
   if (!s) return;
   for (int i = 0; i < 300; i++) {
     char member[32], data[32];
-    snprintf(member, sizeof member, "member-%d", i);
-    snprintf(data, sizeof data, "{\"n\":%d}", i);
+    row_texts(i, member, data);
     timer_row_t row = {.due = 100, .id = i + 1, .member = member, .type = i % 2 ? "odd" : "even",
                        .data = i % 3 ? data : NULL, .gen = 0, .campaign = i % 5 ? "c" : NULL,
                        .depth = i, .chain = i % 7 ? NULL : "c:even > c:odd"};
@@ -483,8 +497,7 @@ TEST(timers_due_keep_their_texts) {
   CHECK_INT(store_timers_due(s, 100, 1000, &rows), 300);
   for (int i = 0; i < 300; i++) {
     char member[32], data[32];
-    snprintf(member, sizeof member, "member-%d", i);
-    snprintf(data, sizeof data, "{\"n\":%d}", i);
+    row_texts(i, member, data);
     CHECK_STR(rows[i].member, member);
     CHECK_STR(rows[i].type, i % 2 ? "odd" : "even");
     if (i % 3) CHECK_STR(rows[i].data, data); else CHECK(rows[i].data == NULL);
@@ -500,10 +513,8 @@ TEST(timers_due_keep_their_texts) {
 
 TEST(store_open_copy_snapshot_not_written) {
   char path[64], err[256] = "";
-  temp_db(path);
-  store_t *s = store_open(path, 0, err, sizeof err);
-  CHECK(s != NULL);
-  if (!s) { remove_db(path); return; }
+  store_t *s = file_store(path);
+  if (!s) return;
   CHECK_INT(store_meta_set(s, "event_seq", 5), 0);
   store_close(s);
   s = store_open_copy(path, err, sizeof err);
