@@ -23,6 +23,7 @@
 #include "http_reply.h"
 #include "http_server.h"
 #include "ingest.h"
+#include "json_read.h"
 #include "log.h"
 #include "member_json.h"
 #include "summary.h"
@@ -119,7 +120,7 @@ static void log_part(int level, part_t *pt, const char *msg, const char *k, cons
  * does (the bound only grows, and is kept with the cursor: a replay gives the same). */
 static int apply_event(part_t *pt, const cluster_msg_t *m) {
   json_error_t jerr;
-  json_t *o = json_loadb(m->body, m->len, 0, &jerr);
+  json_t *o = jr_loadb(m->body, m->len, 0, &jerr);
   json_int_t received = 0, stale = 0;
   json_t *body = NULL;
   event_t ev;
@@ -143,7 +144,7 @@ static int apply_event(part_t *pt, const cluster_msg_t *m) {
  * partition's log however the partitions were spread over engines and whenever it
  * arrived, and those applied at one tick go in (at, id) order. */
 static int hold_emit(part_t *pt, const cluster_msg_t *m) {
-  json_t *o = json_loadb(m->body, m->len, 0, NULL);
+  json_t *o = jr_loadb(m->body, m->len, 0, NULL);
   const char *id = NULL;
   json_int_t at = 0, after = 0;
   if (!o || json_unpack(o, "{s:s, s:I, s:I}", "id", &id, "at", &at, "after", &after) < 0) {
@@ -164,7 +165,7 @@ static int hold_emit(part_t *pt, const cluster_msg_t *m) {
 
 /* Apply one held emit (its forward's JSON). */
 static int apply_emit(part_t *pt, const char *body) {
-  json_t *o = json_loads(body, 0, NULL);
+  json_t *o = jr_loads(body, 0, NULL);
   engine_emit_in_t in = {0};
   json_int_t at = 0, depth = 0;
   const char *chain = NULL, *campaign = "";
@@ -214,7 +215,7 @@ static int apply_held(part_t *pt, int64_t at) {
  * this epoch, so it waits there for the next tick (`hearth cluster tick` repeats a time
  * in further rounds while they cause more). */
 static int apply_tick(part_t *pt, const cluster_msg_t *m) {
-  json_t *o = json_loadb(m->body, m->len, 0, NULL);
+  json_t *o = jr_loadb(m->body, m->len, 0, NULL);
   json_int_t at = 0, round = 0;
   int ok = o && json_unpack(o, "{s:I, s?I}", "at", &at, "round", &round) == 0 && round >= 0 &&
            round < CLUSTER_ROUNDS;
@@ -848,7 +849,7 @@ static void read_finish(uv_timer_t *t) {
 
 /* One partition's answer (text from rpc_handler, here or on another engine). */
 static void read_take(read_job_t *r, const char *reply_text, const char *err) {
-  json_t *o = reply_text ? json_loads(reply_text, 0, NULL) : NULL;
+  json_t *o = reply_text ? jr_loads(reply_text, 0, NULL) : NULL;
   const char *problem = json_string_value(json_object_get(o, "error"));
   if (!o || problem) {
     if (!r->error) {

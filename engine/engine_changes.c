@@ -10,6 +10,7 @@
 
 #include "engine_private.h"
 #include "json_compact.h"
+#include "json_read.h"
 #include "log.h"
 #include "restraint.h"
 
@@ -409,7 +410,7 @@ int engine_act(engine_t *e, engine_call_t *c, action_spec_t *a, int *recorded) {
 
 /* A release timer fired: judge the deferred send again, as a call of its campaign. */
 int eng_release_send(engine_t *e, member_t *m, const timer_row_t *r, const event_t *ev, const char *key) {
-  json_t *d = r->data ? json_loads(r->data, 0, NULL) : NULL;
+  json_t *d = r->data ? jr_loads(r->data, 0, NULL) : NULL;
   const char *id = json_string_value(json_object_get(d, "id"));
   if (!id || !json_is_object(json_object_get(d, "fields"))) {
     log_msg(LOG_ERROR, "a deferred send's timer has no send: dropped", "member", r->member, "data", r->data, NULL);
@@ -604,7 +605,7 @@ static int forward_emit(engine_t *e, engine_call_t *c, int partition, const char
   json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "id", id, "member", member, "type", type,
                            "at", (json_int_t)e->now, "after", (json_int_t)e->forward_epoch, "depth",
                            (json_int_t)(c->depth + 1), "chain", chain, "campaign", c->campaign ? c->campaign : "");
-  if (data) json_object_set_new(body, "data", json_loads(data, JSON_DECODE_ANY, NULL));
+  if (data) json_object_set_new(body, "data", jr_loads(data, JSON_DECODE_ANY, NULL));
   char *text = json_dumps(body, JSON_COMPACT);
   int rc = store_forward_add(e->store, partition, id, text);
   eng_trace(e, &(engine_trace_t){.kind = TRACE_TIMER_SET, .member = member, .type = type, .campaign = c->campaign,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine_private.h"
+#include "json_read.h"
 #include "log.h"
 
 /* ---- timers ---- */
@@ -70,7 +71,7 @@ static int fire_one(engine_t *e, timer_row_t *r) {
   }
   trace_timer(e, TRACE_TIMER_FIRED, r);
   event_t ev = {.type = r->type, .member = r->member, .time = r->due, .has_time = 1};
-  if (r->data) ev.data = json_loads(r->data, 0, NULL);
+  if (r->data) ev.data = jr_loads(r->data, 0, NULL);
   char key[48];
   prefixed_int(key, sizeof key, "timer:", r->id);
   e->stats.timers_fired++;

@@ -13,6 +13,7 @@
 
 #include "engine_private.h"
 #include "event.h"
+#include "json_read.h"
 #include "util.h"
 
 static const char *const known_fields[] = {"member", "attrs", "tags", "points", "staff", "tz", "joined_at", NULL};
@@ -144,7 +145,7 @@ int load_record_parse(engine_t *e, const char *text, size_t len, load_record_t *
   memset(r, 0, sizeof *r);
   r->joined_at = STORE_NO_TIME;
   json_error_t je;
-  json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  json_t *o = jr_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
   if (!o) {
     snprintf(err, errlen, "not JSON: %s (column %d)", je.text, je.column);
     return -1;

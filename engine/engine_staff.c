@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "engine_private.h"
+#include "json_read.h"
 #include "log.h"
 
 /* Members looked at per hand-off step (one timer batch): bounds the step's work whatever
@@ -166,7 +167,7 @@ static int handoff_member(engine_t *e, json_t *job, const char *id, const char *
 }
 
 int eng_handoff_step(engine_t *e, member_t *who, const timer_row_t *r) {
-  json_t *job = r->data ? json_loads(r->data, 0, NULL) : NULL;
+  json_t *job = r->data ? jr_loads(r->data, 0, NULL) : NULL;
   const char *from = json_string_value(json_object_get(job, "staff"));
   if (!from) {
     log_msg(LOG_ERROR, "unreadable staff hand-off timer dropped", "member", r->member, "data", r->data, NULL);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "json_lua.h" /* jl_utf8_valid, jl_utf8_seq, JL_MAX_DEPTH */
+#include "json_read.h"
 #include "timeutil.h"
 
 #define EVENT_TYPE_MAX 64
@@ -406,7 +407,7 @@ int event_parse(const char *text, size_t len, event_t *ev, char *err, size_t err
   int rc;
   memset(ev, 0, sizeof *ev);
   if (!text) return fail(err, errlen, "expected a JSON object");
-  root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+  root = jr_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
   if (!root) {
     enum { WHY = JSON_ERROR_TEXT_LENGTH - 1 };
     char why[WHY + 4]; /* jansson may echo the offending bytes */

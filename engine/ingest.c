@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "json_read.h"
 #include "util.h"
 
 /* ---- the NDJSON reader ---- */
@@ -123,7 +124,7 @@ int ingest_parse_body(const char *body, size_t len, int64_t now, int64_t max_fut
   }
   if (*p == '[') {
     json_error_t je;
-    json_t *arr = json_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES, &je);
+    json_t *arr = jr_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES, &je);
     if (!arr) {
       set_err(err, errlen, "invalid JSON array at line %d column %d: %s", je.line, je.column, je.text);
       return -1;
@@ -135,7 +136,7 @@ int ingest_parse_body(const char *body, size_t len, int64_t now, int64_t max_fut
   }
   /* NDJSON; a single pretty-printed object is one event too */
   if (*p == '{') {
-    json_t *one = json_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES, NULL);
+    json_t *one = jr_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES, NULL);
     if (one) {
       char msg[400];
       event_t *ev = event_list_push(out);

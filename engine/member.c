@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "json_compact.h"
+#include "json_read.h"
 #include "log.h"
 #include "util.h"
 
@@ -22,7 +23,7 @@ static uint64_t hash_str(const char *s) {
 json_t *member_part(member_t *m, int which) {
   if (!m->part[which]) {
     const char *t = m->text[which];
-    json_t *v = t && !(t[0] == '{' && t[1] == '}' && !t[2]) ? json_loads(t, 0, NULL) : NULL;
+    json_t *v = t && !(t[0] == '{' && t[1] == '}' && !t[2]) ? jr_loads(t, 0, NULL) : NULL;
     if (!json_is_object(v)) {
       json_decref(v);
       v = json_object();
