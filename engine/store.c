@@ -312,16 +312,9 @@ static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
     return -1;
   }
   if (!readonly) {
-    /* A new database has 2 KiB pages: an event changes a few rows at random places in
-     * several B-trees, and a commit writes each page it changed whole, so smaller pages
-     * write less for the same rows (5.6 KB an event at 4 KiB, 3.9 KB at 2 KiB, importing
-     * tests/bench events 256 to a commit) for the same CPU; 1 KiB pages cost more CPU.
-     * It frees the pages a purge empties a chunk at a time (hearth purge). Both can only be
-     * chosen before the first table, the page size before the vacuum mode. A database
-     * made with other pages keeps them. */
-    if (v == 0 && (store_exec(s, "PRAGMA page_size = 2048", err, errlen) < 0 ||
-                   store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen) < 0))
-      return -1;
+    /* a new database frees the pages a purge empties a chunk at a time (hearth purge);
+     * the mode can only be chosen before the first table */
+    if (v == 0 && store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen) < 0) return -1;
     if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384;"
                       " PRAGMA foreign_keys = OFF; PRAGMA cache_size = -262144;"
                       " PRAGMA temp_store = MEMORY;",
