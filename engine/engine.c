@@ -28,6 +28,10 @@ int action_status_parse(const char *s) {
 
 const char *engine_db_error(engine_t *e) { return store_errmsg(e->store); }
 
+int engine_sync_behind(engine_t *e, char *err, size_t errlen) { return store_sync_behind(e->store, err, errlen); }
+
+int engine_sync(engine_t *e) { return store_sync(e->store); }
+
 /* Bad zone names remembered at most (past it a bad name is read and reported each time). */
 #define MAX_BAD_ZONES 256
 

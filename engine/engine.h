@@ -430,6 +430,13 @@ json_t *staff_report_json(store_t *s, const tz_t *tz, int64_t now);
 
 /* The database's message for the last error (already logged where it happened). */
 const char *engine_db_error(engine_t *e);
+/* Commits return before their log is on disk: each is synced while the next batch runs
+ * and is durable before the next commit (store_sync_behind). For the import, which says
+ * it is done only after engine_sync. 0, or -1 with a message in err (then every commit
+ * stays synced by itself, as before). */
+int engine_sync_behind(engine_t *e, char *err, size_t errlen);
+/* Every commit on disk: 0, or -1 (engine_db_error says why). */
+int engine_sync(engine_t *e);
 
 /* Format t in the engine's zone as RFC 3339. */
 char *engine_fmt_time(engine_t *e, int64_t t, char buf[32]);

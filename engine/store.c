@@ -36,6 +36,7 @@
 #include "checkpointer.h"
 #include "log.h"
 #include "util.h"
+#include "wal_sync.h"
 
 /* Migration i takes the schema from version i to i + 1. */
 static const char *const migrations[] = {
@@ -262,7 +263,7 @@ static int store_exec(store_t *s, const char *q, char *err, size_t errlen) {
   return 0;
 }
 
-const char *store_errmsg(store_t *s) { return sqlite3_errmsg(s->db); }
+const char *store_errmsg(store_t *s) { return s->sync_err[0] ? s->sync_err : sqlite3_errmsg(s->db); }
 
 static int user_version(store_t *s) {
   sqlite3_stmt *st;
@@ -401,6 +402,7 @@ fail:
 
 void store_close(store_t *s) {
   if (!s) return;
+  wal_sync_stop(s->wal_sync); /* what was committed is synced first */
   checkpointer_stop(s->checkpointer);
   for (int i = 0; i < s->ncached; i++) sqlite3_finalize(s->cached[i]);
   free(s->cached);
@@ -422,13 +424,34 @@ int store_begin(store_t *s) {
   return 0;
 }
 
+/* The commits before this one durable: 0, or -1 with the reason logged and kept. */
+static int synced_behind(store_t *s) {
+  if (!s->wal_sync || wal_sync_wait(s->wal_sync, s->commits, s->sync_err, sizeof s->sync_err) == 0) return 0;
+  log_msg(LOG_ERROR, "database error", "db", s->path, "error", s->sync_err, NULL);
+  return -1;
+}
+
 int store_commit(store_t *s) {
   static query_t q = QUERY("COMMIT");
   assert(s->in_tx);
-  if (run(s, query(s, &q)) < 0) return -1;
+  if (synced_behind(s) < 0 || run(s, query(s, &q)) < 0) return -1;
   s->in_tx = 0;
+  if (s->wal_sync) wal_sync_written(s->wal_sync, ++s->commits);
   return 0;
 }
+
+int store_sync_behind(store_t *s, char *err, size_t errlen) {
+  assert(!s->in_tx && !s->wal_sync);
+  if (store_exec(s, "PRAGMA synchronous = NORMAL", err, errlen) < 0) return -1;
+  s->wal_sync = wal_sync_start(s->path, err, errlen);
+  if (s->wal_sync) return 0;
+  char ignored[200];
+  if (store_exec(s, "PRAGMA synchronous = FULL", ignored, sizeof ignored) < 0)
+    log_msg(LOG_ERROR, "cannot set synchronous = FULL again", "db", s->path, "error", ignored, NULL);
+  return -1;
+}
+
+int store_sync(store_t *s) { return synced_behind(s); }
 
 void store_rollback(store_t *s) {
   static query_t q = QUERY("ROLLBACK");

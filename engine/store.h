@@ -3,7 +3,8 @@
  * refused), and every query, each behind a typed function with named rows: engine state
  * (members, tags, ledger, dedupe marks, timers, actions, failures, cron state, funnel
  * counters), the reports' reads, the outbox's delivery, and the exports' pages. WAL
- * mode with synchronous=FULL, so a committed batch survives a crash or power loss. Every
+ * mode with synchronous=FULL, so a committed batch survives a crash or power loss, or
+ * with the log synced one commit behind (store_sync_behind, for an import). Every
  * failed step is logged with its query here and reported to the caller as -1. Knows
  * nothing about Lua or events. */
 #ifndef HEARTH_STORE_H
@@ -35,6 +36,9 @@ typedef struct store {
   int next_due_exists;         /* there is one, due at next_due */
   int64_t next_due;
   struct checkpointer *checkpointer; /* copies the WAL into the file (NULL: SQLite's autocheckpoint) */
+  struct wal_sync *wal_sync;  /* syncs the WAL one commit behind (NULL: each commit syncs it) */
+  uint64_t commits;           /* commits since store_sync_behind */
+  char sync_err[320];         /* why the WAL could not be synced ("" when it could) */
 } store_t;
 
 /* A query with its SQL text, prepared once per connection on first use (store.c only). */
@@ -58,6 +62,16 @@ const char *store_path(store_t *s);
 
 int store_begin(store_t *s);
 int store_commit(store_t *s);
+/* From now on a commit returns once its transaction is written, and the log is synced on
+ * a thread while the next transaction runs; a commit first waits until the one before it
+ * is durable. So at most the last commit is not yet on disk, and store_sync waits for it.
+ * A crash of the process loses nothing a commit wrote; a power loss at most the last
+ * commit. For a writer whose batches are acknowledged only at its end (an import): the
+ * daemon answers a POST after the commit's own sync. 0, or -1 with a message in err (the
+ * commits then stay synced each by itself). */
+int store_sync_behind(store_t *s, char *err, size_t errlen);
+/* Every commit durable: 0, or -1 (logged; store_errmsg says why). */
+int store_sync(store_t *s);
 void store_rollback(store_t *s);
 
 int64_t store_meta_get(store_t *s, const char *key, int64_t dflt);

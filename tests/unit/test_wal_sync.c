@@ -1,0 +1,142 @@
+/* test_wal_sync: unit tests for engine/wal_sync.c and store_sync_behind — each commit's
+ * log is synced, one sync a commit; a sync covers what the commit wrote; a commit waits for
+ * the sync of the one before it, so a failed sync stops the next commit and store_sync
+ * with the sync's own error; and what was committed is there after the store is closed. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store.h"
+#include "unit.h"
+#include "unit_db.h"
+#include "wal_sync.h"
+
+static store_t *behind_store(char path[64]) {
+  char err[400] = "";
+  if (unit_temp_db(path, "walsync") < 0) return NULL;
+  store_t *s = store_open(path, 0, err, sizeof err);
+  CHECK(s != NULL);
+  if (s && store_sync_behind(s, err, sizeof err) < 0) {
+    fprintf(stderr, "store_sync_behind: %s\n", err);
+    CHECK(0);
+    store_close(s);
+    s = NULL;
+  }
+  if (!s) unit_remove_db(path);
+  return s;
+}
+
+/* One transaction that writes a meta row. */
+static int commit_one(store_t *s, const char *key, int64_t v) {
+  if (store_begin(s) < 0) return -1;
+  if (store_meta_set(s, key, v) < 0 || store_commit(s) < 0) {
+    store_rollback(s);
+    return -1;
+  }
+  return 0;
+}
+
+/* A sync that records how long the log was when it ran, then syncs it. */
+typedef struct {
+  long calls;
+  off_t size_at[64];
+} recorder_t;
+
+static int record_size(int fd, void *ud) {
+  recorder_t *r = ud;
+  struct stat st;
+  if (fstat(fd, &st) < 0) return -1;
+  if (r->calls < 64) r->size_at[r->calls] = st.st_size;
+  r->calls++;
+  return fdatasync(fd);
+}
+
+static off_t wal_size(const char *path) {
+  char wal[80];
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  struct stat st;
+  return stat(wal, &st) == 0 ? st.st_size : -1;
+}
+
+TEST(one_sync_a_commit_covering_what_it_wrote) {
+  char path[64];
+  store_t *s = behind_store(path);
+  if (!s) return;
+  recorder_t rec = {0};
+  wal_sync_use(s->wal_sync, record_size, &rec);
+  off_t after[10];
+  for (int i = 0; i < 10; i++) {
+    CHECK_INT(commit_one(s, "k", i), 0);
+    after[i] = wal_size(path);
+  }
+  CHECK_INT(store_sync(s), 0);
+  /* each commit waited for the sync of the one before it, so no sync covered two */
+  CHECK_INT(wal_sync_runs(s->wal_sync), 10);
+  CHECK_INT(rec.calls, 10);
+  for (int i = 0; i < 10 && i < rec.calls; i++) CHECK(rec.size_at[i] >= after[i]);
+  store_close(s);
+  char err[200];
+  s = store_open(path, 1, err, sizeof err); /* what was committed is there */
+  CHECK(s != NULL);
+  if (s) CHECK_INT(store_meta_get(s, "k", -1), 9);
+  store_close(s);
+  unit_remove_db(path);
+}
+
+static int fail_sync(int fd, void *ud) {
+  (void)fd;
+  (*(long *)ud)++;
+  errno = EIO;
+  return -1;
+}
+
+TEST(a_failed_sync_stops_the_next_commit) {
+  char path[64];
+  store_t *s = behind_store(path);
+  if (!s) return;
+  long calls = 0;
+  wal_sync_use(s->wal_sync, fail_sync, &calls);
+  CHECK_INT(commit_one(s, "k", 1), 0); /* written; its sync fails on the thread */
+  CHECK_INT(commit_one(s, "k", 2), -1); /* waits for that sync first, and is refused */
+  CHECK(strstr(store_errmsg(s), "cannot sync the write-ahead log") != NULL);
+  CHECK(strstr(store_errmsg(s), strerror(EIO)) != NULL);
+  CHECK_INT(store_sync(s), -1);
+  CHECK_INT(calls, 1);
+  CHECK_INT(store_meta_get(s, "k", -1), 1); /* the second transaction was rolled back */
+  store_close(s);
+  unit_remove_db(path);
+}
+
+TEST(store_sync_with_nothing_committed) {
+  char path[64];
+  store_t *s = behind_store(path);
+  if (!s) return;
+  CHECK_INT(store_sync(s), 0);
+  CHECK_INT(wal_sync_runs(s->wal_sync), 0);
+  store_close(s);
+  unit_remove_db(path);
+}
+
+TEST(a_database_without_a_log_is_refused) {
+  char err[200] = "";
+  CHECK(wal_sync_start("/tmp/hearth-test-no-such-database", err, sizeof err) == NULL);
+  CHECK(strstr(err, "/tmp/hearth-test-no-such-database-wal") != NULL);
+  store_t *mem = store_open_copy(NULL, err, sizeof err); /* in memory: no log to sync */
+  CHECK(mem != NULL);
+  if (mem) {
+    CHECK_INT(store_sync_behind(mem, err, sizeof err), -1);
+    CHECK(mem->wal_sync == NULL);
+    CHECK_INT(commit_one(mem, "k", 1), 0); /* commits go on as before */
+    CHECK_INT(store_sync(mem), 0);
+  }
+  store_close(mem);
+}
+
+int main(void) {
+  RUN(one_sync_a_commit_covering_what_it_wrote);
+  RUN(a_failed_sync_stops_the_next_commit);
+  RUN(store_sync_with_nothing_committed);
+  RUN(a_database_without_a_log_is_refused);
+  return UNIT_DONE();
+}
