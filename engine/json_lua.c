@@ -112,15 +112,33 @@ void jl_push(lua_State *L, json_t *v) {
 
 /* ---------------------------------------------------------------- Lua -> JSON */
 
+/* One step from a table to the value being converted: a key, or an array index. */
+typedef struct {
+  const char *key; /* NULL for an index; else held by the table on the Lua stack */
+  size_t len;
+  lua_Integer index;
+} step_t;
+
 typedef struct {
   lua_State *L;
   const void *open[JL_MAX_DEPTH]; /* tables being converted, outermost first */
   int depth;
-  char path[JL_PATH_MAX]; /* ".vars.x[2]" of the value being converted */
+  step_t steps[JL_MAX_DEPTH]; /* where the value being converted is (written out only
+                                 into an error: ".vars.x[2]") */
+  int nsteps;
+  char path[JL_PATH_MAX];
   size_t pathlen;
   char *err;
   size_t errlen;
 } conv_t;
+
+static void path_push_key(conv_t *c, const char *key, size_t len);
+static void path_push_index(conv_t *c, lua_Integer i);
+
+static void step_in(conv_t *c, const char *key, size_t len, lua_Integer index) {
+  assert(c->nsteps < JL_MAX_DEPTH); /* one per open table, and convert_table caps those */
+  c->steps[c->nsteps++] = (step_t){key, len, index};
+}
 
 /* Record "message (at path)" and return NULL. */
 static json_t *conv_fail(conv_t *c, const char *fmt, ...) {
@@ -130,6 +148,12 @@ static json_t *conv_fail(conv_t *c, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (!c->err || c->errlen == 0) return NULL;
+  c->pathlen = 0;
+  c->path[0] = '\0';
+  for (int i = 0; i < c->nsteps; i++) {
+    if (c->steps[i].key) path_push_key(c, c->steps[i].key, c->steps[i].len);
+    else path_push_index(c, c->steps[i].index);
+  }
   if (c->pathlen) snprintf(c->err, c->errlen, "%s (at %s)", msg, c->path);
   else snprintf(c->err, c->errlen, "%s", msg);
   return NULL;
@@ -140,11 +164,6 @@ static void path_put(conv_t *c, const char *s, size_t n) {
   memcpy(c->path + c->pathlen, s, n);
   c->pathlen += n;
   c->path[c->pathlen] = '\0';
-}
-
-static void path_restore(conv_t *c, size_t len) {
-  c->pathlen = len;
-  c->path[len] = '\0';
 }
 
 /* Append ".key" (a valid UTF-8 key): control characters shown as '?', long keys cut at a
@@ -165,8 +184,7 @@ static void path_push_key(conv_t *c, const char *key, size_t len) {
   }
 }
 
-/* Append "[i]" (i >= 1). Written digit by digit: it runs for every array element a
- * script stores (m:set of a list), where snprintf was a tenth of the conversion. */
+/* Append "[i]" (i >= 1). */
 static void path_push_index(conv_t *c, lua_Integer i) {
   assert(i >= 1);
   char buf[24];
@@ -224,13 +242,12 @@ static enum table_kind classify(lua_State *L, int idx, lua_Integer *n) {
 
 static json_t *convert_array(conv_t *c, int idx, lua_Integer n) {
   json_t *arr = json_array();
-  size_t saved = c->pathlen;
   if (!arr) return conv_fail(c, "out of memory");
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(c->L, idx, i);
-    path_push_index(c, i);
+    step_in(c, NULL, 0, i);
     json_t *elem = convert(c, lua_gettop(c->L));
-    path_restore(c, saved);
+    c->nsteps--;
     lua_pop(c->L, 1);
     if (!elem) { json_decref(arr); return NULL; }
     if (json_array_append_new(arr, elem) != 0) { /* elem released by jansson */
@@ -263,7 +280,7 @@ static void free_refs(member_ref_t *v, size_t n) {
  * order that changes from run to run, and output (dry-run, stored JSON) must not. The
  * pairs are converted and sorted first, then the object is built once. */
 static json_t *convert_object(conv_t *c, int idx, lua_Integer count) {
-  size_t saved = c->pathlen, n = 0;
+  size_t n = 0;
   member_ref_t *v = malloc((size_t)count * sizeof *v);
   if (!v) return conv_fail(c, "out of memory");
   lua_pushnil(c->L);
@@ -274,10 +291,10 @@ static json_t *convert_object(conv_t *c, int idx, lua_Integer count) {
       free_refs(v, n);
       return conv_fail(c, "table key is not valid UTF-8");
     }
-    path_push_key(c, key, klen);
+    step_in(c, key, klen, 0);
     assert(n < (size_t)count); /* raw iteration runs no Lua: the table is as classified */
     json_t *val = convert(c, lua_gettop(c->L));
-    path_restore(c, saved);
+    c->nsteps--;
     if (!val) {
       free_refs(v, n);
       return NULL;
@@ -350,6 +367,7 @@ json_t *jl_from_lua(lua_State *L, int idx, char *err, size_t errlen) {
   int top = lua_gettop(L);
   c.L = L;
   c.depth = 0;
+  c.nsteps = 0;
   c.path[0] = '\0';
   c.pathlen = 0;
   c.err = err;
