@@ -195,7 +195,7 @@ int cmd_import(int argc, char **argv) {
   engine_use_history_clock(e, stale_after);
   char why[400];
   if (engine_sync_behind(e, why, sizeof why) < 0) /* each commit then waits for its own sync */
-    log_msg(LOG_WARN, "the import syncs each batch before the next is applied", "error", why, NULL);
+    log_msg(LOG_WARN, "each batch's commit waits for its own sync (synchronous=FULL)", "error", why, NULL);
   hclock_t wall; /* the real present: the engine's clock is history's */
   clock_init_real(&wall);
   importer_t im = {.e = e};
@@ -228,9 +228,8 @@ int cmd_import(int argc, char **argv) {
     im.db_error = 1;
   }
   if (in != stdin) fclose(in);
-  if (!im.db_error && engine_sync(e) < 0) { /* the summary counts what is on disk */
-    fprintf(stderr, "hearth: database error: %s (the last batch may not be on disk: run the import again)\n",
-            engine_db_error(e));
+  if (engine_sync(e) < 0 && !im.db_error) { /* the summary counts what is on disk */
+    fprintf(stderr, "hearth: database error: %s; run the import again\n", engine_db_error(e));
     im.db_error = 1;
   }
   print_summary(&im, name, (double)(mono_ns() - start) / 1e9, c.json);

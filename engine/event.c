@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_lua.h" /* jl_utf8_valid, jl_utf8_seq, JL_MAX_DEPTH */
+#include "json_lua.h" /* JL_MAX_DEPTH */
 #include "json_read.h"
 #include "timeutil.h"
+#include "util.h"
 
 #define EVENT_TYPE_MAX 64
 #define EVENT_ID_MAX 128
@@ -43,7 +44,7 @@ static void sanitize(char *out, size_t shown, const char *s, size_t len) {
   const char *end = s + len;
   size_t o = 0;
   while (s < end) {
-    size_t n = jl_utf8_seq(s, end);
+    size_t n = utf8_seq(s, end);
     unsigned char b = (unsigned char)*s;
     if (o + (n ? n : 1) > shown) { memcpy(out + o, "...", 3); o += 3; break; }
     if (n == 0 || (n == 1 && (b < 0x20 || b == 0x7F))) { out[o++] = '?'; s += n ? n : 1; continue; }
@@ -86,7 +87,7 @@ static const char *id_problem(const char *s, size_t len) {
   if (len == 0) return "must not be empty";
   if (len > EVENT_ID_MAX) return "longer than 128 bytes";
   while (s < end) {
-    size_t n = jl_utf8_seq(s, end);
+    size_t n = utf8_seq(s, end);
     if (n == 0) return "not valid UTF-8";
     if (is_control(s, n)) return "contains a control character";
     s += n;

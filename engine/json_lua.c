@@ -1,8 +1,9 @@
 /* json_lua: owns the conversion between jansson values and Lua values (jl_push,
- * jl_from_lua) and the UTF-8 check shared with the event parser (jl_utf8_valid).
+ * jl_from_lua); strings and keys are checked with util.h's utf8_valid.
  * JSON -> Lua may raise Lua errors and never takes a jansson reference; Lua -> JSON never
  * raises (only raw, non-allocating Lua API calls) and releases what it built on failure. */
 #include "json_lua.h"
+#include "util.h"
 
 #include <assert.h>
 #include <lauxlib.h>
@@ -15,39 +16,6 @@
  * JL_KEY_SHOWN key bytes plus ".", "..." and the terminator, or "[index]". */
 #define JL_KEY_SHOWN 48
 #define JL_PATH_MAX (JL_MAX_DEPTH * (JL_KEY_SHOWN + 8) + 1)
-
-/* ---------------------------------------------------------------- UTF-8 */
-
-/* Length of the well-formed UTF-8 sequence at s (before end), or 0 if it is malformed:
- * overlong forms, surrogates and code points above U+10FFFF are malformed. */
-size_t jl_utf8_seq(const char *s, const char *end) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t n, avail = (size_t)((const unsigned char *)end - p);
-  unsigned long cp, min;
-  if (avail == 0) return 0;
-  if (p[0] < 0x80) return 1;
-  if (p[0] >= 0xC2 && p[0] <= 0xDF) { n = 2; cp = p[0] & 0x1Fu; min = 0x80; }
-  else if ((p[0] & 0xF0) == 0xE0) { n = 3; cp = p[0] & 0x0Fu; min = 0x800; }
-  else if (p[0] >= 0xF0 && p[0] <= 0xF4) { n = 4; cp = p[0] & 0x07u; min = 0x10000; }
-  else return 0;
-  if (avail < n) return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((p[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (p[i] & 0x3Fu);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
-int jl_utf8_valid(const char *s, size_t len) {
-  const char *end = s + len;
-  while (s < end) {
-    size_t n = jl_utf8_seq(s, end);
-    if (n == 0) return 0;
-    s += n;
-  }
-  return 1;
-}
 
 /* ---------------------------------------------------------------- JSON -> Lua */
 
@@ -126,7 +94,7 @@ typedef struct {
   step_t steps[JL_MAX_DEPTH]; /* where the value being converted is (written out only
                                  into an error: ".vars.x[2]") */
   int nsteps;
-  char path[JL_PATH_MAX];
+  char path[JL_PATH_MAX]; /* the steps written out, by conv_fail */
   size_t pathlen;
   char *err;
   size_t errlen;
@@ -173,7 +141,7 @@ static void path_push_key(conv_t *c, const char *key, size_t len) {
   size_t shown = 0;
   path_put(c, ".", 1);
   while (p < end) {
-    size_t n = jl_utf8_seq(p, end);
+    size_t n = utf8_seq(p, end);
     if (n == 0) n = 1;
     if (shown + n > JL_KEY_SHOWN) { path_put(c, "...", 3); return; }
     unsigned char b = (unsigned char)*p;
@@ -212,7 +180,7 @@ static json_t *convert_number(conv_t *c, int idx) {
 static json_t *convert_string(conv_t *c, int idx) {
   size_t len;
   const char *s = lua_tolstring(c->L, idx, &len); /* a string already: no conversion */
-  if (!jl_utf8_valid(s, len)) return conv_fail(c, "string is not valid UTF-8");
+  if (!utf8_valid(s, len)) return conv_fail(c, "string is not valid UTF-8");
   json_t *j = json_stringn_nocheck(s, len);
   return j ? j : conv_fail(c, "out of memory");
 }
@@ -287,7 +255,7 @@ static json_t *convert_object(conv_t *c, int idx, lua_Integer count) {
   while (lua_next(c->L, idx)) {
     size_t klen;
     const char *key = lua_tolstring(c->L, -2, &klen); /* a string: no conversion; the table holds it */
-    if (!jl_utf8_valid(key, klen)) {
+    if (!utf8_valid(key, klen)) {
       free_refs(v, n);
       return conv_fail(c, "table key is not valid UTF-8");
     }
@@ -368,8 +336,6 @@ json_t *jl_from_lua(lua_State *L, int idx, char *err, size_t errlen) {
   c.L = L;
   c.depth = 0;
   c.nsteps = 0;
-  c.path[0] = '\0';
-  c.pathlen = 0;
   c.err = err;
   c.errlen = errlen;
   if (err && errlen) err[0] = '\0';

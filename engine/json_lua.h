@@ -25,11 +25,4 @@ void jl_push(lua_State *L, json_t *v);
  * sentinel), threads, mixed or non-string keys, NaN/inf, cycles and depth over the cap. */
 json_t *jl_from_lua(lua_State *L, int idx, char *err, size_t errlen);
 
-/* UTF-8 checks (jansson requires valid UTF-8; also used by the event parser).
- * jl_utf8_seq: length of the well-formed sequence starting at s (before end), 0 when
- * malformed (overlong, surrogate, above U+10FFFF, truncated). */
-size_t jl_utf8_seq(const char *s, const char *end);
-/* 1 when s[0..len) is well-formed UTF-8 (NUL bytes allowed), else 0. */
-int jl_utf8_valid(const char *s, size_t len);
-
 #endif

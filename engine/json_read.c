@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_lua.h" /* jl_utf8_seq: the UTF-8 rules jansson applies */
+#include "util.h" /* utf8_seq: the UTF-8 rules jansson applies */
 
 typedef struct {
   const char *p, *end;
@@ -133,7 +133,7 @@ static int read_string(reader_t *r, const char **s, size_t *len) {
       r->p++;
       continue;
     }
-    size_t k = jl_utf8_seq(r->p, r->end);
+    size_t k = utf8_seq(r->p, r->end);
     if (!k) return -1;
     r->p += k;
   }
@@ -155,7 +155,7 @@ static int read_string(reader_t *r, const char **s, size_t *len) {
       continue;
     }
     if (c < 0x20) return -1;
-    size_t k = c < 0x80 ? 1 : jl_utf8_seq(r->p, r->end);
+    size_t k = c < 0x80 ? 1 : utf8_seq(r->p, r->end);
     if (!k || buf_room(r, n + k) < 0) return -1;
     memcpy(r->buf + n, r->p, k);
     n += k;
@@ -208,8 +208,9 @@ static json_t *read_number(reader_t *r) {
     long long v = strtoll(text, NULL, 10);
     return errno == ERANGE ? NULL : json_integer((json_int_t)v);
   }
-  double v = strtod(text, NULL); /* the C locale: Hearth never calls setlocale */
-  return errno == ERANGE ? NULL : json_real(v);
+  char *end;
+  double v = strtod(text, &end); /* under another locale's decimal point: jansson's */
+  return errno == ERANGE || end != text + n ? NULL : json_real(v);
 }
 
 /* One of true, false, null. */

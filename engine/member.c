@@ -37,10 +37,8 @@ int64_t member_bytes(member_t *m) {
   if (m->bytes < 0) {
     int64_t n = 0;
     for (int which = MP_ATTRS; which <= MP_TAGS; which++) {
-      if (m->part[which] && json_object_size(m->part[which]) == 0)
-        n += 2; /* "{}": a new member's, measured at her first change */
-      else if (m->part[which])
-        n += (int64_t)json_dumpb(m->part[which], NULL, 0, JSON_COMPACT);
+      if (m->part[which]) /* an empty one ("{}"): a new member's, at her first change */
+        n += json_object_size(m->part[which]) ? (int64_t)json_dumpb(m->part[which], NULL, 0, JSON_COMPACT) : 2;
       else
         n += m->text[which] ? (int64_t)strlen(m->text[which]) : 2;
     }

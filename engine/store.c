@@ -442,13 +442,24 @@ int store_commit(store_t *s) {
 
 int store_sync_behind(store_t *s, char *err, size_t errlen) {
   assert(!s->in_tx && !s->wal_sync);
-  if (store_exec(s, "PRAGMA synchronous = NORMAL", err, errlen) < 0) return -1;
-  s->wal_sync = wal_sync_start(s->path, err, errlen);
-  if (s->wal_sync) return 0;
-  char ignored[200];
-  if (store_exec(s, "PRAGMA synchronous = FULL", ignored, sizeof ignored) < 0)
-    log_msg(LOG_ERROR, "cannot set synchronous = FULL again", "db", s->path, "error", ignored, NULL);
-  return -1;
+  const char *db = sqlite3_db_filename(s->db, "main"); /* SQLite's own names: a link resolved */
+  sqlite3_stmt *st = NULL;
+  int wal = 0;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    wal = sqlite3_column_text(st, 0) && strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+  sqlite3_finalize(st);
+  if (!db || !db[0] || !wal) {
+    set_err(err, errlen, "%s has no write-ahead log to sync", s->path);
+    return -1;
+  }
+  s->wal_sync = wal_sync_start(sqlite3_filename_wal(db), err, errlen);
+  if (!s->wal_sync) return -1;
+  if (store_exec(s, "PRAGMA synchronous = NORMAL", err, errlen) < 0) {
+    wal_sync_stop(s->wal_sync);
+    s->wal_sync = NULL;
+    return -1;
+  }
+  return 0;
 }
 
 int store_sync(store_t *s) { return synced_behind(s); }

@@ -172,3 +172,35 @@ double cpu_seconds(void) {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+/* Length of the well-formed UTF-8 sequence at s (before end), or 0 if it is malformed:
+ * overlong forms, surrogates and code points above U+10FFFF are malformed (the rules
+ * jansson applies to the strings it holds). */
+size_t utf8_seq(const char *s, const char *end) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n, avail = (size_t)((const unsigned char *)end - p);
+  unsigned long cp, min;
+  if (avail == 0) return 0;
+  if (p[0] < 0x80) return 1;
+  if (p[0] >= 0xC2 && p[0] <= 0xDF) { n = 2; cp = p[0] & 0x1Fu; min = 0x80; }
+  else if ((p[0] & 0xF0) == 0xE0) { n = 3; cp = p[0] & 0x0Fu; min = 0x800; }
+  else if (p[0] >= 0xF0 && p[0] <= 0xF4) { n = 4; cp = p[0] & 0x07u; min = 0x10000; }
+  else return 0;
+  if (avail < n) return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[i] & 0x3Fu);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+int utf8_valid(const char *s, size_t len) {
+  const char *end = s + len;
+  while (s < end) {
+    size_t n = utf8_seq(s, end);
+    if (n == 0) return 0;
+    s += n;
+  }
+  return 1;
+}

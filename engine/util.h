@@ -36,6 +36,13 @@ void sb_vaddf(strbuf_t *sb, const char *fmt, va_list ap);
 /* Detach the buffer (NUL-terminated, never NULL); the strbuf is left empty. */
 char *sb_take(strbuf_t *sb);
 
+/* UTF-8 as jansson requires it (used by the JSON readers and the Lua conversion).
+ * utf8_seq: length of the well-formed sequence starting at s (before end), 0 when
+ * malformed (overlong, surrogate, above U+10FFFF, truncated). */
+size_t utf8_seq(const char *s, const char *end);
+/* 1 when s[0..len) is well-formed UTF-8 (NUL bytes allowed), else 0. */
+int utf8_valid(const char *s, size_t len);
+
 /* snprintf into a fixed error buffer, tolerating err == NULL. */
 void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -79,9 +79,9 @@ static int sync_dir(const char *path) {
   return rc;
 }
 
-wal_sync_t *wal_sync_start(const char *db_path, char *err, size_t errlen) {
+wal_sync_t *wal_sync_start(const char *wal_path, char *err, size_t errlen) {
   wal_sync_t *w = xcalloc(1, sizeof *w);
-  w->path = xasprintf("%s-wal", db_path);
+  w->path = xstrdup(wal_path);
   w->fn = sync_fd;
   w->fd = open(w->path, O_RDONLY | O_CLOEXEC);
   if (w->fd < 0 || sync_dir(w->path) < 0) {
@@ -127,7 +127,8 @@ int wal_sync_wait(wal_sync_t *w, uint64_t n, char *err, size_t errlen) {
   int error = w->synced < n ? w->error : 0;
   pthread_mutex_unlock(&w->lock);
   if (!error) return 0;
-  set_err(err, errlen, "cannot sync the write-ahead log %s: %s", w->path, strerror(error));
+  set_err(err, errlen, "cannot sync the write-ahead log %s: %s (what was committed since its last sync may not be on disk)",
+          w->path, strerror(error));
   return -1;
 }
 

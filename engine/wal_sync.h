@@ -1,9 +1,9 @@
 /* wal_sync: a database's write-ahead log made durable on a thread of its own, so that a
  * writer's commit returns once its pages are written (SQLite's synchronous=NORMAL) and the
  * next transaction runs while this thread syncs the log. Commits are numbered 1, 2, ...
- * by the caller; a sync covers every commit written before it began, so one sync often
- * covers several. Used by store.c only, which keeps every commit durable before the next
- * one (see store_sync_behind). This file speaks no SQL. */
+ * by the caller; a sync covers every commit written before it began (store.c, which makes
+ * each commit wait for the sync of the one before it, has one sync a commit). Used by
+ * store.c only. This file speaks no SQL. */
 #ifndef HEARTH_WAL_SYNC_H
 #define HEARTH_WAL_SYNC_H
 
@@ -16,19 +16,21 @@ typedef struct wal_sync wal_sync_t;
  * 0, or -1 with errno set. */
 typedef int (*wal_sync_fn)(int fd, void *ud);
 
-/* Open db_path's log ("<db_path>-wal", which must exist: the database is in WAL mode and
- * has been written), sync its directory once (so the log's name survives a power loss as
- * SQLite's own first sync would make it), and start the thread. NULL with a message in
- * err when the log cannot be opened or synced or the thread cannot be had. */
-wal_sync_t *wal_sync_start(const char *db_path, char *err, size_t errlen);
-/* Sync with fn instead (NULL: fdatasync). Call before the first wal_sync_written. */
+/* Open the log at wal_path (as SQLite names it: sqlite3_filename_wal; it must exist: the
+ * database is in WAL mode and has been written), sync its directory once (so the log's
+ * name survives a power loss as SQLite's own first sync would make it), and start the
+ * thread. NULL with a message in err when the log cannot be opened or synced or the
+ * thread cannot be had. */
+wal_sync_t *wal_sync_start(const char *wal_path, char *err, size_t errlen);
+/* Sync with fn instead (NULL: fdatasync); for tests. Call before the first
+ * wal_sync_written: the thread reads fn without the lock. */
 void wal_sync_use(wal_sync_t *w, wal_sync_fn fn, void *ud);
 /* Commit n (one more than the last) is written: sync it. */
 void wal_sync_written(wal_sync_t *w, uint64_t n);
 /* Wait until commit n is durable: 0, or -1 with the sync's error in err (a failed sync
  * leaves every later commit unsynced too: the caller stops writing). */
 int wal_sync_wait(wal_sync_t *w, uint64_t n, char *err, size_t errlen);
-/* How many syncs the thread has run, for tests and stats. */
+/* How many syncs the thread has run, for tests. */
 long wal_sync_runs(wal_sync_t *w);
 /* Sync what was written, stop the thread and close the log. NULL is allowed. */
 void wal_sync_stop(wal_sync_t *w);

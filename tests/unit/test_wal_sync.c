@@ -120,12 +120,13 @@ TEST(store_sync_with_nothing_committed) {
 
 TEST(a_database_without_a_log_is_refused) {
   char err[200] = "";
-  CHECK(wal_sync_start("/tmp/hearth-test-no-such-database", err, sizeof err) == NULL);
+  CHECK(wal_sync_start("/tmp/hearth-test-no-such-database-wal", err, sizeof err) == NULL);
   CHECK(strstr(err, "/tmp/hearth-test-no-such-database-wal") != NULL);
   store_t *mem = store_open_copy(NULL, err, sizeof err); /* in memory: no log to sync */
   CHECK(mem != NULL);
   if (mem) {
     CHECK_INT(store_sync_behind(mem, err, sizeof err), -1);
+    CHECK(strstr(err, "has no write-ahead log to sync") != NULL);
     CHECK(mem->wal_sync == NULL);
     CHECK_INT(commit_one(mem, "k", 1), 0); /* commits go on as before */
     CHECK_INT(store_sync(mem), 0);
