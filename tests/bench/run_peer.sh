@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run_peer.sh: the side-by-side benchmark. The same event file and the same streak logic
 # (tests/bench/scripts/streak.lua) through three systems, each durable per batch:
-#   hearth          `hearth import --batch N` (Lua handlers, SQLite WAL, synchronous=FULL)
+#   hearth          `hearth import --batch N` (Lua handlers, SQLite WAL; each batch's log
+#                   synced while the next runs, and before the next commits)
 #   redis + lua     peer/streak_redis.lua by EVALSHA from peer/bench_redis_peer.c (hiredis),
 #                   N calls pipelined per round trip, AOF with appendfsync always
 #   sqlite ceiling  peer/bench_sqlite_ceiling.c: the logic in C, a minimal schema, WAL,
