@@ -13,12 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h" /* utf8_seq: the UTF-8 rules jansson applies */
+#include "util.h" /* utf8_seq (the UTF-8 rules jansson applies), strbuf_t */
 
 typedef struct {
   const char *p, *end;
-  char *buf; /* a string with escapes, decoded */
-  size_t cap;
+  strbuf_t buf; /* a string with escapes, decoded */
 } reader_t;
 
 static void skip_space(reader_t *r) {
@@ -46,17 +45,6 @@ static long hex4(const char *p, const char *end) {
   return v;
 }
 
-static int buf_room(reader_t *r, size_t need) {
-  if (need <= r->cap) return 0;
-  size_t cap = r->cap ? r->cap : 64;
-  while (cap < need) cap *= 2;
-  char *b = realloc(r->buf, cap);
-  if (!b) return -1;
-  r->buf = b;
-  r->cap = cap;
-  return 0;
-}
-
 static size_t utf8_put(char *out, unsigned long cp) {
   if (cp < 0x80) {
     out[0] = (char)cp;
@@ -80,9 +68,9 @@ static size_t utf8_put(char *out, unsigned long cp) {
   return 4;
 }
 
-/* The escape after a backslash at r->p (past the '\\'), decoded onto r->buf at *n. */
-static int read_escape(reader_t *r, size_t *n) {
-  if (r->p >= r->end || buf_room(r, *n + 4) < 0) return -1;
+/* The escape after a backslash at r->p (past the '\\'), decoded onto r->buf. */
+static int read_escape(reader_t *r) {
+  if (r->p >= r->end) return -1;
   char c = *r->p++, plain = 0;
   switch (c) {
   case '"': plain = '"'; break;
@@ -105,17 +93,18 @@ static int read_escape(reader_t *r, size_t *n) {
       r->p += 6;
       cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
     }
-    *n += utf8_put(r->buf + *n, (unsigned long)cp);
+    char out[4];
+    sb_add(&r->buf, out, utf8_put(out, (unsigned long)cp));
     return 0;
   }
   default: return -1;
   }
-  r->buf[(*n)++] = plain;
+  sb_add(&r->buf, &plain, 1);
   return 0;
 }
 
 /* The string whose opening quote is at r->p: *s, *len point into the text when it has no
- * escape, else into r->buf (valid until the next string). */
+ * escape, else into r->buf's data (valid until the next string). */
 static int read_string(reader_t *r, const char **s, size_t *len) {
   const char *start = ++r->p;
   for (;;) { /* the common case: no escape */
@@ -137,28 +126,26 @@ static int read_string(reader_t *r, const char **s, size_t *len) {
     if (!k) return -1;
     r->p += k;
   }
-  size_t n = (size_t)(r->p - start);
-  if (buf_room(r, n + 16) < 0) return -1;
-  memcpy(r->buf, start, n);
+  sb_reset(&r->buf);
+  sb_add(&r->buf, start, (size_t)(r->p - start));
   for (;;) {
     if (r->p >= r->end) return -1;
     unsigned char c = (unsigned char)*r->p;
     if (c == '"') {
       r->p++;
-      *s = r->buf;
-      *len = n;
+      *s = r->buf.data;
+      *len = r->buf.len;
       return 0;
     }
     if (c == '\\') {
       r->p++;
-      if (read_escape(r, &n) < 0) return -1;
+      if (read_escape(r) < 0) return -1;
       continue;
     }
     if (c < 0x20) return -1;
     size_t k = c < 0x80 ? 1 : utf8_seq(r->p, r->end);
-    if (!k || buf_room(r, n + k) < 0) return -1;
-    memcpy(r->buf + n, r->p, k);
-    n += k;
+    if (!k) return -1;
+    sb_add(&r->buf, r->p, k);
     r->p += k;
   }
 }
@@ -247,7 +234,7 @@ static json_t *read_object(reader_t *r, int depth) {
     /* a duplicate goes to jansson, which refuses it or keeps the last in the first's place */
     if (json_object_getn(obj, key, klen)) break;
     char small[64], *k = NULL; /* a decoded key is in r->buf, which the value may reuse */
-    if (key == r->buf) {
+    if (key == r->buf.data) {
       k = klen < sizeof small ? small : malloc(klen);
       if (!k) break;
       memcpy(k, key, klen);
@@ -331,7 +318,7 @@ json_t *jr_read(const char *text, size_t len, size_t flags) {
     json_decref(v);
     v = NULL;
   }
-  free(r.buf);
+  sb_free(&r.buf);
   return v;
 }
 

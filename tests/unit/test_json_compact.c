@@ -6,6 +6,7 @@
 
 #include "json_compact.h"
 #include "unit.h"
+#include "unit_json.h"
 
 /* jc_dumps(v) equals json_dumps(v, JSON_COMPACT); steals v. */
 static void check_same(json_t *v) {
@@ -67,38 +68,11 @@ TEST(keys_in_the_objects_order) {
   check_same(o);
 }
 
-/* A value of random shape from a fixed seed: every kind, nested up to depth 6. */
-static json_t *random_value(unsigned *seed, int depth) {
-  static const char *const words[] = {"a", "streak", "\"q\"", "tab\there", "\xe4\xbc\x9a\xe5\x91\x98", "x\\y", "\x01"};
-  int kind = depth >= 6 ? (int)(rand_r(seed) % 5) : (int)(rand_r(seed) % 7);
-  switch (kind) {
-  case 0: return json_integer((json_int_t)rand_r(seed) - RAND_MAX / 2);
-  case 1: return json_real((double)rand_r(seed) / 7.0);
-  case 2: return json_string(words[rand_r(seed) % (sizeof words / sizeof *words)]);
-  case 3: return json_boolean(rand_r(seed) % 2);
-  case 4: return json_null();
-  case 5: {
-    json_t *a = json_array();
-    for (int i = (int)(rand_r(seed) % 6); i > 0; i--) json_array_append_new(a, random_value(seed, depth + 1));
-    return a;
-  }
-  default: {
-    json_t *o = json_object();
-    for (int i = (int)(rand_r(seed) % 6); i > 0; i--) {
-      char key[32];
-      snprintf(key, sizeof key, "%s%d", words[rand_r(seed) % (sizeof words / sizeof *words)], i);
-      json_object_set_new(o, key, random_value(seed, depth + 1));
-    }
-    return o;
-  }
-  }
-}
-
 TEST(random_values) {
   unsigned seed = 11;
   for (int i = 0; i < 500; i++) {
     json_t *o = json_object();
-    json_object_set_new(o, "v", random_value(&seed, 0));
+    json_object_set_new(o, "v", unit_random_json(&seed, 0));
     check_same(o);
   }
 }

@@ -8,6 +8,7 @@
 
 #include "json_read.h"
 #include "unit.h"
+#include "unit_json.h"
 
 static const size_t EVENT_FLAGS = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
 
@@ -147,38 +148,6 @@ TEST(duplicates_without_the_flag_and_depth_go_to_jansson) {
   CHECK(!agree("[1]", 3, JSON_DECODE_INT_AS_REAL));     /* a flag it does not know */
 }
 
-/* A value of random shape from a fixed seed: every kind, nested up to depth 5. */
-static json_t *random_value(unsigned *seed, int depth) {
-  static const char *const words[] = {"a", "streak", "\"q\"", "tab\there", "\xe4\xbc\x9a\xe5\x91\x98", "x\\y",
-                                      "\x01", "/", "\xf0\x9f\x98\x80", ""};
-  enum { NWORDS = sizeof words / sizeof *words };
-  int kind = depth >= 5 ? (int)(rand_r(seed) % 5) : (int)(rand_r(seed) % 7);
-  switch (kind) {
-  case 0: {
-    json_int_t v = (json_int_t)rand_r(seed) - RAND_MAX / 2;
-    return json_integer(rand_r(seed) % 4 ? v : v * 4294967296LL + rand_r(seed));
-  }
-  case 1: return json_real(((double)rand_r(seed) - RAND_MAX / 2) / (1 + rand_r(seed) % 1000) * (rand_r(seed) % 3 ? 1 : 1e200));
-  case 2: return json_string(words[rand_r(seed) % NWORDS]);
-  case 3: return json_boolean(rand_r(seed) % 2);
-  case 4: return json_null();
-  case 5: {
-    json_t *a = json_array();
-    for (int i = (int)(rand_r(seed) % 6); i > 0; i--) json_array_append_new(a, random_value(seed, depth + 1));
-    return a;
-  }
-  default: {
-    json_t *o = json_object();
-    for (int i = (int)(rand_r(seed) % 6); i > 0; i--) {
-      char key[32];
-      snprintf(key, sizeof key, "%s%d", words[rand_r(seed) % NWORDS], i);
-      json_object_set_new(o, key, random_value(seed, depth + 1));
-    }
-    return o;
-  }
-  }
-}
-
 /* The ways a value is written: compact, indented, and with every non-ASCII character as
  * \u escapes (surrogate pairs too), as many senders write it. */
 static const size_t DUMP_FLAGS[] = {JSON_COMPACT, JSON_INDENT(2), JSON_COMPACT | JSON_ENSURE_ASCII,
@@ -187,7 +156,7 @@ static const size_t DUMP_FLAGS[] = {JSON_COMPACT, JSON_INDENT(2), JSON_COMPACT |
 TEST(random_values_are_taken_and_equal) {
   unsigned seed = 7;
   for (int i = 0; i < 2000; i++) {
-    json_t *v = random_value(&seed, 0);
+    json_t *v = unit_random_json(&seed, 0);
     if (!json_is_object(v) && !json_is_array(v)) {
       json_t *a = json_array();
       json_array_append_new(a, v);
@@ -211,7 +180,7 @@ TEST(random_corruptions_agree) {
   unsigned seed = 3;
   int taken_on = 0, n = 0;
   for (int i = 0; i < 6000; i++) {
-    json_t *v = random_value(&seed, 1);
+    json_t *v = unit_random_json(&seed, 1);
     json_t *o = json_object();
     json_object_set_new(o, "v", v);
     char *text = json_dumps(o, DUMP_FLAGS[i % 4]);
