@@ -1,5 +1,5 @@
 /* cmd_import: `hearth import FILE|-`. Reads NDJSON, validates each line, applies the good
- * ones in transactions of --batch events (default 1000), reports each bad line with its
+ * ones in transactions of --batch events (default 5000), reports each bad line with its
  * number and field, shows progress on stderr for long files, and ends with a summary. */
 #include <errno.h>
 #include <stdio.h>
