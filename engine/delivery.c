@@ -2,6 +2,7 @@
 #include "delivery.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -511,7 +512,16 @@ static int dispatch_row(void *ud, const outbox_row_t *row) {
     fprintf(c->out, "%s\n", row->body);
     c->counts.attempts++;
     c->counts.delivered++;
-    if (g->sent) g->sent(g->ud, row->id);
+    if (g->sent) {
+      /* out of our buffer before another engine can learn it was sent: killed between the
+       * two, the line would be lost and the engine taking the partition over skip it */
+      if (fflush(c->out) != 0) {
+        log_msg(LOG_ERROR, "delivery: cannot write a log line; it is sent again later", "channel", c->name,
+                "action", row->id, "error", strerror(errno), NULL);
+        return -1;
+      }
+      g->sent(g->ud, row->id);
+    }
     return store_outbox_done(p->d->e->store, row->seq);
   }
   if (store_outbox_lease(p->d->e->store, row->seq, p->now + c->timeout + 30) < 0) return -1;
