@@ -400,7 +400,10 @@ int engine_commit(engine_t *e) {
   if (funnel_flush(e, 1) < 0 || member_cache_flush(&e->members, e->store) < 0 ||
       store_meta_set(e->store, "event_seq", e->event_seq) < 0 ||
       store_meta_set(e->store, "timer_seq", e->timer_seq) < 0 ||
-      store_meta_set(e->store, "clock", e->now) < 0 || /* reports judge overdue tasks at it */
+      /* reports judge overdue tasks at it, and a cluster partition starts from it; before the
+       * clock has started (engine_open's version note) `now` is only the real time: the
+       * stored clock stays */
+      (e->started && store_meta_set(e->store, "clock", e->now) < 0) ||
       (e->on_commit && e->on_commit(e->on_commit_ud) < 0) || store_commit(e->store) < 0) {
     log_msg(LOG_ERROR, "commit failed", "error", store_errmsg(e->store), NULL);
     engine_rollback(e);
