@@ -4,9 +4,9 @@
  * SQLite's own autocheckpoint runs on the committing connection: after a commit that
  * leaves the WAL longer than N frames, that commit copies every frame into the database
  * and syncs it before returning, so an import or the daemon stops while pages are written.
- * Here the same trigger (a WAL hook, SQLite's documented API for this) only wakes a thread
- * that holds a second connection and runs a PASSIVE checkpoint, which never blocks the
- * writer. A passive checkpoint cannot restart the log while the writer keeps appending, so
+ * Here the same trigger (the writer's WAL hook, SQLite's documented API for this, which
+ * store.c owns and which calls checkpointer_committed) only wakes a thread that holds a
+ * second connection and runs a PASSIVE checkpoint, which never blocks the writer. A passive checkpoint cannot restart the log while the writer keeps appending, so
  * the writer finishes the job: after the thread is done, the next commit copies the few
  * frames written meanwhile itself (a PASSIVE checkpoint on its own connection), and the
  * commit after that starts the log again from its beginning. The log is thus bounded by
@@ -73,10 +73,7 @@ static void *run(void *arg) {
   return NULL;
 }
 
-/* After each commit of the writer, with the log's length in frames. */
-static int on_commit(void *ud, sqlite3 *writer, const char *schema, int frames) {
-  (void)schema;
-  checkpointer_t *c = ud;
+void checkpointer_committed(checkpointer_t *c, int frames) {
   int tail = 0;
   pthread_mutex_lock(&c->lock);
   if (c->done) { /* the thread copied the log up to where it began: copy the rest */
@@ -87,8 +84,7 @@ static int on_commit(void *ud, sqlite3 *writer, const char *schema, int frames) 
     pthread_cond_signal(&c->wake);
   }
   pthread_mutex_unlock(&c->lock);
-  if (tail) checkpoint(writer, c->path, "writer");
-  return SQLITE_OK;
+  if (tail) checkpoint(c->writer, c->path, "writer");
 }
 
 /* Close the connection and free c (the thread is not running). */
@@ -122,7 +118,6 @@ checkpointer_t *checkpointer_start(const char *path, sqlite3 *writer, int frames
     snprintf(err, errlen, "cannot start the checkpoint thread: %s", strerror(rc));
     goto fail;
   }
-  sqlite3_wal_hook(writer, on_commit, c);
   return c;
 fail:
   destroy(c);
@@ -147,7 +142,6 @@ long checkpointer_runs(checkpointer_t *c) {
 
 void checkpointer_stop(checkpointer_t *c) {
   if (!c) return;
-  sqlite3_wal_hook(c->writer, NULL, NULL);
   pthread_mutex_lock(&c->lock);
   c->stop = 1;
   pthread_cond_signal(&c->wake);

@@ -194,7 +194,7 @@ int cmd_import(int argc, char **argv) {
   }
   engine_use_history_clock(e, stale_after);
   char why[400];
-  if (engine_sync_behind(e, why, sizeof why) < 0) /* each commit then waits for its own sync */
+  if (engine_sync_behind(e, 1, why, sizeof why) < 0) /* each commit then waits for its own sync */
     log_msg(LOG_WARN, "each batch's commit waits for its own sync (synchronous=FULL)", "error", why, NULL);
   hclock_t wall; /* the real present: the engine's clock is history's */
   clock_init_real(&wall);

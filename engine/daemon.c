@@ -27,6 +27,11 @@
  * between two events or timers once it is spent); the loop serves HTTP, signals and
  * /healthz between them. */
 #define DAEMON_SLICE_MS 50
+/* Commits that may wait for the sync of their log at once (the loop goes on meanwhile;
+ * a body's 202 and the delivery of an action wait for their commit's sync). A slice's
+ * commit and delivery's commits after it come faster than one sync: with one, each would
+ * wait for the sync of the one before. */
+#define DAEMON_UNSYNCED_COMMITS 8
 /* POST /v1/events bodies parsed and waiting behind the one being applied; one more gets
  * 503 with Retry-After. */
 #define DAEMON_MAX_WAITING_BODIES 8
@@ -46,7 +51,7 @@
 typedef struct post_job {
   struct post_job *next;
   struct daemon *d;
-  http_deferred_t *reply;  /* the answer, given once the last slice has committed */
+  http_deferred_t *reply;  /* the answer, given once the last slice's commit is on disk */
   uv_work_t work;
   char *body;              /* a copy of the request's body, while it is parsed */
   size_t len;
@@ -58,6 +63,8 @@ typedef struct post_job {
   int *results;            /* one EV_* per event applied */
   int applied;             /* events applied and committed so far */
   int fed;                 /* events fed to the transaction in progress (>= applied) */
+  uint64_t commit;         /* the store's commit that holds its last event (its 202 waits
+                              until that commit is on disk) */
 } post_job_t;
 
 typedef struct daemon {
@@ -71,6 +78,8 @@ typedef struct daemon {
   uv_idle_t due_idle;     /* goes on with what is due, a slice per loop turn */
   uv_idle_t apply_idle;   /* applies the POST bodies in hand, a slice per loop turn */
   uv_timer_t stop_timer;  /* after SIGTERM: closes the HTTP server once answers are out */
+  uv_async_t synced;      /* the store's log sync thread: a commit is on disk */
+  int sync_behind;        /* commits are synced on that thread (else each syncs itself) */
   post_job_t *jobs, *jobs_last; /* the body being applied first, then those waiting */
   int njobs;
   uint64_t stop_deadline; /* uv_now after which the HTTP server is closed regardless */
@@ -272,7 +281,7 @@ static void job_answer(daemon_t *d, post_job_t *j, http_response_t *res) {
   job_free(j);
 }
 
-/* The 202 once the last slice has committed: every event is durable. */
+/* The 202 once the last slice's commit is on disk: every event is durable. */
 static void job_accepted(daemon_t *d) {
   post_job_t *j = d->jobs;
   json_int_t accepted = 0, dup = 0;
@@ -307,11 +316,34 @@ static void job_failed_one(daemon_t *d, post_job_t *j, int status, const char *w
 
 static void job_failed(daemon_t *d, int status, const char *why) { job_failed_one(d, d->jobs, status, why); }
 
+/* The bodies applied whole, in order, whose commit is on disk: 202. When the log could not
+ * be synced, those waiting for it get 500 (their events may not be on disk). */
+static void answer_durable(daemon_t *d) {
+  while (d->jobs && d->jobs->parsed && d->jobs->results && d->jobs->applied == d->jobs->evs.n) {
+    int durable = store_durable(d->e->store, d->jobs->commit);
+    if (durable == 0) return; /* on_synced comes back */
+    if (durable < 0) {
+      log_msg(LOG_ERROR, "database error", "error", engine_db_error(d->e), NULL);
+      job_failed(d, 500, "database error: the log could not be synced, so what was committed may not be on disk");
+      continue;
+    }
+    job_accepted(d);
+  }
+}
+
+/* A body has events not yet fed to a transaction. */
+static int work_left(daemon_t *d) {
+  for (post_job_t *j = d->jobs; j && j->parsed; j = j->next)
+    if (j->results && j->fed < j->evs.n) return 1;
+  return 0;
+}
+
 /* One slice: a transaction over the waiting bodies in order, as many events as the slice
  * of wall time allows, committed before the loop turns (a group commit: bodies posted at
- * once share one commit). A body is answered 202 by the commit that holds its last event;
- * after a database error, every body with events in the rolled-back transaction is
- * answered 500 with what of it was committed before. */
+ * once share one commit). A body is answered 202 once the commit that holds its last event
+ * is on disk (answer_durable, now or from on_synced); after a database error, every body
+ * with events in the rolled-back transaction is answered 500 with what of it was
+ * committed before, once that is on disk (or with a warning that it may not be). */
 static void on_apply_idle(uv_idle_t *h) {
   daemon_t *d = h->data;
   if (!d->jobs || d->stopping) {
@@ -326,6 +358,7 @@ static void on_apply_idle(uv_idle_t *h) {
   uint64_t deadline = d->e->slice_ns ? mono_ns() + d->e->slice_ns : 0;
   int touched = 0, failed = 0;
   for (post_job_t *j = d->jobs; j && j->parsed; j = j->next) {
+    if (j->fed == j->evs.n) continue; /* applied whole: waits for its commit's sync */
     if (touched && deadline && mono_ns() >= deadline) break;
     touched++;
     int n = ingest_feed(d->e, j->evs.v + j->fed, j->evs.n - j->fed, deadline, j->results + j->fed);
@@ -339,15 +372,43 @@ static void on_apply_idle(uv_idle_t *h) {
   if (!failed && d->e->in_batch && engine_commit(d->e) < 0) failed = 1;
   if (failed) {
     log_msg(LOG_ERROR, "database error: the rest of a body not applied", "error", engine_db_error(d->e), NULL);
-    for (int k = 0; k < touched; k++) job_failed(d, 500, "database error");
+    /* what they had committed before is on disk before they are told so */
+    const char *why = engine_sync(d->e) == 0 ? "database error"
+                                              : "database error (the log could not be synced: what was "
+                                                "committed may not be on disk)";
+    /* the touched bodies, after those applied whole that wait for their sync */
+    post_job_t *j = d->jobs;
+    while (j && j->fed == j->evs.n && j->applied == j->evs.n) j = j->next;
+    for (int k = 0; k < touched && j; k++) {
+      post_job_t *next = j->next;
+      job_failed_one(d, j, 500, why);
+      j = next;
+    }
+    answer_durable(d); /* those before: a failed sync fails them too */
   } else {
-    for (post_job_t *j = d->jobs; j && j->fed > j->applied; j = j->next) j->applied = j->fed;
+    uint64_t commit = store_last_commit(d->e->store);
+    for (post_job_t *j = d->jobs; j && j->parsed; j = j->next)
+      if (j->fed > j->applied) {
+        j->applied = j->fed;
+        if (j->applied == j->evs.n) j->commit = commit;
+      }
     if (d->e->earliest_timer < d->armed_for) arm_due_timer(d);
     delivery_kick(d->delivery);
-    while (d->jobs && d->jobs->applied == d->jobs->evs.n) job_accepted(d);
+    answer_durable(d);
   }
-  if (!d->jobs) uv_idle_stop(h);
+  if (!work_left(d)) uv_idle_stop(h);
 }
+
+/* On the loop, after the sync thread has made commits durable: answer the bodies they
+ * hold, and deliver the actions the last one queued (delivery held them back till now). */
+static void on_synced(uv_async_t *a) {
+  daemon_t *d = a->data;
+  answer_durable(d);
+  if (store_outbox_take_held(d->e->store)) delivery_kick(d->delivery);
+}
+
+/* On the sync thread (under its lock): wake the loop. */
+static void wake_loop(void *ud) { uv_async_send(ud); }
 
 /* SIGTERM: the body in hand and those waiting get 503 with what was applied; a body still
  * being parsed gets it when its parse is done. */
@@ -502,6 +563,7 @@ static void post_clock(daemon_t *d, const http_request_t *req, http_response_t *
   if (run_due_now(d) < 0) return reply_error(res, 500, "database error while running what is due; see the log");
   if (retention_run_now(d) < 0) return reply_error(res, 500, "database error in retention; see the log");
   arm_due_timer(d);
+  if (engine_sync(d->e) < 0) return reply_error(res, 500, "database error: what ran may not be on disk; see the log");
   delivery_pump(d->delivery);
   reply(res, 200, json_pack("{s:s}", "now", engine_fmt_time(d->e, clock_time(d), buf)));
 }
@@ -522,6 +584,10 @@ static void post_requeue(daemon_t *d, const http_request_t *req, http_response_t
   if (n == 0) {
     json_decref(body);
     return reply_error(res, 404, "no dead letter with that id");
+  }
+  if (engine_sync(d->e) < 0) {
+    json_decref(body);
+    return reply_error(res, 500, "database error: the requeue may not be on disk (see the server log)");
   }
   log_msg(LOG_INFO, "dead letter requeued from the console", "id", id, NULL);
   reply(res, 200, json_pack("{s:s, s:i}", "id", id, "requeued", n));
@@ -633,13 +699,19 @@ static void on_stop_timer(uv_timer_t *t) {
   uv_close((uv_handle_t *)&d->stop_timer, close_cb);
 }
 
-/* Stop taking work, answer what is pending, close every handle. The slice in hand (if
- * any) has committed: signals are handled between slices. */
+/* Stop taking work, answer what is pending (once on disk), close every handle. The slice
+ * in hand (if any) has committed: signals are handled between slices. */
 static void begin_stop(daemon_t *d, const char *why) {
   if (d->stopping) return;
   d->stopping = 1;
   log_msg(LOG_INFO, "stopping", "signal", why, NULL);
   http_server_stop_accepting(d->http);
+  if (d->sync_behind) { /* bodies applied whole get their 202 once on disk, then no more wakes */
+    store_sync(d->e->store); /* a failure is logged, and answer_durable answers 500 */
+    answer_durable(d);
+    store_on_synced(d->e->store, NULL, NULL);
+    uv_close((uv_handle_t *)&d->synced, close_cb);
+  }
   fail_jobs(d);
   delivery_stop(d->delivery);
   uv_close((uv_handle_t *)&d->due_timer, close_cb);
@@ -700,6 +772,15 @@ int daemon_run(engine_t *e, const daemon_opts_t *o) {
     uv_run(&d.loop, UV_RUN_DEFAULT);
     uv_loop_close(&d.loop);
     return 1;
+  }
+  /* commits are synced on a thread while the loop goes on; a 202 waits for its commit's */
+  if (engine_sync_behind(e, DAEMON_UNSYNCED_COMMITS, err, sizeof err) == 0) {
+    uv_async_init(&d.loop, &d.synced, on_synced);
+    d.synced.data = &d;
+    store_on_synced(e->store, wake_loop, &d.synced);
+    d.sync_behind = 1;
+  } else {
+    log_msg(LOG_WARN, "each commit waits for its own sync (synchronous=FULL)", "error", err, NULL);
   }
   uv_timer_init(&d.loop, &d.due_timer);
   d.due_timer.data = &d;

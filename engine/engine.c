@@ -28,7 +28,9 @@ int action_status_parse(const char *s) {
 
 const char *engine_db_error(engine_t *e) { return store_errmsg(e->store); }
 
-int engine_sync_behind(engine_t *e, char *err, size_t errlen) { return store_sync_behind(e->store, err, errlen); }
+int engine_sync_behind(engine_t *e, int max_unsynced, char *err, size_t errlen) {
+  return store_sync_behind(e->store, max_unsynced, err, errlen);
+}
 
 int engine_sync(engine_t *e) { return store_sync(e->store); }
 

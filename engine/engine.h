@@ -430,11 +430,12 @@ json_t *staff_report_json(store_t *s, const tz_t *tz, int64_t now);
 
 /* The database's message for the last error (already logged where it happened). */
 const char *engine_db_error(engine_t *e);
-/* Commits return before their log is on disk: each is synced while the next batch runs
- * and is durable before the next commit (store_sync_behind). For the import, which says
- * it is done only after engine_sync. 0, or -1 with a message in err (then every commit
- * stays synced by itself, as before). */
-int engine_sync_behind(engine_t *e, char *err, size_t errlen);
+/* Commits return before their log is on disk: each is synced while the next batch runs,
+ * with at most max_unsynced waiting for their sync (store_sync_behind). For the import
+ * (1: a batch is durable before the next commits), which says it is done only after
+ * engine_sync, and the daemon, which answers a body once its commit is durable. 0, or -1
+ * with a message in err (then every commit stays synced by itself, as before). */
+int engine_sync_behind(engine_t *e, int max_unsynced, char *err, size_t errlen);
 /* Every commit on disk: 0, or -1 (engine_db_error says why). */
 int engine_sync(engine_t *e);
 

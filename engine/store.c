@@ -38,6 +38,12 @@
 #include "util.h"
 #include "wal_sync.h"
 
+/* The log's length in frames from which the writer checkpoints it itself: SQLite's
+ * autocheckpoint while a database is opened and migrated, then on_wal_commit's when the
+ * checkpointer's thread cannot be had. */
+#define AUTOCHECKPOINT_FRAMES 16384
+#define AUTOCHECKPOINT_TEXT "16384"
+
 /* Migration i takes the schema from version i to i + 1. */
 static const char *const migrations[] = {
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
@@ -193,6 +199,10 @@ static const char *const migrations[] = {
     "  attrs, tags, timer_gens, ledger_n, sends FROM members ORDER BY id;"
     "DROP TABLE members;"
     "ALTER TABLE members_v14 RENAME TO members;",
+    /* 15: which commit of a writer whose log is synced behind it made an action pending
+     * (store_sync_behind: its session in the high 32 bits): delivery hands out only rows
+     * of its commits on disk, however they became pending (queued, released, requeued) */
+    "ALTER TABLE outbox ADD COLUMN made_pending INTEGER;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
@@ -316,7 +326,7 @@ static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
     /* a new database frees the pages a purge empties a chunk at a time (hearth purge);
      * the mode can only be chosen before the first table */
     if (v == 0 && store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen) < 0) return -1;
-    if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 16384;"
+    if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = " AUTOCHECKPOINT_TEXT ";"
                       " PRAGMA foreign_keys = OFF; PRAGMA cache_size = -262144;"
                       " PRAGMA temp_store = MEMORY;",
                    err, errlen) < 0)
@@ -347,6 +357,8 @@ static void sqlite_configured(void) {
   pthread_once(&once, configure_sqlite);
 }
 
+static int on_wal_commit(void *ud, sqlite3 *db, const char *schema, int frames);
+
 store_t *store_open(const char *path, int readonly, char *err, size_t errlen) {
   sqlite_configured();
   store_t *s = xcalloc(1, sizeof *s);
@@ -361,8 +373,9 @@ store_t *store_open(const char *path, int readonly, char *err, size_t errlen) {
   if (!readonly) {
     char why[512];
     s->checkpointer = checkpointer_start(path, s->db, CHECKPOINT_BACKGROUND_FRAMES, why, sizeof why);
-    if (!s->checkpointer) /* the autocheckpoint set by store_init stays */
+    if (!s->checkpointer) /* on_wal_commit checkpoints as the autocheckpoint would */
       log_msg(LOG_WARN, "checkpoints stay on the writing thread", "db", path, "error", why, NULL);
+    sqlite3_wal_hook(s->db, on_wal_commit, s);
   }
   return s;
 fail:
@@ -402,6 +415,7 @@ fail:
 
 void store_close(store_t *s) {
   if (!s) return;
+  if (s->db) sqlite3_wal_hook(s->db, NULL, NULL);
   wal_sync_stop(s->wal_sync); /* what was committed is synced first */
   checkpointer_stop(s->checkpointer);
   for (int i = 0; i < s->ncached; i++) sqlite3_finalize(s->cached[i]);
@@ -419,29 +433,67 @@ int store_begin(store_t *s) {
   assert(!s->in_tx);
   if (run(s, query(s, &q)) < 0) return -1;
   s->in_tx = 1;
+  s->changes_at_begin = sqlite3_total_changes64(s->db);
   s->seen_loaded = 0; /* another connection may have changed the generations */
   s->next_due_known = 0; /* ...and the timers */
   return 0;
 }
 
-/* The commits before this one durable: 0, or -1 with the reason logged and kept. */
-static int synced_behind(store_t *s) {
-  if (!s->wal_sync || wal_sync_wait(s->wal_sync, s->commits, s->sync_err, sizeof s->sync_err) == 0) return 0;
+/* Commit n durable (n <= 0: nothing to wait for): 0, or -1 with the reason logged and kept. */
+static int synced_upto(store_t *s, int64_t n) {
+  if (!s->wal_sync || n <= 0 || wal_sync_wait(s->wal_sync, (uint64_t)n, s->sync_err, sizeof s->sync_err) == 0)
+    return 0;
   log_msg(LOG_ERROR, "database error", "db", s->path, "error", s->sync_err, NULL);
   return -1;
+}
+
+/* Before commit n + 1 is written: at most max_unsynced - 1 commits before it wait for
+ * their sync (with 1, commit n is on disk before n + 1 commits). */
+static int room_for_commit(store_t *s) { return synced_upto(s, (int64_t)s->commits + 1 - s->max_unsynced); }
+
+/* A row made pending by this statement: the commit it will be in (the next), or NULL
+ * when every commit is synced by itself. */
+static void bind_pending_mark(store_t *s, sqlite3_stmt *st, int idx) {
+  if (!s->wal_sync) {
+    sqlite3_bind_null(st, idx);
+    return;
+  }
+  sqlite3_bind_int64(st, idx, s->sync_base + (int64_t)s->commits + 1);
+  s->tx_made_pending = 1;
+}
+
+/* SQLite's WAL hook: after each commit that wrote the log, a transaction's or a single
+ * statement's (delivery's outcomes, a requeue). The sync thread is told of it, and the
+ * checkpointer. */
+static int on_wal_commit(void *ud, sqlite3 *db, const char *schema, int frames) {
+  (void)schema;
+  store_t *s = ud;
+  if (s->wal_sync) {
+    synced_upto(s, (int64_t)s->commits + 1 - s->max_unsynced); /* no-op after store_commit's wait */
+    uint64_t n = ++s->commits;
+    if (s->tx_made_pending) s->pending_upto = n;
+    s->tx_made_pending = 0;
+    wal_sync_written(s->wal_sync, n);
+  }
+  if (s->checkpointer) checkpointer_committed(s->checkpointer, frames);
+  else if (frames >= AUTOCHECKPOINT_FRAMES) /* what SQLite's own autocheckpoint does */
+    sqlite3_wal_checkpoint(db, NULL);
+  return SQLITE_OK;
 }
 
 int store_commit(store_t *s) {
   static query_t q = QUERY("COMMIT");
   assert(s->in_tx);
-  if (synced_behind(s) < 0 || run(s, query(s, &q)) < 0) return -1;
+  /* a transaction that changed no row writes nothing: it does not wait */
+  int wrote = sqlite3_total_changes64(s->db) != s->changes_at_begin;
+  if ((wrote && room_for_commit(s) < 0) || run(s, query(s, &q)) < 0) return -1;
   s->in_tx = 0;
-  if (s->wal_sync) wal_sync_written(s->wal_sync, ++s->commits);
   return 0;
 }
 
-int store_sync_behind(store_t *s, char *err, size_t errlen) {
+int store_sync_behind(store_t *s, int max_unsynced, char *err, size_t errlen) {
   assert(!s->in_tx && !s->wal_sync);
+  assert(max_unsynced >= 1);
   const char *db = sqlite3_db_filename(s->db, "main"); /* SQLite's own names: a link resolved */
   sqlite3_stmt *st = NULL;
   int wal = 0;
@@ -452,6 +504,19 @@ int store_sync_behind(store_t *s, char *err, size_t errlen) {
     set_err(err, errlen, "%s has no write-ahead log to sync", s->path);
     return -1;
   }
+  /* a session of its own for the marks of the rows it makes pending; with
+   * synchronous=FULL still, this write syncs the log, and with it every row made pending
+   * before (by an earlier session or another process) */
+  int64_t session = store_meta_get(s, "sync_session", 0) + 1;
+  if (session >= (int64_t)1 << 30 || store_meta_set(s, "sync_session", session) < 0) {
+    set_err(err, errlen, "%s: cannot number the session: %s", s->path, sqlite3_errmsg(s->db));
+    return -1;
+  }
+  s->sync_base = session << 32;
+  s->commits = 0;
+  s->pending_upto = 0;
+  s->tx_made_pending = 0;
+  s->max_unsynced = max_unsynced;
   s->wal_sync = wal_sync_start(sqlite3_filename_wal(db), err, errlen);
   if (!s->wal_sync) return -1;
   if (store_exec(s, "PRAGMA synchronous = NORMAL", err, errlen) < 0) {
@@ -462,11 +527,28 @@ int store_sync_behind(store_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-int store_sync(store_t *s) { return synced_behind(s); }
+int store_sync(store_t *s) { return synced_upto(s, (int64_t)s->commits); }
+
+uint64_t store_last_commit(store_t *s) { return s->commits; }
+
+int store_durable(store_t *s, uint64_t n) {
+  return s->wal_sync ? wal_sync_durable(s->wal_sync, n, s->sync_err, sizeof s->sync_err) : 1;
+}
+
+int store_outbox_take_held(store_t *s) {
+  int held = s->outbox_held;
+  s->outbox_held = 0;
+  return held;
+}
+
+void store_on_synced(store_t *s, void (*fn)(void *ud), void *ud) {
+  if (s->wal_sync) wal_sync_on_synced(s->wal_sync, fn, ud);
+}
 
 void store_rollback(store_t *s) {
   static query_t q = QUERY("ROLLBACK");
   if (!s->in_tx) return;
+  s->tx_made_pending = 0;
   run(s, query(s, &q)); /* a failed rollback is logged; SQLite has rolled back anyway */
   s->in_tx = 0;
   s->seen_loaded = 0;
@@ -731,8 +813,8 @@ int store_action_key_claim(store_t *s, const char *id) {
 
 int store_action_add(store_t *s, const action_row_t *r) {
   static query_t q = QUERY("INSERT INTO outbox(id, member, campaign, step, kind, status, channel,"
-                           " time, body, delivery, next_at, keyed)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+                           " time, body, delivery, next_at, keyed, made_pending)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, r->id);
@@ -747,6 +829,8 @@ int store_action_add(store_t *s, const action_row_t *r) {
   bind_text(st, 10, r->deliverable ? "pending" : NULL);
   bind_int(st, 11, r->time);
   bind_int(st, 12, r->keyed ? 1 : 0);
+  if (r->deliverable) bind_pending_mark(s, st, 13);
+  else sqlite3_bind_null(st, 13);
   int rc = sqlite3_step(st);
   if (rc != SQLITE_DONE && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE) {
     /* the id is in the outbox already: the caller's to report, not a database failure */
@@ -766,7 +850,7 @@ int store_action_add(store_t *s, const action_row_t *r) {
 
 int store_action_rejudge(store_t *s, const action_row_t *r) {
   static query_t q = QUERY("UPDATE outbox SET status = ?2, time = ?3, body = ?4,"
-                           " delivery = ?5, next_at = ?6 WHERE member = ?7 AND id = ?1");
+                           " delivery = ?5, next_at = ?6, made_pending = ?8 WHERE member = ?7 AND id = ?1");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_text(st, 1, r->id);
@@ -776,6 +860,8 @@ int store_action_rejudge(store_t *s, const action_row_t *r) {
   bind_text(st, 4, r->body);
   bind_text(st, 5, r->deliverable ? "pending" : NULL);
   bind_int(st, 6, r->time);
+  if (r->deliverable) bind_pending_mark(s, st, 8);
+  else sqlite3_bind_null(st, 8);
   int rc = run(s, st);
   sqlite3_clear_bindings(st);
   return rc;
@@ -1205,21 +1291,39 @@ int store_backup(store_t *s, const char *path, char *err, size_t errlen) {
 
 /* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */
 
+/* The marks of rows made pending by this session's commits not yet on disk: (*lo, *hi)
+ * exclusive; empty without store_sync_behind. Rows marked by other sessions or processes
+ * are on disk as far as this one knows (store_sync_behind syncs the log it found). */
+static void unsynced_marks(store_t *s, int64_t *lo, int64_t *hi) {
+  *lo = *hi = 0;
+  if (!s->wal_sync) return;
+  uint64_t synced = wal_sync_synced(s->wal_sync);
+  if (s->pending_upto > synced) s->outbox_held = 1;
+  *lo = s->sync_base + (int64_t)synced;
+  *hi = s->sync_base + ((int64_t)1 << 32);
+}
+
 /* Rows of the outbox due for delivery on `channel` at `now`: pending, next_at reached, no
- * live lease; oldest due first, at most cap. Each row is handed to each() while the query
- * is open (its strings live until each returns). Returns the number of rows handed over,
- * or -1 when the read failed (logged) or each() returned -1. */
+ * live lease, not made pending by a commit still waiting for its sync; oldest due first,
+ * at most cap. Each row is handed to each() while the query is open (its strings live
+ * until each returns). Returns the number of rows handed over, or -1 when the read failed
+ * (logged) or each() returned -1. */
 int store_outbox_due(store_t *s, const char *channel, int64_t now, int cap,
                      int (*each)(void *ud, const outbox_row_t *row), void *ud) {
   static query_t q = QUERY("SELECT seq, id, body, attempts FROM outbox WHERE delivery = 'pending'"
                            " AND next_at <= ?1 AND channel = ?2"
                            " AND (leased_until IS NULL OR leased_until <= ?1)"
+                           " AND NOT (coalesce(made_pending, 0) > ?4 AND coalesce(made_pending, 0) < ?5)"
                            " ORDER BY next_at, seq LIMIT ?3");
   sqlite3_stmt *st = query(s, &q);
   if (!st) return -1;
   bind_int(st, 1, now);
   bind_text(st, 2, channel);
   bind_int(st, 3, cap);
+  int64_t lo, hi;
+  unsynced_marks(s, &lo, &hi);
+  bind_int(st, 4, lo);
+  bind_int(st, 5, hi);
   int n = 0, rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     outbox_row_t row = {.seq = sqlite3_column_int64(st, 0),
@@ -1362,13 +1466,14 @@ int store_outbox_bury_unknown(store_t *s, const char *const *known, int nknown, 
 int store_dead_requeue(store_t *s, const char *id) {
   /* next_at is kept: it is the time of the last attempt on the clock of the daemon that
    * made it, so the row is due at once on that clock, real or virtual */
-  static query_t one = QUERY("UPDATE outbox SET delivery = 'pending', attempts = 0"
+  static query_t one = QUERY("UPDATE outbox SET delivery = 'pending', attempts = 0, made_pending = ?2"
                              " WHERE delivery = 'dead' AND id = ?1");
-  static query_t all = QUERY("UPDATE outbox SET delivery = 'pending', attempts = 0"
+  static query_t all = QUERY("UPDATE outbox SET delivery = 'pending', attempts = 0, made_pending = ?2"
                              " WHERE delivery = 'dead'");
   sqlite3_stmt *st = query(s, id ? &one : &all);
   if (!st) return -1;
   if (id) bind_text(st, 1, id);
+  bind_pending_mark(s, st, 2);
   if (run(s, st) < 0) return -1;
   return sqlite3_changes(s->db);
 }

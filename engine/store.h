@@ -4,7 +4,7 @@
  * (members, tags, ledger, dedupe marks, timers, actions, failures, cron state, funnel
  * counters), the reports' reads, the outbox's delivery, and the exports' pages. WAL
  * mode with synchronous=FULL, so a committed batch survives a crash or power loss, or
- * with the log synced one commit behind (store_sync_behind, for an import). Every
+ * with the log synced behind the writer (store_sync_behind: the import, the daemon). Every
  * failed step is logged with its query here and reported to the caller as -1. Knows
  * nothing about Lua or events. */
 #ifndef HEARTH_STORE_H
@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 14
+#define STORE_SCHEMA_VERSION 15
 
 /* One generation of dedupe marks as the store last read it (see "dedupe marks" in
  * store.c): its number, when it was opened, and an upper bound of its marks' times. */
@@ -26,6 +26,7 @@ typedef struct store {
   sqlite3 *db;
   char *path;
   int in_tx;
+  int64_t changes_at_begin;   /* sqlite3_total_changes64 when the transaction began */
   sqlite3_stmt **cached;  /* prepared queries by slot (see query_t in store.c) */
   int ncached;
   store_seen_gen_t *seen_gens; /* the generations, oldest first, read once per transaction */
@@ -36,8 +37,14 @@ typedef struct store {
   int next_due_exists;         /* there is one, due at next_due */
   int64_t next_due;
   struct checkpointer *checkpointer; /* copies the WAL into the file (NULL: SQLite's autocheckpoint) */
-  struct wal_sync *wal_sync;  /* syncs the WAL one commit behind (NULL: each commit syncs it) */
-  uint64_t commits;           /* commits since store_sync_behind */
+  struct wal_sync *wal_sync;  /* syncs the WAL behind the writer (NULL: each commit syncs it) */
+  uint64_t commits;           /* commits that wrote the log since store_sync_behind */
+  int max_unsynced;           /* how many of them may wait for their sync at once */
+  int64_t sync_base;          /* this session's number << 32: rows it makes pending are
+                                 marked sync_base + their commit (outbox.made_pending) */
+  int tx_made_pending;        /* the transaction (or statement) in hand made a row pending */
+  uint64_t pending_upto;      /* the last commit that made a row pending */
+  int outbox_held;            /* store_outbox_due held some back (store_outbox_take_held) */
   char sync_err[320];         /* why the WAL could not be synced ("" when it could) */
 } store_t;
 
@@ -63,15 +70,27 @@ const char *store_path(store_t *s);
 int store_begin(store_t *s);
 int store_commit(store_t *s);
 /* From now on a commit returns once its transaction is written, and the log is synced on
- * a thread while the next transaction runs; a commit first waits until the one before it
- * is durable. So at most the last commit is not yet on disk, and store_sync waits for it.
- * A crash of the process loses nothing a commit wrote; a power loss at most the last
- * commit. For a writer whose batches are acknowledged only at its end (an import): the
- * daemon answers a POST after the commit's own sync. 0, or -1 with a message in err (the
- * commits then stay synced each by itself). */
-int store_sync_behind(store_t *s, char *err, size_t errlen);
+ * a thread while the next transaction runs. A commit that writes first waits until at
+ * most max_unsynced - 1 commits before it are not yet on disk (1: the one before it is),
+ * so a power loss costs at most the last max_unsynced commits (a crash of the process,
+ * nothing). Statements outside a transaction that write (delivery's outcomes) are commits
+ * too. What was committed is acknowledged only once durable: the import's summary after
+ * store_sync, the daemon's 202 after store_durable; and store_outbox_due hands out only
+ * rows of commits on disk. 0, or -1 with a message in err (the commits then stay synced
+ * each by itself). */
+int store_sync_behind(store_t *s, int max_unsynced, char *err, size_t errlen);
 /* Every commit durable: 0, or -1 (logged; store_errmsg says why). */
 int store_sync(store_t *s);
+/* The number of the last commit since store_sync_behind (0 before, or without it). */
+uint64_t store_last_commit(store_t *s);
+/* Without waiting: 1 when commit n is durable (always, without store_sync_behind), 0 when
+ * not yet, -1 when the log could not be synced (store_errmsg says why). */
+int store_durable(store_t *s, uint64_t n);
+/* store_outbox_due held back rows of a commit whose sync had not ended, since the last
+ * call: 1 (and forgotten), else 0. Whoever is told of the sync then looks again. */
+int store_outbox_take_held(store_t *s);
+/* Call fn(ud) from the sync thread after each sync (see wal_sync_on_synced); NULL stops. */
+void store_on_synced(store_t *s, void (*fn)(void *ud), void *ud);
 void store_rollback(store_t *s);
 
 int64_t store_meta_get(store_t *s, const char *key, int64_t dflt);
@@ -284,8 +303,10 @@ typedef struct {
 } outbox_row_t;
 
 /* Hand each() every pending row of `channel` due at `now` (next_at reached, no live
- * lease), oldest due first, at most cap; each() returns 0 to go on, -1 to stop. Returns
- * the number of rows handed over, or -1 (a failed read is logged). */
+ * lease, and with store_sync_behind made pending by a commit on disk: the others are
+ * held back, see store_outbox_take_held), oldest due first, at most cap; each() returns 0
+ * to go on, -1 to stop. Returns the number of rows handed over, or -1 (a failed read is
+ * logged). */
 int store_outbox_due(store_t *s, const char *channel, int64_t now, int cap,
                      int (*each)(void *ud, const outbox_row_t *row), void *ud);
 /* Lease row seq to its dispatcher until epoch second `until`. 0, or -1 (logged). */

@@ -6,11 +6,12 @@
  * copies it into the database (a checkpoint) and the database after, so what a crash or a
  * power loss can cost is the commits since the last sync, never the database's
  * consistency: recovery keeps the frames up to the last whole commit whose checksums hold.
- * This thread adds the sync back, one commit behind: the writer says "commit n is
+ * This thread adds the sync back, behind the writer: the writer says "commit n is
  * written", the thread runs fdatasync on its own descriptor of the log (a sync on any
  * descriptor covers the file's written pages, and the file is only ever overwritten, not
  * replaced, while the database is open), and the writer waits for commit n only when it
- * must: before its next commit, and before it says it is done.
+ * must: before it lets a later commit run too far ahead (store.c), before it says commit
+ * n is done, and before it stops.
  *
  * Locks: `lock` guards the counters; the sync itself runs without it. */
 #include "wal_sync.h"
@@ -38,6 +39,8 @@ struct wal_sync {
   uint64_t written;    /* the last commit written */
   uint64_t synced;     /* the last commit durable */
   int error;           /* errno of the first failed sync (0: none); nothing is synced after it */
+  void (*on_synced)(void *ud); /* told after each sync, under the lock */
+  void *on_synced_ud;
   int stop;
   long runs;
 };
@@ -61,6 +64,7 @@ static void *run(void *arg) {
     else w->synced = upto;
     w->runs++;
     pthread_cond_broadcast(&w->done);
+    if (w->on_synced) w->on_synced(w->on_synced_ud);
   }
   pthread_cond_broadcast(&w->done);
   pthread_mutex_unlock(&w->lock);
@@ -121,15 +125,40 @@ void wal_sync_written(wal_sync_t *w, uint64_t n) {
   pthread_mutex_unlock(&w->lock);
 }
 
+static int sync_failed(wal_sync_t *w, int error, char *err, size_t errlen) {
+  set_err(err, errlen, "cannot sync the write-ahead log %s: %s (what was committed since its last sync may not be on disk)",
+          w->path, strerror(error));
+  return -1;
+}
+
 int wal_sync_wait(wal_sync_t *w, uint64_t n, char *err, size_t errlen) {
   pthread_mutex_lock(&w->lock);
   while (w->synced < n && !w->error) pthread_cond_wait(&w->done, &w->lock);
   int error = w->synced < n ? w->error : 0;
   pthread_mutex_unlock(&w->lock);
-  if (!error) return 0;
-  set_err(err, errlen, "cannot sync the write-ahead log %s: %s (what was committed since its last sync may not be on disk)",
-          w->path, strerror(error));
-  return -1;
+  return error ? sync_failed(w, error, err, errlen) : 0;
+}
+
+int wal_sync_durable(wal_sync_t *w, uint64_t n, char *err, size_t errlen) {
+  pthread_mutex_lock(&w->lock);
+  int durable = w->synced >= n, error = w->error;
+  pthread_mutex_unlock(&w->lock);
+  if (durable) return 1;
+  return error ? sync_failed(w, error, err, errlen) : 0;
+}
+
+void wal_sync_on_synced(wal_sync_t *w, void (*fn)(void *ud), void *ud) {
+  pthread_mutex_lock(&w->lock);
+  w->on_synced = fn;
+  w->on_synced_ud = ud;
+  pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t wal_sync_synced(wal_sync_t *w) {
+  pthread_mutex_lock(&w->lock);
+  uint64_t n = w->synced;
+  pthread_mutex_unlock(&w->lock);
+  return n;
 }
 
 long wal_sync_runs(wal_sync_t *w) {

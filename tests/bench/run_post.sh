@@ -15,8 +15,9 @@
 # Environment (all optional):
 #   EVENTS=1000000 MEMBERS=100000 DAYS=90 SEED=1 START=2026-01-01   generator parameters
 #   CLIENTS=4 BODY=1000       concurrent clients, events per body
-#   DELIVER=0                 run the daemon on a virtual clock set to now: the same
-#                             ingest, and no delivery during the run (ingest alone)
+#   DELIVER=0                 run the daemon on a virtual clock set to now and never
+#                             moved: nothing set for later comes due (sends queued for
+#                             now are still delivered)
 #   HEARTH_BIN=build/hearth   binary to measure
 #   CACHE_DIR=/tmp            where generated event files are kept (as run_import.sh)
 #   KEEP_DB=1                 keep both databases (their directory is printed)
@@ -63,7 +64,7 @@ db = os.path.join(work, "post.db")
 err_path = os.path.join(work, "run.stderr")
 cmd = [binary, "run", "--listen", "127.0.0.1:0", "--db", db, "--scripts", scripts,
        "--tz", "Asia/Shanghai", "--max-backlog", "0", "--max-body", str(64 << 20)]
-if deliver == "0":  # a clock that does not move: nothing comes due, nothing is delivered
+if deliver == "0":  # a clock that does not move: nothing set for later comes due
     cmd += ["--virtual-clock", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
 print("command:     " + " ".join(cmd) + " >/dev/null", flush=True)
 with open(err_path, "wb") as err, open(os.devnull, "wb") as null:
@@ -118,7 +119,7 @@ print("%-24s %14.0f %14.0f" % ("db bytes per member", post_bytes / members, imp_
 print("%-24s %14s %14s" % ("accepted", post["accepted"], "-"))
 print("ratio POST/import events/s: %.2f  (%s clients, %s events per body, %s; daemon exit %d, import exit %d)"
       % (post["events_per_s"] / irate if irate else 0, clients, body,
-         "delivering" if deliver != "0" else "no delivery", d.returncode, p.returncode))
+         "real clock" if deliver != "0" else "virtual clock never moved", d.returncode, p.returncode))
 if post["failed_bodies"]:
     print("failed bodies: %d, e.g. %s" % (post["failed_bodies"], post["failed"][:2]))
 sys.exit(0 if not post["failed_bodies"] and p.returncode == 0 and d.returncode == 0 else 1)

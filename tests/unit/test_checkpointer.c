@@ -47,6 +47,13 @@ static sqlite3 *open_writer(const char *path) {
   return db;
 }
 
+/* The writer's WAL hook, as store.c's: the checkpointer is told of each commit. */
+static int on_commit(void *ud, sqlite3 *db, const char *schema, int frames) {
+  (void)db, (void)schema;
+  checkpointer_committed(ud, frames);
+  return SQLITE_OK;
+}
+
 /* A fresh database with its writer (*w) and a checkpointer on it; NULL (a failed check)
  * when either cannot be had. */
 static checkpointer_t *start(char path[64], sqlite3 **w) {
@@ -56,7 +63,14 @@ static checkpointer_t *start(char path[64], sqlite3 **w) {
   checkpointer_t *c = checkpointer_start(path, *w, FRAMES, err, sizeof err);
   if (!c) fprintf(stderr, "checkpointer_start: %s\n", err);
   CHECK(c != NULL);
+  if (c) sqlite3_wal_hook(*w, on_commit, c);
   return c;
+}
+
+/* The hook off, then the checkpointer stopped (as store_close does). */
+static void stop(checkpointer_t *c, sqlite3 *w) {
+  sqlite3_wal_hook(w, NULL, NULL);
+  checkpointer_stop(c);
 }
 
 /* Poll until the thread has run `n` checkpoints (a guard of 60 s stands for a hang). */
@@ -91,7 +105,7 @@ TEST(log_copied_by_the_thread_then_restarted_by_the_writer) {
   }
   frames = log_frames(w);
   CHECK(frames >= 0 && frames < FRAMES);
-  checkpointer_stop(c);
+  stop(c, w);
   sqlite3_close(w); /* the last connection: the log is copied and removed */
   char wal[96];
   snprintf(wal, sizeof wal, "%s-wal", path);
@@ -120,7 +134,7 @@ TEST(a_holder_checkpoints_itself_while_the_thread_waits) {
   CHECK_INT(log, 0);
   checkpointer_release(c);
   CHECK(wait_runs(c, 1)); /* then runs, finding nothing to copy */
-  checkpointer_stop(c);
+  stop(c, w);
   sqlite3_close(w);
   unit_remove_db(path);
 }
@@ -131,7 +145,7 @@ TEST(stop_without_a_checkpoint_and_null_is_allowed) {
   checkpointer_t *c = start(path, &w);
   if (!c) return;
   commit_pages(w, 1);
-  checkpointer_stop(c);
+  stop(c, w);
   commit_pages(w, 2 * FRAMES); /* the hook is gone: commits go on without it */
   checkpointer_hold(NULL);
   checkpointer_release(NULL);
