@@ -27,11 +27,6 @@
  * between two events or timers once it is spent); the loop serves HTTP, signals and
  * /healthz between them. */
 #define DAEMON_SLICE_MS 50
-/* Commits that may wait for the sync of their log at once (the loop goes on meanwhile;
- * a body's 202 and the delivery of an action wait for their commit's sync). A slice's
- * commit and delivery's commits after it come faster than one sync: with one, each would
- * wait for the sync of the one before. */
-#define DAEMON_UNSYNCED_COMMITS 8
 /* POST /v1/events bodies parsed and waiting behind the one being applied; one more gets
  * 503 with Retry-After. */
 #define DAEMON_MAX_WAITING_BODIES 8

@@ -25,6 +25,12 @@
 
 #include "engine.h"
 
+/* Commits that may wait for the sync of their log at once (the loop goes on meanwhile;
+ * a body's 202 and the delivery of an action wait for their commit's sync). A slice's
+ * commit and delivery's commits after it come faster than one sync: with one, each would
+ * wait for the sync of the one before. bench_timers syncs as the daemon does. */
+#define DAEMON_UNSYNCED_COMMITS 8
+
 typedef struct {
   const char *host;
   int port;
