@@ -702,7 +702,7 @@ static void begin_stop(daemon_t *d, const char *why) {
   log_msg(LOG_INFO, "stopping", "signal", why, NULL);
   http_server_stop_accepting(d->http);
   if (d->sync_behind) { /* bodies applied whole get their 202 once on disk, then no more wakes */
-    store_sync(d->e->store); /* a failure is logged, and answer_durable answers 500 */
+    engine_sync(d->e); /* a failure is logged, and answer_durable answers 500 */
     answer_durable(d);
     store_on_synced(d->e->store, NULL, NULL);
     uv_close((uv_handle_t *)&d->synced, close_cb);

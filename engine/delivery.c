@@ -623,9 +623,6 @@ void delivery_kick(delivery_t *d) { schedule_pump(d, 0); }
 void delivery_pump(delivery_t *d) {
   if (d->stopping) return;
   uv_timer_stop(&d->pump_timer);
-  /* a pump asked for (a virtual clock moved) sends what is due now: the last commit's
-   * actions too, once on disk (store_outbox_due holds back what is not) */
-  if (store_sync(d->e->store) < 0) return; /* logged; the next pass finds the store failing */
   on_pump(&d->pump_timer);
 }
 

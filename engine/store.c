@@ -200,8 +200,8 @@ static const char *const migrations[] = {
     "DROP TABLE members;"
     "ALTER TABLE members_v14 RENAME TO members;",
     /* 15: which commit of a writer whose log is synced behind it made an action pending
-     * (store_sync_behind: its session in the high 32 bits): delivery hands out only rows
-     * of its commits on disk, however they became pending (queued, released, requeued) */
+     * (store_sync_behind: its session in the high bits): delivery hands out only rows of
+     * its commits on disk, however they became pending (queued, released, requeued) */
     "ALTER TABLE outbox ADD COLUMN made_pending INTEGER;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -458,6 +458,7 @@ static void bind_pending_mark(store_t *s, sqlite3_stmt *st, int idx) {
     sqlite3_bind_null(st, idx);
     return;
   }
+  assert(s->commits + 1 < (uint64_t)1 << STORE_SYNC_COMMIT_BITS);
   sqlite3_bind_int64(st, idx, s->sync_base + (int64_t)s->commits + 1);
   s->tx_made_pending = 1;
 }
@@ -469,7 +470,7 @@ static int on_wal_commit(void *ud, sqlite3 *db, const char *schema, int frames) 
   (void)schema;
   store_t *s = ud;
   if (s->wal_sync) {
-    synced_upto(s, (int64_t)s->commits + 1 - s->max_unsynced); /* no-op after store_commit's wait */
+    room_for_commit(s); /* a no-op after store_commit's; a failure is logged and refuses the next transaction */
     uint64_t n = ++s->commits;
     if (s->tx_made_pending) s->pending_upto = n;
     s->tx_made_pending = 0;
@@ -507,12 +508,18 @@ int store_sync_behind(store_t *s, int max_unsynced, char *err, size_t errlen) {
   /* a session of its own for the marks of the rows it makes pending; with
    * synchronous=FULL still, this write syncs the log, and with it every row made pending
    * before (by an earlier session or another process) */
-  int64_t session = store_meta_get(s, "sync_session", 0) + 1;
-  if (session >= (int64_t)1 << 30 || store_meta_set(s, "sync_session", session) < 0) {
+  int64_t session = -1;
+  if (store_begin(s) == 0) { /* read and written at once: two writers never share one */
+    session = store_meta_get(s, "sync_session", 0) + 1;
+    if (session >= STORE_SYNC_SESSIONS || store_meta_set(s, "sync_session", session) < 0 || store_commit(s) < 0)
+      session = -1;
+    if (s->in_tx) store_rollback(s);
+  }
+  if (session < 0) {
     set_err(err, errlen, "%s: cannot number the session: %s", s->path, sqlite3_errmsg(s->db));
     return -1;
   }
-  s->sync_base = session << 32;
+  s->sync_base = session << STORE_SYNC_COMMIT_BITS;
   s->commits = 0;
   s->pending_upto = 0;
   s->tx_made_pending = 0;
@@ -1292,15 +1299,16 @@ int store_backup(store_t *s, const char *path, char *err, size_t errlen) {
 /* ==== outbox delivery: due rows, leases, retries, dead letters, requeue ==== */
 
 /* The marks of rows made pending by this session's commits not yet on disk: (*lo, *hi)
- * exclusive; empty without store_sync_behind. Rows marked by other sessions or processes
- * are on disk as far as this one knows (store_sync_behind syncs the log it found). */
+ * exclusive, the commits after the last synced up to the one in hand; empty without
+ * store_sync_behind. Rows marked by earlier sessions are on disk (store_sync_behind synced
+ * the log it found). */
 static void unsynced_marks(store_t *s, int64_t *lo, int64_t *hi) {
   *lo = *hi = 0;
   if (!s->wal_sync) return;
   uint64_t synced = wal_sync_synced(s->wal_sync);
   if (s->pending_upto > synced) s->outbox_held = 1;
   *lo = s->sync_base + (int64_t)synced;
-  *hi = s->sync_base + ((int64_t)1 << 32);
+  *hi = s->sync_base + (int64_t)s->commits + 2;
 }
 
 /* Rows of the outbox due for delivery on `channel` at `now`: pending, next_at reached, no

@@ -22,6 +22,12 @@ typedef struct {
   int64_t gen, opened_at, last_at;
 } store_seen_gen_t;
 
+/* A session of store_sync_behind numbers its commits in the low STORE_SYNC_COMMIT_BITS of
+ * the marks it writes (2^40: decades at thousands of commits a second), the session in
+ * the bits above (at most STORE_SYNC_SESSIONS of them). */
+#define STORE_SYNC_COMMIT_BITS 40
+#define STORE_SYNC_SESSIONS ((int64_t)1 << 22)
+
 typedef struct store {
   sqlite3 *db;
   char *path;
@@ -40,7 +46,7 @@ typedef struct store {
   struct wal_sync *wal_sync;  /* syncs the WAL behind the writer (NULL: each commit syncs it) */
   uint64_t commits;           /* commits that wrote the log since store_sync_behind */
   int max_unsynced;           /* how many of them may wait for their sync at once */
-  int64_t sync_base;          /* this session's number << 32: rows it makes pending are
+  int64_t sync_base;          /* this session's number << STORE_SYNC_COMMIT_BITS: rows it makes pending are
                                  marked sync_base + their commit (outbox.made_pending) */
   int tx_made_pending;        /* the transaction (or statement) in hand made a row pending */
   uint64_t pending_upto;      /* the last commit that made a row pending */
