@@ -42,7 +42,8 @@
  * autocheckpoint while a database is opened and migrated, then on_wal_commit's when the
  * checkpointer's thread cannot be had. */
 #define AUTOCHECKPOINT_FRAMES 16384
-#define AUTOCHECKPOINT_TEXT "16384"
+#define TEXT_OF(n) #n
+#define AUTOCHECKPOINT_TEXT(n) TEXT_OF(n)
 
 /* Migration i takes the schema from version i to i + 1. */
 static const char *const migrations[] = {
@@ -326,7 +327,7 @@ static int store_init(store_t *s, int readonly, char *err, size_t errlen) {
     /* a new database frees the pages a purge empties a chunk at a time (hearth purge);
      * the mode can only be chosen before the first table */
     if (v == 0 && store_exec(s, "PRAGMA auto_vacuum = INCREMENTAL", err, errlen) < 0) return -1;
-    if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = " AUTOCHECKPOINT_TEXT ";"
+    if (store_exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = " AUTOCHECKPOINT_TEXT(AUTOCHECKPOINT_FRAMES) ";"
                       " PRAGMA foreign_keys = OFF; PRAGMA cache_size = -262144;"
                       " PRAGMA temp_store = MEMORY;",
                    err, errlen) < 0)

@@ -1090,21 +1090,27 @@ static const char *TIMER_SCRIPT =
     "  m:set('now_' .. ev.data.n, hearth.now())\n"
     "end)\n";
 
-TEST(engine_run_until_fires_in_order_with_a_script) {
-  char dir[64];
-  snprintf(dir, sizeof dir, "/tmp/hearth-test-scripts-XXXXXX");
+/* A fresh scripts directory (dir) holding TIMER_SCRIPT as ticks.lua (path): 0, or -1
+ * (counted as a failed check). */
+static int timer_scripts(char dir[64], char path[128]) {
+  snprintf(dir, 64, "/tmp/hearth-test-scripts-XXXXXX");
   if (!mkdtemp(dir)) {
     perror("mkdtemp");
     unit_failed_checks++;
-    return;
+    return -1;
   }
-  char path[128];
-  snprintf(path, sizeof path, "%s/ticks.lua", dir);
+  snprintf(path, 128, "%s/ticks.lua", dir);
   FILE *f = fopen(path, "w");
   CHECK(f != NULL);
-  if (!f) return;
+  if (!f) return -1;
   fputs(TIMER_SCRIPT, f);
   fclose(f);
+  return 0;
+}
+
+TEST(engine_run_until_fires_in_order_with_a_script) {
+  char dir[64], path[128];
+  if (timer_scripts(dir, path) < 0) return;
 
   engine_t *e = open_engine(dir);
   if (e) {
@@ -1142,17 +1148,7 @@ TEST(engine_run_until_fires_in_order_with_a_script) {
  * started its virtual clock at the real time (sends a month late in test_cluster). */
 TEST(engine_open_keeps_the_stored_clock) {
   char dir[64], path[128], db[64];
-  snprintf(dir, sizeof dir, "/tmp/hearth-test-scripts-XXXXXX");
-  if (!mkdtemp(dir) || unit_temp_db(db, "clock") < 0) {
-    unit_failed_checks++;
-    return;
-  }
-  snprintf(path, sizeof path, "%s/ticks.lua", dir);
-  FILE *f = fopen(path, "w");
-  CHECK(f != NULL);
-  if (!f) return;
-  fputs(TIMER_SCRIPT, f);
-  fclose(f);
+  if (timer_scripts(dir, path) < 0 || unit_temp_db(db, "clock") < 0) return;
   engine_t *e = open_engine_at(db, dir);
   if (e) {
     CHECK_INT(engine_run_until(e, 1000, 0), 0);

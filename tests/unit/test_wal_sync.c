@@ -195,6 +195,22 @@ static void gate_open(gate_t *g) {
   pthread_mutex_unlock(&g->lock);
 }
 
+static void gate_close(gate_t *g) {
+  pthread_mutex_lock(&g->lock);
+  g->open = 0;
+  pthread_mutex_unlock(&g->lock);
+}
+
+/* One transaction that writes action a with write (store_action_add or _rejudge). */
+static int commit_action(store_t *s, const action_row_t *a, int (*write)(store_t *, const action_row_t *)) {
+  if (store_begin(s) < 0) return -1;
+  if (write(s, a) < 0 || store_commit(s) < 0) {
+    store_rollback(s);
+    return -1;
+  }
+  return 0;
+}
+
 static int count_row(void *ud, const outbox_row_t *row) {
   (void)row;
   (*(int *)ud)++;
@@ -218,9 +234,7 @@ TEST(delivery_gets_rows_of_synced_commits_only) {
   wal_sync_use(s->wal_sync, gated_sync, &g);
   action_row_t a = {.id = "c/m-1/k", .member = "m-1", .campaign = "c", .kind = "send", .status = "queued",
                     .channel = "log", .time = 100, .body = "{}", .deliverable = 1};
-  CHECK_INT(store_begin(s), 0);
-  CHECK_INT(store_action_add(s, &a), 0);
-  CHECK_INT(store_commit(s), 0); /* written; its sync waits at the gate */
+  CHECK_INT(commit_action(s, &a, store_action_add), 0); /* written; its sync waits at the gate */
   CHECK_INT(store_durable(s, store_last_commit(s)), 0);
   CHECK_INT(due_rows(s, 200), 0); /* not on disk: held back, and said so */
   CHECK_INT(store_outbox_take_held(s), 1);
@@ -242,12 +256,6 @@ TEST(delivery_gets_rows_of_synced_commits_only) {
   unit_remove_db(path);
 }
 
-static void gate_close(gate_t *g) {
-  pthread_mutex_lock(&g->lock);
-  g->open = 0;
-  pthread_mutex_unlock(&g->lock);
-}
-
 TEST(a_send_released_later_waits_for_the_commit_that_released_it) {
   char path[64];
   store_t *s = behind_store_of(path, 8);
@@ -256,15 +264,11 @@ TEST(a_send_released_later_waits_for_the_commit_that_released_it) {
   wal_sync_use(s->wal_sync, gated_sync, &g);
   action_row_t a = {.id = "c/m-1/k", .member = "m-1", .campaign = "c", .kind = "send", .status = "deferred",
                     .channel = "log", .time = 100, .body = "{}", .deliverable = 0};
-  CHECK_INT(store_begin(s), 0);
-  CHECK_INT(store_action_add(s, &a), 0); /* deferred: not for delivery yet */
-  CHECK_INT(store_commit(s), 0);
+  CHECK_INT(commit_action(s, &a, store_action_add), 0); /* deferred: not for delivery yet */
   CHECK_INT(store_sync(s), 0); /* on disk long before its release */
   gate_close(&g);
   a.status = "queued", a.deliverable = 1, a.time = 150;
-  CHECK_INT(store_begin(s), 0);
-  CHECK_INT(store_action_rejudge(s, &a), 0); /* released: pending now, its old seq kept */
-  CHECK_INT(store_commit(s), 0);
+  CHECK_INT(commit_action(s, &a, store_action_rejudge), 0); /* released: pending now, its old seq kept */
   CHECK_INT(due_rows(s, 200), 0); /* the release is not on disk: held back */
   CHECK_INT(store_outbox_take_held(s), 1);
   gate_open(&g);
